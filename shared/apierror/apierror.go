@@ -1,0 +1,139 @@
+// Package apierror is the one place where stipend turns errors into HTTP
+// responses in OpenAI's error format:
+//
+//	{"error": {"message": "...", "type": "...", "param": null, "code": "..."}}
+//
+// An *Error carries what the client may see (status, code, message) apart
+// from the internal cause, which is only ever logged. Any other error becomes
+// a 500 with a generic message, so internals never leak to clients.
+package apierror
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Codes of CONTRACT.md §3, plus internal_error for the unexpected.
+const (
+	CodeInvalidAPIKey      = "invalid_api_key"
+	CodeKeyRevoked         = "key_revoked"
+	CodeKeyExpired         = "key_expired"
+	CodeModelNotAllowed    = "model_not_allowed"
+	CodePathNotAllowed     = "path_not_allowed"
+	CodeRateLimitExceeded  = "rate_limit_exceeded"
+	CodeInsufficientQuota  = "insufficient_quota"
+	CodeModelNotPriced     = "model_not_priced"
+	CodeContentFlagged     = "content_flagged"
+	CodeInvalidRequest     = "invalid_request"
+	CodeRequestTooLarge    = "request_too_large"
+	CodeUpstreamError      = "upstream_error"
+	CodeUpstreamTimeout    = "upstream_timeout"
+	CodeServiceUnavailable = "service_unavailable"
+	CodeNotFound           = "not_found"
+	CodeInternal           = "internal_error"
+)
+
+// Error is an error with a client-safe message. Cause, when set, is for logs only.
+type Error struct {
+	Status     int
+	Type       string // OpenAI error type, e.g. "invalid_request_error"
+	Code       string
+	Message    string        // shown to the client; never contains secrets
+	Param      string        // the offending request field, if any
+	RetryAfter time.Duration // sets Retry-After when > 0
+	Cause      error         // internal; logged, never sent
+}
+
+func (e *Error) Error() string {
+	if e.Cause != nil {
+		return fmt.Sprintf("%s (%d %s): %v", e.Message, e.Status, e.Code, e.Cause)
+	}
+	return fmt.Sprintf("%s (%d %s)", e.Message, e.Status, e.Code)
+}
+
+// Unwrap returns the internal cause.
+func (e *Error) Unwrap() error { return e.Cause }
+
+// New returns an *Error with the OpenAI type that fits status.
+func New(status int, code, message string) *Error {
+	return &Error{Status: status, Type: typeFor(status, code), Code: code, Message: message}
+}
+
+// Wrap is New with an internal cause attached.
+func Wrap(cause error, status int, code, message string) *Error {
+	e := New(status, code, message)
+	e.Cause = cause
+	return e
+}
+
+// WithParam returns a copy of e naming the offending field.
+func (e *Error) WithParam(p string) *Error { c := *e; c.Param = p; return &c }
+
+func typeFor(status int, code string) string {
+	switch {
+	case code == CodeInsufficientQuota:
+		return "insufficient_quota"
+	case status == http.StatusUnauthorized:
+		return "authentication_error"
+	case status == http.StatusForbidden:
+		return "permission_error"
+	case status == http.StatusNotFound:
+		return "not_found_error"
+	case status == http.StatusTooManyRequests:
+		return "rate_limit_error"
+	case status >= 500:
+		return "server_error"
+	default:
+		return "invalid_request_error"
+	}
+}
+
+// Body is the JSON shape of an error response.
+type Body struct {
+	Error struct {
+		Message string  `json:"message"`
+		Type    string  `json:"type"`
+		Param   *string `json:"param"`
+		Code    string  `json:"code"`
+	} `json:"error"`
+}
+
+// From converts any error into an *Error: an *Error anywhere in the chain is
+// returned as is; anything else becomes a 500 that hides the cause.
+func From(err error) *Error {
+	var e *Error
+	if errors.As(err, &e) {
+		return e
+	}
+	return Wrap(err, http.StatusInternalServerError, CodeInternal, "internal error")
+}
+
+// Write sends err to the client in OpenAI's format and logs its cause. It
+// must be called before anything else was written to w.
+func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	e := From(err)
+	if log != nil && (e.Cause != nil || e.Status >= 500) {
+		log.LogAttrs(r.Context(), slog.LevelWarn, "request failed",
+			slog.String("path", r.URL.Path), slog.Int("status", e.Status),
+			slog.String("code", e.Code), slog.String("cause", fmt.Sprint(e.Cause)))
+	}
+	var b Body
+	b.Error.Message, b.Error.Type, b.Error.Code = e.Message, e.Type, e.Code
+	if e.Param != "" {
+		p := e.Param
+		b.Error.Param = &p
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	if e.RetryAfter > 0 {
+		secs := int64((e.RetryAfter + time.Second - 1) / time.Second)
+		h.Set("Retry-After", strconv.FormatInt(secs, 10))
+	}
+	w.WriteHeader(e.Status)
+	_ = json.NewEncoder(w).Encode(b)
+}

@@ -1,0 +1,43 @@
+// Package ledger defines what stipend records about each forwarded request:
+// its token usage and the Event that carries usage, cost and outcome into
+// storage and reporting.
+package ledger
+
+import "github.com/stipend/stipend/shared/money"
+
+// Usage is the tokens one request consumed.
+type Usage struct {
+	PromptTokens     int64 `json:"promptTokens"`
+	CachedTokens     int64 `json:"cachedTokens"` // part of PromptTokens billed at the cached price
+	CompletionTokens int64 `json:"completionTokens"`
+}
+
+// Total returns prompt plus completion tokens.
+func (u Usage) Total() int64 { return u.PromptTokens + u.CompletionTokens }
+
+// Event is the one record every forwarded request ends as.
+type Event struct {
+	ID         string      `json:"id"`
+	KeyID      string      `json:"keyId"`
+	UserID     string      `json:"userId,omitempty"`
+	ProviderID string      `json:"providerId,omitempty"`
+	Model      string      `json:"model"`
+	Path       string      `json:"path"`
+	Method     string      `json:"method"`
+	Status     int         `json:"status"`
+	Stream     bool        `json:"stream"`
+	Usage      Usage       `json:"usage"`
+	Cost       money.Nanos `json:"costInUsd"`
+	LatencyMs  int64       `json:"latencyInMs"`
+	CustomID   string      `json:"customId,omitempty"`
+	CreatedAt  int64       `json:"createdAt"` // unix milliseconds
+	// Estimated is true when upstream reported no usage and the tokens were
+	// counted with the tokenizer (client disconnect, upstream failure).
+	Estimated bool `json:"estimated,omitempty"`
+	// Incomplete is true when the response did not finish normally.
+	Incomplete bool   `json:"incomplete,omitempty"`
+	ErrorCode  string `json:"errorCode,omitempty"`
+}
+
+// Success reports whether the upstream answered with a 2xx status.
+func (e *Event) Success() bool { return e.Status >= 200 && e.Status < 300 }
