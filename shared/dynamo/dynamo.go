@@ -1,0 +1,506 @@
+// Package dynamo is stipend's storage: one DynamoDB table holding provider
+// settings, proxy keys, their usage counters and one event per request.
+//
+// It is the only package that imports the DynamoDB SDK. Every counter is
+// changed with an atomic ADD in the same transaction that writes the request's
+// event, so spend and events never disagree.
+//
+// Item types (pk / sk):
+//
+//	PROVIDER#<id> / PROVIDER      provider setting          (gsi1: PROVIDERS / <createdAt>#<id>)
+//	KEY#<id>      / KEY           proxy key configuration   (gsi1: KEYS / <createdAt>#<id>)
+//	KEY#<id>      / USAGE         lifetime counters of the key
+//	EV#<keyId>    / <ms>#<id>     one event per request, expiring via expiresAt (TTL)
+package dynamo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/provider"
+)
+
+// Errors callers can test for with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrConflict = errors.New("changed concurrently")
+)
+
+// Attribute and key names of the table.
+const (
+	attrPK      = "pk"
+	attrSK      = "sk"
+	attrGSI1PK  = "gsi1pk"
+	attrGSI1SK  = "gsi1sk"
+	attrExpires = "expiresAt"
+	indexGSI1   = "gsi1"
+)
+
+// Store reads and writes stipend's table. It is safe for concurrent use.
+type Store struct {
+	db        *dynamodb.Client
+	table     string
+	retention time.Duration
+}
+
+// NewClient returns a DynamoDB client for cfg. Response checksum validation is
+// off: DynamoDB Local sends no CRC32 on errors, and TLS already protects data
+// in transit on AWS.
+func NewClient(cfg aws.Config, optFns ...func(*dynamodb.Options)) *dynamodb.Client {
+	return dynamodb.NewFromConfig(cfg, append([]func(*dynamodb.Options){func(o *dynamodb.Options) {
+		o.DisableValidateResponseChecksum = true
+	}}, optFns...)...)
+}
+
+// New returns a Store on table. Events expire after retention (0 means 30 days).
+func New(db *dynamodb.Client, table string, retention time.Duration) *Store {
+	if retention <= 0 {
+		retention = 30 * 24 * time.Hour
+	}
+	return &Store{db: db, table: table, retention: retention}
+}
+
+// CreateTable creates the table as template.yaml declares it, with TTL on,
+// and waits until it is active. It is a no-op when the table exists. It is
+// meant for local stacks and tests; on AWS the template creates the table.
+func (s *Store) CreateTable(ctx context.Context) error {
+	str := types.ScalarAttributeTypeS
+	_, err := s.db.CreateTable(ctx, &dynamodb.CreateTableInput{
+		TableName:   aws.String(s.table),
+		BillingMode: types.BillingModePayPerRequest,
+		AttributeDefinitions: []types.AttributeDefinition{
+			{AttributeName: aws.String(attrPK), AttributeType: str},
+			{AttributeName: aws.String(attrSK), AttributeType: str},
+			{AttributeName: aws.String(attrGSI1PK), AttributeType: str},
+			{AttributeName: aws.String(attrGSI1SK), AttributeType: str},
+		},
+		KeySchema: []types.KeySchemaElement{
+			{AttributeName: aws.String(attrPK), KeyType: types.KeyTypeHash},
+			{AttributeName: aws.String(attrSK), KeyType: types.KeyTypeRange},
+		},
+		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
+			IndexName: aws.String(indexGSI1),
+			KeySchema: []types.KeySchemaElement{
+				{AttributeName: aws.String(attrGSI1PK), KeyType: types.KeyTypeHash},
+				{AttributeName: aws.String(attrGSI1SK), KeyType: types.KeyTypeRange},
+			},
+			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
+		}},
+	})
+	var inUse *types.ResourceInUseException
+	if err != nil && !errors.As(err, &inUse) {
+		return fmt.Errorf("create table %s: %w", s.table, err)
+	}
+	w := dynamodb.NewTableExistsWaiter(s.db)
+	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.table)}, 30*time.Second); err != nil {
+		return fmt.Errorf("wait for table %s: %w", s.table, err)
+	}
+	_, err = s.db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+		TableName:               aws.String(s.table),
+		TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: aws.String(attrExpires), Enabled: aws.Bool(true)},
+	})
+	if err != nil && !isTTLAlreadyOn(err) {
+		return fmt.Errorf("enable ttl on %s: %w", s.table, err)
+	}
+	return nil
+}
+
+func isTTLAlreadyOn(err error) bool {
+	var ve interface{ ErrorMessage() string }
+	return errors.As(err, &ve) && strings.Contains(strings.ToLower(ve.ErrorMessage()), "already enabled")
+}
+
+func str(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
+func num(v int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
+}
+
+func key(pk, sk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{attrPK: str(pk), attrSK: str(sk)}
+}
+
+func getS(item map[string]types.AttributeValue, name string) string {
+	if v, ok := item[name].(*types.AttributeValueMemberS); ok {
+		return v.Value
+	}
+	return ""
+}
+
+func getN(item map[string]types.AttributeValue, name string) int64 {
+	if v, ok := item[name].(*types.AttributeValueMemberN); ok {
+		n, _ := strconv.ParseInt(v.Value, 10, 64)
+		return n
+	}
+	return 0
+}
+
+func isConditionFailed(err error) bool {
+	var ccf *types.ConditionalCheckFailedException
+	return errors.As(err, &ccf)
+}
+
+func sortKey(createdAt int64, id string) string { return fmt.Sprintf("%012d#%s", createdAt, id) }
+
+// ---- providers ----
+
+const (
+	skProvider   = "PROVIDER"
+	gsiProviders = "PROVIDERS"
+)
+
+func providerPK(id string) string { return "PROVIDER#" + id }
+
+// CreateProvider stores a new provider setting; ErrExists if its id is taken.
+func (s *Store) CreateProvider(ctx context.Context, p *provider.Setting) error {
+	item, err := providerItem(p)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.table), Item: item,
+		ConditionExpression: aws.String("attribute_not_exists(pk)"),
+	})
+	if isConditionFailed(err) {
+		return fmt.Errorf("provider %s: %w", p.ID, ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("put provider %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+// UpdateProvider replaces an existing provider setting; ErrNotFound if absent.
+func (s *Store) UpdateProvider(ctx context.Context, p *provider.Setting) error {
+	item, err := providerItem(p)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.table), Item: item,
+		ConditionExpression: aws.String("attribute_exists(pk)"),
+	})
+	if isConditionFailed(err) {
+		return fmt.Errorf("provider %s: %w", p.ID, ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("update provider %s: %w", p.ID, err)
+	}
+	return nil
+}
+
+type providerData struct {
+	provider.Setting
+	SecretID string `json:"secretId"`
+}
+
+func providerItem(p *provider.Setting) (map[string]types.AttributeValue, error) {
+	b, err := json.Marshal(providerData{Setting: *p, SecretID: p.SecretID})
+	if err != nil {
+		return nil, fmt.Errorf("encode provider %s: %w", p.ID, err)
+	}
+	item := key(providerPK(p.ID), skProvider)
+	item[attrGSI1PK] = str(gsiProviders)
+	item[attrGSI1SK] = str(sortKey(p.CreatedAt, p.ID))
+	item["data"] = str(string(b))
+	return item, nil
+}
+
+func decodeProvider(item map[string]types.AttributeValue) (*provider.Setting, error) {
+	var d providerData
+	if err := json.Unmarshal([]byte(getS(item, "data")), &d); err != nil {
+		return nil, fmt.Errorf("decode provider %s: %w", getS(item, attrPK), err)
+	}
+	p := d.Setting
+	p.SecretID = d.SecretID
+	return &p, nil
+}
+
+// GetProvider returns the provider setting id; ErrNotFound if absent.
+func (s *Store) GetProvider(ctx context.Context, id string) (*provider.Setting, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table), Key: key(providerPK(id), skProvider)})
+	if err != nil {
+		return nil, fmt.Errorf("get provider %s: %w", id, err)
+	}
+	if out.Item == nil {
+		return nil, fmt.Errorf("provider %s: %w", id, ErrNotFound)
+	}
+	return decodeProvider(out.Item)
+}
+
+// ListProviders returns every provider setting, oldest first.
+func (s *Store) ListProviders(ctx context.Context) ([]*provider.Setting, error) {
+	var list []*provider.Setting
+	err := s.queryGSI(ctx, gsiProviders, func(item map[string]types.AttributeValue) error {
+		p, err := decodeProvider(item)
+		if err == nil {
+			list = append(list, p)
+		}
+		return err
+	})
+	return list, err
+}
+
+func (s *Store) queryGSI(ctx context.Context, pk string, each func(map[string]types.AttributeValue) error) error {
+	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
+		TableName:                 aws.String(s.table),
+		IndexName:                 aws.String(indexGSI1),
+		KeyConditionExpression:    aws.String("gsi1pk = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(pk)},
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("query %s: %w", pk, err)
+		}
+		for _, item := range page.Items {
+			if err := each(item); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ---- keys ----
+
+const (
+	skKey   = "KEY"
+	skUsage = "USAGE"
+	gsiKeys = "KEYS"
+)
+
+func keyPK(id string) string { return "KEY#" + id }
+
+type keyData struct {
+	apikey.Key
+	Hash string `json:"hash"`
+}
+
+func keyItem(k *apikey.Key) (map[string]types.AttributeValue, error) {
+	b, err := json.Marshal(keyData{Key: *k, Hash: k.Hash})
+	if err != nil {
+		return nil, fmt.Errorf("encode key %s: %w", k.ID, err)
+	}
+	item := key(keyPK(k.ID), skKey)
+	item[attrGSI1PK] = str(gsiKeys)
+	item[attrGSI1SK] = str(sortKey(k.CreatedAt, k.ID))
+	item["version"] = num(k.Version)
+	item["data"] = str(string(b))
+	return item, nil
+}
+
+func decodeKey(item map[string]types.AttributeValue) (*apikey.Key, error) {
+	var d keyData
+	if err := json.Unmarshal([]byte(getS(item, "data")), &d); err != nil {
+		return nil, fmt.Errorf("decode key %s: %w", getS(item, attrPK), err)
+	}
+	k := d.Key
+	k.Hash = d.Hash
+	k.Version = getN(item, "version")
+	return &k, nil
+}
+
+// CreateKey stores a new key with version 1; ErrExists if its id is taken.
+func (s *Store) CreateKey(ctx context.Context, k *apikey.Key) error {
+	k.Version = 1
+	item, err := keyItem(k)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.table), Item: item,
+		ConditionExpression: aws.String("attribute_not_exists(pk)"),
+	})
+	if isConditionFailed(err) {
+		return fmt.Errorf("key %s: %w", k.ID, ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("put key %s: %w", k.ID, err)
+	}
+	return nil
+}
+
+// UpdateKey writes k if the stored version is still k.Version, and bumps the
+// version; ErrConflict if someone else changed it first, ErrNotFound if absent.
+func (s *Store) UpdateKey(ctx context.Context, k *apikey.Key) error {
+	prev := k.Version
+	next := *k
+	next.Version = prev + 1
+	item, err := keyItem(&next)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.table), Item: item,
+		ConditionExpression:       aws.String("attribute_exists(pk) AND version = :v"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(prev)},
+	})
+	if isConditionFailed(err) {
+		if _, gerr := s.GetKey(ctx, k.ID); errors.Is(gerr, ErrNotFound) {
+			return gerr
+		}
+		return fmt.Errorf("key %s: %w", k.ID, ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("update key %s: %w", k.ID, err)
+	}
+	k.Version = next.Version
+	return nil
+}
+
+// GetKey returns the key id with a strongly consistent read; ErrNotFound if absent.
+func (s *Store) GetKey(ctx context.Context, id string) (*apikey.Key, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.table), Key: key(keyPK(id), skKey), ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get key %s: %w", id, err)
+	}
+	if out.Item == nil {
+		return nil, fmt.Errorf("key %s: %w", id, ErrNotFound)
+	}
+	return decodeKey(out.Item)
+}
+
+// ListKeys returns every key, oldest first.
+func (s *Store) ListKeys(ctx context.Context) ([]*apikey.Key, error) {
+	var list []*apikey.Key
+	err := s.queryGSI(ctx, gsiKeys, func(item map[string]types.AttributeValue) error {
+		k, err := decodeKey(item)
+		if err == nil {
+			list = append(list, k)
+		}
+		return err
+	})
+	return list, err
+}
+
+// Totals are a key's lifetime counters.
+type Totals struct {
+	Cost             money.Nanos
+	Requests         int64
+	Successes        int64
+	PromptTokens     int64
+	CachedTokens     int64
+	CompletionTokens int64
+	LatencyMs        int64 // sum over requests
+}
+
+// KeyTotals returns the lifetime counters of key id (zero when it has none yet).
+func (s *Store) KeyTotals(ctx context.Context, id string) (Totals, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.table), Key: key(keyPK(id), skUsage), ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return Totals{}, fmt.Errorf("get usage of key %s: %w", id, err)
+	}
+	it := out.Item
+	return Totals{
+		Cost:             money.Nanos(getN(it, "costNanos")),
+		Requests:         getN(it, "requests"),
+		Successes:        getN(it, "successes"),
+		PromptTokens:     getN(it, "promptTokens"),
+		CachedTokens:     getN(it, "cachedTokens"),
+		CompletionTokens: getN(it, "completionTokens"),
+		LatencyMs:        getN(it, "latencyMs"),
+	}, nil
+}
+
+// ---- events ----
+
+func eventPK(keyID string) string { return "EV#" + keyID }
+
+func eventSK(createdAtMs int64, id string) string { return fmt.Sprintf("%013d#%s", createdAtMs, id) }
+
+// Record adds ev's usage to its key's counters and stores ev, atomically: both
+// happen or neither does. Recording the same event id twice is rejected by
+// DynamoDB's idempotency token (within ten minutes) and by the event's
+// condition, so a retry never counts twice.
+func (s *Store) Record(ctx context.Context, ev *ledger.Event) error {
+	success := int64(0)
+	if ev.Success() {
+		success = 1
+	}
+	evItem, err := eventItem(ev, s.retention)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
+		ClientRequestToken: aws.String(ev.ID),
+		TransactItems: []types.TransactWriteItem{
+			{Update: &types.Update{
+				TableName:        aws.String(s.table),
+				Key:              key(keyPK(ev.KeyID), skUsage),
+				UpdateExpression: aws.String("ADD costNanos :c, requests :one, successes :s, promptTokens :p, cachedTokens :ct, completionTokens :o, latencyMs :l"),
+				ExpressionAttributeValues: map[string]types.AttributeValue{
+					":c": num(int64(ev.Cost)), ":one": num(1), ":s": num(success),
+					":p": num(ev.Usage.PromptTokens), ":ct": num(ev.Usage.CachedTokens),
+					":o": num(ev.Usage.CompletionTokens), ":l": num(ev.LatencyMs),
+				},
+			}},
+			{Put: &types.Put{
+				TableName:           aws.String(s.table),
+				Item:                evItem,
+				ConditionExpression: aws.String("attribute_not_exists(pk)"),
+			}},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("record event %s of key %s: %w", ev.ID, ev.KeyID, err)
+	}
+	return nil
+}
+
+func eventItem(ev *ledger.Event, retention time.Duration) (map[string]types.AttributeValue, error) {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
+	}
+	item := key(eventPK(ev.KeyID), eventSK(ev.CreatedAt, ev.ID))
+	item[attrExpires] = num(time.UnixMilli(ev.CreatedAt).Add(retention).Unix())
+	item["data"] = str(string(b))
+	return item, nil
+}
+
+// Events calls each for every event of key keyID created in [start, end),
+// oldest first, reading page by page.
+func (s *Store) Events(ctx context.Context, keyID string, start, end time.Time, each func(*ledger.Event) error) error {
+	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
+		TableName:              aws.String(s.table),
+		KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :a AND :b"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": str(eventPK(keyID)),
+			":a":  str(eventSK(start.UnixMilli(), "")),
+			":b":  str(eventSK(end.UnixMilli()-1, "~")),
+		},
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return fmt.Errorf("query events of key %s: %w", keyID, err)
+		}
+		for _, item := range page.Items {
+			var ev ledger.Event
+			if err := json.Unmarshal([]byte(getS(item, "data")), &ev); err != nil {
+				return fmt.Errorf("decode event %s: %w", getS(item, attrSK), err)
+			}
+			if err := each(&ev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

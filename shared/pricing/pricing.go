@@ -1,0 +1,325 @@
+// Package pricing holds the dated table of OpenAI list prices that stipend
+// charges requests against, and turns token usage into money.
+//
+// The table is embedded (prices.json) so nothing is fetched at run time.
+// Prices are written in the file as exact decimal strings of US dollars per
+// one million tokens and held as integer pico-dollars (1e-12 USD) per token;
+// a price that does not convert exactly is rejected when the table is parsed.
+//
+// A Table is immutable once parsed and safe for concurrent use.
+package pricing
+
+import (
+	"bytes"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/money"
+)
+
+//go:embed prices.json
+var files embed.FS
+
+// Kinds of model.
+const (
+	KindChat       = "chat"
+	KindCompletion = "completion"
+	KindEmbedding  = "embedding"
+	KindModeration = "moderation"
+)
+
+// Tokenizer encodings a table entry may name.
+const (
+	EncodingO200k  = "o200k_base"
+	EncodingCL100k = "cl100k_base"
+)
+
+const (
+	// picoPerMicroUSD converts "USD per 1M tokens" into pico-dollars per
+	// token: $1 per 1e6 tokens is 1e12 pico-dollars / 1e6 tokens = 1e6.
+	picoPerMicroUSD = 1_000_000
+	priceDecimals   = 6
+	// maxWholeDollars bounds a price at $1,000,000 per 1M tokens (1e12
+	// pico-dollars per token), far above any real price and far from
+	// int64 overflow.
+	maxWholeDollars = 1_000_000
+	picoPerNano     = 1_000
+)
+
+// Price is what one model costs, per token, in pico-dollars (1e-12 USD).
+type Price struct {
+	Model           string // the table entry that matched (the family), e.g. "gpt-4o-mini"
+	Kind            string // KindChat, KindCompletion, KindEmbedding or KindModeration
+	Input           int64  // uncached prompt token, pico-dollars
+	CachedInput     int64  // cached prompt token, pico-dollars (equals Input when the model has no cache discount)
+	Output          int64  // completion token, pico-dollars
+	MaxOutputTokens int64  // 0 for models that generate no text
+	ContextWindow   int64
+	Encoding        string // tiktoken encoding name: "o200k_base" or "cl100k_base"
+}
+
+// Table is a parsed, validated price table.
+type Table struct {
+	asOf   string
+	source string
+	prices map[string]Price
+	names  []string // sorted
+}
+
+type fileTable struct {
+	AsOf   string               `json:"asOf"`
+	Source string               `json:"source"`
+	Models map[string]fileModel `json:"models"`
+}
+
+type fileModel struct {
+	Kind            string  `json:"kind"`
+	Input           *string `json:"input"`
+	CachedInput     *string `json:"cachedInput"`
+	Output          *string `json:"output"`
+	MaxOutputTokens int64   `json:"maxOutputTokens"`
+	ContextWindow   int64   `json:"contextWindow"`
+	Encoding        string  `json:"encoding"`
+}
+
+// Default parses the embedded price table. Callers call it once at startup
+// and share the result.
+func Default() (*Table, error) {
+	b, err := files.ReadFile("prices.json")
+	if err != nil {
+		return nil, fmt.Errorf("pricing: %w", err)
+	}
+	return Parse(b)
+}
+
+// Parse reads and validates a price table in the prices.json format: the
+// asOf date must be present (YYYY-MM-DD), every price must be a
+// non-negative decimal that converts exactly to pico-dollars per token, a
+// cached price (which defaults to the input price) may not exceed the input
+// price, and every entry must name a known kind and encoding. Unknown fields
+// are rejected so a misspelt key cannot silently drop a price.
+func Parse(b []byte) (*Table, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var f fileTable
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("pricing: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("pricing: trailing data after table")
+	}
+	if f.AsOf == "" {
+		return nil, errors.New("pricing: asOf date missing")
+	}
+	if _, err := time.Parse(time.DateOnly, f.AsOf); err != nil {
+		return nil, fmt.Errorf("pricing: asOf %q is not a YYYY-MM-DD date", f.AsOf)
+	}
+	if len(f.Models) == 0 {
+		return nil, errors.New("pricing: no models")
+	}
+	t := &Table{
+		asOf:   f.AsOf,
+		source: f.Source,
+		prices: make(map[string]Price, len(f.Models)),
+		names:  make([]string, 0, len(f.Models)),
+	}
+	for name, m := range f.Models {
+		p, err := m.price(name)
+		if err != nil {
+			return nil, fmt.Errorf("pricing: model %q: %w", name, err)
+		}
+		t.prices[name] = p
+		t.names = append(t.names, name)
+	}
+	sort.Strings(t.names)
+	return t, nil
+}
+
+func (m fileModel) price(name string) (Price, error) {
+	if name == "" || strings.TrimSpace(name) != name || strings.Contains(name, ":") {
+		return Price{}, errors.New("invalid model name")
+	}
+	switch m.Kind {
+	case KindChat, KindCompletion, KindEmbedding, KindModeration:
+	default:
+		return Price{}, fmt.Errorf("unknown kind %q", m.Kind)
+	}
+	switch m.Encoding {
+	case EncodingO200k, EncodingCL100k:
+	default:
+		return Price{}, fmt.Errorf("unknown encoding %q", m.Encoding)
+	}
+	if m.Input == nil || m.Output == nil {
+		return Price{}, errors.New("input and output prices are required")
+	}
+	p := Price{
+		Model:           name,
+		Kind:            m.Kind,
+		MaxOutputTokens: m.MaxOutputTokens,
+		ContextWindow:   m.ContextWindow,
+		Encoding:        m.Encoding,
+	}
+	var err error
+	if p.Input, err = parsePerMillion(*m.Input); err != nil {
+		return Price{}, fmt.Errorf("input: %w", err)
+	}
+	if p.Output, err = parsePerMillion(*m.Output); err != nil {
+		return Price{}, fmt.Errorf("output: %w", err)
+	}
+	p.CachedInput = p.Input
+	if m.CachedInput != nil {
+		if p.CachedInput, err = parsePerMillion(*m.CachedInput); err != nil {
+			return Price{}, fmt.Errorf("cachedInput: %w", err)
+		}
+	}
+	if p.CachedInput > p.Input {
+		return Price{}, errors.New("cachedInput exceeds input")
+	}
+	if p.ContextWindow <= 0 {
+		return Price{}, errors.New("contextWindow must be positive")
+	}
+	if p.MaxOutputTokens < 0 || p.MaxOutputTokens > p.ContextWindow {
+		return Price{}, errors.New("maxOutputTokens must be in [0, contextWindow]")
+	}
+	return p, nil
+}
+
+// parsePerMillion converts a decimal string of US dollars per one million
+// tokens into pico-dollars per token, exactly. More than six significant
+// decimal places (finer than one pico-dollar per token), signs, exponents and
+// values above $1,000,000 are rejected.
+func parsePerMillion(s string) (int64, error) {
+	if strings.HasPrefix(s, "-") {
+		return 0, fmt.Errorf("%q: price is negative", s)
+	}
+	whole, frac, hasDot := strings.Cut(s, ".")
+	if whole == "" || hasDot && frac == "" || !digits(whole) || !digits(frac) {
+		return 0, fmt.Errorf("%q: not a plain decimal number", s)
+	}
+	if len(frac) > priceDecimals {
+		if strings.Trim(frac[priceDecimals:], "0") != "" {
+			return 0, fmt.Errorf("%q: not a whole number of pico-dollars per token", s)
+		}
+		frac = frac[:priceDecimals]
+	}
+	w, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil || w > maxWholeDollars {
+		return 0, fmt.Errorf("%q: price too large", s)
+	}
+	var f int64
+	if frac != "" {
+		f, _ = strconv.ParseInt(frac+strings.Repeat("0", priceDecimals-len(frac)), 10, 64)
+	}
+	return w*picoPerMicroUSD + f, nil
+}
+
+func digits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// AsOf returns the date (YYYY-MM-DD) the table's prices were taken.
+func (t *Table) AsOf() string { return t.asOf }
+
+// Models returns the table's entry names, sorted.
+func (t *Table) Models() []string {
+	out := make([]string, len(t.names))
+	copy(out, t.names)
+	return out
+}
+
+// Lookup finds the price of model. It tries, in order: the exact name; the
+// name without a version suffix "-YYYY-MM-DD" or "-MMDD" (and that name with
+// "-latest" appended, so omni-moderation-2024-09-26 finds
+// omni-moderation-latest); the name without a "-preview" or "-latest" suffix.
+// There is no other prefix matching: gpt-4o-mini-tts is not gpt-4o-mini.
+// Fine-tuned models ("ft:...") and unknown models report false.
+func (t *Table) Lookup(model string) (Price, bool) {
+	if model == "" || strings.Contains(model, ":") {
+		return Price{}, false
+	}
+	if p, ok := t.prices[model]; ok {
+		return p, true
+	}
+	base := stripVersion(model)
+	if base != model {
+		if p, ok := t.prices[base]; ok {
+			return p, true
+		}
+		if p, ok := t.prices[base+"-latest"]; ok {
+			return p, true
+		}
+	}
+	for _, suffix := range []string{"-preview", "-latest"} {
+		if trimmed, ok := strings.CutSuffix(base, suffix); ok && trimmed != "" {
+			if p, ok := t.prices[trimmed]; ok {
+				return p, true
+			}
+		}
+	}
+	return Price{}, false
+}
+
+// stripVersion removes a trailing "-YYYY-MM-DD" or "-MMDD" from name.
+func stripVersion(name string) string {
+	// "-YYYY-MM-DD": 11 bytes.
+	if n := len(name); n > 11 {
+		s := name[n-11:]
+		if s[0] == '-' && digits(s[1:5]) && s[5] == '-' && digits(s[6:8]) && s[8] == '-' && digits(s[9:11]) {
+			return name[:n-11]
+		}
+	}
+	// "-MMDD": 5 bytes.
+	if n := len(name); n > 5 {
+		s := name[n-5:]
+		if s[0] == '-' && digits(s[1:]) {
+			return name[:n-5]
+		}
+	}
+	return name
+}
+
+// Cost returns what usage costs at price p: uncached prompt tokens
+// (PromptTokens - CachedTokens, floored at 0) at Input, CachedTokens at
+// CachedInput and CompletionTokens at Output. The sum in pico-dollars is
+// rounded up to whole nano-dollars so recorded spend is never below the
+// provider's. Negative token counts count as 0; a result too large for
+// money.Nanos saturates at the largest value.
+func (p Price) Cost(u ledger.Usage) money.Nanos {
+	prompt := max(u.PromptTokens, 0)
+	cached := max(u.CachedTokens, 0)
+	uncached := max(prompt-cached, 0)
+	completion := max(u.CompletionTokens, 0)
+
+	var total uint64
+	var overflow bool
+	for _, term := range [...][2]int64{
+		{uncached, p.Input},
+		{cached, p.CachedInput},
+		{completion, p.Output},
+	} {
+		hi, lo := bits.Mul64(uint64(term[0]), uint64(max(term[1], 0)))
+		var carry uint64
+		total, carry = bits.Add64(total, lo, 0)
+		if hi != 0 || carry != 0 {
+			overflow = true
+		}
+	}
+	if overflow || total > math.MaxInt64 {
+		return money.Nanos(math.MaxInt64)
+	}
+	return money.Nanos((total + picoPerNano - 1) / picoPerNano)
+}
