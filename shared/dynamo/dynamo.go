@@ -32,12 +32,19 @@ import (
 	"github.com/stipend/stipend/shared/provider"
 )
 
-// Errors callers can test for with errors.Is.
+// Errors callers can test for with errors.Is. ErrNotFound also has a
+// NotFound() bool method, so consumers can recognise it without importing
+// this package.
 var (
-	ErrNotFound = errors.New("not found")
-	ErrExists   = errors.New("already exists")
-	ErrConflict = errors.New("changed concurrently")
+	ErrNotFound error = notFound{}
+	ErrExists         = errors.New("already exists")
+	ErrConflict       = errors.New("changed concurrently")
 )
+
+type notFound struct{}
+
+func (notFound) Error() string  { return "not found" }
+func (notFound) NotFound() bool { return true }
 
 // Attribute and key names of the table.
 const (

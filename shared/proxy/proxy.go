@@ -1,0 +1,284 @@
+// Package proxy is stipend's OpenAI-compatible proxy: an http.Handler that
+// authenticates a stipend key, swaps in the provider's API key, forwards the
+// request, streams the response back event by event, and records one event
+// with the request's usage and cost before it returns.
+//
+// The same Handler runs behind net/http on a laptop and behind a Lambda
+// function URL in response-streaming mode.
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/stipend/stipend/shared/apierror"
+	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/cache"
+	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/pricing"
+	"github.com/stipend/stipend/shared/provider"
+)
+
+// Keys finds a key's stored configuration by id. An unknown id is an error
+// with a NotFound() bool method that returns true.
+type Keys interface {
+	GetKey(ctx context.Context, id string) (*apikey.Key, error)
+}
+
+// Providers finds a provider setting by id.
+type Providers interface {
+	GetProvider(ctx context.Context, id string) (*provider.Setting, error)
+}
+
+// Secrets returns a secret's value (a provider API key) by id.
+type Secrets interface {
+	Get(ctx context.Context, id string) (string, error)
+}
+
+// Ledger records a finished request's event and adds it to the counters.
+type Ledger interface {
+	Record(ctx context.Context, ev *ledger.Event) error
+}
+
+// Prices prices models.
+type Prices interface {
+	Lookup(model string) (pricing.Price, bool)
+	Models() []string
+}
+
+// Tokenizer counts tokens when upstream reports no usage.
+type Tokenizer interface {
+	Prompt(encoding, path string, body []byte) (int64, error)
+	Completion(encoding, text string) (int64, error)
+}
+
+// Config wires a Handler. Keys, Providers, Secrets, Ledger, Prices and
+// Tokenizer are required; the rest have defaults.
+type Config struct {
+	Keys      Keys
+	Providers Providers
+	Secrets   Secrets
+	Ledger    Ledger
+	Prices    Prices
+	Tokenizer Tokenizer
+
+	// Client calls upstream. Default: NewUpstreamClient(DefaultTimeouts).
+	Client *http.Client
+	// IdleTimeout ends a response when upstream sends nothing for this long
+	// (default 120 s).
+	IdleTimeout time.Duration
+	// KeyTTL is how long key and provider configuration is cached (default 5 s).
+	KeyTTL time.Duration
+	// MaxBodyBytes bounds request bodies (default 8 MiB).
+	MaxBodyBytes int64
+	// RecordTimeout bounds recording an event after the response (default 10 s).
+	RecordTimeout time.Duration
+	Log           *slog.Logger
+	Now           func() time.Time
+}
+
+// Handler is the proxy. It is safe for concurrent use.
+type Handler struct {
+	cfg       Config
+	keys      *cache.TTL[*apikey.Key]
+	providers *cache.TTL[*provider.Setting]
+	mux       *http.ServeMux
+}
+
+// New returns a Handler for cfg.
+func New(cfg Config) *Handler {
+	if cfg.Client == nil {
+		cfg.Client = NewUpstreamClient(DefaultTimeouts)
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 120 * time.Second
+	}
+	if cfg.KeyTTL <= 0 {
+		cfg.KeyTTL = 5 * time.Second
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 8 << 20
+	}
+	if cfg.RecordTimeout <= 0 {
+		cfg.RecordTimeout = 10 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	h := &Handler{
+		cfg:       cfg,
+		keys:      cache.New(cfg.KeyTTL, cfg.Keys.GetKey),
+		providers: cache.New(cfg.KeyTTL, cfg.Providers.GetProvider),
+		mux:       http.NewServeMux(),
+	}
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"status":"ok"}`)
+	})
+	h.mux.Handle("GET /v1/models", h.handle(h.models))
+	for _, p := range forwardedPaths {
+		h.mux.Handle("POST "+p, h.handle(h.forward))
+	}
+	h.mux.Handle("/", h.handle(func(w http.ResponseWriter, r *http.Request, _ *apikey.Key) error {
+		return apierror.New(http.StatusNotFound, apierror.CodeNotFound, fmt.Sprintf("unknown endpoint %s %s", r.Method, r.URL.Path))
+	}))
+	return h
+}
+
+// forwardedPaths are the POST endpoints passed to the provider.
+var forwardedPaths = []string{
+	"/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+	"/v1/responses", "/v1/moderations", "/v1/messages",
+}
+
+// ServeHTTP serves the proxy API.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// handle authenticates the request and turns a returned error into the
+// client's error response: the one place errors become HTTP responses.
+func (h *Handler) handle(fn func(http.ResponseWriter, *http.Request, *apikey.Key) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		key, err := h.authenticate(r)
+		if err == nil {
+			if !key.AllowsPath(r.Method, r.URL.Path) {
+				err = apierror.New(http.StatusForbidden, apierror.CodePathNotAllowed,
+					fmt.Sprintf("this key may not call %s %s", r.Method, r.URL.Path))
+			} else {
+				err = fn(w, r, key)
+			}
+		}
+		if err != nil {
+			var sent *responseStarted
+			if errors.As(err, &sent) {
+				h.cfg.Log.LogAttrs(r.Context(), slog.LevelWarn, "response ended early",
+					slog.String("path", r.URL.Path), slog.String("cause", sent.err.Error()))
+				return
+			}
+			apierror.Write(w, r, h.cfg.Log, err)
+		}
+	})
+}
+
+// responseStarted marks an error that happened after the status line was
+// sent: it can only be logged.
+type responseStarted struct{ err error }
+
+func (e *responseStarted) Error() string { return e.err.Error() }
+func (e *responseStarted) Unwrap() error { return e.err }
+
+// bearer returns the client's stipend key from Authorization or x-api-key.
+func bearer(r *http.Request) string {
+	if a := r.Header.Get("Authorization"); a != "" {
+		if len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+			return strings.TrimSpace(a[7:])
+		}
+		return ""
+	}
+	return strings.TrimSpace(r.Header.Get("X-Api-Key"))
+}
+
+var errUnknownKey = apierror.New(http.StatusUnauthorized, apierror.CodeInvalidAPIKey, "invalid API key")
+
+func (h *Handler) authenticate(r *http.Request) (*apikey.Key, error) {
+	token := bearer(r)
+	if token == "" {
+		return nil, apierror.New(http.StatusUnauthorized, apierror.CodeInvalidAPIKey,
+			"missing API key: send it as 'Authorization: Bearer <key>'")
+	}
+	id, err := apikey.Parse(token)
+	if err != nil {
+		return nil, errUnknownKey
+	}
+	key, err := h.keys.Get(r.Context(), id)
+	if err != nil {
+		if isNotFound(err) {
+			return nil, errUnknownKey
+		}
+		return nil, apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
+			"the key store is unavailable; try again shortly")
+	}
+	if !apikey.Matches(token, key.Hash) {
+		return nil, errUnknownKey
+	}
+	switch {
+	case key.Revoked:
+		return nil, apierror.New(http.StatusUnauthorized, apierror.CodeKeyRevoked, "this key has been revoked")
+	case key.Expired(h.cfg.Now()):
+		return nil, apierror.New(http.StatusUnauthorized, apierror.CodeKeyExpired, "this key has expired")
+	}
+	return key, nil
+}
+
+// isNotFound reports a store's not-found error, recognised by its
+// NotFound() bool method (as net.Error is by Timeout()).
+func isNotFound(err error) bool {
+	var nf interface{ NotFound() bool }
+	return errors.As(err, &nf) && nf.NotFound()
+}
+
+// models lists the models this key may use, in OpenAI's list format.
+func (h *Handler) models(w http.ResponseWriter, r *http.Request, key *apikey.Key) error {
+	names := key.AllowedModels
+	if len(names) == 0 {
+		names = h.cfg.Prices.Models()
+	}
+	type model struct {
+		ID      string `json:"id"`
+		Object  string `json:"object"`
+		Created int64  `json:"created"`
+		OwnedBy string `json:"owned_by"`
+	}
+	out := struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{Object: "list", Data: make([]model, 0, len(names))}
+	for _, n := range names {
+		out.Data = append(out.Data, model{ID: n, Object: "model", OwnedBy: "stipend"})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(out)
+}
+
+// pickProvider chooses one of the key's provider settings at random, which
+// spreads traffic across several provider keys as seed 000 describes.
+func (h *Handler) pickProvider(ctx context.Context, key *apikey.Key) (*provider.Setting, string, error) {
+	if len(key.SettingIDs) == 0 {
+		return nil, "", apierror.New(http.StatusForbidden, apierror.CodePathNotAllowed,
+			"this key has no provider setting; ask the administrator to add one")
+	}
+	id := key.SettingIDs[rand.IntN(len(key.SettingIDs))]
+	p, err := h.providers.Get(ctx, id)
+	if err != nil {
+		return nil, "", apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
+			"the provider setting is unavailable; try again shortly")
+	}
+	secret, err := h.cfg.Secrets.Get(ctx, p.SecretID)
+	if err != nil {
+		return nil, "", apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
+			"the provider key is unavailable; try again shortly")
+	}
+	return p, secret, nil
+}
+
+// record stores ev after the response, within the invocation: the client's
+// cancellation does not stop it, a timeout does.
+func (h *Handler) record(ctx context.Context, ev *ledger.Event) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.RecordTimeout)
+	defer cancel()
+	if err := h.cfg.Ledger.Record(ctx, ev); err != nil {
+		h.cfg.Log.LogAttrs(ctx, slog.LevelError, "event not recorded",
+			slog.String("event", ev.ID), slog.String("key", ev.KeyID), slog.String("model", ev.Model),
+			slog.Int64("costNanos", int64(ev.Cost)), slog.String("cause", err.Error()))
+	}
+}
