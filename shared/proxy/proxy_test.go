@@ -98,8 +98,10 @@ func (f fakeSecrets) Get(_ context.Context, id string) (string, error) {
 // wordTokenizer counts one token per 4 bytes, rounded up: deterministic and fast.
 type wordTokenizer struct{}
 
-func (wordTokenizer) Prompt(_, _ string, body []byte) (int64, error) { return int64(len(body)+3) / 4, nil }
-func (wordTokenizer) Completion(_, text string) (int64, error)       { return int64(len(text)+3) / 4, nil }
+func (wordTokenizer) Prompt(_, _ string, body []byte) (int64, error) {
+	return int64(len(body)+3) / 4, nil
+}
+func (wordTokenizer) Completion(_, text string) (int64, error) { return int64(len(text)+3) / 4, nil }
 
 const providerKey = "sk-provider-secret-value"
 
@@ -111,8 +113,8 @@ type env struct {
 	key      string // a valid stipend key
 	keyID    string
 	// upstreamFn answers upstream requests; the last request is kept.
-	mu      sync.Mutex
-	lastReq *http.Request
+	mu       sync.Mutex
+	lastReq  *http.Request
 	lastBody []byte
 }
 
@@ -221,14 +223,14 @@ func TestAuthAndValidation(t *testing.T) {
 	never := func(w http.ResponseWriter, r *http.Request) { t.Errorf("upstream called for a rejected request") }
 	chat := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}`
 	tests := []struct {
-		name     string
-		mutate   func(*apikey.Key)
-		auth     string // "" none; "KEY" the valid key
-		method   string
-		path     string
-		body     string
-		status   int
-		code     string
+		name   string
+		mutate func(*apikey.Key)
+		auth   string // "" none; "KEY" the valid key
+		method string
+		path   string
+		body   string
+		status int
+		code   string
 	}{
 		{"missing key", nil, "", "POST", "/v1/chat/completions", chat, 401, "invalid_api_key"},
 		{"malformed key", nil, "Bearer sk-proj-abc", "POST", "/v1/chat/completions", chat, 401, "invalid_api_key"},

@@ -1,0 +1,80 @@
+// Command proxy is stipend's OpenAI-compatible proxy. In AWS Lambda it serves
+// a function URL in RESPONSE_STREAM mode through lambdaurl; anywhere else it
+// listens on STIPEND_PROXY_ADDR (default 127.0.0.1:8080). It only wires.
+//
+// Environment: STIPEND_TABLE (DynamoDB table, default "stipend"),
+// STIPEND_EVENT_RETENTION_DAYS (default 30), STIPEND_KEY_CACHE_TTL (default
+// 5s), STIPEND_SECRET_CACHE_TTL (default 5m), STIPEND_PROXY_ADDR, and the
+// AWS SDK's own variables (AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB, ...).
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambdaurl"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/stipend/stipend/shared/awsenv"
+	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/pricing"
+	"github.com/stipend/stipend/shared/proxy"
+	"github.com/stipend/stipend/shared/secrets"
+	"github.com/stipend/stipend/shared/server"
+	"github.com/stipend/stipend/shared/tokenizer"
+)
+
+func main() {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	h, err := build(context.Background(), log)
+	if err != nil {
+		log.Error("proxy cannot start", slog.String("cause", err.Error()))
+		os.Exit(1)
+	}
+	if server.InLambda() {
+		lambdaurl.Start(h)
+		return
+	}
+	if err := server.Serve(context.Background(), server.Env("STIPEND_PROXY_ADDR", "127.0.0.1:8080"), h, log); err != nil {
+		log.Error("proxy stopped", slog.String("cause", err.Error()))
+		os.Exit(1)
+	}
+}
+
+func build(ctx context.Context, log *slog.Logger) (*proxy.Handler, error) {
+	cfg, err := awsenv.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	retentionDays, err := strconv.Atoi(server.Env("STIPEND_EVENT_RETENTION_DAYS", "30"))
+	if err != nil || retentionDays <= 0 {
+		return nil, fmt.Errorf("STIPEND_EVENT_RETENTION_DAYS must be a positive number of days")
+	}
+	keyTTL, err := server.EnvDuration("STIPEND_KEY_CACHE_TTL", 5*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	secretTTL, err := server.EnvDuration("STIPEND_SECRET_CACHE_TTL", 5*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	prices, err := pricing.Default()
+	if err != nil {
+		return nil, err
+	}
+	store := dynamo.New(dynamo.NewClient(cfg), server.Env("STIPEND_TABLE", "stipend"), time.Duration(retentionDays)*24*time.Hour)
+	return proxy.New(proxy.Config{
+		Keys:      store,
+		Providers: store,
+		Ledger:    store,
+		Secrets:   secrets.NewCache(secrets.NewManager(secretsmanager.NewFromConfig(cfg)), secretTTL),
+		Prices:    prices,
+		Tokenizer: tokenizer.New(),
+		KeyTTL:    keyTTL,
+		Log:       log,
+	}), nil
+}

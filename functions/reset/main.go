@@ -1,0 +1,61 @@
+// Command reset is stipend's scheduled function: on the 1st of each month
+// (00:00 UTC) it closes the month, and every few minutes ({"task":"stale"})
+// it settles what killed invocations left behind. Outside Lambda it runs
+// once for the current time (STIPEND_RESET_TASK picks the task). It only wires.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/stipend/stipend/shared/awsenv"
+	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/rollover"
+	"github.com/stipend/stipend/shared/server"
+)
+
+// event is an EventBridge scheduled event or the constant {"task": ...} input.
+type event struct {
+	Time time.Time `json:"time"`
+	Task string    `json:"task"`
+}
+
+func main() {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	ctx := context.Background()
+	cfg, err := awsenv.Load(ctx)
+	if err != nil {
+		log.Error("reset cannot start", slog.String("cause", err.Error()))
+		os.Exit(1)
+	}
+	store := dynamo.New(dynamo.NewClient(cfg), server.Env("STIPEND_TABLE", "stipend"), 0)
+	handle := func(ctx context.Context, raw json.RawMessage) (rollover.Report, error) {
+		var ev event
+		if err := json.Unmarshal(raw, &ev); err != nil {
+			return rollover.Report{}, fmt.Errorf("decode scheduled event: %w", err)
+		}
+		task := rollover.MonthlyClose
+		if ev.Task != "" {
+			task = rollover.Task(ev.Task)
+		}
+		if ev.Time.IsZero() {
+			ev.Time = time.Now()
+		}
+		return rollover.Run(ctx, store, task, ev.Time, log)
+	}
+	if server.InLambda() {
+		lambda.Start(handle)
+		return
+	}
+	input, _ := json.Marshal(event{Time: time.Now(), Task: server.Env("STIPEND_RESET_TASK", string(rollover.MonthlyClose))})
+	if _, err := handle(ctx, input); err != nil {
+		log.Error("reset failed", slog.String("cause", err.Error()))
+		os.Exit(1)
+	}
+}
