@@ -72,6 +72,9 @@ var droppedResponseHeaders = map[string]bool{
 
 const maxCustomID = 256
 
+// defaultModerationModel is what OpenAI uses when a moderation request names none.
+const defaultModerationModel = "omni-moderation-latest"
+
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Key) error {
 	start := h.cfg.Now()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
@@ -86,6 +89,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	var req request
 	if err := json.Unmarshal(body, &req); err != nil {
 		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not valid JSON")
+	}
+	if req.Model == "" && r.URL.Path == "/v1/moderations" {
+		req.Model = defaultModerationModel // OpenAI's own default when model is omitted
 	}
 	if req.Model == "" {
 		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "you must provide a model").WithParam("model")

@@ -243,6 +243,7 @@ func TestAuthAndValidation(t *testing.T) {
 		{"path not allowed", func(k *apikey.Key) { k.AllowedPaths = []apikey.PathRule{{Path: "/v1/embeddings", Method: "POST"}} }, "KEY", "POST", "/v1/chat/completions", chat, 403, "path_not_allowed"},
 		{"not priced", nil, "KEY", "POST", "/v1/chat/completions", `{"model":"my-own-model","messages":[]}`, 400, "model_not_priced"},
 		{"no model", nil, "KEY", "POST", "/v1/chat/completions", `{"messages":[]}`, 400, "invalid_request"},
+		{"moderation defaults its model", func(k *apikey.Key) { k.AllowedModels = []string{"gpt-4o-mini"} }, "KEY", "POST", "/v1/moderations", `{"input":"hi"}`, 403, "model_not_allowed"},
 		{"bad json", nil, "KEY", "POST", "/v1/chat/completions", `{"model":`, 400, "invalid_request"},
 		{"too large", nil, "KEY", "POST", "/v1/chat/completions", `{"model":"gpt-4o-mini","x":"` + strings.Repeat("a", 1<<16) + `"}`, 413, "request_too_large"},
 		{"unknown path", nil, "KEY", "POST", "/v1/nope", chat, 404, "not_found"},
