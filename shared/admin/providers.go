@@ -1,0 +1,205 @@
+package admin
+
+import (
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/stipend/stipend/shared/apierror"
+	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/provider"
+)
+
+// providerRequest is the body of POST and PATCH /api/v1/providers. APIKey is
+// written to Secrets Manager and nowhere else.
+type providerRequest struct {
+	Name          *string   `json:"name" rule:"a non-empty string"`
+	Provider      *string   `json:"provider" rule:"one of openai, azure, anthropic, openai-compatible"`
+	APIKey        *string   `json:"apiKey" rule:"a non-empty string"`
+	BaseURL       *string   `json:"baseUrl" rule:"an absolute http(s) URL"`
+	AllowedModels *[]string `json:"allowedModels" rule:"a list of model names"`
+}
+
+// providerView is a provider setting as the API shows it: never its secret.
+func providerView(p *provider.Setting) provider.Setting {
+	v := *p
+	v.SecretID = ""
+	v.AllowedModels = nonEmpty(v.AllowedModels)
+	return v
+}
+
+func (h *Handler) listProviders(w http.ResponseWriter, r *http.Request) error {
+	list, err := h.cfg.Store.ListProviders(r.Context())
+	if err != nil {
+		return storeError(err, "providers")
+	}
+	out := make([]provider.Setting, 0, len(list))
+	for _, p := range list {
+		out = append(out, providerView(p))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (h *Handler) createProvider(w http.ResponseWriter, r *http.Request) error {
+	var req providerRequest
+	if err := decodeObject(w, r, &req); err != nil {
+		return err
+	}
+	if err := validName("name", req.Name); err != nil {
+		return err
+	}
+	if req.Provider == nil || !provider.ValidKind(*req.Provider) {
+		return mustBe("provider", "one of openai, azure, anthropic, openai-compatible")
+	}
+	apiKey, err := validAPIKey(req.APIKey, true)
+	if err != nil {
+		return err
+	}
+	baseURL := ""
+	if req.BaseURL != nil {
+		baseURL = strings.TrimSpace(*req.BaseURL)
+	}
+	if err := validBaseURL(*req.Provider, baseURL); err != nil {
+		return err
+	}
+	models, err := validModels("allowedModels", req.AllowedModels)
+	if err != nil {
+		return err
+	}
+
+	now := h.cfg.Now().Unix()
+	p := &provider.Setting{
+		ID: apikey.NewID(), Name: strings.TrimSpace(*req.Name), Provider: *req.Provider,
+		BaseURL: baseURL, AllowedModels: models, CreatedAt: now, UpdatedAt: now,
+	}
+	if p.SecretID, err = h.putSecret(r, p.ID, apiKey); err != nil {
+		return err
+	}
+	if err := h.cfg.Store.CreateProvider(r.Context(), p); err != nil {
+		// The secret stays behind; it is harmless without a setting that names it.
+		return storeError(err, "provider "+p.ID)
+	}
+	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "provider created",
+		slog.String("provider", p.ID), slog.String("kind", p.Provider))
+	return writeJSON(w, http.StatusOK, providerView(p))
+}
+
+func (h *Handler) updateProvider(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	var req providerRequest
+	if err := decodeObject(w, r, &req); err != nil {
+		return err
+	}
+	p, err := h.cfg.Store.GetProvider(r.Context(), id)
+	if err != nil {
+		return storeError(err, "provider "+id)
+	}
+	if req.Name != nil {
+		if err := validName("name", req.Name); err != nil {
+			return err
+		}
+		p.Name = strings.TrimSpace(*req.Name)
+	}
+	if req.Provider != nil && *req.Provider != p.Provider {
+		return invalid("provider", "provider cannot be changed; create a new provider setting instead")
+	}
+	if req.BaseURL != nil {
+		p.BaseURL = strings.TrimSpace(*req.BaseURL)
+		if err := validBaseURL(p.Provider, p.BaseURL); err != nil {
+			return err
+		}
+	}
+	if req.AllowedModels != nil {
+		if p.AllowedModels, err = validModels("allowedModels", req.AllowedModels); err != nil {
+			return err
+		}
+	}
+	apiKey, err := validAPIKey(req.APIKey, false)
+	if err != nil {
+		return err
+	}
+	if apiKey != "" {
+		// A new version of the same secret; proxies pick it up when their
+		// secret cache expires.
+		if p.SecretID, err = h.putSecret(r, p.ID, apiKey); err != nil {
+			return err
+		}
+	}
+	p.UpdatedAt = h.cfg.Now().Unix()
+	if err := h.cfg.Store.UpdateProvider(r.Context(), p); err != nil {
+		return storeError(err, "provider "+id)
+	}
+	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "provider updated",
+		slog.String("provider", p.ID), slog.Bool("apiKeyChanged", apiKey != ""))
+	return writeJSON(w, http.StatusOK, providerView(p))
+}
+
+// putSecret stores a provider's API key and returns the id to read it by.
+func (h *Handler) putSecret(r *http.Request, providerID, apiKey string) (string, error) {
+	if h.cfg.Secrets == nil {
+		return "", apierror.New(http.StatusServiceUnavailable, apierror.CodeServiceUnavailable, "secret storage is not configured")
+	}
+	name := h.cfg.SecretPrefix + providerID
+	arn, err := h.cfg.Secrets.Put(r.Context(), name, apiKey)
+	if err != nil {
+		return "", apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
+			"secret storage is unavailable, try again later")
+	}
+	if arn == "" {
+		arn = name
+	}
+	return arn, nil
+}
+
+// validAPIKey returns the trimmed provider API key; required says whether it
+// must be present.
+func validAPIKey(s *string, required bool) (string, error) {
+	if s == nil && !required {
+		return "", nil
+	}
+	if s == nil || strings.TrimSpace(*s) == "" {
+		return "", invalid("apiKey", "apiKey is required and must be a non-empty string")
+	}
+	return strings.TrimSpace(*s), nil
+}
+
+// validBaseURL checks base for a provider of kind: required for kinds that
+// have no default, and when given an absolute http(s) URL without
+// credentials, query or fragment (the proxy appends the client's path and
+// query to it).
+func validBaseURL(kind, base string) error {
+	if base == "" {
+		if provider.DefaultBaseURL(kind) == "" {
+			return invalid("baseUrl", "baseUrl is required for %s providers", kind)
+		}
+		return nil
+	}
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return mustBe("baseUrl", "an absolute http(s) URL, like https://example.openai.azure.com/openai/v1")
+	}
+	if u.User != nil {
+		return invalid("baseUrl", "baseUrl must not contain credentials; send the key as apiKey")
+	}
+	if u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(base, "?#") {
+		return invalid("baseUrl", "baseUrl must not have a query or fragment")
+	}
+	return nil
+}
+
+// validModels checks a list of model names and returns it, never nil.
+func validModels(field string, list *[]string) ([]string, error) {
+	if list == nil {
+		return []string{}, nil
+	}
+	out := make([]string, 0, len(*list))
+	for _, m := range *list {
+		m = strings.TrimSpace(m)
+		if m == "" {
+			return nil, mustBe(field, "a list of non-empty model names")
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}

@@ -1,0 +1,157 @@
+package admin
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/stipend/stipend/shared/apierror"
+	"github.com/stipend/stipend/shared/provider"
+)
+
+const providerSecret = "sk-proj-UPSTREAM-very-secret-0123456789"
+
+func TestProviderCreateListPatch(t *testing.T) {
+	e := newEnv(t)
+	var bodies []string
+	check := func(rec interface{ String() string }) {
+		bodies = append(bodies, rec.String())
+	}
+
+	rec := e.do(t, "POST", "/api/v1/providers",
+		`{"name":"OpenAI main","provider":"openai","apiKey":"`+providerSecret+`","extra":"ignored"}`)
+	var created provider.Setting
+	decode(t, rec, 200, &created)
+	check(rec.Body)
+	if created.ID == "" || created.Name != "OpenAI main" || created.Provider != "openai" ||
+		created.CreatedAt != testNow.Unix() || created.UpdatedAt != testNow.Unix() {
+		t.Fatalf("created = %+v", created)
+	}
+	if created.AllowedModels == nil || len(created.AllowedModels) != 0 {
+		t.Errorf("allowedModels = %#v, want []", created.AllowedModels)
+	}
+	if !strings.Contains(rec.Body.String(), `"allowedModels":[]`) {
+		t.Errorf("allowedModels not [] in %s", rec.Body)
+	}
+	// The secret went to Secrets Manager under the prefix + id, and the
+	// setting names it by the returned ARN.
+	if len(e.secrets.puts) != 1 || e.secrets.puts[0].name != "stipend/provider/"+created.ID ||
+		e.secrets.puts[0].value != providerSecret {
+		t.Fatalf("puts = %+v", e.secrets.puts)
+	}
+	stored := e.store.providers[created.ID]
+	if !strings.HasPrefix(stored.SecretID, "arn:aws:secretsmanager:") || !strings.Contains(stored.SecretID, created.ID) {
+		t.Errorf("SecretID = %q", stored.SecretID)
+	}
+
+	rec = e.do(t, "POST", "/api/v1/providers",
+		`{"name":"Azure","provider":"azure","apiKey":"az-key","baseUrl":"https://x.openai.azure.com/openai/v1","allowedModels":["gpt-4o"]}`)
+	var azure provider.Setting
+	decode(t, rec, 200, &azure)
+	check(rec.Body)
+	if azure.BaseURL != "https://x.openai.azure.com/openai/v1" || len(azure.AllowedModels) != 1 {
+		t.Errorf("azure = %+v", azure)
+	}
+
+	rec = e.do(t, "GET", "/api/v1/providers", "")
+	var list []provider.Setting
+	decode(t, rec, 200, &list)
+	check(rec.Body)
+	if len(list) != 2 {
+		t.Fatalf("list = %+v", list)
+	}
+
+	// PATCH changes only the fields present.
+	rec = e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"name":"Renamed"}`)
+	var patched provider.Setting
+	decode(t, rec, 200, &patched)
+	check(rec.Body)
+	if patched.Name != "Renamed" || patched.Provider != "openai" || patched.CreatedAt != created.CreatedAt {
+		t.Errorf("patched = %+v", patched)
+	}
+	if len(e.secrets.puts) != 2 { // create openai + create azure; the rename wrote no secret
+		t.Errorf("puts after rename = %d", len(e.secrets.puts))
+	}
+	if got := e.store.providers[created.ID].SecretID; got != stored.SecretID {
+		t.Errorf("SecretID changed by rename: %q", got)
+	}
+
+	// A new apiKey is a new version of the same secret.
+	rec = e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"apiKey":"`+providerSecret+`-v2","allowedModels":["gpt-4o-mini"]}`)
+	decode(t, rec, 200, &patched)
+	check(rec.Body)
+	last := e.secrets.puts[len(e.secrets.puts)-1]
+	if last.name != "stipend/provider/"+created.ID || last.value != providerSecret+"-v2" {
+		t.Errorf("last put = %+v", last)
+	}
+	if patched.Name != "Renamed" || len(patched.AllowedModels) != 1 || patched.AllowedModels[0] != "gpt-4o-mini" {
+		t.Errorf("patched = %+v", patched)
+	}
+
+	wantError(t, e.do(t, "PATCH", "/api/v1/providers/nope", `{"name":"x"}`), 404, apierror.CodeNotFound, "")
+	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"provider":"anthropic"}`), 400, apierror.CodeInvalidRequest, "provider")
+	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+azure.ID, `{"baseUrl":""}`), 400, apierror.CodeInvalidRequest, "baseUrl")
+	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"apiKey":""}`), 400, apierror.CodeInvalidRequest, "apiKey")
+
+	for _, b := range bodies {
+		if strings.Contains(b, "sk-proj-UPSTREAM") || strings.Contains(b, "az-key") || strings.Contains(b, "secretsmanager") {
+			t.Errorf("a secret or its id leaked: %s", b)
+		}
+	}
+	if strings.Contains(e.logs.String(), "sk-proj-UPSTREAM") {
+		t.Errorf("secret in logs: %s", e.logs)
+	}
+}
+
+func TestProviderListEmpty(t *testing.T) {
+	e := newEnv(t)
+	rec := e.do(t, "GET", "/api/v1/providers", "")
+	decode(t, rec, 200, nil)
+	if strings.TrimSpace(rec.Body.String()) != "[]" {
+		t.Errorf("empty list = %s", rec.Body)
+	}
+}
+
+func TestProviderValidation(t *testing.T) {
+	tests := []struct {
+		name, body, param, msg string
+	}{
+		{"missing name", `{"provider":"openai","apiKey":"k"}`, "name", "name is required"},
+		{"blank name", `{"name":"  ","provider":"openai","apiKey":"k"}`, "name", "name is required"},
+		{"name not a string", `{"name":5,"provider":"openai","apiKey":"k"}`, "name", "name must be"},
+		{"missing provider", `{"name":"n","apiKey":"k"}`, "provider", "provider must be one of"},
+		{"unknown provider", `{"name":"n","provider":"cohere","apiKey":"k"}`, "provider", "provider must be one of"},
+		{"missing apiKey", `{"name":"n","provider":"openai"}`, "apiKey", "apiKey is required"},
+		{"apiKey not a string", `{"name":"n","provider":"openai","apiKey":123}`, "apiKey", "apiKey must be"},
+		{"azure without baseUrl", `{"name":"n","provider":"azure","apiKey":"k"}`, "baseUrl", "baseUrl is required"},
+		{"compatible without baseUrl", `{"name":"n","provider":"openai-compatible","apiKey":"k"}`, "baseUrl", "baseUrl is required"},
+		{"relative baseUrl", `{"name":"n","provider":"openai-compatible","apiKey":"k","baseUrl":"/v1"}`, "baseUrl", "absolute http(s) URL"},
+		{"ftp baseUrl", `{"name":"n","provider":"openai","apiKey":"k","baseUrl":"ftp://x.com/v1"}`, "baseUrl", "absolute http(s) URL"},
+		{"baseUrl with credentials", `{"name":"n","provider":"openai","apiKey":"k","baseUrl":"https://u:p@x.com/v1"}`, "baseUrl", "credentials"},
+		{"baseUrl with query", `{"name":"n","provider":"azure","apiKey":"k","baseUrl":"https://x.com/v1?api-version=1"}`, "baseUrl", "query"},
+		{"allowedModels not a list", `{"name":"n","provider":"openai","apiKey":"k","allowedModels":"gpt-4o"}`, "allowedModels", "allowedModels must be"},
+		{"allowedModels with blank", `{"name":"n","provider":"openai","apiKey":"k","allowedModels":[""]}`, "allowedModels", "non-empty model names"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			b := wantError(t, e.do(t, "POST", "/api/v1/providers", tc.body), 400, apierror.CodeInvalidRequest, tc.param)
+			if !strings.Contains(b.Error.Message, tc.msg) {
+				t.Errorf("message = %q, want it to contain %q", b.Error.Message, tc.msg)
+			}
+			if len(e.secrets.puts) != 0 || len(e.store.providers) != 0 {
+				t.Errorf("a rejected request stored something")
+			}
+		})
+	}
+}
+
+func TestProviderSecretsUnavailable(t *testing.T) {
+	e := newEnv(t)
+	e.secrets.fail = errors.New("secretsmanager: AccessDenied")
+	rec := e.do(t, "POST", "/api/v1/providers", `{"name":"n","provider":"openai","apiKey":"`+providerSecret+`"}`)
+	wantError(t, rec, 503, apierror.CodeServiceUnavailable, "")
+	if strings.Contains(rec.Body.String(), "AccessDenied") || len(e.store.providers) != 0 {
+		t.Errorf("body %s, providers %d", rec.Body, len(e.store.providers))
+	}
+}
