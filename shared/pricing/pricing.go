@@ -234,6 +234,9 @@ func digits(s string) bool {
 // AsOf returns the date (YYYY-MM-DD) the table's prices were taken.
 func (t *Table) AsOf() string { return t.asOf }
 
+// Source returns where the table's prices were taken from.
+func (t *Table) Source() string { return t.source }
+
 // Models returns the table's entry names, sorted.
 func (t *Table) Models() []string {
 	out := make([]string, len(t.names))
