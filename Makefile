@@ -54,7 +54,7 @@ fmt: ## Format the Go sources in place.
 dev: ## Run the whole stack locally in the foreground (DynamoDB Local, secrets, proxy, admin).
 	$(GO) run ./infra/dev $(ARGS)
 
-bench: ## Run the load/overshoot benchmark (extra flags via ARGS="...").
+bench: ## Print streaming figures (added delay per event, TTFB, reads per event, peak RSS) (extra flags via ARGS="...").
 	$(GO) run ./infra/bench $(ARGS)
 
 clean: ## Remove build outputs (build/, .aws-sam/).

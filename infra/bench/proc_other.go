@@ -1,0 +1,19 @@
+//go:build !linux
+
+package main
+
+import (
+	"errors"
+	"syscall"
+)
+
+// childAttr leaves the proxy in the benchmark's process group.
+func childAttr() *syscall.SysProcAttr { return nil }
+
+// memStatus is only implemented on Linux (/proc/<pid>/status).
+func memStatus(int) (rss, peak int64, err error) {
+	return 0, 0, errors.New("peak RSS is read from /proc, which this system lacks")
+}
+
+// loadAverage is only implemented on Linux.
+func loadAverage() string { return "n/a" }

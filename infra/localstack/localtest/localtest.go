@@ -1,0 +1,61 @@
+// Package localtest gives tests in other packages DynamoDB Local and a
+// Secrets Manager stand-in (moto_server) with one call each. Every call
+// starts a fresh process for the calling test and closes it when that test
+// (with its subtests) ends, so tests never share state. A process costs
+// about 2 s (DynamoDB Local) or 1 s (moto_server) to start: share one across
+// subtests, using distinct table or secret names, rather than start one per
+// subtest. A test that cannot get one fails; it is never skipped.
+//
+// Point AWS SDK clients at the returned endpoint with
+// localstack.Region and any static credentials, such as
+// localstack.AccessKeyID and localstack.SecretAccessKey.
+package localtest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stipend/stipend/infra/localstack"
+)
+
+// startTimeout bounds a start, including an `npm ci` on a fresh clone.
+const startTimeout = 3 * time.Minute
+
+// StartDynamoDB starts an in-memory DynamoDB Local for tb, closes it in
+// tb.Cleanup, and returns its endpoint, such as http://127.0.0.1:41234. It
+// calls tb.Fatal if DynamoDB Local cannot be started.
+func StartDynamoDB(tb testing.TB) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	p, err := localstack.StartDynamoDB(ctx, localstack.Options{InMemory: true})
+	if err != nil {
+		tb.Fatalf("localtest: %v", err)
+	}
+	tb.Cleanup(func() { closeProcess(tb, p) })
+	return p.Endpoint
+}
+
+// StartSecretsManager starts moto_server for tb, closes it in tb.Cleanup,
+// and returns its endpoint. It calls tb.Fatal if moto_server cannot be
+// started.
+func StartSecretsManager(tb testing.TB) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	p, err := localstack.StartSecretsManager(ctx, nil)
+	if err != nil {
+		tb.Fatalf("localtest: %v", err)
+	}
+	tb.Cleanup(func() { closeProcess(tb, p) })
+	return p.Endpoint
+}
+
+// closeProcess closes p, failing tb if the process had died during the test.
+func closeProcess(tb testing.TB, p *localstack.Process) {
+	tb.Helper()
+	if err := p.Close(); err != nil {
+		tb.Errorf("localtest: %v", err)
+	}
+}

@@ -1,0 +1,17 @@
+//go:build unix && !linux
+
+package localstack
+
+import "syscall"
+
+// sysProcAttr puts a child in its own process group, so Close can end it
+// with all its children. Outside Linux there is no parent-death signal.
+func sysProcAttr() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Setpgid: true}
+}
+
+// ownsListener cannot tell who holds a port outside Linux; it trusts that
+// the service which answered is the one started.
+func ownsListener(pgid, port int) (bool, error) {
+	return true, nil
+}
