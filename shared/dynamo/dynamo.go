@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -61,6 +62,9 @@ type Store struct {
 	db        *dynamodb.Client
 	table     string
 	retention time.Duration
+
+	statsMu sync.Mutex
+	stats   Stats
 }
 
 // NewClient returns a DynamoDB client for cfg. Response checksum validation is
@@ -372,9 +376,13 @@ func (s *Store) UpdateKey(ctx context.Context, k *apikey.Key) error {
 func (s *Store) GetKey(ctx context.Context, id string) (*apikey.Key, error) {
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(s.table), Key: key(keyPK(id), skKey), ConsistentRead: aws.Bool(true),
+		ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("get key %s: %w", id, err)
+	}
+	if out.ConsumedCapacity != nil {
+		s.addStats(1, aws.ToFloat64(out.ConsumedCapacity.CapacityUnits))
 	}
 	if out.Item == nil {
 		return nil, fmt.Errorf("key %s: %w", id, ErrNotFound)
@@ -395,9 +403,11 @@ func (s *Store) ListKeys(ctx context.Context) ([]*apikey.Key, error) {
 	return list, err
 }
 
-// Totals are a key's lifetime counters.
+// Totals are the settled figures of a spend counter (a key's lifetime, a
+// month, ...). Committed also includes reservations not yet settled.
 type Totals struct {
 	Cost             money.Nanos
+	Committed        money.Nanos
 	Requests         int64
 	Successes        int64
 	PromptTokens     int64
@@ -414,16 +424,7 @@ func (s *Store) KeyTotals(ctx context.Context, id string) (Totals, error) {
 	if err != nil {
 		return Totals{}, fmt.Errorf("get usage of key %s: %w", id, err)
 	}
-	it := out.Item
-	return Totals{
-		Cost:             money.Nanos(getN(it, "costNanos")),
-		Requests:         getN(it, "requests"),
-		Successes:        getN(it, "successes"),
-		PromptTokens:     getN(it, "promptTokens"),
-		CachedTokens:     getN(it, "cachedTokens"),
-		CompletionTokens: getN(it, "completionTokens"),
-		LatencyMs:        getN(it, "latencyMs"),
-	}, nil
+	return totalsOf(out.Item), nil
 }
 
 // ---- events ----

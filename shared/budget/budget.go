@@ -1,0 +1,260 @@
+// Package budget decides which counters a request must reserve on before it
+// is forwarded, and how much: the plan behind stipend's "no overshoot"
+// guarantee. It does no I/O; the storage package applies a plan atomically.
+//
+// Every window is fixed and aligned to UTC boundaries: a per-minute limit
+// counts requests from hh:mm:00 to hh:mm:59, a monthly limit from the 1st,
+// 00:00 UTC. Counters are named by their window, so a new window starts from
+// zero without anyone resetting anything.
+package budget
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/money"
+)
+
+// Kind is what a counter counts.
+type Kind string
+
+// Kinds of counter.
+const (
+	Spend    Kind = "spend"    // nano-dollars
+	Requests Kind = "requests" // requests
+	Tokens   Kind = "tokens"   // prompt + completion tokens
+)
+
+// Unit is a window length: s, m, h, d (fixed UTC windows) or mo (calendar
+// month, UTC). The empty unit means lifetime: no window.
+type Unit string
+
+// Window units.
+const (
+	Second   Unit = "s"
+	Minute   Unit = "m"
+	Hour     Unit = "h"
+	Day      Unit = "d"
+	Month    Unit = "mo"
+	Lifetime Unit = ""
+)
+
+// ValidRateUnit reports whether u may window a request rate limit.
+func ValidRateUnit(u string) bool {
+	switch Unit(u) {
+	case Second, Minute, Hour, Day:
+		return true
+	}
+	return false
+}
+
+// ValidCostUnit reports whether u may window a spend limit.
+func ValidCostUnit(u string) bool {
+	switch Unit(u) {
+	case Minute, Hour, Day, Month:
+		return true
+	}
+	return false
+}
+
+// Window returns the fixed UTC window of unit u that contains t, and a
+// label naming it. Lifetime has no window: zero times and label "all".
+func Window(u Unit, t time.Time) (start, end time.Time, label string) {
+	t = t.UTC()
+	switch u {
+	case Second:
+		start = t.Truncate(time.Second)
+		return start, start.Add(time.Second), start.Format("20060102T150405")
+	case Minute:
+		start = t.Truncate(time.Minute)
+		return start, start.Add(time.Minute), start.Format("20060102T1504")
+	case Hour:
+		start = t.Truncate(time.Hour)
+		return start, start.Add(time.Hour), start.Format("20060102T15")
+	case Day:
+		start = time.Date(t.Year(), t.Month(), t.Day(), 0, 0, 0, 0, time.UTC)
+		return start, start.AddDate(0, 0, 1), start.Format("20060102")
+	case Month:
+		start = time.Date(t.Year(), t.Month(), 1, 0, 0, 0, 0, time.UTC)
+		return start, start.AddDate(0, 1, 0), start.Format("200601")
+	}
+	return time.Time{}, time.Time{}, "all"
+}
+
+// MonthLabel names the calendar month (UTC) of t as Window(Month) does.
+func MonthLabel(t time.Time) string {
+	_, _, l := Window(Month, t)
+	return l
+}
+
+// Charge is one counter a request reserves on: Amount is added if and only
+// if the counter stays at or below Limit (0 = no limit: tracked only).
+type Charge struct {
+	Owner  string    `json:"owner"` // "KEY#<id>", "USER#<userId>", "ORG"
+	Name   string    `json:"name"`  // counter name within the owner, unique per window
+	Kind   Kind      `json:"kind"`
+	Amount int64     `json:"amount"`
+	Limit  int64     `json:"limit,omitempty"`
+	Scope  string    `json:"scope"`           // what the limit is, for messages: "key monthly spend"
+	Resets time.Time `json:"resets,omitzero"` // end of the window; zero for lifetime
+}
+
+// Fits reports whether Amount can ever fit under Limit.
+func (c Charge) Fits() bool { return c.Limit == 0 || c.Amount <= c.Limit }
+
+// RetryAfter is how long until c's window ends (0 for lifetime counters).
+func (c Charge) RetryAfter(now time.Time) time.Duration {
+	if c.Resets.IsZero() {
+		return 0
+	}
+	return max(c.Resets.Sub(now), time.Second)
+}
+
+// Limits is the limits of one owner (a key, a user or the organisation).
+// Zero means no limit.
+type Limits struct {
+	Lifetime     money.Nanos
+	PerMonth     money.Nanos
+	OverTime     money.Nanos
+	OverTimeUnit Unit
+	Rate         int64
+	RateUnit     Unit
+	Models       map[string]apikey.ModelLimit
+}
+
+// KeyLimits returns the limits configured on k.
+func KeyLimits(k *apikey.Key) Limits {
+	return Limits{
+		Lifetime: k.CostLimitLifetime, PerMonth: k.CostLimitPerMonth,
+		OverTime: k.CostLimitOverTime, OverTimeUnit: Unit(k.CostLimitUnit),
+		Rate: k.RateLimitOverTime, RateUnit: Unit(k.RateLimitUnit),
+		Models: k.ModelLimits,
+	}
+}
+
+// Request is what Plan needs to know of one request.
+type Request struct {
+	KeyID  string
+	Key    Limits
+	UserID string  // "" when the key has no user
+	User   *Limits // nil when the user has no limits
+	Org    *Limits // nil when the organisation has no limits
+	// Model is the model as requested; Family the price table's entry for
+	// it. Model limits match Model first, then Family.
+	Model, Family string
+	Cost          money.Nanos // worst-case cost
+	Tokens        int64       // worst-case prompt + completion tokens
+	Now           time.Time
+}
+
+// Plan returns every counter the request must reserve on. The key's lifetime
+// and monthly spend are always tracked (they feed reports and statements),
+// limits or not; user and organisation counters only when they have limits.
+func Plan(r Request) []Charge {
+	var cs []Charge
+	cs = appendSpend(cs, "KEY#"+r.KeyID, "key", r.Key, r.Cost, r.Now, true)
+	cs = appendRate(cs, "KEY#"+r.KeyID, "key", r.Key, r.Now)
+	if ml, model, ok := modelLimit(r.Key.Models, r.Model, r.Family); ok {
+		_, end, label := Window(Minute, r.Now)
+		owner := "KEY#" + r.KeyID
+		if ml.RPM > 0 {
+			cs = append(cs, Charge{Owner: owner, Name: "RPM#" + model + "#" + label, Kind: Requests, Amount: 1, Limit: ml.RPM,
+				Scope: fmt.Sprintf("requests per minute for %s", model), Resets: end})
+		}
+		if ml.TPM > 0 {
+			cs = append(cs, Charge{Owner: owner, Name: "TPM#" + model + "#" + label, Kind: Tokens, Amount: r.Tokens, Limit: ml.TPM,
+				Scope: fmt.Sprintf("tokens per minute for %s", model), Resets: end})
+		}
+	}
+	if r.User != nil && r.UserID != "" {
+		cs = appendSpend(cs, "USER#"+r.UserID, "user", *r.User, r.Cost, r.Now, false)
+		cs = appendRate(cs, "USER#"+r.UserID, "user", *r.User, r.Now)
+	}
+	if r.Org != nil {
+		cs = appendSpend(cs, "ORG", "organisation", *r.Org, r.Cost, r.Now, false)
+	}
+	return cs
+}
+
+// LifetimeCounter and monthCounter name the spend counters of an owner.
+const LifetimeCounter = "USAGE"
+
+// MonthCounter names an owner's monthly spend counter for the month of t.
+func MonthCounter(t time.Time) string { return "SPEND#mo#" + MonthLabel(t) }
+
+func appendSpend(cs []Charge, owner, who string, l Limits, cost money.Nanos, now time.Time, always bool) []Charge {
+	if always || l.Lifetime > 0 {
+		cs = append(cs, Charge{Owner: owner, Name: LifetimeCounter, Kind: Spend, Amount: int64(cost), Limit: int64(l.Lifetime), Scope: who + " lifetime spend"})
+	}
+	_, monthEnd, _ := Window(Month, now)
+	monthLimit := l.PerMonth
+	overTime := l.OverTime
+	if l.OverTimeUnit == Month && overTime > 0 {
+		// Both a monthly limit and an over-time limit in months: the
+		// stricter one applies to the one monthly counter.
+		if monthLimit == 0 || overTime < monthLimit {
+			monthLimit = overTime
+		}
+		overTime = 0
+	}
+	if always || monthLimit > 0 {
+		cs = append(cs, Charge{Owner: owner, Name: MonthCounter(now), Kind: Spend, Amount: int64(cost), Limit: int64(monthLimit), Scope: who + " monthly spend", Resets: monthEnd})
+	}
+	if overTime > 0 && ValidCostUnit(string(l.OverTimeUnit)) {
+		_, end, label := Window(l.OverTimeUnit, now)
+		cs = append(cs, Charge{Owner: owner, Name: "SPEND#" + string(l.OverTimeUnit) + "#" + label, Kind: Spend, Amount: int64(cost), Limit: int64(overTime),
+			Scope: fmt.Sprintf("%s spend per %s", who, unitName(l.OverTimeUnit)), Resets: end})
+	}
+	return cs
+}
+
+func appendRate(cs []Charge, owner, who string, l Limits, now time.Time) []Charge {
+	if l.Rate <= 0 || !ValidRateUnit(string(l.RateUnit)) {
+		return cs
+	}
+	_, end, label := Window(l.RateUnit, now)
+	return append(cs, Charge{Owner: owner, Name: "REQ#" + string(l.RateUnit) + "#" + label, Kind: Requests, Amount: 1, Limit: l.Rate,
+		Scope: fmt.Sprintf("%s requests per %s", who, unitName(l.RateUnit)), Resets: end})
+}
+
+func unitName(u Unit) string {
+	switch u {
+	case Second:
+		return "second"
+	case Minute:
+		return "minute"
+	case Hour:
+		return "hour"
+	case Day:
+		return "day"
+	case Month:
+		return "month"
+	}
+	return string(u)
+}
+
+func modelLimit(m map[string]apikey.ModelLimit, model, family string) (apikey.ModelLimit, string, bool) {
+	if l, ok := m[model]; ok && (l.RPM > 0 || l.TPM > 0) {
+		return l, model, true
+	}
+	if l, ok := m[family]; ok && (l.RPM > 0 || l.TPM > 0) {
+		return l, family, true
+	}
+	return apikey.ModelLimit{}, "", false
+}
+
+// FitOutput returns how many output tokens (across n choices) fit in
+// remaining after the prompt's worst-case cost, at outPico pico-dollars per
+// output token; 0 when none fit.
+func FitOutput(remaining, promptCost money.Nanos, outPico int64, n int64) int64 {
+	left := int64(remaining - promptCost)
+	if left <= 0 || n <= 0 {
+		return 0
+	}
+	if outPico <= 0 {
+		return 1 << 30
+	}
+	// Costs round up per request; keep one nano of slack for it.
+	return max((left-1)*1000/outPico/n, 0)
+}

@@ -1,0 +1,415 @@
+package dynamo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/stipend/stipend/shared/budget"
+	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/money"
+)
+
+// Counter items (pk = charge owner, sk = counter name) hold:
+//
+//	v        the committed amount: settled plus outstanding reservations
+//	costNanos, requests, successes, promptTokens, cachedTokens,
+//	completionTokens, latencyMs   settled figures (spend counters only)
+//	expiresAt  window counters expire a day after their window
+//
+// Reservation items (pk = RES#<id>, sk = RES; gsi1 RES / <deadline ms>#<id>)
+// remember what a request reserved until it settles.
+
+const (
+	skReservation  = "RES"
+	gsiReservation = "RES"
+	attrCommitted  = "v"
+)
+
+// Check is a version condition on a configuration item (a key, a user or
+// the organisation settings): the reservation fails with ErrStale when the
+// item changed since it was read. Version 0 means "must not exist".
+type Check struct {
+	PK, SK  string
+	Version int64
+}
+
+// Reservation is what one request reserved before it was forwarded.
+type Reservation struct {
+	ID       string          `json:"id"` // the request's event id
+	KeyID    string          `json:"keyId"`
+	Checks   []Check         `json:"-"`
+	Charges  []budget.Charge `json:"charges"`
+	Cost     money.Nanos     `json:"cost"`  // worst case reserved
+	Usage    ledger.Usage    `json:"usage"` // worst-case tokens behind Cost
+	Deadline time.Time       `json:"deadline"`
+	Event    ledger.Event    `json:"event"` // recorded, marked incomplete, if the reservation goes stale
+}
+
+// LimitError reports the charge whose limit a reservation would break.
+type LimitError struct{ Charge budget.Charge }
+
+func (e *LimitError) Error() string { return "limit reached: " + e.Charge.Scope }
+
+// Reservation errors.
+var (
+	// ErrStale: a configuration item changed since it was read; re-read and retry.
+	ErrStale = errors.New("configuration changed")
+	// ErrSettled: the reservation was already settled (or never existed).
+	ErrSettled = errors.New("reservation already settled")
+)
+
+// Reserve applies r atomically: every version check holds and every charge
+// fits under its limit, and then all amounts are added and r is stored, or
+// nothing changes. A *LimitError names the first charge that did not fit.
+// Transactions that collide with concurrent ones are retried with jitter.
+func (s *Store) Reserve(ctx context.Context, r *Reservation) error {
+	for _, c := range r.Charges {
+		if !c.Fits() {
+			return &LimitError{Charge: c}
+		}
+	}
+	resItem, err := reservationItem(r)
+	if err != nil {
+		return err
+	}
+	items := make([]types.TransactWriteItem, 0, len(r.Checks)+len(r.Charges)+1)
+	for _, c := range r.Checks {
+		cc := &types.ConditionCheck{TableName: aws.String(s.table), Key: key(c.PK, c.SK)}
+		if c.Version == 0 {
+			cc.ConditionExpression = aws.String("attribute_not_exists(pk)")
+		} else {
+			cc.ConditionExpression = aws.String("version = :v")
+			cc.ExpressionAttributeValues = map[string]types.AttributeValue{":v": num(c.Version)}
+		}
+		items = append(items, types.TransactWriteItem{ConditionCheck: cc})
+	}
+	for _, c := range r.Charges {
+		u := &types.Update{
+			TableName:                 aws.String(s.table),
+			Key:                       key(c.Owner, c.Name),
+			UpdateExpression:          aws.String("ADD v :a"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":a": num(c.Amount)},
+		}
+		if c.Limit > 0 {
+			// Conditions cannot add, so the headroom is computed here.
+			u.ConditionExpression = aws.String("attribute_not_exists(v) OR v <= :max")
+			u.ExpressionAttributeValues[":max"] = num(c.Limit - c.Amount)
+		}
+		if exp := counterExpiry(c); exp > 0 {
+			u.UpdateExpression = aws.String("ADD v :a SET expiresAt = :e")
+			u.ExpressionAttributeValues[":e"] = num(exp)
+		}
+		items = append(items, types.TransactWriteItem{Update: u})
+	}
+	items = append(items, types.TransactWriteItem{Put: &types.Put{
+		TableName: aws.String(s.table), Item: resItem, ConditionExpression: aws.String("attribute_not_exists(pk)"),
+	}})
+	err = s.transact(ctx, items, "reserve "+r.ID)
+	var tc *types.TransactionCanceledException
+	if errors.As(err, &tc) {
+		for i, reason := range tc.CancellationReasons {
+			if aws.ToString(reason.Code) != "ConditionalCheckFailed" {
+				continue
+			}
+			switch {
+			case i < len(r.Checks):
+				return fmt.Errorf("reserve %s: %w", r.ID, ErrStale)
+			case i < len(r.Checks)+len(r.Charges):
+				return &LimitError{Charge: r.Charges[i-len(r.Checks)]}
+			}
+		}
+	}
+	return err
+}
+
+// counterExpiry lets window counters shorter than a month expire a day after
+// their window; lifetime and monthly counters stay (they feed statements).
+func counterExpiry(c budget.Charge) int64 {
+	if c.Resets.IsZero() || c.Name == budget.MonthCounter(c.Resets.Add(-time.Second)) {
+		return 0
+	}
+	return c.Resets.Add(24 * time.Hour).Unix()
+}
+
+// transact runs a write transaction, retrying cancellations caused only by
+// conflicts with concurrent transactions on the same items.
+func (s *Store) transact(ctx context.Context, items []types.TransactWriteItem, what string) error {
+	in := &dynamodb.TransactWriteItemsInput{TransactItems: items, ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal}
+	backoff := 5 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		out, err := s.db.TransactWriteItems(ctx, in)
+		s.account(1, out)
+		if err == nil {
+			return nil
+		}
+		var tc *types.TransactionCanceledException
+		if !errors.As(err, &tc) || !onlyConflicts(tc) || attempt >= 30 {
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		sleep := backoff/2 + rand.N(backoff)
+		backoff = min(backoff*2, 200*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-time.After(sleep):
+		}
+	}
+}
+
+func onlyConflicts(tc *types.TransactionCanceledException) bool {
+	conflict := false
+	for _, r := range tc.CancellationReasons {
+		switch aws.ToString(r.Code) {
+		case "TransactionConflict":
+			conflict = true
+		case "None", "":
+		default:
+			return false
+		}
+	}
+	return conflict
+}
+
+func reservationItem(r *Reservation) (map[string]types.AttributeValue, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encode reservation %s: %w", r.ID, err)
+	}
+	item := key("RES#"+r.ID, skReservation)
+	item[attrGSI1PK] = str(gsiReservation)
+	item[attrGSI1SK] = str(fmt.Sprintf("%013d#%s", r.Deadline.UnixMilli(), r.ID))
+	item["data"] = str(string(b))
+	return item, nil
+}
+
+// Settle ends r with the request's actual usage: each spend and token
+// counter moves from the reserved amount to the actual one, the settled
+// figures grow, ev is stored and r is deleted — atomically, and only once:
+// ErrSettled if r was already settled (for example by the stale sweep).
+// Actual cost above the reservation is recorded as it is (never hidden).
+func (s *Store) Settle(ctx context.Context, r *Reservation, ev *ledger.Event) error {
+	items, err := s.settleItems(r, ev)
+	if err != nil {
+		return err
+	}
+	return s.finish(ctx, r, items, "settle")
+}
+
+// Release undoes r for a request that was never forwarded: spend and token
+// amounts are given back, the request still counts against rate limits, and
+// no event is stored.
+func (s *Store) Release(ctx context.Context, r *Reservation) error {
+	items, err := s.settleItems(r, nil)
+	if err != nil {
+		return err
+	}
+	return s.finish(ctx, r, items, "release")
+}
+
+func (s *Store) finish(ctx context.Context, r *Reservation, items []types.TransactWriteItem, what string) error {
+	err := s.transact(ctx, items, what+" "+r.ID)
+	var tc *types.TransactionCanceledException
+	if errors.As(err, &tc) && len(tc.CancellationReasons) > 0 && aws.ToString(tc.CancellationReasons[0].Code) == "ConditionalCheckFailed" {
+		return fmt.Errorf("%s %s: %w", what, r.ID, ErrSettled)
+	}
+	return err
+}
+
+func (s *Store) settleItems(r *Reservation, ev *ledger.Event) ([]types.TransactWriteItem, error) {
+	items := []types.TransactWriteItem{{Delete: &types.Delete{
+		TableName: aws.String(s.table), Key: key("RES#"+r.ID, skReservation),
+		ConditionExpression: aws.String("attribute_exists(pk)"),
+	}}}
+	var cost, tokens int64
+	var u ledger.Usage
+	if ev != nil {
+		cost, u = int64(ev.Cost), ev.Usage
+		tokens = u.Total()
+	}
+	for _, c := range r.Charges {
+		vals := map[string]types.AttributeValue{}
+		var expr string
+		switch c.Kind {
+		case budget.Spend:
+			vals[":d"] = num(cost - c.Amount)
+			expr = "ADD v :d"
+			if ev != nil {
+				success := int64(0)
+				if ev.Success() {
+					success = 1
+				}
+				expr += ", costNanos :c, requests :one, successes :s, promptTokens :p, cachedTokens :ct, completionTokens :o, latencyMs :l"
+				vals[":c"], vals[":one"], vals[":s"] = num(cost), num(1), num(success)
+				vals[":p"], vals[":ct"], vals[":o"], vals[":l"] = num(u.PromptTokens), num(u.CachedTokens), num(u.CompletionTokens), num(ev.LatencyMs)
+			}
+		case budget.Tokens:
+			vals[":d"] = num(tokens - c.Amount)
+			expr = "ADD v :d"
+		default:
+			continue // a request stays counted
+		}
+		items = append(items, types.TransactWriteItem{Update: &types.Update{
+			TableName: aws.String(s.table), Key: key(c.Owner, c.Name),
+			UpdateExpression: aws.String(expr), ExpressionAttributeValues: vals,
+		}})
+	}
+	if ev != nil {
+		evItem, err := eventItem(ev, s.retention)
+		if err != nil {
+			return nil, err
+		}
+		items = append(items, types.TransactWriteItem{Put: &types.Put{
+			TableName: aws.String(s.table), Item: evItem, ConditionExpression: aws.String("attribute_not_exists(pk)"),
+		}})
+	}
+	return items, nil
+}
+
+// StaleReservations returns reservations whose deadline is before now: their
+// invocation died before it could settle them.
+func (s *Store) StaleReservations(ctx context.Context, now time.Time) ([]*Reservation, error) {
+	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
+		TableName:              aws.String(s.table),
+		IndexName:              aws.String(indexGSI1),
+		KeyConditionExpression: aws.String("gsi1pk = :pk AND gsi1sk < :now"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": str(gsiReservation), ":now": str(fmt.Sprintf("%013d", now.UnixMilli())),
+		},
+	})
+	var list []*Reservation
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("query stale reservations: %w", err)
+		}
+		for _, item := range page.Items {
+			var r Reservation
+			if err := json.Unmarshal([]byte(getS(item, "data")), &r); err != nil {
+				return nil, fmt.Errorf("decode reservation %s: %w", getS(item, attrPK), err)
+			}
+			list = append(list, &r)
+		}
+	}
+	return list, nil
+}
+
+// SettleStale settles r at its reserved worst case — the true usage is
+// unknown and the provider may have billed it — with its event marked
+// incomplete. ErrSettled when someone settled it first.
+func (s *Store) SettleStale(ctx context.Context, r *Reservation) error {
+	ev := r.Event
+	ev.Usage, ev.Cost = r.Usage, r.Cost
+	ev.Incomplete, ev.Estimated = true, true
+	ev.ErrorCode = "reservation_expired"
+	return s.Settle(ctx, r, &ev)
+}
+
+// Counters returns the committed value of each charge's counter (0 for
+// counters not yet written), read strongly consistently in one round trip.
+func (s *Store) Counters(ctx context.Context, charges []budget.Charge) ([]int64, error) {
+	out := make([]int64, len(charges))
+	if len(charges) == 0 {
+		return out, nil
+	}
+	keys := make([]map[string]types.AttributeValue, 0, len(charges))
+	seen := map[string]bool{}
+	for _, c := range charges {
+		if id := c.Owner + "\x00" + c.Name; !seen[id] {
+			seen[id] = true
+			keys = append(keys, key(c.Owner, c.Name))
+		}
+	}
+	values := map[string]int64{}
+	req := map[string]types.KeysAndAttributes{s.table: {Keys: keys, ConsistentRead: aws.Bool(true), ProjectionExpression: aws.String("pk, sk, v")}}
+	for attempt := 0; len(req) > 0; attempt++ {
+		res, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req, ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal})
+		if err != nil {
+			return nil, fmt.Errorf("read counters: %w", err)
+		}
+		s.accountBatch(res)
+		for _, item := range res.Responses[s.table] {
+			values[getS(item, attrPK)+"\x00"+getS(item, attrSK)] = getN(item, attrCommitted)
+		}
+		req = res.UnprocessedKeys
+		if attempt > 5 {
+			return nil, errors.New("read counters: unprocessed keys remain")
+		}
+	}
+	for i, c := range charges {
+		out[i] = values[c.Owner+"\x00"+c.Name]
+	}
+	return out, nil
+}
+
+// OwnerTotals returns the settled figures of one counter, e.g. a key's
+// month: KEY#<id> / budget.MonthCounter(t).
+func (s *Store) OwnerTotals(ctx context.Context, owner, counter string) (Totals, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.table), Key: key(owner, counter), ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return Totals{}, fmt.Errorf("get %s %s: %w", owner, counter, err)
+	}
+	return totalsOf(out.Item), nil
+}
+
+func totalsOf(it map[string]types.AttributeValue) Totals {
+	return Totals{
+		Cost:             money.Nanos(getN(it, "costNanos")),
+		Committed:        money.Nanos(getN(it, attrCommitted)),
+		Requests:         getN(it, "requests"),
+		Successes:        getN(it, "successes"),
+		PromptTokens:     getN(it, "promptTokens"),
+		CachedTokens:     getN(it, "cachedTokens"),
+		CompletionTokens: getN(it, "completionTokens"),
+		LatencyMs:        getN(it, "latencyMs"),
+	}
+}
+
+// ---- consumed capacity, for benchmarks ----
+
+// Stats are the DynamoDB calls a Store made and the capacity units they consumed.
+type Stats struct {
+	Calls    int64
+	Capacity float64
+}
+
+func (s *Store) account(calls int64, out *dynamodb.TransactWriteItemsOutput) {
+	var units float64
+	if out != nil {
+		for _, c := range out.ConsumedCapacity {
+			units += aws.ToFloat64(c.CapacityUnits)
+		}
+	}
+	s.addStats(calls, units)
+}
+
+func (s *Store) accountBatch(out *dynamodb.BatchGetItemOutput) {
+	var units float64
+	for _, c := range out.ConsumedCapacity {
+		units += aws.ToFloat64(c.CapacityUnits)
+	}
+	s.addStats(1, units)
+}
+
+func (s *Store) addStats(calls int64, units float64) {
+	s.statsMu.Lock()
+	s.stats.Calls += calls
+	s.stats.Capacity += units
+	s.statsMu.Unlock()
+}
+
+// Stats returns the calls and capacity counted so far.
+func (s *Store) Stats() Stats {
+	s.statsMu.Lock()
+	defer s.statsMu.Unlock()
+	return s.stats
+}
