@@ -9,10 +9,12 @@
 package budget
 
 import (
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 )
 
@@ -258,3 +260,49 @@ func FitOutput(remaining, promptCost money.Nanos, outPico int64, n int64) int64 
 	// Costs round up per request; keep one nano of slack for it.
 	return max((left-1)*1000/outPico/n, 0)
 }
+
+// CheckKind names the configuration a reservation depends on.
+type CheckKind string
+
+// Configurations a reservation can check.
+const (
+	CheckKey  CheckKind = "key"
+	CheckUser CheckKind = "user"
+	CheckOrg  CheckKind = "org"
+)
+
+// Check makes a reservation fail with ErrStale when the configuration it was
+// planned from changed since it was read: a revoked key or a lowered limit
+// takes effect at the next request, not when a cache expires. Version 0
+// means "must not exist".
+type Check struct {
+	Kind    CheckKind
+	ID      string
+	Version int64
+}
+
+// Reservation is what one request reserved before it was forwarded.
+type Reservation struct {
+	ID       string       `json:"id"` // the request's event id
+	KeyID    string       `json:"keyId"`
+	Checks   []Check      `json:"-"`
+	Charges  []Charge     `json:"charges"`
+	Cost     money.Nanos  `json:"cost"`  // worst case reserved
+	Usage    ledger.Usage `json:"usage"` // worst-case tokens behind Cost
+	Deadline time.Time    `json:"deadline"`
+	// Event is recorded, marked incomplete, if the reservation goes stale.
+	Event ledger.Event `json:"event"`
+}
+
+// LimitError reports the charge whose limit a reservation would break.
+type LimitError struct{ Charge Charge }
+
+func (e *LimitError) Error() string { return "limit reached: " + e.Charge.Scope }
+
+// Reservation errors.
+var (
+	// ErrStale: a configuration changed since it was read; re-read and retry.
+	ErrStale = errors.New("configuration changed")
+	// ErrSettled: the reservation was already settled (or never existed).
+	ErrSettled = errors.New("reservation already settled")
+)

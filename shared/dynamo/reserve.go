@@ -33,47 +33,26 @@ const (
 	attrCommitted  = "v"
 )
 
-// Check is a version condition on a configuration item (a key, a user or
-// the organisation settings): the reservation fails with ErrStale when the
-// item changed since it was read. Version 0 means "must not exist".
-type Check struct {
-	PK, SK  string
-	Version int64
+// checkKey maps a version check to the configuration item it guards.
+func checkKey(c budget.Check) (pk, sk string) {
+	switch c.Kind {
+	case budget.CheckKey:
+		return keyPK(c.ID), skKey
+	case budget.CheckUser:
+		return "USER#" + c.ID, "USER"
+	default:
+		return "ORG", "SETTINGS"
+	}
 }
-
-// Reservation is what one request reserved before it was forwarded.
-type Reservation struct {
-	ID       string          `json:"id"` // the request's event id
-	KeyID    string          `json:"keyId"`
-	Checks   []Check         `json:"-"`
-	Charges  []budget.Charge `json:"charges"`
-	Cost     money.Nanos     `json:"cost"`  // worst case reserved
-	Usage    ledger.Usage    `json:"usage"` // worst-case tokens behind Cost
-	Deadline time.Time       `json:"deadline"`
-	Event    ledger.Event    `json:"event"` // recorded, marked incomplete, if the reservation goes stale
-}
-
-// LimitError reports the charge whose limit a reservation would break.
-type LimitError struct{ Charge budget.Charge }
-
-func (e *LimitError) Error() string { return "limit reached: " + e.Charge.Scope }
-
-// Reservation errors.
-var (
-	// ErrStale: a configuration item changed since it was read; re-read and retry.
-	ErrStale = errors.New("configuration changed")
-	// ErrSettled: the reservation was already settled (or never existed).
-	ErrSettled = errors.New("reservation already settled")
-)
 
 // Reserve applies r atomically: every version check holds and every charge
 // fits under its limit, and then all amounts are added and r is stored, or
 // nothing changes. A *LimitError names the first charge that did not fit.
 // Transactions that collide with concurrent ones are retried with jitter.
-func (s *Store) Reserve(ctx context.Context, r *Reservation) error {
+func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 	for _, c := range r.Charges {
 		if !c.Fits() {
-			return &LimitError{Charge: c}
+			return &budget.LimitError{Charge: c}
 		}
 	}
 	resItem, err := reservationItem(r)
@@ -82,7 +61,8 @@ func (s *Store) Reserve(ctx context.Context, r *Reservation) error {
 	}
 	items := make([]types.TransactWriteItem, 0, len(r.Checks)+len(r.Charges)+1)
 	for _, c := range r.Checks {
-		cc := &types.ConditionCheck{TableName: aws.String(s.table), Key: key(c.PK, c.SK)}
+		pk, sk := checkKey(c)
+		cc := &types.ConditionCheck{TableName: aws.String(s.table), Key: key(pk, sk)}
 		if c.Version == 0 {
 			cc.ConditionExpression = aws.String("attribute_not_exists(pk)")
 		} else {
@@ -121,9 +101,9 @@ func (s *Store) Reserve(ctx context.Context, r *Reservation) error {
 			}
 			switch {
 			case i < len(r.Checks):
-				return fmt.Errorf("reserve %s: %w", r.ID, ErrStale)
+				return fmt.Errorf("reserve %s: %w", r.ID, budget.ErrStale)
 			case i < len(r.Checks)+len(r.Charges):
-				return &LimitError{Charge: r.Charges[i-len(r.Checks)]}
+				return &budget.LimitError{Charge: r.Charges[i-len(r.Checks)]}
 			}
 		}
 	}
@@ -178,7 +158,7 @@ func onlyConflicts(tc *types.TransactionCanceledException) bool {
 	return conflict
 }
 
-func reservationItem(r *Reservation) (map[string]types.AttributeValue, error) {
+func reservationItem(r *budget.Reservation) (map[string]types.AttributeValue, error) {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("encode reservation %s: %w", r.ID, err)
@@ -195,7 +175,7 @@ func reservationItem(r *Reservation) (map[string]types.AttributeValue, error) {
 // figures grow, ev is stored and r is deleted — atomically, and only once:
 // ErrSettled if r was already settled (for example by the stale sweep).
 // Actual cost above the reservation is recorded as it is (never hidden).
-func (s *Store) Settle(ctx context.Context, r *Reservation, ev *ledger.Event) error {
+func (s *Store) Settle(ctx context.Context, r *budget.Reservation, ev *ledger.Event) error {
 	items, err := s.settleItems(r, ev)
 	if err != nil {
 		return err
@@ -206,7 +186,7 @@ func (s *Store) Settle(ctx context.Context, r *Reservation, ev *ledger.Event) er
 // Release undoes r for a request that was never forwarded: spend and token
 // amounts are given back, the request still counts against rate limits, and
 // no event is stored.
-func (s *Store) Release(ctx context.Context, r *Reservation) error {
+func (s *Store) Release(ctx context.Context, r *budget.Reservation) error {
 	items, err := s.settleItems(r, nil)
 	if err != nil {
 		return err
@@ -214,16 +194,16 @@ func (s *Store) Release(ctx context.Context, r *Reservation) error {
 	return s.finish(ctx, r, items, "release")
 }
 
-func (s *Store) finish(ctx context.Context, r *Reservation, items []types.TransactWriteItem, what string) error {
+func (s *Store) finish(ctx context.Context, r *budget.Reservation, items []types.TransactWriteItem, what string) error {
 	err := s.transact(ctx, items, what+" "+r.ID)
 	var tc *types.TransactionCanceledException
 	if errors.As(err, &tc) && len(tc.CancellationReasons) > 0 && aws.ToString(tc.CancellationReasons[0].Code) == "ConditionalCheckFailed" {
-		return fmt.Errorf("%s %s: %w", what, r.ID, ErrSettled)
+		return fmt.Errorf("%s %s: %w", what, r.ID, budget.ErrSettled)
 	}
 	return err
 }
 
-func (s *Store) settleItems(r *Reservation, ev *ledger.Event) ([]types.TransactWriteItem, error) {
+func (s *Store) settleItems(r *budget.Reservation, ev *ledger.Event) ([]types.TransactWriteItem, error) {
 	items := []types.TransactWriteItem{{Delete: &types.Delete{
 		TableName: aws.String(s.table), Key: key("RES#"+r.ID, skReservation),
 		ConditionExpression: aws.String("attribute_exists(pk)"),
@@ -275,7 +255,7 @@ func (s *Store) settleItems(r *Reservation, ev *ledger.Event) ([]types.TransactW
 
 // StaleReservations returns reservations whose deadline is before now: their
 // invocation died before it could settle them.
-func (s *Store) StaleReservations(ctx context.Context, now time.Time) ([]*Reservation, error) {
+func (s *Store) StaleReservations(ctx context.Context, now time.Time) ([]*budget.Reservation, error) {
 	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
 		TableName:              aws.String(s.table),
 		IndexName:              aws.String(indexGSI1),
@@ -284,14 +264,14 @@ func (s *Store) StaleReservations(ctx context.Context, now time.Time) ([]*Reserv
 			":pk": str(gsiReservation), ":now": str(fmt.Sprintf("%013d", now.UnixMilli())),
 		},
 	})
-	var list []*Reservation
+	var list []*budget.Reservation
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("query stale reservations: %w", err)
 		}
 		for _, item := range page.Items {
-			var r Reservation
+			var r budget.Reservation
 			if err := json.Unmarshal([]byte(getS(item, "data")), &r); err != nil {
 				return nil, fmt.Errorf("decode reservation %s: %w", getS(item, attrPK), err)
 			}
@@ -304,7 +284,7 @@ func (s *Store) StaleReservations(ctx context.Context, now time.Time) ([]*Reserv
 // SettleStale settles r at its reserved worst case — the true usage is
 // unknown and the provider may have billed it — with its event marked
 // incomplete. ErrSettled when someone settled it first.
-func (s *Store) SettleStale(ctx context.Context, r *Reservation) error {
+func (s *Store) SettleStale(ctx context.Context, r *budget.Reservation) error {
 	ev := r.Event
 	ev.Usage, ev.Cost = r.Usage, r.Cost
 	ev.Incomplete, ev.Estimated = true, true

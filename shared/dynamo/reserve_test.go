@@ -31,10 +31,10 @@ func race(t *testing.T, s *Store, n int, keys []string, plan func(keyID string) 
 			defer wg.Done()
 			keyID := keys[i%len(keys)]
 			req := plan(keyID)
-			r := &Reservation{ID: fmt.Sprintf("%s-r%03d", t.Name(), i), KeyID: keyID, Charges: budget.Plan(req), Cost: req.Cost,
+			r := &budget.Reservation{ID: fmt.Sprintf("%s-r%03d", t.Name(), i), KeyID: keyID, Charges: budget.Plan(req), Cost: req.Cost,
 				Deadline: time.Now().Add(time.Minute)}
 			err := s.Reserve(ctx, r)
-			var le *LimitError
+			var le *budget.LimitError
 			switch {
 			case errors.As(err, &le):
 				mu.Lock()
@@ -47,7 +47,8 @@ func race(t *testing.T, s *Store, n int, keys []string, plan func(keyID string) 
 			}
 			ok.Add(1)
 			time.Sleep(time.Millisecond) // the "request" runs while others race
-			ev := &ledger.Event{ID: r.ID, KeyID: keyID, Status: 200, Cost: actual, CreatedAt: time.Now().UnixMilli()}
+			// Actual tokens equal the reserved ones, so token windows stay exact.
+			ev := &ledger.Event{ID: r.ID, KeyID: keyID, Status: 200, Cost: actual, Usage: ledger.Usage{PromptTokens: req.Tokens}, CreatedAt: time.Now().UnixMilli()}
 			if err := s.Settle(ctx, r, ev); err != nil {
 				t.Errorf("settle: %v", err)
 			}
@@ -145,7 +146,7 @@ func TestReservations(t *testing.T) {
 		key := budget.Limits{PerMonth: 10 * money.Cent}
 		reserve := func(at time.Time, id string) error {
 			req := budget.Request{KeyID: "k", Key: key, Cost: 10 * money.Cent, Now: at}
-			r := &Reservation{ID: id, KeyID: "k", Charges: budget.Plan(req), Cost: req.Cost, Deadline: at.Add(time.Minute)}
+			r := &budget.Reservation{ID: id, KeyID: "k", Charges: budget.Plan(req), Cost: req.Cost, Deadline: at.Add(time.Minute)}
 			if err := s.Reserve(ctx, r); err != nil {
 				return err
 			}
@@ -155,7 +156,7 @@ func TestReservations(t *testing.T) {
 		if err := reserve(nov, "m1"); err != nil {
 			t.Fatal(err)
 		}
-		var le *LimitError
+		var le *budget.LimitError
 		if err := reserve(nov.Add(30*time.Second), "m2"); !errors.As(err, &le) || le.Charge.Scope != "key monthly spend" {
 			t.Fatalf("full month admitted: %v", err)
 		} else if ra := le.Charge.RetryAfter(nov.Add(30 * time.Second)); ra != 30*time.Second {
@@ -169,7 +170,7 @@ func TestReservations(t *testing.T) {
 	t.Run("stale reservation settles once at worst case", func(t *testing.T) {
 		s := newStore(t, endpoint, "stale")
 		req := budget.Request{KeyID: "k", Key: budget.Limits{Lifetime: money.Dollar}, Cost: 40 * money.Cent, Now: now}
-		r := &Reservation{ID: "dead", KeyID: "k", Charges: budget.Plan(req), Cost: req.Cost, Usage: ledger.Usage{PromptTokens: 100, CompletionTokens: 900},
+		r := &budget.Reservation{ID: "dead", KeyID: "k", Charges: budget.Plan(req), Cost: req.Cost, Usage: ledger.Usage{PromptTokens: 100, CompletionTokens: 900},
 			Deadline: now.Add(5 * time.Minute), Event: ledger.Event{ID: "dead", KeyID: "k", Model: "gpt-4o-mini", Status: 200, CreatedAt: now.UnixMilli()}}
 		if err := s.Reserve(ctx, r); err != nil {
 			t.Fatal(err)
@@ -184,11 +185,11 @@ func TestReservations(t *testing.T) {
 		if err := s.SettleStale(ctx, list[0]); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.SettleStale(ctx, list[0]); !errors.Is(err, ErrSettled) {
+		if err := s.SettleStale(ctx, list[0]); !errors.Is(err, budget.ErrSettled) {
 			t.Fatalf("second sweep: %v", err)
 		}
 		// The invocation wakes up late and tries to settle: nothing changes.
-		if err := s.Settle(ctx, r, &ledger.Event{ID: "dead", KeyID: "k", Cost: money.Cent}); !errors.Is(err, ErrSettled) {
+		if err := s.Settle(ctx, r, &ledger.Event{ID: "dead", KeyID: "k", Cost: money.Cent}); !errors.Is(err, budget.ErrSettled) {
 			t.Fatalf("late settle: %v", err)
 		}
 		tot, _ := s.KeyTotals(ctx, "k")
@@ -208,16 +209,16 @@ func TestReservations(t *testing.T) {
 	t.Run("changed configuration is detected", func(t *testing.T) {
 		s := newStore(t, endpoint, "version")
 		s.CreateKey(ctx, &apikey.Key{ID: "k", CreatedAt: 1})
-		check := []Check{{PK: keyPK("k"), SK: skKey, Version: 1}}
-		r := &Reservation{ID: "v1", KeyID: "k", Checks: check, Charges: budget.Plan(budget.Request{KeyID: "k", Cost: 1, Now: now}), Deadline: now}
+		check := []budget.Check{{Kind: budget.CheckKey, ID: "k", Version: 1}}
+		r := &budget.Reservation{ID: "v1", KeyID: "k", Checks: check, Charges: budget.Plan(budget.Request{KeyID: "k", Cost: 1, Now: now}), Deadline: now}
 		if err := s.Reserve(ctx, r); err != nil {
 			t.Fatal(err)
 		}
 		k, _ := s.GetKey(ctx, "k")
 		k.Revoked = true
 		s.UpdateKey(ctx, k)
-		r2 := &Reservation{ID: "v2", KeyID: "k", Checks: check, Charges: r.Charges, Deadline: now}
-		if err := s.Reserve(ctx, r2); !errors.Is(err, ErrStale) {
+		r2 := &budget.Reservation{ID: "v2", KeyID: "k", Checks: check, Charges: r.Charges, Deadline: now}
+		if err := s.Reserve(ctx, r2); !errors.Is(err, budget.ErrStale) {
 			t.Fatalf("stale config not detected: %v", err)
 		}
 		// Release gives the spend back but keeps counting the request.
@@ -231,8 +232,8 @@ func TestReservations(t *testing.T) {
 
 	t.Run("a single request above the limit never reaches storage", func(t *testing.T) {
 		s := newStore(t, endpoint, "toobig")
-		r := &Reservation{ID: "big", Charges: budget.Plan(budget.Request{KeyID: "k", Key: budget.Limits{Lifetime: money.Cent}, Cost: 2 * money.Cent, Now: now})}
-		var le *LimitError
+		r := &budget.Reservation{ID: "big", Charges: budget.Plan(budget.Request{KeyID: "k", Key: budget.Limits{Lifetime: money.Cent}, Cost: 2 * money.Cent, Now: now})}
+		var le *budget.LimitError
 		if err := s.Reserve(ctx, r); !errors.As(err, &le) {
 			t.Fatalf("err = %v", err)
 		}
