@@ -4,7 +4,9 @@
 //
 // Environment: STIPEND_TABLE (DynamoDB table, default "stipend"),
 // STIPEND_EVENT_RETENTION_DAYS (default 30), STIPEND_KEY_CACHE_TTL (default
-// 5s), STIPEND_SECRET_CACHE_TTL (default 5m), STIPEND_PROXY_ADDR, and the
+// 5s), STIPEND_SECRET_CACHE_TTL (default 5m), STIPEND_RESERVATION_TTL (when
+// an unsettled reservation counts as abandoned, default 20m; keep it above the
+// function timeout), STIPEND_PROXY_ADDR, and the
 // AWS SDK's own variables (AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB, ...).
 package main
 
@@ -66,15 +68,26 @@ func build(ctx context.Context, log *slog.Logger) (*proxy.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	reservationTTL, err := server.EnvDuration("STIPEND_RESERVATION_TTL", 20*time.Minute)
+	if err != nil {
+		return nil, err
+	}
+	tok := tokenizer.New()
+	// Load the tokenizer now (in Lambda, during init) so no request waits for it.
+	if _, err := tok.Count(tokenizer.O200kBase, "warm up"); err != nil {
+		return nil, err
+	}
 	store := dynamo.New(dynamo.NewClient(cfg), server.Env("STIPEND_TABLE", "stipend"), time.Duration(retentionDays)*24*time.Hour)
 	return proxy.New(proxy.Config{
-		Keys:      store,
-		Providers: store,
-		Ledger:    store,
-		Secrets:   secrets.NewCache(secrets.NewManager(secretsmanager.NewFromConfig(cfg)), secretTTL),
-		Prices:    prices,
-		Tokenizer: tokenizer.New(),
-		KeyTTL:    keyTTL,
-		Log:       log,
+		Keys:           store,
+		Providers:      store,
+		Limiter:        store,
+		Owners:         store,
+		Secrets:        secrets.NewCache(secrets.NewManager(secretsmanager.NewFromConfig(cfg)), secretTTL),
+		Prices:         prices,
+		Tokenizer:      tok,
+		KeyTTL:         keyTTL,
+		ReservationTTL: reservationTTL,
+		Log:            log,
 	}), nil
 }

@@ -1,8 +1,8 @@
 // Package admin is stipend's admin API: an http.Handler that manages provider
-// settings and proxy secret keys and reports their usage. Paths, field names
-// and response shapes follow the BricksAI reference
-// (shared/seeds/003_c1386e2febb3792e.txt); JSON is camelCase and times are
-// seconds since the epoch.
+// settings, proxy secret keys, users and the organisation's limits, and
+// reports usage. Paths, field names and response shapes follow the BricksAI
+// reference (shared/seeds/003_c1386e2febb3792e.txt); JSON is camelCase and
+// times are seconds since the epoch.
 //
 // Every route except GET /healthz needs "Authorization: Bearer <admin key>".
 // Errors use the proxy's format, {"error": {"message", "type", "param",
@@ -34,6 +34,7 @@ import (
 	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/provider"
+	"github.com/stipend/stipend/shared/user"
 )
 
 // Store is the storage the admin API uses; *dynamo.Store implements it.
@@ -52,6 +53,17 @@ type Store interface {
 
 	// Events calls each for every event of keyID created in [start, end), oldest first.
 	Events(ctx context.Context, keyID string, start, end time.Time, each func(*ledger.Event) error) error
+
+	// Users are keyed by UserID; UpdateUser is optimistic like UpdateKey.
+	CreateUser(ctx context.Context, u *user.User) error
+	UpdateUser(ctx context.Context, u *user.User) error
+	GetUser(ctx context.Context, userID string) (*user.User, error)
+	ListUsers(ctx context.Context) ([]*user.User, error)
+
+	// GetOrg returns the zero Org (Version 0) when none is stored; PutOrg
+	// writes only over o.Version (dynamo.ErrConflict otherwise) and bumps it.
+	GetOrg(ctx context.Context) (*user.Org, error)
+	PutOrg(ctx context.Context, o *user.Org) error
 }
 
 var _ Store = (*dynamo.Store)(nil)
@@ -106,6 +118,12 @@ func New(cfg Config) *Handler {
 	h.mux.Handle("POST /api/v1/secret-keys", h.handle(h.createKey))
 	h.mux.Handle("GET /api/v1/secret-keys/{keyId}", h.handle(h.getKey))
 	h.mux.Handle("PATCH /api/v1/secret-keys/{keyId}", h.handle(h.updateKey))
+	h.mux.Handle("GET /api/v1/users", h.handle(h.listUsers))
+	h.mux.Handle("POST /api/v1/users", h.handle(h.createUser))
+	h.mux.Handle("GET /api/v1/users/{userId}", h.handle(h.getUser))
+	h.mux.Handle("PATCH /api/v1/users/{userId}", h.handle(h.updateUser))
+	h.mux.Handle("GET /api/v1/organization", h.handle(h.getOrg))
+	h.mux.Handle("PATCH /api/v1/organization", h.handle(h.updateOrg))
 	h.mux.Handle("/", h.handle(h.unknown))
 	return h
 }

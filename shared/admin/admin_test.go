@@ -44,10 +44,11 @@ type fakeStore struct {
 	conflicts   int
 	otherWriter func(k *apikey.Key)
 	updateCalls int
+	userState   // users and the organisation: users_test.go
 }
 
 func newFakeStore() *fakeStore {
-	return &fakeStore{providers: map[string]*provider.Setting{}, keys: map[string]*apikey.Key{}}
+	return &fakeStore{providers: map[string]*provider.Setting{}, keys: map[string]*apikey.Key{}, userState: newUserState()}
 }
 
 func cloneKey(k *apikey.Key) *apikey.Key {

@@ -152,6 +152,9 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := h.validUser(r, req.UserID); err != nil {
+		return err
+	}
 
 	now := h.cfg.Now()
 	id, plaintext := apikey.Generate()
@@ -190,6 +193,9 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request) error {
 		if settings, err = h.validSettings(r, *req.ProviderSettingIDs); err != nil {
 			return err
 		}
+	}
+	if err := h.validUser(r, req.UserID); err != nil {
+		return err
 	}
 	var err error
 	for range updateAttempts {

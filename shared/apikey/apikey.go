@@ -118,6 +118,9 @@ type Key struct {
 	Moderation         bool                  `json:"moderation"`
 	KeyRetrievalMethod string                `json:"keyRetrievalMethod"`
 	Metadata           map[string]any        `json:"metadata,omitempty"`
+	// LowerMaxTokens (default true) lets stipend lower a request's output cap
+	// to what the remaining budget can pay for, instead of refusing it.
+	LowerMaxTokens *bool `json:"lowerMaxTokens,omitempty"`
 	Version            int64                 `json:"-"` // bumped on every change
 }
 
@@ -125,6 +128,10 @@ type Key struct {
 func (k *Key) Expired(now time.Time) bool {
 	return k.ExpiresAt > 0 && now.Unix() >= k.ExpiresAt
 }
+
+// MayLowerMaxTokens reports whether stipend may lower a request's output cap
+// to fit the remaining budget (the default).
+func (k *Key) MayLowerMaxTokens() bool { return k.LowerMaxTokens == nil || *k.LowerMaxTokens }
 
 // AllowsModel reports whether model may be used with k; an empty list allows all.
 func (k *Key) AllowsModel(model string) bool {

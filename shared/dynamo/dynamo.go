@@ -433,45 +433,6 @@ func eventPK(keyID string) string { return "EV#" + keyID }
 
 func eventSK(createdAtMs int64, id string) string { return fmt.Sprintf("%013d#%s", createdAtMs, id) }
 
-// Record adds ev's usage to its key's counters and stores ev, atomically: both
-// happen or neither does. Recording the same event id twice is rejected by
-// DynamoDB's idempotency token (within ten minutes) and by the event's
-// condition, so a retry never counts twice.
-func (s *Store) Record(ctx context.Context, ev *ledger.Event) error {
-	success := int64(0)
-	if ev.Success() {
-		success = 1
-	}
-	evItem, err := eventItem(ev, s.retention)
-	if err != nil {
-		return err
-	}
-	_, err = s.db.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{
-		ClientRequestToken: aws.String(ev.ID),
-		TransactItems: []types.TransactWriteItem{
-			{Update: &types.Update{
-				TableName:        aws.String(s.table),
-				Key:              key(keyPK(ev.KeyID), skUsage),
-				UpdateExpression: aws.String("ADD costNanos :c, requests :one, successes :s, promptTokens :p, cachedTokens :ct, completionTokens :o, latencyMs :l"),
-				ExpressionAttributeValues: map[string]types.AttributeValue{
-					":c": num(int64(ev.Cost)), ":one": num(1), ":s": num(success),
-					":p": num(ev.Usage.PromptTokens), ":ct": num(ev.Usage.CachedTokens),
-					":o": num(ev.Usage.CompletionTokens), ":l": num(ev.LatencyMs),
-				},
-			}},
-			{Put: &types.Put{
-				TableName:           aws.String(s.table),
-				Item:                evItem,
-				ConditionExpression: aws.String("attribute_not_exists(pk)"),
-			}},
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("record event %s of key %s: %w", ev.ID, ev.KeyID, err)
-	}
-	return nil
-}
-
 func eventItem(ev *ledger.Event, retention time.Duration) (map[string]types.AttributeValue, error) {
 	b, err := json.Marshal(ev)
 	if err != nil {

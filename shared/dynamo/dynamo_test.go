@@ -14,6 +14,7 @@ import (
 
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/provider"
@@ -123,7 +124,7 @@ func TestStore(t *testing.T) {
 				if i%10 == 0 {
 					ev.Status = 500
 				}
-				errs <- s.Record(ctx, ev)
+				errs <- record(ctx, s, ev)
 			}(i)
 		}
 		wg.Wait()
@@ -133,19 +134,17 @@ func TestStore(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		// A retry of an event already recorded adds nothing.
-		dup := &ledger.Event{ID: "ev000", KeyID: "k1", Cost: 1000, CreatedAt: base.UnixMilli()}
-		if err := s.Record(ctx, dup); err == nil {
-			if tot, _ := s.KeyTotals(ctx, "k1"); tot.Requests != n {
-				t.Fatalf("duplicate counted: %+v", tot)
-			}
+		// Settling the same reservation again adds nothing.
+		r := &budget.Reservation{ID: "ev000", KeyID: "k1", Charges: budget.Plan(budget.Request{KeyID: "k1", Cost: 1000, Now: base})}
+		if err := s.Settle(ctx, r, &ledger.Event{ID: "ev000", KeyID: "k1", Cost: 1000, CreatedAt: base.UnixMilli()}); !errors.Is(err, budget.ErrSettled) {
+			t.Fatalf("second settle: %v", err)
 		}
 		tot, err := s.KeyTotals(ctx, "k1")
 		if err != nil {
 			t.Fatal(err)
 		}
 		wantCost := money.Nanos(n*1000 + n*(n-1)/2)
-		want := Totals{Cost: wantCost, Requests: n, Successes: n - n/10, PromptTokens: 10 * n, CachedTokens: 2 * n, CompletionTokens: 5 * n, LatencyMs: 20 * n}
+		want := Totals{Cost: wantCost, Committed: wantCost, Requests: n, Successes: n - n/10, PromptTokens: 10 * n, CachedTokens: 2 * n, CompletionTokens: 5 * n, LatencyMs: 20 * n}
 		if tot != want {
 			t.Fatalf("totals = %+v, want %+v", tot, want)
 		}
@@ -163,4 +162,15 @@ func TestStore(t *testing.T) {
 			t.Fatalf("unused key totals = %+v", empty)
 		}
 	})
+}
+
+// record reserves an event's cost as its worst case and settles it, as the
+// proxy does for one request.
+func record(ctx context.Context, s *Store, ev *ledger.Event) error {
+	req := budget.Request{KeyID: ev.KeyID, Cost: ev.Cost, Tokens: ev.Usage.Total(), Now: time.UnixMilli(ev.CreatedAt)}
+	r := &budget.Reservation{ID: ev.ID, KeyID: ev.KeyID, Charges: budget.Plan(req), Cost: ev.Cost, Deadline: time.Now().Add(time.Minute)}
+	if err := s.Reserve(ctx, r); err != nil {
+		return err
+	}
+	return s.Settle(ctx, r, ev)
 }

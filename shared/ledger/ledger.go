@@ -35,7 +35,11 @@ type Event struct {
 	// counted with the tokenizer (client disconnect, upstream failure).
 	Estimated bool `json:"estimated,omitempty"`
 	// Incomplete is true when the response did not finish normally.
-	Incomplete bool   `json:"incomplete,omitempty"`
+	Incomplete bool `json:"incomplete,omitempty"`
+	// ReservedCost is the worst case reserved before forwarding; Overrun is
+	// true when the provider billed more than that (recorded, never hidden).
+	ReservedCost money.Nanos `json:"reservedCostInUsd,omitempty"`
+	Overrun      bool        `json:"overrun,omitempty"`
 	ErrorCode  string `json:"errorCode,omitempty"`
 }
 

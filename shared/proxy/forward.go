@@ -55,6 +55,11 @@ type request struct {
 	StreamOptions *struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
+	MaxTokens           *int64 `json:"max_tokens"`
+	MaxCompletionTokens *int64 `json:"max_completion_tokens"`
+	MaxOutputTokens     *int64 `json:"max_output_tokens"`
+	N                   *int64 `json:"n"`
+	BestOf              *int64 `json:"best_of"`
 }
 
 // forwardedHeaders are the client headers passed upstream; everything else
@@ -114,16 +119,6 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 			fmt.Sprintf("X-Custom-Id is longer than %d bytes", maxCustomID))
 	}
 
-	// The client sees the usage chunk only if it asked for it; stipend
-	// always asks, so streamed spend is measured, not guessed.
-	clientWantsUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-	upstreamBody := body
-	if req.Stream && !clientWantsUsage && (r.URL.Path == "/v1/chat/completions" || r.URL.Path == "/v1/completions") {
-		if upstreamBody, err = withIncludeUsage(body); err != nil {
-			return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not a JSON object")
-		}
-	}
-
 	prov, apiKey, err := h.pickProvider(r.Context(), key)
 	if err != nil {
 		return err
@@ -138,11 +133,40 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		Model: req.Model, Path: r.URL.Path, Method: r.Method, Stream: req.Stream,
 		CustomID: customID, CreatedAt: start.UnixMilli(),
 	}
+	// Reserve the worst case on every limit before anything is forwarded.
+	adm, err := h.admit(r, key, &req, body, price, ev)
+	if err != nil {
+		return err
+	}
+	body = adm.body
+	headers := make(chan http.Header, 1)
+	go func() { headers <- h.limitHeaders(context.WithoutCancel(r.Context()), adm.res.Charges) }()
+	limitHdr := func() http.Header {
+		if headers == nil {
+			return nil
+		}
+		hd := <-headers
+		headers = nil
+		return hd
+	}
+	defer limitHdr() // the counters read never outlives the request
+
+	// The client sees the usage chunk only if it asked for it; stipend
+	// always asks, so streamed spend is measured, not guessed.
+	clientWantsUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+	upstreamBody := body
+	if req.Stream && !clientWantsUsage && (r.URL.Path == "/v1/chat/completions" || r.URL.Path == "/v1/completions") {
+		if upstreamBody, err = withIncludeUsage(body); err != nil {
+			h.release(r.Context(), adm.res)
+			return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not a JSON object")
+		}
+	}
+
 	m := meter{h: h, price: price, path: r.URL.Path, body: body, ev: ev}
 	defer func() {
 		ev.LatencyMs = h.cfg.Now().Sub(start).Milliseconds()
 		m.finish()
-		h.record(r.Context(), ev)
+		h.settle(r.Context(), adm.res, ev)
 	}()
 
 	// The upstream call lives as long as the client's request, and no longer
@@ -180,6 +204,12 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		}
 	}
 	hdr.Set("X-Stipend-Request-Id", ev.ID)
+	for name, v := range limitHdr() {
+		hdr[name] = v
+	}
+	if adm.lowered > 0 {
+		hdr.Set("X-Stipend-Max-Tokens-Lowered", fmt.Sprint(adm.lowered))
+	}
 
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		// Provider errors pass through with their own status and body; the

@@ -22,9 +22,9 @@ import (
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/cache"
-	"github.com/stipend/stipend/shared/ledger"
-	"github.com/stipend/stipend/shared/pricing"
+		"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
+	"github.com/stipend/stipend/shared/user"
 )
 
 // Keys finds a key's stored configuration by id. An unknown id is an error
@@ -43,11 +43,6 @@ type Secrets interface {
 	Get(ctx context.Context, id string) (string, error)
 }
 
-// Ledger records a finished request's event and adds it to the counters.
-type Ledger interface {
-	Record(ctx context.Context, ev *ledger.Event) error
-}
-
 // Prices prices models.
 type Prices interface {
 	Lookup(model string) (pricing.Price, bool)
@@ -60,22 +55,33 @@ type Tokenizer interface {
 	Completion(encoding, text string) (int64, error)
 }
 
-// Config wires a Handler. Keys, Providers, Secrets, Ledger, Prices and
-// Tokenizer are required; the rest have defaults.
+// Config wires a Handler. Keys, Providers, Secrets, Limiter, Owners, Prices
+// and Tokenizer are required; the rest have defaults.
 type Config struct {
 	Keys      Keys
 	Providers Providers
 	Secrets   Secrets
-	Ledger    Ledger
+	Limiter   Limiter
+	Owners    Owners
 	Prices    Prices
 	Tokenizer Tokenizer
+
+	// ReservationTTL is how long after a request starts its reservation
+	// counts as abandoned and the scheduled sweep may settle it at its worst
+	// case (default 20 min: longer than any invocation may run).
+	ReservationTTL time.Duration
+	// MinLoweredTokens is the smallest output cap stipend lowers a request
+	// to when its budget cannot pay for more (default 16).
+	MinLoweredTokens int64
 
 	// Client calls upstream. Default: NewUpstreamClient(DefaultTimeouts).
 	Client *http.Client
 	// IdleTimeout ends a response when upstream sends nothing for this long
 	// (default 120 s).
 	IdleTimeout time.Duration
-	// KeyTTL is how long key and provider configuration is cached (default 5 s).
+	// KeyTTL is how long key, user, organisation and provider configuration
+	// is cached (default 5 s). Reservations check the versions of what they
+	// used, so a change takes effect at the next request anyway.
 	KeyTTL time.Duration
 	// MaxBodyBytes bounds request bodies (default 8 MiB).
 	MaxBodyBytes int64
@@ -89,6 +95,8 @@ type Config struct {
 type Handler struct {
 	cfg       Config
 	keys      *cache.TTL[*apikey.Key]
+	users     *cache.TTL[*user.User]
+	org       *cache.TTL[*user.Org]
 	providers *cache.TTL[*provider.Setting]
 	mux       *http.ServeMux
 }
@@ -107,6 +115,12 @@ func New(cfg Config) *Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 8 << 20
 	}
+	if cfg.ReservationTTL <= 0 {
+		cfg.ReservationTTL = 20 * time.Minute
+	}
+	if cfg.MinLoweredTokens <= 0 {
+		cfg.MinLoweredTokens = 16
+	}
 	if cfg.RecordTimeout <= 0 {
 		cfg.RecordTimeout = 10 * time.Second
 	}
@@ -119,6 +133,10 @@ func New(cfg Config) *Handler {
 	h := &Handler{
 		cfg:       cfg,
 		keys:      cache.New(cfg.KeyTTL, cfg.Keys.GetKey),
+		users:     cache.New(cfg.KeyTTL, cfg.Owners.GetUser),
+		org: cache.New(cfg.KeyTTL, func(ctx context.Context, _ string) (*user.Org, error) {
+			return cfg.Owners.GetOrg(ctx)
+		}),
 		providers: cache.New(cfg.KeyTTL, cfg.Providers.GetProvider),
 		mux:       http.NewServeMux(),
 	}
@@ -127,6 +145,7 @@ func New(cfg Config) *Handler {
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
 	})
 	h.mux.Handle("GET /v1/models", h.handle(h.models))
+	h.mux.Handle("GET /v1/key/info", h.handle(h.keyInfo))
 	for _, p := range forwardedPaths {
 		h.mux.Handle("POST "+p, h.handle(h.forward))
 	}
@@ -211,13 +230,18 @@ func (h *Handler) authenticate(r *http.Request) (*apikey.Key, error) {
 	if !apikey.Matches(token, key.Hash) {
 		return nil, errUnknownKey
 	}
+	return key, h.checkKey(key)
+}
+
+// checkKey refuses a revoked or expired key.
+func (h *Handler) checkKey(key *apikey.Key) error {
 	switch {
 	case key.Revoked:
-		return nil, apierror.New(http.StatusUnauthorized, apierror.CodeKeyRevoked, "this key has been revoked")
+		return apierror.New(http.StatusUnauthorized, apierror.CodeKeyRevoked, "this key has been revoked")
 	case key.Expired(h.cfg.Now()):
-		return nil, apierror.New(http.StatusUnauthorized, apierror.CodeKeyExpired, "this key has expired")
+		return apierror.New(http.StatusUnauthorized, apierror.CodeKeyExpired, "this key has expired")
 	}
-	return key, nil
+	return nil
 }
 
 // isNotFound reports a store's not-found error, recognised by its
@@ -269,16 +293,4 @@ func (h *Handler) pickProvider(ctx context.Context, key *apikey.Key) (*provider.
 			"the provider key is unavailable; try again shortly")
 	}
 	return p, secret, nil
-}
-
-// record stores ev after the response, within the invocation: the client's
-// cancellation does not stop it, a timeout does.
-func (h *Handler) record(ctx context.Context, ev *ledger.Event) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.RecordTimeout)
-	defer cancel()
-	if err := h.cfg.Ledger.Record(ctx, ev); err != nil {
-		h.cfg.Log.LogAttrs(ctx, slog.LevelError, "event not recorded",
-			slog.String("event", ev.ID), slog.String("key", ev.KeyID), slog.String("model", ev.Model),
-			slog.Int64("costNanos", int64(ev.Cost)), slog.String("cause", err.Error()))
-	}
 }

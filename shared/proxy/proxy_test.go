@@ -17,10 +17,12 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
+	"github.com/stipend/stipend/shared/user"
 )
 
 // ---- small hand-written fakes ----
@@ -34,9 +36,90 @@ type fakeStore struct {
 	mu        sync.Mutex
 	keys      map[string]*apikey.Key
 	providers map[string]*provider.Setting
+	users     map[string]*user.User
+	org       user.Org
+	counters  map[string]int64 // owner/name -> committed
+	open      map[string]*budget.Reservation
 	events    []*ledger.Event
 	recorded  chan struct{}
 	failKeys  bool
+}
+
+func (s *fakeStore) GetUser(_ context.Context, id string) (*user.User, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u, ok := s.users[id]
+	if !ok {
+		return nil, notFoundErr{}
+	}
+	return u, nil
+}
+
+func (s *fakeStore) GetOrg(context.Context) (*user.Org, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o := s.org
+	return &o, nil
+}
+
+// Reserve applies a reservation all or nothing, like the real store.
+func (s *fakeStore) Reserve(_ context.Context, r *budget.Reservation) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range r.Charges {
+		if c.Limit > 0 && s.counters[c.Owner+"/"+c.Name]+c.Amount > c.Limit {
+			return &budget.LimitError{Charge: c}
+		}
+	}
+	for _, c := range r.Charges {
+		s.counters[c.Owner+"/"+c.Name] += c.Amount
+	}
+	s.open[r.ID] = r
+	return nil
+}
+
+func (s *fakeStore) Settle(_ context.Context, r *budget.Reservation, ev *ledger.Event) error {
+	s.mu.Lock()
+	if _, ok := s.open[r.ID]; !ok {
+		s.mu.Unlock()
+		return budget.ErrSettled
+	}
+	delete(s.open, r.ID)
+	for _, c := range r.Charges {
+		switch c.Kind {
+		case budget.Spend:
+			s.counters[c.Owner+"/"+c.Name] += int64(ev.Cost) - c.Amount
+		case budget.Tokens:
+			s.counters[c.Owner+"/"+c.Name] += ev.Usage.Total() - c.Amount
+		}
+	}
+	c := *ev
+	s.events = append(s.events, &c)
+	s.mu.Unlock()
+	s.recorded <- struct{}{}
+	return nil
+}
+
+func (s *fakeStore) Release(_ context.Context, r *budget.Reservation) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.open, r.ID)
+	for _, c := range r.Charges {
+		if c.Kind != budget.Requests {
+			s.counters[c.Owner+"/"+c.Name] -= c.Amount
+		}
+	}
+	return nil
+}
+
+func (s *fakeStore) Counters(_ context.Context, cs []budget.Charge) ([]int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]int64, len(cs))
+	for i, c := range cs {
+		out[i] = s.counters[c.Owner+"/"+c.Name]
+	}
+	return out, nil
 }
 
 func (s *fakeStore) GetKey(_ context.Context, id string) (*apikey.Key, error) {
@@ -61,15 +144,6 @@ func (s *fakeStore) GetProvider(_ context.Context, id string) (*provider.Setting
 		return nil, notFoundErr{}
 	}
 	return p, nil
-}
-
-func (s *fakeStore) Record(_ context.Context, ev *ledger.Event) error {
-	s.mu.Lock()
-	c := *ev
-	s.events = append(s.events, &c)
-	s.mu.Unlock()
-	s.recorded <- struct{}{}
-	return nil
 }
 
 // waitEvent returns the next recorded event.
@@ -139,6 +213,9 @@ func newEnv(t *testing.T, upstream http.HandlerFunc, mutate ...func(*apikey.Key)
 	e.store = &fakeStore{
 		keys:      map[string]*apikey.Key{id: k},
 		providers: map[string]*provider.Setting{"p1": {ID: "p1", Provider: provider.OpenAICompatible, BaseURL: e.upstream.URL + "/v1", SecretID: "sec1"}},
+		users:     map[string]*user.User{},
+		counters:  map[string]int64{},
+		open:      map[string]*budget.Reservation{},
 		recorded:  make(chan struct{}, 100),
 	}
 	prices, err := pricing.Default()
@@ -146,7 +223,7 @@ func newEnv(t *testing.T, upstream http.HandlerFunc, mutate ...func(*apikey.Key)
 		t.Fatal(err)
 	}
 	h := New(Config{
-		Keys: e.store, Providers: e.store, Ledger: e.store,
+		Keys: e.store, Providers: e.store, Limiter: e.store, Owners: e.store,
 		Secrets: fakeSecrets{"sec1": providerKey}, Prices: prices, Tokenizer: wordTokenizer{},
 		IdleTimeout: 2 * time.Second, MaxBodyBytes: 1 << 16,
 	})

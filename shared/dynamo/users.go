@@ -1,0 +1,179 @@
+package dynamo
+
+// Users and the organisation's settings.
+//
+// Item types (pk / sk):
+//
+//	USER#<userId> / USER       user configuration        (gsi1: USERS / <createdAt>#<userId>)
+//	ORG           / SETTINGS   organisation-wide limits  (absent until first set)
+//
+// Both hold their JSON in "data" and a "version" number bumped by every write,
+// as keys do, so updates are optimistic.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/stipend/stipend/shared/user"
+)
+
+const (
+	skUser   = "USER"
+	gsiUsers = "USERS"
+	pkOrg    = "ORG"
+	skOrg    = "SETTINGS"
+)
+
+func userPK(userID string) string { return "USER#" + userID }
+
+func userItem(u *user.User) (map[string]types.AttributeValue, error) {
+	b, err := json.Marshal(u)
+	if err != nil {
+		return nil, fmt.Errorf("encode user %s: %w", u.UserID, err)
+	}
+	item := key(userPK(u.UserID), skUser)
+	item[attrGSI1PK] = str(gsiUsers)
+	item[attrGSI1SK] = str(sortKey(u.CreatedAt, u.UserID))
+	item["version"] = num(u.Version)
+	item["data"] = str(string(b))
+	return item, nil
+}
+
+func decodeUser(item map[string]types.AttributeValue) (*user.User, error) {
+	var u user.User
+	if err := json.Unmarshal([]byte(getS(item, "data")), &u); err != nil {
+		return nil, fmt.Errorf("decode user %s: %w", getS(item, attrPK), err)
+	}
+	u.Version = getN(item, "version")
+	return &u, nil
+}
+
+// CreateUser stores a new user with version 1; ErrExists if its UserID is taken.
+func (s *Store) CreateUser(ctx context.Context, u *user.User) error {
+	u.Version = 1
+	item, err := userItem(u)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.table), Item: item,
+		ConditionExpression: aws.String("attribute_not_exists(pk)"),
+	})
+	if isConditionFailed(err) {
+		return fmt.Errorf("user %s: %w", u.UserID, ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("put user %s: %w", u.UserID, err)
+	}
+	return nil
+}
+
+// UpdateUser writes u if the stored version is still u.Version, and bumps the
+// version; ErrConflict if someone else changed it first, ErrNotFound if absent.
+func (s *Store) UpdateUser(ctx context.Context, u *user.User) error {
+	prev := u.Version
+	next := *u
+	next.Version = prev + 1
+	item, err := userItem(&next)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.table), Item: item,
+		ConditionExpression:       aws.String("attribute_exists(pk) AND version = :v"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(prev)},
+	})
+	if isConditionFailed(err) {
+		if _, gerr := s.GetUser(ctx, u.UserID); errors.Is(gerr, ErrNotFound) {
+			return gerr
+		}
+		return fmt.Errorf("user %s: %w", u.UserID, ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("update user %s: %w", u.UserID, err)
+	}
+	u.Version = next.Version
+	return nil
+}
+
+// GetUser returns the user userID with a strongly consistent read;
+// ErrNotFound if absent.
+func (s *Store) GetUser(ctx context.Context, userID string) (*user.User, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.table), Key: key(userPK(userID), skUser), ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get user %s: %w", userID, err)
+	}
+	if out.Item == nil {
+		return nil, fmt.Errorf("user %s: %w", userID, ErrNotFound)
+	}
+	return decodeUser(out.Item)
+}
+
+// ListUsers returns every user, oldest first.
+func (s *Store) ListUsers(ctx context.Context) ([]*user.User, error) {
+	var list []*user.User
+	err := s.queryGSI(ctx, gsiUsers, func(item map[string]types.AttributeValue) error {
+		u, err := decodeUser(item)
+		if err == nil {
+			list = append(list, u)
+		}
+		return err
+	})
+	return list, err
+}
+
+// GetOrg returns the organisation's settings with a strongly consistent read:
+// the zero Org (Version 0, no limits) when they were never set.
+func (s *Store) GetOrg(ctx context.Context) (*user.Org, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.table), Key: key(pkOrg, skOrg), ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get organisation settings: %w", err)
+	}
+	var o user.Org
+	if out.Item == nil {
+		return &o, nil
+	}
+	if err := json.Unmarshal([]byte(getS(out.Item, "data")), &o); err != nil {
+		return nil, fmt.Errorf("decode organisation settings: %w", err)
+	}
+	o.Version = getN(out.Item, "version")
+	return &o, nil
+}
+
+// PutOrg writes o if the stored version is still o.Version (0: if nothing is
+// stored yet), and bumps o.Version; ErrConflict if someone else wrote first.
+func (s *Store) PutOrg(ctx context.Context, o *user.Org) error {
+	b, err := json.Marshal(o)
+	if err != nil {
+		return fmt.Errorf("encode organisation settings: %w", err)
+	}
+	item := key(pkOrg, skOrg)
+	item["version"] = num(o.Version + 1)
+	item["data"] = str(string(b))
+	in := &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: item}
+	if o.Version == 0 {
+		in.ConditionExpression = aws.String("attribute_not_exists(pk)")
+	} else {
+		in.ConditionExpression = aws.String("version = :v")
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{":v": num(o.Version)}
+	}
+	_, err = s.db.PutItem(ctx, in)
+	if isConditionFailed(err) {
+		return fmt.Errorf("organisation settings: %w", ErrConflict)
+	}
+	if err != nil {
+		return fmt.Errorf("put organisation settings: %w", err)
+	}
+	o.Version++
+	return nil
+}

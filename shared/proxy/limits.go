@@ -1,0 +1,451 @@
+package proxy
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/stipend/stipend/shared/apierror"
+	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/budget"
+	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/pricing"
+	"github.com/stipend/stipend/shared/user"
+)
+
+// Limiter reserves a request's worst case on every counter that applies
+// before it is forwarded, and settles it to the actual cost afterwards.
+type Limiter interface {
+	Reserve(ctx context.Context, r *budget.Reservation) error
+	Settle(ctx context.Context, r *budget.Reservation, ev *ledger.Event) error
+	Release(ctx context.Context, r *budget.Reservation) error
+	Counters(ctx context.Context, charges []budget.Charge) ([]int64, error)
+}
+
+// Owners finds a key's user and the organisation's settings. An unknown user
+// is an error with a NotFound() bool method.
+type Owners interface {
+	GetUser(ctx context.Context, userID string) (*user.User, error)
+	GetOrg(ctx context.Context) (*user.Org, error)
+}
+
+// maxOutputFallback bounds output for a model whose price entry names no
+// maximum: large, so the reservation stays an upper bound.
+const maxOutputFallback = 100_000
+
+// generates reports whether path produces billed output tokens.
+func generates(path string) bool {
+	return path != "/v1/embeddings" && path != "/v1/moderations"
+}
+
+// outputField is the body field that caps output on path.
+func outputField(path string, req *request) string {
+	switch path {
+	case "/v1/responses":
+		return "max_output_tokens"
+	case "/v1/chat/completions":
+		if req.MaxTokens != nil && req.MaxCompletionTokens == nil {
+			return "max_tokens"
+		}
+		return "max_completion_tokens"
+	}
+	return "max_tokens"
+}
+
+// choices is how many completions one request is billed for.
+func (req *request) choices() int64 {
+	n := int64(1)
+	if req.N != nil && *req.N > n {
+		n = *req.N
+	}
+	if req.BestOf != nil && *req.BestOf > n {
+		n = *req.BestOf
+	}
+	return n
+}
+
+// maxOutput is the output cap the request asked for (0 when none).
+func (req *request) maxOutput() int64 {
+	for _, v := range []*int64{req.MaxCompletionTokens, req.MaxOutputTokens, req.MaxTokens} {
+		if v != nil && *v > 0 {
+			return *v
+		}
+	}
+	return 0
+}
+
+// worst is a request's worst-case usage and cost.
+type worst struct {
+	prompt, output, choices int64
+	usage                   ledger.Usage
+	cost                    money.Nanos
+}
+
+// worstCase counts the prompt with the tokenizer (conservatively: never
+// below what the provider bills) and assumes every choice runs to its output
+// cap, or to the model's maximum output when the request sets none.
+func (h *Handler) worstCase(path string, req *request, body []byte, price pricing.Price) (worst, error) {
+	prompt, err := h.cfg.Tokenizer.Prompt(price.Encoding, path, body)
+	if err != nil {
+		return worst{}, apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "the request's input could not be read: "+err.Error())
+	}
+	w := worst{prompt: prompt, choices: req.choices()}
+	if generates(path) {
+		limit := price.MaxOutputTokens
+		if limit <= 0 {
+			limit = maxOutputFallback
+		}
+		w.output = req.maxOutput()
+		if w.output <= 0 || w.output > limit {
+			w.output = limit
+		}
+	}
+	w.usage = ledger.Usage{PromptTokens: prompt, CompletionTokens: w.output * w.choices}
+	w.cost = price.Cost(w.usage)
+	return w, nil
+}
+
+// admission is the outcome of reserving: the reservation, and the request
+// body (rewritten when max tokens were lowered).
+type admission struct {
+	res     *budget.Reservation
+	body    []byte
+	lowered int64 // the new output cap, when stipend lowered it
+}
+
+// admit loads the key's user and the organisation, plans the request's
+// charges and reserves them. When the spend does not fit and the key allows
+// it, it lowers the output cap to what the remaining budget can pay for.
+func (h *Handler) admit(r *http.Request, key *apikey.Key, req *request, body []byte, price pricing.Price, ev *ledger.Event) (*admission, error) {
+	ctx := r.Context()
+	adm := &admission{body: body}
+	for attempt := 0; ; attempt++ {
+		usr, org, err := h.owners(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		w, err := h.worstCase(r.URL.Path, req, adm.body, price)
+		if err != nil {
+			return nil, err
+		}
+		res := h.plan(key, usr, org, req, price, w, ev)
+		err = h.cfg.Limiter.Reserve(ctx, res)
+		if err == nil {
+			adm.res = res
+			return adm, nil
+		}
+		var le *budget.LimitError
+		switch {
+		case errors.Is(err, budget.ErrStale) && attempt < 3:
+			// Something changed (revoked, new limits): read it again.
+			h.keys.Forget(key.ID)
+			h.users.Forget(key.UserID)
+			h.org.Forget("")
+			if key, err = h.keys.Get(ctx, key.ID); err != nil {
+				return nil, storeUnavailable(err)
+			}
+			if err := h.checkKey(key); err != nil {
+				return nil, err
+			}
+			continue
+		case errors.As(err, &le) && le.Charge.Kind == budget.Spend && attempt < 3 && key.MayLowerMaxTokens() && generates(r.URL.Path):
+			fit, ferr := h.fitOutput(ctx, res, price, w)
+			if ferr != nil {
+				return nil, ferr
+			}
+			if fit < h.cfg.MinLoweredTokens || fit >= w.output {
+				return nil, limitError(le.Charge, h.cfg.Now())
+			}
+			if adm.body, err = setField(adm.body, outputField(r.URL.Path, req), fit); err != nil {
+				return nil, apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not a JSON object")
+			}
+			adm.lowered = fit
+			setCap(req, r.URL.Path, fit)
+			continue
+		case errors.As(err, &le):
+			return nil, limitError(le.Charge, h.cfg.Now())
+		default:
+			return nil, apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
+				"the limits store is unavailable, so the request was not forwarded; try again shortly")
+		}
+	}
+}
+
+// setCap records a lowered output cap in req, as the body now says.
+func setCap(req *request, path string, n int64) {
+	switch outputField(path, req) {
+	case "max_output_tokens":
+		req.MaxOutputTokens = &n
+	case "max_completion_tokens":
+		req.MaxCompletionTokens = &n
+	default:
+		req.MaxTokens = &n
+	}
+}
+
+// fitOutput returns how many output tokens the tightest spend limit still
+// pays for, after the prompt.
+func (h *Handler) fitOutput(ctx context.Context, res *budget.Reservation, price pricing.Price, w worst) (int64, error) {
+	vals, err := h.cfg.Limiter.Counters(ctx, res.Charges)
+	if err != nil {
+		return 0, storeUnavailable(err)
+	}
+	remaining := money.Nanos(-1)
+	for i, c := range res.Charges {
+		if c.Kind != budget.Spend || c.Limit == 0 {
+			continue
+		}
+		left := money.Nanos(c.Limit - vals[i])
+		if remaining < 0 || left < remaining {
+			remaining = left
+		}
+	}
+	if remaining < 0 {
+		return 0, nil
+	}
+	promptCost := price.Cost(ledger.Usage{PromptTokens: w.prompt})
+	return budget.FitOutput(remaining, promptCost, price.Output, w.choices), nil
+}
+
+func (h *Handler) owners(ctx context.Context, key *apikey.Key) (*user.User, *user.Org, error) {
+	var usr *user.User
+	if key.UserID != "" {
+		u, err := h.users.Get(ctx, key.UserID)
+		switch {
+		case isNotFound(err):
+			return nil, nil, apierror.New(http.StatusUnauthorized, apierror.CodeInvalidAPIKey, "this key's user no longer exists")
+		case err != nil:
+			return nil, nil, storeUnavailable(err)
+		case u.Revoked:
+			return nil, nil, apierror.New(http.StatusUnauthorized, apierror.CodeKeyRevoked, "this key's user has been revoked")
+		case u.Expired(h.cfg.Now()):
+			return nil, nil, apierror.New(http.StatusUnauthorized, apierror.CodeKeyExpired, "this key's user has expired")
+		}
+		usr = u
+	}
+	org, err := h.org.Get(ctx, "")
+	if err != nil {
+		return nil, nil, storeUnavailable(err)
+	}
+	return usr, org, nil
+}
+
+func storeUnavailable(err error) error {
+	return apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
+		"the limits store is unavailable, so the request was not forwarded; try again shortly")
+}
+
+// plan builds the reservation for one request.
+func (h *Handler) plan(key *apikey.Key, usr *user.User, org *user.Org, req *request, price pricing.Price, w worst, ev *ledger.Event) *budget.Reservation {
+	now := h.cfg.Now()
+	br := budget.Request{
+		KeyID: key.ID, Key: budget.KeyLimits(key), Model: req.Model, Family: price.Model,
+		Cost: w.cost, Tokens: w.usage.Total(), Now: now,
+	}
+	checks := []budget.Check{{Kind: budget.CheckKey, ID: key.ID, Version: key.Version}}
+	if usr != nil {
+		br.UserID = usr.UserID
+		if l := userLimits(usr); l.Lifetime > 0 || l.OverTime > 0 || l.Rate > 0 {
+			br.User = &l
+		}
+		checks = append(checks, budget.Check{Kind: budget.CheckUser, ID: usr.UserID, Version: usr.Version})
+	}
+	if org.CostLimitLifetime > 0 || org.CostLimitPerMonth > 0 {
+		br.Org = &budget.Limits{Lifetime: org.CostLimitLifetime, PerMonth: org.CostLimitPerMonth}
+	}
+	checks = append(checks, budget.Check{Kind: budget.CheckOrg, Version: org.Version})
+	skeleton := *ev
+	skeleton.Usage, skeleton.Cost = w.usage, w.cost
+	return &budget.Reservation{
+		ID: ev.ID, KeyID: key.ID, Checks: checks, Charges: budget.Plan(br),
+		Cost: w.cost, Usage: w.usage, Deadline: h.deadline(now), Event: skeleton,
+	}
+}
+
+func userLimits(u *user.User) budget.Limits {
+	return budget.Limits{
+		Lifetime: u.CostLimitLifetime, OverTime: u.CostLimitOverTime, OverTimeUnit: budget.Unit(u.CostLimitUnit),
+		Rate: u.RateLimitOverTime, RateUnit: budget.Unit(u.RateLimitUnit),
+	}
+}
+
+// deadline is when an unsettled reservation counts as abandoned: after the
+// longest a request may run, plus a margin.
+func (h *Handler) deadline(now time.Time) time.Time { return now.Add(h.cfg.ReservationTTL) }
+
+// limitError turns a charge that did not fit into the client's 429.
+func limitError(c budget.Charge, now time.Time) error {
+	if c.Kind == budget.Spend {
+		msg := fmt.Sprintf("You have reached your %s limit of $%s", c.Scope, money.Nanos(c.Limit))
+		if !c.Resets.IsZero() {
+			msg += fmt.Sprintf("; it resets at %s", c.Resets.UTC().Format(time.RFC3339))
+		}
+		return apierror.New(http.StatusTooManyRequests, apierror.CodeInsufficientQuota, msg+".")
+	}
+	e := apierror.New(http.StatusTooManyRequests, apierror.CodeRateLimitExceeded,
+		fmt.Sprintf("Rate limit reached for %s (limit %d); retry after %s.", c.Scope, c.Limit, c.RetryAfter(now).Round(time.Second)))
+	e.RetryAfter = c.RetryAfter(now)
+	return e
+}
+
+// setField returns body with the top-level field name set to n.
+func setField(body []byte, name string, n int64) ([]byte, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {
+		return nil, errors.New("not a JSON object")
+	}
+	obj[name] = json.RawMessage(strconv.FormatInt(n, 10))
+	return json.Marshal(obj)
+}
+
+// limitHeaders reads the reserved counters and describes the tightest
+// request, token and spend limits in OpenAI's x-ratelimit-* headers and
+// stipend's x-stipend-budget-remaining (US dollars).
+func (h *Handler) limitHeaders(ctx context.Context, charges []budget.Charge) http.Header {
+	out := http.Header{}
+	vals, err := h.cfg.Limiter.Counters(ctx, charges)
+	if err != nil {
+		h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "could not read counters for headers", slog.String("cause", err.Error()))
+		return out
+	}
+	now := h.cfg.Now()
+	var req, tok, spend *budget.Charge
+	var reqLeft, tokLeft, spendLeft int64
+	for i := range charges {
+		c := &charges[i]
+		if c.Limit == 0 {
+			continue
+		}
+		left := max(c.Limit-vals[i], 0)
+		switch c.Kind {
+		case budget.Requests:
+			if req == nil || left < reqLeft {
+				req, reqLeft = c, left
+			}
+		case budget.Tokens:
+			if tok == nil || left < tokLeft {
+				tok, tokLeft = c, left
+			}
+		case budget.Spend:
+			if spend == nil || left < spendLeft {
+				spend, spendLeft = c, left
+			}
+		}
+	}
+	if req != nil {
+		out.Set("X-Ratelimit-Limit-Requests", strconv.FormatInt(req.Limit, 10))
+		out.Set("X-Ratelimit-Remaining-Requests", strconv.FormatInt(reqLeft, 10))
+		out.Set("X-Ratelimit-Reset-Requests", req.RetryAfter(now).Round(time.Second).String())
+	}
+	if tok != nil {
+		out.Set("X-Ratelimit-Limit-Tokens", strconv.FormatInt(tok.Limit, 10))
+		out.Set("X-Ratelimit-Remaining-Tokens", strconv.FormatInt(tokLeft, 10))
+		out.Set("X-Ratelimit-Reset-Tokens", tok.RetryAfter(now).Round(time.Second).String())
+	}
+	if spend != nil {
+		out.Set("X-Stipend-Budget-Remaining", money.Nanos(spendLeft).String())
+		out.Set("X-Stipend-Budget-Limit", money.Nanos(spend.Limit).String())
+	}
+	return out
+}
+
+// settle ends the reservation with the event's actual usage, inside the
+// invocation: the client's cancellation does not stop it, a timeout does.
+func (h *Handler) settle(ctx context.Context, res *budget.Reservation, ev *ledger.Event) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.RecordTimeout)
+	defer cancel()
+	ev.ReservedCost = res.Cost
+	if ev.Cost > res.Cost {
+		// The provider billed more than the worst case: record the truth
+		// and flag it so the gap is visible.
+		ev.Overrun = true
+		h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "cost above reservation", slog.String("event", ev.ID),
+			slog.Int64("reservedNanos", int64(res.Cost)), slog.Int64("costNanos", int64(ev.Cost)))
+	}
+	if err := h.cfg.Limiter.Settle(ctx, res, ev); err != nil {
+		h.cfg.Log.LogAttrs(ctx, slog.LevelError, "reservation not settled",
+			slog.String("event", ev.ID), slog.String("key", ev.KeyID), slog.String("model", ev.Model),
+			slog.Int64("costNanos", int64(ev.Cost)), slog.String("cause", err.Error()))
+	}
+}
+
+// release gives back a reservation for a request that was never forwarded.
+func (h *Handler) release(ctx context.Context, res *budget.Reservation) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.RecordTimeout)
+	defer cancel()
+	if err := h.cfg.Limiter.Release(ctx, res); err != nil {
+		h.cfg.Log.LogAttrs(ctx, slog.LevelError, "reservation not released", slog.String("event", res.ID), slog.String("cause", err.Error()))
+	}
+}
+
+// limitView is one limit in GET /v1/key/info.
+type limitView struct {
+	Scope     string `json:"scope"`
+	Kind      string `json:"kind"`
+	Limit     any    `json:"limit"` // US dollars for spend, a count otherwise
+	Used      any    `json:"used"`
+	Remaining any    `json:"remaining"`
+	ResetsAt  int64  `json:"resetsAt,omitempty"` // unix seconds; absent for lifetime limits
+}
+
+// keyInfo lets a key's holder read its own limits and spend, and nothing else.
+func (h *Handler) keyInfo(w http.ResponseWriter, r *http.Request, key *apikey.Key) error {
+	ctx := r.Context()
+	usr, org, err := h.owners(ctx, key)
+	if err != nil {
+		return err
+	}
+	res := h.plan(key, usr, org, &request{}, pricing.Price{}, worst{}, &ledger.Event{})
+	vals, err := h.cfg.Limiter.Counters(ctx, res.Charges)
+	if err != nil {
+		return storeUnavailable(err)
+	}
+	amount := func(k budget.Kind, v int64) any {
+		if k == budget.Spend {
+			return money.Nanos(v)
+		}
+		return v
+	}
+	out := struct {
+		KeyID         string                       `json:"keyId"`
+		Name          string                       `json:"name"`
+		UserID        string                       `json:"userId,omitempty"`
+		Revoked       bool                         `json:"revoked"`
+		ExpiresAt     int64                        `json:"expiresAt,omitempty"`
+		AllowedModels []string                     `json:"allowedModels"`
+		AllowedPaths  []apikey.PathRule            `json:"allowedPaths"`
+		ModelLimits   map[string]apikey.ModelLimit `json:"modelLimits"`
+		SpendInUsd    money.Nanos                  `json:"spendInUsd"`
+		MonthInUsd    money.Nanos                  `json:"spendThisMonthInUsd"`
+		Limits        []limitView                  `json:"limits"`
+	}{
+		KeyID: key.ID, Name: key.Name, UserID: key.UserID, Revoked: key.Revoked, ExpiresAt: key.ExpiresAt,
+		AllowedModels: key.AllowedModels, AllowedPaths: key.AllowedPaths, ModelLimits: key.ModelLimits,
+		Limits: []limitView{},
+	}
+	for i, c := range res.Charges {
+		switch {
+		case c.Owner == "KEY#"+key.ID && c.Name == budget.LifetimeCounter:
+			out.SpendInUsd = money.Nanos(vals[i])
+		case c.Owner == "KEY#"+key.ID && c.Name == budget.MonthCounter(h.cfg.Now()):
+			out.MonthInUsd = money.Nanos(vals[i])
+		}
+		if c.Limit == 0 {
+			continue
+		}
+		v := limitView{Scope: c.Scope, Kind: string(c.Kind), Limit: amount(c.Kind, c.Limit), Used: amount(c.Kind, vals[i]),
+			Remaining: amount(c.Kind, max(c.Limit-vals[i], 0))}
+		if !c.Resets.IsZero() {
+			v.ResetsAt = c.Resets.Unix()
+		}
+		out.Limits = append(out.Limits, v)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	return json.NewEncoder(w).Encode(out)
+}
