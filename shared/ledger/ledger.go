@@ -45,3 +45,16 @@ type Event struct {
 
 // Success reports whether the upstream answered with a 2xx status.
 func (e *Event) Success() bool { return e.Status >= 200 && e.Status < 300 }
+
+// Statement is one owner's (a key's or a user's) closed month: what it spent
+// and used in that calendar month (UTC).
+type Statement struct {
+	Owner            string      `json:"owner"` // "KEY#<id>" or "USER#<userId>"
+	Month            string      `json:"month"` // "2026-11"
+	Cost             money.Nanos `json:"costInUsd"`
+	Requests         int64       `json:"numberOfRequests"`
+	Successes        int64       `json:"successCount"`
+	PromptTokens     int64       `json:"promptTokenCount"`
+	CompletionTokens int64       `json:"completionTokenCount"`
+	ClosedAt         int64       `json:"closedAt"` // unix seconds of the schedule that closed it
+}
