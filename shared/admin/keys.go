@@ -50,6 +50,7 @@ type keyRequest struct {
 	ShouldLogRequest   *bool                         `json:"shouldLogRequest" rule:"true or false"`
 	ShouldLogResponse  *bool                         `json:"shouldLogResponse" rule:"true or false"`
 	Moderation         *bool                         `json:"moderation" rule:"true or false"`
+	LowerMaxTokens     *bool                         `json:"lowerMaxTokens" rule:"true or false"`
 	Tags               *[]string                     `json:"tags" rule:"a list of strings"`
 	Metadata           *map[string]any               `json:"metadata" rule:"a JSON object"`
 	Revoked            *bool                         `json:"revoked" rule:"true or false"`
@@ -78,6 +79,7 @@ type keyView struct {
 	ShouldLogRequest       bool                         `json:"shouldLogRequest"`
 	ShouldLogResponse      bool                         `json:"shouldLogResponse"`
 	Moderation             bool                         `json:"moderation"`
+	LowerMaxTokens         bool                         `json:"lowerMaxTokens"`
 	AllowedModels          []string                     `json:"allowedModels"`
 	AllowedPaths           []apikey.PathRule            `json:"allowedPaths"`
 	ModelLimits            map[string]apikey.ModelLimit `json:"modelLimits"`
@@ -96,7 +98,8 @@ func viewOf(k *apikey.Key) keyView {
 		RateLimitOverTime: k.RateLimitOverTime, RateLimitUnit: k.RateLimitUnit,
 		TTL: k.TTL, ExpiresAt: k.ExpiresAt, SettingIDs: nonEmpty(k.SettingIDs),
 		ShouldLogRequest: k.ShouldLogRequest, ShouldLogResponse: k.ShouldLogResponse, Moderation: k.Moderation,
-		AllowedModels: nonEmpty(k.AllowedModels), AllowedPaths: nonEmpty(k.AllowedPaths),
+		LowerMaxTokens: k.MayLowerMaxTokens(),
+		AllowedModels:  nonEmpty(k.AllowedModels), AllowedPaths: nonEmpty(k.AllowedPaths),
 		ModelLimits: k.ModelLimits, UserID: k.UserID, KeyRetrievalMethod: k.KeyRetrievalMethod,
 		Metadata: k.Metadata,
 	}
@@ -329,6 +332,10 @@ func apply(req *keyRequest, settings []string, k *apikey.Key, now time.Time) err
 	}
 	if req.Moderation != nil {
 		k.Moderation = *req.Moderation
+	}
+	if req.LowerMaxTokens != nil {
+		v := *req.LowerMaxTokens
+		k.LowerMaxTokens = &v
 	}
 	if req.Tags != nil {
 		k.Tags = nonEmpty(*req.Tags)

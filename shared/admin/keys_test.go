@@ -128,6 +128,7 @@ func TestCreateKeyDefaults(t *testing.T) {
 		"modelLimits": map[string]any{}, "metadata": map[string]any{}, "keyRetrievalMethod": "ONCE",
 		"ttl": "", "expiresAt": float64(0), "revoked": false, "revokedReason": "",
 		"costLimitInUsd": float64(0), "rateLimitOverTime": float64(0), "rateLimitUnit": "",
+		"lowerMaxTokens": true,
 	} {
 		if !reflect.DeepEqual(raw[field], want) {
 			t.Errorf("%s = %#v, want %#v", field, raw[field], want)
@@ -345,4 +346,18 @@ func TestKeyListEmpty(t *testing.T) {
 			t.Errorf("empty list%s = %s", q, rec.Body)
 		}
 	}
+}
+
+func TestLowerMaxTokensSetting(t *testing.T) {
+	e := newEnv(t)
+	e.addProvider("p1")
+	c := e.createKey(t, `{"name":"n","providerSettingIds":["p1"],"lowerMaxTokens":false}`)
+	if k := e.store.key(t, c.ID); k.MayLowerMaxTokens() {
+		t.Fatal("lowerMaxTokens false not stored")
+	}
+	decode(t, e.do(t, "PATCH", "/api/v1/secret-keys/"+c.ID, `{"lowerMaxTokens":true}`), 200, nil)
+	if k := e.store.key(t, c.ID); !k.MayLowerMaxTokens() {
+		t.Fatal("lowerMaxTokens true not stored")
+	}
+	decode(t, e.do(t, "PATCH", "/api/v1/secret-keys/"+c.ID, `{"lowerMaxTokens":"no"}`), 400, nil)
 }
