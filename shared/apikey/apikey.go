@@ -121,7 +121,7 @@ type Key struct {
 	// LowerMaxTokens (default true) lets stipend lower a request's output cap
 	// to what the remaining budget can pay for, instead of refusing it.
 	LowerMaxTokens *bool `json:"lowerMaxTokens,omitempty"`
-	Version            int64                 `json:"-"` // bumped on every change
+	Version        int64 `json:"-"` // bumped on every change
 }
 
 // Expired reports whether k has expired at now.

@@ -40,7 +40,7 @@ type Event struct {
 	// true when the provider billed more than that (recorded, never hidden).
 	ReservedCost money.Nanos `json:"reservedCostInUsd,omitempty"`
 	Overrun      bool        `json:"overrun,omitempty"`
-	ErrorCode  string `json:"errorCode,omitempty"`
+	ErrorCode    string      `json:"errorCode,omitempty"`
 }
 
 // Success reports whether the upstream answered with a 2xx status.

@@ -224,7 +224,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		hdr.Set("Cache-Control", "no-cache")
 		hdr.Set("X-Accel-Buffering", "no")
 		w.WriteHeader(resp.StatusCode)
-		return started(m.stream(w, resp.Body, idle, clientWantsUsage))
+		return started(m.stream(ctx, w, resp.Body, idle, clientWantsUsage))
 	}
 	w.WriteHeader(resp.StatusCode)
 	return started(m.copyJSON(w, resp.Body))
@@ -296,7 +296,7 @@ func (m *meter) upstreamFailed(ctx context.Context, err error) error {
 }
 
 // stream forwards every event the moment it is complete, then inspects it.
-func (m *meter) stream(w http.ResponseWriter, body io.Reader, idle *time.Timer, clientWantsUsage bool) error {
+func (m *meter) stream(ctx context.Context, w http.ResponseWriter, body io.Reader, idle *time.Timer, clientWantsUsage bool) error {
 	rc := http.NewResponseController(w)
 	rd := sse.NewReader(body, 0)
 	for {
@@ -322,7 +322,12 @@ func (m *meter) stream(w http.ResponseWriter, body io.Reader, idle *time.Timer, 
 		}
 		if rerr != nil {
 			m.ev.Incomplete = true
-			if m.ev.ErrorCode == "" {
+			switch {
+			case context.Cause(ctx) == errIdle:
+				m.ev.ErrorCode = apierror.CodeUpstreamTimeout
+			case ctx.Err() != nil:
+				m.ev.ErrorCode = "client_closed"
+			default:
 				m.ev.ErrorCode = "stream_interrupted"
 			}
 			return fmt.Errorf("read upstream stream: %w", rerr)

@@ -22,7 +22,7 @@ import (
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/cache"
-		"github.com/stipend/stipend/shared/pricing"
+	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/user"
 )
@@ -131,9 +131,9 @@ func New(cfg Config) *Handler {
 		cfg.Now = time.Now
 	}
 	h := &Handler{
-		cfg:       cfg,
-		keys:      cache.New(cfg.KeyTTL, cfg.Keys.GetKey),
-		users:     cache.New(cfg.KeyTTL, cfg.Owners.GetUser),
+		cfg:   cfg,
+		keys:  cache.New(cfg.KeyTTL, cfg.Keys.GetKey),
+		users: cache.New(cfg.KeyTTL, cfg.Owners.GetUser),
 		org: cache.New(cfg.KeyTTL, func(ctx context.Context, _ string) (*user.Org, error) {
 			return cfg.Owners.GetOrg(ctx)
 		}),

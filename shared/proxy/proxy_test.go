@@ -554,8 +554,8 @@ func TestClientDisconnectMidStream(t *testing.T) {
 		t.Fatal("upstream call not cancelled after the client left")
 	}
 	ev := e.store.waitEvent(t)
-	if !ev.Incomplete || !ev.Estimated || ev.Usage.CompletionTokens == 0 || ev.Cost == 0 {
-		t.Fatalf("disconnect must still be charged: %+v", ev)
+	if !ev.Incomplete || !ev.Estimated || ev.Usage.CompletionTokens == 0 || ev.Cost == 0 || ev.ErrorCode != "client_closed" {
+		t.Fatalf("disconnect must still be charged and labelled: %+v", ev)
 	}
 }
 
