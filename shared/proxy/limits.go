@@ -258,8 +258,11 @@ func (h *Handler) plan(key *apikey.Key, usr *user.User, org *user.Org, req *requ
 	}
 	if org.CostLimitLifetime > 0 || org.CostLimitPerMonth > 0 {
 		br.Org = &budget.Limits{Lifetime: org.CostLimitLifetime, PerMonth: org.CostLimitPerMonth}
+		// Only then: a check on the one organisation item would make every
+		// request in the organisation conflict with every other. Without
+		// organisation limits, newly set ones apply within KeyTTL.
+		checks = append(checks, budget.Check{Kind: budget.CheckOrg, Version: org.Version})
 	}
-	checks = append(checks, budget.Check{Kind: budget.CheckOrg, Version: org.Version})
 	skeleton := *ev
 	skeleton.Usage, skeleton.Cost = w.usage, w.cost
 	return &budget.Reservation{
