@@ -54,7 +54,7 @@ fmt: ## Format the Go sources in place.
 dev: ## Run the whole stack locally in the foreground (DynamoDB Local, secrets, proxy, admin).
 	$(GO) run ./infra/dev $(ARGS)
 
-bench: ## Print streaming figures (added delay per event, TTFB, reads per event, peak RSS) (extra flags via ARGS="...").
+bench: ## Print figures: added delay per SSE event, TTFB, reads per event, peak RSS, DynamoDB round trips and capacity per request, added latency of limit checks (extra flags via ARGS="...").
 	$(GO) run ./infra/bench $(ARGS)
 
 clean: ## Remove build outputs (build/, .aws-sam/).

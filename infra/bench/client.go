@@ -39,18 +39,27 @@ func chatBody(prompt string) []byte {
 
 // received is one stream as the client saw it.
 type received struct {
-	ttfb  time.Duration // request sent until the first body byte
-	body  []byte
-	reads []readMark
-	eofAt int64 // Unix ns when the body reported its end
+	ttfb   time.Duration // request sent until the first body byte
+	body   []byte
+	reads  []readMark
+	sentAt int64 // Unix ns when the request was handed to the client
+	eofAt  int64 // Unix ns when the body reported its end
 }
 
 // stream sends one streamed completion to t and reads the body with plain
 // Reads, timestamping each. It does no other work until the body ends.
 func stream(ctx context.Context, c *http.Client, t target, body []byte) (received, error) {
+	return streamWith(ctx, c, t, body, nil)
+}
+
+// streamWith is stream with extra request headers.
+func streamWith(ctx context.Context, c *http.Client, t target, body []byte, extra http.Header) (received, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.url, bytes.NewReader(body))
 	if err != nil {
 		return received{}, err
+	}
+	for name, v := range extra {
+		req.Header[name] = v
 	}
 	req.Header.Set("Authorization", "Bearer "+t.apiKey)
 	req.Header.Set("Content-Type", "application/json")
@@ -62,6 +71,7 @@ func stream(ctx context.Context, c *http.Client, t target, body []byte) (receive
 	rc.reads = make([]readMark, 0, 128)
 
 	t0 := time.Now()
+	rc.sentAt = t0.UnixNano()
 	resp, err := c.Do(req)
 	if err != nil {
 		return rc, fmt.Errorf("%s: %w", t.name, err)

@@ -16,12 +16,27 @@
 // information. Everything runs on one machine, so other load on it shows up
 // in the p99 figures (the header prints the load average).
 //
+// The Limits section measures the reservation on DynamoDB counters that
+// precedes every forwarded request and the settle that follows it. It runs
+// proxy.Handler in this process on its own dynamo.Store (same DynamoDB
+// Local), in front of the same fake upstream, and sends short streams with
+// a key that has limits (lifetime, monthly and daily spend, a request rate,
+// a model's RPM and TPM), a key without, and the key without through a
+// Handler whose Limiter is a stub. It prints the DynamoDB calls and the
+// consumed capacity units per request (the Store's own Stats, and a count
+// of every call at the SDK, which asks each for ReturnConsumedCapacity);
+// the proxy's time from its handler's entry to the upstream's arrival, the
+// client's from sending to the upstream's arrival and to the first byte
+// (p50/p99, and the added: the difference of those percentiles); and the
+// time from the upstream's last byte to the client's end of body (the
+// settle).
+//
 // It exits 0 whether or not the targets are met, 1 when the benchmark
 // itself cannot run or is interrupted; all processes it started are
 // stopped either way.
 //
 // Flags (pass with make bench ARGS="..."): -streams, -concurrency, -events,
-// -interval, -warmup.
+// -interval, -warmup, -limits.
 package main
 
 import (
@@ -52,8 +67,8 @@ const (
 )
 
 type config struct {
-	streams, concurrency, events, warmup int
-	interval                             time.Duration
+	streams, concurrency, events, warmup, limits int
+	interval                                     time.Duration
 }
 
 func main() {
@@ -63,9 +78,10 @@ func main() {
 	flag.IntVar(&cfg.events, "events", 50, "content events per stream")
 	flag.DurationVar(&cfg.interval, "interval", 20*time.Millisecond, "upstream delay before each content event")
 	flag.IntVar(&cfg.warmup, "warmup", 3, "unmeasured streams per path before measuring")
+	flag.IntVar(&cfg.limits, "limits", 200, "sequential streams per kind in the Limits run (0 skips it)")
 	flag.Parse()
-	if cfg.streams < 1 || cfg.concurrency < 1 || cfg.events < 1 || cfg.warmup < 0 || cfg.interval <= 0 {
-		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events and -interval must be positive")
+	if cfg.streams < 1 || cfg.concurrency < 1 || cfg.events < 1 || cfg.warmup < 0 || cfg.limits < 0 || cfg.interval <= 0 {
+		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events and -interval must be positive, -warmup and -limits not negative")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -162,6 +178,14 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	rssNow, peak, memErr := memStatus(st.proxyCmd.Process.Pid)
 
+	var lim *limitsResult
+	if cfg.limits > 0 {
+		say("limits: in-process proxy, %d streams per kind (limits, no limits, no checks), interleaved", cfg.limits)
+		if lim, err = runLimits(ctx, st, cfg.limits, max(cfg.warmup, 3)); err != nil {
+			return fmt.Errorf("limits run: %w", err)
+		}
+	}
+
 	// Every proxied request, warm-up included, should be in the ledger by
 	// now: the proxy records before it ends the response.
 	proxiedRequests := int64(cfg.warmup + cfg.streams + 2*cfg.concurrency)
@@ -195,6 +219,10 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		r.row("  proxy RSS after warm-up", "", fmt.Sprintf("%.1f MB", float64(rssWarm)/1e6), "", "", "")
 		r.row("  proxy RSS at the end", "", fmt.Sprintf("%.1f MB", float64(rssNow)/1e6), "", "", "")
 	}
+	if lim != nil {
+		r.blank()
+		r.limits(lim)
+	}
 
 	fmt.Fprintln(out)
 	if totalsErr != nil {
@@ -210,6 +238,18 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		for _, t := range paths {
 			if ps := set[t.name]; ps.firstErr != nil {
 				fmt.Fprintf(out, "%s: %d of %d streams failed; first: %v\n", t.name, ps.failed, ps.streams, ps.firstErr)
+			}
+		}
+	}
+	if lim != nil {
+		w, e, first := lim.log.counts()
+		fmt.Fprintf(out, "in-process proxy log (Limits): %d warnings, %d errors\n", w, e)
+		if first != "" {
+			fmt.Fprintf(out, "  first error: %s\n", first)
+		}
+		for _, p := range []*limitPath{lim.limited, lim.unlimited, lim.unchecked} {
+			if p.firstErr != nil {
+				fmt.Fprintf(out, "limits %s: %d of %d streams failed; first: %v\n", p.name, p.run-p.ok, p.run, p.firstErr)
 			}
 		}
 	}

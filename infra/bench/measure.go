@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"math"
 	"slices"
 	"sort"
@@ -160,4 +161,39 @@ func quantiles(xs []float64) (p50, p99 float64) {
 	s := slices.Clone(xs)
 	slices.Sort(s)
 	return percentile(s, 50), percentile(s, 99)
+}
+
+// mark is one request of the Limits run as the servers saw it (Unix ns):
+// when the proxy's handler got it, when the upstream's handler got it, and
+// when the upstream's handler returned (its last byte written).
+type mark struct{ enter, arrive, upDone int64 }
+
+// limitSpans are one request of the Limits run, in milliseconds.
+type limitSpans struct {
+	// before is the proxy's handler entry to the upstream's arrival: the
+	// proxy's work before forwarding (authentication, counting the prompt,
+	// the reservation) plus one local hop to the upstream.
+	before float64
+	// toUpstream is the client's send to the upstream's arrival: before,
+	// plus the client's hop to the proxy.
+	toUpstream float64
+	// after is the upstream's last byte to the client's end of body: the
+	// relay of the last bytes plus settling the reservation.
+	after float64
+}
+
+// spans turns a request's client times (sent, end of body; Unix ns) and
+// its server marks into spans. Every time must be set and in order.
+func spans(sent, eof int64, m mark) (limitSpans, error) {
+	if sent == 0 || eof == 0 || m.enter == 0 || m.arrive == 0 || m.upDone == 0 {
+		return limitSpans{}, errors.New("a timestamp is missing: the request did not pass both the proxy and the upstream")
+	}
+	if sent > m.enter || m.enter > m.arrive || m.arrive > m.upDone || m.upDone > eof {
+		return limitSpans{}, errors.New("timestamps out of order")
+	}
+	return limitSpans{
+		before:     float64(m.arrive-m.enter) / 1e6,
+		toUpstream: float64(m.arrive-sent) / 1e6,
+		after:      float64(eof-m.upDone) / 1e6,
+	}, nil
 }

@@ -2,9 +2,17 @@ package main
 
 import (
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 func TestPercentile(t *testing.T) {
@@ -177,5 +185,242 @@ func TestAnalyze(t *testing.T) {
 				t.Errorf("analyze = %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestSpans(t *testing.T) {
+	const ms = int64(time.Millisecond)
+	tests := []struct {
+		name      string
+		sent, eof int64
+		m         mark
+		want      limitSpans
+		wantErr   string
+	}{
+		{
+			name: "in order", sent: 1 * ms, eof: 30 * ms, m: mark{enter: 2 * ms, arrive: 12 * ms, upDone: 15 * ms},
+			want: limitSpans{before: 10, toUpstream: 11, after: 15},
+		},
+		{
+			name: "equal times are zero spans", sent: 5 * ms, eof: 5 * ms, m: mark{enter: 5 * ms, arrive: 5 * ms, upDone: 5 * ms},
+			want: limitSpans{},
+		},
+		{name: "not through the upstream", sent: 1, eof: 9, m: mark{enter: 2}, wantErr: "missing"},
+		{name: "not through the proxy", sent: 1, eof: 9, m: mark{arrive: 3, upDone: 4}, wantErr: "missing"},
+		{name: "no end of body", sent: 1, m: mark{enter: 2, arrive: 3, upDone: 4}, wantErr: "missing"},
+		{name: "upstream before proxy", sent: 1, eof: 9, m: mark{enter: 4, arrive: 3, upDone: 5}, wantErr: "order"},
+		{name: "body ended before upstream finished", sent: 1, eof: 4, m: mark{enter: 2, arrive: 3, upDone: 5}, wantErr: "order"},
+		{name: "proxy before send", sent: 3, eof: 9, m: mark{enter: 2, arrive: 4, upDone: 5}, wantErr: "order"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := spans(tt.sent, tt.eof, tt.m)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("spans error = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("spans = %+v, %v; want %+v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestOpStats(t *testing.T) {
+	before := opStats{
+		"GetItem":      {calls: 2, reported: 2, units: 2, elapsed: 2 * time.Millisecond},
+		"BatchGetItem": {calls: 1, reported: 1, units: 6, elapsed: 5 * time.Millisecond},
+	}
+	after := opStats{
+		"GetItem":                        {calls: 2, reported: 2, units: 2, elapsed: 2 * time.Millisecond},
+		"BatchGetItem":                   {calls: 3, reported: 3, units: 18, elapsed: 13 * time.Millisecond},
+		"TransactWriteItems (reserve)":   {calls: 2, reported: 2, units: 28, elapsed: 30 * time.Millisecond},
+		"TransactWriteItems (unlabeled)": {calls: 1, reported: 0, units: 0, elapsed: time.Millisecond},
+	}
+	d := after.minus(before)
+	want := opStats{
+		"BatchGetItem":                   {calls: 2, reported: 2, units: 12, elapsed: 8 * time.Millisecond},
+		"TransactWriteItems (reserve)":   {calls: 2, reported: 2, units: 28, elapsed: 30 * time.Millisecond},
+		"TransactWriteItems (unlabeled)": {calls: 1, elapsed: time.Millisecond},
+	}
+	if len(d) != len(want) {
+		t.Fatalf("minus = %v, want %v (operations without calls left out)", d, want)
+	}
+	for op, v := range want {
+		if d[op] != v {
+			t.Errorf("minus[%s] = %+v, want %+v", op, d[op], v)
+		}
+	}
+	sum := opStats{}
+	sum.add(d)
+	sum.add(d)
+	if got := sum["BatchGetItem"]; got != (opStat{calls: 4, reported: 4, units: 24, elapsed: 16 * time.Millisecond}) {
+		t.Errorf("add twice: BatchGetItem = %+v", got)
+	}
+	if got := d.total(); got != (opStat{calls: 5, reported: 4, units: 40, elapsed: 39 * time.Millisecond}) {
+		t.Errorf("total = %+v", got)
+	}
+
+	tests := []struct {
+		name string
+		s    opStats
+		n    int
+		want []string
+	}{
+		{"none", opStats{}, 10, []string{"none"}},
+		{"no requests", d, 0, []string{"none"}},
+		{"sorted by name, per request", d, 2, []string{
+			"BatchGetItem 1.00 (6.00 CU, 4.00 ms/call)",
+			"TransactWriteItems (reserve) 1.00 (14.00 CU, 15.00 ms/call)",
+			"TransactWriteItems (unlabeled) 0.50 (n/a CU, 1.00 ms/call)",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.s.perRequest(tt.n); !slices.Equal(got, tt.want) {
+				t.Fatalf("perRequest(%d) =\n  %q\nwant\n  %q", tt.n, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestOpLabel(t *testing.T) {
+	tests := []struct {
+		name   string
+		op     string
+		params any
+		want   string
+	}{
+		{"get item", "GetItem", &dynamodb.GetItemInput{}, "GetItem"},
+		{"reserve starts with checks", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{ConditionCheck: &types.ConditionCheck{}}, {Update: &types.Update{}}, {Put: &types.Put{}},
+		}}, "TransactWriteItems (reserve)"},
+		{"settle starts with the delete", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{Delete: &types.Delete{}}, {Update: &types.Update{}}, {Put: &types.Put{}},
+		}}, "TransactWriteItems (settle)"},
+		{"other transaction", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{Put: &types.Put{}},
+		}}, "TransactWriteItems"},
+		{"empty transaction", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{}, "TransactWriteItems"},
+		{"no parameters", "ListTables", nil, "ListTables"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := opLabel(tt.op, tt.params); got != tt.want {
+				t.Fatalf("opLabel = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAskConsumedCapacity(t *testing.T) {
+	get := &dynamodb.GetItemInput{}
+	tx := &dynamodb.TransactWriteItemsInput{}
+	batch := &dynamodb.BatchGetItemInput{}
+	chosen := &dynamodb.QueryInput{ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes}
+	tests := []struct {
+		name   string
+		params any
+		known  bool
+		field  func() types.ReturnConsumedCapacity
+		want   types.ReturnConsumedCapacity
+	}{
+		{"get item", get, true, func() types.ReturnConsumedCapacity { return get.ReturnConsumedCapacity }, types.ReturnConsumedCapacityTotal},
+		{"transaction", tx, true, func() types.ReturnConsumedCapacity { return tx.ReturnConsumedCapacity }, types.ReturnConsumedCapacityTotal},
+		{"batch get", batch, true, func() types.ReturnConsumedCapacity { return batch.ReturnConsumedCapacity }, types.ReturnConsumedCapacityTotal},
+		{"caller's choice kept", chosen, true, func() types.ReturnConsumedCapacity { return chosen.ReturnConsumedCapacity }, types.ReturnConsumedCapacityIndexes},
+		{"unknown input", &dynamodb.ListTablesInput{}, false, nil, ""},
+		{"nil", nil, false, nil, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := askConsumedCapacity(tt.params); got != tt.known {
+				t.Fatalf("askConsumedCapacity = %v, want %v", got, tt.known)
+			}
+			if tt.field != nil && tt.field() != tt.want {
+				t.Fatalf("ReturnConsumedCapacity = %q, want %q", tt.field(), tt.want)
+			}
+		})
+	}
+}
+
+func TestConsumedUnits(t *testing.T) {
+	cc := func(u float64) types.ConsumedCapacity { return types.ConsumedCapacity{CapacityUnits: aws.Float64(u)} }
+	one := cc(1.5)
+	tests := []struct {
+		name     string
+		result   any
+		units    float64
+		reported bool
+	}{
+		{"get item", &dynamodb.GetItemOutput{ConsumedCapacity: &one}, 1.5, true},
+		{"get item without capacity", &dynamodb.GetItemOutput{}, 0, false},
+		{"typed nil output (failed call)", (*dynamodb.GetItemOutput)(nil), 0, false},
+		{"typed nil transaction", (*dynamodb.TransactWriteItemsOutput)(nil), 0, false},
+		{"no output", nil, 0, false},
+		{"transaction sums tables", &dynamodb.TransactWriteItemsOutput{ConsumedCapacity: []types.ConsumedCapacity{cc(10), cc(4)}}, 14, true},
+		{"batch get", &dynamodb.BatchGetItemOutput{ConsumedCapacity: []types.ConsumedCapacity{cc(6)}}, 6, true},
+		{"reported zero", &dynamodb.BatchGetItemOutput{ConsumedCapacity: []types.ConsumedCapacity{{}}}, 0, true},
+		{"unknown output", &dynamodb.ListTablesOutput{}, 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			units, reported := consumedUnits(tt.result)
+			if units != tt.units || reported != tt.reported {
+				t.Fatalf("consumedUnits = %v, %v; want %v, %v", units, reported, tt.units, tt.reported)
+			}
+		})
+	}
+}
+
+func TestMarks(t *testing.T) {
+	ms := newMarks()
+	upstream := ms.upstream(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Millisecond)
+		_, _ = w.Write([]byte("ok"))
+	}))
+	// The "proxy" here calls the upstream handler directly, as a stand-in.
+	proxied := ms.proxy(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(time.Millisecond)
+		upstream.ServeHTTP(w, r)
+	}))
+	tests := []struct {
+		name   string
+		header string
+		found  bool
+	}{
+		{"tagged", "req-1", true},
+		{"untagged passes untouched", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+			if tt.header != "" {
+				req.Header.Set(markHeader, tt.header)
+			}
+			rec := httptest.NewRecorder()
+			proxied.ServeHTTP(rec, req)
+			if rec.Body.String() != "ok" {
+				t.Fatalf("body = %q", rec.Body.String())
+			}
+			m, ok := ms.take(tt.header)
+			if ok != tt.found {
+				t.Fatalf("take found = %v, want %v", ok, tt.found)
+			}
+			if !ok {
+				return
+			}
+			if m.enter == 0 || m.arrive-m.enter < int64(time.Millisecond) || m.upDone-m.arrive < int64(time.Millisecond) {
+				t.Fatalf("marks = %+v: want enter, then arrive and upDone at least 1 ms apart each", m)
+			}
+			if _, again := ms.take(tt.header); again {
+				t.Fatal("take did not forget the marks")
+			}
+		})
+	}
+	if len(ms.m) != 0 {
+		t.Fatalf("marks left behind: %v", ms.m)
 	}
 }

@@ -44,6 +44,10 @@ type stack struct {
 	exited   chan struct{} // closed when the proxy process has exited
 	store    *dynamo.Store
 	keys     []benchKey
+	// providerID is the seeded provider setting (the fake upstream), and
+	// marks the arrival times of requests tagged for the Limits run.
+	providerID string
+	marks      *marks
 }
 
 // benchKey is a stipend key the client presents to the proxy.
@@ -61,7 +65,7 @@ func (s *stack) Close() {
 // (all three at once), then the fake upstream, seeds a provider and a key,
 // and starts the proxy. On error it has already cleaned up.
 func startStack(ctx context.Context, opts fakeupstream.Options, keys int) (st *stack, err error) {
-	st = &stack{exited: make(chan struct{})}
+	st = &stack{exited: make(chan struct{}), marks: newMarks()}
 	defer func() {
 		if err != nil {
 			st.Close()
@@ -115,7 +119,7 @@ func startStack(ctx context.Context, opts fakeupstream.Options, keys int) (st *s
 	if err != nil {
 		return st, fmt.Errorf("fake upstream: %w", err)
 	}
-	srv := &http.Server{Handler: fakeupstream.New(opts), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: st.marks.upstream(fakeupstream.New(opts)), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	st.closers = append(st.closers, func() { _ = srv.Close() })
 	st.upstream = "http://" + ln.Addr().String()
@@ -166,6 +170,7 @@ func (st *stack) seed(ctx context.Context, n int) error {
 	if err := st.store.CreateProvider(ctx, p); err != nil {
 		return err
 	}
+	st.providerID = p.ID
 	for i := range n {
 		id, key := apikey.Generate()
 		k := &apikey.Key{

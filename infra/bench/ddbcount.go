@@ -1,0 +1,227 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go/middleware"
+)
+
+// opStat is what one DynamoDB operation cost over some calls: how many
+// calls, how many of them reported consumed capacity, the capacity units
+// they reported, and the time they took (SDK retries included).
+type opStat struct {
+	calls, reported int64
+	units           float64
+	elapsed         time.Duration
+}
+
+// opStats are opStat by operation name ("TransactWriteItems", ...).
+type opStats map[string]opStat
+
+// minus returns s - before, leaving out operations with no calls in between.
+func (s opStats) minus(before opStats) opStats {
+	out := opStats{}
+	for op, a := range s {
+		b := before[op]
+		if d := (opStat{a.calls - b.calls, a.reported - b.reported, a.units - b.units, a.elapsed - b.elapsed}); d.calls != 0 {
+			out[op] = d
+		}
+	}
+	return out
+}
+
+// add folds d into s.
+func (s opStats) add(d opStats) {
+	for op, v := range d {
+		a := s[op]
+		s[op] = opStat{a.calls + v.calls, a.reported + v.reported, a.units + v.units, a.elapsed + v.elapsed}
+	}
+}
+
+// total sums every operation.
+func (s opStats) total() opStat {
+	var t opStat
+	for _, v := range s {
+		t.calls += v.calls
+		t.reported += v.reported
+		t.units += v.units
+		t.elapsed += v.elapsed
+	}
+	return t
+}
+
+// perRequest describes s over n requests, one operation a line, by name:
+// calls per request, capacity units per request ("n/a CU" when none of the
+// calls reported any) and mean time per call. "none" when there were no
+// calls.
+func (s opStats) perRequest(n int) []string {
+	if len(s) == 0 || n <= 0 {
+		return []string{"none"}
+	}
+	var lines []string
+	for _, op := range slices.Sorted(maps.Keys(s)) {
+		v := s[op]
+		cu := "n/a CU"
+		if v.reported > 0 {
+			cu = fmt.Sprintf("%.2f CU", v.units/float64(n))
+		}
+		lines = append(lines, fmt.Sprintf("%s %.2f (%s, %.2f ms/call)", op, float64(v.calls)/float64(n), cu,
+			float64(v.elapsed)/float64(v.calls)/1e6))
+	}
+	return lines
+}
+
+// opCounter counts every DynamoDB call a client makes, by operation, with
+// the capacity it consumed: it asks each call for ReturnConsumedCapacity
+// TOTAL where the caller did not, so the reads the Store does not count
+// (provider, user and organisation settings) are measured too.
+type opCounter struct {
+	mu  sync.Mutex
+	ops opStats
+}
+
+func newOpCounter() *opCounter { return &opCounter{ops: opStats{}} }
+
+// snapshot returns a copy of the counts so far.
+func (c *opCounter) snapshot() opStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.ops)
+}
+
+// install adds the counting middleware to a DynamoDB client's options.
+func (c *opCounter) install(o *dynamodb.Options) {
+	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("StipendBenchCount",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				askConsumedCapacity(in.Parameters)
+				start := time.Now()
+				out, md, err := next.HandleInitialize(ctx, in)
+				elapsed := time.Since(start)
+				units, reported := consumedUnits(out.Result)
+				op := opLabel(awsmiddleware.GetOperationName(ctx), in.Parameters)
+				c.mu.Lock()
+				s := c.ops[op]
+				s.calls++
+				s.elapsed += elapsed
+				if reported {
+					s.reported++
+					s.units += units
+				}
+				c.ops[op] = s
+				c.mu.Unlock()
+				return out, md, err
+			}), middleware.After)
+	})
+}
+
+// opLabel names a call for the counts: the operation, and for a write
+// transaction what it does, told by its first item as dynamo.Store builds
+// them: a reservation starts with its version checks, a settle or release
+// with deleting the reservation.
+func opLabel(op string, params any) string {
+	in, ok := params.(*dynamodb.TransactWriteItemsInput)
+	if !ok || len(in.TransactItems) == 0 {
+		return op
+	}
+	switch first := in.TransactItems[0]; {
+	case first.ConditionCheck != nil:
+		return op + " (reserve)"
+	case first.Delete != nil:
+		return op + " (settle)"
+	}
+	return op
+}
+
+// askConsumedCapacity sets ReturnConsumedCapacity TOTAL on the input of the
+// operations the proxy uses, unless the caller chose a setting; it reports
+// whether it knew the input's type.
+func askConsumedCapacity(params any) bool {
+	var f *types.ReturnConsumedCapacity
+	switch in := params.(type) {
+	case *dynamodb.GetItemInput:
+		f = &in.ReturnConsumedCapacity
+	case *dynamodb.PutItemInput:
+		f = &in.ReturnConsumedCapacity
+	case *dynamodb.UpdateItemInput:
+		f = &in.ReturnConsumedCapacity
+	case *dynamodb.DeleteItemInput:
+		f = &in.ReturnConsumedCapacity
+	case *dynamodb.QueryInput:
+		f = &in.ReturnConsumedCapacity
+	case *dynamodb.BatchGetItemInput:
+		f = &in.ReturnConsumedCapacity
+	case *dynamodb.TransactWriteItemsInput:
+		f = &in.ReturnConsumedCapacity
+	case *dynamodb.TransactGetItemsInput:
+		f = &in.ReturnConsumedCapacity
+	default:
+		return false
+	}
+	if *f == "" {
+		*f = types.ReturnConsumedCapacityTotal
+	}
+	return true
+}
+
+// consumedUnits sums the capacity units an operation's output reports;
+// reported is false when it reports none (no ConsumedCapacity at all, or
+// no output: the call failed).
+func consumedUnits(result any) (units float64, reported bool) {
+	var list []types.ConsumedCapacity
+	switch out := result.(type) {
+	case *dynamodb.GetItemOutput:
+		if out != nil {
+			list = one(out.ConsumedCapacity)
+		}
+	case *dynamodb.PutItemOutput:
+		if out != nil {
+			list = one(out.ConsumedCapacity)
+		}
+	case *dynamodb.UpdateItemOutput:
+		if out != nil {
+			list = one(out.ConsumedCapacity)
+		}
+	case *dynamodb.DeleteItemOutput:
+		if out != nil {
+			list = one(out.ConsumedCapacity)
+		}
+	case *dynamodb.QueryOutput:
+		if out != nil {
+			list = one(out.ConsumedCapacity)
+		}
+	case *dynamodb.BatchGetItemOutput:
+		if out != nil {
+			list = out.ConsumedCapacity
+		}
+	case *dynamodb.TransactWriteItemsOutput:
+		if out != nil {
+			list = out.ConsumedCapacity
+		}
+	case *dynamodb.TransactGetItemsOutput:
+		if out != nil {
+			list = out.ConsumedCapacity
+		}
+	}
+	for _, c := range list {
+		units += aws.ToFloat64(c.CapacityUnits)
+	}
+	return units, len(list) > 0
+}
+
+// one turns an optional ConsumedCapacity into a list.
+func one(c *types.ConsumedCapacity) []types.ConsumedCapacity {
+	if c == nil {
+		return nil
+	}
+	return []types.ConsumedCapacity{*c}
+}
