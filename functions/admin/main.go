@@ -6,7 +6,9 @@
 // Manager secret STIPEND_ADMIN_KEY_SECRET (what template.yaml sets), cached
 // for a minute so a rotation takes effect without a redeploy.
 // Environment also: STIPEND_TABLE, STIPEND_SECRET_PREFIX (where provider API
-// keys are stored, default "stipend/providers/").
+// keys are stored, default "stipend/providers/"), STIPEND_KEY_ENCRYPTION_SECRET
+// (the Secrets Manager secret whose SHA-256 seals ANYTIME_BY_VIEWER keys;
+// unset, that keyRetrievalMethod is refused).
 package main
 
 import (
@@ -24,6 +26,7 @@ import (
 	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/keyvault"
 	"github.com/stipend/stipend/shared/secrets"
 	"github.com/stipend/stipend/shared/server"
 )
@@ -66,11 +69,18 @@ func build(ctx context.Context, log *slog.Logger) (*admin.Handler, error) {
 		return nil, errors.New("set STIPEND_ADMIN_KEY or STIPEND_ADMIN_KEY_SECRET")
 	}
 	store := dynamo.New(dynamo.NewClient(cfg), server.Env("STIPEND_TABLE", "stipend"), 0)
+	// ANYTIME_BY_VIEWER keys are sealed with a key derived from this
+	// secret (package keyvault); without it that retrieval method is refused.
+	var vault admin.Vault
+	if id := os.Getenv("STIPEND_KEY_ENCRYPTION_SECRET"); id != "" {
+		vault = keyvault.New(secrets.NewCache(mgr, 5*time.Minute), id)
+	}
 	return admin.New(admin.Config{
 		Store:        store,
 		Secrets:      mgr,
 		SecretPrefix: server.Env("STIPEND_SECRET_PREFIX", "stipend/providers/"),
 		AdminKey:     adminKey,
+		Vault:        vault,
 		Log:          log,
 	}), nil
 }

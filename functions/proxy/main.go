@@ -6,7 +6,9 @@
 // STIPEND_EVENT_RETENTION_DAYS (default 30), STIPEND_KEY_CACHE_TTL (default
 // 5s), STIPEND_SECRET_CACHE_TTL (default 5m), STIPEND_RESERVATION_TTL (when
 // an unsettled reservation counts as abandoned, default 20m; keep it above the
-// function timeout), STIPEND_PROXY_ADDR, and the
+// function timeout), STIPEND_MAX_LOGGED_BODY_BYTES (how much of each body
+// an event keeps for keys that log bodies, default 65536, at most 163840),
+// STIPEND_PROXY_ADDR, and the
 // AWS SDK's own variables (AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB, ...).
 package main
 
@@ -24,6 +26,7 @@ import (
 
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/proxy"
 	"github.com/stipend/stipend/shared/secrets"
@@ -74,6 +77,10 @@ func build(ctx context.Context, log *slog.Logger) (*proxy.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	maxLogged, err := strconv.Atoi(server.Env("STIPEND_MAX_LOGGED_BODY_BYTES", strconv.Itoa(ledger.DefaultBodyBytes)))
+	if err != nil || maxLogged <= 0 || maxLogged > ledger.MaxBodyBytes {
+		return nil, fmt.Errorf("STIPEND_MAX_LOGGED_BODY_BYTES must be a number of bytes from 1 to %d", ledger.MaxBodyBytes)
+	}
 	tok := tokenizer.New()
 	// Load the tokenizer now (in Lambda, during init) so no request waits for it.
 	if _, err := tok.Count(tokenizer.O200kBase, "warm up"); err != nil {
@@ -91,6 +98,8 @@ func build(ctx context.Context, log *slog.Logger) (*proxy.Handler, error) {
 		KeyTTL:         keyTTL,
 		ReservationTTL: reservationTTL,
 		Log:            log,
+
+		MaxLoggedBodyBytes: maxLogged,
 	}), nil
 }
 

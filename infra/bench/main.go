@@ -257,6 +257,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		fmt.Fprintf(out, "note: directly from the upstream, %d content events arrived in only %d reads: "+
 			"the fake upstream is not flushing each event, so these figures say little about the proxy\n", d.content, d.contentReads)
 	}
+	// Reporting (reporting.go): usage reports over a class's term.
+	say("reporting: admin reports over a synthetic term (own table, same DynamoDB Local)")
+	if err := runReporting(ctx, out, defaultReportingSize()); err != nil {
+		return fmt.Errorf("reporting run: %w", err)
+	}
 	fmt.Fprintf(out, "total %.1f s\n", time.Since(began).Seconds())
 	return nil
 }

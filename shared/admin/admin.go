@@ -64,6 +64,18 @@ type Store interface {
 	// writes only over o.Version (dynamo.ErrConflict otherwise) and bumps it.
 	GetOrg(ctx context.Context) (*user.Org, error)
 	PutOrg(ctx context.Context, o *user.Org) error
+
+	// Reports: daily aggregates and custom ids (reporting.go).
+	Reports
+
+	// KeyTotals returns a key's lifetime counters (zero when it has none yet).
+	KeyTotals(ctx context.Context, id string) (dynamo.Totals, error)
+	// The audit trail (audit.go).
+	AuditStore
+	// Roster markers: each user's one roster key (bulk.go).
+	RosterStore
+	// Event listings (events.go).
+	EventStore
 }
 
 var _ Store = (*dynamo.Store)(nil)
@@ -85,8 +97,11 @@ type Config struct {
 	// AdminKey returns the admin bearer key. An error, or an empty key,
 	// makes every authenticated route answer 503.
 	AdminKey func(ctx context.Context) (string, error)
-	Log      *slog.Logger
-	Now      func() time.Time
+	// Vault seals the plaintext of ANYTIME_BY_VIEWER keys so they can be read
+	// back (lifecycle.go); nil refuses that retrieval method.
+	Vault Vault
+	Log   *slog.Logger
+	Now   func() time.Time
 }
 
 // Handler serves the admin API. It is safe for concurrent use.
@@ -118,12 +133,20 @@ func New(cfg Config) *Handler {
 	h.mux.Handle("POST /api/v1/secret-keys", h.handle(h.createKey))
 	h.mux.Handle("GET /api/v1/secret-keys/{keyId}", h.handle(h.getKey))
 	h.mux.Handle("PATCH /api/v1/secret-keys/{keyId}", h.handle(h.updateKey))
+	h.mux.Handle("POST /api/v1/secret-keys/bulk", h.handle(h.createRoster))
+	h.mux.Handle("POST /api/v1/secret-keys/bulk-update", h.handle(h.bulkUpdate))
+	h.mux.Handle("POST /api/v1/secret-keys/bulk-revoke", h.handle(h.bulkRevoke))
 	h.mux.Handle("GET /api/v1/users", h.handle(h.listUsers))
 	h.mux.Handle("POST /api/v1/users", h.handle(h.createUser))
 	h.mux.Handle("GET /api/v1/users/{userId}", h.handle(h.getUser))
 	h.mux.Handle("PATCH /api/v1/users/{userId}", h.handle(h.updateUser))
 	h.mux.Handle("GET /api/v1/organization", h.handle(h.getOrg))
 	h.mux.Handle("PATCH /api/v1/organization", h.handle(h.updateOrg))
+	h.registerReporting()
+	h.routeLifecycle()
+	h.routeLiteLLM()
+	h.routeAudit()
+	h.routeEvents()
 	h.mux.Handle("/", h.handle(h.unknown))
 	return h
 }
@@ -135,7 +158,7 @@ const CodeMethodNotAllowed = "method_not_allowed"
 // exists for other methods, else 404.
 func (h *Handler) unknown(w http.ResponseWriter, r *http.Request) error {
 	var allow []string
-	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch} {
+	for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPatch, http.MethodDelete} {
 		if _, pattern := h.mux.Handler(&http.Request{Method: m, URL: r.URL, Host: r.Host}); pattern != "/" {
 			allow = append(allow, m)
 		}
@@ -158,6 +181,11 @@ func (h *Handler) handle(fn func(http.ResponseWriter, *http.Request) error) http
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		err := h.authenticate(r)
 		if err == nil {
+			// Changes (and key reads) are recorded once the response,
+			// error or not, is complete (audit.go).
+			var recordAudit func()
+			w, r, recordAudit = h.beginAudit(w, r)
+			defer recordAudit()
 			err = fn(w, r)
 		}
 		if err != nil {

@@ -45,6 +45,8 @@ type fakeStore struct {
 	otherWriter func(k *apikey.Key)
 	updateCalls int
 	userState   // users and the organisation: users_test.go
+	auditState  // audit entries and key totals: audit_test.go
+	rosterState // roster markers: bulk_test.go
 }
 
 func newFakeStore() *fakeStore {
@@ -59,6 +61,7 @@ func cloneKey(k *apikey.Key) *apikey.Key {
 	c.AllowedPaths = slices.Clone(k.AllowedPaths)
 	c.ModelLimits = maps.Clone(k.ModelLimits)
 	c.Metadata = maps.Clone(k.Metadata)
+	c.Aliases = maps.Clone(k.Aliases)
 	return &c
 }
 
@@ -359,9 +362,9 @@ func TestAuth(t *testing.T) {
 		{"right key", "GET", "/api/v1/providers", "Bearer " + adminKey, 200, ""},
 		{"scheme is case-insensitive", "GET", "/api/v1/secret-keys", "bearer " + adminKey, 200, ""},
 		{"unknown path with key", "GET", "/api/v1/nothing", "Bearer " + adminKey, 404, apierror.CodeNotFound},
-		{"wrong method", "DELETE", "/api/v1/secret-keys/abc", "Bearer " + adminKey, 405, CodeMethodNotAllowed},
+		{"wrong method", "PUT", "/api/v1/secret-keys/abc", "Bearer " + adminKey, 405, CodeMethodNotAllowed},
 		{"wrong method on a list", "PUT", "/api/v1/providers", "Bearer " + adminKey, 405, CodeMethodNotAllowed},
-		{"wrong method without key", "DELETE", "/api/v1/secret-keys/abc", "", 401, apierror.CodeInvalidAPIKey},
+		{"wrong method without key", "PUT", "/api/v1/secret-keys/abc", "", 401, apierror.CodeInvalidAPIKey},
 	}
 	e := newEnv(t)
 	for _, tc := range tests {
@@ -377,7 +380,7 @@ func TestAuth(t *testing.T) {
 	if got := e.doAuth(t, "GET", "/healthz", "", "").Body.String(); got != `{"status":"ok"}` {
 		t.Errorf("healthz body = %s", got)
 	}
-	if got := e.do(t, "DELETE", "/api/v1/secret-keys/abc", "").Header().Get("Allow"); got != "GET, PATCH" {
+	if got := e.do(t, "PUT", "/api/v1/secret-keys/abc", "").Header().Get("Allow"); got != "GET, PATCH, DELETE" {
 		t.Errorf("Allow = %q", got)
 	}
 }

@@ -42,7 +42,7 @@ type keyRequest struct {
 	CostLimitLifetime  *money.Nanos                  `json:"costLimitInUsdLifetime" rule:"a non-negative number of US dollars"`
 	CostLimitOverTime  *money.Nanos                  `json:"costLimitInUsdOverTime" rule:"a non-negative number of US dollars"`
 	CostLimitUnit      *string                       `json:"costLimitInUsdUnit" rule:"one of m, h, d, mo"`
-	KeyRetrievalMethod *string                       `json:"keyRetrievalMethod" rule:"ONCE or ONCE_PER_VIEWER"`
+	KeyRetrievalMethod *string                       `json:"keyRetrievalMethod" rule:"ONCE, ONCE_PER_VIEWER or ANYTIME_BY_VIEWER"`
 	AllowedModels      *[]string                     `json:"allowedModels" rule:"a list of model names"`
 	AllowedPaths       *[]apikey.PathRule            `json:"allowedPaths" rule:"a list of {path, method} objects whose path starts with /v1/"`
 	ModelLimits        *map[string]apikey.ModelLimit `json:"modelLimits" rule:"an object mapping model names to {rpm, tpm} non-negative integers"`
@@ -53,6 +53,7 @@ type keyRequest struct {
 	LowerMaxTokens     *bool                         `json:"lowerMaxTokens" rule:"true or false"`
 	Tags               *[]string                     `json:"tags" rule:"a list of strings"`
 	Metadata           *map[string]any               `json:"metadata" rule:"a JSON object"`
+	Aliases            *map[string]string            `json:"aliases" rule:"an object mapping requested model names to the model names that serve them"`
 	Revoked            *bool                         `json:"revoked" rule:"true or false"`
 	RevokedReason      *string                       `json:"revokedReason" rule:"a string"`
 }
@@ -86,6 +87,9 @@ type keyView struct {
 	UserID                 string                       `json:"userId"`
 	KeyRetrievalMethod     string                       `json:"keyRetrievalMethod"`
 	Metadata               map[string]any               `json:"metadata"`
+	Aliases                map[string]string            `json:"aliases"`
+	Archived               bool                         `json:"archived"`
+	ArchivedAt             int64                        `json:"archivedAt"` // 0: not archived
 	Metrics                *Metrics                     `json:"metrics,omitempty"`
 }
 
@@ -101,7 +105,10 @@ func viewOf(k *apikey.Key) keyView {
 		LowerMaxTokens: k.MayLowerMaxTokens(),
 		AllowedModels:  nonEmpty(k.AllowedModels), AllowedPaths: nonEmpty(k.AllowedPaths),
 		ModelLimits: k.ModelLimits, UserID: k.UserID, KeyRetrievalMethod: k.KeyRetrievalMethod,
-		Metadata: k.Metadata,
+		Metadata: k.Metadata, Aliases: k.Aliases, Archived: k.Archived, ArchivedAt: k.ArchivedAt,
+	}
+	if v.Aliases == nil {
+		v.Aliases = map[string]string{}
 	}
 	if v.ModelLimits == nil {
 		v.ModelLimits = map[string]apikey.ModelLimit{}
@@ -135,20 +142,9 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) error {
 	if req.ProviderSettingIDs == nil {
 		return invalid("providerSettingIds", "providerSettingIds is required and must be a non-empty list of provider setting ids")
 	}
-	method := RetrieveOnce
-	if req.KeyRetrievalMethod != nil && *req.KeyRetrievalMethod != "" {
-		method = *req.KeyRetrievalMethod
-	}
-	switch method {
-	case RetrieveOnce, RetrieveOncePerViewer:
-	case RetrieveAnytimeByViewer:
-		// ANYTIME_BY_VIEWER needs the plaintext to be kept (encrypted) so it
-		// can be shown again; that storage comes with a later issue. Until
-		// then only the hash is stored, the safe default, and the method is
-		// refused rather than silently downgraded.
-		return invalid("keyRetrievalMethod", "keyRetrievalMethod ANYTIME_BY_VIEWER is not supported yet; use ONCE or ONCE_PER_VIEWER")
-	default:
-		return mustBe("keyRetrievalMethod", "ONCE or ONCE_PER_VIEWER")
+	method, err := h.retrievalMethodSealed(&req)
+	if err != nil {
+		return err
 	}
 
 	settings, err := h.validSettings(r, *req.ProviderSettingIDs)
@@ -168,11 +164,35 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) error {
 	if err := apply(&req, settings, k, now); err != nil {
 		return err
 	}
+	if err := h.sealKey(r, k, plaintext); err != nil {
+		return err
+	}
 	if err := h.cfg.Store.CreateKey(r.Context(), k); err != nil {
 		return storeError(err, "secret key "+k.ID)
 	}
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key created", slog.String("key", k.ID))
 	return writeJSON(w, http.StatusOK, createdKey{ID: k.ID, Key: plaintext, keyView: viewOf(k)})
+}
+
+// retrievalMethod returns the keyRetrievalMethod a new key gets from req
+// (ONCE when absent), or the 400 for one stipend does not support.
+func retrievalMethod(req *keyRequest) (string, error) {
+	method := RetrieveOnce
+	if req.KeyRetrievalMethod != nil && *req.KeyRetrievalMethod != "" {
+		method = *req.KeyRetrievalMethod
+	}
+	switch method {
+	case RetrieveOnce, RetrieveOncePerViewer:
+		return method, nil
+	case RetrieveAnytimeByViewer:
+		// ANYTIME_BY_VIEWER needs the plaintext kept, sealed (sealKey in
+		// lifecycle.go). POST /api/v1/secret-keys does that and accepts it
+		// through Handler.retrievalMethodSealed; routes that do not seal
+		// refuse it rather than silently downgrade it.
+		return "", invalid("keyRetrievalMethod", "keyRetrievalMethod ANYTIME_BY_VIEWER is not supported yet; use ONCE or ONCE_PER_VIEWER")
+	default:
+		return "", mustBe("keyRetrievalMethod", "ONCE or ONCE_PER_VIEWER")
+	}
 }
 
 // updateAttempts bounds the read-modify-write of an update that keeps losing
@@ -209,6 +229,9 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request) error {
 		if req.KeyRetrievalMethod != nil && *req.KeyRetrievalMethod != k.KeyRetrievalMethod &&
 			!(*req.KeyRetrievalMethod == RetrieveOnce && k.KeyRetrievalMethod == "") {
 			return invalid("keyRetrievalMethod", "keyRetrievalMethod cannot be changed after the key is created")
+		}
+		if k.Archived && req.Revoked != nil && !*req.Revoked {
+			return invalid("revoked", "secret key %s is archived and cannot be reinstated; create a new key", id)
 		}
 		now := h.cfg.Now()
 		if err := apply(&req, settings, k, now); err != nil {
@@ -342,6 +365,13 @@ func apply(req *keyRequest, settings []string, k *apikey.Key, now time.Time) err
 	}
 	if req.Metadata != nil {
 		k.Metadata = *req.Metadata
+	}
+	if req.Aliases != nil {
+		aliases, err := validAliases("aliases", *req.Aliases)
+		if err != nil {
+			return err
+		}
+		k.Aliases = aliases
 	}
 	// Rules across fields, checked on the result so an update that sets only
 	// one of a pair is judged with the other as stored.

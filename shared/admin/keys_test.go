@@ -175,8 +175,8 @@ func TestCreateKeyValidation(t *testing.T) {
 		{"metadata not an object", `{"name":"n","providerSettingIds":["p1"],"metadata":"x"}`, "metadata", "metadata must be a JSON object"},
 		{"tags not strings", `{"name":"n","providerSettingIds":["p1"],"tags":[1]}`, "tags", "tags must be a list of strings"},
 		{"bool as string", `{"name":"n","providerSettingIds":["p1"],"moderation":"yes"}`, "moderation", "true or false"},
-		{"unknown retrieval", `{"name":"n","providerSettingIds":["p1"],"keyRetrievalMethod":"ALWAYS"}`, "keyRetrievalMethod", "ONCE or ONCE_PER_VIEWER"},
-		{"anytime not yet", `{"name":"n","providerSettingIds":["p1"],"keyRetrievalMethod":"ANYTIME_BY_VIEWER"}`, "keyRetrievalMethod", "not supported yet"},
+		{"unknown retrieval", `{"name":"n","providerSettingIds":["p1"],"keyRetrievalMethod":"ALWAYS"}`, "keyRetrievalMethod", "ONCE, ONCE_PER_VIEWER or ANYTIME_BY_VIEWER"},
+		{"anytime without a vault", `{"name":"n","providerSettingIds":["p1"],"keyRetrievalMethod":"ANYTIME_BY_VIEWER"}`, "keyRetrievalMethod", "key retrieval is not configured"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,7 +14,10 @@ import (
 )
 
 // Metrics is a key's usage over a time range (the seed's "metrics", and each
-// data point's numbers). LatencyInMs is the median latency of the requests.
+// data point's numbers). LatencyInMs is the median latency of the requests
+// in a time series (one key's dataPoints and metrics, /reporting/events),
+// and the mean where only sums are kept: the key listing and
+// /reporting/events-by-day.
 type Metrics struct {
 	NumberOfRequests     int64       `json:"numberOfRequests"`
 	SuccessCount         int64       `json:"successCount"`
@@ -109,12 +112,14 @@ type usage struct {
 	total       Metrics
 	points      []DataPoint // non-empty increments only, oldest first
 	median, p99 int64
+	mean        int64 // mean latency
 }
 
 // acc adds up events.
 type acc struct {
-	m   Metrics
-	lat []int64
+	m      Metrics
+	lat    []int64
+	latSum int64
 }
 
 func (a *acc) add(ev *ledger.Event) {
@@ -126,6 +131,7 @@ func (a *acc) add(ev *ledger.Event) {
 	a.m.PromptTokenCount += ev.Usage.PromptTokens
 	a.m.CompletionTokenCount += ev.Usage.CompletionTokens
 	a.lat = append(a.lat, ev.LatencyMs)
+	a.latSum += ev.LatencyMs
 }
 
 // result returns the sums with the median latency; it sorts a.lat.
@@ -185,6 +191,7 @@ func (h *Handler) usageOf(ctx context.Context, keyID string, q metricsQuery) (us
 	}
 	u.total = total.result()
 	u.median, u.p99 = u.total.LatencyInMs, percentile(total.lat, 99)
+	u.mean = meanLatency(total.latSum, total.m.NumberOfRequests)
 	return u, nil
 }
 
@@ -197,20 +204,73 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(err, "secret keys")
 	}
+	if list, err = withoutArchived(r, list); err != nil {
+		return err
+	}
 	views := make([]keyView, len(list))
 	for i, k := range list {
 		views[i] = viewOf(k)
 	}
 	if q.include {
-		if err := h.addMetrics(r.Context(), list, views, q); err != nil {
+		add := h.addMetrics
+		if q.wholeDays() {
+			add = h.addDailyMetrics
+		}
+		if err := add(r.Context(), list, views, q); err != nil {
 			return err
 		}
 	}
 	return writeJSON(w, http.StatusOK, views)
 }
 
+// wholeDays reports whether q's range starts and ends at 00:00 UTC. The
+// listing then reads the keys' daily aggregates (one item per key, day and
+// model) rather than their events: the same requests are counted either
+// way, since an aggregate's day is that of its events' CreatedAt, the time
+// the events query ranges over. One difference, in the aggregates' favour:
+// they outlive the events, which expire after the retention. The latency is
+// the mean either way (see addMetrics): the aggregates keep no medians.
+func (q metricsQuery) wholeDays() bool {
+	return q.start%secondsPerDay == 0 && q.end%secondsPerDay == 0
+}
+
+// addDailyMetrics sets views[i].Metrics to the usage of list[i] from the
+// daily aggregates of the whole days in [q.start, q.end).
+func (h *Handler) addDailyMetrics(ctx context.Context, list []*apikey.Key, views []keyView, q metricsQuery) error {
+	ids := make([]string, len(list))
+	for i, k := range list {
+		ids[i] = k.ID
+	}
+	rows, err := h.cfg.Store.DailyAggregates(ctx, ids, time.Unix(q.start, 0), time.Unix(q.end, 0))
+	if err != nil {
+		return storeError(err, "daily usage")
+	}
+	type sums struct {
+		m       Metrics
+		latency int64
+	}
+	per := make(map[string]*sums, len(list))
+	for _, id := range ids {
+		per[id] = &sums{}
+	}
+	for _, row := range rows {
+		if s := per[row.KeyID]; s != nil {
+			addTotals(&s.m, row.Totals)
+			s.latency += row.LatencyMs
+		}
+	}
+	for i, id := range ids {
+		s := per[id]
+		s.m.LatencyInMs = meanLatency(s.latency, s.m.NumberOfRequests)
+		views[i].Metrics = &s.m
+	}
+	return nil
+}
+
 // addMetrics sets views[i].Metrics to the usage of list[i], reading the keys'
-// events a few at a time; the first failure cancels the rest.
+// events a few at a time; the first failure cancels the rest. The listing's
+// latencyInMs is the mean latency, as from the daily aggregates
+// (addDailyMetrics), so that it means the same whatever the range.
 func (h *Handler) addMetrics(ctx context.Context, list []*apikey.Key, views []keyView, q metricsQuery) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -233,7 +293,9 @@ func (h *Handler) addMetrics(ctx context.Context, list []*apikey.Key, views []ke
 				once.Do(func() { first = err; cancel() })
 				return
 			}
-			views[i].Metrics = &u.total
+			m := u.total
+			m.LatencyInMs = u.mean
+			views[i].Metrics = &m
 		}()
 	}
 	wg.Wait()

@@ -13,6 +13,7 @@ import (
 	"encoding/base32"
 	"encoding/hex"
 	"errors"
+	"math"
 	"strings"
 	"time"
 
@@ -121,7 +122,15 @@ type Key struct {
 	// LowerMaxTokens (default true) lets stipend lower a request's output cap
 	// to what the remaining budget can pay for, instead of refusing it.
 	LowerMaxTokens *bool `json:"lowerMaxTokens,omitempty"`
-	Version        int64 `json:"-"` // bumped on every change
+	// Archived keys are revoked and left out of key lists unless asked for;
+	// their events and spend stay reportable. ArchivedAt is unix seconds.
+	Archived   bool  `json:"archived,omitempty"`
+	ArchivedAt int64 `json:"archivedAt,omitempty"`
+	// Sealed is the plaintext key encrypted by package keyvault, kept only
+	// for ANYTIME_BY_VIEWER keys so the admin can read it back. It is stored,
+	// never shown in admin views.
+	Sealed  string `json:"sealed,omitempty"`
+	Version int64  `json:"-"` // bumped on every change
 }
 
 // Expired reports whether k has expired at now.
@@ -175,7 +184,8 @@ func ParseDuration(s string) (time.Duration, error) {
 		}
 		n = n*10 + int64(c-'0')
 	}
-	if unit == 0 || n <= 0 {
+	// The product must fit a time.Duration (about 292 years).
+	if unit == 0 || n <= 0 || n > int64(math.MaxInt64/unit) {
 		return 0, errors.New("duration must be a positive integer followed by s, m, h or d")
 	}
 	return time.Duration(n) * unit, nil

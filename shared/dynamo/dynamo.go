@@ -10,7 +10,10 @@
 //	PROVIDER#<id> / PROVIDER      provider setting          (gsi1: PROVIDERS / <createdAt>#<id>)
 //	KEY#<id>      / KEY           proxy key configuration   (gsi1: KEYS / <createdAt>#<id>)
 //	KEY#<id>      / USAGE         lifetime counters of the key
-//	EV#<keyId>    / <ms>#<id>     one event per request, expiring via expiresAt (TTL)
+//	EV#<keyId>    / <ms>#<id>     one event per request, expiring via expiresAt (TTL);
+//	                              indexed by user, custom id and month (events.go)
+//	AGG#<keyId>   / DAY#<d>#<m>   the key's sums per UTC day and model (reports.go)
+//	AGG#<keyId>   / CID#<id>      the key's sums per custom id (reports.go)
 package dynamo
 
 import (
@@ -28,7 +31,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/provider"
 )
@@ -88,28 +90,15 @@ func New(db *dynamodb.Client, table string, retention time.Duration) *Store {
 // and waits until it is active. It is a no-op when the table exists. It is
 // meant for local stacks and tests; on AWS the template creates the table.
 func (s *Store) CreateTable(ctx context.Context) error {
-	str := types.ScalarAttributeTypeS
 	_, err := s.db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName:   aws.String(s.table),
-		BillingMode: types.BillingModePayPerRequest,
-		AttributeDefinitions: []types.AttributeDefinition{
-			{AttributeName: aws.String(attrPK), AttributeType: str},
-			{AttributeName: aws.String(attrSK), AttributeType: str},
-			{AttributeName: aws.String(attrGSI1PK), AttributeType: str},
-			{AttributeName: aws.String(attrGSI1SK), AttributeType: str},
-		},
+		TableName:            aws.String(s.table),
+		BillingMode:          types.BillingModePayPerRequest,
+		AttributeDefinitions: attributeDefinitions(),
 		KeySchema: []types.KeySchemaElement{
 			{AttributeName: aws.String(attrPK), KeyType: types.KeyTypeHash},
 			{AttributeName: aws.String(attrSK), KeyType: types.KeyTypeRange},
 		},
-		GlobalSecondaryIndexes: []types.GlobalSecondaryIndex{{
-			IndexName: aws.String(indexGSI1),
-			KeySchema: []types.KeySchemaElement{
-				{AttributeName: aws.String(attrGSI1PK), KeyType: types.KeyTypeHash},
-				{AttributeName: aws.String(attrGSI1SK), KeyType: types.KeyTypeRange},
-			},
-			Projection: &types.Projection{ProjectionType: types.ProjectionTypeAll},
-		}},
+		GlobalSecondaryIndexes: globalIndexes(), // events.go
 	})
 	var inUse *types.ResourceInUseException
 	if err != nil && !errors.As(err, &inUse) {
@@ -118,6 +107,11 @@ func (s *Store) CreateTable(ctx context.Context) error {
 	w := dynamodb.NewTableExistsWaiter(s.db)
 	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.table)}, 30*time.Second); err != nil {
 		return fmt.Errorf("wait for table %s: %w", s.table, err)
+	}
+	if inUse != nil {
+		if err := s.ensureIndexes(ctx); err != nil {
+			return err
+		}
 	}
 	_, err = s.db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
 		TableName:               aws.String(s.table),
@@ -425,51 +419,4 @@ func (s *Store) KeyTotals(ctx context.Context, id string) (Totals, error) {
 		return Totals{}, fmt.Errorf("get usage of key %s: %w", id, err)
 	}
 	return totalsOf(out.Item), nil
-}
-
-// ---- events ----
-
-func eventPK(keyID string) string { return "EV#" + keyID }
-
-func eventSK(createdAtMs int64, id string) string { return fmt.Sprintf("%013d#%s", createdAtMs, id) }
-
-func eventItem(ev *ledger.Event, retention time.Duration) (map[string]types.AttributeValue, error) {
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
-	}
-	item := key(eventPK(ev.KeyID), eventSK(ev.CreatedAt, ev.ID))
-	item[attrExpires] = num(time.UnixMilli(ev.CreatedAt).Add(retention).Unix())
-	item["data"] = str(string(b))
-	return item, nil
-}
-
-// Events calls each for every event of key keyID created in [start, end),
-// oldest first, reading page by page.
-func (s *Store) Events(ctx context.Context, keyID string, start, end time.Time, each func(*ledger.Event) error) error {
-	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
-		TableName:              aws.String(s.table),
-		KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :a AND :b"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": str(eventPK(keyID)),
-			":a":  str(eventSK(start.UnixMilli(), "")),
-			":b":  str(eventSK(end.UnixMilli()-1, "~")),
-		},
-	})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return fmt.Errorf("query events of key %s: %w", keyID, err)
-		}
-		for _, item := range page.Items {
-			var ev ledger.Event
-			if err := json.Unmarshal([]byte(getS(item, "data")), &ev); err != nil {
-				return fmt.Errorf("decode event %s: %w", getS(item, attrSK), err)
-			}
-			if err := each(&ev); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
 }

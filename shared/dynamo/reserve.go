@@ -203,6 +203,11 @@ func (s *Store) finish(ctx context.Context, r *budget.Reservation, items []types
 	return err
 }
 
+// settleItems returns the writes of one settle transaction: the
+// reservation's delete, each counter's move from reserved to actual and,
+// when ev is not nil, the event and its reporting aggregates (at most 2
+// items more than before: the key's day-and-model item and, with a custom
+// id, its custom-id item).
 func (s *Store) settleItems(r *budget.Reservation, ev *ledger.Event) ([]types.TransactWriteItem, error) {
 	items := []types.TransactWriteItem{{Delete: &types.Delete{
 		TableName: aws.String(s.table), Key: key("RES#"+r.ID, skReservation),
@@ -249,6 +254,9 @@ func (s *Store) settleItems(r *budget.Reservation, ev *ledger.Event) ([]types.Tr
 		items = append(items, types.TransactWriteItem{Put: &types.Put{
 			TableName: aws.String(s.table), Item: evItem, ConditionExpression: aws.String("attribute_not_exists(pk)"),
 		}})
+		// The reporting aggregates (reports.go) grow in the same
+		// transaction, so they always equal the sum of the stored events.
+		items = append(items, s.aggregateItems(ev)...)
 	}
 	return items, nil
 }

@@ -41,6 +41,23 @@ type Event struct {
 	ReservedCost money.Nanos `json:"reservedCostInUsd,omitempty"`
 	Overrun      bool        `json:"overrun,omitempty"`
 	ErrorCode    string      `json:"errorCode,omitempty"`
+
+	// Bodies, kept only when the key's shouldLogRequest / shouldLogResponse
+	// is on (body.go): the request as the client sent it and the response
+	// as the client received it (a stream as its SSE events), each at most
+	// a bounded prefix. *Truncated says the prefix is not the whole body;
+	// *Bytes is the whole body's size.
+	RequestBody           string `json:"requestBody,omitempty"`
+	RequestBodyTruncated  bool   `json:"requestBodyTruncated,omitempty"`
+	RequestBodyBytes      int64  `json:"requestBodyBytes,omitempty"`
+	ResponseBody          string `json:"responseBody,omitempty"`
+	ResponseBodyTruncated bool   `json:"responseBodyTruncated,omitempty"`
+	ResponseBodyBytes     int64  `json:"responseBodyBytes,omitempty"`
+
+	// RequestedModel is the model the client asked for when the key's
+	// aliases served the request as Model instead; empty when no alias
+	// applied.
+	RequestedModel string `json:"requestedModel,omitempty"`
 }
 
 // Success reports whether the upstream answered with a 2xx status.

@@ -91,6 +91,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		}
 		return apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "could not read the request body")
 	}
+	received := body // as the client sent it, for the body log
 	var req request
 	if err := json.Unmarshal(body, &req); err != nil {
 		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not valid JSON")
@@ -101,9 +102,14 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	if req.Model == "" {
 		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "you must provide a model").WithParam("model")
 	}
-	if !key.AllowsModel(req.Model) {
+	// The key's alias for the model, if any, serves the request (alias.go).
+	requested, body, err := applyAlias(key, &req, body)
+	if err != nil {
+		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not a JSON object")
+	}
+	if !modelAllowed(key, requested, req.Model) {
 		return apierror.New(http.StatusForbidden, apierror.CodeModelNotAllowed,
-			fmt.Sprintf("this key may not use model %q", req.Model)).WithParam("model")
+			fmt.Sprintf("this key may not use model %q", requested)).WithParam("model")
 	}
 	price, ok := h.cfg.Prices.Lookup(req.Model)
 	if !ok {
@@ -131,7 +137,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	ev := &ledger.Event{
 		ID: apikey.NewID(), KeyID: key.ID, UserID: key.UserID, ProviderID: prov.ID,
 		Model: req.Model, Path: r.URL.Path, Method: r.Method, Stream: req.Stream,
-		CustomID: customID, CreatedAt: start.UnixMilli(),
+		CustomID: customID, CreatedAt: start.UnixMilli(), RequestedModel: requestedIfAliased(requested, req.Model),
 	}
 	// Reserve the worst case on every limit before anything is forwarded.
 	adm, err := h.admit(r, key, &req, body, price, ev)
@@ -162,7 +168,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		}
 	}
 
-	m := meter{h: h, price: price, path: r.URL.Path, body: body, ev: ev}
+	m := meter{h: h, price: price, path: r.URL.Path, body: body, ev: ev,
+		bodies: newBodyLog(key, h.cfg.MaxLoggedBodyBytes, received)}
 	defer func() {
 		ev.LatencyMs = h.cfg.Now().Sub(start).Milliseconds()
 		m.finish()
@@ -216,7 +223,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		// provider does not bill them.
 		ev.ErrorCode = "upstream_" + fmt.Sprint(resp.StatusCode)
 		w.WriteHeader(resp.StatusCode)
-		_, err := io.Copy(w, resp.Body)
+		_, err := io.Copy(io.MultiWriter(w, m.bodies), resp.Body)
 		return started(err)
 	}
 	m.served = true
@@ -271,7 +278,8 @@ type meter struct {
 	served   bool          // upstream accepted the request (2xx)
 	usage    *ledger.Usage // as reported by upstream
 	text     strings.Builder
-	complete bool // the response reached its natural end
+	complete bool     // the response reached its natural end
+	bodies   *bodyLog // nil unless the key logs bodies (bodylog.go)
 }
 
 // upstreamFailed turns a failed upstream call into the client's error and
@@ -314,6 +322,7 @@ func (m *meter) stream(ctx context.Context, w http.ResponseWriter, body io.Reade
 					m.ev.Incomplete, m.ev.ErrorCode = true, "client_closed"
 					return fmt.Errorf("flush to client: %w", err)
 				}
+				m.bodies.sent(ev) // after the flush: the client never waits for it
 			}
 			m.inspect(data)
 		}
@@ -338,7 +347,7 @@ func (m *meter) stream(ctx context.Context, w http.ResponseWriter, body io.Reade
 // copyJSON passes a non-streamed body through and keeps a copy to read usage.
 func (m *meter) copyJSON(w http.ResponseWriter, body io.Reader) error {
 	var buf bytes.Buffer
-	_, err := io.Copy(io.MultiWriter(w, &buf), body)
+	_, err := io.Copy(io.MultiWriter(w, &buf, m.bodies), body)
 	if err != nil {
 		m.ev.Incomplete, m.ev.ErrorCode = true, "stream_interrupted"
 		return fmt.Errorf("copy upstream body: %w", err)
@@ -368,4 +377,5 @@ func (m *meter) finish() {
 		}
 	}
 	m.ev.Cost = m.price.Cost(m.ev.Usage)
+	m.bodies.record(m.ev)
 }

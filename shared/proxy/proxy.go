@@ -85,6 +85,11 @@ type Config struct {
 	KeyTTL time.Duration
 	// MaxBodyBytes bounds request bodies (default 8 MiB).
 	MaxBodyBytes int64
+	// MaxLoggedBodyBytes is how much of each body an event keeps for a key
+	// with shouldLogRequest / shouldLogResponse on (default
+	// ledger.DefaultBodyBytes, 64 KiB; at most ledger.MaxBodyBytes). Longer
+	// bodies are kept up to it and flagged as truncated.
+	MaxLoggedBodyBytes int
 	// RecordTimeout bounds recording an event after the response (default 10 s).
 	RecordTimeout time.Duration
 	Log           *slog.Logger
@@ -257,6 +262,7 @@ func (h *Handler) models(w http.ResponseWriter, r *http.Request, key *apikey.Key
 	if len(names) == 0 {
 		names = h.cfg.Prices.Models()
 	}
+	names = withAliases(key, names) // alias.go
 	type model struct {
 		ID      string `json:"id"`
 		Object  string `json:"object"`

@@ -1,0 +1,226 @@
+package admin
+
+// A key's later life: archiving (DELETE /api/v1/secret-keys/{keyId}) and
+// reading back the plaintext of an ANYTIME_BY_VIEWER key
+// (GET /api/v1/secret-keys/{keyId}/key).
+//
+// Archiving revokes the key and hides it from GET /api/v1/secret-keys
+// (unless ?includeArchived=true); the key's record, events and spend stay,
+// so GET /api/v1/secret-keys/{keyId} and reporting keep working. An
+// archived key cannot be reinstated (PATCH "revoked": false is refused).
+//
+// keyRetrievalMethod ANYTIME_BY_VIEWER keeps the plaintext sealed with
+// Config.Vault (package keyvault: AES-256-GCM, the key id as additional
+// data) in the key's stored record, next to its hash; ONCE and
+// ONCE_PER_VIEWER keep only the hash. Reading it back is audited.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/stipend/stipend/shared/apierror"
+	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/dynamo"
+)
+
+// Vault seals a proxy key's plaintext for storage and opens it again, bound
+// to the key's id. *keyvault.Vault implements it. Neither method may put the
+// plaintext in its error.
+type Vault interface {
+	Seal(ctx context.Context, keyID, plaintext string) (string, error)
+	Open(ctx context.Context, keyID, sealed string) (string, error)
+}
+
+// Error codes of key retrieval.
+const (
+	// CodeNotRetrievable answers a read of a key whose plaintext is not kept.
+	CodeNotRetrievable = "not_retrievable"
+	// ReasonArchived is the revokedReason an archived key gets when it had none.
+	ReasonArchived = "archived"
+)
+
+// errRetrievalOff is the 400 for ANYTIME_BY_VIEWER when no Vault is set.
+var errRetrievalOff = invalid("keyRetrievalMethod", "key retrieval is not configured")
+
+// routeLifecycle registers archiving and key retrieval.
+func (h *Handler) routeLifecycle() {
+	h.mux.Handle("DELETE /api/v1/secret-keys/{keyId}", h.handle(h.archiveKey))
+	h.mux.Handle("GET /api/v1/secret-keys/{keyId}/key", h.handle(h.retrieveKey))
+}
+
+// retrievalMethodSealed is retrievalMethod for a route that seals its keys
+// with sealKey: it also accepts ANYTIME_BY_VIEWER, when a Vault is set.
+func (h *Handler) retrievalMethodSealed(req *keyRequest) (string, error) {
+	if req.KeyRetrievalMethod == nil {
+		return retrievalMethod(req)
+	}
+	switch *req.KeyRetrievalMethod {
+	case RetrieveAnytimeByViewer:
+		if h.cfg.Vault == nil {
+			return "", errRetrievalOff
+		}
+		return RetrieveAnytimeByViewer, nil
+	case "", RetrieveOnce, RetrieveOncePerViewer:
+		return retrievalMethod(req)
+	}
+	return "", mustBe("keyRetrievalMethod", "ONCE, ONCE_PER_VIEWER or ANYTIME_BY_VIEWER")
+}
+
+// sealKey keeps plaintext, sealed, in k when k's retrieval method is
+// ANYTIME_BY_VIEWER; other methods keep nothing. It is called before the key
+// is stored. Without a Vault, ANYTIME_BY_VIEWER is a 400.
+func (h *Handler) sealKey(r *http.Request, k *apikey.Key, plaintext string) error {
+	if k.KeyRetrievalMethod != RetrieveAnytimeByViewer {
+		k.Sealed = ""
+		return nil
+	}
+	if h.cfg.Vault == nil {
+		return errRetrievalOff
+	}
+	sealed, err := h.cfg.Vault.Seal(r.Context(), k.ID, plaintext)
+	if err != nil {
+		return apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
+			"key encryption is unavailable, try again later")
+	}
+	k.Sealed = sealed
+	return nil
+}
+
+// retrievedKey is the answer to GET /api/v1/secret-keys/{keyId}/key.
+type retrievedKey struct {
+	KeyID string `json:"keyId"`
+	Key   string `json:"key"`
+}
+
+func (h *Handler) retrieveKey(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("keyId")
+	k, err := h.cfg.Store.GetKey(r.Context(), id)
+	if err != nil {
+		return storeError(err, "secret key "+id)
+	}
+	method := k.KeyRetrievalMethod
+	if method == "" {
+		method = RetrieveOnce
+	}
+	if method != RetrieveAnytimeByViewer {
+		return apierror.New(http.StatusForbidden, CodeNotRetrievable, fmt.Sprintf(
+			"secret key %s has keyRetrievalMethod %s: only its hash is kept, so it cannot be shown again", id, method))
+	}
+	if k.Sealed == "" {
+		return apierror.New(http.StatusForbidden, CodeNotRetrievable, fmt.Sprintf(
+			"secret key %s has no stored plaintext to show", id))
+	}
+	if h.cfg.Vault == nil {
+		return apierror.New(http.StatusServiceUnavailable, apierror.CodeServiceUnavailable, "key retrieval is not configured")
+	}
+	plain, err := h.cfg.Vault.Open(r.Context(), k.ID, k.Sealed)
+	if err == nil && !apikey.Matches(plain, k.Hash) {
+		err = errors.New("opened plaintext does not match the key's hash")
+		plain = ""
+	}
+	if err != nil {
+		return apierror.Wrap(err, http.StatusInternalServerError, apierror.CodeInternal,
+			"the key could not be decrypted")
+	}
+	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key retrieved", slog.String("key", k.ID))
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, http.StatusOK, retrievedKey{KeyID: k.ID, Key: plain})
+}
+
+// archiveRequest is the optional body of DELETE /api/v1/secret-keys/{keyId}.
+type archiveRequest struct {
+	RevokedReason *string `json:"revokedReason" rule:"a string"`
+}
+
+// archiveKey revokes and archives a key and answers with its view. Archiving
+// an archived key changes nothing and answers the same way. The
+// revokedReason is the one given, else the one of an earlier revocation,
+// else "archived".
+func (h *Handler) archiveKey(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("keyId")
+	var req archiveRequest
+	if err := decodeOptional(w, r, &req); err != nil {
+		return err
+	}
+	if req.RevokedReason != nil && len(*req.RevokedReason) > 1024 {
+		return mustBe("revokedReason", "at most 1024 characters")
+	}
+	var err error
+	for range updateAttempts {
+		var k *apikey.Key
+		if k, err = h.cfg.Store.GetKey(r.Context(), id); err != nil {
+			return storeError(err, "secret key "+id)
+		}
+		if k.Archived {
+			return writeJSON(w, http.StatusOK, viewOf(k))
+		}
+		now := h.cfg.Now().Unix()
+		switch {
+		case req.RevokedReason != nil && strings.TrimSpace(*req.RevokedReason) != "":
+			k.RevokedReason = strings.TrimSpace(*req.RevokedReason)
+		case !k.Revoked || k.RevokedReason == "":
+			k.RevokedReason = ReasonArchived
+		}
+		k.Revoked, k.Archived, k.ArchivedAt, k.UpdatedAt = true, true, now, now
+		err = h.cfg.Store.UpdateKey(r.Context(), k)
+		if errors.Is(err, dynamo.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return storeError(err, "secret key "+id)
+		}
+		h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key archived", slog.String("key", k.ID))
+		return writeJSON(w, http.StatusOK, viewOf(k))
+	}
+	return storeError(err, "secret key "+id)
+}
+
+// decodeOptional is decodeObject for a body that may be absent: an empty
+// body leaves dst as it is.
+func decodeOptional(w http.ResponseWriter, r *http.Request, dst any) error {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return apierror.New(http.StatusRequestEntityTooLarge, apierror.CodeRequestTooLarge,
+				fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes))
+		}
+		return apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "could not read the request body")
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return decodeObject(w, r, dst)
+}
+
+// withoutArchived returns list without its archived keys, unless the
+// request asks for them with ?includeArchived=true.
+func withoutArchived(r *http.Request, list []*apikey.Key) ([]*apikey.Key, error) {
+	if s := r.URL.Query().Get("includeArchived"); s != "" {
+		include, err := strconv.ParseBool(s)
+		if err != nil {
+			return nil, mustBe("includeArchived", "true or false")
+		}
+		if include {
+			return list, nil
+		}
+	}
+	out := list[:0:0]
+	for _, k := range list {
+		if !k.Archived {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}

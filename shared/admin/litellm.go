@@ -1,0 +1,501 @@
+package admin
+
+// LiteLLM-compatible key management (shared/seeds/002_bf9c01ac3670ba1b.txt):
+// POST /key/generate, GET /key/info?key=, POST /user/new, with LiteLLM's
+// snake_case fields and response shapes, behind the same admin bearer key
+// (LiteLLM's "master key").
+//
+// Decisions where LiteLLM's documentation leaves room:
+//   - duration: absent means one hour (the seed: "If null, default is set to
+//     1 hour"); an explicit JSON null means the key never expires (the seed:
+//     "Keys that don't expire: Just set duration to None"). A duration is a
+//     positive integer and a unit: s, m, h, d (and their long forms, such as
+//     "30min" in the seed, "2hours", "7days"; w for weeks).
+//   - models becomes allowedModels ([] or null: every model); aliases maps a
+//     requested model to the one that serves it (see shared/proxy/alias.go);
+//     metadata is kept as is; key_alias names the key.
+//   - max_budget is a lifetime spend limit in US dollars: the key's for
+//     /key/generate, the user's (shared by all of the user's keys) for
+//     /user/new. A max_budget of 0 means no spend at all, as in LiteLLM, not
+//     "no limit" (stipend's convention for its own fields): it is stored as
+//     the smallest limit there is, one nano-dollar, which no request fits.
+//   - user_id on /key/generate names the key's user. An unknown user is
+//     created implicitly, with no limits, named by its id (LiteLLM creates
+//     user rows the same way). /user/new refuses an existing user_id (409):
+//     re-running a class script never mints a second key per student;
+//     further keys come from /key/generate with user_id.
+//   - LiteLLM requests name no provider. The extension field
+//     stipend_provider_setting_ids names them; without it the key gets every
+//     provider setting, provided they are interchangeable (one setting, or
+//     several of the same provider kind and base URL, among which the proxy
+//     spreads requests); otherwise the request must name them (400).
+//   - /key/info's info.token is the key's id (LiteLLM shows a token there;
+//     stipend stores no plaintext and never shows the hash); info.spend is
+//     the key's lifetime spend (settled) in US dollars. The key itself is
+//     checked against its stored hash before anything is shown, and the
+//     query string, which carries it, is never logged.
+//   - Times are ISO 8601 in UTC with microseconds and "+00:00", as
+//     Python's datetime.isoformat() writes them; null means never.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/stipend/stipend/shared/apierror"
+	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/user"
+)
+
+// Rules of LiteLLM's fields ("<field> must be <rule>").
+const (
+	ruleLiteDuration = `a positive integer followed by a unit (s, m, h, d or w; "30s", "20m", "30min", "1h", "7d"), or null for a key that never expires`
+	ruleAliases      = "an object mapping requested model names to the model names that serve them"
+	// liteDefaultDuration is the lifetime of a key whose request has no duration.
+	liteDefaultDuration = "1h"
+	// liteTimeLayout is Python's datetime.isoformat() for an aware UTC time.
+	liteTimeLayout = "2006-01-02T15:04:05.000000+00:00"
+	// zeroBudget stands for a max_budget of 0: the smallest limit that can
+	// be stored, under which no request fits.
+	zeroBudget = money.Nanos(1)
+	// maxAliases bounds a key's aliases; they travel with every request.
+	maxAliases = 256
+)
+
+// liteKeyRequest is the body of POST /key/generate and POST /user/new.
+type liteKeyRequest struct {
+	Models             *[]string          `json:"models" rule:"a list of model names"`
+	Duration           *string            `json:"duration" rule:"a positive integer followed by a unit (s, m, h, d or w; \"30s\", \"20m\", \"30min\", \"1h\", \"7d\"), or null for a key that never expires"`
+	Metadata           *map[string]any    `json:"metadata" rule:"a JSON object"`
+	Aliases            *map[string]string `json:"aliases" rule:"an object mapping requested model names to the model names that serve them"`
+	MaxBudget          *money.Nanos       `json:"max_budget" rule:"a non-negative number of US dollars"`
+	UserID             *string            `json:"user_id" rule:"1 to 128 letters, digits or . _ - @ +"`
+	KeyAlias           *string            `json:"key_alias" rule:"a non-empty string"`
+	ProviderSettingIDs *[]string          `json:"stipend_provider_setting_ids" rule:"a non-empty list of provider setting ids"`
+}
+
+// liteGenerated is the answer to POST /key/generate.
+type liteGenerated struct {
+	Key     string  `json:"key"`
+	Expires *string `json:"expires"`
+	KeyName string  `json:"key_name"`
+	UserID  *string `json:"user_id"`
+}
+
+// liteNewUser is the answer to POST /user/new.
+type liteNewUser struct {
+	Key       string       `json:"key"`
+	Expires   *string      `json:"expires"`
+	UserID    string       `json:"user_id"`
+	MaxBudget *money.Nanos `json:"max_budget"`
+}
+
+// liteInfo is the answer to GET /key/info.
+type liteInfo struct {
+	Key  string       `json:"key"`
+	Info liteKeyState `json:"info"`
+}
+
+type liteKeyState struct {
+	Token     string            `json:"token"`
+	Spend     money.Nanos       `json:"spend"`
+	Expires   *string           `json:"expires"`
+	Models    []string          `json:"models"`
+	Aliases   map[string]string `json:"aliases"`
+	Config    map[string]any    `json:"config"`
+	UserID    *string           `json:"user_id"`
+	MaxBudget *money.Nanos      `json:"max_budget"`
+	Metadata  map[string]any    `json:"metadata"`
+	KeyName   string            `json:"key_name"`
+}
+
+// routeLiteLLM registers the LiteLLM-compatible routes.
+func (h *Handler) routeLiteLLM() {
+	h.mux.Handle("POST /key/generate", h.handle(h.liteGenerate))
+	h.mux.Handle("GET /key/info", h.handle(h.liteKeyInfo))
+	h.mux.Handle("POST /user/new", h.handle(h.liteNewUser))
+}
+
+// liteTime formats unix seconds as LiteLLM does; 0 (never) is nil.
+func liteTime(unix int64) *string {
+	if unix == 0 {
+		return nil
+	}
+	s := time.Unix(unix, 0).UTC().Format(liteTimeLayout)
+	return &s
+}
+
+// decodeLite reads a LiteLLM body into req and reports whether duration was
+// given as an explicit null.
+func decodeLite(w http.ResponseWriter, r *http.Request, req *liteKeyRequest) (durationNull bool, err error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return false, apierror.New(http.StatusRequestEntityTooLarge, apierror.CodeRequestTooLarge,
+				fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes))
+		}
+		return false, apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "could not read the request body")
+	}
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(body, &raw) == nil {
+		if d, ok := raw["duration"]; ok && string(bytes.TrimSpace(d)) == "null" {
+			durationNull = true
+		}
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return durationNull, decodeObject(w, r, req)
+}
+
+// durationPattern is a LiteLLM duration: digits, then a unit.
+var durationPattern = regexp.MustCompile(`^\s*(\d{1,9})\s*([A-Za-z]+)\s*$`)
+
+// liteDuration turns a LiteLLM duration into stipend's ttl ("30min" ->
+// "30m", "2w" -> "14d") and its length.
+func liteDuration(s string) (string, time.Duration, error) {
+	m := durationPattern.FindStringSubmatch(s)
+	if m == nil {
+		return "", 0, mustBe("duration", ruleLiteDuration)
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	var unit string
+	switch strings.ToLower(m[2]) {
+	case "s", "sec", "secs", "second", "seconds":
+		unit = "s"
+	case "m", "min", "mins", "minute", "minutes":
+		unit = "m"
+	case "h", "hr", "hrs", "hour", "hours":
+		unit = "h"
+	case "d", "day", "days":
+		unit = "d"
+	case "w", "wk", "wks", "week", "weeks":
+		n, unit = n*7, "d"
+	default:
+		return "", 0, mustBe("duration", ruleLiteDuration)
+	}
+	ttl := strconv.FormatInt(n, 10) + unit
+	d, err := apikey.ParseDuration(ttl)
+	if err != nil {
+		return "", 0, mustBe("duration", ruleLiteDuration)
+	}
+	return ttl, d, nil
+}
+
+// validAliases checks a key's aliases: non-empty, trimmed model names on
+// both sides, at most maxAliases of them. It returns nil for an empty map.
+func validAliases(field string, in map[string]string) (map[string]string, error) {
+	if len(in) > maxAliases {
+		return nil, invalid(field, "%s may map at most %d model names", field, maxAliases)
+	}
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(in))
+	for from, to := range in {
+		from, to = strings.TrimSpace(from), strings.TrimSpace(to)
+		if from == "" || to == "" || len(from) > 256 || len(to) > 256 {
+			return nil, mustBe(field, ruleAliases)
+		}
+		out[from] = to
+	}
+	return out, nil
+}
+
+// budgetOf turns a max_budget into a lifetime limit (see zeroBudget).
+func budgetOf(field string, b *money.Nanos) (money.Nanos, error) {
+	switch {
+	case b == nil:
+		return 0, nil
+	case *b < 0:
+		return 0, mustBe(field, ruleDollars)
+	case *b == 0:
+		return zeroBudget, nil
+	}
+	return *b, nil
+}
+
+// liteUserID returns the trimmed, checked user_id of req ("" when absent).
+func liteUserID(req *liteKeyRequest) (string, error) {
+	if req.UserID == nil {
+		return "", nil
+	}
+	id := strings.TrimSpace(*req.UserID)
+	if id != "" && !validUserID(id) {
+		return "", mustBe("user_id", ruleUserID)
+	}
+	return id, nil
+}
+
+// liteSettings returns the provider settings of a LiteLLM key (see the
+// decisions above).
+func (h *Handler) liteSettings(r *http.Request, ids *[]string) ([]string, error) {
+	const field = "stipend_provider_setting_ids"
+	if ids != nil {
+		if len(*ids) == 0 {
+			return nil, mustBe(field, "a non-empty list of provider setting ids")
+		}
+		out := make([]string, 0, len(*ids))
+		seen := map[string]bool{}
+		for _, id := range *ids {
+			if id == "" || seen[id] {
+				continue
+			}
+			seen[id] = true
+			if _, err := h.cfg.Store.GetProvider(r.Context(), id); err != nil {
+				var nf interface{ NotFound() bool }
+				if errors.As(err, &nf) && nf.NotFound() {
+					return nil, invalid(field, "provider setting %q does not exist", id)
+				}
+				return nil, storeError(err, "provider "+id)
+			}
+			out = append(out, id)
+		}
+		if len(out) == 0 {
+			return nil, mustBe(field, "a non-empty list of provider setting ids")
+		}
+		return out, nil
+	}
+	list, err := h.cfg.Store.ListProviders(r.Context())
+	if err != nil {
+		return nil, storeError(err, "providers")
+	}
+	if len(list) == 0 {
+		return nil, invalid(field, "no provider setting exists yet: create one with POST /api/v1/providers first")
+	}
+	out := make([]string, 0, len(list))
+	for _, p := range list {
+		if p.Provider != list[0].Provider || p.BaseURL != list[0].BaseURL {
+			return nil, invalid(field, "%d provider settings of different kinds exist: name the ones this key may use in stipend_provider_setting_ids", len(list))
+		}
+		out = append(out, p.ID)
+	}
+	return out, nil
+}
+
+// liteKey validates a LiteLLM request and returns the key it describes, not
+// yet stored, with its plaintext. userID is the key's user (already
+// checked); budget says whether max_budget is the key's.
+func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull bool, userID string, budget bool) (*apikey.Key, string, error) {
+	kr := keyRequest{UserID: &userID, Metadata: req.Metadata, AllowedModels: req.Models}
+	switch {
+	case req.Duration != nil:
+		ttl, _, err := liteDuration(*req.Duration)
+		if err != nil {
+			return nil, "", err
+		}
+		kr.TTL = &ttl
+	case !durationNull:
+		ttl := liteDefaultDuration
+		kr.TTL = &ttl
+	}
+	name := "LiteLLM key"
+	if userID != "" {
+		name += " for " + userID
+	}
+	if req.KeyAlias != nil {
+		name = *req.KeyAlias
+	}
+	if err := validName("key_alias", &name); err != nil {
+		return nil, "", err
+	}
+	kr.Name = &name
+	if req.Models != nil {
+		if _, err := validModels("models", req.Models); err != nil {
+			return nil, "", err
+		}
+	}
+	kr.Aliases = req.Aliases
+	if budget {
+		limit, err := budgetOf("max_budget", req.MaxBudget)
+		if err != nil {
+			return nil, "", err
+		}
+		kr.CostLimitLifetime = &limit
+	}
+	settings, err := h.liteSettings(r, req.ProviderSettingIDs)
+	if err != nil {
+		return nil, "", err
+	}
+	now := h.cfg.Now()
+	id, plaintext := apikey.Generate()
+	k := &apikey.Key{
+		ID: id, Hash: apikey.Hash(plaintext), Tags: []string{},
+		CreatedAt: now.Unix(), UpdatedAt: now.Unix(), KeyRetrievalMethod: RetrieveOnce,
+	}
+	if err := apply(&kr, settings, k, now); err != nil {
+		return nil, "", err
+	}
+	return k, plaintext, nil
+}
+
+// storeLiteKey stores k and notes it for the audit trail.
+func (h *Handler) storeLiteKey(r *http.Request, k *apikey.Key) error {
+	if err := h.cfg.Store.CreateKey(r.Context(), k); err != nil {
+		return storeError(err, "secret key "+k.ID)
+	}
+	noteTargets(r, k.ID, k.UserID)
+	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key created", slog.String("key", k.ID), slog.String("via", "litellm"))
+	return nil
+}
+
+// liteGenerate answers POST /key/generate.
+func (h *Handler) liteGenerate(w http.ResponseWriter, r *http.Request) error {
+	var req liteKeyRequest
+	durationNull, err := decodeLite(w, r, &req)
+	if err != nil {
+		return err
+	}
+	userID, err := liteUserID(&req)
+	if err != nil {
+		return err
+	}
+	k, plaintext, err := h.liteKey(r, &req, durationNull, userID, true)
+	if err != nil {
+		return err
+	}
+	if userID != "" {
+		if err := h.ensureUser(r, userID); err != nil {
+			return err
+		}
+	}
+	if err := h.storeLiteKey(r, k); err != nil {
+		return err
+	}
+	out := liteGenerated{Key: plaintext, Expires: liteTime(k.ExpiresAt), KeyName: k.Name}
+	if k.UserID != "" {
+		out.UserID = &k.UserID
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// ensureUser creates user userID, with no limits, unless it exists.
+func (h *Handler) ensureUser(r *http.Request, userID string) error {
+	_, err := h.cfg.Store.GetUser(r.Context(), userID)
+	var nf interface{ NotFound() bool }
+	if err == nil || !errors.As(err, &nf) || !nf.NotFound() {
+		if err != nil {
+			return storeError(err, "user "+userID)
+		}
+		return nil
+	}
+	now := h.cfg.Now().Unix()
+	u := &user.User{ID: apikey.NewID(), UserID: userID, Name: userID, Tags: []string{}, CreatedAt: now, UpdatedAt: now}
+	if err := h.cfg.Store.CreateUser(r.Context(), u); err != nil && !errors.Is(err, dynamo.ErrExists) {
+		return storeError(err, "user "+userID)
+	}
+	noteTargets(r, userID)
+	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "user created", slog.String("user", u.ID), slog.String("via", "litellm"))
+	return nil
+}
+
+// liteNewUser answers POST /user/new: a new user whose max_budget is shared
+// by all of its keys, and a first key for it.
+func (h *Handler) liteNewUser(w http.ResponseWriter, r *http.Request) error {
+	var req liteKeyRequest
+	durationNull, err := decodeLite(w, r, &req)
+	if err != nil {
+		return err
+	}
+	userID, err := liteUserID(&req)
+	if err != nil {
+		return err
+	}
+	if userID == "" {
+		userID = apikey.NewID()
+	}
+	limit, err := budgetOf("max_budget", req.MaxBudget)
+	if err != nil {
+		return err
+	}
+	// Everything about the key is checked before the user is created.
+	k, plaintext, err := h.liteKey(r, &req, durationNull, userID, false)
+	if err != nil {
+		return err
+	}
+	now := h.cfg.Now().Unix()
+	u := &user.User{
+		ID: apikey.NewID(), UserID: userID, Name: userID, Tags: []string{},
+		CreatedAt: now, UpdatedAt: now, CostLimitLifetime: limit,
+	}
+	if err := h.cfg.Store.CreateUser(r.Context(), u); err != nil {
+		if errors.Is(err, dynamo.ErrExists) {
+			return apierror.New(http.StatusConflict, CodeConflict, fmt.Sprintf(
+				"user %q already exists; create more keys for it with POST /key/generate and user_id", userID)).WithParam("user_id")
+		}
+		return storeError(err, "user "+userID)
+	}
+	noteTargets(r, userID)
+	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "user created", slog.String("user", u.ID), slog.String("via", "litellm"))
+	if err := h.storeLiteKey(r, k); err != nil {
+		return err
+	}
+	out := liteNewUser{Key: plaintext, Expires: liteTime(k.ExpiresAt), UserID: userID}
+	if req.MaxBudget != nil {
+		b := *req.MaxBudget
+		out.MaxBudget = &b
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// errLiteKeyNotFound answers /key/info for a key that is malformed, unknown,
+// or does not match its record: the three are not told apart.
+var errLiteKeyNotFound = apierror.New(http.StatusNotFound, apierror.CodeNotFound, "key not found").WithParam("key")
+
+// liteKeyInfo answers GET /key/info?key=<plaintext key>.
+func (h *Handler) liteKeyInfo(w http.ResponseWriter, r *http.Request) error {
+	plain := strings.TrimSpace(r.URL.Query().Get("key"))
+	if plain == "" {
+		return invalid("key", "key is required: GET /key/info?key=<the key>")
+	}
+	id, err := apikey.Parse(plain)
+	if err != nil {
+		return errLiteKeyNotFound
+	}
+	k, err := h.cfg.Store.GetKey(r.Context(), id)
+	if err != nil {
+		var nf interface{ NotFound() bool }
+		if errors.As(err, &nf) && nf.NotFound() {
+			return errLiteKeyNotFound
+		}
+		return storeError(err, "secret key "+id)
+	}
+	if !apikey.Matches(plain, k.Hash) {
+		return errLiteKeyNotFound
+	}
+	tot, err := h.cfg.Store.KeyTotals(r.Context(), k.ID)
+	if err != nil {
+		return storeError(err, "spend of secret key "+k.ID)
+	}
+	st := liteKeyState{
+		Token: k.ID, Spend: tot.Cost, Expires: liteTime(k.ExpiresAt),
+		Models: nonEmpty(k.AllowedModels), Aliases: k.Aliases, Config: map[string]any{},
+		Metadata: k.Metadata, KeyName: k.Name,
+	}
+	if st.Aliases == nil {
+		st.Aliases = map[string]string{}
+	}
+	if st.Metadata == nil {
+		st.Metadata = map[string]any{}
+	}
+	if k.UserID != "" {
+		st.UserID = &k.UserID
+	}
+	if k.CostLimitLifetime > 0 {
+		b := k.CostLimitLifetime
+		if b == zeroBudget {
+			b = 0
+		}
+		st.MaxBudget = &b
+	}
+	return writeJSON(w, http.StatusOK, liteInfo{Key: plain, Info: st})
+}

@@ -1,0 +1,215 @@
+package dynamo
+
+// The audit trail of admin actions.
+//
+// Item type (pk / sk):
+//
+//	AUDIT#<yyyy-mm> / <unix ms, 13 digits>#<id>   one admin action (no TTL)
+//
+// One partition per calendar month (UTC) keeps a month's entries in time
+// order; a listing walks the months of its range newest first. The entry's
+// JSON is in "data" and its target ids also in "targets" (a list), which a
+// targetId filter matches with contains().
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// AuditEntry is one admin action: who did what to which items, and how it
+// ended. It never holds a secret: Fields are the names of the request's
+// fields, not their values.
+type AuditEntry struct {
+	ID          string `json:"id"`
+	CreatedAt   int64  `json:"createdAt"`   // unix seconds
+	CreatedAtMs int64  `json:"createdAtMs"` // unix milliseconds; orders entries
+	// Actor is who acted ("admin"); ActorKeyHash is a prefix of the SHA-256
+	// of the bearer key used, which tells rotated admin keys apart.
+	Actor        string `json:"actor"`
+	ActorKeyHash string `json:"actorKeyHash"`
+	// Action names what was done, like "key.create" or "provider.update".
+	Action    string   `json:"action"`
+	Method    string   `json:"method"`
+	Path      string   `json:"path"` // without the query string
+	TargetIDs []string `json:"targetIds"`
+	// TargetsTruncated says TargetIDs holds only the first of many.
+	TargetsTruncated bool     `json:"targetsTruncated,omitempty"`
+	Fields           []string `json:"fields"`
+	Status           int      `json:"status"`
+	RequestID        string   `json:"requestId"`
+}
+
+// AuditQuery selects audit entries created in [Start, End), optionally only
+// those naming TargetID, at most Limit of them (1..1000; 0 means 100),
+// continuing after Cursor (from a previous AuditPage) when set.
+type AuditQuery struct {
+	Start, End time.Time
+	TargetID   string
+	Cursor     string
+	Limit      int
+}
+
+// AuditPage is one page of entries, newest first. Cursor continues the
+// listing; it is "" when there is nothing more.
+type AuditPage struct {
+	Entries []*AuditEntry
+	Cursor  string
+}
+
+// ErrBadAuditCursor reports an AuditQuery.Cursor that this store did not
+// issue (the caller's mistake: a 400).
+var ErrBadAuditCursor = errors.New("invalid audit cursor")
+
+// Bounds of an audit listing.
+const (
+	auditDefaultLimit = 100
+	auditMaxLimit     = 1000
+	monthLayout       = "2006-01"
+)
+
+func auditPK(month string) string { return "AUDIT#" + month }
+
+func auditSK(ms int64, id string) string { return fmt.Sprintf("%013d#%s", ms, id) }
+
+func auditMonth(ms int64) string { return time.UnixMilli(ms).UTC().Format(monthLayout) }
+
+// PutAudit stores e; e.ID and e.CreatedAtMs must be set. ErrExists if an
+// entry with the same time and id is already stored.
+func (s *Store) PutAudit(ctx context.Context, e *AuditEntry) error {
+	if e.ID == "" || e.CreatedAtMs <= 0 {
+		return errors.New("put audit entry: id and time are required")
+	}
+	b, err := json.Marshal(e)
+	if err != nil {
+		return fmt.Errorf("encode audit entry %s: %w", e.ID, err)
+	}
+	item := key(auditPK(auditMonth(e.CreatedAtMs)), auditSK(e.CreatedAtMs, e.ID))
+	item["data"] = str(string(b))
+	if len(e.TargetIDs) > 0 {
+		list := make([]types.AttributeValue, len(e.TargetIDs))
+		for i, id := range e.TargetIDs {
+			list[i] = str(id)
+		}
+		item["targets"] = &types.AttributeValueMemberL{Value: list}
+	}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.table), Item: item,
+		ConditionExpression: aws.String("attribute_not_exists(pk)"),
+	})
+	if isConditionFailed(err) {
+		return fmt.Errorf("audit entry %s: %w", e.ID, ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("put audit entry %s: %w", e.ID, err)
+	}
+	return nil
+}
+
+// auditCursor is where a listing stopped: the month and sort key of the
+// last entry returned.
+type auditCursor struct {
+	Month string `json:"m"`
+	SK    string `json:"sk"`
+}
+
+var (
+	monthPattern = regexp.MustCompile(`^\d{4}-(0[1-9]|1[0-2])$`)
+	skPattern    = regexp.MustCompile(`^\d{13}#[A-Za-z0-9]{1,64}$`)
+)
+
+func encodeCursor(c auditCursor) string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (auditCursor, error) {
+	var c auditCursor
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || json.Unmarshal(b, &c) != nil || !monthPattern.MatchString(c.Month) || !skPattern.MatchString(c.SK) {
+		return auditCursor{}, ErrBadAuditCursor
+	}
+	return c, nil
+}
+
+// ListAudit returns the entries q selects, newest first, one page at a time.
+func (s *Store) ListAudit(ctx context.Context, q AuditQuery) (AuditPage, error) {
+	limit := q.Limit
+	if limit <= 0 {
+		limit = auditDefaultLimit
+	}
+	limit = min(limit, auditMaxLimit)
+	startMs, endMs := q.Start.UnixMilli(), q.End.UnixMilli()
+	page := AuditPage{Entries: []*AuditEntry{}}
+	if endMs <= startMs {
+		return page, nil
+	}
+	var from *auditCursor
+	if q.Cursor != "" {
+		c, err := decodeCursor(q.Cursor)
+		if err != nil {
+			return page, err
+		}
+		from = &c
+	}
+	first, err := time.Parse(monthLayout, auditMonth(startMs))
+	if err != nil {
+		return page, fmt.Errorf("audit range: %w", err)
+	}
+	for m, _ := time.Parse(monthLayout, auditMonth(endMs-1)); !m.Before(first); m = m.AddDate(0, -1, 0) {
+		month := m.Format(monthLayout)
+		in := &dynamodb.QueryInput{
+			TableName:              aws.String(s.table),
+			KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :a AND :b"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":pk": str(auditPK(month)),
+				":a":  str(auditSK(startMs, "")),
+				":b":  str(auditSK(endMs-1, "~")),
+			},
+			ScanIndexForward: aws.Bool(false),
+		}
+		if from != nil {
+			if month > from.Month {
+				continue // newer than where the last page stopped
+			}
+			if month == from.Month {
+				in.ExclusiveStartKey = key(auditPK(month), from.SK)
+			}
+		}
+		if q.TargetID != "" {
+			in.FilterExpression = aws.String("contains(targets, :t)")
+			in.ExpressionAttributeValues[":t"] = str(q.TargetID)
+		}
+		for {
+			in.Limit = aws.Int32(int32(limit - len(page.Entries)))
+			out, err := s.db.Query(ctx, in)
+			if err != nil {
+				return page, fmt.Errorf("query audit entries of %s: %w", month, err)
+			}
+			for _, item := range out.Items {
+				var e AuditEntry
+				if err := json.Unmarshal([]byte(getS(item, "data")), &e); err != nil {
+					return page, fmt.Errorf("decode audit entry %s: %w", getS(item, attrSK), err)
+				}
+				page.Entries = append(page.Entries, &e)
+				if len(page.Entries) == limit {
+					page.Cursor = encodeCursor(auditCursor{Month: month, SK: getS(item, attrSK)})
+					return page, nil
+				}
+			}
+			if len(out.LastEvaluatedKey) == 0 {
+				break
+			}
+			in.ExclusiveStartKey = out.LastEvaluatedKey
+		}
+	}
+	return page, nil
+}
