@@ -23,10 +23,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack"
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/secrets"
 )
 
 // Options configures Start. Zero values pick the documented defaults.
@@ -157,6 +160,13 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 	if err := createTable(ctx, ddb.Endpoint, o.Table); err != nil {
 		return nil, err
 	}
+	// The key-encryption secret behind keyRetrievalMethod ANYTIME_BY_VIEWER,
+	// as template.yaml generates it at deploy.
+	encID, err := createEncryptionSecret(ctx, sm.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	childEnv = append(childEnv, "STIPEND_KEY_ENCRYPTION_SECRET="+encID)
 
 	if o.OpenAIKey == "" {
 		ln, err := net.Listen("tcp", o.UpstreamAddr)
@@ -224,6 +234,23 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 
 // fakeUpstreamKey is the fake upstream's own API key: not a secret.
 const fakeUpstreamKey = "sk-fake-upstream"
+
+// createEncryptionSecret stores a random key-encryption secret in the local
+// Secrets Manager and returns its id.
+func createEncryptionSecret(ctx context.Context, endpoint string) (string, error) {
+	cfg, err := awsenv.Load(ctx)
+	if err != nil {
+		return "", err
+	}
+	cfg.BaseEndpoint = &endpoint
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	id, err := secrets.NewManager(secretsmanager.NewFromConfig(cfg)).Put(ctx, "stipend/dev/key-encryption", hex.EncodeToString(b[:]))
+	if err != nil {
+		return "", fmt.Errorf("create the key-encryption secret: %w", err)
+	}
+	return id, nil
+}
 
 // createTable creates the table through the storage package.
 func createTable(ctx context.Context, endpoint, table string) error {

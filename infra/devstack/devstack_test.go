@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -82,5 +83,40 @@ func TestOfficialSDK(t *testing.T) {
 		t.Fatal("no embedding")
 	case got.BadKey.Status != 401 || got.BadKey.Code != "invalid_api_key" || !got.BadKey.IsAuthError:
 		t.Fatalf("bad key: %+v", got.BadKey)
+	}
+
+	// A key the admin may read back (ANYTIME_BY_VIEWER) works on make dev's stack.
+	providers, err := http.NewRequestWithContext(ctx, "GET", st.AdminURL+"/api/v1/providers", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	providers.Header.Set("Authorization", "Bearer "+st.AdminKey)
+	resp, err := http.DefaultClient.Do(providers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list []struct{ ID string }
+	json.NewDecoder(resp.Body).Decode(&list)
+	resp.Body.Close()
+	if len(list) != 1 {
+		t.Fatalf("providers: %+v", list)
+	}
+	created, err := adminPost(ctx, st, "/api/v1/secret-keys", map[string]any{
+		"name": "retrievable", "providerSettingIds": []string{list[0].ID}, "keyRetrievalMethod": "ANYTIME_BY_VIEWER",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", st.AdminURL+"/api/v1/secret-keys/"+created["id"].(string)+"/key", nil)
+	req.Header.Set("Authorization", "Bearer "+st.AdminKey)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var back struct{ Key string }
+	json.NewDecoder(resp.Body).Decode(&back)
+	if resp.StatusCode != 200 || back.Key != created["key"] {
+		t.Fatalf("read back: %d %q, want %q", resp.StatusCode, back.Key, created["key"])
 	}
 }
