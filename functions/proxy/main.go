@@ -107,7 +107,7 @@ func build(ctx context.Context, log *slog.Logger) (*proxy.Handler, error) {
 }
 
 // setMemoryLimit gives the garbage collector a soft memory limit, unless
-// GOMEMLIMIT sets one: the tokenizer's tables stay resident (about 35 MB),
+// GOMEMLIMIT sets one: the tokenizer's tables stay resident,
 // and without a limit the heap may grow to twice the live data before a
 // collection. In Lambda the limit is 3/4 of the function's memory; locally
 // 48 MiB (the tables are about 24 MB of live heap; 40 MiB kept RSS lower
