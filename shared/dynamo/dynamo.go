@@ -174,17 +174,7 @@ func (s *Store) CreateProvider(ctx context.Context, p *provider.Setting) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.table), Item: item,
-		ConditionExpression: aws.String("attribute_not_exists(pk)"),
-	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("provider %s: %w", p.ID, ErrExists)
-	}
-	if err != nil {
-		return fmt.Errorf("put provider %s: %w", p.ID, err)
-	}
-	return nil
+	return s.putItem(ctx, item, ifAbsent, 0, "provider "+p.ID)
 }
 
 // UpdateProvider replaces an existing provider setting; ErrNotFound if absent.
@@ -193,17 +183,7 @@ func (s *Store) UpdateProvider(ctx context.Context, p *provider.Setting) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.table), Item: item,
-		ConditionExpression: aws.String("attribute_exists(pk)"),
-	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("provider %s: %w", p.ID, ErrNotFound)
-	}
-	if err != nil {
-		return fmt.Errorf("update provider %s: %w", p.ID, err)
-	}
-	return nil
+	return s.putItem(ctx, item, ifPresent, 0, "provider "+p.ID)
 }
 
 type providerData struct {
@@ -235,14 +215,11 @@ func decodeProvider(item map[string]types.AttributeValue) (*provider.Setting, er
 
 // GetProvider returns the provider setting id; ErrNotFound if absent.
 func (s *Store) GetProvider(ctx context.Context, id string) (*provider.Setting, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table), Key: key(providerPK(id), skProvider)})
+	item, err := s.getItem(ctx, providerPK(id), skProvider, "provider "+id)
 	if err != nil {
-		return nil, fmt.Errorf("get provider %s: %w", id, err)
+		return nil, err
 	}
-	if out.Item == nil {
-		return nil, fmt.Errorf("provider %s: %w", id, ErrNotFound)
-	}
-	return decodeProvider(out.Item)
+	return decodeProvider(item)
 }
 
 // ListProviders returns every provider setting, oldest first.
@@ -325,42 +302,20 @@ func (s *Store) CreateKey(ctx context.Context, k *apikey.Key) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.table), Item: item,
-		ConditionExpression: aws.String("attribute_not_exists(pk)"),
-	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("key %s: %w", k.ID, ErrExists)
-	}
-	if err != nil {
-		return fmt.Errorf("put key %s: %w", k.ID, err)
-	}
-	return nil
+	return s.putItem(ctx, item, ifAbsent, 0, "key "+k.ID)
 }
 
 // UpdateKey writes k if the stored version is still k.Version, and bumps the
 // version; ErrConflict if someone else changed it first, ErrNotFound if absent.
 func (s *Store) UpdateKey(ctx context.Context, k *apikey.Key) error {
-	prev := k.Version
 	next := *k
-	next.Version = prev + 1
+	next.Version++
 	item, err := keyItem(&next)
 	if err != nil {
 		return err
 	}
-	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.table), Item: item,
-		ConditionExpression:       aws.String("attribute_exists(pk) AND version = :v"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(prev)},
-	})
-	if isConditionFailed(err) {
-		if _, gerr := s.GetKey(ctx, k.ID); errors.Is(gerr, ErrNotFound) {
-			return gerr
-		}
-		return fmt.Errorf("key %s: %w", k.ID, ErrConflict)
-	}
-	if err != nil {
-		return fmt.Errorf("update key %s: %w", k.ID, err)
+	if err := s.putItem(ctx, item, ifVersion, k.Version, "key "+k.ID); err != nil {
+		return err
 	}
 	k.Version = next.Version
 	return nil
@@ -368,20 +323,11 @@ func (s *Store) UpdateKey(ctx context.Context, k *apikey.Key) error {
 
 // GetKey returns the key id with a strongly consistent read; ErrNotFound if absent.
 func (s *Store) GetKey(ctx context.Context, id string) (*apikey.Key, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(s.table), Key: key(keyPK(id), skKey), ConsistentRead: aws.Bool(true),
-		ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
-	})
+	item, err := s.getItem(ctx, keyPK(id), skKey, "key "+id)
 	if err != nil {
-		return nil, fmt.Errorf("get key %s: %w", id, err)
+		return nil, err
 	}
-	if out.ConsumedCapacity != nil {
-		s.addStats(1, aws.ToFloat64(out.ConsumedCapacity.CapacityUnits))
-	}
-	if out.Item == nil {
-		return nil, fmt.Errorf("key %s: %w", id, ErrNotFound)
-	}
-	return decodeKey(out.Item)
+	return decodeKey(item)
 }
 
 // ListKeys returns every key, oldest first.

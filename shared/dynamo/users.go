@@ -13,7 +13,6 @@ package dynamo
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -61,42 +60,20 @@ func (s *Store) CreateUser(ctx context.Context, u *user.User) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.table), Item: item,
-		ConditionExpression: aws.String("attribute_not_exists(pk)"),
-	})
-	if isConditionFailed(err) {
-		return fmt.Errorf("user %s: %w", u.UserID, ErrExists)
-	}
-	if err != nil {
-		return fmt.Errorf("put user %s: %w", u.UserID, err)
-	}
-	return nil
+	return s.putItem(ctx, item, ifAbsent, 0, "user "+u.UserID)
 }
 
 // UpdateUser writes u if the stored version is still u.Version, and bumps the
 // version; ErrConflict if someone else changed it first, ErrNotFound if absent.
 func (s *Store) UpdateUser(ctx context.Context, u *user.User) error {
-	prev := u.Version
 	next := *u
-	next.Version = prev + 1
+	next.Version++
 	item, err := userItem(&next)
 	if err != nil {
 		return err
 	}
-	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.table), Item: item,
-		ConditionExpression:       aws.String("attribute_exists(pk) AND version = :v"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(prev)},
-	})
-	if isConditionFailed(err) {
-		if _, gerr := s.GetUser(ctx, u.UserID); errors.Is(gerr, ErrNotFound) {
-			return gerr
-		}
-		return fmt.Errorf("user %s: %w", u.UserID, ErrConflict)
-	}
-	if err != nil {
-		return fmt.Errorf("update user %s: %w", u.UserID, err)
+	if err := s.putItem(ctx, item, ifVersion, u.Version, "user "+u.UserID); err != nil {
+		return err
 	}
 	u.Version = next.Version
 	return nil
@@ -105,16 +82,11 @@ func (s *Store) UpdateUser(ctx context.Context, u *user.User) error {
 // GetUser returns the user userID with a strongly consistent read;
 // ErrNotFound if absent.
 func (s *Store) GetUser(ctx context.Context, userID string) (*user.User, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(s.table), Key: key(userPK(userID), skUser), ConsistentRead: aws.Bool(true),
-	})
+	item, err := s.getItem(ctx, userPK(userID), skUser, "user "+userID)
 	if err != nil {
-		return nil, fmt.Errorf("get user %s: %w", userID, err)
+		return nil, err
 	}
-	if out.Item == nil {
-		return nil, fmt.Errorf("user %s: %w", userID, ErrNotFound)
-	}
-	return decodeUser(out.Item)
+	return decodeUser(item)
 }
 
 // ListUsers returns every user, oldest first.

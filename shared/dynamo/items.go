@@ -1,0 +1,67 @@
+package dynamo
+
+// Conditional writes and reads of configuration items (keys, users,
+// providers), shared so that every entity gets the same errors.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// Conditions for putItem.
+const (
+	ifAbsent  = "attribute_not_exists(pk)"
+	ifPresent = "attribute_exists(pk)"
+	ifVersion = "attribute_exists(pk) AND version = :v"
+)
+
+// putItem writes item under cond; what names the item in errors. A failed
+// condition gives ErrExists (ifAbsent), ErrNotFound (ifPresent, or ifVersion
+// on a missing item) or ErrConflict (ifVersion on another version): the
+// failed check returns the stored item, so telling them apart costs no read.
+func (s *Store) putItem(ctx context.Context, item map[string]types.AttributeValue, cond string, version int64, what string) error {
+	in := &dynamodb.PutItemInput{
+		TableName: aws.String(s.table), Item: item, ConditionExpression: aws.String(cond),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}
+	if cond == ifVersion {
+		in.ExpressionAttributeValues = map[string]types.AttributeValue{":v": num(version)}
+	}
+	_, err := s.db.PutItem(ctx, in)
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &ccf):
+		return fmt.Errorf("put %s: %w", what, err)
+	case cond == ifAbsent:
+		return fmt.Errorf("%s: %w", what, ErrExists)
+	case cond == ifPresent || len(ccf.Item) == 0:
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	default:
+		return fmt.Errorf("%s: %w", what, ErrConflict)
+	}
+}
+
+// getItem reads one item strongly consistently; ErrNotFound if absent.
+func (s *Store) getItem(ctx context.Context, pk, sk, what string) (map[string]types.AttributeValue, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.table), Key: key(pk, sk), ConsistentRead: aws.Bool(true),
+		ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", what, err)
+	}
+	if out.ConsumedCapacity != nil {
+		s.addStats(1, aws.ToFloat64(out.ConsumedCapacity.CapacityUnits))
+	}
+	if out.Item == nil {
+		return nil, fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return out.Item, nil
+}
