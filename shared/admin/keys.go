@@ -272,54 +272,16 @@ func apply(req *keyRequest, settings []string, k *apikey.Key, now time.Time) err
 	if settings != nil {
 		k.SettingIDs = settings
 	}
-	if req.TTL != nil {
-		// "" removes the expiry; anything else counts from now.
-		ttl := strings.TrimSpace(*req.TTL)
-		k.TTL, k.ExpiresAt = "", 0
-		if ttl != "" {
-			d, err := apikey.ParseDuration(ttl)
-			if err != nil {
-				return mustBe("ttl", ruleTTL)
-			}
-			k.TTL, k.ExpiresAt = ttl, now.Add(d).Unix()
-		}
-	}
-	if req.RateLimitOverTime != nil {
-		if *req.RateLimitOverTime < 0 {
-			return mustBe("rateLimitOverTime", ruleCount)
-		}
-		k.RateLimitOverTime = int64(*req.RateLimitOverTime)
-	}
-	if req.RateLimitUnit != nil {
-		switch *req.RateLimitUnit {
-		case "", "s", "m", "h", "d":
-			k.RateLimitUnit = *req.RateLimitUnit
-		default:
-			return mustBe("rateLimitUnit", ruleRateUnit)
-		}
-	}
-	for _, c := range []struct {
-		field string
-		v     *money.Nanos
-		dst   *money.Nanos
-	}{
-		{"costLimitInUsdPerMonth", req.CostLimitPerMonth, &k.CostLimitPerMonth},
-		{"costLimitInUsdLifetime", req.CostLimitLifetime, &k.CostLimitLifetime},
-		{"costLimitInUsdOverTime", req.CostLimitOverTime, &k.CostLimitOverTime},
+	for _, err := range []error{
+		setTTL(req.TTL, ruleTTL, false, now, &k.TTL, &k.ExpiresAt),
+		setRate(req.RateLimitOverTime, req.RateLimitUnit, &k.RateLimitOverTime, &k.RateLimitUnit),
+		setDollars("costLimitInUsdPerMonth", req.CostLimitPerMonth, &k.CostLimitPerMonth),
+		setDollars("costLimitInUsdLifetime", req.CostLimitLifetime, &k.CostLimitLifetime),
+		setDollars("costLimitInUsdOverTime", req.CostLimitOverTime, &k.CostLimitOverTime),
+		setCostUnit(req.CostLimitUnit, &k.CostLimitUnit),
 	} {
-		if c.v != nil {
-			if *c.v < 0 {
-				return mustBe(c.field, ruleDollars)
-			}
-			*c.dst = *c.v
-		}
-	}
-	if req.CostLimitUnit != nil {
-		switch *req.CostLimitUnit {
-		case "", "m", "h", "d", "mo":
-			k.CostLimitUnit = *req.CostLimitUnit
-		default:
-			return mustBe("costLimitInUsdUnit", ruleCostUnit)
+		if err != nil {
+			return err
 		}
 	}
 	if req.AllowedModels != nil {

@@ -176,54 +176,16 @@ func applyUser(req *userRequest, u *user.User, now time.Time) error {
 	if req.Name != nil {
 		u.Name = strings.TrimSpace(*req.Name)
 	}
-	if req.TTL != nil {
-		// "never" and "" mean no expiry, shown as "" (as BricksAI does);
-		// anything else counts from now.
-		ttl := strings.TrimSpace(*req.TTL)
-		u.TTL, u.ExpiresAt = "", 0
-		if ttl != "" && ttl != "never" {
-			d, err := apikey.ParseDuration(ttl)
-			if err != nil {
-				return mustBe("ttl", ruleUserTTL)
-			}
-			u.TTL, u.ExpiresAt = ttl, now.Add(d).Unix()
-		}
-	}
-	if req.RateLimitOverTime != nil {
-		if *req.RateLimitOverTime < 0 {
-			return mustBe("rateLimitOverTime", ruleCount)
-		}
-		u.RateLimitOverTime = int64(*req.RateLimitOverTime)
-	}
-	if req.RateLimitUnit != nil {
-		switch *req.RateLimitUnit {
-		case "", "s", "m", "h", "d":
-			u.RateLimitUnit = *req.RateLimitUnit
-		default:
-			return mustBe("rateLimitUnit", ruleRateUnit)
-		}
-	}
-	for _, c := range []struct {
-		field string
-		v     *money.Nanos
-		dst   *money.Nanos
-	}{
-		{"costLimitInUsd", req.CostLimitLifetime, &u.CostLimitLifetime},
-		{"costLimitInUsdOverTime", req.CostLimitOverTime, &u.CostLimitOverTime},
+	// "never" and "" mean no expiry, shown as "" (as BricksAI does).
+	for _, err := range []error{
+		setTTL(req.TTL, ruleUserTTL, true, now, &u.TTL, &u.ExpiresAt),
+		setRate(req.RateLimitOverTime, req.RateLimitUnit, &u.RateLimitOverTime, &u.RateLimitUnit),
+		setDollars("costLimitInUsd", req.CostLimitLifetime, &u.CostLimitLifetime),
+		setDollars("costLimitInUsdOverTime", req.CostLimitOverTime, &u.CostLimitOverTime),
+		setCostUnit(req.CostLimitUnit, &u.CostLimitUnit),
 	} {
-		if c.v != nil {
-			if *c.v < 0 {
-				return mustBe(c.field, ruleDollars)
-			}
-			*c.dst = *c.v
-		}
-	}
-	if req.CostLimitUnit != nil {
-		switch *req.CostLimitUnit {
-		case "", "m", "h", "d", "mo":
-			u.CostLimitUnit = *req.CostLimitUnit
-		default:
-			return mustBe("costLimitInUsdUnit", ruleCostUnit)
+		if err != nil {
+			return err
 		}
 	}
 	if req.Tags != nil {
