@@ -76,6 +76,8 @@ type Store interface {
 	RosterStore
 	// Event listings (events.go).
 	EventStore
+	// Monthly statements and month-to-date figures (statements.go).
+	StatementStore
 }
 
 var _ Store = (*dynamo.Store)(nil)
@@ -147,6 +149,7 @@ func New(cfg Config) *Handler {
 	h.routeLiteLLM()
 	h.routeAudit()
 	h.routeEvents()
+	h.routeStatements()
 	h.mux.Handle("/", h.handle(h.unknown))
 	return h
 }

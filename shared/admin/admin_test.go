@@ -47,6 +47,7 @@ type fakeStore struct {
 	userState   // users and the organisation: users_test.go
 	auditState  // audit entries and key totals: audit_test.go
 	rosterState // roster markers: bulk_test.go
+	statementState
 }
 
 func newFakeStore() *fakeStore {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
@@ -60,4 +61,30 @@ func (s *Store) Statement(ctx context.Context, owner, month string) (ledger.Stat
 		return ledger.Statement{}, fmt.Errorf("decode statement %s %s: %w", owner, month, err)
 	}
 	return st, nil
+}
+
+// Statements returns owner's closed months, oldest first.
+func (s *Store) Statements(ctx context.Context, owner string) ([]ledger.Statement, error) {
+	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
+		TableName:              aws.String(s.table),
+		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :p)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": str(owner), ":p": str("STMT#"),
+		},
+	})
+	list := []ledger.Statement{}
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("query statements of %s: %w", owner, err)
+		}
+		for _, item := range page.Items {
+			var st ledger.Statement
+			if err := json.Unmarshal([]byte(getS(item, "data")), &st); err != nil {
+				return nil, fmt.Errorf("decode statement %s %s: %w", owner, getS(item, attrSK), err)
+			}
+			list = append(list, st)
+		}
+	}
+	return list, nil
 }

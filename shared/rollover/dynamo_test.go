@@ -71,6 +71,9 @@ func TestMonthCloseOnDynamoDB(t *testing.T) {
 	if again != st {
 		t.Fatalf("second run changed the statement: %+v vs %+v", again, st)
 	}
+	if list, err := s.Statements(ctx, "KEY#k"); err != nil || len(list) != 1 || list[0] != st {
+		t.Fatalf("Statements = %+v, %v", list, err)
+	}
 	var incomplete int
 	s.Events(ctx, "k", nov.Add(-time.Hour), at, func(e *ledger.Event) error {
 		if e.Incomplete {
