@@ -110,6 +110,12 @@ func viewOf(k *apikey.Key) keyView {
 	if v.Aliases == nil {
 		v.Aliases = map[string]string{}
 	}
+	if k.CostLimitOverTime == 0 && k.CostLimitPerMonth > 0 {
+		// BricksAI shows a monthly limit as the over-time pair in months;
+		// scripts written against it read it there. Enforcement treats the
+		// two as one monthly counter either way (budget.Plan).
+		v.CostLimitInUsdOverTime, v.CostLimitInUsdUnit = k.CostLimitPerMonth, "mo"
+	}
 	if v.ModelLimits == nil {
 		v.ModelLimits = map[string]apikey.ModelLimit{}
 	}
