@@ -27,6 +27,7 @@ type directives struct {
 	noUsage     bool
 	hang        bool
 	cut         bool
+	flag        bool // moderation flags the input (category "harassment")
 }
 
 // parseDirectives reads the fake: tokens in text.
@@ -67,6 +68,8 @@ func parseDirectives(text string) (directives, error) {
 			d.hang = true
 		case "cut":
 			d.cut = true
+		case "flag":
+			d.flag = true
 		default:
 			return directives{}, fmt.Errorf("unknown directive %q", tok)
 		}

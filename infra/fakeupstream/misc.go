@@ -165,7 +165,8 @@ type moderationResponse struct {
 	Results []moderationResult `json:"results"`
 }
 
-// moderations serves POST /v1/moderations: nothing is ever flagged.
+// moderations serves POST /v1/moderations: nothing is flagged unless the
+// input carries the directive fake:flag (then category "harassment" is).
 func (s *Server) moderations(w http.ResponseWriter, r *http.Request, body []byte) {
 	var req struct {
 		Model string          `json:"model"`
@@ -202,6 +203,9 @@ func (s *Server) moderations(w http.ResponseWriter, r *http.Request, body []byte
 		for _, c := range moderationCategories() {
 			res.Categories[c] = false
 			res.CategoryScores[c] = 0.0001
+		}
+		if d.flag {
+			res.Flagged, res.Categories["harassment"], res.CategoryScores["harassment"] = true, true, 0.97
 		}
 		resp.Results[i] = res
 	}

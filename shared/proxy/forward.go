@@ -176,6 +176,14 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		h.settle(r.Context(), adm.res, ev)
 	}()
 
+	if key.Moderation && r.URL.Path != "/v1/moderations" {
+		if err := h.moderate(r.Context(), prov, apiKey, body); err != nil {
+			// Recorded (cost 0, nothing was forwarded) so abuse can be traced.
+			ev.Status, ev.ErrorCode = apierror.From(err).Status, apierror.From(err).Code
+			return err
+		}
+	}
+
 	// The upstream call lives as long as the client's request, and no longer
 	// than IdleTimeout without a byte from upstream.
 	ctx, cancel := context.WithCancelCause(r.Context())
