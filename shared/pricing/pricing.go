@@ -65,6 +65,17 @@ type Price struct {
 	MaxOutputTokens int64  // 0 for models that generate no text
 	ContextWindow   int64
 	Encoding        string // tiktoken encoding name: "o200k_base" or "cl100k_base"
+	// PromptTokenPercent scales a count made with Encoding into an upper
+	// bound of what the provider's own tokenizer counts: 100 for OpenAI's
+	// models, more for providers whose tokenizer is not public (Anthropic).
+	PromptTokenPercent int64
+}
+
+// BoundTokens scales n, counted with p.Encoding, to an upper bound of the
+// provider's own count.
+func (p Price) BoundTokens(n int64) int64 {
+	pct := max(p.PromptTokenPercent, 100)
+	return (n*pct + 99) / 100
 }
 
 // Table is a parsed, validated price table.
@@ -89,6 +100,8 @@ type fileModel struct {
 	MaxOutputTokens int64   `json:"maxOutputTokens"`
 	ContextWindow   int64   `json:"contextWindow"`
 	Encoding        string  `json:"encoding"`
+	// PromptTokenPercent: see Price; 0 means 100.
+	PromptTokenPercent int64 `json:"promptTokenPercent"`
 }
 
 // Default parses the embedded price table. Callers call it once at startup
@@ -167,6 +180,14 @@ func (m fileModel) price(name string) (Price, error) {
 		MaxOutputTokens: m.MaxOutputTokens,
 		ContextWindow:   m.ContextWindow,
 		Encoding:        m.Encoding,
+
+		PromptTokenPercent: m.PromptTokenPercent,
+	}
+	if p.PromptTokenPercent == 0 {
+		p.PromptTokenPercent = 100
+	}
+	if p.PromptTokenPercent < 100 || p.PromptTokenPercent > 400 {
+		return Price{}, errors.New("promptTokenPercent must be from 100 to 400")
 	}
 	var err error
 	if p.Input, err = parsePerMillion(*m.Input); err != nil {
@@ -276,8 +297,16 @@ func (t *Table) Lookup(model string) (Price, bool) {
 	return Price{}, false
 }
 
-// stripVersion removes a trailing "-YYYY-MM-DD" or "-MMDD" from name.
+// stripVersion removes a trailing "-YYYY-MM-DD", "-YYYYMMDD" (Anthropic) or
+// "-MMDD" from name.
 func stripVersion(name string) string {
+	// "-YYYYMMDD": 9 bytes.
+	if n := len(name); n > 9 {
+		s := name[n-9:]
+		if s[0] == '-' && digits(s[1:]) && (s[1:3] == "19" || s[1:3] == "20") {
+			return name[:n-9]
+		}
+	}
 	// "-YYYY-MM-DD": 11 bytes.
 	if n := len(name); n > 11 {
 		s := name[n-11:]

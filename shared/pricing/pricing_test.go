@@ -63,7 +63,10 @@ func TestLookup(t *testing.T) {
 		{"", ""},
 		{"-2024-07-18", ""},
 		{"-preview", ""},
-		{"claude-3-5-sonnet-20241022", ""},
+		{"claude-3-5-sonnet-20241022", "claude-3-5-sonnet"},
+		{"claude-sonnet-4-20250514", "claude-sonnet-4"},
+		{"claude-3-5-haiku-latest", "claude-3-5-haiku"},
+		{"claude-2.1", ""},
 		{"gpt-4o-mini-2024-07", ""},
 	}
 	for _, tt := range tests {
@@ -311,5 +314,34 @@ func TestParseDefaultsCachedToInput(t *testing.T) {
 	p, _ := tab.Lookup("m")
 	if p.CachedInput != p.Input || p.Input != 500_000 || p.Output != 1_500_000 {
 		t.Errorf("got %+v", p)
+	}
+}
+
+func TestBoundTokens(t *testing.T) {
+	tab, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		model string
+		n     int64
+		want  int64
+	}{
+		{"gpt-4o-mini", 100, 100},
+		{"claude-3-5-haiku", 100, 150},
+		{"claude-3-5-haiku", 3, 5}, // rounds up
+		{"claude-3-5-haiku", 0, 0},
+	}
+	for _, tt := range tests {
+		p, ok := tab.Lookup(tt.model)
+		if !ok {
+			t.Fatalf("%s not priced", tt.model)
+		}
+		if got := p.BoundTokens(tt.n); got != tt.want {
+			t.Errorf("%s.BoundTokens(%d) = %d, want %d", tt.model, tt.n, got, tt.want)
+		}
+	}
+	if _, err := Parse([]byte(`{"asOf":"2025-01-01","models":{"m":{"kind":"chat","input":"1","output":"1","contextWindow":10,"encoding":"o200k_base","promptTokenPercent":50}}}`)); err == nil {
+		t.Error("a promptTokenPercent below 100 was accepted")
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/pricing"
+	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/sse"
 )
 
@@ -128,6 +129,10 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	prov, apiKey, err := h.pickProvider(r.Context(), key)
 	if err != nil {
 		return err
+	}
+	if r.URL.Path == "/v1/messages" && prov.Provider != provider.Anthropic {
+		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest,
+			"POST /v1/messages is Anthropic's API, and this key's provider setting is not Anthropic; use /v1/chat/completions")
 	}
 	endpoint, err := prov.Endpoint(r.URL.Path, r.URL.RawQuery)
 	if err != nil {
@@ -374,13 +379,13 @@ func (m *meter) finish() {
 		m.ev.Estimated = true
 		enc := m.price.Encoding
 		if n, err := m.h.cfg.Tokenizer.Prompt(enc, m.path, m.body); err == nil {
-			m.ev.Usage.PromptTokens = n
+			m.ev.Usage.PromptTokens = m.price.BoundTokens(n)
 		} else {
 			m.h.cfg.Log.Warn("could not count prompt tokens", slog.String("event", m.ev.ID), slog.String("cause", err.Error()))
 		}
 		if m.text.Len() > 0 {
 			if n, err := m.h.cfg.Tokenizer.Completion(enc, m.text.String()); err == nil {
-				m.ev.Usage.CompletionTokens = n
+				m.ev.Usage.CompletionTokens = m.price.BoundTokens(n)
 			}
 		}
 	}

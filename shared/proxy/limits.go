@@ -95,6 +95,7 @@ func (h *Handler) worstCase(path string, req *request, body []byte, price pricin
 	if err != nil {
 		return worst{}, apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "the request's input could not be read: "+err.Error())
 	}
+	prompt = price.BoundTokens(prompt)
 	w := worst{prompt: prompt, choices: req.choices()}
 	if generates(path) {
 		limit := price.MaxOutputTokens

@@ -260,7 +260,7 @@ func isNotFound(err error) bool {
 func (h *Handler) models(w http.ResponseWriter, r *http.Request, key *apikey.Key) error {
 	names := key.AllowedModels
 	if len(names) == 0 {
-		names = h.cfg.Prices.Models()
+		names = h.servable(r.Context(), key)
 	}
 	names = withAliases(key, names) // alias.go
 	type model struct {
@@ -278,6 +278,27 @@ func (h *Handler) models(w http.ResponseWriter, r *http.Request, key *apikey.Key
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(out)
+}
+
+// servable lists the priced models the key's provider settings can serve:
+// Claude models only through Anthropic, OpenAI's only through OpenAI or
+// Azure, and any through an OpenAI-compatible gateway.
+func (h *Handler) servable(ctx context.Context, key *apikey.Key) []string {
+	kinds := map[string]bool{}
+	for _, id := range key.SettingIDs {
+		if p, err := h.providers.Get(ctx, id); err == nil {
+			kinds[p.Provider] = true
+		}
+	}
+	var out []string
+	for _, m := range h.cfg.Prices.Models() {
+		claude := strings.HasPrefix(m, "claude-")
+		if kinds[provider.OpenAICompatible] || claude && kinds[provider.Anthropic] ||
+			!claude && (kinds[provider.OpenAI] || kinds[provider.Azure]) {
+			out = append(out, m)
+		}
+	}
+	return out
 }
 
 // pickProvider chooses one of the key's provider settings at random, which

@@ -104,10 +104,20 @@ func (m *meter) inspect(data []byte) {
 			m.text.WriteString(tc.Function.Arguments)
 		}
 	}
-	if p.Type == "response.output_text.delta" || p.Type == "response.function_call_arguments.delta" {
+	switch p.Type {
+	case "response.output_text.delta", "response.function_call_arguments.delta":
 		var s string
 		if json.Unmarshal(p.Delta, &s) == nil {
 			m.text.WriteString(s)
+		}
+	case "content_block_delta": // Anthropic
+		var d struct {
+			Text        string `json:"text"`
+			PartialJSON string `json:"partial_json"`
+			Thinking    string `json:"thinking"`
+		}
+		if json.Unmarshal(p.Delta, &d) == nil {
+			m.text.WriteString(d.Text + d.PartialJSON + d.Thinking)
 		}
 	}
 	switch {
