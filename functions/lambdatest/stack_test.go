@@ -11,7 +11,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/stipend/stipend/infra/localstack"
@@ -55,7 +54,7 @@ func newStack(t *testing.T, withSecrets bool) *stack {
 		Region:      localstack.Region,
 		Credentials: credentials.NewStaticCredentialsProvider(localstack.AccessKeyID, localstack.SecretAccessKey, ""),
 	}
-	db := dynamo.NewClient(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(s.dynamoURL) })
+	db := dynamo.NewClientAt(cfg, s.dynamoURL)
 	s.store = dynamo.New(db, table, 0)
 	if withSecrets {
 		s.secretsURL = localtest.StartSecretsManager(t)

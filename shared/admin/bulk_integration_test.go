@@ -18,7 +18,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/admin"
@@ -120,7 +119,7 @@ func TestRosterOnDynamoDB(t *testing.T) {
 	endpoint := localtest.StartDynamoDB(t)
 	ctx := context.Background()
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
-	store := dynamo.New(dynamo.NewClient(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(endpoint) }), "stipend-bulk", 0)
+	store := dynamo.New(dynamo.NewClientAt(cfg, endpoint), "stipend-bulk", 0)
 	if err := store.CreateTable(ctx); err != nil {
 		t.Fatal(err)
 	}

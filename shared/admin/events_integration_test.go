@@ -19,7 +19,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/admin"
@@ -36,7 +35,7 @@ func TestEventsEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	endpoint := localtest.StartDynamoDB(t)
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
-	store := dynamo.New(dynamo.NewClient(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(endpoint) }), "events-it", 0)
+	store := dynamo.New(dynamo.NewClientAt(cfg, endpoint), "events-it", 0)
 	if err := store.CreateTable(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ func TestAnytimeByViewerIntegration(t *testing.T) {
 
 	cfg := aws.Config{Region: localstack.Region,
 		Credentials: credentials.NewStaticCredentialsProvider(localstack.AccessKeyID, localstack.SecretAccessKey, "")}
-	db := dynamo.NewClient(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(ddbURL) })
+	db := dynamo.NewClientAt(cfg, ddbURL)
 	store := dynamo.New(db, "lifecycle", 0)
 	if err := store.CreateTable(ctx); err != nil {
 		t.Fatal(err)

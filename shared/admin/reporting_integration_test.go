@@ -25,7 +25,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack/localtest"
@@ -96,7 +95,7 @@ func newRTEnv(t *testing.T, start time.Time) *rtEnv {
 	endpoint := localtest.StartDynamoDB(t)
 	ctx := context.Background()
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
-	store := dynamo.New(dynamo.NewClient(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(endpoint) }), "reporting-it", 0)
+	store := dynamo.New(dynamo.NewClientAt(cfg, endpoint), "reporting-it", 0)
 	if err := store.CreateTable(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -78,6 +78,12 @@ func NewClient(cfg aws.Config, optFns ...func(*dynamodb.Options)) *dynamodb.Clie
 	}}, optFns...)...)
 }
 
+// NewClientAt returns a client for the DynamoDB endpoint url, such as
+// DynamoDB Local in tests and `make dev`.
+func NewClientAt(cfg aws.Config, url string) *dynamodb.Client {
+	return NewClient(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(url) })
+}
+
 // New returns a Store on table. Events expire after retention (0 means 30 days).
 func New(db *dynamodb.Client, table string, retention time.Duration) *Store {
 	if retention <= 0 {

@@ -20,7 +20,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack/localtest"
@@ -99,7 +98,7 @@ func newITEnv(t *testing.T, endpoint, table string, now time.Time) *itEnv {
 	t.Helper()
 	ctx := context.Background()
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
-	db := dynamo.NewClient(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(endpoint) })
+	db := dynamo.NewClientAt(cfg, endpoint)
 	store := dynamo.New(db, table, 0)
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
