@@ -62,7 +62,7 @@ const (
 	// Lambda's limits, and the admin function's timeout in template.yaml.
 	lambdaMaxDuration   = 15 * time.Minute
 	lambdaMaxResponse   = 6_000_000
-	adminFunctionTimout = 30 * time.Second
+	adminFunctionTimeout = 300 * time.Second
 	// importConcurrency is how many keys' items are written at once.
 	importConcurrency = 16
 )
@@ -270,8 +270,8 @@ func runReporting(ctx context.Context, out io.Writer, size reportingSize) error 
 	}
 	fmt.Fprintf(out, "  time series reads %.0f events/s (%d events in %s)\n", rate, nEvents, msDur(p50))
 	fmt.Fprintf(out, "  extrapolated to the whole term (%d events): %.0f s to read — %s Lambda's 15 min, %s the admin function's %v timeout\n",
-		generated, full, verdict(full < lambdaMaxDuration.Seconds()), verdict(full < adminFunctionTimout.Seconds()), adminFunctionTimout)
-	fmt.Fprintf(out, "  (on this machine; a Lambda with %d MB has a fraction of a vCPU, and real DynamoDB pages take longer than DynamoDB Local's)\n", 256)
+		generated, full, verdict(full < lambdaMaxDuration.Seconds()), verdict(full < adminFunctionTimeout.Seconds()), adminFunctionTimeout)
+	fmt.Fprintf(out, "  (on this machine; a Lambda with %d MB has a fraction of a vCPU, and real DynamoDB pages take longer than DynamoDB Local's)\n", 512)
 	fmt.Fprintf(out, "  memory: one latency per event kept, %.1f MB for the whole term (plus a copy for the percentiles)\n", float64(generated)*8/1e6)
 	perPoint := float64(series.bytes) / float64(max(series.points, 1))
 	termPoints := size.keys * size.days
