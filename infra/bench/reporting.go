@@ -60,8 +60,8 @@ const (
 	reportingTable    = "stipend-bench-reporting"
 	reportingAdminKey = "bench-reporting-admin-key-0123456789"
 	// Lambda's limits, and the admin function's timeout in template.yaml.
-	lambdaMaxDuration   = 15 * time.Minute
-	lambdaMaxResponse   = 6_000_000
+	lambdaMaxDuration    = 15 * time.Minute
+	lambdaMaxResponse    = 6_000_000
 	adminFunctionTimeout = 300 * time.Second
 	// importConcurrency is how many keys' items are written at once.
 	importConcurrency = 16
