@@ -150,8 +150,13 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		return err
 	}
 	body = adm.body
-	headers := make(chan http.Header, 1)
-	go func() { headers <- h.limitHeaders(context.WithoutCancel(r.Context()), adm.res.Charges) }()
+	// While upstream works, read the limited counters for the x-ratelimit
+	// headers; a key without limits has none to read.
+	var headers chan http.Header
+	if limited(adm.res.Charges) {
+		headers = make(chan http.Header, 1)
+		go func() { headers <- h.limitHeaders(context.WithoutCancel(r.Context()), adm.res.Charges) }()
+	}
 	limitHdr := func() http.Header {
 		if headers == nil {
 			return nil

@@ -308,6 +308,16 @@ func setField(body []byte, name string, n int64) ([]byte, error) {
 	return json.Marshal(obj)
 }
 
+// limited reports whether any charge has a limit (and so a header to show).
+func limited(charges []budget.Charge) bool {
+	for _, c := range charges {
+		if c.Limit > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // limitHeaders reads the reserved counters and describes the tightest
 // request, token and spend limits in OpenAI's x-ratelimit-* headers and
 // stipend's x-stipend-budget-remaining (US dollars).

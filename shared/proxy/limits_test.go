@@ -192,3 +192,29 @@ func TestKeyInfo(t *testing.T) {
 		t.Fatalf("secret material in key info: %s", body)
 	}
 }
+
+func TestCountersReadOnlyWithLimits(t *testing.T) {
+	for _, tt := range []struct {
+		name   string
+		mutate func(*apikey.Key)
+		reads  int
+	}{
+		{"no limits: no read", func(*apikey.Key) {}, 0},
+		{"a limit: one read for the headers", func(k *apikey.Key) { k.RateLimitOverTime, k.RateLimitUnit = 10, "m" }, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, jsonBody(t, "chat.json"), tt.mutate)
+			resp := e.do("POST", "/v1/chat/completions", "Bearer "+e.key, chatBody)
+			e.store.waitEvent(t)
+			e.store.mu.Lock()
+			reads := e.store.reads
+			e.store.mu.Unlock()
+			if resp.StatusCode != 200 || reads != tt.reads {
+				t.Fatalf("status %d, %d counter reads, want %d", resp.StatusCode, reads, tt.reads)
+			}
+			if got := resp.Header.Get("X-Ratelimit-Limit-Requests") != ""; got != (tt.reads > 0) {
+				t.Fatalf("rate limit headers present = %v", got)
+			}
+		})
+	}
+}

@@ -43,6 +43,7 @@ type fakeStore struct {
 	events    []*ledger.Event
 	recorded  chan struct{}
 	failKeys  bool
+	reads     int // Counters calls
 }
 
 func (s *fakeStore) GetUser(_ context.Context, id string) (*user.User, error) {
@@ -115,6 +116,7 @@ func (s *fakeStore) Release(_ context.Context, r *budget.Reservation) error {
 func (s *fakeStore) Counters(_ context.Context, cs []budget.Charge) ([]int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.reads++
 	out := make([]int64, len(cs))
 	for i, c := range cs {
 		out[i] = s.counters[c.Owner+"/"+c.Name]
