@@ -243,15 +243,7 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request) error {
 		if err := apply(&req, settings, k, now); err != nil {
 			return err
 		}
-		if req.Revoked != nil {
-			k.Revoked = *req.Revoked
-			k.RevokedReason = ""
-			if k.Revoked && req.RevokedReason != nil {
-				k.RevokedReason = *req.RevokedReason
-			}
-		} else if req.RevokedReason != nil && k.Revoked {
-			k.RevokedReason = *req.RevokedReason
-		}
+		setRevoked(req.Revoked, req.RevokedReason, &k.Revoked, &k.RevokedReason)
 		k.UpdatedAt = now.Unix()
 		err = h.cfg.Store.UpdateKey(r.Context(), k)
 		if errors.Is(err, dynamo.ErrConflict) {

@@ -9,8 +9,8 @@ import (
 	"github.com/stipend/stipend/shared/money"
 )
 
-// The limit fields keys and users share, applied the same way for both. Unit
-// rules come from package budget, which enforces them.
+// The fields keys and users share (limits, expiry, revocation), applied the
+// same way for both. Unit rules come from package budget, which enforces them.
 
 // setTTL applies a ttl field: "" — and "never" where allowed — removes the
 // expiry; anything else is a duration counted from now.
@@ -70,4 +70,18 @@ func setCostUnit(v *string, dst *string) error {
 	}
 	*dst = *v
 	return nil
+}
+
+// setRevoked applies revoked and revokedReason: revoking or reinstating
+// replaces the reason; a reason alone changes it only on a revoked item.
+func setRevoked(revoked *bool, reason *string, dstRevoked *bool, dstReason *string) {
+	switch {
+	case revoked != nil:
+		*dstRevoked, *dstReason = *revoked, ""
+		if *revoked && reason != nil {
+			*dstReason = *reason
+		}
+	case reason != nil && *dstRevoked:
+		*dstReason = *reason
+	}
 }

@@ -144,15 +144,7 @@ func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) error {
 		if err := applyUser(&req, u, now); err != nil {
 			return err
 		}
-		if req.Revoked != nil {
-			u.Revoked = *req.Revoked
-			u.RevokedReason = ""
-			if u.Revoked && req.RevokedReason != nil {
-				u.RevokedReason = *req.RevokedReason
-			}
-		} else if req.RevokedReason != nil && u.Revoked {
-			u.RevokedReason = *req.RevokedReason
-		}
+		setRevoked(req.Revoked, req.RevokedReason, &u.Revoked, &u.RevokedReason)
 		u.UpdatedAt = now.Unix()
 		err = h.cfg.Store.UpdateUser(r.Context(), u)
 		if errors.Is(err, dynamo.ErrConflict) {
