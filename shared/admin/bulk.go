@@ -1827,67 +1827,64 @@ func (h *Handler) targetUsers(ctx context.Context, t *target) ([]*user.User, err
 // and retrying when another writer changed it first, as PATCH does.
 func (h *Handler) updateOne(ctx context.Context, k *apikey.Key, change func(*apikey.Key) (string, error)) keyResult {
 	res := keyResult{KeyID: k.ID, UserID: k.UserID, Name: k.Name}
-	cur := copyKey(k)
-	var err error
-	for attempt := range updateAttempts {
-		if attempt > 0 {
-			if cur, err = h.cfg.Store.GetKey(ctx, k.ID); err != nil {
-				break
-			}
+	first := true
+	get := func(ctx context.Context) (*apikey.Key, error) {
+		if first { // the key as listed; a retry reads it again
+			first = false
+			return copyKey(k), nil
 		}
-		var status string
+		return h.cfg.Store.GetKey(ctx, k.ID)
+	}
+	var status string
+	cur, err := update(ctx, "secret key "+k.ID, get, func(cur *apikey.Key) error {
+		var err error
 		if status, err = change(cur); err != nil {
-			res.Status, res.Error = statusFailed, apierror.From(err).Message
-			return res
+			return err
 		}
 		if status != statusUpdated && status != statusRevoked {
-			res.Status = status
-			return res
+			return errNoWrite
 		}
 		cur.UpdatedAt = h.cfg.Now().Unix()
-		if err = h.cfg.Store.UpdateKey(ctx, cur); err == nil {
-			res.Status = status
-			h.cfg.Log.LogAttrs(ctx, slog.LevelInfo, "secret key updated",
-				slog.String("key", cur.ID), slog.Bool("revoked", cur.Revoked), slog.Bool("bulk", true))
-			return res
-		}
-		if !errors.Is(err, dynamo.ErrConflict) {
-			break
-		}
+		return nil
+	}, h.cfg.Store.UpdateKey)
+	if err != nil {
+		h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "bulk key update failed", slog.String("key", k.ID), slog.String("cause", err.Error()))
+		res.Status, res.Error = statusFailed, apierror.From(err).Message
+		return res
 	}
-	h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "bulk key update failed", slog.String("key", k.ID), slog.String("cause", fmt.Sprint(err)))
-	res.Status, res.Error = statusFailed, apierror.From(storeError(err, "secret key "+k.ID)).Message
+	res.Status = status
+	if status == statusUpdated || status == statusRevoked {
+		h.cfg.Log.LogAttrs(ctx, slog.LevelInfo, "secret key updated",
+			slog.String("key", cur.ID), slog.Bool("revoked", cur.Revoked), slog.Bool("bulk", true))
+	}
 	return res
 }
 
 // updateUserOne applies req to user u and stores it, retrying on conflicts.
 func (h *Handler) updateUserOne(ctx context.Context, u *user.User, req *userRequest, now time.Time) userResult {
 	res := userResult{UserID: u.UserID}
-	cur := *u
-	var err error
-	for attempt := range updateAttempts {
-		if attempt > 0 {
-			var got *user.User
-			if got, err = h.cfg.Store.GetUser(ctx, u.UserID); err != nil {
-				break
-			}
-			cur = *got
+	first := true
+	get := func(ctx context.Context) (*user.User, error) {
+		if first { // the user as listed; a retry reads it again
+			first = false
+			cur := *u
+			return &cur, nil
 		}
-		if err := applyUser(req, &cur, now); err != nil {
-			res.Status, res.Error = statusFailed, apierror.From(err).Message
-			return res
+		return h.cfg.Store.GetUser(ctx, u.UserID)
+	}
+	_, err := update(ctx, "user "+u.UserID, get, func(cur *user.User) error {
+		if err := applyUser(req, cur, now); err != nil {
+			return err
 		}
 		cur.UpdatedAt = h.cfg.Now().Unix()
-		if err = h.cfg.Store.UpdateUser(ctx, &cur); err == nil {
-			res.Status = statusUpdated
-			return res
-		}
-		if !errors.Is(err, dynamo.ErrConflict) {
-			break
-		}
+		return nil
+	}, h.cfg.Store.UpdateUser)
+	if err != nil {
+		h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "bulk user update failed", slog.String("user", u.UserID), slog.String("cause", err.Error()))
+		res.Status, res.Error = statusFailed, apierror.From(err).Message
+		return res
 	}
-	h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "bulk user update failed", slog.String("user", u.UserID), slog.String("cause", fmt.Sprint(err)))
-	res.Status, res.Error = statusFailed, apierror.From(storeError(err, "user "+u.UserID)).Message
+	res.Status = statusUpdated
 	return res
 }
 

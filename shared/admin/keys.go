@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -8,7 +9,6 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/money"
 )
 
@@ -201,10 +201,6 @@ func retrievalMethod(req *keyRequest) (string, error) {
 	}
 }
 
-// updateAttempts bounds the read-modify-write of an update that keeps losing
-// the race to other writers: the first try plus three retries.
-const updateAttempts = 4
-
 func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("keyId")
 	var req keyRequest
@@ -226,37 +222,31 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request) error {
 	if err := h.validUser(r, req.UserID); err != nil {
 		return err
 	}
-	var err error
-	for range updateAttempts {
-		var k *apikey.Key
-		if k, err = h.cfg.Store.GetKey(r.Context(), id); err != nil {
-			return storeError(err, "secret key "+id)
-		}
-		if req.KeyRetrievalMethod != nil && *req.KeyRetrievalMethod != k.KeyRetrievalMethod &&
-			!(*req.KeyRetrievalMethod == RetrieveOnce && k.KeyRetrievalMethod == "") {
-			return invalid("keyRetrievalMethod", "keyRetrievalMethod cannot be changed after the key is created")
-		}
-		if k.Archived && req.Revoked != nil && !*req.Revoked {
-			return invalid("revoked", "secret key %s is archived and cannot be reinstated; create a new key", id)
-		}
-		now := h.cfg.Now()
-		if err := apply(&req, settings, k, now); err != nil {
-			return err
-		}
-		setRevoked(req.Revoked, req.RevokedReason, &k.Revoked, &k.RevokedReason)
-		k.UpdatedAt = now.Unix()
-		err = h.cfg.Store.UpdateKey(r.Context(), k)
-		if errors.Is(err, dynamo.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return storeError(err, "secret key "+id)
-		}
-		h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key updated",
-			slog.String("key", k.ID), slog.Bool("revoked", k.Revoked))
-		return writeJSON(w, http.StatusOK, viewOf(k))
+	k, err := update(r.Context(), "secret key "+id,
+		func(ctx context.Context) (*apikey.Key, error) { return h.cfg.Store.GetKey(ctx, id) },
+		func(k *apikey.Key) error {
+			if req.KeyRetrievalMethod != nil && *req.KeyRetrievalMethod != k.KeyRetrievalMethod &&
+				!(*req.KeyRetrievalMethod == RetrieveOnce && k.KeyRetrievalMethod == "") {
+				return invalid("keyRetrievalMethod", "keyRetrievalMethod cannot be changed after the key is created")
+			}
+			if k.Archived && req.Revoked != nil && !*req.Revoked {
+				return invalid("revoked", "secret key %s is archived and cannot be reinstated; create a new key", id)
+			}
+			now := h.cfg.Now()
+			if err := apply(&req, settings, k, now); err != nil {
+				return err
+			}
+			setRevoked(req.Revoked, req.RevokedReason, &k.Revoked, &k.RevokedReason)
+			k.UpdatedAt = now.Unix()
+			return nil
+		},
+		h.cfg.Store.UpdateKey)
+	if err != nil {
+		return err
 	}
-	return storeError(err, "secret key "+id)
+	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key updated",
+		slog.String("key", k.ID), slog.Bool("revoked", k.Revoked))
+	return writeJSON(w, http.StatusOK, viewOf(k))
 }
 
 // apply validates the fields present in req and writes them to k. It is

@@ -27,7 +27,6 @@ import (
 
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
 )
 
 // Vault seals a proxy key's plaintext for storage and opens it again, bound
@@ -152,34 +151,32 @@ func (h *Handler) archiveKey(w http.ResponseWriter, r *http.Request) error {
 	if req.RevokedReason != nil && len(*req.RevokedReason) > 1024 {
 		return mustBe("revokedReason", "at most 1024 characters")
 	}
-	var err error
-	for range updateAttempts {
-		var k *apikey.Key
-		if k, err = h.cfg.Store.GetKey(r.Context(), id); err != nil {
-			return storeError(err, "secret key "+id)
-		}
-		if k.Archived {
-			return writeJSON(w, http.StatusOK, viewOf(k))
-		}
-		now := h.cfg.Now().Unix()
-		switch {
-		case req.RevokedReason != nil && strings.TrimSpace(*req.RevokedReason) != "":
-			k.RevokedReason = strings.TrimSpace(*req.RevokedReason)
-		case !k.Revoked || k.RevokedReason == "":
-			k.RevokedReason = ReasonArchived
-		}
-		k.Revoked, k.Archived, k.ArchivedAt, k.UpdatedAt = true, true, now, now
-		err = h.cfg.Store.UpdateKey(r.Context(), k)
-		if errors.Is(err, dynamo.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return storeError(err, "secret key "+id)
-		}
-		h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key archived", slog.String("key", k.ID))
-		return writeJSON(w, http.StatusOK, viewOf(k))
+	archived := false
+	k, err := update(r.Context(), "secret key "+id,
+		func(ctx context.Context) (*apikey.Key, error) { return h.cfg.Store.GetKey(ctx, id) },
+		func(k *apikey.Key) error {
+			if k.Archived {
+				return errNoWrite // archiving twice changes nothing
+			}
+			now := h.cfg.Now().Unix()
+			switch {
+			case req.RevokedReason != nil && strings.TrimSpace(*req.RevokedReason) != "":
+				k.RevokedReason = strings.TrimSpace(*req.RevokedReason)
+			case !k.Revoked || k.RevokedReason == "":
+				k.RevokedReason = ReasonArchived
+			}
+			k.Revoked, k.Archived, k.ArchivedAt, k.UpdatedAt = true, true, now, now
+			archived = true
+			return nil
+		},
+		h.cfg.Store.UpdateKey)
+	if err != nil {
+		return err
 	}
-	return storeError(err, "secret key "+id)
+	if archived {
+		h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key archived", slog.String("key", k.ID))
+	}
+	return writeJSON(w, http.StatusOK, viewOf(k))
 }
 
 // decodeOptional is decodeObject for a body that may be absent: an empty

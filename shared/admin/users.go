@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -8,7 +9,6 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/user"
 )
@@ -134,30 +134,24 @@ func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 	}
-	var err error
-	for range updateAttempts {
-		var u *user.User
-		if u, err = h.cfg.Store.GetUser(r.Context(), id); err != nil {
-			return storeError(err, "user "+id)
-		}
-		now := h.cfg.Now()
-		if err := applyUser(&req, u, now); err != nil {
-			return err
-		}
-		setRevoked(req.Revoked, req.RevokedReason, &u.Revoked, &u.RevokedReason)
-		u.UpdatedAt = now.Unix()
-		err = h.cfg.Store.UpdateUser(r.Context(), u)
-		if errors.Is(err, dynamo.ErrConflict) {
-			continue
-		}
-		if err != nil {
-			return storeError(err, "user "+id)
-		}
-		h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "user updated",
-			slog.String("user", u.ID), slog.Bool("revoked", u.Revoked))
-		return writeJSON(w, http.StatusOK, userViewOf(u))
+	u, err := update(r.Context(), "user "+id,
+		func(ctx context.Context) (*user.User, error) { return h.cfg.Store.GetUser(ctx, id) },
+		func(u *user.User) error {
+			now := h.cfg.Now()
+			if err := applyUser(&req, u, now); err != nil {
+				return err
+			}
+			setRevoked(req.Revoked, req.RevokedReason, &u.Revoked, &u.RevokedReason)
+			u.UpdatedAt = now.Unix()
+			return nil
+		},
+		h.cfg.Store.UpdateUser)
+	if err != nil {
+		return err
 	}
-	return storeError(err, "user "+id)
+	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "user updated",
+		slog.String("user", u.ID), slog.Bool("revoked", u.Revoked))
+	return writeJSON(w, http.StatusOK, userViewOf(u))
 }
 
 // applyUser validates the limits, ttl and tags present in req and writes them
@@ -259,33 +253,30 @@ func (h *Handler) updateOrg(w http.ResponseWriter, r *http.Request) error {
 			return mustBe(c.field, ruleDollars)
 		}
 	}
-	var err error
-	for range updateAttempts {
-		var o *user.Org
-		if o, err = h.cfg.Store.GetOrg(r.Context()); err != nil {
-			return storeError(err, "organization")
-		}
-		if req.CostLimitLifetime == nil && req.CostLimitPerMonth == nil {
-			return writeJSON(w, http.StatusOK, o)
-		}
-		if req.CostLimitLifetime != nil {
-			o.CostLimitLifetime = *req.CostLimitLifetime
-		}
-		if req.CostLimitPerMonth != nil {
-			o.CostLimitPerMonth = *req.CostLimitPerMonth
-		}
-		o.UpdatedAt = h.cfg.Now().Unix()
-		err = h.cfg.Store.PutOrg(r.Context(), o)
-		if errors.Is(err, dynamo.ErrConflict) {
-			continue
-		}
+	if req.CostLimitLifetime == nil && req.CostLimitPerMonth == nil {
+		o, err := h.cfg.Store.GetOrg(r.Context())
 		if err != nil {
 			return storeError(err, "organization")
 		}
-		h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "organization limits updated",
-			slog.String("costLimitInUsd", o.CostLimitLifetime.String()),
-			slog.String("costLimitInUsdPerMonth", o.CostLimitPerMonth.String()))
 		return writeJSON(w, http.StatusOK, o)
 	}
-	return storeError(err, "organization")
+	o, err := update(r.Context(), "organization", h.cfg.Store.GetOrg,
+		func(o *user.Org) error {
+			if req.CostLimitLifetime != nil {
+				o.CostLimitLifetime = *req.CostLimitLifetime
+			}
+			if req.CostLimitPerMonth != nil {
+				o.CostLimitPerMonth = *req.CostLimitPerMonth
+			}
+			o.UpdatedAt = h.cfg.Now().Unix()
+			return nil
+		},
+		h.cfg.Store.PutOrg)
+	if err != nil {
+		return err
+	}
+	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "organization limits updated",
+		slog.String("costLimitInUsd", o.CostLimitLifetime.String()),
+		slog.String("costLimitInUsdPerMonth", o.CostLimitPerMonth.String()))
+	return writeJSON(w, http.StatusOK, o)
 }
