@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -178,7 +177,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		}
 	}
 
-	m := meter{h: h, price: price, path: r.URL.Path, body: body, ev: ev,
+	m := meter{h: h, price: price, prompt: adm.res.Usage.PromptTokens, ev: ev,
 		bodies: newBodyLog(key, h.cfg.MaxLoggedBodyBytes, received)}
 	defer func() {
 		ev.LatencyMs = h.cfg.Now().Sub(start).Milliseconds()
@@ -287,11 +286,10 @@ func withIncludeUsage(body []byte) ([]byte, error) {
 
 // meter follows one response and turns it into the event's usage and cost.
 type meter struct {
-	h     *Handler
-	price pricing.Price
-	path  string
-	body  []byte // the client's request body, for counting when usage is missing
-	ev    *ledger.Event
+	h      *Handler
+	price  pricing.Price
+	prompt int64 // the request's prompt tokens as reserved, for when usage is missing
+	ev     *ledger.Event
 
 	served   bool          // upstream accepted the request (2xx)
 	usage    *ledger.Usage // as reported by upstream
@@ -382,14 +380,9 @@ func (m *meter) finish() {
 		m.ev.Usage = *m.usage
 	} else if m.served {
 		m.ev.Estimated = true
-		enc := m.price.Encoding
-		if n, err := m.h.cfg.Tokenizer.Prompt(enc, m.path, m.body); err == nil {
-			m.ev.Usage.PromptTokens = m.price.BoundTokens(n)
-		} else {
-			m.h.cfg.Log.Warn("could not count prompt tokens", slog.String("event", m.ev.ID), slog.String("cause", err.Error()))
-		}
+		m.ev.Usage.PromptTokens = m.prompt // counted once, for the reservation
 		if m.text.Len() > 0 {
-			if n, err := m.h.cfg.Tokenizer.Completion(enc, m.text.String()); err == nil {
+			if n, err := m.h.cfg.Tokenizer.Completion(m.price.Encoding, m.text.String()); err == nil {
 				m.ev.Usage.CompletionTokens = m.price.BoundTokens(n)
 			}
 		}

@@ -87,15 +87,19 @@ type worst struct {
 	cost                    money.Nanos
 }
 
-// worstCase counts the prompt with the tokenizer (conservatively: never
-// below what the provider bills) and assumes every choice runs to its output
-// cap, or to the model's maximum output when the request sets none.
-func (h *Handler) worstCase(path string, req *request, body []byte, price pricing.Price) (worst, error) {
-	prompt, err := h.cfg.Tokenizer.Prompt(price.Encoding, path, body)
+// promptTokens counts the prompt with the tokenizer, conservatively: never
+// below what the provider bills.
+func (h *Handler) promptTokens(path string, body []byte, price pricing.Price) (int64, error) {
+	n, err := h.cfg.Tokenizer.Prompt(price.Encoding, path, body)
 	if err != nil {
-		return worst{}, apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "the request's input could not be read: "+err.Error())
+		return 0, apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "the request's input could not be read: "+err.Error())
 	}
-	prompt = price.BoundTokens(prompt)
+	return price.BoundTokens(n), nil
+}
+
+// worstCase prices prompt tokens plus every choice running to its output
+// cap, or to the model's maximum output when the request sets none.
+func worstCase(path string, req *request, prompt int64, price pricing.Price) worst {
 	w := worst{prompt: prompt, choices: req.choices()}
 	if generates(path) {
 		limit := price.MaxOutputTokens
@@ -109,7 +113,7 @@ func (h *Handler) worstCase(path string, req *request, body []byte, price pricin
 	}
 	w.usage = ledger.Usage{PromptTokens: prompt, CompletionTokens: w.output * w.choices}
 	w.cost = price.Cost(w.usage)
-	return w, nil
+	return w
 }
 
 // admission is the outcome of reserving: the reservation, and the request
@@ -126,15 +130,17 @@ type admission struct {
 func (h *Handler) admit(r *http.Request, key *apikey.Key, req *request, body []byte, price pricing.Price, ev *ledger.Event) (*admission, error) {
 	ctx := r.Context()
 	adm := &admission{body: body}
+	// Lowering the output cap changes the body but not the prompt: count once.
+	prompt, err := h.promptTokens(r.URL.Path, body, price)
+	if err != nil {
+		return nil, err
+	}
 	for attempt := 0; ; attempt++ {
 		usr, org, err := h.owners(ctx, key)
 		if err != nil {
 			return nil, err
 		}
-		w, err := h.worstCase(r.URL.Path, req, adm.body, price)
-		if err != nil {
-			return nil, err
-		}
+		w := worstCase(r.URL.Path, req, prompt, price)
 		res := h.plan(key, usr, org, req, price, w, ev)
 		err = h.cfg.Limiter.Reserve(ctx, res)
 		if err == nil {
