@@ -16,13 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/dynamotest"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/provider"
 )
@@ -118,11 +116,7 @@ func timed(t *testing.T, what string, fn func()) {
 func TestRosterOnDynamoDB(t *testing.T) {
 	endpoint := localtest.StartDynamoDB(t)
 	ctx := context.Background()
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
-	store := dynamo.New(dynamo.NewClientAt(cfg, endpoint), "stipend-bulk", 0)
-	if err := store.CreateTable(ctx); err != nil {
-		t.Fatal(err)
-	}
+	store := dynamotest.Store(t, endpoint, "stipend-bulk")
 	if err := store.CreateProvider(ctx, &provider.Setting{ID: "p1", Name: "openai", Provider: provider.OpenAI, SecretID: "arn:p1", CreatedAt: 1}); err != nil {
 		t.Fatal(err)
 	}

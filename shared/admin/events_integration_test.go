@@ -17,13 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/dynamotest"
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/proxy"
@@ -34,11 +31,7 @@ import (
 func TestEventsEndToEnd(t *testing.T) {
 	ctx := context.Background()
 	endpoint := localtest.StartDynamoDB(t)
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
-	store := dynamo.New(dynamo.NewClientAt(cfg, endpoint), "events-it", 0)
-	if err := store.CreateTable(ctx); err != nil {
-		t.Fatal(err)
-	}
+	store := dynamotest.Store(t, endpoint, "events-it")
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+rtUpstreamKey {
 			w.WriteHeader(http.StatusUnauthorized)

@@ -23,14 +23,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/dynamotest"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/pricing"
@@ -94,11 +92,7 @@ func newRTEnv(t *testing.T, start time.Time) *rtEnv {
 	t.Helper()
 	endpoint := localtest.StartDynamoDB(t)
 	ctx := context.Background()
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
-	store := dynamo.New(dynamo.NewClientAt(cfg, endpoint), "reporting-it", 0)
-	if err := store.CreateTable(ctx); err != nil {
-		t.Fatal(err)
-	}
+	store := dynamotest.Store(t, endpoint, "reporting-it")
 	prices, err := pricing.Default()
 	if err != nil {
 		t.Fatal(err)

@@ -27,14 +27,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/dynamotest"
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/proxy"
 	"github.com/stipend/stipend/shared/tokenizer"
@@ -357,12 +354,7 @@ type seed003Env struct {
 func newSeed003Env(t *testing.T) *seed003Env {
 	t.Helper()
 	endpoint := localtest.StartDynamoDB(t)
-	ctx := context.Background()
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
-	store := dynamo.New(dynamo.NewClientAt(cfg, endpoint), "seed003", 0)
-	if err := store.CreateTable(ctx); err != nil {
-		t.Fatal(err)
-	}
+	store := dynamotest.Store(t, endpoint, "seed003")
 	prices, err := pricing.Default()
 	if err != nil {
 		t.Fatal(err)

@@ -18,14 +18,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/dynamotest"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/pricing"
@@ -97,14 +95,7 @@ type itEnv struct {
 func newITEnv(t *testing.T, endpoint, table string, now time.Time) *itEnv {
 	t.Helper()
 	ctx := context.Background()
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
-	db := dynamo.NewClientAt(cfg, endpoint)
-	store := dynamo.New(db, table, 0)
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := store.CreateTable(cctx); err != nil {
-		t.Fatal(err)
-	}
+	store := dynamotest.Store(t, endpoint, table)
 	prices, err := pricing.Default()
 	if err != nil {
 		t.Fatal(err)

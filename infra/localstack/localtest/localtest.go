@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
 	"github.com/stipend/stipend/infra/localstack"
 )
 
@@ -57,5 +60,14 @@ func closeProcess(tb testing.TB, p *localstack.Process) {
 	tb.Helper()
 	if err := p.Close(); err != nil {
 		tb.Errorf("localtest: %v", err)
+	}
+}
+
+// AWSConfig is an SDK configuration for the local services: their region and
+// static credentials. Point a client at a service with its endpoint.
+func AWSConfig() aws.Config {
+	return aws.Config{
+		Region:      localstack.Region,
+		Credentials: credentials.NewStaticCredentialsProvider(localstack.AccessKeyID, localstack.SecretAccessKey, ""),
 	}
 }
