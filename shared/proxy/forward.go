@@ -188,7 +188,8 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	if key.Moderation && r.URL.Path != "/v1/moderations" {
 		if err := h.moderate(r.Context(), prov, apiKey, body); err != nil {
 			// Recorded (cost 0, nothing was forwarded) so abuse can be traced.
-			ev.Status, ev.ErrorCode = apierror.From(err).Status, apierror.From(err).Code
+			e := apierror.From(err)
+			ev.Status, ev.ErrorCode = e.Status, e.Code
 			return err
 		}
 	}
@@ -291,11 +292,10 @@ type meter struct {
 	prompt int64 // the request's prompt tokens as reserved, for when usage is missing
 	ev     *ledger.Event
 
-	served   bool          // upstream accepted the request (2xx)
-	usage    *ledger.Usage // as reported by upstream
-	text     strings.Builder
-	complete bool     // the response reached its natural end
-	bodies   *bodyLog // nil unless the key logs bodies (bodylog.go)
+	served bool          // upstream accepted the request (2xx)
+	usage  *ledger.Usage // as reported by upstream
+	text   strings.Builder
+	bodies *bodyLog // nil unless the key logs bodies (bodylog.go)
 }
 
 // upstreamFailed turns a failed upstream call into the client's error and
@@ -369,7 +369,6 @@ func (m *meter) copyJSON(w http.ResponseWriter, body io.Reader) error {
 		return fmt.Errorf("copy upstream body: %w", err)
 	}
 	m.inspect(buf.Bytes())
-	m.complete = true
 	return nil
 }
 

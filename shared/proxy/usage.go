@@ -86,10 +86,7 @@ func isUsageOnlyChunk(data []byte) bool {
 // inspect reads usage and generated text from one event or body.
 func (m *meter) inspect(data []byte) {
 	if len(data) == 0 || data[0] != '{' {
-		if bytes.Equal(data, []byte("[DONE]")) {
-			m.complete = true
-		}
-		return
+		return // "[DONE]", comments, keep-alives
 	}
 	var p payload
 	if err := json.Unmarshal(data, &p); err != nil {
@@ -125,12 +122,8 @@ func (m *meter) inspect(data []byte) {
 		m.mergeUsage(p.Usage.toUsage())
 	case p.Response != nil && p.Response.Usage != nil:
 		m.mergeUsage(p.Response.Usage.toUsage())
-		m.complete = p.Type == "response.completed"
 	case p.Message != nil && p.Message.Usage != nil: // Anthropic message_start
 		m.mergeUsage(p.Message.Usage.toUsage())
-	}
-	if p.Type == "message_stop" {
-		m.complete = true
 	}
 }
 
