@@ -38,9 +38,11 @@ build-ResetFunction: ## (sam build) Build the scheduled reset job into $(ARTIFAC
 	$(if $(ARTIFACTS_DIR),,$(error ARTIFACTS_DIR is not set; run `sam build` or `make build`))
 	$(GO_LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/reset
 
-test: ## Run every test: go vet, the Go tests (race detector, DynamoDB Local included), cfn-lint.
+test: ## Run every test: go vet, the Go tests (race detector, DynamoDB Local included), again 400 days ahead, cfn-lint.
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 12m ./...
+	@echo "== the shared packages' tests again, with their clocks 400 days ahead (STIPEND_TEST_NOW, see shared/testclock)"
+	STIPEND_TEST_NOW=+400d $(GO) test -race -count=1 -timeout 12m ./shared/...
 	$(CFN_LINT) template.yaml
 
 lint: ## Check formatting (gofmt), go vet and the SAM template (cfn-lint).

@@ -4,14 +4,24 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/stipend/stipend/shared/rollover"
+	"github.com/stipend/stipend/shared/testclock"
 )
 
 func TestReset(t *testing.T) {
 	bootstrap(t, "reset") // fail before starting any service
 	st := newStack(t, false)
-	st.seedProxyKey(t)
+	// The monthly event is dated (sam local invoke replays it as it is): the
+	// key must exist before the month it closes, whatever today's date.
+	var scheduled struct {
+		Time time.Time `json:"time"`
+	}
+	if err := json.Unmarshal(readEvent(t, "reset/monthly.json"), &scheduled); err != nil || scheduled.Time.IsZero() {
+		t.Fatalf("reset/monthly.json has no time: %v", err)
+	}
+	st.seedProxyKeyAt(t, testclock.MonthStart(scheduled.Time, -2))
 	fn := startFunction(t, "reset", st.env())
 
 	report := func(t *testing.T, res *result) rollover.Report {

@@ -18,6 +18,7 @@ import (
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/secrets"
+	"github.com/stipend/stipend/shared/testclock"
 )
 
 // The fake credentials the events in events/ carry (see events/README.md).
@@ -99,17 +100,23 @@ func (s *stack) putSecret(t *testing.T, name, value string) string {
 }
 
 // seedProxyKey stores the key of events/proxy/*.json (only its hash) with
-// settingIDs and returns the stored key.
+// settingIDs and returns the stored key. It is created now, on the real
+// clock that the bootstrap binaries run on.
 func (s *stack) seedProxyKey(t *testing.T, settingIDs ...string) *apikey.Key {
+	t.Helper()
+	return s.seedProxyKeyAt(t, testclock.Real(), settingIDs...)
+}
+
+// seedProxyKeyAt is seedProxyKey with the key created at createdAt.
+func (s *stack) seedProxyKeyAt(t *testing.T, createdAt time.Time, settingIDs ...string) *apikey.Key {
 	t.Helper()
 	id, err := apikey.Parse(proxyKey)
 	if err != nil {
 		t.Fatalf("the events' proxy key: %v", err)
 	}
-	now := time.Now().Unix()
 	k := &apikey.Key{
 		ID: id, Name: "lambdatest", Hash: apikey.Hash(proxyKey), SettingIDs: settingIDs,
-		CreatedAt: now, UpdatedAt: now,
+		CreatedAt: createdAt.Unix(), UpdatedAt: createdAt.Unix(),
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()

@@ -78,7 +78,7 @@ func TestAnytimeByViewerIntegration(t *testing.T) {
 		Credentials: credentials.NewStaticCredentialsProvider(localstack.AccessKeyID, localstack.SecretAccessKey, "")}
 	db := dynamo.NewClientAt(cfg, ddbURL)
 	store := dynamo.New(db, "lifecycle", 0)
-	if err := store.CreateTable(ctx); err != nil {
+	if err := store.CreateTable(ctx, dynamo.WithoutTTL()); err != nil {
 		t.Fatal(err)
 	}
 	mgr := secrets.NewManager(secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) { o.BaseEndpoint = aws.String(smURL) }))

@@ -34,6 +34,7 @@ import (
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/proxy"
+	"github.com/stipend/stipend/shared/testclock"
 	"github.com/stipend/stipend/shared/tokenizer"
 )
 
@@ -250,7 +251,7 @@ func pointOf(ts int64, f figures, latency int64, model, keyID, customID string) 
 }
 
 func TestReportingEqualsEvents(t *testing.T) {
-	day1 := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	day1 := testclock.Now(t).Truncate(24*time.Hour).AddDate(0, 0, -11)
 	day2 := day1.AddDate(0, 0, 1)
 	e := newRTEnv(t, day1.Add(23*time.Hour+59*time.Minute))
 	k1, p1 := e.newKey()

@@ -92,10 +92,25 @@ func New(db *dynamodb.Client, table string, retention time.Duration) *Store {
 	return &Store{db: db, table: table, retention: retention}
 }
 
-// CreateTable creates the table as template.yaml declares it, with TTL on,
-// and waits until it is active. It is a no-op when the table exists. It is
-// meant for local stacks and tests; on AWS the template creates the table.
-func (s *Store) CreateTable(ctx context.Context) error {
+// TableOption changes how CreateTable creates the table.
+type TableOption func(*tableOptions)
+
+type tableOptions struct{ noTTL bool }
+
+// WithoutTTL leaves DynamoDB's TTL off, for test tables: their fixtures are
+// dated by the tests' own clocks, which the real calendar must not overtake
+// and delete behind the test's back. Expiry attributes are still written.
+func WithoutTTL() TableOption { return func(o *tableOptions) { o.noTTL = true } }
+
+// CreateTable creates the table as template.yaml declares it, with TTL on
+// (unless WithoutTTL), and waits until it is active. It is a no-op when the
+// table exists. It is meant for local stacks and tests; on AWS the template
+// creates the table.
+func (s *Store) CreateTable(ctx context.Context, opts ...TableOption) error {
+	var o tableOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	_, err := s.db.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName:            aws.String(s.table),
 		BillingMode:          types.BillingModePayPerRequest,
@@ -118,6 +133,9 @@ func (s *Store) CreateTable(ctx context.Context) error {
 		if err := s.ensureIndexes(ctx); err != nil {
 			return err
 		}
+	}
+	if o.noTTL {
+		return nil
 	}
 	_, err = s.db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
 		TableName:               aws.String(s.table),

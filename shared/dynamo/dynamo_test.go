@@ -18,6 +18,7 @@ import (
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/provider"
+	"github.com/stipend/stipend/shared/testclock"
 )
 
 // newStore returns a Store on a fresh table in one DynamoDB Local shared by
@@ -29,10 +30,11 @@ func newStore(t *testing.T, endpoint, table string) *Store {
 	s := New(db, table, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.CreateTable(ctx); err != nil {
+	// No TTL: fixtures are dated by the tests' clocks (see testclock).
+	if err := s.CreateTable(ctx, WithoutTTL()); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.CreateTable(ctx); err != nil {
+	if err := s.CreateTable(ctx, WithoutTTL()); err != nil {
 		t.Fatalf("CreateTable is not idempotent: %v", err)
 	}
 	return s
@@ -109,7 +111,7 @@ func TestStore(t *testing.T) {
 	t.Run("concurrent records are exact", func(t *testing.T) {
 		s := newStore(t, endpoint, "records")
 		const n = 100
-		base := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+		base := testclock.MonthStart(testclock.Now(t), -1)
 		var wg sync.WaitGroup
 		errs := make(chan error, n)
 		for i := 0; i < n; i++ {

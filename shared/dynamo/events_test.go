@@ -19,6 +19,7 @@ import (
 
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/testclock"
 )
 
 // ids returns the ids of events, in order.
@@ -54,8 +55,9 @@ func listAll(t *testing.T, s *Store, q EventQuery) [][]string {
 func TestEvents(t *testing.T) {
 	endpoint := localtest.StartDynamoDB(t)
 	ctx := context.Background()
-	// Oct 31 and Nov 1-2, so that the listing of all events crosses months.
-	base := time.Date(2026, 10, 31, 23, 0, 0, 0, time.UTC)
+	// The last hour of a month and the first hours of the next, two months
+	// ago, so that the listing of all events crosses months.
+	base := testclock.MonthStart(testclock.Now(t), -1).Add(-time.Hour)
 	at := func(h int) int64 { return base.Add(time.Duration(h) * time.Hour).UnixMilli() }
 
 	s := newStore(t, endpoint, "events")
@@ -229,7 +231,7 @@ func TestEventBodies(t *testing.T) {
 	endpoint := localtest.StartDynamoDB(t)
 	ctx := context.Background()
 	s := newStore(t, endpoint, "bodies")
-	now := time.Date(2026, 11, 5, 12, 0, 0, 0, time.UTC)
+	now := testclock.Now(t).AddDate(0, 0, -3)
 
 	req := `{"model":"gpt-4o-mini","messages":[{"role":"user","content":"héllo"}]}`
 	resp := "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n"

@@ -13,6 +13,7 @@ import (
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/testclock"
 )
 
 // dayModel names one day-and-model aggregate.
@@ -60,7 +61,7 @@ func TestAggregatesEqualEvents(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(t, endpoint, "aggregates")
 
-	day1 := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	day1 := testclock.Now(t).Truncate(24*time.Hour).AddDate(0, 0, -11)
 	day2 := day1.AddDate(0, 0, 1)
 	keys := []string{"ka", "kb"}
 	models := []string{"gpt-4o-mini", "gpt-4o", "claude-3-5-haiku"}
@@ -279,7 +280,7 @@ func TestImport(t *testing.T) {
 	endpoint := localtest.StartDynamoDB(t)
 	ctx := context.Background()
 	s := newStore(t, endpoint, "import")
-	day := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC)
+	day := testclock.Now(t).Truncate(24*time.Hour).AddDate(0, -11, 0)
 
 	var rows []DailyAggregate
 	for i := range 60 { // more than two batches

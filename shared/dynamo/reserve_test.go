@@ -14,6 +14,7 @@ import (
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/testclock"
 )
 
 // race runs n reservations for keys[i%len(keys)] concurrently; each that is
@@ -61,7 +62,7 @@ func race(t *testing.T, s *Store, n int, keys []string, plan func(keyID string) 
 func TestReservations(t *testing.T) {
 	endpoint := localtest.StartDynamoDB(t)
 	ctx := context.Background()
-	now := time.Date(2026, 11, 23, 16, 5, 0, 0, time.UTC)
+	now := testclock.Now(t).Truncate(time.Hour).Add(-5 * time.Minute) // on a minute boundary, like 16:55:00
 
 	t.Run("key budget under 200 concurrent requests", func(t *testing.T) {
 		s := newStore(t, endpoint, "keybudget")
@@ -152,7 +153,7 @@ func TestReservations(t *testing.T) {
 			}
 			return s.Settle(ctx, r, &ledger.Event{ID: id, KeyID: "k", Status: 200, Cost: req.Cost, CreatedAt: at.UnixMilli()})
 		}
-		nov := time.Date(2026, 11, 30, 23, 59, 0, 0, time.UTC)
+		nov := testclock.MonthStart(now, 0).Add(-time.Minute) // the last minute of last month
 		if err := reserve(nov, "m1"); err != nil {
 			t.Fatal(err)
 		}
@@ -160,9 +161,9 @@ func TestReservations(t *testing.T) {
 		if err := reserve(nov.Add(30*time.Second), "m2"); !errors.As(err, &le) || le.Charge.Scope != "key monthly spend" {
 			t.Fatalf("full month admitted: %v", err)
 		} else if ra := le.Charge.RetryAfter(nov.Add(30 * time.Second)); ra != 30*time.Second {
-			t.Fatalf("Retry-After = %v, want 30s (until Dec 1)", ra)
+			t.Fatalf("Retry-After = %v, want 30s (until the 1st)", ra)
 		}
-		if err := reserve(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC), "m3"); err != nil {
+		if err := reserve(testclock.MonthStart(now, 0), "m3"); err != nil {
 			t.Fatalf("new month refused: %v", err)
 		}
 	})

@@ -29,6 +29,7 @@ import (
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/proxy"
+	"github.com/stipend/stipend/shared/testclock"
 	"github.com/stipend/stipend/shared/tokenizer"
 	"github.com/stipend/stipend/shared/user"
 )
@@ -56,27 +57,6 @@ func (itSecrets) Get(_ context.Context, id string) (string, error) {
 	return itUpstreamKey, nil
 }
 
-// itClock is an injectable clock; the zero time means the real one.
-type itClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *itClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.t.IsZero() {
-		return time.Now()
-	}
-	return c.t
-}
-
-func (c *itClock) Set(t time.Time) {
-	c.mu.Lock()
-	c.t = t
-	c.mu.Unlock()
-}
-
 // itEnv is one proxy on its own table, with its own fake upstream.
 type itEnv struct {
 	t        *testing.T
@@ -84,14 +64,14 @@ type itEnv struct {
 	up       *fakeupstream.Server
 	proxy    *httptest.Server
 	client   *http.Client
-	clock    *itClock
+	clock    *testclock.Clock
 	prices   *pricing.Table
 	tok      *tokenizer.Counter
 	inflight sync.WaitGroup // proxy handlers still running
 }
 
 // newITEnv builds a proxy over table in the DynamoDB Local at endpoint; now
-// fixes its clock (zero: the real clock).
+// fixes its clock (zero: the tests' present, running at real speed).
 func newITEnv(t *testing.T, endpoint, table string, now time.Time) *itEnv {
 	t.Helper()
 	ctx := context.Background()
@@ -100,13 +80,17 @@ func newITEnv(t *testing.T, endpoint, table string, now time.Time) *itEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &itEnv{t: t, store: store, clock: &itClock{t: now}, prices: prices, tok: tokenizer.New()}
+	clock := testclock.Fixed(now)
+	if now.IsZero() {
+		clock = testclock.Running(testclock.Now(t))
+	}
+	e := &itEnv{t: t, store: store, clock: clock, prices: prices, tok: tokenizer.New()}
 	e.up = fakeupstream.New(fakeupstream.Options{APIKey: itUpstreamKey, Interval: time.Millisecond, Chunks: itChunks})
 	upSrv := httptest.NewServer(e.up)
 	t.Cleanup(upSrv.Close)
 	if err := store.CreateProvider(ctx, &provider.Setting{
 		ID: itProviderID, Name: "fake", Provider: provider.OpenAI, BaseURL: upSrv.URL + "/v1",
-		SecretID: itSecretID, CreatedAt: time.Now().Unix(),
+		SecretID: itSecretID, CreatedAt: e.clock.Now().Unix(),
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +115,7 @@ type itKey struct{ id, plain string }
 func (e *itEnv) newKey(mutate func(*apikey.Key)) itKey {
 	e.t.Helper()
 	id, plain := apikey.Generate()
-	k := &apikey.Key{ID: id, Name: "it-" + id[:6], Hash: apikey.Hash(plain), SettingIDs: []string{itProviderID}, CreatedAt: time.Now().Unix()}
+	k := &apikey.Key{ID: id, Name: "it-" + id[:6], Hash: apikey.Hash(plain), SettingIDs: []string{itProviderID}, CreatedAt: e.clock.Now().Unix()}
 	if mutate != nil {
 		mutate(k)
 	}
@@ -417,7 +401,7 @@ func TestIntegrationLimits(t *testing.T) {
 	// case (prompt + 1000 output tokens), so both bounds on the number
 	// served mean something.
 	budgetBody := chatBody(longPrompt(1000), maxTokens)
-	midMonth := time.Date(2026, 11, 23, 16, 5, 30, 0, time.UTC)
+	midMonth := testclock.MonthStart(testclock.Now(t), 0).AddDate(0, 0, -8).Add(16*time.Hour + 5*time.Minute + 30*time.Second)
 
 	t.Run("key lifetime budget, 200 streams", func(t *testing.T) {
 		e := newITEnv(t, endpoint, "it-key-budget", time.Time{})
@@ -452,7 +436,7 @@ func TestIntegrationLimits(t *testing.T) {
 		e := newITEnv(t, endpoint, "it-user-budget", time.Time{})
 		worst, _ := e.worst(budgetBody, maxTokens)
 		limit := worst * 21 / 2
-		u := &user.User{ID: "alice", UserID: "alice", Name: "Alice", CreatedAt: time.Now().Unix(), CostLimitLifetime: limit}
+		u := &user.User{ID: "alice", UserID: "alice", Name: "Alice", CreatedAt: e.clock.Now().Unix(), CostLimitLifetime: limit}
 		if err := e.store.CreateUser(ctx, u); err != nil {
 			t.Fatal(err)
 		}
@@ -543,8 +527,8 @@ func TestIntegrationLimits(t *testing.T) {
 	})
 
 	t.Run("monthly budget resets on the 1st", func(t *testing.T) {
-		nov := time.Date(2026, 11, 30, 23, 59, 30, 0, time.UTC)
-		dec := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+		dec := testclock.MonthStart(testclock.Now(t), 0) // "December": this month
+		nov := dec.Add(-30 * time.Second)                // "November": the last seconds of the month before
 		e := newITEnv(t, endpoint, "it-month", nov)
 		body := chatBody("What is a budget?", maxTokens)
 		worst, _ := e.worst(body, maxTokens)
@@ -556,7 +540,7 @@ func TestIntegrationLimits(t *testing.T) {
 		if first.status != http.StatusOK || !first.done {
 			t.Fatalf("first request of November: %+v", first)
 		}
-		if second.status != http.StatusTooManyRequests || second.code != "insufficient_quota" || !strings.Contains(second.message, "2026-12-01T00:00:00Z") {
+		if second.status != http.StatusTooManyRequests || second.code != "insufficient_quota" || !strings.Contains(second.message, dec.Format(time.RFC3339)) {
 			t.Fatalf("second request of November: %+v", second)
 		}
 		e.clock.Set(dec)

@@ -13,6 +13,7 @@ import (
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/rollover"
+	"github.com/stipend/stipend/shared/testclock"
 )
 
 // TestMonthCloseOnDynamoDB runs the reset against DynamoDB Local: a month
@@ -25,7 +26,9 @@ func TestMonthCloseOnDynamoDB(t *testing.T) {
 	if err := s.CreateKey(ctx, &apikey.Key{ID: "k", CreatedAt: 1}); err != nil {
 		t.Fatal(err)
 	}
-	nov := time.Date(2026, 11, 30, 23, 50, 0, 0, time.UTC)
+	at := testclock.MonthStart(testclock.Now(t), 0) // the monthly run
+	nov := at.Add(-10 * time.Minute)                // the last minutes of the month it closes
+	period := nov.Format("2006-01")
 	reserve := func(id string, cost money.Nanos) *budget.Reservation {
 		req := budget.Request{KeyID: "k", Key: budget.Limits{PerMonth: money.Dollar}, Cost: cost, Now: nov}
 		r := &budget.Reservation{ID: id, KeyID: "k", Charges: budget.Plan(req), Cost: cost, Usage: ledger.Usage{PromptTokens: 10, CompletionTokens: 90},
@@ -41,13 +44,12 @@ func TestMonthCloseOnDynamoDB(t *testing.T) {
 	}
 	reserve("dead", 30*money.Cent) // its invocation never settles
 
-	at := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	log := slog.New(slog.DiscardHandler)
 	rep, err := rollover.Run(ctx, s, rollover.MonthlyClose, at, log)
-	if err != nil || rep.Settled != 1 || rep.Statements != 1 || rep.Period != "2026-11" {
+	if err != nil || rep.Settled != 1 || rep.Statements != 1 || rep.Period != period {
 		t.Fatalf("first run: %+v, %v", rep, err)
 	}
-	st, err := s.Statement(ctx, "KEY#k", "2026-11")
+	st, err := s.Statement(ctx, "KEY#k", period)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,7 +61,7 @@ func TestMonthCloseOnDynamoDB(t *testing.T) {
 	if err != nil || rep.Settled != 0 {
 		t.Fatalf("second run: %+v, %v", rep, err)
 	}
-	again, _ := s.Statement(ctx, "KEY#k", "2026-11")
+	again, _ := s.Statement(ctx, "KEY#k", period)
 	if again != st {
 		t.Fatalf("second run changed the statement: %+v vs %+v", again, st)
 	}

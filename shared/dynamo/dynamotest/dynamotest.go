@@ -12,14 +12,15 @@ import (
 )
 
 // Store returns a store on a new table in the DynamoDB Local at endpoint,
-// created as template.yaml declares it. Tests that share one DynamoDB Local
-// give each store its own table.
+// created as template.yaml declares it but without TTL, so that DynamoDB
+// Local never deletes a fixture dated by the test's clock. Tests that share
+// one DynamoDB Local give each store its own table.
 func Store(tb testing.TB, endpoint, table string) *dynamo.Store {
 	tb.Helper()
 	s := dynamo.New(dynamo.NewClientAt(localtest.AWSConfig(), endpoint), table, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.CreateTable(ctx); err != nil {
+	if err := s.CreateTable(ctx, dynamo.WithoutTTL()); err != nil {
 		tb.Fatalf("dynamotest: create table %s: %v", table, err)
 	}
 	return s
