@@ -45,9 +45,12 @@ test: ## Run every test: go vet, the Go tests (race detector, DynamoDB Local inc
 	STIPEND_TEST_NOW=+400d $(GO) test -race -count=1 -timeout 12m ./shared/...
 	$(CFN_LINT) template.yaml
 
-lint: ## Check formatting (gofmt), go vet and the SAM template (cfn-lint).
+lint: ## Check formatting (gofmt), go vet, staticcheck, go.mod tidiness, package rules and the SAM template (cfn-lint).
 	@out="$$(gofmt -l $(GO_FILES))"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+	$(GO) mod tidy -diff
+	$(GO) test -count=1 ./shared/imports/
 	$(CFN_LINT) template.yaml
 
 fmt: ## Format the Go sources in place.

@@ -1,5 +1,6 @@
-// Package dynamotest gives other packages' tests a stipend store on
-// DynamoDB Local (see infra/localstack/localtest for starting one).
+// Package dynamotest gives other packages' tests a stipend store on a
+// DynamoDB Local endpoint (tests start one with infra/localstack/localtest;
+// this package only connects to it, so storage never depends on infra/).
 package dynamotest
 
 import (
@@ -7,7 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stipend/stipend/infra/localstack/localtest"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+
 	"github.com/stipend/stipend/shared/dynamo"
 )
 
@@ -17,11 +20,20 @@ import (
 // one DynamoDB Local give each store its own table.
 func Store(tb testing.TB, endpoint, table string) *dynamo.Store {
 	tb.Helper()
-	s := dynamo.New(dynamo.NewClientAt(localtest.AWSConfig(), endpoint), table, 0)
+	s := dynamo.New(dynamo.NewClientAt(localConfig(), endpoint), table, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.CreateTable(ctx, dynamo.WithoutTTL()); err != nil {
 		tb.Fatalf("dynamotest: create table %s: %v", table, err)
 	}
 	return s
+}
+
+// localConfig is an SDK configuration that DynamoDB Local accepts: any
+// region and any static credentials.
+func localConfig() aws.Config {
+	return aws.Config{
+		Region:      "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("local", "local", ""),
+	}
 }

@@ -1,0 +1,113 @@
+package imports
+
+import (
+	"encoding/json"
+	"io"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// layers says which of the module's own packages each package's non-test
+// code may import. A package missing here fails the test: a new package
+// states its place. The shape, bottom to top:
+//
+//   - leaves (money, cache, sse, apierror, testclock, ...) import nothing of ours;
+//   - domain packages (apikey, ledger, budget, pricing, provider, user, ...)
+//     import leaves and each other, never storage, HTTP handlers or wiring;
+//   - services (proxy, admin, rollover) declare the interfaces they need and
+//     import domain packages, never dynamo: they never know item layouts;
+//   - dynamo implements those interfaces; only wiring (functions/*, infra/*)
+//     and dynamotest import it;
+//   - nothing in shared/ imports functions/ or infra/.
+var layers = map[string][]string{
+	// leaves
+	"shared/apierror":  nil,
+	"shared/awsenv":    nil,
+	"shared/cache":     nil,
+	"shared/imports":   nil,
+	"shared/keyvault":  nil,
+	"shared/money":     nil,
+	"shared/provider":  nil,
+	"shared/server":    nil,
+	"shared/sse":       nil,
+	"shared/template":  nil,
+	"shared/testclock": nil,
+	"shared/tokenizer": nil,
+	// domain
+	"shared/apikey":  {"shared/money"},
+	"shared/ledger":  {"shared/money"},
+	"shared/user":    {"shared/money"},
+	"shared/pricing": {"shared/ledger", "shared/money"},
+	"shared/budget":  {"shared/apikey", "shared/ledger", "shared/money"},
+	"shared/secrets": {"shared/cache"},
+	// services
+	"shared/proxy": {"shared/apierror", "shared/apikey", "shared/budget", "shared/cache", "shared/ledger",
+		"shared/money", "shared/pricing", "shared/provider", "shared/sse", "shared/user"},
+	"shared/admin": {"shared/apierror", "shared/apikey", "shared/budget", "shared/ledger", "shared/money",
+		"shared/provider", "shared/user"},
+	"shared/rollover": {"shared/apikey", "shared/budget", "shared/ledger", "shared/user"},
+	// storage
+	"shared/dynamo":            {"shared/apikey", "shared/budget", "shared/ledger", "shared/money", "shared/provider", "shared/user"},
+	"shared/dynamo/dynamotest": {"shared/dynamo"},
+}
+
+// wiring packages may import anything in shared/ (and infra/ its own).
+var wiring = []string{"functions/", "infra/"}
+
+// pending lists today's known violations, each to be removed by the change
+// that fixes it; the test fails if a listed violation is gone, so the list
+// only shrinks.
+var pending = map[string][]string{
+	"shared/admin": {"shared/dynamo"}, // dynamo's Totals, EventQuery, AuditEntry, DailyAggregate, RosterKey
+}
+
+func TestLayers(t *testing.T) {
+	out, err := exec.Command("go", "list", "-json", module+"...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	seenPending := map[string]bool{}
+	for {
+		var p struct {
+			ImportPath string
+			Imports    []string
+		}
+		if err := dec.Decode(&p); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		rel := strings.TrimPrefix(p.ImportPath, module)
+		isWiring := slices.ContainsFunc(wiring, func(w string) bool { return strings.HasPrefix(rel, w) })
+		allowed, known := layers[rel]
+		if !known && !isWiring {
+			t.Errorf("%s has no place in layers (shared/imports/layers_test.go): say what it may import", rel)
+			continue
+		}
+		for _, imp := range p.Imports {
+			dep, ours := strings.CutPrefix(imp, module)
+			if !ours {
+				continue
+			}
+			switch {
+			case isWiring && strings.HasPrefix(dep, "shared/"):
+			case isWiring && strings.HasPrefix(dep, "infra/") && strings.HasPrefix(rel, "infra/"):
+			case slices.Contains(allowed, dep):
+			case slices.Contains(pending[rel], dep):
+				seenPending[rel+" -> "+dep] = true
+			default:
+				t.Errorf("%s imports %s, which its layer does not allow (see layers in shared/imports/layers_test.go)", rel, dep)
+			}
+		}
+	}
+	for rel, deps := range pending {
+		for _, dep := range deps {
+			if !seenPending[rel+" -> "+dep] {
+				t.Errorf("%s no longer imports %s: remove it from pending", rel, dep)
+			}
+		}
+	}
+}
