@@ -92,9 +92,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		return apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "could not read the request body")
 	}
 	received := body // as the client sent it, for the body log
-	var req request
-	if err := json.Unmarshal(body, &req); err != nil {
-		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not valid JSON")
+	req, err := parseRequest(r.URL.Path, body) // request.go
+	if err != nil {
+		return err
 	}
 	if req.Model == "" && r.URL.Path == "/v1/moderations" {
 		req.Model = defaultModerationModel // OpenAI's own default when model is omitted
@@ -115,6 +115,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	if !ok {
 		return apierror.New(http.StatusBadRequest, apierror.CodeModelNotPriced,
 			fmt.Sprintf("model %q has no known price, so its spend cannot be limited", req.Model)).WithParam("model")
+	}
+	if err := checkValues(r.URL.Path, &req, body, price); err != nil {
+		return err
 	}
 	customID := r.Header.Get("X-Custom-Id")
 	if customID == "" {

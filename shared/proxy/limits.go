@@ -92,7 +92,7 @@ type worst struct {
 func (h *Handler) promptTokens(path string, body []byte, price pricing.Price) (int64, error) {
 	n, err := h.cfg.Tokenizer.Prompt(price.Encoding, path, body)
 	if err != nil {
-		return 0, apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "the request's input could not be read: "+err.Error())
+		return 0, inputError(err) // request.go
 	}
 	return price.BoundTokens(n), nil
 }
