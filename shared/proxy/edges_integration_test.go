@@ -278,7 +278,10 @@ func TestIntegrationEdges(t *testing.T) {
 
 	t.Run("bad input refused before anything", func(t *testing.T) {
 		e := newEdgeEnv(t, endpoint, "edge-bad-input", "sk-provider-good-0001")
-		key := e.newKey(func(k *apikey.Key) { k.CostLimitLifetime = money.Dollar; k.RateLimitOverTime, k.RateLimitUnit = 1000, "m" })
+		key := e.newKey(func(k *apikey.Key) {
+			k.CostLimitLifetime = money.Dollar
+			k.RateLimitOverTime, k.RateLimitUnit = 1000, "m"
+		})
 		huge := strings.Repeat("abcdefgh ", 130_000) // 1.17 MB of text: far beyond 128k tokens
 		tests := []struct {
 			name, path string

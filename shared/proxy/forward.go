@@ -92,7 +92,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		return apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "could not read the request body")
 	}
 	received := body // as the client sent it, for the body log
-	req, err := parseRequest(r.URL.Path, body) // request.go
+	req, err := parseRequest(r.URL.Path, body)
 	if err != nil {
 		return err
 	}
