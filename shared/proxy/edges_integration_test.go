@@ -355,4 +355,58 @@ func TestIntegrationEdges(t *testing.T) {
 			t.Fatalf("good request: %d %s", r.status, r.body)
 		}
 	})
+
+	t.Run("upstream 401 is the instructor's problem", func(t *testing.T) {
+		const wrong = "sk-teacher-revoked-key-wxyz"
+		e := newEdgeEnv(t, endpoint, "edge-upstream-auth", "sk-provider-good-0002")
+		e.adminCall("PATCH", "/api/v1/providers/"+e.providerID, `{"apiKey":"`+wrong+`"}`, nil)
+		key := e.newKey(func(k *apikey.Key) { k.CostLimitLifetime = money.Dollar })
+		screened := e.newKey(func(k *apikey.Key) { k.Moderation = true })
+		for _, tt := range []struct {
+			name string
+			key  itKey
+			body []byte
+		}{
+			{"streamed", key, chat(`,"stream":true`)},
+			{"not streamed", key, chat("")},
+			{"moderation screening", screened, chat("")},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				r := e.call("POST", "/v1/chat/completions", tt.key.plain, tt.body)
+				if r.status != http.StatusBadGateway || r.err.Code != "upstream_auth_error" ||
+					r.err.Message != "the provider rejected the proxy's credentials; tell your instructor" || r.err.Type != "server_error" {
+					t.Fatalf("%d %s: want 502 upstream_auth_error", r.status, r.body)
+				}
+				if strings.Contains(string(r.body), "wxyz") || strings.Contains(string(r.body), "invalid_api_key") {
+					t.Fatalf("the client saw the provider's answer: %s", r.body)
+				}
+				if r.header.Get("X-Stipend-Request-Id") == "" && tt.key == key {
+					t.Errorf("no X-Stipend-Request-Id")
+				}
+			})
+		}
+		evs := append(e.events(key), e.events(screened)...)
+		if len(evs) != 3 {
+			t.Fatalf("%d events, want 3", len(evs))
+		}
+		for _, ev := range evs {
+			if ev.Status != http.StatusBadGateway || ev.ErrorCode != "upstream_auth_error" || ev.Cost != 0 {
+				t.Errorf("event %+v: want status 502, upstream_auth_error, cost 0", ev)
+			}
+		}
+		tot, err := e.store.KeyTotals(context.Background(), key.id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tot.Committed != 0 || tot.Cost != 0 {
+			t.Errorf("key totals %+v: want nothing spent", tot)
+		}
+		logged := e.logText()
+		if !strings.Contains(logged, "rejected") || !strings.Contains(logged, e.providerID) {
+			t.Errorf("not logged with the provider: %s", logged)
+		}
+		if strings.Contains(logged, "wxyz") {
+			t.Errorf("the provider key reached the log: %s", logged)
+		}
+	})
 }
