@@ -409,4 +409,28 @@ func TestIntegrationEdges(t *testing.T) {
 			t.Errorf("the provider key reached the log: %s", logged)
 		}
 	})
+
+	t.Run("a changed provider key applies to the next request", func(t *testing.T) {
+		e := newEdgeEnv(t, endpoint, "edge-key-rotation", "sk-provider-old-0003")
+		key := e.newKey(nil)
+		if r := e.call("POST", "/v1/chat/completions", key.plain, chat("")); r.status != http.StatusOK {
+			t.Fatalf("with the old key: %d %s", r.status, r.body)
+		}
+		// The provider now takes only the new key (the old one was revoked
+		// there), and the teacher gives it to stipend.
+		for i, next := range []string{"sk-provider-new-0004", "sk-provider-newer-0005"} {
+			e.up.accepted.Store(next)
+			e.adminCall("PATCH", "/api/v1/providers/"+e.providerID, `{"apiKey":"`+next+`"}`, nil)
+			for j := range 2 {
+				if r := e.call("POST", "/v1/chat/completions", key.plain, chat("")); r.status != http.StatusOK {
+					t.Fatalf("change %d, request %d after it: %d %s", i+1, j+1, r.status, r.body)
+				}
+			}
+		}
+		// Changing something else keeps the cached key.
+		e.adminCall("PATCH", "/api/v1/providers/"+e.providerID, `{"name":"renamed"}`, nil)
+		if r := e.call("POST", "/v1/chat/completions", key.plain, chat("")); r.status != http.StatusOK {
+			t.Fatalf("after a rename: %d %s", r.status, r.body)
+		}
+	})
 }
