@@ -433,4 +433,74 @@ func TestIntegrationEdges(t *testing.T) {
 			t.Fatalf("after a rename: %d %s", r.status, r.body)
 		}
 	})
+
+	t.Run("headers and key info agree on remaining", func(t *testing.T) {
+		e := newEdgeEnv(t, endpoint, "edge-remaining", "sk-provider-good-0006")
+		key := e.newKey(func(k *apikey.Key) {
+			k.CostLimitLifetime = money.Dollar
+			k.RateLimitOverTime, k.RateLimitUnit = 100, "m"
+			k.ModelLimits = map[string]apikey.ModelLimit{itModel: {RPM: 10, TPM: 1_000_000}}
+		})
+		// A served request first, so that settled spend counts too.
+		if r := e.call("POST", "/v1/chat/completions", key.plain, chat(`,"max_tokens":1000`)); r.status != http.StatusOK {
+			t.Fatalf("%d %s", r.status, r.body)
+		}
+		// A second one stays in flight (the fake upstream hangs after its
+		// first chunk) while key info is read: its reservation is committed.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		body := []byte(`{"model":"gpt-4o-mini","stream":true,"max_tokens":1000,"messages":[{"role":"user","content":"fake:hang"}]}`)
+		req, _ := http.NewRequestWithContext(ctx, "POST", e.proxy.URL+"/v1/chat/completions", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+key.plain)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("in-flight request: %v %v", resp, err)
+		}
+		defer resp.Body.Close()
+		if _, err := resp.Body.Read(make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+
+		info := e.call("GET", "/v1/key/info", key.plain, nil)
+		if info.status != http.StatusOK {
+			t.Fatalf("key info: %d %s", info.status, info.body)
+		}
+		var out struct {
+			Limits []struct {
+				Scope, Kind      string
+				Limit, Remaining json.Number
+			}
+		}
+		dec := json.NewDecoder(bytes.NewReader(info.body))
+		dec.UseNumber()
+		if err := dec.Decode(&out); err != nil {
+			t.Fatal(err)
+		}
+		// The header shows the tightest limit of each kind.
+		tightest := map[string]json.Number{}
+		for _, l := range out.Limits {
+			v, _ := l.Remaining.Float64()
+			if cur, ok := tightest[l.Kind]; !ok || v < must(cur.Float64()) {
+				tightest[l.Kind] = l.Remaining
+			}
+		}
+		for kind, header := range map[string]string{"requests": "X-Ratelimit-Remaining-Requests", "tokens": "X-Ratelimit-Remaining-Tokens", "spend": "X-Stipend-Budget-Remaining"} {
+			if got := resp.Header.Get(header); got == "" || got != tightest[kind].String() {
+				t.Errorf("%s: header %s = %q, key info's tightest %s limit has %q remaining (limits %+v)", kind, header, got, kind, tightest[kind], out.Limits)
+			}
+		}
+		// Remaining subtracts the request in flight: 10 per minute for the
+		// model, two requests made.
+		if got := resp.Header.Get("X-Ratelimit-Remaining-Requests"); got != "8" {
+			t.Errorf("requests remaining %q, want 8", got)
+		}
+		cancel()
+	})
+}
+
+func must(f float64, err error) float64 {
+	if err != nil {
+		panic(err)
+	}
+	return f
 }
