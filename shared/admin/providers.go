@@ -120,11 +120,13 @@ func (h *Handler) updateProvider(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if apiKey != "" {
-		// A new version of the same secret; proxies pick it up when their
-		// secret cache expires.
+		// A new version of the same secret. The proxies read the provider
+		// setting on every request and drop their cached secret when its
+		// KeyVersion has moved, so the next request uses the new key.
 		if p.SecretID, err = h.putSecret(r, p.ID, apiKey); err != nil {
 			return err
 		}
+		p.KeyVersion++
 	}
 	p.UpdatedAt = h.cfg.Now().Unix()
 	if err := h.cfg.Store.UpdateProvider(r.Context(), p); err != nil {

@@ -33,6 +33,7 @@ const (
 	CodeRequestTooLarge    = "request_too_large"
 	CodeUpstreamError      = "upstream_error"
 	CodeUpstreamTimeout    = "upstream_timeout"
+	CodeUpstreamAuthError  = "upstream_auth_error" // the provider refused stipend's own provider key
 	CodeServiceUnavailable = "service_unavailable"
 	CodeNotFound           = "not_found"
 	CodeInternal           = "internal_error"

@@ -212,11 +212,12 @@ func (s *Store) UpdateProvider(ctx context.Context, p *provider.Setting) error {
 
 type providerData struct {
 	provider.Setting
-	SecretID string `json:"secretId"`
+	SecretID   string `json:"secretId"`
+	KeyVersion int64  `json:"keyVersion,omitempty"`
 }
 
 func providerItem(p *provider.Setting) (map[string]types.AttributeValue, error) {
-	b, err := json.Marshal(providerData{Setting: *p, SecretID: p.SecretID})
+	b, err := json.Marshal(providerData{Setting: *p, SecretID: p.SecretID, KeyVersion: p.KeyVersion})
 	if err != nil {
 		return nil, fmt.Errorf("encode provider %s: %w", p.ID, err)
 	}
@@ -233,7 +234,7 @@ func decodeProvider(item map[string]types.AttributeValue) (*provider.Setting, er
 		return nil, fmt.Errorf("decode provider %s: %w", getS(item, attrPK), err)
 	}
 	p := d.Setting
-	p.SecretID = d.SecretID
+	p.SecretID, p.KeyVersion = d.SecretID, d.KeyVersion
 	return &p, nil
 }
 

@@ -30,6 +30,11 @@ type Setting struct {
 	SecretID      string   `json:"-"` // Secrets Manager id of the provider API key
 	CreatedAt     int64    `json:"createdAt"`
 	UpdatedAt     int64    `json:"updatedAt"`
+
+	// KeyVersion counts changes of the provider API key: every new apiKey
+	// increments it, so a proxy that sees a higher one knows its cached
+	// secret is stale. Stored, never shown.
+	KeyVersion int64 `json:"-"`
 }
 
 // ValidKind reports whether kind is a provider stipend can call.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -92,9 +93,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		return apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "could not read the request body")
 	}
 	received := body // as the client sent it, for the body log
-	var req request
-	if err := json.Unmarshal(body, &req); err != nil {
-		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not valid JSON")
+	req, err := parseRequest(r.URL.Path, body)
+	if err != nil {
+		return err
 	}
 	if req.Model == "" && r.URL.Path == "/v1/moderations" {
 		req.Model = defaultModerationModel // OpenAI's own default when model is omitted
@@ -115,6 +116,9 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	if !ok {
 		return apierror.New(http.StatusBadRequest, apierror.CodeModelNotPriced,
 			fmt.Sprintf("model %q has no known price, so its spend cannot be limited", req.Model)).WithParam("model")
+	}
+	if err := checkValues(r.URL.Path, &req, body, price); err != nil {
+		return err
 	}
 	customID := r.Header.Get("X-Custom-Id")
 	if customID == "" {
@@ -221,6 +225,16 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	defer resp.Body.Close()
 	idle.Reset(h.cfg.IdleTimeout)
 	ev.Status = resp.StatusCode
+	if rejectsKey(resp.StatusCode) {
+		// The teacher's provider key, not the student's: never pass the
+		// provider's "incorrect API key ...abcd" through.
+		ev.Status, ev.ErrorCode = http.StatusBadGateway, apierror.CodeUpstreamAuthError
+		w.Header().Set("X-Stipend-Request-Id", ev.ID)
+		h.cfg.Log.LogAttrs(r.Context(), slog.LevelError, "the provider rejected its provider key",
+			slog.String("provider", prov.ID), slog.Int("upstreamStatus", resp.StatusCode),
+			slog.String("event", ev.ID), slog.String("key", key.ID))
+		return errUpstreamAuth(prov, resp.StatusCode)
+	}
 
 	hdr := w.Header()
 	for name, v := range resp.Header {
@@ -256,6 +270,19 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 }
 
 var errIdle = errors.New("upstream sent nothing for too long")
+
+// rejectsKey reports an upstream status that means the provider refused
+// stipend's provider key (wrong, revoked, or without access).
+func rejectsKey(status int) bool {
+	return status == http.StatusUnauthorized || status == http.StatusForbidden
+}
+
+// errUpstreamAuth is the client's answer when the provider refused the
+// provider key: the instructor must act, not the student.
+func errUpstreamAuth(prov *provider.Setting, status int) error {
+	return apierror.Wrap(fmt.Errorf("provider %s answered %d", prov.ID, status), http.StatusBadGateway,
+		apierror.CodeUpstreamAuthError, "the provider rejected the proxy's credentials; tell your instructor")
+}
 
 func started(err error) error {
 	if err == nil {

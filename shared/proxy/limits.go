@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -92,7 +94,7 @@ type worst struct {
 func (h *Handler) promptTokens(path string, body []byte, price pricing.Price) (int64, error) {
 	n, err := h.cfg.Tokenizer.Prompt(price.Encoding, path, body)
 	if err != nil {
-		return 0, apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "the request's input could not be read: "+err.Error())
+		return 0, inputError(err) // request.go
 	}
 	return price.BoundTokens(n), nil
 }
@@ -342,7 +344,7 @@ func (h *Handler) limitHeaders(ctx context.Context, charges []budget.Charge) htt
 		if c.Limit == 0 {
 			continue
 		}
-		left := max(c.Limit-vals[i], 0)
+		left := remaining(*c, vals[i])
 		switch c.Kind {
 		case budget.Requests:
 			if req == nil || left < reqLeft {
@@ -404,6 +406,13 @@ func (h *Handler) release(ctx context.Context, res *budget.Reservation) {
 	}
 }
 
+// remaining is what limit c still allows: the limit minus the committed
+// counter — settled usage plus every reservation of a request still in
+// flight, this one's included — never below zero. It is what the next
+// request can use. The x-ratelimit-remaining-* and
+// x-stipend-budget-remaining headers and GET /v1/key/info all use it.
+func remaining(c budget.Charge, committed int64) int64 { return max(c.Limit-committed, 0) }
+
 // limitView is one limit in GET /v1/key/info.
 type limitView struct {
 	Scope     string `json:"scope"`
@@ -422,7 +431,22 @@ func (h *Handler) keyInfo(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		return err
 	}
 	res := h.plan(key, usr, org, &request{}, pricing.Price{}, worst{}, &ledger.Event{})
-	vals, err := h.cfg.Limiter.Counters(ctx, res.Charges)
+	charges := res.Charges
+	// Per-model limits are planned only for a request's model: add each one
+	// the key has, as a request for that model would see it.
+	seen := map[string]bool{}
+	for _, c := range charges {
+		seen[c.Owner+"/"+c.Name] = true
+	}
+	for _, m := range slices.Sorted(maps.Keys(key.ModelLimits)) {
+		for _, c := range h.plan(key, usr, org, &request{Model: m}, pricing.Price{Model: m}, worst{}, &ledger.Event{}).Charges {
+			if !seen[c.Owner+"/"+c.Name] {
+				seen[c.Owner+"/"+c.Name] = true
+				charges = append(charges, c)
+			}
+		}
+	}
+	vals, err := h.cfg.Limiter.Counters(ctx, charges)
 	if err != nil {
 		return storeUnavailable(err)
 	}
@@ -449,7 +473,7 @@ func (h *Handler) keyInfo(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		AllowedModels: key.AllowedModels, AllowedPaths: key.AllowedPaths, ModelLimits: key.ModelLimits,
 		Limits: []limitView{},
 	}
-	for i, c := range res.Charges {
+	for i, c := range charges {
 		switch {
 		case c.Owner == "KEY#"+key.ID && c.Name == budget.LifetimeCounter:
 			out.SpendInUsd = money.Nanos(vals[i])
@@ -460,7 +484,7 @@ func (h *Handler) keyInfo(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 			continue
 		}
 		v := limitView{Scope: c.Scope, Kind: string(c.Kind), Limit: amount(c.Kind, c.Limit), Used: amount(c.Kind, vals[i]),
-			Remaining: amount(c.Kind, max(c.Limit-vals[i], 0))}
+			Remaining: amount(c.Kind, remaining(c, vals[i]))}
 		if !c.Resets.IsZero() {
 			v.ResetsAt = c.Resets.Unix()
 		}

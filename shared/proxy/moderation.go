@@ -115,6 +115,9 @@ func (h *Handler) moderate(ctx context.Context, prov *provider.Setting, apiKey s
 			"this key requires moderation, and the moderation check could not be made")
 	}
 	defer resp.Body.Close()
+	if rejectsKey(resp.StatusCode) {
+		return errUpstreamAuth(prov, resp.StatusCode)
+	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return apierror.Wrap(fmt.Errorf("moderation answered %d: %v", resp.StatusCode, err), http.StatusBadGateway, apierror.CodeUpstreamError,

@@ -17,6 +17,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stipend/stipend/shared/apierror"
@@ -38,10 +39,15 @@ type Providers interface {
 	GetProvider(ctx context.Context, id string) (*provider.Setting, error)
 }
 
-// Secrets returns a secret's value (a provider API key) by id.
+// Secrets returns a secret's value (a provider API key) by id. When it caches
+// values, it should also have Forget(id) (as *cache.TTL does): the proxy
+// calls it when a provider setting's KeyVersion shows that its key changed.
 type Secrets interface {
 	Get(ctx context.Context, id string) (string, error)
 }
+
+// forgetter is a Secrets that caches: Forget drops one cached secret.
+type forgetter interface{ Forget(id string) }
 
 // Prices prices models.
 type Prices interface {
@@ -104,6 +110,9 @@ type Handler struct {
 	org       *cache.TTL[*user.Org]
 	providers *cache.TTL[*provider.Setting]
 	mux       *http.ServeMux
+
+	keyVersionMu sync.Mutex
+	keyVersions  map[string]int64 // secret id -> highest provider KeyVersion seen
 }
 
 // New returns a Handler for cfg.
@@ -144,6 +153,8 @@ func New(cfg Config) *Handler {
 		}),
 		providers: cache.New(cfg.KeyTTL, cfg.Providers.GetProvider),
 		mux:       http.NewServeMux(),
+
+		keyVersions: map[string]int64{},
 	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -309,15 +320,35 @@ func (h *Handler) pickProvider(ctx context.Context, key *apikey.Key) (*provider.
 			"this key has no provider setting; ask the administrator to add one")
 	}
 	id := key.SettingIDs[rand.IntN(len(key.SettingIDs))]
-	p, err := h.providers.Get(ctx, id)
+	// Read fresh, not from the configuration cache: a changed provider key
+	// (PATCH /api/v1/providers/{id}) applies to the very next request.
+	p, err := h.cfg.Providers.GetProvider(ctx, id)
 	if err != nil {
 		return nil, "", apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
 			"the provider setting is unavailable; try again shortly")
 	}
+	h.forgetStaleSecret(p)
 	secret, err := h.cfg.Secrets.Get(ctx, p.SecretID)
 	if err != nil {
 		return nil, "", apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
 			"the provider key is unavailable; try again shortly")
 	}
 	return p, secret, nil
+}
+
+// forgetStaleSecret drops the cached provider key of p when p's KeyVersion
+// is higher than any this handler has seen for that secret: the key was
+// changed since it was cached. Versions only move up, so a request that read
+// the setting just before a change cannot undo the next one's refresh.
+func (h *Handler) forgetStaleSecret(p *provider.Setting) {
+	h.keyVersionMu.Lock()
+	seen, ok := h.keyVersions[p.SecretID]
+	stale := !ok || p.KeyVersion > seen
+	if stale {
+		h.keyVersions[p.SecretID] = p.KeyVersion
+	}
+	h.keyVersionMu.Unlock()
+	if f, caches := h.cfg.Secrets.(forgetter); caches && stale && ok {
+		f.Forget(p.SecretID)
+	}
 }
