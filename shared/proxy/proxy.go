@@ -22,6 +22,7 @@ import (
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/cache"
+	"github.com/stipend/stipend/shared/pages"
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/user"
@@ -154,6 +155,8 @@ func New(cfg Config) *Handler {
 	for _, p := range forwardedPaths {
 		h.mux.Handle("POST "+p, h.handle(h.forward))
 	}
+	h.mux.Handle("GET /{$}", pages.Student()) // the student's page (shared/pages)
+	h.mux.Handle("GET "+pages.AssetPrefix, pages.Assets())
 	h.mux.Handle("/", h.handle(func(w http.ResponseWriter, r *http.Request, _ *apikey.Key) error {
 		return apierror.New(http.StatusNotFound, apierror.CodeNotFound, fmt.Sprintf("unknown endpoint %s %s", r.Method, r.URL.Path))
 	}))
