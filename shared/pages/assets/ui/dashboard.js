@@ -62,14 +62,15 @@ function signIn(message) {
     el("p", { class: "muted" }, "Paste the admin key. It stays in this browser tab (sessionStorage) and is sent only to this site's admin API."),
     el("form", { onsubmit: async (e) => {
       e.preventDefault();
-      sessionStorage.setItem(KEY, input.value.trim());
-      try {
-        await api("GET", "/api/v1/organization");
-      } catch (err) {
-        sessionStorage.removeItem(KEY);
-        note.textContent = err.message;
+      // The key is kept only once the API accepts it.
+      const key = input.value.trim();
+      const resp = await fetch("/api/v1/organization", { headers: { Authorization: "Bearer " + key }, cache: "no-store", credentials: "omit" });
+      if (!resp.ok) {
+        const data = await resp.json().catch(() => null);
+        note.textContent = (data && data.error && data.error.message) || `${resp.status} ${resp.statusText}`;
         return;
       }
+      sessionStorage.setItem(KEY, key);
       if (location.hash === "" || location.hash === "#/") location.hash = "#/overview";
       route();
     } }, input, el("button", { type: "submit" }, "Sign in")),
@@ -206,9 +207,11 @@ const keyLink = (k) => el("a", { href: "#/key/" + encodeURIComponent(k.keyId) },
 
 // ---- keys ----
 
+const natural = new Intl.Collator("en", { numeric: true, sensitivity: "base" }); // "Student 2" before "Student 10"
+
 const keyColumns = [
-  { id: "name", title: "Name", v: (k) => k.name.toLowerCase() },
-  { id: "user", title: "User", v: (k) => (k.userId || "").toLowerCase() },
+  { id: "name", title: "Name", v: (k) => k.name },
+  { id: "user", title: "User", v: (k) => k.userId || "" },
   { id: "status", title: "Status", v: (k) => k.status },
   { id: "lifetime", title: "Lifetime spend", v: (k) => k.life.costInUsd || 0 },
   { id: "month", title: "This month", v: (k) => k.month.costInUsd || 0 },
@@ -233,7 +236,10 @@ async function keysView() {
     const col = keyColumns.find((c) => c.id === state.sort);
     return keys.filter((k) => (state.status === "all" || (state.status === "current" ? k.status !== "archived" : k.status === state.status)) &&
       (!f || [k.name, k.userId, k.keyId, ...(k.tags || [])].some((s) => (s || "").toLowerCase().includes(f))))
-      .sort((a, b) => { const x = col.v(a), y = col.v(b); return (x < y ? -1 : x > y ? 1 : 0) * state.dir; });
+      .sort((a, b) => {
+        const x = col.v(a), y = col.v(b);
+        return (typeof x === "string" ? natural.compare(x, y) : x - y) * state.dir;
+      });
   }
   function draw() {
     const list = visible();
@@ -252,8 +258,8 @@ async function keysView() {
   }
   const summary = (list) => `${list.length} of ${keys.length} keys shown, ${state.selected.size} selected`;
 
-  const setLife = el("input", { type: "number", min: 0, step: "0.01", placeholder: "lifetime $", "aria-label": "new lifetime limit in dollars", id: "bulk-lifetime" });
-  const setMonth = el("input", { type: "number", min: 0, step: "0.01", placeholder: "monthly $", "aria-label": "new monthly limit in dollars", id: "bulk-month" });
+  const setLife = el("input", { type: "number", min: 0, step: "any", placeholder: "lifetime $", "aria-label": "new lifetime limit in dollars", id: "bulk-lifetime" });
+  const setMonth = el("input", { type: "number", min: 0, step: "any", placeholder: "monthly $", "aria-label": "new monthly limit in dollars", id: "bulk-month" });
   async function bulk(path, payload, done) {
     if (state.selected.size === 0) return toast("Select keys first.", true);
     try {
@@ -302,8 +308,8 @@ function createKeyForm(providers) {
   const name = el("input", { required: true, placeholder: "name", "aria-label": "key name", id: "new-key-name" });
   const userId = el("input", { placeholder: "user id (optional)", "aria-label": "user id" });
   const prov = providerSelect(providers, "new-key-provider");
-  const life = el("input", { type: "number", min: 0, step: "0.01", placeholder: "lifetime limit $", "aria-label": "lifetime limit in dollars" });
-  const month = el("input", { type: "number", min: 0, step: "0.01", placeholder: "monthly limit $", "aria-label": "monthly limit in dollars" });
+  const life = el("input", { type: "number", min: 0, step: "any", placeholder: "lifetime limit $", "aria-label": "lifetime limit in dollars" });
+  const month = el("input", { type: "number", min: 0, step: "any", placeholder: "monthly limit $", "aria-label": "monthly limit in dollars" });
   const ttl = el("input", { placeholder: "expires after, e.g. 120d", "aria-label": "time to live" });
   const models = el("input", { placeholder: "allowed models, e.g. gpt-4o-mini", "aria-label": "allowed models" });
   const out = el("div", { class: "once" });
@@ -329,7 +335,7 @@ function createKeyForm(providers) {
 function rosterForm(providers) {
   const file = el("input", { type: "file", accept: ".csv,text/csv", required: true, "aria-label": "roster CSV", id: "roster-file" });
   const prov = providerSelect(providers, "roster-provider");
-  const life = el("input", { type: "number", min: 0, step: "0.01", value: "1", placeholder: "lifetime limit $ each", "aria-label": "lifetime limit per student in dollars", id: "roster-lifetime" });
+  const life = el("input", { type: "number", min: 0, step: "any", value: "1", placeholder: "lifetime limit $ each", "aria-label": "lifetime limit per student in dollars", id: "roster-lifetime" });
   const ttl = el("input", { value: "120d", placeholder: "expires after", "aria-label": "time to live", id: "roster-ttl" });
   const models = el("input", { value: "gpt-4o-mini", placeholder: "allowed models", "aria-label": "allowed models", id: "roster-models" });
   const chatOnly = el("input", { type: "checkbox", checked: true, id: "roster-chat-only" });
@@ -386,8 +392,8 @@ function download(name, text) {
 // ---- one key ----
 
 async function keyView(id) {
-  const [k, ids, evs] = await Promise.all([
-    api("GET", "/api/v1/secret-keys/" + encodeURIComponent(id)),
+  const [[k], ids, evs] = await Promise.all([
+    api("GET", "/api/v1/secret-keys/" + encodeURIComponent(id)), // a list of one, as BricksAI answers
     api("GET", "/api/v1/custom-ids?" + q({ keyId: id })),
     api("GET", "/api/v1/events?" + q({ keyId: id, limit: 100 })),
   ]);
@@ -418,13 +424,13 @@ async function keyView(id) {
 }
 
 function limitsForm(k, status) {
-  const money = (v, label, id) => el("label", {}, label, el("input", { type: "number", min: 0, step: "0.01", value: v || "", placeholder: "none", id }));
+  const money = (v, label, id) => el("label", {}, label, el("input", { type: "number", min: 0, step: "any", value: v || "", placeholder: "none", id }));
   const life = money(k.costLimitInUsd, "Lifetime $", "limit-lifetime");
   const month = money(k.costLimitInUsdPerMonth, "Monthly $", "limit-month");
   const over = money(k.costLimitInUsdOverTime, "Spend per unit $", "limit-over");
-  const overUnit = el("select", { "aria-label": "spend unit" }, ["", "m", "h", "d", "mo"].map((u) => el("option", { value: u, selected: u === k.costLimitInUsdUnit }, u || "unit")));
+  const overUnit = el("select", { "aria-label": "spend unit" }, ["", "m", "h", "d", "mo"].map((u) => el("option", { value: u, selected: u === k.costLimitInUsdUnit }, u || "—")));
   const rate = el("input", { type: "number", min: 0, step: 1, value: k.rateLimitOverTime || "", placeholder: "none", "aria-label": "requests per unit" });
-  const rateUnit = el("select", { "aria-label": "request unit" }, ["", "s", "m", "h", "d"].map((u) => el("option", { value: u, selected: u === k.rateLimitUnit }, u || "unit")));
+  const rateUnit = el("select", { "aria-label": "request unit" }, ["", "s", "m", "h", "d"].map((u) => el("option", { value: u, selected: u === k.rateLimitUnit }, u || "—")));
   const models = el("input", { value: (k.allowedModels || []).join(", "), placeholder: "any model", "aria-label": "allowed models" });
   const note = el("p", { role: "status" });
   const field = (input) => input.querySelector("input").value;
@@ -445,7 +451,8 @@ function limitsForm(k, status) {
         note.textContent = err.message;
         note.className = "error";
       }
-    } }, life, month, over, overUnit, el("label", {}, "Requests per unit", rate), rateUnit, el("label", {}, "Allowed models", models),
+    } }, life, month, over, el("label", {}, "Spend unit", overUnit), el("label", {}, "Requests per unit", rate), el("label", {}, "Request unit", rateUnit),
+      el("label", {}, "Allowed models", models),
       el("button", { type: "submit" }, "Save limits")),
     status === "active" ? el("button", { type: "button", class: "danger", id: "revoke-key", onclick: async () => {
       try {
@@ -518,6 +525,13 @@ async function usersView() {
       : el("p", { class: "muted" }, "No users yet.")));
 }
 
+// targets shows the first few target ids of an audit entry and how many more.
+function targets(a) {
+  const ids = a.targetIds || [];
+  const more = ids.length - 6 + (a.targetsTruncated ? 1 : 0);
+  return ids.slice(0, 6).join(", ") + (more > 0 ? ` and ${a.targetsTruncated ? "more" : more + " more"}` : "");
+}
+
 async function auditView() {
   const body = el("tbody");
   const more = el("button", { type: "button", hidden: true }, "Older entries");
@@ -525,7 +539,7 @@ async function auditView() {
   async function page() {
     const r = await api("GET", "/api/v1/audit?" + q(cursor ? { limit: 100, cursor } : { limit: 100 }));
     body.append(...r.entries.map((a) => el("tr", {}, el("td", {}, when(a.createdAt)), el("td", {}, a.action),
-      el("td", {}, (a.targetIds || []).join(", ") + (a.targetsTruncated ? " …" : "")), el("td", {}, (a.fields || []).join(", ")),
+      el("td", { title: (a.targetIds || []).join(", ") }, targets(a)), el("td", {}, (a.fields || []).join(", ")),
       el("td", {}, a.status), el("td", {}, el("code", {}, a.requestId)))));
     cursor = r.cursor;
     more.hidden = !cursor;

@@ -72,7 +72,7 @@ export function meter(used, limit, label = usd) {
   const f = limit > 0 ? Math.min(used / limit, 1) : 0;
   const level = f >= 0.9 ? "hot" : f >= 0.7 ? "warm" : "ok";
   const bar = svg("svg", { class: "meter " + level, viewBox: "0 0 100 8", preserveAspectRatio: "none", role: "img",
-    "aria-label": limit > 0 ? `${label(used)} of ${label(limit)}` : `${label(used)}, no limit`, "data-fraction": f.toFixed(4) },
+    "aria-label": limit > 0 ? `${label(used)} of ${label(limit)}` : `${label(used)}, no limit`, "data-fraction": f.toFixed(6) },
     svg("rect", { class: "track", x: 0, y: 0, width: 100, height: 8, rx: 2 }),
     svg("rect", { class: "fill", x: 0, y: 0, width: (f * 100).toFixed(2), height: 8, rx: 2 }));
   return el("div", { class: "meterbox" }, bar,
@@ -81,8 +81,8 @@ export function meter(used, limit, label = usd) {
 
 // columns draws a column chart of points [{label, value, title}], values
 // formatted by fmt on the axis. Hand-drawn SVG: no library.
-export function columns(points, { fmt = usd, height = 180, name = "chart" } = {}) {
-  const W = 640, H = height, left = 56, bottom = 22, top = 10;
+export function columns(points, { fmt = usd, height = 260, name = "chart" } = {}) {
+  const W = 1000, H = height, left = 64, bottom = 22, top = 10;
   const max = Math.max(...points.map((p) => p.value), 0);
   const scale = max > 0 ? niceCeil(max) : 1;
   const plotH = H - bottom - top, plotW = W - left - 6;
