@@ -189,7 +189,7 @@ async function overview() {
           : el("p", { class: "muted" }, "No spend this month yet.")),
       el("section", { class: "card" }, el("h2", {}, "Closest to their limits"),
         close.length ? table(["Key", "User", "Used"], close.map((k) => el("tr", {}, el("td", {}, keyLink(k)), el("td", {}, k.userId || "—"),
-          el("td", {}, el("span", { class: "pct" }, Math.round(k.closeness * 100) + "%"), tightest(k)))), { id: "closest" })
+          el("td", {}, el("div", { class: "closeness" }, el("span", { class: "pct" }, Math.round(k.closeness * 100) + "%"), tightest(k))))), { id: "closest" })
           : el("p", { class: "muted" }, "No active key has a spend limit."))));
 }
 
@@ -238,7 +238,7 @@ async function keysView() {
       (!f || [k.name, k.userId, k.keyId, ...(k.tags || [])].some((s) => (s || "").toLowerCase().includes(f))))
       .sort((a, b) => {
         const x = col.v(a), y = col.v(b);
-        return (typeof x === "string" ? natural.compare(x, y) : x - y) * state.dir;
+        return ((typeof x === "string" ? natural.compare(x, y) : x - y) || natural.compare(a.name, b.name)) * state.dir;
       });
   }
   function draw() {
