@@ -95,6 +95,7 @@ func build(ctx context.Context, log *slog.Logger) (*proxy.Handler, error) {
 		Providers:      store,
 		Limiter:        store,
 		Owners:         store,
+		History:        store,
 		Secrets:        secrets.NewCache(secrets.NewManager(secretsmanager.NewFromConfig(cfg)), secretTTL),
 		Prices:         prices,
 		Tokenizer:      tok,

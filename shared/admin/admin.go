@@ -4,7 +4,8 @@
 // reference (shared/seeds/003_c1386e2febb3792e.txt); JSON is camelCase and
 // times are seconds since the epoch.
 //
-// Every route except GET /healthz needs "Authorization: Bearer <admin key>".
+// Every route except GET /healthz and the dashboard's page and files (GET /
+// and GET /ui/..., shared/pages) needs "Authorization: Bearer <admin key>".
 // Errors use the proxy's format, {"error": {"message", "type", "param",
 // "code"}}, written in one place (Handler.handle): route handlers only
 // return errors.
@@ -33,6 +34,7 @@ import (
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/pages"
 	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/user"
 )
@@ -150,6 +152,8 @@ func New(cfg Config) *Handler {
 	h.routeAudit()
 	h.routeEvents()
 	h.routeStatements()
+	h.mux.Handle("GET /{$}", pages.Dashboard()) // the dashboard (shared/pages); its API calls authenticate
+	h.mux.Handle("GET "+pages.AssetPrefix, pages.Assets())
 	h.mux.Handle("/", h.handle(h.unknown))
 	return h
 }

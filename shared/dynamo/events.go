@@ -639,3 +639,11 @@ func (s *Store) addBodies(ctx context.Context, events []*ledger.Event) error {
 	}
 	return nil
 }
+
+// RecentEvents returns keyID's latest events, at most limit of them (1 to
+// MaxEventLimit), newest first and without their bodies: what GET
+// /v1/key/info shows a key's holder of their own requests.
+func (s *Store) RecentEvents(ctx context.Context, keyID string, limit int) ([]*ledger.Event, error) {
+	list, _, err := s.ListEvents(ctx, EventQuery{KeyID: keyID, Limit: limit, OmitBodies: true})
+	return list, err
+}

@@ -29,6 +29,7 @@ var layers = map[string][]string{
 	"shared/imports":   nil,
 	"shared/keyvault":  nil,
 	"shared/money":     nil,
+	"shared/pages":     nil,
 	"shared/provider":  nil,
 	"shared/server":    nil,
 	"shared/sse":       nil,
@@ -44,9 +45,9 @@ var layers = map[string][]string{
 	"shared/secrets": {"shared/cache"},
 	// services
 	"shared/proxy": {"shared/apierror", "shared/apikey", "shared/budget", "shared/cache", "shared/ledger",
-		"shared/money", "shared/pricing", "shared/provider", "shared/sse", "shared/user"},
+		"shared/money", "shared/pages", "shared/pricing", "shared/provider", "shared/sse", "shared/user"},
 	"shared/admin": {"shared/apierror", "shared/apikey", "shared/budget", "shared/ledger", "shared/money",
-		"shared/provider", "shared/user"},
+		"shared/pages", "shared/provider", "shared/user"},
 	"shared/rollover": {"shared/apikey", "shared/budget", "shared/ledger", "shared/user"},
 	// storage
 	"shared/dynamo":            {"shared/apikey", "shared/budget", "shared/ledger", "shared/money", "shared/provider", "shared/user"},

@@ -423,6 +423,9 @@ type limitView struct {
 	ResetsAt  int64  `json:"resetsAt,omitempty"` // unix seconds; absent for lifetime limits
 }
 
+// recentEventLimit is how many of its latest events GET /v1/key/info lists.
+const recentEventLimit = 20
+
 // keyInfo lets a key's holder read its own limits and spend, and nothing else.
 func (h *Handler) keyInfo(w http.ResponseWriter, r *http.Request, key *apikey.Key) error {
 	ctx := r.Context()
@@ -468,10 +471,11 @@ func (h *Handler) keyInfo(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		SpendInUsd    money.Nanos                  `json:"spendInUsd"`
 		MonthInUsd    money.Nanos                  `json:"spendThisMonthInUsd"`
 		Limits        []limitView                  `json:"limits"`
+		RecentEvents  []recentEvent                `json:"recentEvents"`
 	}{
 		KeyID: key.ID, Name: key.Name, UserID: key.UserID, Revoked: key.Revoked, ExpiresAt: key.ExpiresAt,
 		AllowedModels: key.AllowedModels, AllowedPaths: key.AllowedPaths, ModelLimits: key.ModelLimits,
-		Limits: []limitView{},
+		Limits: []limitView{}, RecentEvents: []recentEvent{},
 	}
 	for i, c := range charges {
 		switch {
@@ -490,6 +494,31 @@ func (h *Handler) keyInfo(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		}
 		out.Limits = append(out.Limits, v)
 	}
+	if h.cfg.History != nil {
+		evs, err := h.cfg.History.RecentEvents(ctx, key.ID, recentEventLimit)
+		if err != nil {
+			return storeUnavailable(err)
+		}
+		for _, ev := range evs {
+			out.RecentEvents = append(out.RecentEvents, recentEvent{CreatedAt: ev.CreatedAt / 1000, Model: ev.Model, Path: ev.Path,
+				Status: ev.Status, PromptTokens: ev.Usage.PromptTokens, CompletionTokens: ev.Usage.CompletionTokens,
+				Cost: ev.Cost, ErrorCode: ev.ErrorCode, CustomID: ev.CustomID})
+		}
+	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(out)
+}
+
+// recentEvent is one of the key's latest requests in GET /v1/key/info: what
+// was asked and what it cost, never the bodies.
+type recentEvent struct {
+	CreatedAt        int64       `json:"createdAt"` // unix seconds
+	Model            string      `json:"model"`
+	Path             string      `json:"path"`
+	Status           int         `json:"status"`
+	PromptTokens     int64       `json:"promptTokens"`
+	CompletionTokens int64       `json:"completionTokens"`
+	Cost             money.Nanos `json:"costInUsd"`
+	ErrorCode        string      `json:"errorCode,omitempty"`
+	CustomID         string      `json:"customId,omitempty"`
 }

@@ -23,6 +23,8 @@ import (
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/cache"
+	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/pages"
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/user"
@@ -61,6 +63,12 @@ type Tokenizer interface {
 	Completion(encoding, text string) (int64, error)
 }
 
+// History lists a key's latest events, newest first, without bodies;
+// *dynamo.Store implements it.
+type History interface {
+	RecentEvents(ctx context.Context, keyID string, limit int) ([]*ledger.Event, error)
+}
+
 // Config wires a Handler. Keys, Providers, Secrets, Limiter, Owners, Prices
 // and Tokenizer are required; the rest have defaults.
 type Config struct {
@@ -71,6 +79,8 @@ type Config struct {
 	Owners    Owners
 	Prices    Prices
 	Tokenizer Tokenizer
+	// History, when set, adds the key's latest events to GET /v1/key/info.
+	History History
 
 	// ReservationTTL is how long after a request starts its reservation
 	// counts as abandoned and the scheduled sweep may settle it at its worst
@@ -165,6 +175,8 @@ func New(cfg Config) *Handler {
 	for _, p := range forwardedPaths {
 		h.mux.Handle("POST "+p, h.handle(h.forward))
 	}
+	h.mux.Handle("GET /{$}", pages.Student()) // the student's page (shared/pages)
+	h.mux.Handle("GET "+pages.AssetPrefix, pages.Assets())
 	h.mux.Handle("/", h.handle(func(w http.ResponseWriter, r *http.Request, _ *apikey.Key) error {
 		return apierror.New(http.StatusNotFound, apierror.CodeNotFound, fmt.Sprintf("unknown endpoint %s %s", r.Method, r.URL.Path))
 	}))
@@ -186,7 +198,7 @@ func (h *Handler) handle(fn func(http.ResponseWriter, *http.Request, *apikey.Key
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key, err := h.authenticate(r)
 		if err == nil {
-			if !key.AllowsPath(r.Method, r.URL.Path) {
+			if !selfService(r) && !key.AllowsPath(r.Method, r.URL.Path) {
 				err = apierror.New(http.StatusForbidden, apierror.CodePathNotAllowed,
 					fmt.Sprintf("this key may not call %s %s", r.Method, r.URL.Path))
 			} else {
@@ -203,6 +215,13 @@ func (h *Handler) handle(fn func(http.ResponseWriter, *http.Request, *apikey.Key
 			apierror.Write(w, r, h.cfg.Log, err)
 		}
 	})
+}
+
+// selfService reports the calls a key may always make, whatever its
+// allowedPaths: reading its own limits and spend, and the models it may use.
+// They cost nothing and reach no provider.
+func selfService(r *http.Request) bool {
+	return r.Method == http.MethodGet && (r.URL.Path == "/v1/key/info" || r.URL.Path == "/v1/models")
 }
 
 // responseStarted marks an error that happened after the status line was
