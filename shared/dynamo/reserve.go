@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -203,8 +204,47 @@ func onlyConflicts(tc *types.TransactionCanceledException) bool {
 	return conflict
 }
 
+// storedReservation is a reservation as its item keeps it (in "data"):
+// deferred charges only as "<owner> <counter>" (their amount is the
+// reservation's cost), so that counting a user's and the organisation's
+// spend keeps the item within one write unit (1 KB) for most requests.
+type storedReservation struct {
+	*budget.Reservation
+	Deferred []string `json:"deferred,omitempty"`
+}
+
+func encodeReservation(r *budget.Reservation) ([]byte, error) {
+	cp := *r
+	cp.Charges = nil
+	st := storedReservation{Reservation: &cp}
+	for _, c := range r.Charges {
+		if c.Deferred {
+			st.Deferred = append(st.Deferred, c.Owner+" "+c.Name)
+		} else {
+			cp.Charges = append(cp.Charges, c)
+		}
+	}
+	return json.Marshal(st)
+}
+
+func decodeReservation(data string) (*budget.Reservation, error) {
+	var r budget.Reservation
+	st := storedReservation{Reservation: &r}
+	if err := json.Unmarshal([]byte(data), &st); err != nil {
+		return nil, err
+	}
+	for _, d := range st.Deferred {
+		owner, name, ok := strings.Cut(d, " ")
+		if !ok {
+			return nil, fmt.Errorf("deferred charge %q", d)
+		}
+		r.Charges = append(r.Charges, budget.Charge{Owner: owner, Name: name, Kind: budget.Spend, Amount: int64(r.Cost), Deferred: true})
+	}
+	return &r, nil
+}
+
 func reservationItem(r *budget.Reservation) (map[string]types.AttributeValue, error) {
-	b, err := json.Marshal(r)
+	b, err := encodeReservation(r)
 	if err != nil {
 		return nil, fmt.Errorf("encode reservation %s: %w", r.ID, err)
 	}
@@ -377,11 +417,11 @@ func (s *Store) StaleReservations(ctx context.Context, now time.Time) ([]*budget
 			return nil, fmt.Errorf("query stale reservations: %w", err)
 		}
 		for _, item := range page.Items {
-			var r budget.Reservation
-			if err := json.Unmarshal([]byte(getS(item, "data")), &r); err != nil {
+			r, err := decodeReservation(getS(item, "data"))
+			if err != nil {
 				return nil, fmt.Errorf("decode reservation %s: %w", getS(item, attrPK), err)
 			}
-			list = append(list, &r)
+			list = append(list, r)
 		}
 	}
 	return list, nil

@@ -411,8 +411,14 @@ func limited(charges []budget.Charge) bool {
 // limitHeaders reads the reserved counters and describes the tightest
 // request, token and spend limits in OpenAI's x-ratelimit-* headers and
 // stipend's x-stipend-budget-remaining (US dollars).
-func (h *Handler) limitHeaders(ctx context.Context, charges []budget.Charge) http.Header {
+func (h *Handler) limitHeaders(ctx context.Context, all []budget.Charge) http.Header {
 	out := http.Header{}
+	var charges []budget.Charge // only limited counters have a header to show
+	for _, c := range all {
+		if c.Limit > 0 {
+			charges = append(charges, c)
+		}
+	}
 	vals, err := h.cfg.Limiter.Counters(ctx, charges)
 	if err != nil {
 		h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "could not read counters for headers", slog.String("cause", err.Error()))
