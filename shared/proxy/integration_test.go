@@ -112,6 +112,10 @@ func newITEnvWith(t *testing.T, endpoint, table string, now time.Time, opts itOp
 	cfg := proxy.Config{
 		Keys: store, Providers: store, Secrets: itSecrets{}, Limiter: store, Owners: store,
 		Prices: prices, Tokenizer: e.tok, Now: e.clock.Now,
+		// Hundreds of transactions conflicting on one counter of DynamoDB
+		// Local, under -race on a shared machine, can retry for longer than
+		// the production default (3 s) allows; the stall tests set it back.
+		ReserveTimeout: time.Minute,
 	}
 	if opts.config != nil {
 		opts.config(&cfg)

@@ -76,7 +76,9 @@ type Config struct {
 	// forwarded: reading the key, its user and the organisation, and the
 	// reservation (default 3 s). When it runs out, as while DynamoDB stalls,
 	// the client gets 503 service_unavailable, nothing is forwarded, and the
-	// reservation, had it landed, is released after the answer.
+	// reservation, had it landed, is released after the answer. It also
+	// bounds retries of transactions that conflict with concurrent ones on
+	// the same counters: raise it if many requests share one hot counter.
 	ReserveTimeout time.Duration
 	// MinLoweredTokens is the smallest output cap stipend lowers a request
 	// to when its budget cannot pay for more (default 16).

@@ -214,7 +214,8 @@ func TestIntegrationStoreStalls(t *testing.T) {
 		e := newITEnvWith(t, ddb.Endpoint, "it-stall-reserve", time.Time{}, itOptions{
 			invocation: time.Minute,
 			config: func(c *proxy.Config) {
-				c.KeyTTL = time.Minute // cached configuration: the stall hits the reserve itself
+				c.KeyTTL = time.Minute             // cached configuration: the stall hits the reserve itself
+				c.ReserveTimeout = 3 * time.Second // the production default
 				c.Log = slog.New(logs)
 			},
 		})
