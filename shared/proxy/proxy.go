@@ -68,9 +68,11 @@ type Config struct {
 
 	// ReservationTTL is how long after a request starts its reservation
 	// counts as abandoned and the scheduled sweep may settle it at its worst
-	// case (default 20 min: longer than any invocation may run, at most 15
-	// min). A request whose context has a later deadline (an invocation's)
-	// gets that deadline plus 30 s instead.
+	// case (default 20 min: longer than a Lambda invocation may run, 15 min
+	// at most; template.yaml's ProxyTimeoutSeconds is 300 s by default). A
+	// request whose context has a later deadline (an invocation's) gets that
+	// deadline plus 30 s instead, so the sweep never charges a request whose
+	// invocation may still settle it.
 	ReservationTTL time.Duration
 	// ReserveTimeout bounds the limits store's work before a request is
 	// forwarded: reading the key, its user and the organisation, and the
