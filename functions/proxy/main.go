@@ -6,7 +6,9 @@
 // STIPEND_EVENT_RETENTION_DAYS (default 30), STIPEND_KEY_CACHE_TTL (default
 // 5s), STIPEND_SECRET_CACHE_TTL (default 5m), STIPEND_RESERVATION_TTL (when
 // an unsettled reservation counts as abandoned, default 20m; keep it above the
-// function timeout), STIPEND_MAX_LOGGED_BODY_BYTES (how much of each body
+// function timeout), STIPEND_RESERVE_TIMEOUT (how long the limits store may
+// take before a request is forwarded, else 503, default 3s),
+// STIPEND_MAX_LOGGED_BODY_BYTES (how much of each body
 // an event keeps for keys that log bodies, default 65536, at most 163840),
 // STIPEND_PROXY_ADDR, and the
 // AWS SDK's own variables (AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB, ...).
@@ -77,6 +79,10 @@ func build(ctx context.Context, log *slog.Logger) (*proxy.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	reserveTimeout, err := server.EnvDuration("STIPEND_RESERVE_TIMEOUT", 3*time.Second)
+	if err != nil {
+		return nil, err
+	}
 	maxLogged, err := strconv.Atoi(server.Env("STIPEND_MAX_LOGGED_BODY_BYTES", strconv.Itoa(ledger.DefaultBodyBytes)))
 	if err != nil || maxLogged <= 0 || maxLogged > ledger.MaxBodyBytes {
 		return nil, fmt.Errorf("STIPEND_MAX_LOGGED_BODY_BYTES must be a number of bytes from 1 to %d", ledger.MaxBodyBytes)
@@ -101,6 +107,7 @@ func build(ctx context.Context, log *slog.Logger) (*proxy.Handler, error) {
 		Tokenizer:      tok,
 		KeyTTL:         keyTTL,
 		ReservationTTL: reservationTTL,
+		ReserveTimeout: reserveTimeout,
 		Log:            log,
 
 		MaxLoggedBodyBytes: maxLogged,

@@ -224,6 +224,7 @@ type noLimits struct{}
 func (noLimits) Reserve(context.Context, *budget.Reservation) error               { return nil }
 func (noLimits) Settle(context.Context, *budget.Reservation, *ledger.Event) error { return nil }
 func (noLimits) Release(context.Context, *budget.Reservation) error               { return nil }
+func (noLimits) Abandon(context.Context, *budget.Reservation) error               { return nil }
 func (noLimits) Counters(_ context.Context, cs []budget.Charge) ([]int64, error) {
 	return make([]int64, len(cs)), nil
 }

@@ -75,6 +75,7 @@ func (p *Process) stop() error {
 		return fmt.Errorf("localstack: %s exited unexpectedly: %v; output:\n%s", p.name, p.waitErr, p.out.String())
 	default:
 	}
+	_ = killGroup(pgid, syscall.SIGCONT) // a stalled process cannot act on SIGTERM
 	if p.graceful {
 		_ = killGroup(pgid, syscall.SIGTERM)
 		select {
@@ -88,6 +89,15 @@ func (p *Process) stop() error {
 	<-p.done
 	return nil
 }
+
+// Stall freezes the process and everything in its process group (SIGSTOP),
+// for tests of a service that stops answering: connections are still
+// accepted by the kernel, and requests wait, unanswered, until Resume.
+func (p *Process) Stall() error { return killGroup(p.cmd.Process.Pid, syscall.SIGSTOP) }
+
+// Resume lets a stalled process run again (SIGCONT); it answers what
+// waited. Resuming a process that is not stalled does nothing.
+func (p *Process) Resume() error { return killGroup(p.cmd.Process.Pid, syscall.SIGCONT) }
 
 // killGroup sends sig to the process group pgid, ignoring a group that no
 // longer exists.

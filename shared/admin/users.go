@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/user"
 )
@@ -151,7 +152,7 @@ func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "user updated",
 		slog.String("user", u.ID), slog.Bool("revoked", u.Revoked))
-	return writeJSON(w, http.StatusOK, userViewOf(u))
+	return h.writeUser(w, r, u)
 }
 
 // applyUser validates the limits, ttl and tags present in req and writes them
@@ -258,7 +259,7 @@ func (h *Handler) updateOrg(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return storeError(err, "organization")
 		}
-		return writeJSON(w, http.StatusOK, o)
+		return h.writeOrg(w, r, o)
 	}
 	o, err := update(r.Context(), "organization", h.cfg.Store.GetOrg,
 		func(o *user.Org) error {
@@ -278,5 +279,52 @@ func (h *Handler) updateOrg(w http.ResponseWriter, r *http.Request) error {
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "organization limits updated",
 		slog.String("costLimitInUsd", o.CostLimitLifetime.String()),
 		slog.String("costLimitInUsdPerMonth", o.CostLimitPerMonth.String()))
-	return writeJSON(w, http.StatusOK, o)
+	return h.writeOrg(w, r, o)
+}
+
+// spent is what an owner (a user, the organisation) has spent, settled:
+// counted always, limits or not, so a limit set now is checked against it.
+type spent struct {
+	SpendInUsd          money.Nanos `json:"spendInUsd"`          // lifetime
+	SpendThisMonthInUsd money.Nanos `json:"spendThisMonthInUsd"` // calendar month (UTC)
+}
+
+// spendOf reads what owner ("USER#<id>", "ORG") has spent.
+func (h *Handler) spendOf(ctx context.Context, owner string) (spent, error) {
+	life, err := h.cfg.Store.OwnerTotals(ctx, owner, budget.LifetimeCounter)
+	if err != nil {
+		return spent{}, storeError(err, "spend")
+	}
+	month, err := h.cfg.Store.OwnerTotals(ctx, owner, budget.MonthCounter(h.cfg.Now()))
+	if err != nil {
+		return spent{}, storeError(err, "spend")
+	}
+	return spent{SpendInUsd: life.Cost, SpendThisMonthInUsd: month.Cost}, nil
+}
+
+// writeUser answers PATCH /api/v1/users/{id} with the user and its spend,
+// so the response that sets a limit says how much is spent already.
+func (h *Handler) writeUser(w http.ResponseWriter, r *http.Request, u *user.User) error {
+	sp, err := h.spendOf(r.Context(), "USER#"+u.UserID)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		userView
+		spent
+	}{userViewOf(u), sp})
+}
+
+// writeOrg answers PATCH /api/v1/organization with the settings and the
+// organisation's spend, so the response that sets a limit says how much is
+// spent already.
+func (h *Handler) writeOrg(w http.ResponseWriter, r *http.Request, o *user.Org) error {
+	sp, err := h.spendOf(r.Context(), "ORG")
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, struct {
+		*user.Org
+		spent
+	}{o, sp})
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/user"
@@ -695,6 +696,41 @@ func TestUserRoutesAuthAndErrors(t *testing.T) {
 		wantError(t, rec, 503, apierror.CodeServiceUnavailable, "")
 		if strings.Contains(rec.Body.String(), "10.0.0.7") {
 			t.Errorf("%s %s leaked the cause: %s", rt.method, rt.path, rec.Body)
+		}
+	}
+}
+
+// TestPatchSaysWhatIsSpent: the response that sets a user's or the
+// organisation's limit says what that scope has spent already (its spend
+// is counted whether or not it had a limit), so a limit below it is visible.
+func TestPatchSaysWhatIsSpent(t *testing.T) {
+	e := newUserEnv(t)
+	e.createUser(t, `{"userId":"dora","name":"Dora","ttl":"never"}`)
+	now := testNow
+	e.h.cfg.Now = func() time.Time { return now }
+	month := budget.MonthCounter(now)
+	e.store.mu.Lock()
+	e.store.counters = map[string]dynamo.Totals{
+		"USER#dora/" + budget.LifetimeCounter: {Cost: 3 * money.Cent}, "USER#dora/" + month: {Cost: money.Cent},
+		"ORG/" + budget.LifetimeCounter: {Cost: 9 * money.Cent}, "ORG/" + month: {Cost: 4 * money.Cent},
+	}
+	e.store.mu.Unlock()
+	type spend struct {
+		Life  money.Nanos `json:"spendInUsd"`
+		Month money.Nanos `json:"spendThisMonthInUsd"`
+		Limit money.Nanos `json:"costLimitInUsd"`
+	}
+	for _, tc := range []struct {
+		path, body string
+		want       spend
+	}{
+		{"/api/v1/users/dora", `{"costLimitInUsd":0.02}`, spend{3 * money.Cent, money.Cent, 2 * money.Cent}},
+		{"/api/v1/organization", `{"costLimitInUsd":0.05}`, spend{9 * money.Cent, 4 * money.Cent, 5 * money.Cent}},
+	} {
+		var got spend
+		decode(t, e.do(t, "PATCH", tc.path, tc.body), 200, &got)
+		if got != tc.want {
+			t.Errorf("PATCH %s %s = %+v, want %+v", tc.path, tc.body, got, tc.want)
 		}
 	}
 }

@@ -135,6 +135,14 @@ func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 		secs := int64((e.RetryAfter + time.Second - 1) / time.Second)
 		h.Set("Retry-After", strconv.FormatInt(secs, 10))
 	}
+	out, jerr := json.Marshal(b)
+	if jerr != nil {
+		out = []byte(`{"error":{"message":"internal error","type":"server_error","code":"internal_error"}}`)
+	}
+	out = append(out, '\n')
+	// With its length known, the client has the whole answer once it is
+	// flushed, even while the handler still works (releasing a reservation).
+	h.Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(e.Status)
-	_ = json.NewEncoder(w).Encode(b)
+	_, _ = w.Write(out)
 }

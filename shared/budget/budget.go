@@ -92,6 +92,13 @@ func MonthLabel(t time.Time) string {
 
 // Charge is one counter a request reserves on: Amount is added if and only
 // if the counter stays at or below Limit (0 = no limit: tracked only).
+//
+// A Deferred charge is not reserved at all: it is a spend counter of a user
+// or of the organisation that has no limit on it, counted only when the
+// request settles (its actual cost, in the settle's one transaction, so
+// exactly once). Its scope's spend is thus always counted, and a limit set
+// later is checked against all of it, without every request of the
+// organisation writing the one organisation item twice.
 type Charge struct {
 	Owner  string    `json:"owner"` // "KEY#<id>", "USER#<userId>", "ORG"
 	Name   string    `json:"name"`  // counter name within the owner, unique per window
@@ -100,6 +107,17 @@ type Charge struct {
 	Limit  int64     `json:"limit,omitempty"`
 	Scope  string    `json:"scope"`           // what the limit is, for messages: "key monthly spend"
 	Resets time.Time `json:"resets,omitzero"` // end of the window; zero for lifetime
+	// Deferred: counted at settle only, never reserved (Limit is 0).
+	Deferred bool `json:"deferred,omitempty"`
+}
+
+// Reserved is the amount the reservation added to the counter: Amount, or
+// nothing for a deferred charge.
+func (c Charge) Reserved() int64 {
+	if c.Deferred {
+		return 0
+	}
+	return c.Amount
 }
 
 // Fits reports whether Amount can ever fit under Limit.
@@ -140,8 +158,8 @@ type Request struct {
 	KeyID  string
 	Key    Limits
 	UserID string  // "" when the key has no user
-	User   *Limits // nil when the user has no limits
-	Org    *Limits // nil when the organisation has no limits
+	User   *Limits // nil when the user has no limits (its spend is still counted)
+	Org    *Limits // nil when the organisation has no limits (its spend is still counted)
 	// Model is the model as requested; Family the price table's entry for
 	// it. Model limits match Model first, then Family.
 	Model, Family string
@@ -150,9 +168,12 @@ type Request struct {
 	Now           time.Time
 }
 
-// Plan returns every counter the request must reserve on. The key's lifetime
-// and monthly spend are always tracked (they feed reports and statements),
-// limits or not; user and organisation counters only when they have limits.
+// Plan returns every counter the request must reserve on. The lifetime and
+// monthly spend of the key, of its user and of the organisation are always
+// counted, limits or not, so a limit set at any time is checked against all
+// the spend of its scope. The key's are reserved (they feed reports and
+// statements; one item per key); a user's or the organisation's spend
+// counter without a limit is Deferred: counted at settle, never reserved.
 func Plan(r Request) []Charge {
 	var cs []Charge
 	cs = appendSpend(cs, "KEY#"+r.KeyID, "key", r.Key, r.Cost, r.Now, true)
@@ -169,14 +190,19 @@ func Plan(r Request) []Charge {
 				Scope: fmt.Sprintf("tokens per minute for %s", model), Resets: end})
 		}
 	}
-	if r.User != nil && r.UserID != "" {
-		cs = appendSpend(cs, "USER#"+r.UserID, "user", *r.User, r.Cost, r.Now, false)
-		cs = appendRate(cs, "USER#"+r.UserID, "user", *r.User, r.Now)
+	if r.UserID != "" {
+		var l Limits
+		if r.User != nil {
+			l = *r.User
+		}
+		cs = appendSpend(cs, "USER#"+r.UserID, "user", l, r.Cost, r.Now, false)
+		cs = appendRate(cs, "USER#"+r.UserID, "user", l, r.Now)
 	}
+	var org Limits
 	if r.Org != nil {
-		cs = appendSpend(cs, "ORG", "organisation", *r.Org, r.Cost, r.Now, false)
+		org = *r.Org
 	}
-	return cs
+	return appendSpend(cs, "ORG", "organisation", org, r.Cost, r.Now, false)
 }
 
 // LifetimeCounter and monthCounter name the spend counters of an owner.
@@ -185,10 +211,12 @@ const LifetimeCounter = "USAGE"
 // MonthCounter names an owner's monthly spend counter for the month of t.
 func MonthCounter(t time.Time) string { return "SPEND#mo#" + MonthLabel(t) }
 
-func appendSpend(cs []Charge, owner, who string, l Limits, cost money.Nanos, now time.Time, always bool) []Charge {
-	if always || l.Lifetime > 0 {
-		cs = append(cs, Charge{Owner: owner, Name: LifetimeCounter, Kind: Spend, Amount: int64(cost), Limit: int64(l.Lifetime), Scope: who + " lifetime spend"})
-	}
+// appendSpend adds owner's lifetime and monthly spend counters (reserved
+// when reserve is set or the counter has a limit, Deferred otherwise) and its
+// over-time window when it has one.
+func appendSpend(cs []Charge, owner, who string, l Limits, cost money.Nanos, now time.Time, reserve bool) []Charge {
+	cs = append(cs, Charge{Owner: owner, Name: LifetimeCounter, Kind: Spend, Amount: int64(cost), Limit: int64(l.Lifetime),
+		Scope: who + " lifetime spend", Deferred: !reserve && l.Lifetime <= 0})
 	_, monthEnd, _ := Window(Month, now)
 	monthLimit := l.PerMonth
 	overTime := l.OverTime
@@ -200,9 +228,8 @@ func appendSpend(cs []Charge, owner, who string, l Limits, cost money.Nanos, now
 		}
 		overTime = 0
 	}
-	if always || monthLimit > 0 {
-		cs = append(cs, Charge{Owner: owner, Name: MonthCounter(now), Kind: Spend, Amount: int64(cost), Limit: int64(monthLimit), Scope: who + " monthly spend", Resets: monthEnd})
-	}
+	cs = append(cs, Charge{Owner: owner, Name: MonthCounter(now), Kind: Spend, Amount: int64(cost), Limit: int64(monthLimit),
+		Scope: who + " monthly spend", Resets: monthEnd, Deferred: !reserve && monthLimit <= 0})
 	if overTime > 0 && ValidCostUnit(string(l.OverTimeUnit)) {
 		_, end, label := Window(l.OverTimeUnit, now)
 		cs = append(cs, Charge{Owner: owner, Name: "SPEND#" + string(l.OverTimeUnit) + "#" + label, Kind: Spend, Amount: int64(cost), Limit: int64(overTime),
@@ -305,4 +332,7 @@ var (
 	ErrStale = errors.New("configuration changed")
 	// ErrSettled: the reservation was already settled (or never existed).
 	ErrSettled = errors.New("reservation already settled")
+	// ErrRejected: the store refused the write itself (malformed, too
+	// large); retrying cannot help, unlike a timeout or a throttle.
+	ErrRejected = errors.New("write rejected by the store")
 )

@@ -49,30 +49,42 @@ func TestPlan(t *testing.T) {
 	tests := []struct {
 		name string
 		mut  func(*Request)
-		want map[string]int64 // counter -> limit
+		want map[string]int64 // counter -> limit; deferred when negative (limit 0)
 	}{
-		{"no limits: key lifetime and month tracked", func(r *Request) {}, map[string]int64{"KEY#k/USAGE": 0, "KEY#k/SPEND#mo#202611": 0}},
+		{"no limits: key reserved, organisation deferred", func(r *Request) {}, map[string]int64{"KEY#k/USAGE": 0, "KEY#k/SPEND#mo#202611": 0, "ORG/USAGE": -1, "ORG/SPEND#mo#202611": -1}},
+		{"user without limits: counted, deferred", func(r *Request) { r.UserID = "bob" }, map[string]int64{
+			"KEY#k/USAGE": 0, "KEY#k/SPEND#mo#202611": 0, "USER#bob/USAGE": -1, "USER#bob/SPEND#mo#202611": -1, "ORG/USAGE": -1, "ORG/SPEND#mo#202611": -1,
+		}},
+		{"limit on one counter reserves that one only", func(r *Request) {
+			r.UserID = "bob"
+			r.User = &Limits{OverTime: money.Dollar, OverTimeUnit: Month}
+			r.Org = &Limits{Lifetime: money.Dollar}
+		}, map[string]int64{
+			"KEY#k/USAGE": 0, "KEY#k/SPEND#mo#202611": 0, "USER#bob/USAGE": -1, "USER#bob/SPEND#mo#202611": int64(money.Dollar),
+			"ORG/USAGE": int64(money.Dollar), "ORG/SPEND#mo#202611": -1,
+		}},
 		{"all key limits", func(r *Request) {
 			r.Key = Limits{Lifetime: money.Dollar, PerMonth: money.Dollar / 5, OverTime: money.Cent, OverTimeUnit: Hour, Rate: 5, RateUnit: Minute,
 				Models: map[string]apikey.ModelLimit{"gpt-4o-mini": {RPM: 35, TPM: 1600}}}
 		}, map[string]int64{
 			"KEY#k/USAGE": int64(money.Dollar), "KEY#k/SPEND#mo#202611": int64(money.Dollar / 5), "KEY#k/SPEND#h#20261123T16": int64(money.Cent),
 			"KEY#k/REQ#m#20261123T1605": 5, "KEY#k/RPM#gpt-4o-mini#20261123T1605": 35, "KEY#k/TPM#gpt-4o-mini#20261123T1605": 1600,
+			"ORG/USAGE": -1, "ORG/SPEND#mo#202611": -1,
 		}},
 		{"over-time in months merges with monthly, stricter wins", func(r *Request) {
 			r.Key = Limits{PerMonth: money.Dollar, OverTime: money.Dollar / 2, OverTimeUnit: Month}
-		}, map[string]int64{"KEY#k/USAGE": 0, "KEY#k/SPEND#mo#202611": int64(money.Dollar / 2)}},
+		}, map[string]int64{"KEY#k/USAGE": 0, "KEY#k/SPEND#mo#202611": int64(money.Dollar / 2), "ORG/USAGE": -1, "ORG/SPEND#mo#202611": -1}},
 		{"user and org", func(r *Request) {
 			r.UserID = "alice"
 			r.User = &Limits{Lifetime: money.Dollar, Rate: 10, RateUnit: Hour}
 			r.Org = &Limits{Lifetime: 100 * money.Dollar, PerMonth: 20 * money.Dollar}
 		}, map[string]int64{
 			"KEY#k/USAGE": 0, "KEY#k/SPEND#mo#202611": 0, "USER#alice/USAGE": int64(money.Dollar), "USER#alice/REQ#h#20261123T16": 10,
-			"ORG/USAGE": int64(100 * money.Dollar), "ORG/SPEND#mo#202611": int64(20 * money.Dollar),
+			"USER#alice/SPEND#mo#202611": -1, "ORG/USAGE": int64(100 * money.Dollar), "ORG/SPEND#mo#202611": int64(20 * money.Dollar),
 		}},
 		{"model limit by exact name wins over family", func(r *Request) {
 			r.Key.Models = map[string]apikey.ModelLimit{"gpt-4o-mini-2024-07-18": {RPM: 3}, "gpt-4o-mini": {RPM: 35}}
-		}, map[string]int64{"KEY#k/USAGE": 0, "KEY#k/SPEND#mo#202611": 0, "KEY#k/RPM#gpt-4o-mini-2024-07-18#20261123T1605": 3}},
+		}, map[string]int64{"KEY#k/USAGE": 0, "KEY#k/SPEND#mo#202611": 0, "KEY#k/RPM#gpt-4o-mini-2024-07-18#20261123T1605": 3, "ORG/USAGE": -1, "ORG/SPEND#mo#202611": -1}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,8 +96,12 @@ func TestPlan(t *testing.T) {
 			}
 			for n, limit := range tt.want {
 				c, ok := got[n]
-				if !ok || c.Limit != limit {
-					t.Fatalf("%s: got %+v (present %v), want limit %d", n, c, ok, limit)
+				deferred := limit < 0
+				if !ok || c.Limit != max(limit, 0) || c.Deferred != deferred {
+					t.Fatalf("%s: got %+v (present %v), want limit %d, deferred %v", n, c, ok, max(limit, 0), deferred)
+				}
+				if deferred && c.Reserved() != 0 || !deferred && c.Reserved() != c.Amount {
+					t.Fatalf("%s: reserved %d of %d", n, c.Reserved(), c.Amount)
 				}
 				want := map[Kind]int64{Spend: 500, Requests: 1, Tokens: 100}[c.Kind]
 				if c.Amount != want {

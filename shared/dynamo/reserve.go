@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
@@ -25,7 +27,12 @@ import (
 //	expiresAt  window counters expire a day after their window
 //
 // Reservation items (pk = RES#<id>, sk = RES; gsi1 RES / <deadline ms>#<id>)
-// remember what a request reserved until it settles.
+// remember what a request reserved until it settles. A settle deletes it; a
+// release (a request never forwarded) replaces it with a tombstone: the
+// same key without gsi1 attributes, expiring a day after the reservation's
+// deadline. The reserve's put is conditional on the key not existing, so a
+// reserve transaction that reaches DynamoDB after its request was released
+// (a timed-out attempt landing late) is cancelled whole: it charges nothing.
 
 const (
 	skReservation  = "RES"
@@ -49,6 +56,10 @@ func checkKey(c budget.Check) (pk, sk string) {
 // fits under its limit, and then all amounts are added and r is stored, or
 // nothing changes. A *LimitError names the first charge that did not fit.
 // Transactions that collide with concurrent ones are retried with jitter.
+// Deferred charges are not written: Settle counts them.
+//
+// Any other error leaves the outcome unknown (a timeout may be followed by
+// the transaction landing): the caller must then Abandon r.
 func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 	for _, c := range r.Charges {
 		if !c.Fits() {
@@ -60,6 +71,7 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 		return err
 	}
 	items := make([]types.TransactWriteItem, 0, len(r.Checks)+len(r.Charges)+1)
+	var charged []budget.Charge // the charges written, in order
 	for _, c := range r.Checks {
 		pk, sk := checkKey(c)
 		cc := &types.ConditionCheck{TableName: aws.String(s.table), Key: key(pk, sk)}
@@ -72,6 +84,10 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 		items = append(items, types.TransactWriteItem{ConditionCheck: cc})
 	}
 	for _, c := range r.Charges {
+		if c.Deferred {
+			continue
+		}
+		charged = append(charged, c)
 		u := &types.Update{
 			TableName:                 aws.String(s.table),
 			Key:                       key(c.Owner, c.Name),
@@ -102,8 +118,8 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 			switch {
 			case i < len(r.Checks):
 				return fmt.Errorf("reserve %s: %w", r.ID, budget.ErrStale)
-			case i < len(r.Checks)+len(r.Charges):
-				return &budget.LimitError{Charge: r.Charges[i-len(r.Checks)]}
+			case i < len(r.Checks)+len(charged):
+				return &budget.LimitError{Charge: charged[i-len(r.Checks)]}
 			}
 		}
 	}
@@ -132,6 +148,9 @@ func (s *Store) transact(ctx context.Context, items []types.TransactWriteItem, w
 		}
 		var tc *types.TransactionCanceledException
 		if !errors.As(err, &tc) || !onlyConflicts(tc) || attempt >= 30 {
+			if permanent(err) {
+				return fmt.Errorf("%s: %w: %w", what, budget.ErrRejected, err)
+			}
 			return fmt.Errorf("%s: %w", what, err)
 		}
 		sleep := backoff/2 + rand.N(backoff)
@@ -142,6 +161,33 @@ func (s *Store) transact(ctx context.Context, items []types.TransactWriteItem, w
 		case <-time.After(sleep):
 		}
 	}
+}
+
+// permanent reports an error no retry can cure: DynamoDB refused the
+// request itself (malformed, an item too large), as opposed to a timeout, a
+// throttle, a server error or a conflict. Conditional check failures are
+// the callers' to interpret and are not permanent here.
+func permanent(err error) bool {
+	var tc *types.TransactionCanceledException
+	if errors.As(err, &tc) {
+		for _, r := range tc.CancellationReasons {
+			switch aws.ToString(r.Code) {
+			case "ValidationError", "ItemCollectionSizeLimitExceeded":
+				return true
+			}
+		}
+		return false
+	}
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorFault() != smithy.FaultClient {
+		return false
+	}
+	switch ae.ErrorCode() {
+	case "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+		"TransactionInProgressException", "LimitExceededException", "ConditionalCheckFailedException":
+		return false
+	}
+	return true
 }
 
 func onlyConflicts(tc *types.TransactionCanceledException) bool {
@@ -158,8 +204,47 @@ func onlyConflicts(tc *types.TransactionCanceledException) bool {
 	return conflict
 }
 
+// storedReservation is a reservation as its item keeps it (in "data"):
+// deferred charges only as "<owner> <counter>" (their amount is the
+// reservation's cost), so that counting a user's and the organisation's
+// spend keeps the item within one write unit (1 KB) for most requests.
+type storedReservation struct {
+	*budget.Reservation
+	Deferred []string `json:"deferred,omitempty"`
+}
+
+func encodeReservation(r *budget.Reservation) ([]byte, error) {
+	cp := *r
+	cp.Charges = nil
+	st := storedReservation{Reservation: &cp}
+	for _, c := range r.Charges {
+		if c.Deferred {
+			st.Deferred = append(st.Deferred, c.Owner+" "+c.Name)
+		} else {
+			cp.Charges = append(cp.Charges, c)
+		}
+	}
+	return json.Marshal(st)
+}
+
+func decodeReservation(data string) (*budget.Reservation, error) {
+	var r budget.Reservation
+	st := storedReservation{Reservation: &r}
+	if err := json.Unmarshal([]byte(data), &st); err != nil {
+		return nil, err
+	}
+	for _, d := range st.Deferred {
+		owner, name, ok := strings.Cut(d, " ")
+		if !ok {
+			return nil, fmt.Errorf("deferred charge %q", d)
+		}
+		r.Charges = append(r.Charges, budget.Charge{Owner: owner, Name: name, Kind: budget.Spend, Amount: int64(r.Cost), Deferred: true})
+	}
+	return &r, nil
+}
+
 func reservationItem(r *budget.Reservation) (map[string]types.AttributeValue, error) {
-	b, err := json.Marshal(r)
+	b, err := encodeReservation(r)
 	if err != nil {
 		return nil, fmt.Errorf("encode reservation %s: %w", r.ID, err)
 	}
@@ -184,14 +269,56 @@ func (s *Store) Settle(ctx context.Context, r *budget.Reservation, ev *ledger.Ev
 }
 
 // Release undoes r for a request that was never forwarded: spend and token
-// amounts are given back, the request still counts against rate limits, and
-// no event is stored.
+// amounts are given back, the request still counts against rate limits, no
+// event is stored, and r's item becomes a tombstone, so a late copy of r's
+// reserve can never land. ErrSettled when r was already released or settled
+// (a retry whose earlier attempt committed).
 func (s *Store) Release(ctx context.Context, r *budget.Reservation) error {
 	items, err := s.settleItems(r, nil)
 	if err != nil {
 		return err
 	}
 	return s.finish(ctx, r, items, "release")
+}
+
+// Abandon ends r after a Reserve whose outcome is unknown (it timed out, so
+// its transaction may have committed, may still commit later, or never
+// will), for a request answered 503 and never forwarded. It first puts r's
+// tombstone on the condition that r's key is free: when that succeeds, no
+// reserve of r has landed and none ever will (its put requires the key to
+// be free), so nothing was charged. When the key is taken, either the
+// reserve landed — then Release gives every amount back and leaves the
+// tombstone — or an earlier Abandon already did all this (Release then finds
+// no reservation: ErrSettled, which Abandon reports as done). Abandon is
+// idempotent: call it until it returns nil or a permanent error.
+func (s *Store) Abandon(ctx context.Context, r *budget.Reservation) error {
+	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.table), Item: tombstone(r), ConditionExpression: aws.String("attribute_not_exists(pk)"),
+	})
+	var cf *types.ConditionalCheckFailedException
+	switch {
+	case err == nil:
+		return nil
+	case !errors.As(err, &cf):
+		if permanent(err) {
+			return fmt.Errorf("abandon %s: %w: %w", r.ID, budget.ErrRejected, err)
+		}
+		return fmt.Errorf("abandon %s: %w", r.ID, err)
+	}
+	if err := s.Release(ctx, r); err != nil && !errors.Is(err, budget.ErrSettled) {
+		return fmt.Errorf("abandon %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// tombstone is the item that replaces a released reservation: its key,
+// without gsi1 attributes (the stale sweep never sees it), expiring a day
+// after the reservation's deadline, when no copy of its reserve can land.
+func tombstone(r *budget.Reservation) map[string]types.AttributeValue {
+	item := key("RES#"+r.ID, skReservation)
+	item["released"] = &types.AttributeValueMemberBOOL{Value: true}
+	item[attrExpires] = num(r.Deadline.Add(24 * time.Hour).Unix())
+	return item
 }
 
 func (s *Store) finish(ctx context.Context, r *budget.Reservation, items []types.TransactWriteItem, what string) error {
@@ -204,15 +331,23 @@ func (s *Store) finish(ctx context.Context, r *budget.Reservation, items []types
 }
 
 // settleItems returns the writes of one settle transaction: the
-// reservation's delete, each counter's move from reserved to actual and,
-// when ev is not nil, the event and its reporting aggregates (at most 2
-// items more than before: the key's day-and-model item and, with a custom
-// id, its custom-id item).
+// reservation's delete (or, for a release, its replacement by a tombstone),
+// each counter's move from reserved to actual (a deferred counter: by the
+// whole actual cost) and, when ev is not nil, the event and its reporting
+// aggregates (at most 2 items more than before: the key's day-and-model item
+// and, with a custom id, its custom-id item). The first write is conditional
+// on the reservation (not a tombstone) existing, so r ends exactly once.
 func (s *Store) settleItems(r *budget.Reservation, ev *ledger.Event) ([]types.TransactWriteItem, error) {
-	items := []types.TransactWriteItem{{Delete: &types.Delete{
-		TableName: aws.String(s.table), Key: key("RES#"+r.ID, skReservation),
-		ConditionExpression: aws.String("attribute_exists(pk)"),
-	}}}
+	const pending = "attribute_exists(" + attrGSI1PK + ")" // a reservation, not a tombstone
+	first := types.TransactWriteItem{Delete: &types.Delete{
+		TableName: aws.String(s.table), Key: key("RES#"+r.ID, skReservation), ConditionExpression: aws.String(pending),
+	}}
+	if ev == nil {
+		first = types.TransactWriteItem{Put: &types.Put{
+			TableName: aws.String(s.table), Item: tombstone(r), ConditionExpression: aws.String(pending),
+		}}
+	}
+	items := []types.TransactWriteItem{first}
 	var cost, tokens int64
 	var u ledger.Usage
 	if ev != nil {
@@ -224,7 +359,10 @@ func (s *Store) settleItems(r *budget.Reservation, ev *ledger.Event) ([]types.Tr
 		var expr string
 		switch c.Kind {
 		case budget.Spend:
-			vals[":d"] = num(cost - c.Amount)
+			if c.Deferred && ev == nil {
+				continue // never reserved, nothing to give back
+			}
+			vals[":d"] = num(cost - c.Reserved())
 			expr = "ADD v :d"
 			if ev != nil {
 				success := int64(0)
@@ -236,7 +374,7 @@ func (s *Store) settleItems(r *budget.Reservation, ev *ledger.Event) ([]types.Tr
 				vals[":p"], vals[":ct"], vals[":o"], vals[":l"] = num(u.PromptTokens), num(u.CachedTokens), num(u.CompletionTokens), num(ev.LatencyMs)
 			}
 		case budget.Tokens:
-			vals[":d"] = num(tokens - c.Amount)
+			vals[":d"] = num(tokens - c.Reserved())
 			expr = "ADD v :d"
 		default:
 			continue // a request stays counted
@@ -279,11 +417,11 @@ func (s *Store) StaleReservations(ctx context.Context, now time.Time) ([]*budget
 			return nil, fmt.Errorf("query stale reservations: %w", err)
 		}
 		for _, item := range page.Items {
-			var r budget.Reservation
-			if err := json.Unmarshal([]byte(getS(item, "data")), &r); err != nil {
+			r, err := decodeReservation(getS(item, "data"))
+			if err != nil {
 				return nil, fmt.Errorf("decode reservation %s: %w", getS(item, attrPK), err)
 			}
-			list = append(list, &r)
+			list = append(list, r)
 		}
 	}
 	return list, nil

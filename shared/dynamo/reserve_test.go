@@ -170,7 +170,9 @@ func TestReservations(t *testing.T) {
 
 	t.Run("stale reservation settles once at worst case", func(t *testing.T) {
 		s := newStore(t, endpoint, "stale")
-		req := budget.Request{KeyID: "k", Key: budget.Limits{Lifetime: money.Dollar}, Cost: 40 * money.Cent, Now: now}
+		// A user and the organisation without limits: their spend is
+		// deferred, and the sweep counts it too, at the worst case.
+		req := budget.Request{KeyID: "k", Key: budget.Limits{Lifetime: money.Dollar}, UserID: "u", Cost: 40 * money.Cent, Now: now}
 		r := &budget.Reservation{ID: "dead", KeyID: "k", Charges: budget.Plan(req), Cost: req.Cost, Usage: ledger.Usage{PromptTokens: 100, CompletionTokens: 900},
 			Deadline: now.Add(5 * time.Minute), Event: ledger.Event{ID: "dead", KeyID: "k", Model: "gpt-4o-mini", Status: 200, CreatedAt: now.UnixMilli()}}
 		if err := s.Reserve(ctx, r); err != nil {
@@ -193,9 +195,13 @@ func TestReservations(t *testing.T) {
 		if err := s.Settle(ctx, r, &ledger.Event{ID: "dead", KeyID: "k", Cost: money.Cent}); !errors.Is(err, budget.ErrSettled) {
 			t.Fatalf("late settle: %v", err)
 		}
-		tot, _ := s.KeyTotals(ctx, "k")
-		if tot.Cost != 40*money.Cent || tot.Committed != 40*money.Cent || tot.Requests != 1 {
-			t.Fatalf("totals %+v", tot)
+		for _, owner := range []string{"KEY#k", "USER#u", "ORG"} {
+			for _, c := range []string{budget.LifetimeCounter, budget.MonthCounter(now)} {
+				tot, _ := s.OwnerTotals(ctx, owner, c)
+				if tot.Cost != 40*money.Cent || tot.Committed != 40*money.Cent || tot.Requests != 1 {
+					t.Fatalf("%s %s totals %+v", owner, c, tot)
+				}
+			}
 		}
 		var evs []*ledger.Event
 		s.Events(ctx, "k", now.Add(-time.Hour), now.Add(time.Hour), func(e *ledger.Event) error { evs = append(evs, e); return nil })
@@ -228,6 +234,49 @@ func TestReservations(t *testing.T) {
 		}
 		if tot, _ := s.KeyTotals(ctx, "k"); tot.Committed != 0 {
 			t.Fatalf("after release %+v", tot)
+		}
+	})
+
+	t.Run("abandon: nothing charged, whether the reserve landed before or lands after", func(t *testing.T) {
+		s := newStore(t, endpoint, "abandon")
+		plan := func(id string) *budget.Reservation {
+			req := budget.Request{KeyID: "k", Key: budget.Limits{Lifetime: money.Dollar}, UserID: "u", User: &budget.Limits{Lifetime: money.Dollar},
+				Org: &budget.Limits{PerMonth: money.Dollar}, Cost: 30 * money.Cent, Now: now}
+			return &budget.Reservation{ID: id, KeyID: "k", Charges: budget.Plan(req), Cost: req.Cost, Deadline: now.Add(time.Minute),
+				Event: ledger.Event{ID: id, KeyID: "k", UserID: "u", Status: 200, CreatedAt: now.UnixMilli()}}
+		}
+		// Landed before: Abandon gives every amount back; again, it is a no-op.
+		landed := plan("landed")
+		if err := s.Reserve(ctx, landed); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if err := s.Abandon(ctx, landed); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Lands after: the tombstone makes the whole late reserve fail.
+		late := plan("late")
+		if err := s.Abandon(ctx, late); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Reserve(ctx, late); err == nil {
+			t.Fatal("a reserve landed after its abandon")
+		}
+		for _, r := range []*budget.Reservation{landed, late} {
+			if err := s.Settle(ctx, r, &ledger.Event{ID: r.ID, KeyID: "k", Cost: money.Cent}); !errors.Is(err, budget.ErrSettled) {
+				t.Fatalf("settle after abandon: %v", err)
+			}
+		}
+		for _, c := range []struct{ owner, name string }{
+			{"KEY#k", budget.LifetimeCounter}, {"USER#u", budget.LifetimeCounter}, {"ORG", budget.MonthCounter(now)}, {"ORG", budget.LifetimeCounter},
+		} {
+			if tot, _ := s.OwnerTotals(ctx, c.owner, c.name); tot.Committed != 0 || tot.Cost != 0 || tot.Requests != 0 {
+				t.Errorf("%s %s after abandons: %+v", c.owner, c.name, tot)
+			}
+		}
+		if list, _ := s.StaleReservations(ctx, now.Add(time.Hour)); len(list) != 0 {
+			t.Fatalf("the sweep would charge %d abandoned reservations", len(list))
 		}
 	})
 

@@ -74,6 +74,21 @@ type itEnv struct {
 // fixes its clock (zero: the tests' present, running at real speed).
 func newITEnv(t *testing.T, endpoint, table string, now time.Time) *itEnv {
 	t.Helper()
+	return newITEnvWith(t, endpoint, table, now, itOptions{})
+}
+
+// itOptions change what newITEnvWith builds.
+type itOptions struct {
+	// config changes the proxy's configuration before it is built.
+	config func(*proxy.Config)
+	// invocation, when set, gives every request's context this deadline,
+	// as a Lambda invocation's context has.
+	invocation time.Duration
+}
+
+// newITEnvWith is newITEnv with options.
+func newITEnvWith(t *testing.T, endpoint, table string, now time.Time, opts itOptions) *itEnv {
+	t.Helper()
 	ctx := context.Background()
 	store := dynamotest.Store(t, endpoint, table)
 	prices, err := pricing.Default()
@@ -94,13 +109,26 @@ func newITEnv(t *testing.T, endpoint, table string, now time.Time) *itEnv {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	h := proxy.New(proxy.Config{
+	cfg := proxy.Config{
 		Keys: store, Providers: store, Secrets: itSecrets{}, Limiter: store, Owners: store,
 		Prices: prices, Tokenizer: e.tok, Now: e.clock.Now,
-	})
+		// Hundreds of transactions conflicting on one counter of DynamoDB
+		// Local, under -race on a shared machine, can retry for longer than
+		// the production default (3 s) allows; the stall tests set it back.
+		ReserveTimeout: time.Minute,
+	}
+	if opts.config != nil {
+		opts.config(&cfg)
+	}
+	h := proxy.New(cfg)
 	e.proxy = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.inflight.Add(1)
 		defer e.inflight.Done()
+		if opts.invocation > 0 {
+			ctx, cancel := context.WithTimeout(r.Context(), opts.invocation)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(e.proxy.Close)

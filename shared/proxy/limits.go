@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -23,10 +24,19 @@ import (
 
 // Limiter reserves a request's worst case on every counter that applies
 // before it is forwarded, and settles it to the actual cost afterwards.
+//
+// Reserve fails with a *budget.LimitError or budget.ErrStale when nothing
+// was written; any other error leaves its outcome unknown, and the request,
+// answered 503, is then Abandoned: afterwards nothing of it is charged, even
+// if the reserve lands later. Settle, Release and Abandon are retried until
+// they succeed: they return budget.ErrSettled when the reservation had
+// already ended (an earlier attempt committed unseen) and
+// budget.ErrRejected when no retry can help.
 type Limiter interface {
 	Reserve(ctx context.Context, r *budget.Reservation) error
 	Settle(ctx context.Context, r *budget.Reservation, ev *ledger.Event) error
 	Release(ctx context.Context, r *budget.Reservation) error
+	Abandon(ctx context.Context, r *budget.Reservation) error
 	Counters(ctx context.Context, charges []budget.Charge) ([]int64, error)
 }
 
@@ -129,8 +139,15 @@ type admission struct {
 // admit loads the key's user and the organisation, plans the request's
 // charges and reserves them. When the spend does not fit and the key allows
 // it, it lowers the output cap to what the remaining budget can pay for.
+//
+// The store's part, from reading the user to the reservation, has
+// Config.ReserveTimeout: when the store stalls the client gets its 503 soon.
+// A reserve that ran out of time may still land: its 503 is a
+// *pendingRelease, and the handler abandons the reservation once the client
+// has its answer.
 func (h *Handler) admit(r *http.Request, key *apikey.Key, req *request, body []byte, price pricing.Price, ev *ledger.Event) (*admission, error) {
-	ctx := r.Context()
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.ReserveTimeout)
+	defer cancel()
 	adm := &admission{body: body}
 	// Lowering the output cap changes the body but not the prompt: count once.
 	prompt, err := h.promptTokens(r.URL.Path, body, price)
@@ -143,7 +160,7 @@ func (h *Handler) admit(r *http.Request, key *apikey.Key, req *request, body []b
 			return nil, err
 		}
 		w := worstCase(r.URL.Path, req, prompt, price)
-		res := h.plan(key, usr, org, req, price, w, ev)
+		res := h.plan(r.Context(), key, usr, org, req, price, w, ev)
 		err = h.cfg.Limiter.Reserve(ctx, res)
 		if err == nil {
 			adm.res = res
@@ -180,11 +197,22 @@ func (h *Handler) admit(r *http.Request, key *apikey.Key, req *request, body []b
 		case errors.As(err, &le):
 			return nil, limitError(le.Charge, h.cfg.Now())
 		default:
-			return nil, apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
-				"the limits store is unavailable, so the request was not forwarded; try again shortly")
+			return nil, &pendingRelease{res: res, err: storeUnavailable(err)}
 		}
 	}
 }
+
+// pendingRelease is the 503 of a request whose reserve's outcome is unknown
+// (a timeout while the store stalls): its transaction may have committed, or
+// may commit later. The handler answers the client first, then abandons the
+// reservation (Handler.abandon), so the request is never charged.
+type pendingRelease struct {
+	err error
+	res *budget.Reservation
+}
+
+func (e *pendingRelease) Error() string { return e.err.Error() }
+func (e *pendingRelease) Unwrap() error { return e.err }
 
 // setCap records a lowered output cap in req, as the body now says.
 func setCap(req *request, path string, n int64) {
@@ -250,8 +278,9 @@ func storeUnavailable(err error) error {
 		"the limits store is unavailable, so the request was not forwarded; try again shortly")
 }
 
-// plan builds the reservation for one request.
-func (h *Handler) plan(key *apikey.Key, usr *user.User, org *user.Org, req *request, price pricing.Price, w worst, ev *ledger.Event) *budget.Reservation {
+// plan builds the reservation for one request; ctx is the request's own
+// context, whose deadline (if any) the reservation's outlives.
+func (h *Handler) plan(ctx context.Context, key *apikey.Key, usr *user.User, org *user.Org, req *request, price pricing.Price, w worst, ev *ledger.Event) *budget.Reservation {
 	now := h.cfg.Now()
 	br := budget.Request{
 		KeyID: key.ID, Key: budget.KeyLimits(key), Model: req.Model, Family: price.Model,
@@ -276,7 +305,7 @@ func (h *Handler) plan(key *apikey.Key, usr *user.User, org *user.Org, req *requ
 	skeleton.Usage, skeleton.Cost = w.usage, w.cost
 	return &budget.Reservation{
 		ID: ev.ID, KeyID: key.ID, Checks: checks, Charges: budget.Plan(br),
-		Cost: w.cost, Usage: w.usage, Deadline: h.deadline(now), Event: skeleton,
+		Cost: w.cost, Usage: w.usage, Deadline: h.deadline(ctx, now), Event: skeleton,
 	}
 }
 
@@ -287,9 +316,64 @@ func userLimits(u *user.User) budget.Limits {
 	}
 }
 
-// deadline is when an unsettled reservation counts as abandoned: after the
-// longest a request may run, plus a margin.
-func (h *Handler) deadline(now time.Time) time.Time { return now.Add(h.cfg.ReservationTTL) }
+// deadline is when an unsettled reservation counts as abandoned and the
+// stale sweep may charge it its worst case: ReservationTTL after now, or,
+// when the request's context has a later deadline (in Lambda, the end of the
+// invocation), a margin after that. The settle keeps trying until the
+// invocation ends (Handler.afterContext), so the sweep only ever charges
+// reservations of invocations that really died.
+func (h *Handler) deadline(ctx context.Context, now time.Time) time.Time {
+	d := now.Add(h.cfg.ReservationTTL)
+	if end, ok := ctx.Deadline(); ok {
+		if late := now.Add(time.Until(end) + sweepMargin); late.After(d) {
+			d = late
+		}
+	}
+	return d
+}
+
+// sweepMargin separates the last attempt to end a reservation from its
+// deadline, when the stale sweep may settle it.
+const sweepMargin = 30 * time.Second
+
+// afterContext is the context of the work after a response (settle,
+// release): not cancelled by the client, and lasting until the request's
+// deadline when it has one (in Lambda, the invocation's: as long as the
+// invocation may run), else Config.RecordTimeout; in either case ending
+// before res's deadline, after which the stale sweep owns res.
+func (h *Handler) afterContext(ctx context.Context, res *budget.Reservation) (context.Context, context.CancelFunc) {
+	end := time.Now().Add(h.cfg.RecordTimeout)
+	if d, ok := ctx.Deadline(); ok {
+		end = d
+	}
+	margin := min(sweepMargin, h.cfg.ReservationTTL/4)
+	// res.Deadline is on the handler's clock (Config.Now); end on the wall clock.
+	if sweep := time.Now().Add(res.Deadline.Sub(h.cfg.Now()) - margin); sweep.Before(end) {
+		end = sweep
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), end)
+}
+
+// persist runs op until it succeeds, returns an error no retry changes
+// (budget.ErrSettled, budget.ErrRejected), or ctx ends, backing off
+// exponentially with jitter between attempts. retried reports whether an
+// earlier attempt failed, and so may have committed unseen.
+func persist(ctx context.Context, op func(context.Context) error) (retried bool, err error) {
+	backoff := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		err = op(ctx)
+		if err == nil || errors.Is(err, budget.ErrSettled) || errors.Is(err, budget.ErrRejected) || ctx.Err() != nil {
+			return attempt > 0, err
+		}
+		sleep := backoff/2 + rand.N(backoff)
+		backoff = min(2*backoff, 2*time.Second)
+		select {
+		case <-ctx.Done():
+			return true, err
+		case <-time.After(sleep):
+		}
+	}
+}
 
 // limitError turns a charge that did not fit into the client's 429.
 func limitError(c budget.Charge, now time.Time) error {
@@ -329,8 +413,14 @@ func limited(charges []budget.Charge) bool {
 // limitHeaders reads the reserved counters and describes the tightest
 // request, token and spend limits in OpenAI's x-ratelimit-* headers and
 // stipend's x-stipend-budget-remaining (US dollars).
-func (h *Handler) limitHeaders(ctx context.Context, charges []budget.Charge) http.Header {
+func (h *Handler) limitHeaders(ctx context.Context, all []budget.Charge) http.Header {
 	out := http.Header{}
+	var charges []budget.Charge // only limited counters have a header to show
+	for _, c := range all {
+		if c.Limit > 0 {
+			charges = append(charges, c)
+		}
+	}
 	vals, err := h.cfg.Limiter.Counters(ctx, charges)
 	if err != nil {
 		h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "could not read counters for headers", slog.String("cause", err.Error()))
@@ -378,9 +468,14 @@ func (h *Handler) limitHeaders(ctx context.Context, charges []budget.Charge) htt
 }
 
 // settle ends the reservation with the event's actual usage, inside the
-// invocation: the client's cancellation does not stop it, a timeout does.
+// invocation: the client's cancellation does not stop it, and it keeps
+// trying for as long as the invocation may run (afterContext). An attempt
+// that failed may have committed unseen; the next then finds the
+// reservation gone (ErrSettled), which after a failed attempt means it
+// committed: nobody else ends a reservation before its deadline, and the
+// retries stop short of it.
 func (h *Handler) settle(ctx context.Context, res *budget.Reservation, ev *ledger.Event) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.RecordTimeout)
+	ctx, cancel := h.afterContext(ctx, res)
 	defer cancel()
 	ev.ReservedCost = res.Cost
 	if ev.Cost > res.Cost {
@@ -390,18 +485,39 @@ func (h *Handler) settle(ctx context.Context, res *budget.Reservation, ev *ledge
 		h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "cost above reservation", slog.String("event", ev.ID),
 			slog.Int64("reservedNanos", int64(res.Cost)), slog.Int64("costNanos", int64(ev.Cost)))
 	}
-	if err := h.cfg.Limiter.Settle(ctx, res, ev); err != nil {
+	retried, err := persist(ctx, func(ctx context.Context) error { return h.cfg.Limiter.Settle(ctx, res, ev) })
+	switch {
+	case err == nil:
+	case retried && errors.Is(err, budget.ErrSettled):
+		h.cfg.Log.LogAttrs(ctx, slog.LevelInfo, "reservation settled by an earlier attempt", slog.String("event", ev.ID))
+	default:
 		h.cfg.Log.LogAttrs(ctx, slog.LevelError, "reservation not settled",
 			slog.String("event", ev.ID), slog.String("key", ev.KeyID), slog.String("model", ev.Model),
 			slog.Int64("costNanos", int64(ev.Cost)), slog.String("cause", err.Error()))
 	}
 }
 
-// release gives back a reservation for a request that was never forwarded.
+// release gives back a reservation for a request that was never forwarded,
+// retrying as settle does.
 func (h *Handler) release(ctx context.Context, res *budget.Reservation) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.cfg.RecordTimeout)
+	ctx, cancel := h.afterContext(ctx, res)
 	defer cancel()
-	if err := h.cfg.Limiter.Release(ctx, res); err != nil {
+	retried, err := persist(ctx, func(ctx context.Context) error { return h.cfg.Limiter.Release(ctx, res) })
+	if err != nil && !(retried && errors.Is(err, budget.ErrSettled)) {
+		h.cfg.Log.LogAttrs(ctx, slog.LevelError, "reservation not released", slog.String("event", res.ID), slog.String("cause", err.Error()))
+	}
+}
+
+// abandon ends the reservation of a request answered 503 because its
+// reserve's outcome was unknown, after the client has that answer: whether
+// the reserve landed, lands later or never, nothing of it is charged
+// (Limiter.Abandon). It retries as settle does; only if the store stays
+// unreachable for the whole invocation can a landed reserve be left to the
+// stale sweep.
+func (h *Handler) abandon(ctx context.Context, res *budget.Reservation) {
+	ctx, cancel := h.afterContext(ctx, res)
+	defer cancel()
+	if _, err := persist(ctx, func(ctx context.Context) error { return h.cfg.Limiter.Abandon(ctx, res) }); err != nil {
 		h.cfg.Log.LogAttrs(ctx, slog.LevelError, "reservation not released", slog.String("event", res.ID), slog.String("cause", err.Error()))
 	}
 }
@@ -433,7 +549,7 @@ func (h *Handler) keyInfo(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	if err != nil {
 		return err
 	}
-	res := h.plan(key, usr, org, &request{}, pricing.Price{}, worst{}, &ledger.Event{})
+	res := h.plan(ctx, key, usr, org, &request{}, pricing.Price{}, worst{}, &ledger.Event{})
 	charges := res.Charges
 	// Per-model limits are planned only for a request's model: add each one
 	// the key has, as a request for that model would see it.
@@ -442,7 +558,7 @@ func (h *Handler) keyInfo(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		seen[c.Owner+"/"+c.Name] = true
 	}
 	for _, m := range slices.Sorted(maps.Keys(key.ModelLimits)) {
-		for _, c := range h.plan(key, usr, org, &request{Model: m}, pricing.Price{Model: m}, worst{}, &ledger.Event{}).Charges {
+		for _, c := range h.plan(ctx, key, usr, org, &request{Model: m}, pricing.Price{Model: m}, worst{}, &ledger.Event{}).Charges {
 			if !seen[c.Owner+"/"+c.Name] {
 				seen[c.Owner+"/"+c.Name] = true
 				charges = append(charges, c)

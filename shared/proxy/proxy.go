@@ -84,8 +84,20 @@ type Config struct {
 
 	// ReservationTTL is how long after a request starts its reservation
 	// counts as abandoned and the scheduled sweep may settle it at its worst
-	// case (default 20 min: longer than any invocation may run).
+	// case (default 20 min: longer than a Lambda invocation may run, 15 min
+	// at most; template.yaml's ProxyTimeoutSeconds is 300 s by default). A
+	// request whose context has a later deadline (an invocation's) gets that
+	// deadline plus 30 s instead, so the sweep never charges a request whose
+	// invocation may still settle it.
 	ReservationTTL time.Duration
+	// ReserveTimeout bounds the limits store's work before a request is
+	// forwarded: reading the key, its user and the organisation, and the
+	// reservation (default 3 s). When it runs out, as while DynamoDB stalls,
+	// the client gets 503 service_unavailable, nothing is forwarded, and the
+	// reservation, had it landed, is released after the answer. It also
+	// bounds retries of transactions that conflict with concurrent ones on
+	// the same counters: raise it if many requests share one hot counter.
+	ReserveTimeout time.Duration
 	// MinLoweredTokens is the smallest output cap stipend lowers a request
 	// to when its budget cannot pay for more (default 16).
 	MinLoweredTokens int64
@@ -106,7 +118,12 @@ type Config struct {
 	// ledger.DefaultBodyBytes, 64 KiB; at most ledger.MaxBodyBytes). Longer
 	// bodies are kept up to it and flagged as truncated.
 	MaxLoggedBodyBytes int
-	// RecordTimeout bounds recording an event after the response (default 10 s).
+	// RecordTimeout bounds how long the work after a response (settling the
+	// request, or releasing one never forwarded) keeps retrying when the
+	// request's context has no deadline (default 5 min, the default Lambda
+	// timeout). With a deadline (in Lambda, the invocation's) it keeps trying
+	// until then. Either way it stops before the reservation's deadline,
+	// from which the stale sweep may settle it at its worst case.
 	RecordTimeout time.Duration
 	Log           *slog.Logger
 	Now           func() time.Time
@@ -146,7 +163,10 @@ func New(cfg Config) *Handler {
 		cfg.MinLoweredTokens = 16
 	}
 	if cfg.RecordTimeout <= 0 {
-		cfg.RecordTimeout = 10 * time.Second
+		cfg.RecordTimeout = 5 * time.Minute
+	}
+	if cfg.ReserveTimeout <= 0 {
+		cfg.ReserveTimeout = 3 * time.Second
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -213,6 +233,12 @@ func (h *Handler) handle(fn func(http.ResponseWriter, *http.Request, *apikey.Key
 				return
 			}
 			apierror.Write(w, r, h.cfg.Log, err)
+			var pending *pendingRelease
+			if errors.As(err, &pending) {
+				// The client has its 503 now; the release may take a while.
+				_ = http.NewResponseController(w).Flush()
+				h.abandon(r.Context(), pending.res)
+			}
 		}
 	})
 }
@@ -254,7 +280,9 @@ func (h *Handler) authenticate(r *http.Request) (*apikey.Key, error) {
 	if err != nil {
 		return nil, errUnknownKey
 	}
-	key, err := h.keys.Get(r.Context(), id)
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.ReserveTimeout)
+	defer cancel()
+	key, err := h.keys.Get(ctx, id)
 	if err != nil {
 		if isNotFound(err) {
 			return nil, errUnknownKey

@@ -73,7 +73,7 @@ func (s *fakeStore) Reserve(_ context.Context, r *budget.Reservation) error {
 		}
 	}
 	for _, c := range r.Charges {
-		s.counters[c.Owner+"/"+c.Name] += c.Amount
+		s.counters[c.Owner+"/"+c.Name] += c.Reserved()
 	}
 	s.open[r.ID] = r
 	return nil
@@ -89,9 +89,9 @@ func (s *fakeStore) Settle(_ context.Context, r *budget.Reservation, ev *ledger.
 	for _, c := range r.Charges {
 		switch c.Kind {
 		case budget.Spend:
-			s.counters[c.Owner+"/"+c.Name] += int64(ev.Cost) - c.Amount
+			s.counters[c.Owner+"/"+c.Name] += int64(ev.Cost) - c.Reserved()
 		case budget.Tokens:
-			s.counters[c.Owner+"/"+c.Name] += ev.Usage.Total() - c.Amount
+			s.counters[c.Owner+"/"+c.Name] += ev.Usage.Total() - c.Reserved()
 		}
 	}
 	c := *ev
@@ -107,10 +107,20 @@ func (s *fakeStore) Release(_ context.Context, r *budget.Reservation) error {
 	delete(s.open, r.ID)
 	for _, c := range r.Charges {
 		if c.Kind != budget.Requests {
-			s.counters[c.Owner+"/"+c.Name] -= c.Amount
+			s.counters[c.Owner+"/"+c.Name] -= c.Reserved()
 		}
 	}
 	return nil
+}
+
+func (s *fakeStore) Abandon(ctx context.Context, r *budget.Reservation) error {
+	s.mu.Lock()
+	_, open := s.open[r.ID]
+	s.mu.Unlock()
+	if !open {
+		return nil
+	}
+	return s.Release(ctx, r)
 }
 
 func (s *fakeStore) Counters(_ context.Context, cs []budget.Charge) ([]int64, error) {

@@ -30,6 +30,23 @@ const startTimeout = 3 * time.Minute
 // calls tb.Fatal if DynamoDB Local cannot be started.
 func StartDynamoDB(tb testing.TB) string {
 	tb.Helper()
+	return StartDynamoDBProcess(tb).Endpoint
+}
+
+// DynamoDB is a DynamoDB Local started for one test, which the test may
+// stall (as DynamoDB does when it stops answering) and resume.
+type DynamoDB struct {
+	// Endpoint is its base URL, such as http://127.0.0.1:41234.
+	Endpoint string
+
+	tb testing.TB
+	p  *localstack.Process
+}
+
+// StartDynamoDBProcess is StartDynamoDB returning a handle that can stall
+// the process. It is resumed before it is closed in tb.Cleanup.
+func StartDynamoDBProcess(tb testing.TB) *DynamoDB {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	p, err := localstack.StartDynamoDB(ctx, localstack.Options{InMemory: true})
@@ -37,7 +54,25 @@ func StartDynamoDB(tb testing.TB) string {
 		tb.Fatalf("localtest: %v", err)
 	}
 	tb.Cleanup(func() { closeProcess(tb, p) })
-	return p.Endpoint
+	return &DynamoDB{Endpoint: p.Endpoint, tb: tb, p: p}
+}
+
+// Stall freezes DynamoDB Local (SIGSTOP): requests to it wait, unanswered
+// and uncommitted, until Resume, and then run. It calls tb.Fatal on failure.
+func (d *DynamoDB) Stall() {
+	d.tb.Helper()
+	if err := d.p.Stall(); err != nil {
+		d.tb.Fatalf("localtest: stall DynamoDB Local: %v", err)
+	}
+}
+
+// Resume lets a stalled DynamoDB Local run again (SIGCONT). It calls
+// tb.Fatal on failure.
+func (d *DynamoDB) Resume() {
+	d.tb.Helper()
+	if err := d.p.Resume(); err != nil {
+		d.tb.Fatalf("localtest: resume DynamoDB Local: %v", err)
+	}
 }
 
 // StartSecretsManager starts moto_server for tb, closes it in tb.Cleanup,

@@ -63,3 +63,36 @@ func TestStart(t *testing.T) {
 		})
 	}
 }
+
+func TestStallAndResume(t *testing.T) {
+	d := StartDynamoDBProcess(t)
+	list := func(timeout time.Duration) error {
+		ctx, cancel := context.WithTimeout(t.Context(), timeout)
+		defer cancel()
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.Endpoint+"/", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/x-amz-json-1.0")
+		req.Header.Set("X-Amz-Target", "DynamoDB_20120810.ListTables")
+		req.Header.Set("Authorization", localstack.DummyAuthorization("dynamodb"))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}
+	if err := list(10 * time.Second); err != nil {
+		t.Fatalf("before stalling: %v", err)
+	}
+	d.Stall()
+	if err := list(500 * time.Millisecond); err == nil {
+		t.Fatal("a stalled DynamoDB Local answered")
+	}
+	d.Resume()
+	if err := list(10 * time.Second); err != nil {
+		t.Fatalf("after resuming: %v", err)
+	}
+	d.Stall() // closed while stalled: the cleanup must still end it
+}
