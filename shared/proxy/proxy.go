@@ -368,8 +368,11 @@ func (h *Handler) pickProvider(ctx context.Context, key *apikey.Key) (*provider.
 	}
 	id := key.SettingIDs[rand.IntN(len(key.SettingIDs))]
 	// Read fresh, not from the configuration cache: a changed provider key
-	// (PATCH /api/v1/providers/{id}) applies to the very next request.
-	p, err := h.cfg.Providers.GetProvider(ctx, id)
+	// (PATCH /api/v1/providers/{id}) applies to the very next request. Like
+	// every store call before forwarding, it fails fast (ReserveTimeout).
+	readCtx, cancel := context.WithTimeout(ctx, h.cfg.ReserveTimeout)
+	p, err := h.cfg.Providers.GetProvider(readCtx, id)
+	cancel()
 	if err != nil {
 		return nil, "", apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
 			"the provider setting is unavailable; try again shortly")
