@@ -86,6 +86,10 @@ Create a key for a student (provider id from GET /api/v1/providers):
   curl -s %s/api/v1/secret-keys -H "Authorization: Bearer %s" -d '{"name":"student-1","providerSettingIds":["<provider id>"],"costLimitInUsdLifetime":1}'
 `, st.AdminURL, st.AdminKey)
 	}
+	fmt.Printf(`
+For the README's walkthrough ("Five minutes: a class of students"), paste this into your shell:
+  export ADMIN=%s AK=%s PROXY=%s PROVIDER=%s
+`, st.AdminURL, st.AdminKey, st.ProxyURL, st.ProviderID)
 	fmt.Printf("\nReadiness: %s/readyz and %s/readyz (a dependency going down is reported here).\n", st.ProxyURL, st.AdminURL)
 	fmt.Println("Ctrl-C stops everything.")
 	select {

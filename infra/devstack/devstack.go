@@ -88,6 +88,7 @@ type Stack struct {
 	DemoKey     string // set when the fake upstream is used
 	UpstreamURL string // the fake upstream's API root, when used
 	DynamoDBURL string // DynamoDB Local's endpoint
+	ProviderID  string // the provider setting Start created or found: the fake upstream's, or "openai"
 	// Exited receives when the proxy or admin process cannot be kept
 	// running (it could not start, or keeps dying right after starting).
 	// A process that dies is otherwise started again.
@@ -284,10 +285,10 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 	}
 
 	if st.UpstreamURL != "" {
-		if st.DemoKey, err = demoKey(ctx, st); err != nil {
+		if st.ProviderID, st.DemoKey, err = demoKey(ctx, st); err != nil {
 			return nil, err
 		}
-	} else if _, err := ensureProvider(ctx, st, map[string]any{
+	} else if st.ProviderID, err = ensureProvider(ctx, st, map[string]any{
 		"name": "openai", "provider": "openai", "apiKey": o.OpenAIKey,
 	}); err != nil {
 		return nil, err
@@ -309,12 +310,12 @@ const (
 // as it is created retrievable), or a new one on the fake upstream's
 // provider setting, which is created once and pointed at this run's fake
 // upstream.
-func demoKey(ctx context.Context, st *Stack) (string, error) {
+func demoKey(ctx context.Context, st *Stack) (providerID, key string, err error) {
 	p, err := ensureProvider(ctx, st, map[string]any{
 		"name": demoProviderName, "provider": "openai-compatible", "baseUrl": st.UpstreamURL, "apiKey": FakeUpstreamKey,
 	})
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	var keys []struct {
 		ID      string `json:"keyId"`
@@ -322,7 +323,7 @@ func demoKey(ctx context.Context, st *Stack) (string, error) {
 		Revoked bool   `json:"revoked"`
 	}
 	if err := adminDo(ctx, st, http.MethodGet, "/api/v1/secret-keys", nil, &keys); err != nil {
-		return "", err
+		return "", "", err
 	}
 	for _, k := range keys {
 		if k.Name != demoKeyName || k.Revoked {
@@ -332,9 +333,9 @@ func demoKey(ctx context.Context, st *Stack) (string, error) {
 			Key string `json:"key"`
 		}
 		if err := adminDo(ctx, st, http.MethodGet, "/api/v1/secret-keys/"+k.ID+"/key", nil, &back); err != nil {
-			return "", fmt.Errorf("the demo key of an earlier run cannot be read back (%w); revoke it to get a new one", err)
+			return "", "", fmt.Errorf("the demo key of an earlier run cannot be read back (%w); revoke it to get a new one", err)
 		}
-		return back.Key, nil
+		return p, back.Key, nil
 	}
 	var created struct {
 		Key string `json:"key"`
@@ -343,7 +344,7 @@ func demoKey(ctx context.Context, st *Stack) (string, error) {
 		"name": demoKeyName, "providerSettingIds": []any{p}, "costLimitInUsdLifetime": 1,
 		"keyRetrievalMethod": "ANYTIME_BY_VIEWER",
 	}, &created)
-	return created.Key, err
+	return p, created.Key, err
 }
 
 // ensureProvider creates the provider setting named body["name"], or
