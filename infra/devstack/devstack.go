@@ -33,6 +33,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/stipend/stipend/infra/fakeupstream"
@@ -378,11 +380,10 @@ func ensureProvider(ctx context.Context, st *Stack, body map[string]any) (string
 
 // secretsAt returns a Secrets Manager client for endpoint.
 func secretsAt(ctx context.Context, endpoint string) (*secrets.Manager, error) {
-	cfg, err := awsenv.Load(ctx)
+	cfg, err := localAWS(ctx, endpoint)
 	if err != nil {
 		return nil, err
 	}
-	cfg.BaseEndpoint = &endpoint
 	return secrets.NewManager(secretsmanager.NewFromConfig(cfg)), nil
 }
 
@@ -408,17 +409,25 @@ func ensureEncryptionSecret(ctx context.Context, m *secrets.Manager) (string, er
 
 // createTable creates the table through the storage package.
 func createTable(ctx context.Context, endpoint, table string) error {
-	for k, v := range map[string]string{"AWS_REGION": localstack.Region, "AWS_ACCESS_KEY_ID": localstack.AccessKeyID, "AWS_SECRET_ACCESS_KEY": localstack.SecretAccessKey} {
-		if os.Getenv(k) == "" {
-			os.Setenv(k, v)
-		}
-	}
-	cfg, err := awsenv.Load(ctx)
+	cfg, err := localAWS(ctx, endpoint)
 	if err != nil {
 		return err
 	}
-	cfg.BaseEndpoint = &endpoint
 	return dynamo.New(dynamo.NewClient(cfg), table, 0).CreateTable(ctx)
+}
+
+// localAWS is the SDK configuration for a local service at endpoint: the
+// local stack's credentials and region, whatever this process's environment
+// says.
+func localAWS(ctx context.Context, endpoint string) (aws.Config, error) {
+	cfg, err := awsenv.Load(ctx)
+	if err != nil {
+		return aws.Config{}, err
+	}
+	cfg.Region = localstack.Region
+	cfg.Credentials = credentials.NewStaticCredentialsProvider(localstack.AccessKeyID, localstack.SecretAccessKey, "")
+	cfg.BaseEndpoint = &endpoint
+	return cfg, nil
 }
 
 func checkFree(addr string) error {
