@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/stipend/stipend/infra/localstack"
 )
 
 // Restart policy of a supervised process.
@@ -67,6 +69,7 @@ func (p *supervised) run(exited chan<- error) {
 	for {
 		cmd := exec.Command(p.bin)
 		cmd.Env, cmd.Stdout, cmd.Stderr = p.env, p.log, p.log
+		cmd.SysProcAttr = localstack.ChildAttr() // dies with this process
 		if err := cmd.Start(); err != nil {
 			exited <- fmt.Errorf("start %s: %w", p.name, err)
 			return
