@@ -97,7 +97,6 @@ type Stack struct {
 	Exited <-chan error
 
 	procs   map[string]*supervised
-	secrets *secretFront
 	closers []func()
 }
 
@@ -200,7 +199,6 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	st.secrets = front
 	motoSecrets, err := secretsAt(ctx, sm.Endpoint)
 	if err != nil {
 		return nil, err
