@@ -1,20 +1,20 @@
 // Command admin is stipend's admin API. In AWS Lambda it serves a buffered
 // function URL through aws-lambda-go-api-proxy; anywhere else it listens on
-// STIPEND_ADMIN_ADDR (default 127.0.0.1:8081). It only wires.
+// STIPEND_ADMIN_ADDR (default 127.0.0.1:8081). It only wires: its
+// environment is read by config.LoadAdmin (see shared/config for every
+// variable and its default).
 //
 // The admin bearer key comes from STIPEND_ADMIN_KEY, or else from the Secrets
 // Manager secret STIPEND_ADMIN_KEY_SECRET (what template.yaml sets), cached
 // for a minute so a rotation takes effect without a redeploy.
-// Environment also: STIPEND_TABLE, STIPEND_SECRET_PREFIX (where provider API
-// keys are stored, default "stipend/providers/"), STIPEND_KEY_ENCRYPTION_SECRET
-// (the Secrets Manager secret whose SHA-256 seals ANYTIME_BY_VIEWER keys;
-// unset, that keyRetrievalMethod is refused).
+// GET /healthz answers without touching anything; GET /readyz reports
+// whether DynamoDB and Secrets Manager answer.
 package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
@@ -25,6 +25,7 @@ import (
 
 	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/awsenv"
+	"github.com/stipend/stipend/shared/config"
 	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/keyvault"
 	"github.com/stipend/stipend/shared/secrets"
@@ -33,7 +34,12 @@ import (
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	h, err := build(context.Background(), log)
+	cfg, err := config.LoadAdmin(os.Getenv)
+	if err != nil {
+		log.Error("admin cannot start", slog.String("cause", err.Error()))
+		os.Exit(1)
+	}
+	h, err := build(context.Background(), cfg, log)
 	if err != nil {
 		log.Error("admin cannot start", slog.String("cause", err.Error()))
 		os.Exit(1)
@@ -45,42 +51,40 @@ func main() {
 		})
 		return
 	}
-	if err := server.Serve(context.Background(), server.Env("STIPEND_ADMIN_ADDR", "127.0.0.1:8081"), h, log); err != nil {
+	if err := server.Serve(context.Background(), cfg.Addr, h, log); err != nil {
 		log.Error("admin stopped", slog.String("cause", err.Error()))
 		os.Exit(1)
 	}
 }
 
-func build(ctx context.Context, log *slog.Logger) (*admin.Handler, error) {
-	cfg, err := awsenv.Load(ctx)
+func build(ctx context.Context, cfg config.Admin, log *slog.Logger) (http.Handler, error) {
+	awsCfg, err := awsenv.Load(ctx)
 	if err != nil {
 		return nil, err
 	}
-	mgr := secrets.NewManager(secretsmanager.NewFromConfig(cfg))
-	var adminKey func(context.Context) (string, error)
-	switch {
-	case os.Getenv("STIPEND_ADMIN_KEY") != "":
-		key := os.Getenv("STIPEND_ADMIN_KEY")
-		adminKey = func(context.Context) (string, error) { return key, nil }
-	case os.Getenv("STIPEND_ADMIN_KEY_SECRET") != "":
-		cache, id := secrets.NewCache(mgr, time.Minute), os.Getenv("STIPEND_ADMIN_KEY_SECRET")
+	mgr := secrets.NewManager(secretsmanager.NewFromConfig(awsCfg))
+	adminKey := func(context.Context) (string, error) { return cfg.AdminKey, nil }
+	if cfg.AdminKey == "" {
+		cache, id := secrets.NewCache(mgr, time.Minute), cfg.AdminKeySecret
 		adminKey = func(ctx context.Context) (string, error) { return cache.Get(ctx, id) }
-	default:
-		return nil, errors.New("set STIPEND_ADMIN_KEY or STIPEND_ADMIN_KEY_SECRET")
 	}
-	store := dynamo.New(dynamo.NewClient(cfg), server.Env("STIPEND_TABLE", "stipend"), 0)
+	store := dynamo.New(dynamo.NewClient(awsCfg), cfg.Table, cfg.EventRetention)
 	// ANYTIME_BY_VIEWER keys are sealed with a key derived from this
 	// secret (package keyvault); without it that retrieval method is refused.
 	var vault admin.Vault
-	if id := os.Getenv("STIPEND_KEY_ENCRYPTION_SECRET"); id != "" {
-		vault = keyvault.New(secrets.NewCache(mgr, 5*time.Minute), id)
+	if cfg.KeyEncryptionSecret != "" {
+		vault = keyvault.New(secrets.NewCache(mgr, 5*time.Minute), cfg.KeyEncryptionSecret)
 	}
-	return admin.New(admin.Config{
+	h := admin.New(admin.Config{
 		Store:        store,
 		Secrets:      mgr,
-		SecretPrefix: server.Env("STIPEND_SECRET_PREFIX", "stipend/providers/"),
+		SecretPrefix: cfg.SecretPrefix,
 		AdminKey:     adminKey,
 		Vault:        vault,
 		Log:          log,
-	}), nil
+	})
+	return server.WithReadiness(h, log,
+		server.Check{Name: "dynamodb", Ping: store.Ping},
+		server.Check{Name: "secretsmanager", Ping: func(ctx context.Context) error { return mgr.Ping(ctx, cfg.SecretPrefix+"readyz") }},
+	), nil
 }

@@ -3,9 +3,20 @@ package lambdatest
 import (
 	"bytes"
 	"encoding/json"
+	"strconv"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/stipend/stipend/infra/localstack"
+	"github.com/stipend/stipend/shared/budget"
+	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/rollover"
 	"github.com/stipend/stipend/shared/testclock"
 )
@@ -54,4 +65,58 @@ func TestReset(t *testing.T) {
 			t.Errorf("report = %+v, want %+v (a sweep with nothing stale)", rep, want)
 		}
 	})
+
+	// The event a sweep writes for an abandoned reservation expires after
+	// STIPEND_EVENT_RETENTION_DAYS, as the proxy's own events do.
+	t.Run("stale-retention", func(t *testing.T) {
+		const days = 7
+		fn := startFunction(t, "reset", st.env("STIPEND_EVENT_RETENTION_DAYS=7"))
+		ctx := t.Context()
+		started := testclock.Real().Add(-30 * time.Minute)
+		req := budget.Request{KeyID: "k-stale", Key: budget.Limits{PerMonth: money.Dollar}, Cost: money.Cent, Now: started}
+		r := &budget.Reservation{ID: "abandoned", KeyID: "k-stale", Charges: budget.Plan(req), Cost: money.Cent,
+			Deadline: started.Add(5 * time.Minute),
+			Event:    ledger.Event{ID: "abandoned", KeyID: "k-stale", Model: "gpt-4o-mini", Status: 200, CreatedAt: started.UnixMilli()}}
+		if err := st.store.Reserve(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		rep := report(t, fn.invoke(t, readEvent(t, "reset/stale.json")))
+		if rep.Settled != 1 {
+			t.Fatalf("report = %+v, want the abandoned reservation settled", rep)
+		}
+		got := eventExpiry(t, st, "EV#k-stale")
+		if want := started.Unix() + days*24*60*60; got != want {
+			t.Errorf("the settled event expires at %d, want %d (created + %d days); %d days after creation means the setting was ignored",
+				got, want, days, (got-started.Unix())/86400)
+		}
+	})
+}
+
+// eventExpiry returns the expiresAt of the one event stored under pk.
+func eventExpiry(t *testing.T, st *stack, pk string) int64 {
+	t.Helper()
+	db := dynamo.NewClientAt(aws.Config{
+		Region:      localstack.Region,
+		Credentials: credentials.NewStaticCredentialsProvider(localstack.AccessKeyID, localstack.SecretAccessKey, ""),
+	}, st.dynamoURL)
+	out, err := db.Query(t.Context(), &dynamodb.QueryInput{
+		TableName:                 aws.String(table),
+		KeyConditionExpression:    aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": &types.AttributeValueMemberS{Value: pk}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Items) != 1 {
+		t.Fatalf("%d items under %s, want one event", len(out.Items), pk)
+	}
+	n, ok := out.Items[0]["expiresAt"].(*types.AttributeValueMemberN)
+	if !ok {
+		t.Fatalf("event has no numeric expiresAt: %v", out.Items[0])
+	}
+	v, err := strconv.ParseInt(n.Value, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -136,7 +136,7 @@ var exercised = map[string]string{
 	"admin/list-keys.json":       "TestAdmin/list-keys, TestAdmin/list-keys-wrong-bearer",
 	"admin/create-provider.json": "TestAdmin/create-provider",
 	"reset/monthly.json":         "TestReset/monthly",
-	"reset/stale.json":           "TestReset/stale",
+	"reset/stale.json":           "TestReset/stale, TestReset/stale-retention",
 }
 
 // eventsDir is the repository's events/ directory, from this package's.

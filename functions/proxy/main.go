@@ -1,34 +1,27 @@
 // Command proxy is stipend's OpenAI-compatible proxy. In AWS Lambda it serves
 // a function URL in RESPONSE_STREAM mode through lambdaurl; anywhere else it
-// listens on STIPEND_PROXY_ADDR (default 127.0.0.1:8080). It only wires.
+// listens on STIPEND_PROXY_ADDR (default 127.0.0.1:8080). It only wires: its
+// environment is read by config.LoadProxy (see shared/config for every
+// variable and its default), and the AWS SDK reads its own (AWS_REGION,
+// AWS_ENDPOINT_URL_DYNAMODB, ...).
 //
-// Environment: STIPEND_TABLE (DynamoDB table, default "stipend"),
-// STIPEND_EVENT_RETENTION_DAYS (default 30), STIPEND_KEY_CACHE_TTL (default
-// 5s), STIPEND_SECRET_CACHE_TTL (default 5m), STIPEND_RESERVATION_TTL (when
-// an unsettled reservation counts as abandoned, default 20m; keep it above the
-// function timeout), STIPEND_RESERVE_TIMEOUT (how long the limits store may
-// take before a request is forwarded, else 503, default 3s),
-// STIPEND_MAX_LOGGED_BODY_BYTES (how much of each body
-// an event keeps for keys that log bodies, default 65536, at most 163840),
-// STIPEND_PROXY_ADDR, and the
-// AWS SDK's own variables (AWS_REGION, AWS_ENDPOINT_URL_DYNAMODB, ...).
+// GET /healthz answers without touching anything; GET /readyz reports
+// whether DynamoDB and Secrets Manager answer.
 package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"runtime/debug"
-	"strconv"
-	"time"
 
 	"github.com/aws/aws-lambda-go/lambdaurl"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/stipend/stipend/shared/awsenv"
+	"github.com/stipend/stipend/shared/config"
 	"github.com/stipend/stipend/shared/dynamo"
-	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/proxy"
 	"github.com/stipend/stipend/shared/secrets"
@@ -38,8 +31,17 @@ import (
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	setMemoryLimit()
-	h, err := build(context.Background(), log)
+	cfg, err := config.LoadProxy(os.Getenv)
+	if err != nil {
+		log.Error("proxy cannot start", slog.String("cause", err.Error()))
+		os.Exit(1)
+	}
+	// The tokenizer's tables stay resident, and without a limit the heap
+	// may grow to twice the live data before a collection.
+	if cfg.MemoryLimit > 0 {
+		debug.SetMemoryLimit(cfg.MemoryLimit)
+	}
+	h, err := build(context.Background(), cfg, log)
 	if err != nil {
 		log.Error("proxy cannot start", slog.String("cause", err.Error()))
 		os.Exit(1)
@@ -48,44 +50,20 @@ func main() {
 		lambdaurl.Start(h)
 		return
 	}
-	if err := server.Serve(context.Background(), server.Env("STIPEND_PROXY_ADDR", "127.0.0.1:8080"), h, log); err != nil {
+	if err := server.Serve(context.Background(), cfg.Addr, h, log); err != nil {
 		log.Error("proxy stopped", slog.String("cause", err.Error()))
 		os.Exit(1)
 	}
 }
 
-func build(ctx context.Context, log *slog.Logger) (*proxy.Handler, error) {
-	cfg, err := awsenv.Load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	retentionDays, err := strconv.Atoi(server.Env("STIPEND_EVENT_RETENTION_DAYS", "30"))
-	if err != nil || retentionDays <= 0 {
-		return nil, fmt.Errorf("STIPEND_EVENT_RETENTION_DAYS must be a positive number of days")
-	}
-	keyTTL, err := server.EnvDuration("STIPEND_KEY_CACHE_TTL", 5*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	secretTTL, err := server.EnvDuration("STIPEND_SECRET_CACHE_TTL", 5*time.Minute)
+func build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (http.Handler, error) {
+	awsCfg, err := awsenv.Load(ctx)
 	if err != nil {
 		return nil, err
 	}
 	prices, err := pricing.Default()
 	if err != nil {
 		return nil, err
-	}
-	reservationTTL, err := server.EnvDuration("STIPEND_RESERVATION_TTL", 20*time.Minute)
-	if err != nil {
-		return nil, err
-	}
-	reserveTimeout, err := server.EnvDuration("STIPEND_RESERVE_TIMEOUT", 3*time.Second)
-	if err != nil {
-		return nil, err
-	}
-	maxLogged, err := strconv.Atoi(server.Env("STIPEND_MAX_LOGGED_BODY_BYTES", strconv.Itoa(ledger.DefaultBodyBytes)))
-	if err != nil || maxLogged <= 0 || maxLogged > ledger.MaxBodyBytes {
-		return nil, fmt.Errorf("STIPEND_MAX_LOGGED_BODY_BYTES must be a number of bytes from 1 to %d", ledger.MaxBodyBytes)
 	}
 	tok := tokenizer.New()
 	// Load the tokenizer now (in Lambda, during init) so no request waits for it.
@@ -95,38 +73,26 @@ func build(ctx context.Context, log *slog.Logger) (*proxy.Handler, error) {
 	// Loading parses a 3.6 MB table into maps; hand the parse's garbage back
 	// to the OS instead of carrying it as resident memory.
 	debug.FreeOSMemory()
-	store := dynamo.New(dynamo.NewClient(cfg), server.Env("STIPEND_TABLE", "stipend"), time.Duration(retentionDays)*24*time.Hour)
-	return proxy.New(proxy.Config{
+	store := dynamo.New(dynamo.NewClient(awsCfg), cfg.Table, cfg.EventRetention)
+	mgr := secrets.NewManager(secretsmanager.NewFromConfig(awsCfg))
+	h := proxy.New(proxy.Config{
 		Keys:           store,
 		Providers:      store,
 		Limiter:        store,
 		Owners:         store,
 		History:        store,
-		Secrets:        secrets.NewCache(secrets.NewManager(secretsmanager.NewFromConfig(cfg)), secretTTL),
+		Secrets:        secrets.NewCache(mgr, cfg.SecretCacheTTL),
 		Prices:         prices,
 		Tokenizer:      tok,
-		KeyTTL:         keyTTL,
-		ReservationTTL: reservationTTL,
-		ReserveTimeout: reserveTimeout,
+		KeyTTL:         cfg.KeyCacheTTL,
+		ReservationTTL: cfg.ReservationTTL,
+		ReserveTimeout: cfg.ReserveTimeout,
 		Log:            log,
 
-		MaxLoggedBodyBytes: maxLogged,
-	}), nil
-}
-
-// setMemoryLimit gives the garbage collector a soft memory limit, unless
-// GOMEMLIMIT sets one: the tokenizer's tables stay resident,
-// and without a limit the heap may grow to twice the live data before a
-// collection. In Lambda the limit is 3/4 of the function's memory; locally
-// 48 MiB (the tables are about 24 MB of live heap; 40 MiB kept RSS lower
-// but made the collector run often enough to add latency to streams).
-func setMemoryLimit() {
-	if os.Getenv("GOMEMLIMIT") != "" {
-		return
-	}
-	limit := int64(48 << 20)
-	if mb, err := strconv.ParseInt(os.Getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"), 10, 64); err == nil && mb > 0 {
-		limit = mb << 20 * 3 / 4
-	}
-	debug.SetMemoryLimit(limit)
+		MaxLoggedBodyBytes: cfg.MaxLoggedBodyBytes,
+	})
+	return server.WithReadiness(h, log,
+		server.Check{Name: "dynamodb", Ping: store.Ping},
+		server.Check{Name: "secretsmanager", Ping: func(ctx context.Context) error { return mgr.Ping(ctx, cfg.SecretPrefix+"readyz") }},
+	), nil
 }

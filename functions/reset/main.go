@@ -1,7 +1,8 @@
 // Command reset is stipend's scheduled function: on the 1st of each month
 // (00:00 UTC) it closes the month, and every few minutes ({"task":"stale"})
 // it settles what killed invocations left behind. Outside Lambda it runs
-// once for the current time (STIPEND_RESET_TASK picks the task). It only wires.
+// once for the current time (STIPEND_RESET_TASK picks the task). It only
+// wires: its environment is read by config.LoadReset (see shared/config).
 package main
 
 import (
@@ -15,6 +16,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/stipend/stipend/shared/awsenv"
+	"github.com/stipend/stipend/shared/config"
 	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/rollover"
 	"github.com/stipend/stipend/shared/server"
@@ -29,12 +31,17 @@ type event struct {
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	ctx := context.Background()
-	cfg, err := awsenv.Load(ctx)
+	cfg, err := config.LoadReset(os.Getenv)
 	if err != nil {
 		log.Error("reset cannot start", slog.String("cause", err.Error()))
 		os.Exit(1)
 	}
-	store := dynamo.New(dynamo.NewClient(cfg), server.Env("STIPEND_TABLE", "stipend"), 0)
+	awsCfg, err := awsenv.Load(ctx)
+	if err != nil {
+		log.Error("reset cannot start", slog.String("cause", err.Error()))
+		os.Exit(1)
+	}
+	store := dynamo.New(dynamo.NewClient(awsCfg), cfg.Table, cfg.EventRetention)
 	handle := func(ctx context.Context, raw json.RawMessage) (rollover.Report, error) {
 		var ev event
 		if err := json.Unmarshal(raw, &ev); err != nil {
@@ -53,7 +60,7 @@ func main() {
 		lambda.Start(handle)
 		return
 	}
-	input, _ := json.Marshal(event{Time: time.Now(), Task: server.Env("STIPEND_RESET_TASK", string(rollover.MonthlyClose))})
+	input, _ := json.Marshal(event{Time: time.Now(), Task: string(cfg.Task)})
 	if _, err := handle(ctx, input); err != nil {
 		log.Error("reset failed", slog.String("cause", err.Error()))
 		os.Exit(1)

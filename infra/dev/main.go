@@ -1,11 +1,15 @@
 // Command dev is `make dev`: the whole stipend stack on this machine, in the
-// foreground, until Ctrl-C. See infra/devstack for what it starts.
+// foreground, until Ctrl-C. See infra/devstack for what it starts: it
+// restarts a proxy or admin process that dies, runs the scheduled reset as
+// template.yaml schedules it, and says when GET /readyz reports DynamoDB or
+// Secrets Manager down.
 //
 // Environment (all optional): STIPEND_PROXY_ADDR (127.0.0.1:8080),
 // STIPEND_ADMIN_ADDR (127.0.0.1:8081), STIPEND_ADMIN_KEY (generated when
 // unset), OPENAI_API_KEY (creates the provider setting "openai"; otherwise a
 // fake upstream and a demo key), STIPEND_DEV_DATA (a directory to keep
-// DynamoDB data across runs; in memory when unset), STIPEND_DYNAMODB_PORT
+// DynamoDB data and the secrets written to Secrets Manager across runs; in
+// memory when unset), STIPEND_DYNAMODB_PORT
 // (default a free port), STIPEND_DEV_UPSTREAM_ADDR (the fake upstream,
 // default a free port), STIPEND_TABLE (default "stipend"),
 // STIPEND_DEV_VERBOSE=1 (show the services' own logs).
@@ -71,17 +75,23 @@ stipend is running.
 `, st.ProxyURL, st.AdminURL, st.AdminKey)
 	if st.DemoKey != "" {
 		fmt.Printf(`  demo key:  %s   (fake upstream, $1 budget)
+  fake upstream: %s (its own API key: %s)
 
 Try a streamed chat completion:
   curl -N %s/v1/chat/completions -H "Authorization: Bearer %s" -H "Content-Type: application/json" -d '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say hello"}]}'
-`, st.DemoKey, st.ProxyURL, st.DemoKey)
+`, st.DemoKey, st.UpstreamURL, devstack.FakeUpstreamKey, st.ProxyURL, st.DemoKey)
 	} else {
 		fmt.Printf(`
 Create a key for a student (provider id from GET /api/v1/providers):
   curl -s %s/api/v1/secret-keys -H "Authorization: Bearer %s" -d '{"name":"student-1","providerSettingIds":["<provider id>"],"costLimitInUsdLifetime":1}'
 `, st.AdminURL, st.AdminKey)
 	}
-	fmt.Println("\nCtrl-C stops everything.")
+	fmt.Printf(`
+For the README's walkthrough ("Five minutes: a class of students"), paste this into your shell:
+  export ADMIN=%s AK=%s PROXY=%s PROVIDER=%s
+`, st.AdminURL, st.AdminKey, st.ProxyURL, st.ProviderID)
+	fmt.Printf("\nReadiness: %s/readyz and %s/readyz (a dependency going down is reported here).\n", st.ProxyURL, st.AdminURL)
+	fmt.Println("Ctrl-C stops everything.")
 	select {
 	case <-ctx.Done():
 		slog.Info("stopping")

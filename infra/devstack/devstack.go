@@ -1,9 +1,19 @@
 // Package devstack starts the whole stipend stack on one machine: AWS's
 // DynamoDB Local (installed from infra/package-lock.json on first use),
 // moto_server as Secrets Manager, the table, the real proxy and admin
-// binaries (functions/proxy, functions/admin) as local servers, and — when no
-// OpenAI key is given — a fake OpenAI-compatible upstream with a demo key.
+// binaries (functions/proxy, functions/admin) as local servers, the
+// scheduled reset (functions/reset) on template.yaml's schedule, and — when
+// no OpenAI key is given — a fake OpenAI-compatible upstream with a demo key.
 // `make dev` and the end-to-end tests both use it.
+//
+// It behaves as deployed where it matters: a proxy or admin process that
+// dies is started again (DynamoDB Local and its data stay up); the
+// stale-reservation sweep runs every 5 minutes and the monthly close when the
+// month turns; each process's GET /readyz is polled and a dependency going
+// down (or coming back) is reported. With a data directory, the table, the
+// secrets written to Secrets Manager (provider API keys, the key-encryption
+// secret) and so every key survive a restart, and the demo provider and key
+// are reused by name rather than created again.
 package devstack
 
 import (
@@ -20,9 +30,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
+	"sync"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/stipend/stipend/infra/fakeupstream"
@@ -44,6 +56,30 @@ type Options struct {
 	Table        string       // default "stipend"
 	Log          io.Writer    // where the services' own logs go; nil discards them
 	Say          func(string) // progress messages; nil discards them
+
+	// SweepEvery is how often the stale-reservation sweep runs; default
+	// 5 minutes, as template.yaml schedules it.
+	SweepEvery time.Duration
+	// WatchEvery is how often each process's /readyz is polled; default 5 s.
+	WatchEvery time.Duration
+	// BinDir holds the proxy, admin and reset binaries (see Build); when
+	// empty, Start builds them into a temporary directory.
+	BinDir string
+}
+
+// Build builds functions/proxy, functions/admin and functions/reset for this
+// machine into dir, as Start runs them.
+func Build(ctx context.Context, dir string) error {
+	root, err := localstack.RepoRoot()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", dir+string(filepath.Separator), "./functions/proxy", "./functions/admin", "./functions/reset")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("build the functions: %w\n%s", err, out)
+	}
+	return nil
 }
 
 // Stack is a running stack. Close stops everything it started.
@@ -51,10 +87,16 @@ type Stack struct {
 	ProxyURL    string // e.g. http://127.0.0.1:8080
 	AdminURL    string
 	AdminKey    string
-	DemoKey     string       // set when the fake upstream is used
-	UpstreamURL string       // the fake upstream's API root, when used
-	Exited      <-chan error // receives when the proxy or admin process exits
+	DemoKey     string // set when the fake upstream is used
+	UpstreamURL string // the fake upstream's API root, when used
+	DynamoDBURL string // DynamoDB Local's endpoint
+	ProviderID  string // the provider setting Start created or found: the fake upstream's, or "openai"
+	// Exited receives when the proxy or admin process cannot be kept
+	// running (it could not start, or keeps dying right after starting).
+	// A process that dies is otherwise started again.
+	Exited <-chan error
 
+	procs   map[string]*supervised
 	closers []func()
 }
 
@@ -85,6 +127,12 @@ func (o *Options) defaults() {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
+	if o.SweepEvery <= 0 {
+		o.SweepEvery = 5 * time.Minute
+	}
+	if o.WatchEvery <= 0 {
+		o.WatchEvery = 5 * time.Second
+	}
 	if o.AdminKey == "" {
 		var b [24]byte
 		_, _ = rand.Read(b[:])
@@ -97,9 +145,10 @@ func (o *Options) defaults() {
 func Start(ctx context.Context, o Options) (st *Stack, err error) {
 	o.defaults()
 	st = &Stack{AdminKey: o.AdminKey, ProxyURL: "http://" + o.ProxyAddr, AdminURL: "http://" + o.AdminAddr}
+	started := st // the returns below set st to nil on error
 	defer func() {
 		if err != nil {
-			st.Close()
+			started.Close()
 		}
 	}()
 	root, err := localstack.RepoRoot()
@@ -111,17 +160,15 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 			return nil, err
 		}
 	}
-	o.Say("building the proxy and admin binaries")
-	bin, err := os.MkdirTemp("", "stipend-dev-bin-")
-	if err != nil {
-		return nil, err
-	}
-	st.closers = append(st.closers, func() { os.RemoveAll(bin) })
-	for _, fn := range []string{"proxy", "admin"} {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(bin, fn), "./functions/"+fn)
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return nil, fmt.Errorf("build functions/%s: %w\n%s", fn, err, out)
+	bin := o.BinDir
+	if bin == "" {
+		o.Say("building the proxy, admin and reset binaries")
+		if bin, err = os.MkdirTemp("", "stipend-dev-bin-"); err != nil {
+			return nil, err
+		}
+		st.closers = append(st.closers, func() { os.RemoveAll(bin) })
+		if err := Build(ctx, bin); err != nil {
+			return nil, err
 		}
 	}
 
@@ -135,12 +182,41 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 		return nil, err
 	}
 	st.closers = append(st.closers, func() { ddb.Close() })
+	st.DynamoDBURL = ddb.Endpoint
 	o.Say("starting moto_server as Secrets Manager")
 	sm, err := localstack.StartSecretsManager(ctx, o.Log)
 	if err != nil {
 		return nil, err
 	}
 	st.closers = append(st.closers, func() { sm.Close() })
+	// moto keeps secrets in memory; with a data directory the front keeps
+	// what is written in a file and this run puts it back.
+	secretsFile := ""
+	if o.DataDir != "" {
+		secretsFile = filepath.Join(o.DataDir, "secrets.json")
+	}
+	front, err := newSecretFront(sm.Endpoint, secretsFile)
+	if err != nil {
+		return nil, err
+	}
+	motoSecrets, err := secretsAt(ctx, sm.Endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if err := front.restore(ctx, func(ctx context.Context, name, value string) error {
+		_, err := motoSecrets.Put(ctx, name, value)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if n := len(front.Saved()); n > 0 {
+		o.Say(fmt.Sprintf("restored %d secrets kept in %s", n, secretsFile))
+	}
+	secretsURL, stopFront, err := front.serve()
+	if err != nil {
+		return nil, err
+	}
+	st.closers = append(st.closers, stopFront)
 
 	childEnv := append(os.Environ(),
 		"AWS_REGION="+localstack.Region,
@@ -149,7 +225,7 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 		"AWS_SESSION_TOKEN=",
 		"AWS_PROFILE=",
 		"AWS_ENDPOINT_URL_DYNAMODB="+ddb.Endpoint,
-		"AWS_ENDPOINT_URL_SECRETS_MANAGER="+sm.Endpoint,
+		"AWS_ENDPOINT_URL_SECRETS_MANAGER="+secretsURL,
 		"STIPEND_TABLE="+o.Table,
 		"STIPEND_ADMIN_KEY="+o.AdminKey,
 		"STIPEND_ADMIN_KEY_SECRET=",
@@ -161,8 +237,12 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 		return nil, err
 	}
 	// The key-encryption secret behind keyRetrievalMethod ANYTIME_BY_VIEWER,
-	// as template.yaml generates it at deploy.
-	encID, err := createEncryptionSecret(ctx, sm.Endpoint)
+	// as template.yaml generates it at deploy; an earlier run's is reused.
+	frontSecrets, err := secretsAt(ctx, secretsURL)
+	if err != nil {
+		return nil, err
+	}
+	encID, err := ensureEncryptionSecret(ctx, frontSecrets)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +253,7 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("fake upstream: %w", err)
 		}
-		srv := &http.Server{Handler: fakeupstream.New(fakeupstream.Options{APIKey: fakeUpstreamKey}), ReadHeaderTimeout: 10 * time.Second}
+		srv := &http.Server{Handler: fakeupstream.New(fakeupstream.Options{APIKey: FakeUpstreamKey}), ReadHeaderTimeout: 10 * time.Second}
 		go srv.Serve(ln)
 		st.closers = append(st.closers, func() { srv.Close() })
 		st.UpstreamURL = "http://" + ln.Addr().String() + "/v1"
@@ -182,27 +262,12 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 
 	exited := make(chan error, 2)
 	st.Exited = exited
+	st.procs = map[string]*supervised{}
 	for _, fn := range []string{"proxy", "admin"} {
-		cmd := exec.Command(filepath.Join(bin, fn))
-		cmd.Env, cmd.Stdout, cmd.Stderr = childEnv, o.Log, o.Log
-		if err := cmd.Start(); err != nil {
-			return nil, fmt.Errorf("start %s: %w", fn, err)
-		}
-		done := make(chan struct{})
-		go func() {
-			err := cmd.Wait()
-			close(done)
-			exited <- fmt.Errorf("%s exited: %v", fn, err)
-		}()
-		st.closers = append(st.closers, func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(15 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
-			}
-		})
+		p := newSupervised(fn, filepath.Join(bin, fn), childEnv, o.Log, o.Say)
+		st.procs[fn] = p
+		go p.run(exited)
+		st.closers = append(st.closers, p.close)
 	}
 	for _, u := range []string{st.ProxyURL, st.AdminURL} {
 		if err := waitHealthy(ctx, u+"/healthz", exited); err != nil {
@@ -210,21 +275,20 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 		}
 	}
 
+	loops, stopLoops := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	st.closers = append(st.closers, func() { stopLoops(); wg.Wait() })
+	sw := &sweeper{bin: filepath.Join(bin, "reset"), env: childEnv, every: o.SweepEvery, say: o.Say, now: time.Now}
+	wg.Go(func() { sw.loop(loops) })
+	for name, u := range map[string]string{"proxy": st.ProxyURL, "admin": st.AdminURL} {
+		wg.Go(func() { watchReadiness(loops, name, u+"/readyz", o.WatchEvery, o.Say) })
+	}
+
 	if st.UpstreamURL != "" {
-		p, err := adminPost(ctx, st, "/api/v1/providers", map[string]any{
-			"name": "fake-openai", "provider": "openai-compatible", "baseUrl": st.UpstreamURL, "apiKey": fakeUpstreamKey,
-		})
-		if err != nil {
+		if st.ProviderID, st.DemoKey, err = demoKey(ctx, st); err != nil {
 			return nil, err
 		}
-		k, err := adminPost(ctx, st, "/api/v1/secret-keys", map[string]any{
-			"name": "demo", "providerSettingIds": []any{p["id"]}, "costLimitInUsdLifetime": 1,
-		})
-		if err != nil {
-			return nil, err
-		}
-		st.DemoKey, _ = k["key"].(string)
-	} else if _, err := adminPost(ctx, st, "/api/v1/providers", map[string]any{
+	} else if st.ProviderID, err = ensureProvider(ctx, st, map[string]any{
 		"name": "openai", "provider": "openai", "apiKey": o.OpenAIKey,
 	}); err != nil {
 		return nil, err
@@ -232,39 +296,136 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 	return st, nil
 }
 
-// fakeUpstreamKey is the fake upstream's own API key: not a secret.
-const fakeUpstreamKey = "sk-fake-upstream"
+// FakeUpstreamKey is the fake upstream's own API key: not a secret.
+const FakeUpstreamKey = "sk-fake-upstream"
 
-// createEncryptionSecret stores a random key-encryption secret in the local
-// Secrets Manager and returns its id.
-func createEncryptionSecret(ctx context.Context, endpoint string) (string, error) {
-	cfg, err := awsenv.Load(ctx)
+// Names of what the stack creates for the fake upstream, found again by
+// name on a restart with a data directory.
+const (
+	demoProviderName = "fake-openai"
+	demoKeyName      = "demo"
+)
+
+// demoKey returns the demo key: the one an earlier run created (read back,
+// as it is created retrievable), or a new one on the fake upstream's
+// provider setting, which is created once and pointed at this run's fake
+// upstream.
+func demoKey(ctx context.Context, st *Stack) (providerID, key string, err error) {
+	p, err := ensureProvider(ctx, st, map[string]any{
+		"name": demoProviderName, "provider": "openai-compatible", "baseUrl": st.UpstreamURL, "apiKey": FakeUpstreamKey,
+	})
 	if err != nil {
+		return "", "", err
+	}
+	var keys []struct {
+		ID      string `json:"keyId"`
+		Name    string `json:"name"`
+		Revoked bool   `json:"revoked"`
+	}
+	if err := adminDo(ctx, st, http.MethodGet, "/api/v1/secret-keys", nil, &keys); err != nil {
+		return "", "", err
+	}
+	for _, k := range keys {
+		if k.Name != demoKeyName || k.Revoked {
+			continue
+		}
+		var back struct {
+			Key string `json:"key"`
+		}
+		if err := adminDo(ctx, st, http.MethodGet, "/api/v1/secret-keys/"+k.ID+"/key", nil, &back); err != nil {
+			return "", "", fmt.Errorf("the demo key of an earlier run cannot be read back (%w); revoke it to get a new one", err)
+		}
+		return p, back.Key, nil
+	}
+	var created struct {
+		Key string `json:"key"`
+	}
+	err = adminDo(ctx, st, http.MethodPost, "/api/v1/secret-keys", map[string]any{
+		"name": demoKeyName, "providerSettingIds": []any{p}, "costLimitInUsdLifetime": 1,
+		"keyRetrievalMethod": "ANYTIME_BY_VIEWER",
+	}, &created)
+	return p, created.Key, err
+}
+
+// ensureProvider creates the provider setting named body["name"], or
+// updates the one an earlier run created (its base URL and API key), and
+// returns its id.
+func ensureProvider(ctx context.Context, st *Stack, body map[string]any) (string, error) {
+	var list []struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
+	}
+	if err := adminDo(ctx, st, http.MethodGet, "/api/v1/providers", nil, &list); err != nil {
 		return "", err
 	}
-	cfg.BaseEndpoint = &endpoint
+	for _, p := range list {
+		if p.Name == body["name"] {
+			update := map[string]any{"apiKey": body["apiKey"]}
+			if u, ok := body["baseUrl"]; ok {
+				update["baseUrl"] = u
+			}
+			return p.ID, adminDo(ctx, st, http.MethodPatch, "/api/v1/providers/"+p.ID, update, nil)
+		}
+	}
+	var created struct {
+		ID string `json:"id"`
+	}
+	if err := adminDo(ctx, st, http.MethodPost, "/api/v1/providers", body, &created); err != nil {
+		return "", err
+	}
+	return created.ID, nil
+}
+
+// secretsAt returns a Secrets Manager client for endpoint.
+func secretsAt(ctx context.Context, endpoint string) (*secrets.Manager, error) {
+	cfg, err := localAWS(ctx, endpoint)
+	if err != nil {
+		return nil, err
+	}
+	return secrets.NewManager(secretsmanager.NewFromConfig(cfg)), nil
+}
+
+// encryptionSecretName is the dev stack's key-encryption secret.
+const encryptionSecretName = "stipend/dev/key-encryption"
+
+// ensureEncryptionSecret returns the id of the key-encryption secret in m,
+// creating a random one unless an earlier run's is there: keys sealed with
+// it stay readable.
+func ensureEncryptionSecret(ctx context.Context, m *secrets.Manager) (string, error) {
+	if _, err := m.Get(ctx, encryptionSecretName); err == nil {
+		return encryptionSecretName, nil
+	} else if !errors.Is(err, secrets.ErrNotFound) {
+		return "", fmt.Errorf("read the key-encryption secret: %w", err)
+	}
 	var b [32]byte
 	_, _ = rand.Read(b[:])
-	id, err := secrets.NewManager(secretsmanager.NewFromConfig(cfg)).Put(ctx, "stipend/dev/key-encryption", hex.EncodeToString(b[:]))
-	if err != nil {
+	if _, err := m.Put(ctx, encryptionSecretName, hex.EncodeToString(b[:])); err != nil {
 		return "", fmt.Errorf("create the key-encryption secret: %w", err)
 	}
-	return id, nil
+	return encryptionSecretName, nil
 }
 
 // createTable creates the table through the storage package.
 func createTable(ctx context.Context, endpoint, table string) error {
-	for k, v := range map[string]string{"AWS_REGION": localstack.Region, "AWS_ACCESS_KEY_ID": localstack.AccessKeyID, "AWS_SECRET_ACCESS_KEY": localstack.SecretAccessKey} {
-		if os.Getenv(k) == "" {
-			os.Setenv(k, v)
-		}
-	}
-	cfg, err := awsenv.Load(ctx)
+	cfg, err := localAWS(ctx, endpoint)
 	if err != nil {
 		return err
 	}
-	cfg.BaseEndpoint = &endpoint
 	return dynamo.New(dynamo.NewClient(cfg), table, 0).CreateTable(ctx)
+}
+
+// localAWS is the SDK configuration for a local service at endpoint: the
+// local stack's credentials and region, whatever this process's environment
+// says.
+func localAWS(ctx context.Context, endpoint string) (aws.Config, error) {
+	cfg, err := awsenv.Load(ctx)
+	if err != nil {
+		return aws.Config{}, err
+	}
+	cfg.Region = localstack.Region
+	cfg.Credentials = credentials.NewStaticCredentialsProvider(localstack.AccessKeyID, localstack.SecretAccessKey, "")
+	cfg.BaseEndpoint = &endpoint
+	return cfg, nil
 }
 
 func checkFree(addr string) error {
@@ -297,23 +458,46 @@ func waitHealthy(ctx context.Context, url string, exited <-chan error) error {
 	return fmt.Errorf("%s did not become healthy in 30 s", url)
 }
 
-func adminPost(ctx context.Context, st *Stack, path string, body any) (map[string]any, error) {
-	b, _ := json.Marshal(body)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, st.AdminURL+path, bytes.NewReader(b))
+// adminDo sends body (when not nil) as JSON to the admin API and decodes
+// the answer into out (when not nil).
+func adminDo(ctx context.Context, st *Stack, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, st.AdminURL+path, rd)
+	if err != nil {
+		return err
+	}
 	req.Header.Set("Authorization", "Bearer "+st.AdminKey)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("POST %s: %w", path, err)
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
-		return nil, fmt.Errorf("POST %s: %d %s", path, resp.StatusCode, raw)
+		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, raw)
 	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("%s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// adminPost is adminDo for a POST whose answer is a JSON object.
+func adminPost(ctx context.Context, st *Stack, path string, body any) (map[string]any, error) {
 	var out map[string]any
-	if err := json.Unmarshal(raw, &out); err != nil {
-		return nil, fmt.Errorf("POST %s: %w", path, err)
+	if err := adminDo(ctx, st, http.MethodPost, path, body, &out); err != nil {
+		return nil, err
 	}
 	if out == nil {
 		return nil, errors.New("POST " + path + ": empty answer")

@@ -275,3 +275,9 @@ func (w *tailWriter) String() string {
 	defer w.mu.Unlock()
 	return string(w.buf)
 }
+
+// ChildAttr is the SysProcAttr this package starts services with: a process
+// group of its own and, on Linux, a SIGKILL when the starting process dies.
+// Give it to other long-running children (such as `make dev`'s proxy and
+// admin processes) so that a crashed parent leaves none behind.
+func ChildAttr() *syscall.SysProcAttr { return sysProcAttr() }

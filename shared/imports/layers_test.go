@@ -43,6 +43,7 @@ var layers = map[string][]string{
 	"shared/pricing": {"shared/ledger", "shared/money"},
 	"shared/budget":  {"shared/apikey", "shared/ledger", "shared/money"},
 	"shared/secrets": {"shared/cache"},
+	"shared/config":  {"shared/ledger", "shared/rollover"},
 	// services
 	"shared/proxy": {"shared/apierror", "shared/apikey", "shared/budget", "shared/cache", "shared/ledger",
 		"shared/money", "shared/pages", "shared/pricing", "shared/provider", "shared/sse", "shared/user"},

@@ -71,3 +71,14 @@ func NewCache(m *Manager, ttl time.Duration) *cache.TTL[string] {
 	}
 	return cache.New(ttl, m.Get)
 }
+
+// Ping reports whether Secrets Manager answers: it reads probe, a secret
+// name that need not exist (a not-found answer counts as reachable), so the
+// caller needs no permission beyond reading the secrets it reads anyway.
+func (m *Manager) Ping(ctx context.Context, probe string) error {
+	_, err := m.Get(ctx, probe)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("ping secrets manager: %w", err)
+	}
+	return nil
+}

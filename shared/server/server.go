@@ -19,27 +19,6 @@ import (
 // InLambda reports whether the process runs inside AWS Lambda.
 func InLambda() bool { return os.Getenv("AWS_LAMBDA_RUNTIME_API") != "" }
 
-// Env returns the environment variable name, or def when it is unset or empty.
-func Env(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-// EnvDuration reads a Go duration ("5s") from the environment, or def.
-func EnvDuration(name string, def time.Duration) (time.Duration, error) {
-	v := os.Getenv(name)
-	if v == "" {
-		return def, nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil || d < 0 {
-		return 0, fmt.Errorf("%s=%q is not a duration like 5s or 2m", name, v)
-	}
-	return d, nil
-}
-
 // Serve serves h on addr until ctx ends or a signal arrives, then drains
 // open requests for up to 10 s. Write timeouts are off so streams may run long.
 func Serve(ctx context.Context, addr string, h http.Handler, log *slog.Logger) error {
