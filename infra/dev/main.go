@@ -72,7 +72,9 @@ stipend is running.
   proxy:     %s/v1   (OpenAI-compatible: point base_url here)
   admin:     %s/api/v1
   admin key: %s
-`, st.ProxyURL, st.AdminURL, st.AdminKey)
+  dashboard: %s/   (the teacher's dashboard: sign in with the admin key)
+  student:   %s/   (the student's page: paste a stipend key)
+`, st.ProxyURL, st.AdminURL, st.AdminKey, st.AdminURL, st.ProxyURL)
 	if st.DemoKey != "" {
 		fmt.Printf(`  demo key:  %s   (fake upstream, $1 budget)
   fake upstream: %s (its own API key: %s)
