@@ -27,6 +27,8 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -106,6 +108,10 @@ type Config struct {
 	Vault Vault
 	Log   *slog.Logger
 	Now   func() time.Time
+	// PricedModel reports whether the proxy can price model, so a key's
+	// allowedModels never names a model every request would be refused
+	// for. nil: the embedded price table (pricing.Default).
+	PricedModel func(model string) bool
 }
 
 // Handler serves the admin API. It is safe for concurrent use.
@@ -124,6 +130,9 @@ func New(cfg Config) *Handler {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.PricedModel == nil {
+		cfg.PricedModel = embeddedPrices()
 	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -279,8 +288,9 @@ func mustBe(field, rule string) error { return invalid(field, "%s must be %s", f
 // a struct whose fields are all pointers tagged `json:"<name>"` and
 // `rule:"<what the value must be>"`. A field absent from the body (or null)
 // stays nil, so an update can tell "absent" from "zero"; a value of the wrong
-// type is a 400 naming the field and its rule. Unknown fields are ignored,
-// since clients written for BricksAI may send more than stipend reads.
+// type is a 400 naming the field and its rule. A field dst does not know is
+// a 400 naming it: a typo (costLimitInUsdLifetme) must never pass silently
+// and leave a key without the limit its author meant.
 func decodeObject(w http.ResponseWriter, r *http.Request, dst any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
 	if err != nil {
@@ -297,6 +307,14 @@ func decodeObject(w http.ResponseWriter, r *http.Request, dst any) error {
 	}
 	v := reflect.ValueOf(dst).Elem()
 	t := v.Type()
+	known := make(map[string]bool, t.NumField())
+	for i := range t.NumField() {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
+		known[name] = true
+	}
+	if err := unknownFields(raw, known); err != nil {
+		return err
+	}
 	for i := range t.NumField() {
 		f := t.Field(i)
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
@@ -311,6 +329,30 @@ func decodeObject(w http.ResponseWriter, r *http.Request, dst any) error {
 		v.Field(i).Set(p)
 	}
 	return nil
+}
+
+// unknownFields is the 400 for the names in raw that known lacks, naming
+// every one (sorted) and pointing param at the first; nil when all are known.
+func unknownFields(raw map[string]json.RawMessage, known map[string]bool) error {
+	var unknown []string
+	for name := range raw {
+		if !known[name] {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	slices.Sort(unknown)
+	quoted := make([]string, len(unknown))
+	for i, n := range unknown {
+		quoted[i] = strconv.Quote(n)
+	}
+	what := "unknown field " + quoted[0]
+	if len(unknown) > 1 {
+		what = "unknown fields " + strings.Join(quoted, ", ")
+	}
+	return invalid(unknown[0], "%s: this route does not take it (check the spelling; the README lists each route's fields)", what)
 }
 
 // wholeNumber is a JSON integer; integral values written as floats (10.0,

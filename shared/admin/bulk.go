@@ -1022,7 +1022,7 @@ func (h *Handler) validateRoster(r *http.Request, in *rosterInput, now time.Time
 		ps, defaultsOK = append(ps, p), false
 	}
 	var scratch apikey.Key
-	if err := apply(&in.defaults, nil, &scratch, now); err != nil {
+	if err := h.apply(&in.defaults, nil, &scratch, now); err != nil {
 		var ae *apierror.Error
 		if errors.As(err, &ae) && isSet(in.defaults, ae.Param) {
 			p, _ := in.defaultsAt.from(err, "")
@@ -1105,7 +1105,7 @@ func (h *Handler) buildRow(row *rosterRow, in *rosterInput, sc *settingsChecker,
 		_ = add(err, "")
 	}
 	row.keyTemplate = apikey.Key{Tags: []string{}, CreatedAt: now.Unix(), UpdatedAt: now.Unix(), KeyRetrievalMethod: method}
-	if err := apply(&req, settings, &row.keyTemplate, now); err != nil {
+	if err := h.apply(&req, settings, &row.keyTemplate, now); err != nil {
 		_ = add(err, "")
 	}
 	row.keyTemplate.Tags = withTag(row.keyTemplate.Tags, RosterTag)
@@ -1686,7 +1686,7 @@ func (h *Handler) doBulkUpdate(w http.ResponseWriter, r *http.Request) error {
 	// key; rules across fields wait for the keys, which may hold the other half.
 	now := h.cfg.Now()
 	var scratch apikey.Key
-	if err := apply(&kreq, nil, &scratch, now); err != nil {
+	if err := h.apply(&kreq, nil, &scratch, now); err != nil {
 		if ae := (*apierror.Error)(nil); errors.As(err, &ae) && isSet(kreq, ae.Param) {
 			p, _ := setAt.from(err, "")
 			ps = append(ps, p)
@@ -1715,7 +1715,7 @@ func (h *Handler) doBulkUpdate(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		c := copyKey(k)
-		if err := apply(&kreq, settings, c, now); err != nil {
+		if err := h.apply(&kreq, settings, c, now); err != nil {
 			p, _ := where{label: "secret key " + k.ID, prefix: "set.", keyID: k.ID, userID: k.UserID}.from(err, "")
 			ps = append(ps, p)
 		}
@@ -1748,7 +1748,7 @@ func (h *Handler) doBulkUpdate(w http.ResponseWriter, r *http.Request) error {
 			if k.Revoked && !includeRevoked {
 				return statusSkipped, nil
 			}
-			if err := apply(&kreq, settings, k, now); err != nil {
+			if err := h.apply(&kreq, settings, k, now); err != nil {
 				return "", err
 			}
 			return statusUpdated, nil

@@ -167,7 +167,7 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) error {
 		ID: id, Hash: apikey.Hash(plaintext), Tags: []string{},
 		CreatedAt: now.Unix(), UpdatedAt: now.Unix(), KeyRetrievalMethod: method,
 	}
-	if err := apply(&req, settings, k, now); err != nil {
+	if err := h.apply(&req, settings, k, now); err != nil {
 		return err
 	}
 	if err := h.sealKey(r, k, plaintext); err != nil {
@@ -233,7 +233,7 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request) error {
 				return invalid("revoked", "secret key %s is archived and cannot be reinstated; create a new key", id)
 			}
 			now := h.cfg.Now()
-			if err := apply(&req, settings, k, now); err != nil {
+			if err := h.apply(&req, settings, k, now); err != nil {
 				return err
 			}
 			setRevoked(req.Revoked, req.RevokedReason, &k.Revoked, &k.RevokedReason)
@@ -253,7 +253,7 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request) error {
 // shared by create (k fresh) and update (k as stored). settings are
 // req.ProviderSettingIDs already checked by validSettings (nil when absent);
 // now sets expiresAt when a ttl is given.
-func apply(req *keyRequest, settings []string, k *apikey.Key, now time.Time) error {
+func (h *Handler) apply(req *keyRequest, settings []string, k *apikey.Key, now time.Time) error {
 	if req.Name != nil {
 		k.Name = strings.TrimSpace(*req.Name)
 	}
@@ -314,6 +314,9 @@ func apply(req *keyRequest, settings []string, k *apikey.Key, now time.Time) err
 		k.Tags = nonEmpty(*req.Tags)
 	}
 	if req.Metadata != nil {
+		if err := checkMetadata("metadata", *req.Metadata); err != nil {
+			return err
+		}
 		k.Metadata = *req.Metadata
 	}
 	if req.Aliases != nil {
@@ -322,6 +325,11 @@ func apply(req *keyRequest, settings []string, k *apikey.Key, now time.Time) err
 			return err
 		}
 		k.Aliases = aliases
+	}
+	if req.AllowedModels != nil || req.Aliases != nil {
+		if err := h.checkPriced("allowedModels", k.AllowedModels, k.Aliases); err != nil {
+			return err
+		}
 	}
 	// Rules across fields, checked on the result so an update that sets only
 	// one of a pair is judged with the other as stored.

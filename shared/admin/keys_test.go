@@ -39,8 +39,7 @@ const fullKeyBody = `{
 	"shouldLogResponse": false,
 	"moderation": true,
 	"tags": ["cs101"],
-	"metadata": {"section": "A", "seat": 12},
-	"somethingBricksOnly": {"ignored": true}
+	"metadata": {"section": "A", "seat": 12}
 }`
 
 func TestCreateKey(t *testing.T) {

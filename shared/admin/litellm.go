@@ -310,7 +310,20 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 	}
 	kr.Name = &name
 	if req.Models != nil {
-		if _, err := validModels("models", req.Models); err != nil {
+		models, err := validModels("models", req.Models)
+		if err != nil {
+			return nil, "", err
+		}
+		var aliases map[string]string
+		if req.Aliases != nil {
+			aliases = *req.Aliases
+		}
+		if err := h.checkPriced("models", models, aliases); err != nil {
+			return nil, "", err
+		}
+	}
+	if req.Metadata != nil {
+		if err := checkMetadata("metadata", *req.Metadata); err != nil {
 			return nil, "", err
 		}
 	}
@@ -332,7 +345,7 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 		ID: id, Hash: apikey.Hash(plaintext), Tags: []string{},
 		CreatedAt: now.Unix(), UpdatedAt: now.Unix(), KeyRetrievalMethod: RetrieveOnce,
 	}
-	if err := apply(&kr, settings, k, now); err != nil {
+	if err := h.apply(&kr, settings, k, now); err != nil {
 		return nil, "", err
 	}
 	return k, plaintext, nil

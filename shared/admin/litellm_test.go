@@ -54,30 +54,34 @@ func TestKeyGenerateSeedExamples(t *testing.T) {
 		ttl      string
 	}{
 		{
-			name:     "quick start",
-			body:     `{"models": ["gpt-3.5-turbo", "gpt-4", "claude-2"], "duration": "20m","metadata": {"user": "ishaan@berri.ai", "team": "core-infra"}}`,
+			name: "quick start",
+			// The seed names claude-2, which stipend cannot price (see
+			// TestKeyGenerateRefusesUnpricedModels); a current Claude stands in.
+			body:     `{"models": ["gpt-3.5-turbo", "gpt-4", "claude-3-5-haiku"], "duration": "20m","metadata": {"user": "ishaan@berri.ai", "team": "core-infra"}}`,
 			expires:  liteExpires(20 * time.Minute),
-			models:   []string{"gpt-3.5-turbo", "gpt-4", "claude-2"},
+			models:   []string{"gpt-3.5-turbo", "gpt-4", "claude-3-5-haiku"},
 			metadata: map[string]any{"user": "ishaan@berri.ai", "team": "core-infra"},
 			ttl:      "20m",
 		},
 		{
-			name:    "keys that don't expire",
-			body:    `{"models": ["azure-models"], "aliases": {"mistral-7b": "gpt-3.5-turbo"}, "duration": null}`,
+			name: "keys that don't expire",
+			// The seed's "azure-models" is a LiteLLM model group; stipend
+			// names models (or aliases), so an alias stands in.
+			body:    `{"models": ["mistral-7b"], "aliases": {"mistral-7b": "gpt-3.5-turbo"}, "duration": null}`,
 			expires: nil,
-			models:  []string{"azure-models"},
+			models:  []string{"mistral-7b"},
 			aliases: map[string]string{"mistral-7b": "gpt-3.5-turbo"},
 		},
 		{
 			name: "upgrade/downgrade models",
 			body: `{
-	"models": ["my-free-tier"], 
-	"aliases": {"gpt-3.5-turbo": "my-free-tier"}, 
+	"models": ["gpt-4o-mini"], 
+	"aliases": {"gpt-3.5-turbo": "gpt-4o-mini"}, 
 	"duration": "30min"
 }`,
 			expires: liteExpires(30 * time.Minute),
-			models:  []string{"my-free-tier"},
-			aliases: map[string]string{"gpt-3.5-turbo": "my-free-tier"},
+			models:  []string{"gpt-4o-mini"},
+			aliases: map[string]string{"gpt-3.5-turbo": "gpt-4o-mini"},
 			ttl:     "30m",
 		},
 		{
@@ -190,7 +194,6 @@ func TestKeyGenerateFields(t *testing.T) {
 				t.Errorf("settings %v", k.SettingIDs)
 			}
 		}},
-		{"unknown fields ignored", `{"team_id":"t","spend":3,"config":{}}`, func(t *testing.T, e *env, _ map[string]any, k *apikey.Key) {}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -291,7 +294,7 @@ func TestKeyGenerateValidation(t *testing.T) {
 func TestKeyInfo(t *testing.T) {
 	e := newEnv(t)
 	e.addProvider("p1")
-	gen := rawJSON(t, e, "POST", "/key/generate", `{"models": ["gpt-3.5-turbo", "gpt-4", "claude-2"], "aliases": {"mistral-7b": "gpt-3.5-turbo"}, "duration": "20m", "metadata": {"team": "core"}, "max_budget": 10, "user_id": "u2"}`, 200)
+	gen := rawJSON(t, e, "POST", "/key/generate", `{"models": ["gpt-3.5-turbo", "gpt-4", "claude-3-5-haiku"], "aliases": {"mistral-7b": "gpt-3.5-turbo"}, "duration": "20m", "metadata": {"team": "core"}, "max_budget": 10, "user_id": "u2"}`, 200)
 	plain := gen["key"].(string)
 	k := e.keyOf(t, plain)
 	e.store.setTotals(k.ID, dynamo.Totals{Cost: 106500 * money.Nano, Committed: 200000 * money.Nano, Requests: 3})
@@ -307,7 +310,7 @@ func TestKeyInfo(t *testing.T) {
 		"token":      k.ID,
 		"spend":      0.0001065,
 		"expires":    liteExpires(20 * time.Minute),
-		"models":     []any{"gpt-3.5-turbo", "gpt-4", "claude-2"},
+		"models":     []any{"gpt-3.5-turbo", "gpt-4", "claude-3-5-haiku"},
 		"aliases":    map[string]any{"mistral-7b": "gpt-3.5-turbo"},
 		"config":     map[string]any{},
 		"user_id":    "u2",
@@ -374,7 +377,7 @@ func TestUserNew(t *testing.T) {
 	e := newEnv(t)
 	e.addProvider("p1")
 	// The seed's example.
-	rec := e.do(t, "POST", "/user/new", `{"models": ["azure-models"], "max_budget": 0, "user_id": "krrish3@berri.ai"}`)
+	rec := e.do(t, "POST", "/user/new", `{"models": ["gpt-4o-mini"], "max_budget": 0, "user_id": "krrish3@berri.ai"}`)
 	var got map[string]any
 	decode(t, rec, 200, &got)
 	if keys := slices.Sorted(mapKeys(got)); !reflect.DeepEqual(keys, []string{"expires", "key", "max_budget", "user_id"}) {
@@ -385,7 +388,7 @@ func TestUserNew(t *testing.T) {
 	}
 	k := e.keyOf(t, got["key"])
 	u := e.store.user(t, "krrish3@berri.ai")
-	if k.UserID != u.UserID || k.CostLimitLifetime != 0 || !reflect.DeepEqual(k.AllowedModels, []string{"azure-models"}) {
+	if k.UserID != u.UserID || k.CostLimitLifetime != 0 || !reflect.DeepEqual(k.AllowedModels, []string{"gpt-4o-mini"}) {
 		t.Errorf("key %+v", k)
 	}
 	if u.CostLimitLifetime != zeroBudget || u.Name != "krrish3@berri.ai" {
@@ -476,6 +479,27 @@ func TestLiteResponsesAreJSON(t *testing.T) {
 		rec := e.do(t, "POST", "/key/generate", body)
 		if !json.Valid(rec.Body.Bytes()) || rec.Header().Get("Content-Type") != "application/json" {
 			t.Errorf("response %s", rec.Body)
+		}
+	}
+}
+
+// TestKeyGenerateRefusesUnpricedModels sends seed 002's bodies whose model
+// names stipend cannot serve (LiteLLM model groups, retired models): each is
+// refused, naming the model, and no key is made.
+func TestKeyGenerateRefusesUnpricedModels(t *testing.T) {
+	for _, body := range []string{
+		`{"models": ["gpt-3.5-turbo", "gpt-4", "claude-2"], "duration": "20m"}`,
+		`{"models": ["azure-models"], "aliases": {"mistral-7b": "gpt-3.5-turbo"}, "duration": null}`,
+		`{"models": ["my-free-tier"], "aliases": {"gpt-3.5-turbo": "my-free-tier"}, "duration": "30min"}`,
+	} {
+		e := newEnv(t)
+		e.addProvider("p1")
+		rec := e.do(t, "POST", "/key/generate", body)
+		if rec.Code != 400 || !strings.Contains(rec.Body.String(), `"param":"models"`) || !strings.Contains(rec.Body.String(), "not a model stipend can price") {
+			t.Errorf("%s: %d %s", body, rec.Code, rec.Body)
+		}
+		if len(e.store.keys) != 0 {
+			t.Errorf("%s: a key was made", body)
 		}
 	}
 }

@@ -19,7 +19,7 @@ func TestProviderCreateListPatch(t *testing.T) {
 	}
 
 	rec := e.do(t, "POST", "/api/v1/providers",
-		`{"name":"OpenAI main","provider":"openai","apiKey":"`+providerSecret+`","extra":"ignored"}`)
+		`{"name":"OpenAI main","provider":"openai","apiKey":"`+providerSecret+`"}`)
 	var created provider.Setting
 	decode(t, rec, 200, &created)
 	check(rec.Body)

@@ -278,7 +278,6 @@ func TestCreateUser(t *testing.T) {
 			u.UserID = "ada.l+cs@uni.example"
 		}},
 		{"revoked is ignored on create", `{"userId":"s1","name":"Ada","ttl":"never","revoked":true}`, func(u *user.User) {}},
-		{"unknown fields are ignored", `{"userId":"s1","name":"Ada","ttl":"never","somethingBricksOnly":1}`, func(u *user.User) {}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -574,7 +573,7 @@ func TestOrg(t *testing.T) {
 		{"lifetime", `{"costLimitInUsd":1000}`, user.Org{CostLimitLifetime: 1000 * money.Dollar}, true},
 		{"monthly keeps lifetime", `{"costLimitInUsdPerMonth":"250.5"}`, user.Org{CostLimitLifetime: 1000 * money.Dollar, CostLimitPerMonth: 250*money.Dollar + 50*money.Cent}, true},
 		{"both", `{"costLimitInUsd":2000,"costLimitInUsdPerMonth":300}`, user.Org{CostLimitLifetime: 2000 * money.Dollar, CostLimitPerMonth: 300 * money.Dollar}, true},
-		{"nothing named changes nothing", `{"other":1}`, user.Org{CostLimitLifetime: 2000 * money.Dollar, CostLimitPerMonth: 300 * money.Dollar}, false},
+		{"nothing named changes nothing", `{}`, user.Org{CostLimitLifetime: 2000 * money.Dollar, CostLimitPerMonth: 300 * money.Dollar}, false},
 		{"0 removes a limit", `{"costLimitInUsd":0}`, user.Org{CostLimitPerMonth: 300 * money.Dollar}, true},
 		{"null is absent", `{"costLimitInUsd":null,"costLimitInUsdPerMonth":0}`, user.Org{}, true},
 	}

@@ -47,7 +47,7 @@ var layers = map[string][]string{
 	// services
 	"shared/proxy": {"shared/apierror", "shared/apikey", "shared/budget", "shared/cache", "shared/ledger",
 		"shared/money", "shared/pages", "shared/pricing", "shared/provider", "shared/sse", "shared/user"},
-	"shared/admin": {"shared/apierror", "shared/apikey", "shared/budget", "shared/ledger", "shared/money",
+	"shared/admin": {"shared/apierror", "shared/apikey", "shared/budget", "shared/ledger", "shared/money", "shared/pricing",
 		"shared/pages", "shared/provider", "shared/user"},
 	"shared/rollover": {"shared/apikey", "shared/budget", "shared/ledger", "shared/user"},
 	// storage
