@@ -1,10 +1,19 @@
-// Package pricing holds the dated table of OpenAI list prices that stipend
-// charges requests against, and turns token usage into money.
+// Package pricing holds the dated table of OpenAI and Anthropic list prices
+// that stipend charges requests against, and turns token usage into money.
 //
 // The table is embedded (prices.json) so nothing is fetched at run time.
 // Prices are written in the file as exact decimal strings of US dollars per
 // one million tokens and held as integer pico-dollars (1e-12 USD) per token;
 // a price that does not convert exactly is rejected when the table is parsed.
+// Each model has an input, cached-input (cache read), cache-write and output
+// price; Price.Cost bills ledger.Usage's CachedTokens and CacheWriteTokens at
+// their own prices and rounds the sum up to whole nano-dollars.
+//
+// Prices an admin sets on a provider setting (its "prices" field, JSON
+// numbers of US dollars per 1M tokens) are laid over the embedded table with
+// Table.WithPrices, which returns that setting's own Table: it overrides the
+// embedded prices and prices models the table lacks. The numbers are read as
+// exact decimals and converted to pico-dollars once, there.
 //
 // A Table is immutable once parsed and safe for concurrent use.
 package pricing
