@@ -5,7 +5,10 @@
 // It answers, under /v1: POST /chat/completions and POST /completions
 // (streamed or not, with stream_options.include_usage), POST /responses
 // (streamed or not, in the Responses API's event shapes), POST /embeddings,
-// POST /moderations and GET /models. Streams follow OpenAI's wire format,
+// POST /moderations and GET /models. It also answers POST /v1/messages in
+// Anthropic's shapes (anthropic.go) and Azure OpenAI deployment URLs,
+// /openai/deployments/{deployment}/{chat/completions|completions|embeddings}
+// (azure.go). Streams follow OpenAI's wire format,
 // flushing every event, and every streamed content event carries an extra
 // "fake_sent_unix_nano" field: the server's time.Now().UnixNano() when it
 // wrote that event, so that a benchmark can measure per-event delay.
@@ -27,6 +30,9 @@
 //	fake:nousage      leave usage out, even when the request asked for it
 //	fake:hang         after the first content chunk (before answering, when
 //	                  not streaming) send nothing more until the client goes
+//	fake:errorevent   after the content chunks, end the stream with an
+//	                  error event (OpenAI's {"error":{...}} data; Anthropic's
+//	                  "error" event with overloaded_error) and nothing more
 //	fake:cut          after 2 content chunks (half the body, when not
 //	                  streaming) abort the connection: no finish chunk, no
 //	                  usage, no [DONE]; the client sees an unexpected EOF.
