@@ -28,6 +28,7 @@ type directives struct {
 	hang        bool
 	cut         bool
 	flag        bool // moderation flags the input (category "harassment")
+	errorEvent  bool // a stream ends with an error event instead of its finish
 }
 
 // parseDirectives reads the fake: tokens in text.
@@ -70,6 +71,8 @@ func parseDirectives(text string) (directives, error) {
 			d.cut = true
 		case "flag":
 			d.flag = true
+		case "errorevent":
+			d.errorEvent = true
 		default:
 			return directives{}, fmt.Errorf("unknown directive %q", tok)
 		}

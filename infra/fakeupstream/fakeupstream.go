@@ -5,7 +5,10 @@
 // It answers, under /v1: POST /chat/completions and POST /completions
 // (streamed or not, with stream_options.include_usage), POST /responses
 // (streamed or not, in the Responses API's event shapes), POST /embeddings,
-// POST /moderations and GET /models. Streams follow OpenAI's wire format,
+// POST /moderations and GET /models. It also answers POST /v1/messages in
+// Anthropic's shapes (anthropic.go) and Azure OpenAI deployment URLs,
+// /openai/deployments/{deployment}/{chat/completions|completions|embeddings}
+// (azure.go). Streams follow OpenAI's wire format,
 // flushing every event, and every streamed content event carries an extra
 // "fake_sent_unix_nano" field: the server's time.Now().UnixNano() when it
 // wrote that event, so that a benchmark can measure per-event delay.
@@ -27,6 +30,9 @@
 //	fake:nousage      leave usage out, even when the request asked for it
 //	fake:hang         after the first content chunk (before answering, when
 //	                  not streaming) send nothing more until the client goes
+//	fake:errorevent   after the content chunks, end the stream with an
+//	                  error event (OpenAI's {"error":{...}} data; Anthropic's
+//	                  "error" event with overloaded_error) and nothing more
 //	fake:cut          after 2 content chunks (half the body, when not
 //	                  streaming) abort the connection: no finish chunk, no
 //	                  usage, no [DONE]; the client sees an unexpected EOF.
@@ -86,6 +92,11 @@ type Options struct {
 	// Models are the ids GET /v1/models lists; nil means a default list.
 	// Requests may name any model, listed or not.
 	Models []string
+	// Deployments maps an Azure deployment name to the model it serves, for
+	// /openai/deployments/{deployment}/... requests; an unknown deployment
+	// gets 404 DeploymentNotFound. Nil means every deployment serves the
+	// model it is named after.
+	Deployments map[string]string
 	// MaxRecorded bounds how many requests Requests keeps (the most recent
 	// ones): zero keeps them all, a negative value none (for long benchmark
 	// runs).
@@ -109,6 +120,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	recorded []Recorded
+	cached   map[string]bool // Anthropic cache prefixes seen (anthropic.go)
 }
 
 // New returns a Server configured by opts.
@@ -170,6 +182,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	s.record(r, body)
 	w.Header().Set("X-Request-Id", s.nextID("req"))
+	if isAnthropicPath(r.URL.Path) {
+		if err != nil {
+			writeAnthropicError(w, http.StatusRequestEntityTooLarge, "could not read the request body: "+err.Error())
+			return
+		}
+		s.anthropicMessages(w, r, body)
+		return
+	}
+	if isAzurePath(r.URL.Path) {
+		s.azure(w, r, body, err)
+		return
+	}
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "invalid_request_error", "could not read the request body: "+err.Error(), nil)
 		return
@@ -385,6 +409,9 @@ type streamPlan struct {
 	epilogue func(text string) []sseEvent
 	// doneMarker ends the stream with "data: [DONE]".
 	doneMarker bool
+	// errorEvent, when set, builds the event the fake:errorevent directive
+	// ends the stream with; nil means OpenAI's {"error":{...}} data event.
+	errorEvent func() sseEvent
 }
 
 // stream sends plan over an event stream, pausing interval before each
@@ -431,6 +458,14 @@ func stream(w http.ResponseWriter, r *http.Request, d directives, chunks int, in
 		return
 	case d.cut:
 		panic(http.ErrAbortHandler)
+	case d.errorEvent:
+		ev := sseEvent{data: errorBody{Error: errorDetail{
+			Message: "The server had an error while processing your request. Sorry about that!", Type: "server_error"}}}
+		if plan.errorEvent != nil {
+			ev = plan.errorEvent()
+		}
+		_ = sw.send(ev.name, ev.data)
+		return
 	}
 	if !sendAll(plan.epilogue(text.String())) {
 		return

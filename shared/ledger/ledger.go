@@ -10,6 +10,11 @@ type Usage struct {
 	PromptTokens     int64 `json:"promptTokens"`
 	CachedTokens     int64 `json:"cachedTokens"` // part of PromptTokens billed at the cached price
 	CompletionTokens int64 `json:"completionTokens"`
+	// CacheWriteTokens is the part of PromptTokens written to the
+	// provider's prompt cache and billed at the cache-write price (Anthropic's
+	// usage.cache_creation_input_tokens). Like CachedTokens it is counted in
+	// PromptTokens, never beside it; 0 for providers without cache writes.
+	CacheWriteTokens int64 `json:"cacheWriteTokens,omitempty"`
 }
 
 // Total returns prompt plus completion tokens.

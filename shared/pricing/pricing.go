@@ -1,10 +1,19 @@
-// Package pricing holds the dated table of OpenAI list prices that stipend
-// charges requests against, and turns token usage into money.
+// Package pricing holds the dated table of OpenAI and Anthropic list prices
+// that stipend charges requests against, and turns token usage into money.
 //
 // The table is embedded (prices.json) so nothing is fetched at run time.
 // Prices are written in the file as exact decimal strings of US dollars per
 // one million tokens and held as integer pico-dollars (1e-12 USD) per token;
 // a price that does not convert exactly is rejected when the table is parsed.
+// Each model has an input, cached-input (cache read), cache-write and output
+// price; Price.Cost bills ledger.Usage's CachedTokens and CacheWriteTokens at
+// their own prices and rounds the sum up to whole nano-dollars.
+//
+// Prices an admin sets on a provider setting (its "prices" field, JSON
+// numbers of US dollars per 1M tokens) are laid over the embedded table with
+// Table.WithPrices, which returns that setting's own Table: it overrides the
+// embedded prices and prices models the table lacks. The numbers are read as
+// exact decimals and converted to pico-dollars once, there.
 //
 // A Table is immutable once parsed and safe for concurrent use.
 package pricing
@@ -57,12 +66,16 @@ const (
 
 // Price is what one model costs, per token, in pico-dollars (1e-12 USD).
 type Price struct {
-	Model           string // the table entry that matched (the family), e.g. "gpt-4o-mini"
-	Kind            string // KindChat, KindCompletion, KindEmbedding or KindModeration
-	Input           int64  // uncached prompt token, pico-dollars
-	CachedInput     int64  // cached prompt token, pico-dollars (equals Input when the model has no cache discount)
-	Output          int64  // completion token, pico-dollars
-	MaxOutputTokens int64  // 0 for models that generate no text
+	Model       string // the table entry that matched (the family), e.g. "gpt-4o-mini"
+	Kind        string // KindChat, KindCompletion, KindEmbedding or KindModeration
+	Input       int64  // uncached prompt token, pico-dollars
+	CachedInput int64  // cached prompt token, pico-dollars (equals Input when the model has no cache discount)
+	// CacheWrite is a prompt token written to the provider's prompt cache
+	// (Anthropic's 5-minute cache write, 1.25x Input), pico-dollars; it
+	// equals Input when the model bills cache writes as plain input.
+	CacheWrite      int64
+	Output          int64 // completion token, pico-dollars
+	MaxOutputTokens int64 // 0 for models that generate no text
 	ContextWindow   int64
 	Encoding        string // tiktoken encoding name: "o200k_base" or "cl100k_base"
 	// PromptTokenPercent scales a count made with Encoding into an upper
@@ -96,12 +109,17 @@ type fileModel struct {
 	Kind            string  `json:"kind"`
 	Input           *string `json:"input"`
 	CachedInput     *string `json:"cachedInput"`
+	CacheWrite      *string `json:"cacheWrite"`
 	Output          *string `json:"output"`
 	MaxOutputTokens int64   `json:"maxOutputTokens"`
 	ContextWindow   int64   `json:"contextWindow"`
 	Encoding        string  `json:"encoding"`
 	// PromptTokenPercent: see Price; 0 means 100.
 	PromptTokenPercent int64 `json:"promptTokenPercent"`
+	// AsOf and Source, when set, say where and when this entry's figures
+	// were taken, overriding the table's asOf and source for it.
+	AsOf   string `json:"asOf"`
+	Source string `json:"source"`
 }
 
 // Default parses the embedded price table. Callers call it once at startup
@@ -204,6 +222,17 @@ func (m fileModel) price(name string) (Price, error) {
 	}
 	if p.CachedInput > p.Input {
 		return Price{}, errors.New("cachedInput exceeds input")
+	}
+	p.CacheWrite = p.Input
+	if m.CacheWrite != nil {
+		if p.CacheWrite, err = parsePerMillion(*m.CacheWrite); err != nil {
+			return Price{}, fmt.Errorf("cacheWrite: %w", err)
+		}
+	}
+	if m.AsOf != "" {
+		if _, err := time.Parse(time.DateOnly, m.AsOf); err != nil {
+			return Price{}, fmt.Errorf("asOf %q is not a YYYY-MM-DD date", m.AsOf)
+		}
 	}
 	if p.ContextWindow <= 0 {
 		return Price{}, errors.New("contextWindow must be positive")
@@ -324,16 +353,18 @@ func stripVersion(name string) string {
 	return name
 }
 
-// Cost returns what usage costs at price p: uncached prompt tokens
-// (PromptTokens - CachedTokens, floored at 0) at Input, CachedTokens at
-// CachedInput and CompletionTokens at Output. The sum in pico-dollars is
+// Cost returns what usage costs at price p: plain prompt tokens
+// (PromptTokens - CachedTokens - CacheWriteTokens, floored at 0) at Input,
+// CachedTokens at CachedInput, CacheWriteTokens at CacheWrite and
+// CompletionTokens at Output. The sum in pico-dollars is
 // rounded up to whole nano-dollars so recorded spend is never below the
 // provider's. Negative token counts count as 0; a result too large for
 // money.Nanos saturates at the largest value.
 func (p Price) Cost(u ledger.Usage) money.Nanos {
 	prompt := max(u.PromptTokens, 0)
 	cached := max(u.CachedTokens, 0)
-	uncached := max(prompt-cached, 0)
+	written := max(u.CacheWriteTokens, 0)
+	uncached := max(max(prompt-cached, 0)-written, 0)
 	completion := max(u.CompletionTokens, 0)
 
 	var total uint64
@@ -341,6 +372,7 @@ func (p Price) Cost(u ledger.Usage) money.Nanos {
 	for _, term := range [...][2]int64{
 		{uncached, p.Input},
 		{cached, p.CachedInput},
+		{written, p.CacheWrite},
 		{completion, p.Output},
 	} {
 		hi, lo := bits.Mul64(uint64(term[0]), uint64(max(term[1], 0)))
