@@ -80,6 +80,7 @@ func (s *stack) env(extra ...string) []string {
 		"AWS_EC2_METADATA_DISABLED=true",
 		"AWS_ENDPOINT_URL_DYNAMODB=" + s.dynamoURL,
 		"STIPEND_TABLE=" + table,
+		"STIPEND_RESERVE_TIMEOUT=1m", // a busy test machine is not a stalled store
 	}
 	if s.secretsURL != "" {
 		env = append(env, "AWS_ENDPOINT_URL_SECRETS_MANAGER="+s.secretsURL)

@@ -45,6 +45,8 @@ func freeAddr(t *testing.T) string {
 // CSP violation happen. Screenshots of every view go to infra/browser/out/.
 // Chromium missing is a failure, not a skip: .ci/run installs it.
 func TestPages(t *testing.T) {
+	// The stack's proxy inherits it: a busy test machine is not a stalled store.
+	t.Setenv("STIPEND_RESERVE_TIMEOUT", "1m")
 	if _, err := os.Stat(chromium()); err != nil {
 		t.Fatalf("headless Chromium is needed at %s (apt-get install -y chromium; .ci/run does): %v", chromium(), err)
 	}

@@ -29,6 +29,9 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	// The proxies these tests start inherit it: a test machine busy with
+	// other packages is not a stalled store, so give the reserve time.
+	os.Setenv("STIPEND_RESERVE_TIMEOUT", "1m")
 	dir, err := os.MkdirTemp("", "devstack-test-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

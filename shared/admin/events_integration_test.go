@@ -66,7 +66,8 @@ func TestEventsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	px := httptest.NewServer(proxy.New(proxy.Config{
-		Keys: store, Providers: store, Secrets: rtSecrets{}, Limiter: store, Owners: store,
+		ReserveTimeout: time.Minute, // a loaded test machine is not a stalled store (trust_integration_test.go tests the 3 s default)
+		Keys:           store, Providers: store, Secrets: rtSecrets{}, Limiter: store, Owners: store,
 		Prices: prices, Tokenizer: tokenizer.New(),
 	}))
 	t.Cleanup(px.Close)

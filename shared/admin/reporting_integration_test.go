@@ -107,7 +107,8 @@ func newRTEnv(t *testing.T, start time.Time) *rtEnv {
 		t.Fatal(err)
 	}
 	ph := proxy.New(proxy.Config{
-		Keys: store, Providers: store, Secrets: rtSecrets{}, Limiter: store, Owners: store,
+		ReserveTimeout: time.Minute, // a loaded test machine is not a stalled store (trust_integration_test.go tests the 3 s default)
+		Keys:           store, Providers: store, Secrets: rtSecrets{}, Limiter: store, Owners: store,
 		Prices: prices, Tokenizer: tokenizer.New(), Now: e.clock.Now,
 	})
 	e.proxy = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

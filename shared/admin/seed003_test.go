@@ -367,7 +367,8 @@ func newSeed003Env(t *testing.T) *seed003Env {
 	t.Cleanup(up.Close)
 	e.upstream = up.URL + "/v1"
 	ph := proxy.New(proxy.Config{
-		Keys: store, Providers: store, Secrets: secrets, Limiter: store, Owners: store,
+		ReserveTimeout: time.Minute, // a loaded test machine is not a stalled store (trust_integration_test.go tests the 3 s default)
+		Keys:           store, Providers: store, Secrets: secrets, Limiter: store, Owners: store,
 		Prices: prices, Tokenizer: tokenizer.New(), Now: clock.Now,
 	})
 	e.proxy = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

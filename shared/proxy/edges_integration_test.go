@@ -132,7 +132,8 @@ func newEdgeEnv(t *testing.T, endpoint, table, providerKey string) *edgeEnv {
 		t.Fatal(err)
 	}
 	h := proxy.New(proxy.Config{
-		Keys: e.store, Providers: e.store, Limiter: e.store, Owners: e.store,
+		ReserveTimeout: time.Minute, // a loaded test machine is not a stalled store (trust_integration_test.go tests the 3 s default)
+		Keys:           e.store, Providers: e.store, Limiter: e.store, Owners: e.store,
 		// As functions/proxy wires it: Secrets Manager behind a 5-minute cache.
 		Secrets: cache.New(5*time.Minute, e.secrets.Get),
 		Prices:  prices, Tokenizer: e.tok, Now: e.clock.Now,
