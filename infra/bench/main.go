@@ -69,6 +69,9 @@ const (
 type config struct {
 	streams, concurrency, events, warmup, limits int
 	interval                                     time.Duration
+	coldStarts                                   int
+	coldFrom                                     string
+	only                                         string
 }
 
 func main() {
@@ -79,9 +82,13 @@ func main() {
 	flag.DurationVar(&cfg.interval, "interval", 20*time.Millisecond, "upstream delay before each content event")
 	flag.IntVar(&cfg.warmup, "warmup", 3, "unmeasured streams per path before measuring")
 	flag.IntVar(&cfg.limits, "limits", 200, "sequential streams per kind in the Limits run (0 skips it)")
+	flag.IntVar(&cfg.coldStarts, "coldstarts", 15, "starts of each binary in the Cold start run (0 skips it)")
+	flag.StringVar(&cfg.coldFrom, "coldstart-from", "", "build the Cold start run's functions from this checkout instead (to compare)")
+	flag.StringVar(&cfg.only, "only", "", `"coldstart": run only the Cold start section`)
 	flag.Parse()
-	if cfg.streams < 1 || cfg.concurrency < 1 || cfg.events < 1 || cfg.warmup < 0 || cfg.limits < 0 || cfg.interval <= 0 {
-		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events and -interval must be positive, -warmup and -limits not negative")
+	if cfg.streams < 1 || cfg.concurrency < 1 || cfg.events < 1 || cfg.warmup < 0 || cfg.limits < 0 || cfg.interval <= 0 ||
+		cfg.coldStarts < 0 || (cfg.only != "" && cfg.only != "coldstart") {
+		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events and -interval must be positive, -warmup, -limits and -coldstarts not negative, -only empty or coldstart")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -106,6 +113,16 @@ func say(format string, args ...any) {
 func run(ctx context.Context, cfg config, out io.Writer) error {
 	began := time.Now()
 	loadBefore := loadAverage()
+	// Cold start first, while nothing else of the benchmark runs.
+	if cfg.coldStarts > 0 || cfg.only == "coldstart" {
+		if err := runColdStart(ctx, out, max(cfg.coldStarts, 1), cfg.coldFrom); err != nil {
+			return fmt.Errorf("cold start run: %w", err)
+		}
+		fmt.Fprintln(out)
+		if cfg.only == "coldstart" {
+			return nil
+		}
+	}
 	say("building the proxy; starting DynamoDB Local and moto_server")
 	st, err := startStack(ctx, fakeupstream.Options{
 		APIKey: upstreamKey, Interval: cfg.interval, Chunks: cfg.events, MaxRecorded: -1,
