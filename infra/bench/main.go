@@ -69,7 +69,7 @@ const (
 type config struct {
 	streams, concurrency, events, warmup, limits int
 	interval                                     time.Duration
-	coldStarts                                   int
+	coldStarts, cpuRequests, cpuClients          int
 	coldFrom                                     string
 	only                                         string
 }
@@ -84,10 +84,12 @@ func main() {
 	flag.IntVar(&cfg.limits, "limits", 200, "sequential streams per kind in the Limits run (0 skips it)")
 	flag.IntVar(&cfg.coldStarts, "coldstarts", 15, "starts of each binary in the Cold start run (0 skips it)")
 	flag.StringVar(&cfg.coldFrom, "coldstart-from", "", "build the Cold start run's functions from this checkout instead (to compare)")
+	flag.IntVar(&cfg.cpuRequests, "cpu-requests", 2000, "non-streamed requests in the CPU run (0 skips it)")
+	flag.IntVar(&cfg.cpuClients, "cpu-clients", 32, "concurrent clients in the CPU run (at most -concurrency)")
 	flag.StringVar(&cfg.only, "only", "", `"coldstart": run only the Cold start section`)
 	flag.Parse()
 	if cfg.streams < 1 || cfg.concurrency < 1 || cfg.events < 1 || cfg.warmup < 0 || cfg.limits < 0 || cfg.interval <= 0 ||
-		cfg.coldStarts < 0 || (cfg.only != "" && cfg.only != "coldstart") {
+		cfg.coldStarts < 0 || cfg.cpuRequests < 0 || cfg.cpuClients < 1 || (cfg.only != "" && cfg.only != "coldstart") {
 		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events and -interval must be positive, -warmup, -limits and -coldstarts not negative, -only empty or coldstart")
 		os.Exit(2)
 	}
@@ -177,6 +179,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 	}
 
+	// The sequential run had one stream at a time: the Lambda case.
+	_, peakOne, _ := memStatus(st.proxyCmd.Process.Pid)
+
 	say("load: %d concurrent streams directly, then %d through the proxy", cfg.concurrency, cfg.concurrency)
 	conc := map[string]*pathStats{}
 	for _, t := range paths {
@@ -195,6 +200,14 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	rssNow, peak, memErr := memStatus(st.proxyCmd.Process.Pid)
 
+	var cpu cpuResult
+	if cfg.cpuRequests > 0 {
+		say("cpu: %d non-streamed requests through the proxy from %d clients", cfg.cpuRequests, cfg.cpuClients)
+		if cpu, err = runCPU(ctx, client, st, cfg.cpuClients, cfg.cpuRequests); err != nil {
+			return fmt.Errorf("CPU run: %w", err)
+		}
+	}
+
 	var lim *limitsResult
 	if cfg.limits > 0 {
 		say("limits: in-process proxy, %d streams per kind (limits, no limits, no checks), interleaved", cfg.limits)
@@ -205,7 +218,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 
 	// Every proxied request, warm-up included, should be in the ledger by
 	// now: the proxy records before it ends the response.
-	proxiedRequests := int64(cfg.warmup + cfg.streams + 2*cfg.concurrency)
+	proxiedRequests := int64(cfg.warmup + cfg.streams + 2*cfg.concurrency + cpu.clients + cpu.requests)
 	requests, successes, totalsErr := st.recorded(ctx)
 	warns, errs, firstErr := st.logLevels()
 
@@ -233,8 +246,13 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	} else {
 		mb := float64(peak) / 1e6
 		r.row("  proxy peak RSS (VmHWM)", "", fmt.Sprintf("%.1f MB", mb), "", fmt.Sprintf("< %.0f MB", targetPeakRSSMB), passFail(mb < targetPeakRSSMB))
+		r.row("  proxy peak RSS, one stream at a time", "", fmt.Sprintf("%.1f MB", float64(peakOne)/1e6), "", "", "")
 		r.row("  proxy RSS after warm-up", "", fmt.Sprintf("%.1f MB", float64(rssWarm)/1e6), "", "", "")
 		r.row("  proxy RSS at the end", "", fmt.Sprintf("%.1f MB", float64(rssNow)/1e6), "", "", "")
+	}
+	if cfg.cpuRequests > 0 {
+		r.blank()
+		r.cpu(cpu)
 	}
 	if lim != nil {
 		r.blank()

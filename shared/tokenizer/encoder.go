@@ -6,8 +6,6 @@ import (
 	"math"
 	"unicode/utf8"
 
-	"github.com/dlclark/regexp2"
-
 	"github.com/stipend/stipend/shared/tokenizer/internal/bpetable"
 )
 
@@ -24,22 +22,25 @@ var (
 )
 
 // encoder counts the tokens of one encoding exactly as tiktoken does: the
-// text is split by the encoding's pre-tokenizer pattern, and each piece that
-// is not itself a token is merged byte pair by byte pair, lowest rank first.
+// text is split by the encoding's pre-tokenizer (split.go: the pattern's
+// matches), and each piece that is not itself a token is merged byte pair by
+// byte pair, lowest rank first.
 type encoder struct {
 	ranks bpetable.Table
-	split *regexp2.Regexp
+	// split returns the end of the piece that starts at rs[i].
+	split func(rs []rune, i int) int
 }
 
-// loadEncoding opens the named encoding's embedded table and compiles its
-// pre-tokenizer; neither takes noticeable time or memory.
+// loadEncoding opens the named encoding's embedded table, which takes no
+// noticeable time or memory.
 func loadEncoding(name string) (*encoder, error) {
-	var table, pattern string
+	var table string
+	var split func([]rune, int) int
 	switch name {
 	case O200kBase:
-		table, pattern = o200kTable, o200kPattern
+		table, split = o200kTable, splitO200k
 	case CL100kBase:
-		table, pattern = cl100kTable, cl100kPattern
+		table, split = cl100kTable, splitCL100k
 	default:
 		return nil, fmt.Errorf("tokenizer: unknown encoding %q", name)
 	}
@@ -47,33 +48,29 @@ func loadEncoding(name string) (*encoder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %s: %w", name, err)
 	}
-	// The options tiktoken-go compiles the pattern with (none).
-	split, err := regexp2.Compile(pattern, regexp2.None)
-	if err != nil {
-		return nil, fmt.Errorf("tokenizer: %s pattern: %w", name, err)
-	}
 	return &encoder{ranks: ranks, split: split}, nil
 }
 
 // count returns the number of tokens tiktoken's EncodeOrdinary gives for
-// text. The pattern matches runes, so an invalid byte is a U+FFFD in the
-// piece it falls in, as with tiktoken-go.
+// text. The pre-tokenizer works on runes, so an invalid byte is a U+FFFD in
+// the piece it falls in, as with tiktoken-go.
 func (e *encoder) count(text string) int64 {
 	var (
 		n     int64
 		piece []byte
 		parts []mergePart
 	)
-	m, _ := e.split.FindStringMatch(text)
-	for m != nil {
+	rs := []rune(text)
+	for i := 0; i < len(rs); {
+		j := max(e.split(rs, i), i+1) // every piece holds a rune
 		piece = piece[:0]
-		for _, r := range m.Runes() {
+		for _, r := range rs[i:j] {
 			piece = utf8.AppendRune(piece, r)
 		}
 		var k int
 		k, parts = e.pieceTokens(piece, parts)
 		n += int64(k)
-		m, _ = e.split.FindNextMatch(m)
+		i = j
 	}
 	return n
 }

@@ -5,15 +5,31 @@ import (
 	crand "crypto/rand"
 	"encoding/base64"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"unicode/utf8"
 
+	"github.com/dlclark/regexp2"
 	"github.com/pkoukk/tiktoken-go"
 	tiktoken_loader "github.com/pkoukk/tiktoken-go-loader"
 
 	"github.com/stipend/stipend/shared/tokenizer/internal/bpetable"
+)
+
+// The pre-tokenization patterns, as in tiktoken-go v0.1.8 encoding.go (which
+// mirrors OpenAI's tiktoken_ext/openai_public.py): split.go implements them
+// by hand, and the tests compare it with them.
+const (
+	o200kPattern = `[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?` +
+		`|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?` +
+		`|\p{N}{1,3}` +
+		`| ?[^\s\p{L}\p{N}]+[\r\n/]*` +
+		`|\s*[\r\n]+` +
+		`|\s+(?!\S)` +
+		`|\s+`
+	cl100kPattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
 )
 
 // references holds tiktoken-go's encoders, built once per test binary: they
@@ -238,4 +254,55 @@ func BenchmarkCount(b *testing.B) {
 			tk.EncodeOrdinary(text)
 		}
 	})
+}
+
+// TestSplitMatchesPattern checks the hand-written pre-tokenizers against
+// the patterns run by dlclark/regexp2 (as tiktoken-go runs them) on random
+// strings over runes of every class the patterns tell apart: each piece
+// must end where the engine's match ends.
+func TestSplitMatchesPattern(t *testing.T) {
+	alphabet := []string{
+		"a", "z", "s", "t", "r", "e", "v", "m", "l", "d", "A", "Z", "S", "T", "R", "E", "V", "M", "L", "D",
+		"'", "0", "9", " ", "\t", "\r", "\n", "\v", "\f", "\u0085", "\u00a0", "\u2028", "\u3000",
+		".", ",", "/", "!", "-", "_", "(", "\"", "\x00", "\xff", "\u00ad", "\u200b", "\ufeff",
+		"ſ", "\u212a", "İ", "É", "Σ", "é", "σ", "ß", "ǅ", "ʰ", "ー", "中", "あ", "א", "\u0301", "\u0903", "\u20dd",
+		"٣", "Ⅷ", "½", "²", "😀", "©", "🏽",
+	}
+	patterns := map[string]string{O200kBase: o200kPattern, CL100kBase: cl100kPattern}
+	rng := rand.New(rand.NewPCG(3, 5))
+	var texts []string
+	for range 30000 {
+		var b strings.Builder
+		for range 1 + rng.IntN(24) {
+			b.WriteString(alphabet[rng.IntN(len(alphabet))])
+		}
+		texts = append(texts, b.String())
+	}
+	texts = append(texts, corpus()...)
+	for name, pattern := range patterns {
+		re := regexp2.MustCompile(pattern, regexp2.None)
+		enc, err := loadEncoding(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := 0
+		for _, s := range texts {
+			rs := []rune(s)
+			var want, got []int
+			m, _ := re.FindStringMatch(s)
+			for m != nil {
+				want = append(want, m.Index+m.Length)
+				m, _ = re.FindNextMatch(m)
+			}
+			for i := 0; i < len(rs); {
+				i = enc.split(rs, i)
+				got = append(got, i)
+			}
+			if !slices.Equal(got, want) {
+				if bad++; bad <= 10 {
+					t.Errorf("%s %+q: pieces end at %v, the pattern's at %v", name, s, got, want)
+				}
+			}
+		}
+	}
 }
