@@ -31,12 +31,21 @@
 // time from the upstream's last byte to the client's end of body (the
 // settle).
 //
+// The Cold start section (coldstart.go), run first, builds the three
+// bootstraps and a hello-world aws-lambda-go function the way the Makefile
+// does (for this machine's architecture) and times process start to the
+// first Runtime API /next, 15 starts each; it prints the medians, the ratio
+// to hello-world, the RSS at /next and the binary sizes. The CPU section
+// (cpu.go) sends non-streamed completions through the proxy from 32 clients
+// and divides the proxy's CPU time (/proc/<pid>/stat) by the requests.
+//
 // It exits 0 whether or not the targets are met, 1 when the benchmark
 // itself cannot run or is interrupted; all processes it started are
 // stopped either way.
 //
 // Flags (pass with make bench ARGS="..."): -streams, -concurrency, -events,
-// -interval, -warmup, -limits.
+// -interval, -warmup, -limits, -coldstarts, -coldstart-from, -cpu-requests,
+// -cpu-clients, -only coldstart.
 package main
 
 import (
