@@ -59,7 +59,7 @@ fmt: ## Format the Go sources in place.
 dev: ## Run the whole stack locally in the foreground (DynamoDB Local, secrets, proxy, admin).
 	$(GO) run ./infra/dev $(ARGS)
 
-bench: ## Print figures: added delay per SSE event, TTFB, reads per event, peak RSS, DynamoDB round trips and capacity per request, added latency of limit checks (extra flags via ARGS="...").
+bench: ## Print figures: cold start vs hello-world, added delay per SSE event, TTFB, reads per event, peak RSS, proxy CPU per request, DynamoDB round trips and capacity per request, added latency of limit checks (extra flags via ARGS="...").
 	$(GO) run ./infra/bench $(ARGS)
 
 clean: ## Remove build outputs (build/, .aws-sam/).

@@ -15,6 +15,18 @@ import (
 // functionNames are the commands under functions/ that run in Lambda.
 var functionNames = []string{"proxy", "admin", "reset"}
 
+// helloWorld is the smallest aws-lambda-go function (testdata/hello), built
+// with the functions: the baseline of make bench's Cold start section.
+const helloWorld = "hello-world"
+
+// packageOf returns the package a bootstrap is built from.
+func packageOf(name string) string {
+	if name == helloWorld {
+		return "./functions/lambdatest/testdata/hello"
+	}
+	return "./functions/" + name
+}
+
 // Set once by TestMain, before any test runs, and only read afterwards.
 var (
 	// binDir holds <name>/bootstrap for every function in functionNames.
@@ -44,7 +56,7 @@ func run(m *testing.M) int {
 	return m.Run()
 }
 
-// buildBootstraps builds the real functions into dir/<name>/bootstrap, the
+// buildBootstraps builds the real functions (and helloWorld) into dir/<name>/bootstrap, the
 // way the Makefile does (static, no RPC shim) but for the host's GOOS and
 // GOARCH, so that they run here. It returns the error of each function that
 // failed to build.
@@ -52,7 +64,7 @@ func buildBootstraps(dir string) map[string]error {
 	errs := make(map[string]error)
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
-		for _, name := range functionNames {
+		for _, name := range append([]string{helloWorld}, functionNames...) {
 			errs[name] = err
 		}
 		return errs
@@ -61,9 +73,9 @@ func buildBootstraps(dir string) map[string]error {
 		wg sync.WaitGroup
 		mu sync.Mutex
 	)
-	for _, name := range functionNames {
+	for _, name := range append([]string{helloWorld}, functionNames...) {
 		wg.Go(func() {
-			args := []string{"build", "-tags", "lambda.norpc", "-o", filepath.Join(dir, name, "bootstrap"), "./functions/" + name}
+			args := []string{"build", "-tags", "lambda.norpc", "-o", filepath.Join(dir, name, "bootstrap"), packageOf(name)}
 			// go test puts its own go first on PATH.
 			cmd := exec.Command("go", args...)
 			cmd.Dir = root

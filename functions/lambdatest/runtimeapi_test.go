@@ -44,6 +44,10 @@ type runtimeAPI struct {
 	pending  chan *invocation
 	stop     chan struct{}
 	seq      atomic.Int64
+	// reached is closed when the function first asks for an invocation:
+	// its init phase is over.
+	reached     chan struct{}
+	reachedOnce sync.Once
 
 	mu         sync.Mutex
 	inflight   map[string]*invocation
@@ -90,6 +94,7 @@ func newRuntimeAPI(t *testing.T, function string) *runtimeAPI {
 		pending:  make(chan *invocation, 16),
 		stop:     make(chan struct{}),
 		inflight: map[string]*invocation{},
+		reached:  make(chan struct{}),
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /2018-06-01/runtime/invocation/next", a.next)
@@ -112,6 +117,7 @@ func newRuntimeAPI(t *testing.T, function string) *runtimeAPI {
 func (a *runtimeAPI) hostPort() string { return strings.TrimPrefix(a.srv.URL, "http://") }
 
 func (a *runtimeAPI) next(w http.ResponseWriter, r *http.Request) {
+	a.reachedOnce.Do(func() { close(a.reached) })
 	var inv *invocation
 	select {
 	case inv = <-a.pending:

@@ -31,12 +31,21 @@
 // time from the upstream's last byte to the client's end of body (the
 // settle).
 //
+// The Cold start section (coldstart.go), run first, builds the three
+// bootstraps and a hello-world aws-lambda-go function the way the Makefile
+// does (for this machine's architecture) and times process start to the
+// first Runtime API /next, 15 starts each; it prints the medians, the ratio
+// to hello-world, the RSS at /next and the binary sizes. The CPU section
+// (cpu.go) sends non-streamed completions through the proxy from 32 clients
+// and divides the proxy's CPU time (/proc/<pid>/stat) by the requests.
+//
 // It exits 0 whether or not the targets are met, 1 when the benchmark
 // itself cannot run or is interrupted; all processes it started are
 // stopped either way.
 //
 // Flags (pass with make bench ARGS="..."): -streams, -concurrency, -events,
-// -interval, -warmup, -limits.
+// -interval, -warmup, -limits, -coldstarts, -coldstart-from, -cpu-requests,
+// -cpu-clients, -only coldstart.
 package main
 
 import (
@@ -69,6 +78,9 @@ const (
 type config struct {
 	streams, concurrency, events, warmup, limits int
 	interval                                     time.Duration
+	coldStarts, cpuRequests, cpuClients          int
+	coldFrom                                     string
+	only                                         string
 }
 
 func main() {
@@ -79,9 +91,15 @@ func main() {
 	flag.DurationVar(&cfg.interval, "interval", 20*time.Millisecond, "upstream delay before each content event")
 	flag.IntVar(&cfg.warmup, "warmup", 3, "unmeasured streams per path before measuring")
 	flag.IntVar(&cfg.limits, "limits", 200, "sequential streams per kind in the Limits run (0 skips it)")
+	flag.IntVar(&cfg.coldStarts, "coldstarts", 15, "starts of each binary in the Cold start run (0 skips it)")
+	flag.StringVar(&cfg.coldFrom, "coldstart-from", "", "build the Cold start run's functions from this checkout instead (to compare)")
+	flag.IntVar(&cfg.cpuRequests, "cpu-requests", 2000, "non-streamed requests in the CPU run (0 skips it)")
+	flag.IntVar(&cfg.cpuClients, "cpu-clients", 32, "concurrent clients in the CPU run (at most -concurrency)")
+	flag.StringVar(&cfg.only, "only", "", `"coldstart": run only the Cold start section`)
 	flag.Parse()
-	if cfg.streams < 1 || cfg.concurrency < 1 || cfg.events < 1 || cfg.warmup < 0 || cfg.limits < 0 || cfg.interval <= 0 {
-		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events and -interval must be positive, -warmup and -limits not negative")
+	if cfg.streams < 1 || cfg.concurrency < 1 || cfg.events < 1 || cfg.warmup < 0 || cfg.limits < 0 || cfg.interval <= 0 ||
+		cfg.coldStarts < 0 || cfg.cpuRequests < 0 || cfg.cpuClients < 1 || (cfg.only != "" && cfg.only != "coldstart") {
+		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events and -interval must be positive, -warmup, -limits and -coldstarts not negative, -only empty or coldstart")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -106,6 +124,16 @@ func say(format string, args ...any) {
 func run(ctx context.Context, cfg config, out io.Writer) error {
 	began := time.Now()
 	loadBefore := loadAverage()
+	// Cold start first, while nothing else of the benchmark runs.
+	if cfg.coldStarts > 0 || cfg.only == "coldstart" {
+		if err := runColdStart(ctx, out, max(cfg.coldStarts, 1), cfg.coldFrom); err != nil {
+			return fmt.Errorf("cold start run: %w", err)
+		}
+		fmt.Fprintln(out)
+		if cfg.only == "coldstart" {
+			return nil
+		}
+	}
 	say("building the proxy; starting DynamoDB Local and moto_server")
 	st, err := startStack(ctx, fakeupstream.Options{
 		APIKey: upstreamKey, Interval: cfg.interval, Chunks: cfg.events, MaxRecorded: -1,
@@ -160,6 +188,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 	}
 
+	// The sequential run had one stream at a time: the Lambda case.
+	_, peakOne, _ := memStatus(st.proxyCmd.Process.Pid)
+
 	say("load: %d concurrent streams directly, then %d through the proxy", cfg.concurrency, cfg.concurrency)
 	conc := map[string]*pathStats{}
 	for _, t := range paths {
@@ -178,6 +209,14 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	rssNow, peak, memErr := memStatus(st.proxyCmd.Process.Pid)
 
+	var cpu cpuResult
+	if cfg.cpuRequests > 0 {
+		say("cpu: %d non-streamed requests through the proxy from %d clients", cfg.cpuRequests, cfg.cpuClients)
+		if cpu, err = runCPU(ctx, client, st, cfg.cpuClients, cfg.cpuRequests); err != nil {
+			return fmt.Errorf("CPU run: %w", err)
+		}
+	}
+
 	var lim *limitsResult
 	if cfg.limits > 0 {
 		say("limits: in-process proxy, %d streams per kind (limits, no limits, no checks), interleaved", cfg.limits)
@@ -188,7 +227,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 
 	// Every proxied request, warm-up included, should be in the ledger by
 	// now: the proxy records before it ends the response.
-	proxiedRequests := int64(cfg.warmup + cfg.streams + 2*cfg.concurrency)
+	proxiedRequests := int64(cfg.warmup + cfg.streams + 2*cfg.concurrency + cpu.clients + cpu.requests)
 	requests, successes, totalsErr := st.recorded(ctx)
 	warns, errs, firstErr := st.logLevels()
 
@@ -216,8 +255,13 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	} else {
 		mb := float64(peak) / 1e6
 		r.row("  proxy peak RSS (VmHWM)", "", fmt.Sprintf("%.1f MB", mb), "", fmt.Sprintf("< %.0f MB", targetPeakRSSMB), passFail(mb < targetPeakRSSMB))
+		r.row("  proxy peak RSS, one stream at a time", "", fmt.Sprintf("%.1f MB", float64(peakOne)/1e6), "", "", "")
 		r.row("  proxy RSS after warm-up", "", fmt.Sprintf("%.1f MB", float64(rssWarm)/1e6), "", "", "")
 		r.row("  proxy RSS at the end", "", fmt.Sprintf("%.1f MB", float64(rssNow)/1e6), "", "", "")
+	}
+	if cfg.cpuRequests > 0 {
+		r.blank()
+		r.cpu(cpu)
 	}
 	if lim != nil {
 		r.blank()

@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"syscall"
+	"time"
 )
 
 // childAttr leaves the proxy in the benchmark's process group.
@@ -17,3 +18,8 @@ func memStatus(int) (rss, peak int64, err error) {
 
 // loadAverage is only implemented on Linux.
 func loadAverage() string { return "n/a" }
+
+// cpuTime is only implemented on Linux (/proc/<pid>/stat).
+func cpuTime(int) (time.Duration, error) {
+	return 0, errors.New("CPU time is read from /proc, which this system lacks")
+}

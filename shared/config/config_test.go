@@ -26,7 +26,7 @@ func TestLoadProxy(t *testing.T) {
 		ReserveTimeout:     3 * time.Second,
 		MaxLoggedBodyBytes: ledger.DefaultBodyBytes,
 		SecretPrefix:       "stipend/providers/",
-		MemoryLimit:        48 << 20,
+		MemoryLimit:        32 << 20,
 	}
 	with := func(f func(*Proxy)) Proxy { c := def; f(&c); return c }
 	tests := []struct {

@@ -35,7 +35,10 @@ var layers = map[string][]string{
 	"shared/sse":       nil,
 	"shared/template":  nil,
 	"shared/testclock": nil,
-	"shared/tokenizer": nil,
+	"shared/tokenizer": {"shared/tokenizer/internal/bpetable"},
+
+	"shared/tokenizer/internal/bpetable": nil,
+	"shared/tokenizer/internal/gen":      {"shared/tokenizer/internal/bpetable"}, // a go generate command
 	// domain
 	"shared/apikey":  {"shared/money"},
 	"shared/ledger":  {"shared/money"},

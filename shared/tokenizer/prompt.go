@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/pkoukk/tiktoken-go"
 )
 
 // Overheads added to what the request's text encodes to. They follow
@@ -84,11 +82,11 @@ const (
 // not a JSON object, or whose known fields have the wrong JSON types, is an
 // error, as is an unknown encoding.
 func (c *Counter) Prompt(encoding, path string, body []byte) (int64, error) {
-	tk, err := c.encoding(encoding)
+	enc, err := c.encoding(encoding)
 	if err != nil {
 		return 0, err
 	}
-	p := prompter{tk: tk}
+	p := prompter{enc: enc}
 	path, _, _ = strings.Cut(path, "?")
 	path = strings.TrimSuffix(path, "/")
 	var count func([]byte) (int64, error)
@@ -118,10 +116,10 @@ func (c *Counter) Prompt(encoding, path string, body []byte) (int64, error) {
 
 // prompter counts the parts of one request with one encoding.
 type prompter struct {
-	tk *tiktoken.Tiktoken
+	enc *encoder
 }
 
-func (p prompter) text(s string) int64 { return count(p.tk, s) }
+func (p prompter) text(s string) int64 { return count(p.enc, s) }
 
 // raw counts a JSON value's text as it was sent; null or absent counts 0.
 func (p prompter) raw(v json.RawMessage) int64 {

@@ -2,10 +2,11 @@
 // estimate a request's usage before it is sent and when the upstream reports
 // none.
 //
-// The BPE ranks come from github.com/pkoukk/tiktoken-go-loader, which embeds
-// them; nothing is downloaded. Each encoding is built lazily, once, on first
-// use by a Counter, because building o200k_base takes noticeable time and
-// memory.
+// The BPE ranks are those github.com/pkoukk/tiktoken-go-loader embeds,
+// converted at generation time (internal/gen) into tables that are embedded
+// in the binary and searched in place (internal/bpetable): nothing is
+// downloaded, parsed or copied onto the heap, so opening an encoding is
+// cheap. The counts are tiktoken-go's exactly (TestCountsMatchTiktoken).
 package tokenizer
 
 import (
@@ -13,9 +14,6 @@ import (
 	"sync"
 	"unicode"
 	"unicode/utf8"
-
-	"github.com/pkoukk/tiktoken-go"
-	tiktoken_loader "github.com/pkoukk/tiktoken-go-loader"
 )
 
 // Encoding names a Counter understands.
@@ -24,39 +22,26 @@ const (
 	CL100kBase = "cl100k_base"
 )
 
-// Pre-tokenization patterns and special tokens, as in tiktoken-go v0.1.8
-// encoding.go (which mirrors OpenAI's tiktoken_ext/openai_public.py).
-const (
-	o200kPattern = `[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?` +
-		`|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?` +
-		`|\p{N}{1,3}` +
-		`| ?[^\s\p{L}\p{N}]+[\r\n/]*` +
-		`|\s*[\r\n]+` +
-		`|\s+(?!\S)` +
-		`|\s+`
-	cl100kPattern = `(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`
-)
-
 // Counter counts tokens. The zero value and New are ready to use; a Counter
 // is safe for concurrent use and must not be copied after first use.
 type Counter struct {
 	o200k, cl100k lazyEncoding
-	// load builds an encoding; nil means loadEncoding. Tests replace it to
-	// observe how often encodings are built.
-	load func(name string) (*tiktoken.Tiktoken, error)
+	// load opens an encoding; nil means loadEncoding. Tests replace it to
+	// observe how often encodings are opened.
+	load func(name string) (*encoder, error)
 }
 
 type lazyEncoding struct {
 	once sync.Once
-	tk   *tiktoken.Tiktoken
+	enc  *encoder
 	err  error
 }
 
-// New returns a Counter with no encoding loaded yet.
+// New returns a Counter with no encoding opened yet.
 func New() *Counter { return &Counter{load: loadEncoding} }
 
-// encoding returns the named encoder, building it on first use.
-func (c *Counter) encoding(name string) (*tiktoken.Tiktoken, error) {
+// encoding returns the named encoder, opening it on first use.
+func (c *Counter) encoding(name string) (*encoder, error) {
 	var e *lazyEncoding
 	switch name {
 	case O200kBase:
@@ -71,54 +56,9 @@ func (c *Counter) encoding(name string) (*tiktoken.Tiktoken, error) {
 		if load == nil {
 			load = loadEncoding
 		}
-		e.tk, e.err = load(name)
+		e.enc, e.err = load(name)
 	})
-	return e.tk, e.err
-}
-
-// loadEncoding builds an encoder from the ranks embedded in
-// tiktoken-go-loader, without touching tiktoken-go's global loader.
-func loadEncoding(name string) (*tiktoken.Tiktoken, error) {
-	var special map[string]int
-	var pattern string
-	switch name {
-	case O200kBase:
-		pattern = o200kPattern
-		special = map[string]int{
-			tiktoken.ENDOFTEXT:   199999,
-			tiktoken.ENDOFPROMPT: 200018,
-		}
-	case CL100kBase:
-		pattern = cl100kPattern
-		special = map[string]int{
-			tiktoken.ENDOFTEXT:   100257,
-			tiktoken.FIM_PREFIX:  100258,
-			tiktoken.FIM_MIDDLE:  100259,
-			tiktoken.FIM_SUFFIX:  100260,
-			tiktoken.ENDOFPROMPT: 100276,
-		}
-	default:
-		return nil, fmt.Errorf("tokenizer: unknown encoding %q", name)
-	}
-	ranks, err := tiktoken_loader.NewOfflineLoader().LoadTiktokenBpe(name + ".tiktoken")
-	if err != nil {
-		return nil, fmt.Errorf("tokenizer: loading %s: %w", name, err)
-	}
-	bpe, err := tiktoken.NewCoreBPE(ranks, special, pattern)
-	if err != nil {
-		return nil, fmt.Errorf("tokenizer: building %s: %w", name, err)
-	}
-	specialSet := make(map[string]any, len(special))
-	for k := range special {
-		specialSet[k] = true
-	}
-	enc := &tiktoken.Encoding{
-		Name:           name,
-		PatStr:         pattern,
-		MergeableRanks: ranks,
-		SpecialTokens:  special,
-	}
-	return tiktoken.NewTiktoken(bpe, enc, specialSet), nil
+	return e.enc, e.err
 }
 
 // Limits that keep counting roughly linear in the length of the text.
@@ -135,8 +75,8 @@ const (
 
 // count returns the number of tokens in text. Special-token text such as
 // "<|endoftext|>" is counted as ordinary text, as the API treats it.
-func count(tk *tiktoken.Tiktoken, text string) int64 {
-	return countSplit(tk, text, batchBytes, maxSegment)
+func count(enc *encoder, text string) int64 {
+	return countSplit(enc, text, batchBytes, maxSegment)
 }
 
 // countSplit encodes text in batches of about batch bytes, cut only at
@@ -144,16 +84,16 @@ func count(tk *tiktoken.Tiktoken, text string) int64 {
 // that is longer than maxSeg bytes is not encoded; it counts as its length
 // in UTF-8 bytes (invalid bytes as the 3 bytes of U+FFFD they become), which
 // no encoding can exceed because every token stands for at least one byte.
-func countSplit(tk *tiktoken.Tiktoken, text string, batch, maxSeg int) int64 {
+func countSplit(enc *encoder, text string, batch, maxSeg int) int64 {
 	var n int64
 	start, seg := 0, 0 // start of the pending batch, of the current segment
 	endSegment := func(end int) {
 		switch {
 		case end-seg > maxSeg:
-			n += encoded(tk, text[start:seg]) + byteBound(text[seg:end])
+			n += encoded(enc, text[start:seg]) + byteBound(text[seg:end])
 			start = end
 		case end-start >= batch || end == len(text):
-			n += encoded(tk, text[start:end])
+			n += encoded(enc, text[start:end])
 			start = end
 		}
 		seg = end
@@ -169,11 +109,11 @@ func countSplit(tk *tiktoken.Tiktoken, text string, batch, maxSeg int) int64 {
 	return n
 }
 
-func encoded(tk *tiktoken.Tiktoken, text string) int64 {
+func encoded(enc *encoder, text string) int64 {
 	if text == "" {
 		return 0
 	}
-	return int64(len(tk.EncodeOrdinary(text)))
+	return enc.count(text)
 }
 
 // byteBound returns the UTF-8 length of text as tiktoken sees it: each
@@ -227,11 +167,11 @@ func splitText(r, c rune) bool {
 // Count returns the number of tokens text encodes to in the named encoding
 // ("o200k_base" or "cl100k_base"). An unknown encoding is an error.
 func (c *Counter) Count(encoding, text string) (int64, error) {
-	tk, err := c.encoding(encoding)
+	enc, err := c.encoding(encoding)
 	if err != nil {
 		return 0, err
 	}
-	return count(tk, text), nil
+	return count(enc, text), nil
 }
 
 // Completion counts generated text, such as the concatenated deltas of a

@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The CPU section: the proxy process's CPU time (user plus system, from
+// /proc/<pid>/stat) over a run of non-streamed chat completions sent by
+// concurrent clients, one key each, divided by the requests served. The
+// prompt is about a kilobyte of prose and code, so counting its tokens is
+// part of the work.
+const targetCPUPerRequest = 0.7 // ms
+
+// cpuPrompt is the user message of the CPU run.
+const cpuPrompt = "You are reviewing a pull request. The change replaces a map-based token table with an " +
+	"embedded, sorted byte table that is searched in place; the reviewer asks whether the counts stay exact " +
+	"and whether the cold start improves. Please summarise the risks in three bullet points.\n\n" +
+	"```go\nfunc (t Table) Rank(b []byte) (int, bool) {\n\th := hash(b)\n\tfor i := h & t.mask; ; i = (i + 1) & t.mask {\n" +
+	"\t\ts := u32(t.slots, 4*int(i))\n\t\tif s == 0 {\n\t\t\treturn 0, false\n\t\t}\n\t}\n}\n```\n\n" +
+	"Also translate the summary into French and Japanese (日本語で要約してください). Numbers: 1,234,567.89 and 2026-12-04. " +
+	"fake:chunks=20"
+
+type cpuResult struct {
+	clients, requests, failed int
+	firstErr                  error
+	cpu, wall                 time.Duration
+}
+
+// runCPU sends n non-streamed completions through the proxy from clients
+// concurrent clients and measures the proxy's CPU time over them.
+func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int) (cpuResult, error) {
+	clients = min(clients, len(st.keys))
+	body := fmt.Appendf(nil, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":%q}]}`, cpuPrompt)
+	res := cpuResult{clients: clients}
+	// Warm-up: every client's key in the proxy's caches, connections open.
+	var mu sync.Mutex
+	send := func(k benchKey) {
+		t := target{name: "proxy", url: st.proxy + "/v1/chat/completions", apiKey: k.key}
+		_, err := streamWith(ctx, c, t, body, nil)
+		mu.Lock()
+		defer mu.Unlock()
+		res.requests++
+		if err != nil {
+			res.failed++
+			if res.firstErr == nil {
+				res.firstErr = err
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() { send(st.keys[i]) })
+	}
+	wg.Wait()
+	if res.failed > 0 {
+		return res, fmt.Errorf("CPU warm-up: %d of %d requests failed; first: %w", res.failed, res.requests, res.firstErr)
+	}
+	res.requests = 0
+	pid := st.proxyCmd.Process.Pid
+	cpu0, err := cpuTime(pid)
+	if err != nil {
+		return res, err
+	}
+	start := time.Now()
+	var next atomic.Int64
+	for i := range clients {
+		wg.Go(func() {
+			for next.Add(1) <= int64(n) && ctx.Err() == nil {
+				send(st.keys[i])
+			}
+		})
+	}
+	wg.Wait()
+	res.wall = time.Since(start)
+	cpu1, err := cpuTime(pid)
+	if err != nil {
+		return res, err
+	}
+	res.cpu = cpu1 - cpu0
+	return res, ctx.Err()
+}
+
+func (r report) cpu(res cpuResult) {
+	served := res.requests - res.failed
+	fmt.Fprintf(r.w, "CPU: %d non-streamed chat completions (~1 KB prompt) through the proxy from %d concurrent clients, one key each\n",
+		res.requests, res.clients)
+	if served == 0 {
+		fmt.Fprintln(r.w, "  no request succeeded")
+		return
+	}
+	per := float64(res.cpu.Microseconds()) / 1000 / float64(served)
+	fmt.Fprintf(r.w, "  proxy CPU per request (user+system)        %8.2f ms   target ≤ %.1f ms %s\n", per, targetCPUPerRequest, passFail(per <= targetCPUPerRequest))
+	fmt.Fprintf(r.w, "  proxy CPU in all, wall time, throughput    %8.2f s    %.2f s   %.0f req/s\n",
+		res.cpu.Seconds(), res.wall.Seconds(), float64(served)/res.wall.Seconds())
+	if res.failed > 0 {
+		fmt.Fprintf(r.w, "  %d of %d requests failed; first: %v\n", res.failed, res.requests, res.firstErr)
+	}
+}
