@@ -553,14 +553,18 @@ func (h *Handler) keyInfo(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	charges := res.Charges
 	// Per-model limits are planned only for a request's model: add each one
 	// the key has, as a request for that model would see it.
-	seen := map[string]bool{}
+	type counterID struct {
+		owner   budget.Owner
+		counter budget.Counter
+	}
+	seen := map[counterID]bool{}
 	for _, c := range charges {
-		seen[c.Owner+"/"+c.Name] = true
+		seen[counterID{c.Owner, c.Counter}] = true
 	}
 	for _, m := range slices.Sorted(maps.Keys(key.ModelLimits)) {
 		for _, c := range h.plan(ctx, key, usr, org, &request{Model: m}, pricing.Price{Model: m}, worst{}, &ledger.Event{}).Charges {
-			if !seen[c.Owner+"/"+c.Name] {
-				seen[c.Owner+"/"+c.Name] = true
+			if id := (counterID{c.Owner, c.Counter}); !seen[id] {
+				seen[id] = true
 				charges = append(charges, c)
 			}
 		}
@@ -595,9 +599,9 @@ func (h *Handler) keyInfo(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	}
 	for i, c := range charges {
 		switch {
-		case c.Owner == "KEY#"+key.ID && c.Name == budget.LifetimeCounter:
+		case c.Owner == budget.KeyOwner(key.ID) && c.Counter == budget.LifetimeSpend():
 			out.SpendInUsd = money.Nanos(vals[i])
-		case c.Owner == "KEY#"+key.ID && c.Name == budget.MonthCounter(h.cfg.Now()):
+		case c.Owner == budget.KeyOwner(key.ID) && c.Counter == budget.MonthSpend(h.cfg.Now()):
 			out.MonthInUsd = money.Nanos(vals[i])
 		}
 		if c.Limit == 0 {
