@@ -90,6 +90,49 @@ func MonthLabel(t time.Time) string {
 	return l
 }
 
+// OwnerKind is whose counters a charge is on.
+type OwnerKind string
+
+// Kinds of owner.
+const (
+	OwnerKey  OwnerKind = "key"
+	OwnerUser OwnerKind = "user"
+	OwnerOrg  OwnerKind = "org"
+)
+
+// Owner is whose counter a charge is on: a key, a user (ID is the key's id
+// or the user's id) or the organisation (ID is empty). Storage decides how
+// an owner is kept; budget only names it.
+type Owner struct {
+	Kind OwnerKind
+	ID   string
+}
+
+// KeyOwner, UserOwner and OrgOwner name the owners of counters.
+func KeyOwner(id string) Owner      { return Owner{Kind: OwnerKey, ID: id} }
+func UserOwner(userID string) Owner { return Owner{Kind: OwnerUser, ID: userID} }
+func OrgOwner() Owner               { return Owner{Kind: OwnerOrg} }
+
+// Counter names one counter of an owner: what it counts, over which window
+// (Unit and the window's label, as Window returns it; Lifetime and "" for
+// a counter without window) and, for a per-model limit, of which model.
+// Counters are compared with ==: two charges on the same Owner and Counter
+// are on the same stored counter.
+type Counter struct {
+	Kind   Kind
+	Unit   Unit
+	Window string // the window's label; "" for Lifetime
+	Model  string // per-model limits only
+}
+
+// LifetimeSpend is an owner's lifetime spend counter.
+func LifetimeSpend() Counter { return Counter{Kind: Spend, Unit: Lifetime} }
+
+// MonthSpend is an owner's spend counter for the calendar month (UTC) of t.
+func MonthSpend(t time.Time) Counter {
+	return Counter{Kind: Spend, Unit: Month, Window: MonthLabel(t)}
+}
+
 // Charge is one counter a request reserves on: Amount is added if and only
 // if the counter stays at or below Limit (0 = no limit: tracked only).
 //
@@ -100,15 +143,14 @@ func MonthLabel(t time.Time) string {
 // later is checked against all of it, without every request of the
 // organisation writing the one organisation item twice.
 type Charge struct {
-	Owner  string    `json:"owner"` // "KEY#<id>", "USER#<userId>", "ORG"
-	Name   string    `json:"name"`  // counter name within the owner, unique per window
-	Kind   Kind      `json:"kind"`
-	Amount int64     `json:"amount"`
-	Limit  int64     `json:"limit,omitempty"`
-	Scope  string    `json:"scope"`           // what the limit is, for messages: "key monthly spend"
-	Resets time.Time `json:"resets,omitzero"` // end of the window; zero for lifetime
+	Owner Owner
+	Counter
+	Amount int64
+	Limit  int64
+	Scope  string    // what the limit is, for messages: "key monthly spend"
+	Resets time.Time // end of the window; zero for lifetime
 	// Deferred: counted at settle only, never reserved (Limit is 0).
-	Deferred bool `json:"deferred,omitempty"`
+	Deferred bool
 }
 
 // Reserved is the amount the reservation added to the counter: Amount, or
@@ -176,17 +218,17 @@ type Request struct {
 // counter without a limit is Deferred: counted at settle, never reserved.
 func Plan(r Request) []Charge {
 	var cs []Charge
-	cs = appendSpend(cs, "KEY#"+r.KeyID, "key", r.Key, r.Cost, r.Now, true)
-	cs = appendRate(cs, "KEY#"+r.KeyID, "key", r.Key, r.Now)
+	key := KeyOwner(r.KeyID)
+	cs = appendSpend(cs, key, "key", r.Key, r.Cost, r.Now, true)
+	cs = appendRate(cs, key, "key", r.Key, r.Now)
 	if ml, model, ok := modelLimit(r.Key.Models, r.Model, r.Family); ok {
 		_, end, label := Window(Minute, r.Now)
-		owner := "KEY#" + r.KeyID
 		if ml.RPM > 0 {
-			cs = append(cs, Charge{Owner: owner, Name: "RPM#" + model + "#" + label, Kind: Requests, Amount: 1, Limit: ml.RPM,
+			cs = append(cs, Charge{Owner: key, Counter: Counter{Kind: Requests, Unit: Minute, Window: label, Model: model}, Amount: 1, Limit: ml.RPM,
 				Scope: fmt.Sprintf("requests per minute for %s", model), Resets: end})
 		}
 		if ml.TPM > 0 {
-			cs = append(cs, Charge{Owner: owner, Name: "TPM#" + model + "#" + label, Kind: Tokens, Amount: r.Tokens, Limit: ml.TPM,
+			cs = append(cs, Charge{Owner: key, Counter: Counter{Kind: Tokens, Unit: Minute, Window: label, Model: model}, Amount: r.Tokens, Limit: ml.TPM,
 				Scope: fmt.Sprintf("tokens per minute for %s", model), Resets: end})
 		}
 	}
@@ -195,27 +237,21 @@ func Plan(r Request) []Charge {
 		if r.User != nil {
 			l = *r.User
 		}
-		cs = appendSpend(cs, "USER#"+r.UserID, "user", l, r.Cost, r.Now, false)
-		cs = appendRate(cs, "USER#"+r.UserID, "user", l, r.Now)
+		cs = appendSpend(cs, UserOwner(r.UserID), "user", l, r.Cost, r.Now, false)
+		cs = appendRate(cs, UserOwner(r.UserID), "user", l, r.Now)
 	}
 	var org Limits
 	if r.Org != nil {
 		org = *r.Org
 	}
-	return appendSpend(cs, "ORG", "organisation", org, r.Cost, r.Now, false)
+	return appendSpend(cs, OrgOwner(), "organisation", org, r.Cost, r.Now, false)
 }
-
-// LifetimeCounter and monthCounter name the spend counters of an owner.
-const LifetimeCounter = "USAGE"
-
-// MonthCounter names an owner's monthly spend counter for the month of t.
-func MonthCounter(t time.Time) string { return "SPEND#mo#" + MonthLabel(t) }
 
 // appendSpend adds owner's lifetime and monthly spend counters (reserved
 // when reserve is set or the counter has a limit, Deferred otherwise) and its
 // over-time window when it has one.
-func appendSpend(cs []Charge, owner, who string, l Limits, cost money.Nanos, now time.Time, reserve bool) []Charge {
-	cs = append(cs, Charge{Owner: owner, Name: LifetimeCounter, Kind: Spend, Amount: int64(cost), Limit: int64(l.Lifetime),
+func appendSpend(cs []Charge, owner Owner, who string, l Limits, cost money.Nanos, now time.Time, reserve bool) []Charge {
+	cs = append(cs, Charge{Owner: owner, Counter: LifetimeSpend(), Amount: int64(cost), Limit: int64(l.Lifetime),
 		Scope: who + " lifetime spend", Deferred: !reserve && l.Lifetime <= 0})
 	_, monthEnd, _ := Window(Month, now)
 	monthLimit := l.PerMonth
@@ -228,22 +264,22 @@ func appendSpend(cs []Charge, owner, who string, l Limits, cost money.Nanos, now
 		}
 		overTime = 0
 	}
-	cs = append(cs, Charge{Owner: owner, Name: MonthCounter(now), Kind: Spend, Amount: int64(cost), Limit: int64(monthLimit),
+	cs = append(cs, Charge{Owner: owner, Counter: MonthSpend(now), Amount: int64(cost), Limit: int64(monthLimit),
 		Scope: who + " monthly spend", Resets: monthEnd, Deferred: !reserve && monthLimit <= 0})
 	if overTime > 0 && ValidCostUnit(string(l.OverTimeUnit)) {
 		_, end, label := Window(l.OverTimeUnit, now)
-		cs = append(cs, Charge{Owner: owner, Name: "SPEND#" + string(l.OverTimeUnit) + "#" + label, Kind: Spend, Amount: int64(cost), Limit: int64(overTime),
+		cs = append(cs, Charge{Owner: owner, Counter: Counter{Kind: Spend, Unit: l.OverTimeUnit, Window: label}, Amount: int64(cost), Limit: int64(overTime),
 			Scope: fmt.Sprintf("%s spend per %s", who, unitName(l.OverTimeUnit)), Resets: end})
 	}
 	return cs
 }
 
-func appendRate(cs []Charge, owner, who string, l Limits, now time.Time) []Charge {
+func appendRate(cs []Charge, owner Owner, who string, l Limits, now time.Time) []Charge {
 	if l.Rate <= 0 || !ValidRateUnit(string(l.RateUnit)) {
 		return cs
 	}
 	_, end, label := Window(l.RateUnit, now)
-	return append(cs, Charge{Owner: owner, Name: "REQ#" + string(l.RateUnit) + "#" + label, Kind: Requests, Amount: 1, Limit: l.Rate,
+	return append(cs, Charge{Owner: owner, Counter: Counter{Kind: Requests, Unit: l.RateUnit, Window: label}, Amount: 1, Limit: l.Rate,
 		Scope: fmt.Sprintf("%s requests per %s", who, unitName(l.RateUnit)), Resets: end})
 }
 
@@ -308,17 +344,18 @@ type Check struct {
 	Version int64
 }
 
-// Reservation is what one request reserved before it was forwarded.
+// Reservation is what one request reserved before it was forwarded. How it
+// is kept until it settles is storage's business.
 type Reservation struct {
-	ID       string       `json:"id"` // the request's event id
-	KeyID    string       `json:"keyId"`
-	Checks   []Check      `json:"-"`
-	Charges  []Charge     `json:"charges"`
-	Cost     money.Nanos  `json:"cost"`  // worst case reserved
-	Usage    ledger.Usage `json:"usage"` // worst-case tokens behind Cost
-	Deadline time.Time    `json:"deadline"`
+	ID       string // the request's event id
+	KeyID    string
+	Checks   []Check
+	Charges  []Charge
+	Cost     money.Nanos  // worst case reserved
+	Usage    ledger.Usage // worst-case tokens behind Cost
+	Deadline time.Time
 	// Event is recorded, marked incomplete, if the reservation goes stale.
-	Event ledger.Event `json:"event"`
+	Event ledger.Event
 }
 
 // LimitError reports the charge whose limit a reservation would break.

@@ -38,9 +38,29 @@ func TestWindow(t *testing.T) {
 func names(cs []Charge) map[string]Charge {
 	m := map[string]Charge{}
 	for _, c := range cs {
-		m[c.Owner+"/"+c.Name] = c
+		m[storedName(c)] = c
 	}
 	return m
+}
+
+// storedName names c's counter "<owner>/<counter>" as shared/dynamo stores
+// it (and as this test's tables were written).
+func storedName(c Charge) string {
+	owner := map[OwnerKind]string{OwnerKey: "KEY#" + c.Owner.ID, OwnerUser: "USER#" + c.Owner.ID, OwnerOrg: "ORG"}[c.Owner.Kind]
+	var name string
+	switch {
+	case c.Kind == Spend && c.Unit == Lifetime:
+		name = "USAGE"
+	case c.Kind == Spend:
+		name = "SPEND#" + string(c.Unit) + "#" + c.Window
+	case c.Model != "" && c.Kind == Tokens:
+		name = "TPM#" + c.Model + "#" + c.Window
+	case c.Model != "":
+		name = "RPM#" + c.Model + "#" + c.Window
+	default:
+		name = "REQ#" + string(c.Unit) + "#" + c.Window
+	}
+	return owner + "/" + name
 }
 
 func TestPlan(t *testing.T) {

@@ -46,9 +46,9 @@ func checkKey(c budget.Check) (pk, sk string) {
 	case budget.CheckKey:
 		return keyPK(c.ID), skKey
 	case budget.CheckUser:
-		return "USER#" + c.ID, "USER"
+		return userPK(c.ID), skUser
 	default:
-		return "ORG", "SETTINGS"
+		return pkOrg, skOrg
 	}
 }
 
@@ -90,7 +90,7 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 		charged = append(charged, c)
 		u := &types.Update{
 			TableName:                 aws.String(s.table),
-			Key:                       key(c.Owner, c.Name),
+			Key:                       key(counterKey(c.Owner, c.Counter)),
 			UpdateExpression:          aws.String("ADD v :a"),
 			ExpressionAttributeValues: map[string]types.AttributeValue{":a": num(c.Amount)},
 		}
@@ -129,7 +129,7 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 // counterExpiry lets window counters shorter than a month expire a day after
 // their window; lifetime and monthly counters stay (they feed statements).
 func counterExpiry(c budget.Charge) int64 {
-	if c.Resets.IsZero() || c.Name == budget.MonthCounter(c.Resets.Add(-time.Second)) {
+	if c.Resets.IsZero() || c.Kind == budget.Spend && c.Unit == budget.Month {
 		return 0
 	}
 	return c.Resets.Add(24 * time.Hour).Unix()
@@ -204,43 +204,44 @@ func onlyConflicts(tc *types.TransactionCanceledException) bool {
 	return conflict
 }
 
-// storedReservation is a reservation as its item keeps it (in "data"):
-// deferred charges only as "<owner> <counter>" (their amount is the
-// reservation's cost), so that counting a user's and the organisation's
-// spend keeps the item within one write unit (1 KB) for most requests.
-type storedReservation struct {
-	*budget.Reservation
-	Deferred []string `json:"deferred,omitempty"`
-}
-
 func encodeReservation(r *budget.Reservation) ([]byte, error) {
-	cp := *r
-	cp.Charges = nil
-	st := storedReservation{Reservation: &cp}
+	st := storedReservation{ID: r.ID, KeyID: r.KeyID, Cost: r.Cost, Usage: r.Usage, Deadline: r.Deadline, Event: r.Event}
 	for _, c := range r.Charges {
 		if c.Deferred {
-			st.Deferred = append(st.Deferred, c.Owner+" "+c.Name)
+			pk, sk := counterKey(c.Owner, c.Counter)
+			st.Deferred = append(st.Deferred, pk+" "+sk)
 		} else {
-			cp.Charges = append(cp.Charges, c)
+			st.Charges = append(st.Charges, storeCharge(c))
 		}
 	}
 	return json.Marshal(st)
 }
 
 func decodeReservation(data string) (*budget.Reservation, error) {
-	var r budget.Reservation
-	st := storedReservation{Reservation: &r}
+	var st storedReservation
 	if err := json.Unmarshal([]byte(data), &st); err != nil {
 		return nil, err
+	}
+	r := &budget.Reservation{ID: st.ID, KeyID: st.KeyID, Cost: st.Cost, Usage: st.Usage, Deadline: st.Deadline, Event: st.Event}
+	for _, sc := range st.Charges {
+		c, err := loadCharge(sc)
+		if err != nil {
+			return nil, err
+		}
+		r.Charges = append(r.Charges, c)
 	}
 	for _, d := range st.Deferred {
 		owner, name, ok := strings.Cut(d, " ")
 		if !ok {
 			return nil, fmt.Errorf("deferred charge %q", d)
 		}
-		r.Charges = append(r.Charges, budget.Charge{Owner: owner, Name: name, Kind: budget.Spend, Amount: int64(r.Cost), Deferred: true})
+		c, err := loadCharge(storedCharge{Owner: owner, Name: name, Kind: budget.Spend, Amount: int64(r.Cost), Deferred: true})
+		if err != nil {
+			return nil, err
+		}
+		r.Charges = append(r.Charges, c)
 	}
-	return &r, nil
+	return r, nil
 }
 
 func reservationItem(r *budget.Reservation) (map[string]types.AttributeValue, error) {
@@ -380,7 +381,7 @@ func (s *Store) settleItems(r *budget.Reservation, ev *ledger.Event) ([]types.Tr
 			continue // a request stays counted
 		}
 		items = append(items, types.TransactWriteItem{Update: &types.Update{
-			TableName: aws.String(s.table), Key: key(c.Owner, c.Name),
+			TableName: aws.String(s.table), Key: key(counterKey(c.Owner, c.Counter)),
 			UpdateExpression: aws.String(expr), ExpressionAttributeValues: vals,
 		}})
 	}
@@ -448,9 +449,10 @@ func (s *Store) Counters(ctx context.Context, charges []budget.Charge) ([]int64,
 	keys := make([]map[string]types.AttributeValue, 0, len(charges))
 	seen := map[string]bool{}
 	for _, c := range charges {
-		if id := c.Owner + "\x00" + c.Name; !seen[id] {
+		pk, sk := counterKey(c.Owner, c.Counter)
+		if id := pk + "\x00" + sk; !seen[id] {
 			seen[id] = true
-			keys = append(keys, key(c.Owner, c.Name))
+			keys = append(keys, key(pk, sk))
 		}
 	}
 	values := map[string]int64{}
@@ -470,13 +472,19 @@ func (s *Store) Counters(ctx context.Context, charges []budget.Charge) ([]int64,
 		}
 	}
 	for i, c := range charges {
-		out[i] = values[c.Owner+"\x00"+c.Name]
+		pk, sk := counterKey(c.Owner, c.Counter)
+		out[i] = values[pk+"\x00"+sk]
 	}
 	return out, nil
 }
 
-// OwnerTotals returns the settled figures of one counter, e.g. a key's
-// month: KEY#<id> / budget.MonthCounter(t).
+// CounterTotals returns the settled figures of one of owner's counters.
+func (s *Store) CounterTotals(ctx context.Context, owner budget.Owner, c budget.Counter) (Totals, error) {
+	return s.OwnerTotals(ctx, ownerPK(owner), counterSK(c))
+}
+
+// OwnerTotals returns the settled figures of one counter by its stored
+// names, e.g. a key's month: KEY#<id> / SPEND#mo#<yyyymm> (counters.go).
 func (s *Store) OwnerTotals(ctx context.Context, owner, counter string) (Totals, error) {
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(s.table), Key: key(owner, counter), ConsistentRead: aws.Bool(true),

@@ -18,14 +18,15 @@ import (
 )
 
 // MonthStatement builds owner's statement for the month that contains t from
-// its monthly counter (zero figures when the owner spent nothing).
-func (s *Store) MonthStatement(ctx context.Context, owner string, t time.Time) (ledger.Statement, error) {
-	tot, err := s.OwnerTotals(ctx, owner, budget.MonthCounter(t))
+// its monthly counter (zero figures when the owner spent nothing). The
+// statement's Owner is the owner's stored name ("KEY#<id>", "USER#<userId>").
+func (s *Store) MonthStatement(ctx context.Context, owner budget.Owner, t time.Time) (ledger.Statement, error) {
+	tot, err := s.CounterTotals(ctx, owner, budget.MonthSpend(t))
 	if err != nil {
 		return ledger.Statement{}, err
 	}
 	return ledger.Statement{
-		Owner: owner, Month: t.UTC().Format("2006-01"),
+		Owner: ownerPK(owner), Month: t.UTC().Format("2006-01"),
 		Cost: tot.Cost, Requests: tot.Requests, Successes: tot.Successes,
 		PromptTokens: tot.PromptTokens, CompletionTokens: tot.CompletionTokens,
 	}, nil

@@ -1,5 +1,8 @@
 // Package provider describes provider settings: which upstream API a proxy
-// key's requests go to and how the provider's own API key is presented.
+// key's requests go to, how the provider's own API key is presented, and
+// the providers' wire formats stipend reads and rewrites (wire.go): usage
+// shapes, the include_usage rewrite, Anthropic's stream events, and which
+// models each kind serves.
 //
 // A Setting holds only metadata; the provider API key itself lives in AWS
 // Secrets Manager under SecretID and is never stored here.

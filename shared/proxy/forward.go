@@ -3,12 +3,10 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -18,49 +16,280 @@ import (
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
-	"github.com/stipend/stipend/shared/sse"
 )
 
-// Timeouts bound every phase of an upstream call except a response body,
-// whose pace the model sets; Config.IdleTimeout bounds the gaps in it.
-type Timeouts struct {
-	Dial, TLSHandshake, ResponseHeader, IdleConn time.Duration
-}
-
-// DefaultTimeouts suit a Lambda with a 5-minute limit: a reasoning model may
-// think for minutes before a non-streamed response's headers arrive.
-var DefaultTimeouts = Timeouts{Dial: 5 * time.Second, TLSHandshake: 5 * time.Second, ResponseHeader: 240 * time.Second, IdleConn: 90 * time.Second}
-
-// NewUpstreamClient returns an HTTP client for providers with explicit
-// timeouts and no transparent decompression (it would buffer streams).
-func NewUpstreamClient(t Timeouts) *http.Client {
-	return &http.Client{
-		Transport: &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: t.Dial, KeepAlive: 30 * time.Second}).DialContext,
-			TLSHandshakeTimeout:   t.TLSHandshake,
-			ResponseHeaderTimeout: t.ResponseHeader,
-			IdleConnTimeout:       t.IdleConn,
-			MaxIdleConnsPerHost:   64,
-			ForceAttemptHTTP2:     true,
-			DisableCompression:    true,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+// forward serves one request to a provider. It reads as the request's
+// story; Handler.handle has already authenticated the key and checked that
+// it may call the path. Each step is a method below or in the file named
+// beside it:
+//
+//  1. read the request: its body, model and alias (request.go, alias.go);
+//  2. price it: its model must have a price, so its spend can be limited;
+//  3. choose one of the key's providers and its upstream URL;
+//  4. reserve the worst case on every limit (admission.go);
+//  5. forward it upstream, screened first when the key moderates;
+//  6. stream the answer back, event by event (meter.go reads it on the way);
+//  7. meter: turn the answer into usage and cost (meter.go);
+//  8. settle the reservation to that cost (settle.go).
+//
+// Steps 7 and 8 are the request's one ending once it holds a reservation:
+// a single deferred call, registered right after the reservation, so they
+// run however steps 5 and 6 end.
+func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Key) error {
+	x := &exchange{r: r, key: key, start: h.cfg.Now()}
+	if err := h.readRequest(w, x); err != nil {
+		return err
 	}
+	if err := h.price(x); err != nil {
+		return err
+	}
+	if err := h.chooseProvider(x); err != nil {
+		return err
+	}
+	if err := h.reserve(x); err != nil {
+		return err
+	}
+	m := h.newMeter(x)
+	defer h.end(x, m) // meter and settle: the one ending of a reserved request
+	return h.forwardUpstream(w, x, m)
 }
 
-// request is what the proxy needs to know of a client's request body.
-type request struct {
-	Model         string `json:"model"`
-	Stream        bool   `json:"stream"`
-	StreamOptions *struct {
-		IncludeUsage bool `json:"include_usage"`
-	} `json:"stream_options"`
-	MaxTokens           *int64 `json:"max_tokens"`
-	MaxCompletionTokens *int64 `json:"max_completion_tokens"`
-	MaxOutputTokens     *int64 `json:"max_output_tokens"`
-	N                   *int64 `json:"n"`
-	BestOf              *int64 `json:"best_of"`
+// exchange is one forwarded request on its way through forward's steps:
+// what each step learned, for the next.
+type exchange struct {
+	r     *http.Request
+	key   *apikey.Key
+	start time.Time
+
+	// read
+	req       request
+	received  []byte // the body as the client sent it, for the body log
+	body      []byte // the body as served: alias applied, output cap lowered
+	requested string // the model as the client named it
+	customID  string
+	// priced
+	price pricing.Price
+	// provider chosen
+	prov     *provider.Setting
+	apiKey   string // the provider's API key
+	endpoint string
+	// reserved
+	ev               *ledger.Event
+	adm              *admission
+	upstreamBody     []byte       // body with include_usage added when stipend asks for it
+	clientWantsUsage bool         // the client asked for the usage chunk itself
+	headers          *limitHeader // the x-ratelimit-* headers, read while upstream works
+}
+
+// readRequest reads the body within MaxBodyBytes, parses and checks it
+// (request.go), names the model (the moderation default when none), applies
+// the key's alias (alias.go) and checks that the key may use the model.
+func (h *Handler) readRequest(w http.ResponseWriter, x *exchange) error {
+	r := x.r
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return apierror.New(http.StatusRequestEntityTooLarge, apierror.CodeRequestTooLarge,
+				fmt.Sprintf("request body is larger than %d bytes", h.cfg.MaxBodyBytes))
+		}
+		return apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "could not read the request body")
+	}
+	x.received = body
+	if x.req, err = parseRequest(r.URL.Path, body); err != nil {
+		return err
+	}
+	if x.req.Model == "" && r.URL.Path == "/v1/moderations" {
+		x.req.Model = defaultModerationModel // OpenAI's own default when model is omitted
+	}
+	if x.req.Model == "" {
+		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "you must provide a model").WithParam("model")
+	}
+	// The key's alias for the model, if any, serves the request (alias.go).
+	if x.requested, x.body, err = applyAlias(x.key, &x.req, body); err != nil {
+		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not a JSON object")
+	}
+	if !modelAllowed(x.key, x.requested, x.req.Model) {
+		return apierror.New(http.StatusForbidden, apierror.CodeModelNotAllowed,
+			fmt.Sprintf("this key may not use model %q", x.requested)).WithParam("model")
+	}
+	return nil
+}
+
+// price looks up the model's price, refuses values the provider would
+// refuse (request.go) and reads the client's custom event id.
+func (h *Handler) price(x *exchange) error {
+	price, ok := h.cfg.Prices.Lookup(x.req.Model)
+	if !ok {
+		return apierror.New(http.StatusBadRequest, apierror.CodeModelNotPriced,
+			fmt.Sprintf("model %q has no known price, so its spend cannot be limited", x.req.Model)).WithParam("model")
+	}
+	x.price = price
+	if err := checkValues(x.r.URL.Path, &x.req, x.body, price); err != nil {
+		return err
+	}
+	x.customID = x.r.Header.Get("X-Custom-Id")
+	if x.customID == "" {
+		x.customID = x.r.Header.Get("X-Custom-Event-Id")
+	}
+	if len(x.customID) > maxCustomID {
+		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest,
+			fmt.Sprintf("X-Custom-Id is longer than %d bytes", maxCustomID))
+	}
+	return nil
+}
+
+// chooseProvider picks one of the key's provider settings (proxy.go) and
+// the upstream URL for the path (provider.Setting.Endpoint).
+func (h *Handler) chooseProvider(x *exchange) error {
+	r := x.r
+	prov, apiKey, err := h.pickProvider(r.Context(), x.key)
+	if err != nil {
+		return err
+	}
+	if r.URL.Path == "/v1/messages" && prov.Provider != provider.Anthropic {
+		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest,
+			"POST /v1/messages is Anthropic's API, and this key's provider setting is not Anthropic; use /v1/chat/completions")
+	}
+	endpoint, err := prov.Endpoint(r.URL.Path, r.URL.RawQuery)
+	if err != nil {
+		return apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError, "the provider setting has no usable base URL")
+	}
+	x.prov, x.apiKey, x.endpoint = prov, apiKey, endpoint
+	return nil
+}
+
+// reserve opens the request's event and reserves its worst case on every
+// limit before anything is forwarded (admission.go). It then prepares the
+// body sent upstream: stipend always asks for a stream's usage, so streamed
+// spend is measured, not guessed; the client sees the usage chunk only if
+// it asked for it. A request that cannot be sent is released, never
+// settled. Once it holds the reservation, the limited counters are read
+// for the x-ratelimit-* headers while upstream works (ratelimit_headers.go).
+func (h *Handler) reserve(x *exchange) error {
+	r := x.r
+	x.ev = &ledger.Event{
+		ID: apikey.NewID(), KeyID: x.key.ID, UserID: x.key.UserID, ProviderID: x.prov.ID,
+		Model: x.req.Model, Path: r.URL.Path, Method: r.Method, Stream: x.req.Stream,
+		CustomID: x.customID, CreatedAt: x.start.UnixMilli(), RequestedModel: requestedIfAliased(x.requested, x.req.Model),
+	}
+	adm, err := h.admit(r, x.key, &x.req, x.body, x.price, x.ev)
+	if err != nil {
+		return err
+	}
+	x.adm, x.body = adm, adm.body
+	x.clientWantsUsage = x.req.StreamOptions != nil && x.req.StreamOptions.IncludeUsage
+	x.upstreamBody = x.body
+	if x.req.Stream && !x.clientWantsUsage && provider.StreamUsageOnRequest(r.URL.Path) {
+		if x.upstreamBody, err = provider.WithIncludeUsage(x.body); err != nil {
+			h.release(r.Context(), adm.res)
+			return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not a JSON object")
+		}
+	}
+	x.headers = h.startLimitHeaders(r.Context(), adm.res.Charges)
+	return nil
+}
+
+// end is the ending of a request that holds a reservation, however it went:
+// the meter turns what upstream answered into usage and cost (meter.go),
+// the settle moves the reservation to that cost and stores the event
+// (settle.go), and the counters read for the headers is waited for, so it
+// never outlives the request.
+func (h *Handler) end(x *exchange, m *meter) {
+	x.ev.LatencyMs = h.cfg.Now().Sub(x.start).Milliseconds()
+	m.finish()
+	h.settle(x.r.Context(), x.adm.res, x.ev)
+	x.headers.wait()
+}
+
+// forwardUpstream screens the input when the key moderates, sends the
+// request upstream with the provider's key, and streams the answer back.
+// The upstream call lives as long as the client's request, and no longer
+// than IdleTimeout without a byte from upstream.
+func (h *Handler) forwardUpstream(w http.ResponseWriter, x *exchange, m *meter) error {
+	r := x.r
+	if x.key.Moderation && r.URL.Path != "/v1/moderations" {
+		if err := h.moderate(r.Context(), x.prov, x.apiKey, x.body); err != nil {
+			// Recorded (cost 0, nothing was forwarded) so abuse can be traced.
+			e := apierror.From(err)
+			x.ev.Status, x.ev.ErrorCode = e.Status, e.Code
+			return err
+		}
+	}
+	ctx, cancel := context.WithCancelCause(r.Context())
+	defer cancel(nil)
+	idle := time.AfterFunc(h.cfg.IdleTimeout, func() { cancel(errIdle) })
+	defer idle.Stop()
+
+	up, err := http.NewRequestWithContext(ctx, http.MethodPost, x.endpoint, bytes.NewReader(x.upstreamBody))
+	if err != nil {
+		return apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError, "could not build the upstream request")
+	}
+	for _, name := range forwardedHeaders {
+		if v := r.Header.Values(name); len(v) > 0 {
+			up.Header[name] = v
+		}
+	}
+	up.Header.Set("Content-Type", "application/json")
+	up.Header.Set("Accept-Encoding", "identity")
+	provider.Authorize(up.Header, x.prov.Provider, x.apiKey)
+
+	resp, err := h.cfg.Client.Do(up)
+	if err != nil {
+		return m.upstreamFailed(ctx, err)
+	}
+	defer resp.Body.Close()
+	idle.Reset(h.cfg.IdleTimeout)
+	x.ev.Status = resp.StatusCode
+	if rejectsKey(resp.StatusCode) {
+		// The teacher's provider key, not the student's: never pass the
+		// provider's "incorrect API key ...abcd" through.
+		x.ev.Status, x.ev.ErrorCode = http.StatusBadGateway, apierror.CodeUpstreamAuthError
+		w.Header().Set("X-Stipend-Request-Id", x.ev.ID)
+		h.cfg.Log.LogAttrs(r.Context(), slog.LevelError, "the provider rejected its provider key",
+			slog.String("provider", x.prov.ID), slog.Int("upstreamStatus", resp.StatusCode),
+			slog.String("event", x.ev.ID), slog.String("key", x.key.ID))
+		return errUpstreamAuth(x.prov, resp.StatusCode)
+	}
+	return h.stream(ctx, w, x, m, resp, idle)
+}
+
+// stream answers the client with upstream's response: its headers (less
+// the provider account's own), stipend's request id and limit headers, and
+// its body, an event stream event by event or a JSON body as it comes, the
+// meter reading along (meter.go).
+func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, x *exchange, m *meter, resp *http.Response, idle *time.Timer) error {
+	hdr := w.Header()
+	for name, v := range resp.Header {
+		if !droppedResponseHeaders[name] && !strings.HasPrefix(name, "X-Ratelimit-") {
+			hdr[name] = v
+		}
+	}
+	hdr.Set("X-Stipend-Request-Id", x.ev.ID)
+	for name, v := range x.headers.wait() {
+		hdr[name] = v
+	}
+	if x.adm.lowered > 0 {
+		hdr.Set("X-Stipend-Max-Tokens-Lowered", fmt.Sprint(x.adm.lowered))
+	}
+
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		// Provider errors pass through with their own status and body; the
+		// provider does not bill them.
+		x.ev.ErrorCode = "upstream_" + fmt.Sprint(resp.StatusCode)
+		w.WriteHeader(resp.StatusCode)
+		_, err := io.Copy(io.MultiWriter(w, m.bodies), resp.Body)
+		return started(err)
+	}
+	m.served = true
+	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		hdr.Set("Cache-Control", "no-cache")
+		hdr.Set("X-Accel-Buffering", "no")
+		w.WriteHeader(resp.StatusCode)
+		return started(m.stream(ctx, w, resp.Body, idle, x.clientWantsUsage))
+	}
+	w.WriteHeader(resp.StatusCode)
+	return started(m.copyJSON(w, resp.Body))
 }
 
 // forwardedHeaders are the client headers passed upstream; everything else
@@ -76,199 +305,13 @@ var droppedResponseHeaders = map[string]bool{
 	"Strict-Transport-Security": true, "Proxy-Authenticate": true, "Trailer": true, "Upgrade": true,
 }
 
+// maxCustomID bounds the client's X-Custom-Id.
 const maxCustomID = 256
 
 // defaultModerationModel is what OpenAI uses when a moderation request names none.
 const defaultModerationModel = "omni-moderation-latest"
 
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Key) error {
-	start := h.cfg.Now()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return apierror.New(http.StatusRequestEntityTooLarge, apierror.CodeRequestTooLarge,
-				fmt.Sprintf("request body is larger than %d bytes", h.cfg.MaxBodyBytes))
-		}
-		return apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "could not read the request body")
-	}
-	received := body // as the client sent it, for the body log
-	req, err := parseRequest(r.URL.Path, body)
-	if err != nil {
-		return err
-	}
-	if req.Model == "" && r.URL.Path == "/v1/moderations" {
-		req.Model = defaultModerationModel // OpenAI's own default when model is omitted
-	}
-	if req.Model == "" {
-		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "you must provide a model").WithParam("model")
-	}
-	// The key's alias for the model, if any, serves the request (alias.go).
-	requested, body, err := applyAlias(key, &req, body)
-	if err != nil {
-		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not a JSON object")
-	}
-	if !modelAllowed(key, requested, req.Model) {
-		return apierror.New(http.StatusForbidden, apierror.CodeModelNotAllowed,
-			fmt.Sprintf("this key may not use model %q", requested)).WithParam("model")
-	}
-	price, ok := h.cfg.Prices.Lookup(req.Model)
-	if !ok {
-		return apierror.New(http.StatusBadRequest, apierror.CodeModelNotPriced,
-			fmt.Sprintf("model %q has no known price, so its spend cannot be limited", req.Model)).WithParam("model")
-	}
-	if err := checkValues(r.URL.Path, &req, body, price); err != nil {
-		return err
-	}
-	customID := r.Header.Get("X-Custom-Id")
-	if customID == "" {
-		customID = r.Header.Get("X-Custom-Event-Id")
-	}
-	if len(customID) > maxCustomID {
-		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest,
-			fmt.Sprintf("X-Custom-Id is longer than %d bytes", maxCustomID))
-	}
-
-	prov, apiKey, err := h.pickProvider(r.Context(), key)
-	if err != nil {
-		return err
-	}
-	if r.URL.Path == "/v1/messages" && prov.Provider != provider.Anthropic {
-		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest,
-			"POST /v1/messages is Anthropic's API, and this key's provider setting is not Anthropic; use /v1/chat/completions")
-	}
-	endpoint, err := prov.Endpoint(r.URL.Path, r.URL.RawQuery)
-	if err != nil {
-		return apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError, "the provider setting has no usable base URL")
-	}
-
-	ev := &ledger.Event{
-		ID: apikey.NewID(), KeyID: key.ID, UserID: key.UserID, ProviderID: prov.ID,
-		Model: req.Model, Path: r.URL.Path, Method: r.Method, Stream: req.Stream,
-		CustomID: customID, CreatedAt: start.UnixMilli(), RequestedModel: requestedIfAliased(requested, req.Model),
-	}
-	// Reserve the worst case on every limit before anything is forwarded.
-	adm, err := h.admit(r, key, &req, body, price, ev)
-	if err != nil {
-		return err
-	}
-	body = adm.body
-	// While upstream works, read the limited counters for the x-ratelimit
-	// headers; a key without limits has none to read.
-	var headers chan http.Header
-	if limited(adm.res.Charges) {
-		headers = make(chan http.Header, 1)
-		go func() { headers <- h.limitHeaders(context.WithoutCancel(r.Context()), adm.res.Charges) }()
-	}
-	limitHdr := func() http.Header {
-		if headers == nil {
-			return nil
-		}
-		hd := <-headers
-		headers = nil
-		return hd
-	}
-	defer limitHdr() // the counters read never outlives the request
-
-	// The client sees the usage chunk only if it asked for it; stipend
-	// always asks, so streamed spend is measured, not guessed.
-	clientWantsUsage := req.StreamOptions != nil && req.StreamOptions.IncludeUsage
-	upstreamBody := body
-	if req.Stream && !clientWantsUsage && (r.URL.Path == "/v1/chat/completions" || r.URL.Path == "/v1/completions") {
-		if upstreamBody, err = withIncludeUsage(body); err != nil {
-			h.release(r.Context(), adm.res)
-			return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not a JSON object")
-		}
-	}
-
-	m := meter{h: h, price: price, prompt: adm.res.Usage.PromptTokens, ev: ev,
-		bodies: newBodyLog(key, h.cfg.MaxLoggedBodyBytes, received)}
-	defer func() {
-		ev.LatencyMs = h.cfg.Now().Sub(start).Milliseconds()
-		m.finish()
-		h.settle(r.Context(), adm.res, ev)
-	}()
-
-	if key.Moderation && r.URL.Path != "/v1/moderations" {
-		if err := h.moderate(r.Context(), prov, apiKey, body); err != nil {
-			// Recorded (cost 0, nothing was forwarded) so abuse can be traced.
-			e := apierror.From(err)
-			ev.Status, ev.ErrorCode = e.Status, e.Code
-			return err
-		}
-	}
-
-	// The upstream call lives as long as the client's request, and no longer
-	// than IdleTimeout without a byte from upstream.
-	ctx, cancel := context.WithCancelCause(r.Context())
-	defer cancel(nil)
-	idle := time.AfterFunc(h.cfg.IdleTimeout, func() { cancel(errIdle) })
-	defer idle.Stop()
-
-	up, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(upstreamBody))
-	if err != nil {
-		return apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError, "could not build the upstream request")
-	}
-	for _, name := range forwardedHeaders {
-		if v := r.Header.Values(name); len(v) > 0 {
-			up.Header[name] = v
-		}
-	}
-	up.Header.Set("Content-Type", "application/json")
-	up.Header.Set("Accept-Encoding", "identity")
-	authorize(up.Header, prov.Provider, apiKey)
-
-	resp, err := h.cfg.Client.Do(up)
-	if err != nil {
-		return m.upstreamFailed(ctx, err)
-	}
-	defer resp.Body.Close()
-	idle.Reset(h.cfg.IdleTimeout)
-	ev.Status = resp.StatusCode
-	if rejectsKey(resp.StatusCode) {
-		// The teacher's provider key, not the student's: never pass the
-		// provider's "incorrect API key ...abcd" through.
-		ev.Status, ev.ErrorCode = http.StatusBadGateway, apierror.CodeUpstreamAuthError
-		w.Header().Set("X-Stipend-Request-Id", ev.ID)
-		h.cfg.Log.LogAttrs(r.Context(), slog.LevelError, "the provider rejected its provider key",
-			slog.String("provider", prov.ID), slog.Int("upstreamStatus", resp.StatusCode),
-			slog.String("event", ev.ID), slog.String("key", key.ID))
-		return errUpstreamAuth(prov, resp.StatusCode)
-	}
-
-	hdr := w.Header()
-	for name, v := range resp.Header {
-		if !droppedResponseHeaders[name] && !strings.HasPrefix(name, "X-Ratelimit-") {
-			hdr[name] = v
-		}
-	}
-	hdr.Set("X-Stipend-Request-Id", ev.ID)
-	for name, v := range limitHdr() {
-		hdr[name] = v
-	}
-	if adm.lowered > 0 {
-		hdr.Set("X-Stipend-Max-Tokens-Lowered", fmt.Sprint(adm.lowered))
-	}
-
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		// Provider errors pass through with their own status and body; the
-		// provider does not bill them.
-		ev.ErrorCode = "upstream_" + fmt.Sprint(resp.StatusCode)
-		w.WriteHeader(resp.StatusCode)
-		_, err := io.Copy(io.MultiWriter(w, m.bodies), resp.Body)
-		return started(err)
-	}
-	m.served = true
-	if strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
-		hdr.Set("Cache-Control", "no-cache")
-		hdr.Set("X-Accel-Buffering", "no")
-		w.WriteHeader(resp.StatusCode)
-		return started(m.stream(ctx, w, resp.Body, idle, clientWantsUsage))
-	}
-	w.WriteHeader(resp.StatusCode)
-	return started(m.copyJSON(w, resp.Body))
-}
-
+// errIdle cancels an upstream call that went silent for IdleTimeout.
 var errIdle = errors.New("upstream sent nothing for too long")
 
 // rejectsKey reports an upstream status that means the provider refused
@@ -284,135 +327,10 @@ func errUpstreamAuth(prov *provider.Setting, status int) error {
 		apierror.CodeUpstreamAuthError, "the provider rejected the proxy's credentials; tell your instructor")
 }
 
+// started marks err as happening after the status line was sent.
 func started(err error) error {
 	if err == nil {
 		return nil
 	}
 	return &responseStarted{err: err}
-}
-
-// authorize is provider.Authorize; a variable seam keeps forward readable.
-var authorize = providerAuthorize
-
-// withIncludeUsage returns body with stream_options.include_usage set.
-func withIncludeUsage(body []byte) ([]byte, error) {
-	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {
-		return nil, errors.New("not a JSON object")
-	}
-	opts := map[string]json.RawMessage{}
-	if raw, ok := obj["stream_options"]; ok && string(raw) != "null" {
-		if err := json.Unmarshal(raw, &opts); err != nil {
-			return nil, errors.New("stream_options is not an object")
-		}
-	}
-	opts["include_usage"] = json.RawMessage("true")
-	b, _ := json.Marshal(opts)
-	obj["stream_options"] = b
-	return json.Marshal(obj)
-}
-
-// meter follows one response and turns it into the event's usage and cost.
-type meter struct {
-	h      *Handler
-	price  pricing.Price
-	prompt int64 // the request's prompt tokens as reserved, for when usage is missing
-	ev     *ledger.Event
-
-	served bool          // upstream accepted the request (2xx)
-	usage  *ledger.Usage // as reported by upstream
-	text   strings.Builder
-	bodies *bodyLog // nil unless the key logs bodies (bodylog.go)
-}
-
-// upstreamFailed turns a failed upstream call into the client's error and
-// records what the provider may have billed.
-func (m *meter) upstreamFailed(ctx context.Context, err error) error {
-	m.ev.Incomplete = true
-	var ne net.Error
-	var oe *net.OpError
-	// A refused or failed dial never reached the provider: nothing to bill.
-	m.served = !(errors.As(err, &oe) && oe.Op == "dial")
-	switch {
-	case context.Cause(ctx) == errIdle || errors.As(err, &ne) && ne.Timeout():
-		m.ev.Status, m.ev.ErrorCode = http.StatusGatewayTimeout, apierror.CodeUpstreamTimeout
-		return apierror.Wrap(err, http.StatusGatewayTimeout, apierror.CodeUpstreamTimeout, "the provider did not answer in time")
-	case ctx.Err() != nil:
-		m.ev.Status, m.ev.ErrorCode = 499, "client_closed"
-		return started(err) // nobody is listening any more
-	default:
-		m.ev.Status, m.ev.ErrorCode = http.StatusBadGateway, apierror.CodeUpstreamError
-		return apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError, "the provider could not be reached")
-	}
-}
-
-// stream forwards every event the moment it is complete, then inspects it.
-func (m *meter) stream(ctx context.Context, w http.ResponseWriter, body io.Reader, idle *time.Timer, clientWantsUsage bool) error {
-	rc := http.NewResponseController(w)
-	rd := sse.NewReader(body, 0)
-	for {
-		ev, rerr := rd.Next()
-		if len(ev) > 0 {
-			idle.Reset(m.h.cfg.IdleTimeout)
-			data := sse.Data(ev)
-			usageOnly := !clientWantsUsage && isUsageOnlyChunk(data)
-			if !usageOnly {
-				if _, err := w.Write(ev); err != nil {
-					m.ev.Incomplete, m.ev.ErrorCode = true, "client_closed"
-					return fmt.Errorf("write to client: %w", err)
-				}
-				if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
-					m.ev.Incomplete, m.ev.ErrorCode = true, "client_closed"
-					return fmt.Errorf("flush to client: %w", err)
-				}
-				m.bodies.sent(ev) // after the flush: the client never waits for it
-			}
-			m.inspect(data)
-		}
-		if rerr == io.EOF {
-			return nil
-		}
-		if rerr != nil {
-			m.ev.Incomplete = true
-			switch {
-			case context.Cause(ctx) == errIdle:
-				m.ev.ErrorCode = apierror.CodeUpstreamTimeout
-			case ctx.Err() != nil:
-				m.ev.ErrorCode = "client_closed"
-			default:
-				m.ev.ErrorCode = "stream_interrupted"
-			}
-			return fmt.Errorf("read upstream stream: %w", rerr)
-		}
-	}
-}
-
-// copyJSON passes a non-streamed body through and keeps a copy to read usage.
-func (m *meter) copyJSON(w http.ResponseWriter, body io.Reader) error {
-	var buf bytes.Buffer
-	_, err := io.Copy(io.MultiWriter(w, &buf, m.bodies), body)
-	if err != nil {
-		m.ev.Incomplete, m.ev.ErrorCode = true, "stream_interrupted"
-		return fmt.Errorf("copy upstream body: %w", err)
-	}
-	m.inspect(buf.Bytes())
-	return nil
-}
-
-// finish settles the event's usage and cost: upstream's usage when it gave
-// one, otherwise the tokenizer's count of what was asked and what was sent.
-func (m *meter) finish() {
-	if m.usage != nil {
-		m.ev.Usage = *m.usage
-	} else if m.served {
-		m.ev.Estimated = true
-		m.ev.Usage.PromptTokens = m.prompt // counted once, for the reservation
-		if m.text.Len() > 0 {
-			if n, err := m.h.cfg.Tokenizer.Completion(m.price.Encoding, m.text.String()); err == nil {
-				m.ev.Usage.CompletionTokens = m.price.BoundTokens(n)
-			}
-		}
-	}
-	m.ev.Cost = m.price.Cost(m.ev.Usage)
-	m.bodies.record(m.ev)
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/user"
 )
@@ -91,7 +92,7 @@ func TestRateLimitHeaders(t *testing.T) {
 	ev := e.store.waitEvent(t)
 	// After settling, the key's lifetime counter holds exactly the actual cost.
 	e.store.mu.Lock()
-	committed := e.store.counters["KEY#"+e.keyID+"/USAGE"]
+	committed := e.store.counters[counterID{budget.KeyOwner(e.keyID), budget.LifetimeSpend()}]
 	e.store.mu.Unlock()
 	if committed != int64(ev.Cost) || ev.ReservedCost < ev.Cost || ev.Overrun {
 		t.Fatalf("committed %d, event cost %d reserved %d", committed, ev.Cost, ev.ReservedCost)

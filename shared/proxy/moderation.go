@@ -108,7 +108,7 @@ func (h *Handler) moderate(ctx context.Context, prov *provider.Setting, apiKey s
 		return apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError, "could not build the moderation request")
 	}
 	req.Header.Set("Content-Type", "application/json")
-	authorize(req.Header, prov.Provider, apiKey)
+	provider.Authorize(req.Header, prov.Provider, apiKey)
 	resp, err := h.cfg.Client.Do(req)
 	if err != nil {
 		return apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError,

@@ -338,9 +338,9 @@ func (h *Handler) models(w http.ResponseWriter, r *http.Request, key *apikey.Key
 	return json.NewEncoder(w).Encode(out)
 }
 
-// servable lists the priced models the key's provider settings can serve:
-// Claude models only through Anthropic, OpenAI's only through OpenAI or
-// Azure, and any through an OpenAI-compatible gateway.
+// servable lists the priced models the key's provider settings can serve
+// (provider.Serves: Claude models only through Anthropic, OpenAI's only
+// through OpenAI or Azure, and any through an OpenAI-compatible gateway).
 func (h *Handler) servable(ctx context.Context, key *apikey.Key) []string {
 	kinds := map[string]bool{}
 	for _, id := range key.SettingIDs {
@@ -350,10 +350,11 @@ func (h *Handler) servable(ctx context.Context, key *apikey.Key) []string {
 	}
 	var out []string
 	for _, m := range h.cfg.Prices.Models() {
-		claude := strings.HasPrefix(m, "claude-")
-		if kinds[provider.OpenAICompatible] || claude && kinds[provider.Anthropic] ||
-			!claude && (kinds[provider.OpenAI] || kinds[provider.Azure]) {
-			out = append(out, m)
+		for kind := range kinds {
+			if provider.Serves(kind, m) {
+				out = append(out, m)
+				break
+			}
 		}
 	}
 	return out

@@ -32,13 +32,19 @@ type notFoundErr struct{}
 func (notFoundErr) Error() string  { return "not found" }
 func (notFoundErr) NotFound() bool { return true }
 
+// counterID is one counter of the fake's.
+type counterID struct {
+	owner   budget.Owner
+	counter budget.Counter
+}
+
 type fakeStore struct {
 	mu        sync.Mutex
 	keys      map[string]*apikey.Key
 	providers map[string]*provider.Setting
 	users     map[string]*user.User
 	org       user.Org
-	counters  map[string]int64 // owner/name -> committed
+	counters  map[counterID]int64 // committed
 	open      map[string]*budget.Reservation
 	events    []*ledger.Event
 	recorded  chan struct{}
@@ -68,12 +74,12 @@ func (s *fakeStore) Reserve(_ context.Context, r *budget.Reservation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range r.Charges {
-		if c.Limit > 0 && s.counters[c.Owner+"/"+c.Name]+c.Amount > c.Limit {
+		if c.Limit > 0 && s.counters[counterID{c.Owner, c.Counter}]+c.Amount > c.Limit {
 			return &budget.LimitError{Charge: c}
 		}
 	}
 	for _, c := range r.Charges {
-		s.counters[c.Owner+"/"+c.Name] += c.Reserved()
+		s.counters[counterID{c.Owner, c.Counter}] += c.Reserved()
 	}
 	s.open[r.ID] = r
 	return nil
@@ -89,9 +95,9 @@ func (s *fakeStore) Settle(_ context.Context, r *budget.Reservation, ev *ledger.
 	for _, c := range r.Charges {
 		switch c.Kind {
 		case budget.Spend:
-			s.counters[c.Owner+"/"+c.Name] += int64(ev.Cost) - c.Reserved()
+			s.counters[counterID{c.Owner, c.Counter}] += int64(ev.Cost) - c.Reserved()
 		case budget.Tokens:
-			s.counters[c.Owner+"/"+c.Name] += ev.Usage.Total() - c.Reserved()
+			s.counters[counterID{c.Owner, c.Counter}] += ev.Usage.Total() - c.Reserved()
 		}
 	}
 	c := *ev
@@ -107,7 +113,7 @@ func (s *fakeStore) Release(_ context.Context, r *budget.Reservation) error {
 	delete(s.open, r.ID)
 	for _, c := range r.Charges {
 		if c.Kind != budget.Requests {
-			s.counters[c.Owner+"/"+c.Name] -= c.Reserved()
+			s.counters[counterID{c.Owner, c.Counter}] -= c.Reserved()
 		}
 	}
 	return nil
@@ -129,7 +135,7 @@ func (s *fakeStore) Counters(_ context.Context, cs []budget.Charge) ([]int64, er
 	s.reads++
 	out := make([]int64, len(cs))
 	for i, c := range cs {
-		out[i] = s.counters[c.Owner+"/"+c.Name]
+		out[i] = s.counters[counterID{c.Owner, c.Counter}]
 	}
 	return out, nil
 }
@@ -226,7 +232,7 @@ func newEnv(t *testing.T, upstream http.HandlerFunc, mutate ...func(*apikey.Key)
 		keys:      map[string]*apikey.Key{id: k},
 		providers: map[string]*provider.Setting{"p1": {ID: "p1", Provider: provider.OpenAICompatible, BaseURL: e.upstream.URL + "/v1", SecretID: "sec1"}},
 		users:     map[string]*user.User{},
-		counters:  map[string]int64{},
+		counters:  map[counterID]int64{},
 		open:      map[string]*budget.Reservation{},
 		recorded:  make(chan struct{}, 100),
 	}
@@ -631,30 +637,5 @@ func TestModels(t *testing.T) {
 	}
 	if out.Object != "list" || len(out.Data) != 2 || out.Data[0].ID != "gpt-4o-mini" || out.Data[1].Object != "model" {
 		t.Fatalf("models = %+v", out)
-	}
-}
-
-func TestWithIncludeUsage(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{`{"model":"m","stream":true}`, `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`},
-		{`{"stream_options":null}`, `{"stream_options":{"include_usage":true}}`},
-		{`{"stream_options":{"include_obfuscation":false}}`, `{"stream_options":{"include_obfuscation":false,"include_usage":true}}`},
-	}
-	for _, tt := range tests {
-		got, err := withIncludeUsage([]byte(tt.in))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var a, b any
-		json.Unmarshal(got, &a)
-		json.Unmarshal([]byte(tt.want), &b)
-		ga, _ := json.Marshal(a)
-		gb, _ := json.Marshal(b)
-		if string(ga) != string(gb) {
-			t.Errorf("withIncludeUsage(%s) = %s, want %s", tt.in, got, tt.want)
-		}
-	}
-	if _, err := withIncludeUsage([]byte(`[1]`)); err == nil {
-		t.Error("array accepted")
 	}
 }

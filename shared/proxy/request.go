@@ -19,6 +19,20 @@ import (
 	"github.com/stipend/stipend/shared/pricing"
 )
 
+// request is what the proxy needs to know of a client's request body.
+type request struct {
+	Model         string `json:"model"`
+	Stream        bool   `json:"stream"`
+	StreamOptions *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	MaxTokens           *int64 `json:"max_tokens"`
+	MaxCompletionTokens *int64 `json:"max_completion_tokens"`
+	MaxOutputTokens     *int64 `json:"max_output_tokens"`
+	N                   *int64 `json:"n"`
+	BestOf              *int64 `json:"best_of"`
+}
+
 // jsonKind is a set of JSON value types a field may hold.
 type jsonKind uint8
 
@@ -291,4 +305,57 @@ func inputError(err error) error {
 		return apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, msg)
 	}
 	return apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, msg+": "+detail)
+}
+
+// generates reports whether path produces billed output tokens.
+func generates(path string) bool {
+	return path != "/v1/embeddings" && path != "/v1/moderations"
+}
+
+// outputField is the body field that caps output on path.
+func outputField(path string, req *request) string {
+	switch path {
+	case "/v1/responses":
+		return "max_output_tokens"
+	case "/v1/chat/completions":
+		if req.MaxTokens != nil && req.MaxCompletionTokens == nil {
+			return "max_tokens"
+		}
+		return "max_completion_tokens"
+	}
+	return "max_tokens"
+}
+
+// choices is how many completions one request is billed for.
+func (req *request) choices() int64 {
+	n := int64(1)
+	if req.N != nil && *req.N > n {
+		n = *req.N
+	}
+	if req.BestOf != nil && *req.BestOf > n {
+		n = *req.BestOf
+	}
+	return n
+}
+
+// maxOutput is the output cap the request asked for (0 when none).
+func (req *request) maxOutput() int64 {
+	for _, v := range []*int64{req.MaxCompletionTokens, req.MaxOutputTokens, req.MaxTokens} {
+		if v != nil && *v > 0 {
+			return *v
+		}
+	}
+	return 0
+}
+
+// setCap records a lowered output cap in req, as the body now says.
+func setCap(req *request, path string, n int64) {
+	switch outputField(path, req) {
+	case "max_output_tokens":
+		req.MaxOutputTokens = &n
+	case "max_completion_tokens":
+		req.MaxCompletionTokens = &n
+	default:
+		req.MaxTokens = &n
+	}
 }

@@ -26,7 +26,8 @@ import (
 type Store interface {
 	ListKeys(ctx context.Context) ([]*apikey.Key, error)
 	ListUsers(ctx context.Context) ([]*user.User, error)
-	MonthStatement(ctx context.Context, owner string, t time.Time) (ledger.Statement, error)
+	// MonthStatement builds owner's statement of the month of t.
+	MonthStatement(ctx context.Context, owner budget.Owner, t time.Time) (ledger.Statement, error)
 	PutStatement(ctx context.Context, st ledger.Statement) error
 	StaleReservations(ctx context.Context, now time.Time) ([]*budget.Reservation, error)
 	SettleStale(ctx context.Context, r *budget.Reservation) error
@@ -114,21 +115,21 @@ func closeMonth(ctx context.Context, st Store, month, at time.Time, rep *Report)
 		return fmt.Errorf("list users: %w", err)
 	}
 	rep.Keys = len(keys)
-	owners := make([]string, 0, len(keys)+len(users))
+	owners := make([]budget.Owner, 0, len(keys)+len(users))
 	for _, k := range keys {
 		if k.CreatedAt < month.AddDate(0, 1, 0).Unix() { // keys created later had no such month
-			owners = append(owners, "KEY#"+k.ID)
+			owners = append(owners, budget.KeyOwner(k.ID))
 		}
 	}
 	for _, u := range users {
 		if u.CreatedAt < month.AddDate(0, 1, 0).Unix() {
-			owners = append(owners, "USER#"+u.UserID)
+			owners = append(owners, budget.UserOwner(u.UserID))
 		}
 	}
 	for _, owner := range owners {
 		s, err := st.MonthStatement(ctx, owner, month)
 		if err != nil {
-			return fmt.Errorf("read month of %s: %w", owner, err)
+			return fmt.Errorf("read month of %s %s: %w", owner.Kind, owner.ID, err)
 		}
 		s.ClosedAt = at.Unix()
 		if err := st.PutStatement(ctx, s); err != nil {

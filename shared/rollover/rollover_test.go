@@ -35,7 +35,8 @@ func (f *fakeStore) ListKeys(context.Context) ([]*apikey.Key, error) {
 	return f.keys, nil
 }
 func (f *fakeStore) ListUsers(context.Context) ([]*user.User, error) { return f.users, nil }
-func (f *fakeStore) MonthStatement(_ context.Context, owner string, t time.Time) (ledger.Statement, error) {
+func (f *fakeStore) MonthStatement(_ context.Context, o budget.Owner, t time.Time) (ledger.Statement, error) {
+	owner := map[budget.OwnerKind]string{budget.OwnerKey: "KEY#", budget.OwnerUser: "USER#"}[o.Kind] + o.ID // as dynamo names it
 	s := f.months[owner]
 	s.Owner, s.Month = owner, t.Format("2006-01")
 	return s, nil

@@ -1,0 +1,103 @@
+package dynamo
+
+// The table's global secondary indexes: declared here as template.yaml
+// declares them, and added to an existing local table that lacks one.
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+// globalIndexes are the table's global secondary indexes, as template.yaml
+// declares them: gsi1 (listings of keys, providers, users, reservations and
+// events by user), gsi2 (events by custom id) and gsi3 (events by month).
+func globalIndexes() []types.GlobalSecondaryIndex {
+	gsi := func(name, pk, sk string, p *types.Projection) types.GlobalSecondaryIndex {
+		return types.GlobalSecondaryIndex{
+			IndexName: aws.String(name),
+			KeySchema: []types.KeySchemaElement{
+				{AttributeName: aws.String(pk), KeyType: types.KeyTypeHash},
+				{AttributeName: aws.String(sk), KeyType: types.KeyTypeRange},
+			},
+			Projection: p,
+		}
+	}
+	all := &types.Projection{ProjectionType: types.ProjectionTypeAll}
+	return []types.GlobalSecondaryIndex{
+		gsi(indexGSI1, attrGSI1PK, attrGSI1SK, all),
+		gsi(indexGSI2, attrGSI2PK, attrGSI2SK, all),
+		gsi(indexGSI3, attrGSI3PK, attrGSI3SK, &types.Projection{
+			ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: []string{attrData},
+		}),
+	}
+}
+
+// attributeDefinitions declares the table's and its indexes' key attributes.
+func attributeDefinitions() []types.AttributeDefinition {
+	var defs []types.AttributeDefinition
+	for _, name := range []string{attrPK, attrSK, attrGSI1PK, attrGSI1SK, attrGSI2PK, attrGSI2SK, attrGSI3PK, attrGSI3SK} {
+		defs = append(defs, types.AttributeDefinition{AttributeName: aws.String(name), AttributeType: types.ScalarAttributeTypeS})
+	}
+	return defs
+}
+
+// ensureIndexes adds the global secondary indexes an existing table lacks
+// (a local table created by an older version), one at a time as DynamoDB
+// requires, waiting for each to become active.
+func (s *Store) ensureIndexes(ctx context.Context) error {
+	for _, want := range globalIndexes() {
+		desc, err := s.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.table)})
+		if err != nil {
+			return fmt.Errorf("describe table %s: %w", s.table, err)
+		}
+		if indexStatus(desc.Table, aws.ToString(want.IndexName)) != "" {
+			continue
+		}
+		_, err = s.db.UpdateTable(ctx, &dynamodb.UpdateTableInput{
+			TableName:            aws.String(s.table),
+			AttributeDefinitions: attributeDefinitions(),
+			GlobalSecondaryIndexUpdates: []types.GlobalSecondaryIndexUpdate{{Create: &types.CreateGlobalSecondaryIndexAction{
+				IndexName: want.IndexName, KeySchema: want.KeySchema, Projection: want.Projection,
+			}}},
+		})
+		if err != nil {
+			return fmt.Errorf("add index %s to table %s: %w", aws.ToString(want.IndexName), s.table, err)
+		}
+		for {
+			desc, err := s.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.table)})
+			if err != nil {
+				return fmt.Errorf("describe table %s: %w", s.table, err)
+			}
+			if indexStatus(desc.Table, aws.ToString(want.IndexName)) == types.IndexStatusActive {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("wait for index %s: %w", aws.ToString(want.IndexName), ctx.Err())
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// indexStatus returns the status of index name on table, "" when absent.
+func indexStatus(table *types.TableDescription, name string) types.IndexStatus {
+	if table == nil {
+		return ""
+	}
+	for _, g := range table.GlobalSecondaryIndexes {
+		if aws.ToString(g.IndexName) == name {
+			if g.IndexStatus == "" {
+				return types.IndexStatusActive // DynamoDB Local may leave it out
+			}
+			return g.IndexStatus
+		}
+	}
+	return ""
+}

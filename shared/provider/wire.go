@@ -1,0 +1,196 @@
+package provider
+
+// Wire formats: what stipend reads from and rewrites in the providers' own
+// request and response bodies. The proxy forwards bodies verbatim otherwise.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+
+	"github.com/stipend/stipend/shared/ledger"
+)
+
+// IsClaude reports whether model is one of Anthropic's (a "claude-" name):
+// only an Anthropic setting serves those, and only OpenAI or Azure serve
+// the others; an OpenAI-compatible gateway serves either.
+func IsClaude(model string) bool { return strings.HasPrefix(model, "claude-") }
+
+// Serves reports whether a setting of kind can serve model.
+func Serves(kind, model string) bool {
+	switch kind {
+	case OpenAICompatible:
+		return true
+	case Anthropic:
+		return IsClaude(model)
+	case OpenAI, Azure:
+		return !IsClaude(model)
+	}
+	return false
+}
+
+// StreamUsageOnRequest reports the APIs (chat completions, completions)
+// whose streams report usage only when the request sets
+// stream_options.include_usage.
+func StreamUsageOnRequest(path string) bool {
+	return path == "/v1/chat/completions" || path == "/v1/completions"
+}
+
+// WithIncludeUsage returns body with stream_options.include_usage set, so
+// that a stream ends with a usage chunk.
+func WithIncludeUsage(body []byte) ([]byte, error) {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {
+		return nil, errors.New("not a JSON object")
+	}
+	opts := map[string]json.RawMessage{}
+	if raw, ok := obj["stream_options"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &opts); err != nil {
+			return nil, errors.New("stream_options is not an object")
+		}
+	}
+	opts["include_usage"] = json.RawMessage("true")
+	b, _ := json.Marshal(opts)
+	obj["stream_options"] = b
+	return json.Marshal(obj)
+}
+
+var (
+	usageKey   = []byte(`"usage"`)
+	emptyChoic = []byte(`"choices":[]`)
+)
+
+// IsUsageOnlyChunk reports the final chunk that include_usage adds: no
+// choices, only usage.
+func IsUsageOnlyChunk(data []byte) bool {
+	return bytes.Contains(data, emptyChoic) && bytes.Contains(data, usageKey)
+}
+
+// usageJSON covers the usage shapes of chat/completions/embeddings
+// (prompt_tokens...), the Responses API and Anthropic (input_tokens...).
+type usageJSON struct {
+	PromptTokens        int64 `json:"prompt_tokens"`
+	CompletionTokens    int64 `json:"completion_tokens"`
+	InputTokens         int64 `json:"input_tokens"`
+	OutputTokens        int64 `json:"output_tokens"`
+	PromptTokensDetails *struct {
+		CachedTokens int64 `json:"cached_tokens"`
+	} `json:"prompt_tokens_details"`
+	InputTokensDetails *struct {
+		CachedTokens int64 `json:"cached_tokens"`
+	} `json:"input_tokens_details"`
+	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
+	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
+}
+
+func (u *usageJSON) toUsage() ledger.Usage {
+	out := ledger.Usage{
+		PromptTokens:     u.PromptTokens + u.InputTokens,
+		CompletionTokens: u.CompletionTokens + u.OutputTokens,
+	}
+	if d := u.PromptTokensDetails; d != nil {
+		out.CachedTokens += d.CachedTokens
+	}
+	if d := u.InputTokensDetails; d != nil {
+		out.CachedTokens += d.CachedTokens
+	}
+	// Anthropic reports cache reads and writes beside input_tokens.
+	out.PromptTokens += u.CacheReadInputTokens + u.CacheCreationInputTokens
+	out.CachedTokens += u.CacheReadInputTokens
+	return out
+}
+
+// payload is what stipend reads from a response body or a stream event.
+type payload struct {
+	Choices []struct {
+		Text  string `json:"text"`
+		Delta struct {
+			Content   string `json:"content"`
+			Refusal   string `json:"refusal"`
+			ToolCalls []struct {
+				Function struct {
+					Name      string `json:"name"`
+					Arguments string `json:"arguments"`
+				} `json:"function"`
+			} `json:"tool_calls"`
+		} `json:"delta"`
+	} `json:"choices"`
+	Usage *usageJSON `json:"usage"`
+	// Responses API and Anthropic stream events.
+	Type     string          `json:"type"`
+	Delta    json.RawMessage `json:"delta"`
+	Response *struct {
+		Usage *usageJSON `json:"usage"`
+	} `json:"response"`
+	Message *struct {
+		Usage *usageJSON `json:"usage"`
+	} `json:"message"`
+}
+
+// ReadPayload reads one response body or stream event's data: it writes
+// the generated text it carries (content, refusals, tool calls, Responses
+// API and Anthropic deltas, thinking) to text, and returns the usage it
+// reports, or nil. Data that is not a JSON object ("[DONE]", comments,
+// keep-alives, anything unreadable) carries neither.
+func ReadPayload(data []byte, text io.StringWriter) *ledger.Usage {
+	if len(data) == 0 || data[0] != '{' {
+		return nil
+	}
+	var p payload
+	if err := json.Unmarshal(data, &p); err != nil {
+		return nil // not ours to judge; the client got it verbatim
+	}
+	for _, c := range p.Choices {
+		_, _ = text.WriteString(c.Text)
+		_, _ = text.WriteString(c.Delta.Content)
+		_, _ = text.WriteString(c.Delta.Refusal)
+		for _, tc := range c.Delta.ToolCalls {
+			_, _ = text.WriteString(tc.Function.Name)
+			_, _ = text.WriteString(tc.Function.Arguments)
+		}
+	}
+	switch p.Type {
+	case "response.output_text.delta", "response.function_call_arguments.delta":
+		var s string
+		if json.Unmarshal(p.Delta, &s) == nil {
+			_, _ = text.WriteString(s)
+		}
+	case "content_block_delta": // Anthropic
+		var d struct {
+			Text        string `json:"text"`
+			PartialJSON string `json:"partial_json"`
+			Thinking    string `json:"thinking"`
+		}
+		if json.Unmarshal(p.Delta, &d) == nil {
+			_, _ = text.WriteString(d.Text + d.PartialJSON + d.Thinking)
+		}
+	}
+	var u ledger.Usage
+	switch {
+	case p.Usage != nil && (p.Usage.PromptTokens|p.Usage.CompletionTokens|p.Usage.InputTokens|p.Usage.OutputTokens) != 0:
+		u = p.Usage.toUsage()
+	case p.Response != nil && p.Response.Usage != nil:
+		u = p.Response.Usage.toUsage()
+	case p.Message != nil && p.Message.Usage != nil: // Anthropic message_start
+		u = p.Message.Usage.toUsage()
+	default:
+		return nil
+	}
+	return &u
+}
+
+// MergeUsage folds a usage report into the ones seen before (nil: none),
+// keeping the largest figure seen for each count: Anthropic sends input
+// tokens in message_start and output tokens in message_delta, the others
+// send one final usage.
+func MergeUsage(seen *ledger.Usage, u ledger.Usage) *ledger.Usage {
+	if seen == nil {
+		seen = &ledger.Usage{}
+	}
+	seen.PromptTokens = max(seen.PromptTokens, u.PromptTokens)
+	seen.CachedTokens = max(seen.CachedTokens, u.CachedTokens)
+	seen.CompletionTokens = max(seen.CompletionTokens, u.CompletionTokens)
+	return seen
+}

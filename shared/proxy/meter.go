@@ -1,0 +1,141 @@
+package proxy
+
+// The meter: what upstream answered, turned into the event's usage and cost.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/stipend/stipend/shared/apierror"
+	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/pricing"
+	"github.com/stipend/stipend/shared/provider"
+	"github.com/stipend/stipend/shared/sse"
+)
+
+// meter follows one response and turns it into the event's usage and cost.
+type meter struct {
+	h      *Handler
+	price  pricing.Price
+	prompt int64 // the request's prompt tokens as reserved, for when usage is missing
+	ev     *ledger.Event
+
+	served bool          // upstream accepted the request (2xx)
+	usage  *ledger.Usage // as reported by upstream
+	text   strings.Builder
+	bodies *bodyLog // nil unless the key logs bodies (bodylog.go)
+}
+
+// newMeter returns the meter of a reserved request: it reads what upstream
+// answers and, at the end, prices it.
+func (h *Handler) newMeter(x *exchange) *meter {
+	return &meter{h: h, price: x.price, prompt: x.adm.res.Usage.PromptTokens, ev: x.ev,
+		bodies: newBodyLog(x.key, h.cfg.MaxLoggedBodyBytes, x.received)}
+}
+
+// upstreamFailed turns a failed upstream call into the client's error and
+// records what the provider may have billed.
+func (m *meter) upstreamFailed(ctx context.Context, err error) error {
+	m.ev.Incomplete = true
+	var ne net.Error
+	var oe *net.OpError
+	// A refused or failed dial never reached the provider: nothing to bill.
+	m.served = !(errors.As(err, &oe) && oe.Op == "dial")
+	switch {
+	case context.Cause(ctx) == errIdle || errors.As(err, &ne) && ne.Timeout():
+		m.ev.Status, m.ev.ErrorCode = http.StatusGatewayTimeout, apierror.CodeUpstreamTimeout
+		return apierror.Wrap(err, http.StatusGatewayTimeout, apierror.CodeUpstreamTimeout, "the provider did not answer in time")
+	case ctx.Err() != nil:
+		m.ev.Status, m.ev.ErrorCode = 499, "client_closed"
+		return started(err) // nobody is listening any more
+	default:
+		m.ev.Status, m.ev.ErrorCode = http.StatusBadGateway, apierror.CodeUpstreamError
+		return apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError, "the provider could not be reached")
+	}
+}
+
+// stream forwards every event the moment it is complete, then inspects it.
+func (m *meter) stream(ctx context.Context, w http.ResponseWriter, body io.Reader, idle *time.Timer, clientWantsUsage bool) error {
+	rc := http.NewResponseController(w)
+	rd := sse.NewReader(body, 0)
+	for {
+		ev, rerr := rd.Next()
+		if len(ev) > 0 {
+			idle.Reset(m.h.cfg.IdleTimeout)
+			data := sse.Data(ev)
+			usageOnly := !clientWantsUsage && provider.IsUsageOnlyChunk(data)
+			if !usageOnly {
+				if _, err := w.Write(ev); err != nil {
+					m.ev.Incomplete, m.ev.ErrorCode = true, "client_closed"
+					return fmt.Errorf("write to client: %w", err)
+				}
+				if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+					m.ev.Incomplete, m.ev.ErrorCode = true, "client_closed"
+					return fmt.Errorf("flush to client: %w", err)
+				}
+				m.bodies.sent(ev) // after the flush: the client never waits for it
+			}
+			m.inspect(data)
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			m.ev.Incomplete = true
+			switch {
+			case context.Cause(ctx) == errIdle:
+				m.ev.ErrorCode = apierror.CodeUpstreamTimeout
+			case ctx.Err() != nil:
+				m.ev.ErrorCode = "client_closed"
+			default:
+				m.ev.ErrorCode = "stream_interrupted"
+			}
+			return fmt.Errorf("read upstream stream: %w", rerr)
+		}
+	}
+}
+
+// copyJSON passes a non-streamed body through and keeps a copy to read usage.
+func (m *meter) copyJSON(w http.ResponseWriter, body io.Reader) error {
+	var buf bytes.Buffer
+	_, err := io.Copy(io.MultiWriter(w, &buf, m.bodies), body)
+	if err != nil {
+		m.ev.Incomplete, m.ev.ErrorCode = true, "stream_interrupted"
+		return fmt.Errorf("copy upstream body: %w", err)
+	}
+	m.inspect(buf.Bytes())
+	return nil
+}
+
+// inspect reads usage and generated text from one event or body, in the
+// provider's wire format (provider.ReadPayload).
+func (m *meter) inspect(data []byte) {
+	if u := provider.ReadPayload(data, &m.text); u != nil {
+		m.usage = provider.MergeUsage(m.usage, *u)
+	}
+}
+
+// finish settles the event's usage and cost: upstream's usage when it gave
+// one, otherwise the tokenizer's count of what was asked and what was sent.
+func (m *meter) finish() {
+	if m.usage != nil {
+		m.ev.Usage = *m.usage
+	} else if m.served {
+		m.ev.Estimated = true
+		m.ev.Usage.PromptTokens = m.prompt // counted once, for the reservation
+		if m.text.Len() > 0 {
+			if n, err := m.h.cfg.Tokenizer.Completion(m.price.Encoding, m.text.String()); err == nil {
+				m.ev.Usage.CompletionTokens = m.price.BoundTokens(n)
+			}
+		}
+	}
+	m.ev.Cost = m.price.Cost(m.ev.Usage)
+	m.bodies.record(m.ev)
+}
