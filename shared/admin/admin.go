@@ -16,7 +16,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -26,24 +25,23 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"reflect"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/pages"
 	"github.com/stipend/stipend/shared/provider"
+	"github.com/stipend/stipend/shared/storeerr"
 	"github.com/stipend/stipend/shared/user"
 )
 
 // Store is the storage the admin API uses; *dynamo.Store implements it.
 // A missing item is an error with a NotFound() bool method that returns true;
-// UpdateKey reports a concurrent change with dynamo.ErrConflict.
+// UpdateKey reports a concurrent change with storeerr.ErrConflict.
 type Store interface {
 	CreateProvider(ctx context.Context, p *provider.Setting) error
 	UpdateProvider(ctx context.Context, p *provider.Setting) error
@@ -65,7 +63,7 @@ type Store interface {
 	ListUsers(ctx context.Context) ([]*user.User, error)
 
 	// GetOrg returns the zero Org (Version 0) when none is stored; PutOrg
-	// writes only over o.Version (dynamo.ErrConflict otherwise) and bumps it.
+	// writes only over o.Version (storeerr.ErrConflict otherwise) and bumps it.
 	GetOrg(ctx context.Context) (*user.Org, error)
 	PutOrg(ctx context.Context, o *user.Org) error
 
@@ -119,9 +117,6 @@ type Handler struct {
 	cfg Config
 	mux *http.ServeMux
 }
-
-// maxBodyBytes bounds request bodies; DynamoDB items are at most 400 KB.
-const maxBodyBytes = 256 << 10
 
 // New returns a Handler for cfg.
 func New(cfg Config) *Handler {
@@ -262,13 +257,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 // storeError turns a storage failure into the client's error; what names the
 // item ("secret key abc").
 func storeError(err error, what string) error {
-	var nf interface{ NotFound() bool }
 	switch {
-	case errors.As(err, &nf) && nf.NotFound():
+	case storeerr.IsNotFound(err):
 		return apierror.New(http.StatusNotFound, apierror.CodeNotFound, what+" not found")
-	case errors.Is(err, dynamo.ErrConflict):
+	case errors.Is(err, storeerr.ErrConflict):
 		return apierror.New(http.StatusConflict, CodeConflict, what+" was changed concurrently, try again")
-	case errors.Is(err, dynamo.ErrExists):
+	case errors.Is(err, storeerr.ErrExists):
 		return apierror.New(http.StatusConflict, CodeConflict, what+" already exists")
 	default:
 		return apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
@@ -276,107 +270,16 @@ func storeError(err error, what string) error {
 	}
 }
 
-// invalid is a 400 naming the offending field.
-func invalid(param, format string, args ...any) error {
-	return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, fmt.Sprintf(format, args...)).WithParam(param)
-}
+// invalid is request.Invalid: a 400 naming the offending field.
+func invalid(param, format string, args ...any) error { return request.Invalid(param, format, args...) }
 
-// mustBe is the 400 for a field that breaks its rule: "<field> must be <rule>".
-func mustBe(field, rule string) error { return invalid(field, "%s must be %s", field, rule) }
+// mustBe is request.MustBe: "<field> must be <rule>".
+func mustBe(field, rule string) error { return request.MustBe(field, rule) }
 
-// decodeObject reads the request body, a JSON object, into dst: a pointer to
-// a struct whose fields are all pointers tagged `json:"<name>"` and
-// `rule:"<what the value must be>"`. A field absent from the body (or null)
-// stays nil, so an update can tell "absent" from "zero"; a value of the wrong
-// type is a 400 naming the field and its rule. A field dst does not know is
-// a 400 naming it: a typo (costLimitInUsdLifetme) must never pass silently
-// and leave a key without the limit its author meant.
+// decodeObject is request.Decode: the body, a JSON object, into dst, a
+// struct of pointer fields; unknown and mistyped fields are 400s naming them.
 func decodeObject(w http.ResponseWriter, r *http.Request, dst any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return apierror.New(http.StatusRequestEntityTooLarge, apierror.CodeRequestTooLarge,
-				fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes))
-		}
-		return apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "could not read the request body")
-	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(body, &raw); err != nil || raw == nil {
-		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body must be a JSON object")
-	}
-	v := reflect.ValueOf(dst).Elem()
-	t := v.Type()
-	known := make(map[string]bool, t.NumField())
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		known[name] = true
-	}
-	if err := unknownFields(raw, known); err != nil {
-		return err
-	}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		msg, ok := raw[name]
-		if !ok || bytes.Equal(bytes.TrimSpace(msg), []byte("null")) {
-			continue
-		}
-		p := reflect.New(f.Type.Elem())
-		if err := json.Unmarshal(msg, p.Interface()); err != nil {
-			return mustBe(name, f.Tag.Get("rule"))
-		}
-		v.Field(i).Set(p)
-	}
-	return nil
-}
-
-// unknownFields is the 400 for the names in raw that known lacks, naming
-// every one (sorted) and pointing param at the first; nil when all are known.
-func unknownFields(raw map[string]json.RawMessage, known map[string]bool) error {
-	var unknown []string
-	for name := range raw {
-		if !known[name] {
-			unknown = append(unknown, name)
-		}
-	}
-	if len(unknown) == 0 {
-		return nil
-	}
-	slices.Sort(unknown)
-	quoted := make([]string, len(unknown))
-	for i, n := range unknown {
-		quoted[i] = strconv.Quote(n)
-	}
-	what := "unknown field " + quoted[0]
-	if len(unknown) > 1 {
-		what = "unknown fields " + strings.Join(quoted, ", ")
-	}
-	return invalid(unknown[0], "%s: this route does not take it (check the spelling; the README lists each route's fields)", what)
-}
-
-// wholeNumber is a JSON integer; integral values written as floats (10.0,
-// 1e3) are accepted, since some clients send every number as a float.
-type wholeNumber int64
-
-func (n *wholeNumber) UnmarshalJSON(b []byte) error {
-	var num json.Number
-	if len(b) > 0 && b[0] == '"' {
-		return errors.New("a string is not an integer")
-	}
-	if err := json.Unmarshal(b, &num); err != nil {
-		return err
-	}
-	if i, err := num.Int64(); err == nil {
-		*n = wholeNumber(i)
-		return nil
-	}
-	f, err := num.Float64()
-	if err != nil || f > 1<<53 || f < -(1<<53) || f != float64(int64(f)) {
-		return fmt.Errorf("%s is not an integer", num)
-	}
-	*n = wholeNumber(int64(f))
-	return nil
+	return request.Decode(w, r, dst)
 }
 
 // validName checks a required display name.

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/dynamo"
@@ -437,6 +438,6 @@ func TestBodyErrors(t *testing.T) {
 	wantError(t, e.do(t, "POST", "/api/v1/secret-keys", `not json`), 400, apierror.CodeInvalidRequest, "")
 	wantError(t, e.do(t, "POST", "/api/v1/secret-keys", `[1,2]`), 400, apierror.CodeInvalidRequest, "")
 	wantError(t, e.do(t, "POST", "/api/v1/secret-keys", ``), 400, apierror.CodeInvalidRequest, "")
-	big := `{"name":"` + strings.Repeat("a", maxBodyBytes) + `"}`
+	big := `{"name":"` + strings.Repeat("a", request.MaxBodyBytes) + `"}`
 	wantError(t, e.do(t, "POST", "/api/v1/secret-keys", big), 413, apierror.CodeRequestTooLarge, "")
 }

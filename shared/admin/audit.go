@@ -40,6 +40,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/dynamo"
 )
@@ -250,7 +251,7 @@ func peekFields(r *http.Request) (map[string]json.RawMessage, []string) {
 	if r.Body == nil || r.Body == http.NoBody {
 		return nil, []string{}
 	}
-	buf, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	buf, err := io.ReadAll(io.LimitReader(r.Body, request.MaxBodyBytes+1))
 	// The route reads what was peeked, then the rest, and meets its own
 	// size limit and read errors there.
 	r.Body = struct {

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/dynamo"
@@ -451,7 +452,7 @@ func TestListAudit(t *testing.T) {
 // TestPeekFieldsKeepsBody: the route still reads the whole body after the
 // audit looked at it, including bodies over the size limit.
 func TestPeekFieldsKeepsBody(t *testing.T) {
-	for _, body := range []string{`{"b":1,"a":{"nested":"x"},"sk-stp-x":1,"bad name":2}`, `[1,2]`, ``, strings.Repeat("x", maxBodyBytes+100)} {
+	for _, body := range []string{`{"b":1,"a":{"nested":"x"},"sk-stp-x":1,"bad name":2}`, `[1,2]`, ``, strings.Repeat("x", request.MaxBodyBytes+100)} {
 		r := httptest.NewRequest("POST", "/", strings.NewReader(body))
 		_, fields := peekFields(r)
 		rest, _ := io.ReadAll(r.Body)

@@ -121,10 +121,12 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/storeerr"
 	"github.com/stipend/stipend/shared/user"
 )
 
@@ -134,12 +136,12 @@ type RosterStore interface {
 	// RosterKeys returns the marker of each of userIDs that has one, with
 	// the key it names (Key nil when that key does not exist).
 	RosterKeys(ctx context.Context, userIDs []string) (map[string]dynamo.RosterKey, error)
-	// CreateRosterKey stores k with its marker; dynamo.ErrExists when the
+	// CreateRosterKey stores k with its marker; storeerr.ErrExists when the
 	// user already has a marker. Nothing is written on failure.
 	CreateRosterKey(ctx context.Context, k *apikey.Key) error
 	// ReplaceRosterKey stores k and moves the marker from prevKeyID to it,
 	// and writes revoke (the previous key, revoked) when not nil;
-	// dynamo.ErrConflict when the marker or that key changed first.
+	// storeerr.ErrConflict when the marker or that key changed first.
 	ReplaceRosterKey(ctx context.Context, prevKeyID string, revoke, k *apikey.Key) error
 }
 
@@ -326,55 +328,24 @@ func (w where) from(err error, sub string) (problem, error) {
 
 // ---- decoding ----
 
-// decodeFields decodes the fields of raw named by dst's json tags into dst,
-// a pointer to a struct of pointer fields tagged `json` and `rule` (as
-// decodeObject: null is absent, a value of the wrong type breaks the field's
-// rule), and returns every problem rather than the first: fields listed in
-// refused (with the reason) and names dst does not know are problems too.
+// decodeFields decodes raw into dst with request.Fields and returns every
+// field it could not take as a problem at at: refused fields (with the
+// reason), values of the wrong type (with the field's rule) and unknown
+// names. sub prefixes the field names ("user.").
 func decodeFields(raw map[string]json.RawMessage, dst any, refused map[string]string, at where, sub string) problems {
 	var ps problems
-	v := reflect.ValueOf(dst).Elem()
-	t := v.Type()
-	known := make(map[string]bool, t.NumField())
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		known[name] = true
-		msg, ok := raw[name]
-		if !ok || bytes.Equal(bytes.TrimSpace(msg), []byte("null")) {
-			continue
+	bad, unknown := request.Fields(raw, dst, refused)
+	for _, f := range bad {
+		if f.Refused != "" {
+			ps = append(ps, at.problem(sub+f.Name, fmt.Sprintf("%s%s cannot be given here: %s", sub, f.Name, f.Refused)))
+		} else {
+			ps = append(ps, at.problem(sub+f.Name, fmt.Sprintf("%s%s must be %s", sub, f.Name, f.Rule)))
 		}
-		if why, no := refused[name]; no {
-			ps = append(ps, at.problem(sub+name, fmt.Sprintf("%s%s cannot be given here: %s", sub, name, why)))
-			continue
-		}
-		p := reflect.New(f.Type.Elem())
-		if err := json.Unmarshal(msg, p.Interface()); err != nil {
-			ps = append(ps, at.problem(sub+name, fmt.Sprintf("%s%s must be %s", sub, name, f.Tag.Get("rule"))))
-			continue
-		}
-		v.Field(i).Set(p)
 	}
-	for _, name := range slices.Sorted(maps.Keys(raw)) {
-		if !known[name] {
-			ps = append(ps, at.problem(sub+name, fmt.Sprintf("unknown field %s%s", sub, name)))
-		}
+	for _, name := range unknown {
+		ps = append(ps, at.problem(sub+name, fmt.Sprintf("unknown field %s%s", sub, name)))
 	}
 	return ps
-}
-
-// fieldTypes maps the json names of struct type t's fields (pointers) to the
-// types they point to, minus those in refused.
-func fieldTypes(t reflect.Type, refused map[string]string) map[string]reflect.Type {
-	out := make(map[string]reflect.Type, t.NumField())
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if _, no := refused[name]; !no {
-			out[name] = f.Type.Elem()
-		}
-	}
-	return out
 }
 
 // overlay returns base with every field that over sets replacing base's: a
@@ -400,29 +371,6 @@ func isSet(req any, field string) bool {
 		}
 	}
 	return false
-}
-
-// readBody reads a request body of at most limit bytes.
-func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, apierror.New(http.StatusRequestEntityTooLarge, apierror.CodeRequestTooLarge,
-				fmt.Sprintf("request body is larger than %d bytes", limit))
-		}
-		return nil, apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "could not read the request body")
-	}
-	return body, nil
-}
-
-// rawObject decodes b, which must be a JSON object, into its raw fields.
-func rawObject(b []byte) (map[string]json.RawMessage, bool) {
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(b, &raw); err != nil || raw == nil {
-		return nil, false
-	}
-	return raw, true
 }
 
 // ---- roster input ----
@@ -494,7 +442,7 @@ func parseRosterJSON(body []byte, q url.Values) (*rosterInput, problems) {
 				fmt.Sprintf("query parameter %s is only read with a CSV body; with JSON, put defaults in \"defaults\" and rotation in \"rotate\"", name)))
 		}
 	}
-	raw, ok := rawObject(body)
+	raw, ok := request.Object(body)
 	if !ok {
 		return nil, append(ps, problem{Message: "request body must be a JSON object {\"defaults\", \"students\", \"rotate\"}"})
 	}
@@ -505,8 +453,8 @@ func parseRosterJSON(body []byte, q url.Values) (*rosterInput, problems) {
 			ps = append(ps, where{}.problem(name, "unknown field "+name+"; a roster has defaults, students and rotate"))
 		}
 	}
-	if d, ok := raw["defaults"]; ok && !isNull(d) {
-		dr, ok := rawObject(d)
+	if d, ok := raw["defaults"]; ok && !request.IsNull(d) {
+		dr, ok := request.Object(d)
 		dps := problems{where{}.problem("defaults", "defaults must be an object of key fields")}
 		if ok {
 			dps = in.parseDefaults(dr, in.defaultsAt)
@@ -522,7 +470,7 @@ func parseRosterJSON(body []byte, q url.Values) (*rosterInput, problems) {
 	}
 	for i, s := range list {
 		at := where{label: fmt.Sprintf("students[%d]", i), prefix: fmt.Sprintf("students[%d].", i), index: &i}
-		obj, ok := rawObject(s)
+		obj, ok := request.Object(s)
 		if !ok {
 			ps = append(ps, at.problem("", fmt.Sprintf("students[%d] must be an object {userId, name, ...}", i)))
 			continue
@@ -534,15 +482,13 @@ func parseRosterJSON(body []byte, q url.Values) (*rosterInput, problems) {
 	return in, ps
 }
 
-func isNull(m json.RawMessage) bool { return bytes.Equal(bytes.TrimSpace(m), []byte("null")) }
-
 // parseDefaults reads a defaults object: key fields and "user".
 func (in *rosterInput) parseDefaults(raw map[string]json.RawMessage, at where) problems {
 	var ps problems
 	if u, ok := raw["user"]; ok {
 		delete(raw, "user")
-		if !isNull(u) {
-			ur, ok := rawObject(u)
+		if !request.IsNull(u) {
+			ur, ok := request.Object(u)
 			if !ok {
 				ps = append(ps, at.problem("user", "user must be an object of user fields"))
 			} else {
@@ -555,7 +501,7 @@ func (in *rosterInput) parseDefaults(raw map[string]json.RawMessage, at where) p
 
 // parseRotate reads "rotate": true, false or a list of userIds.
 func (in *rosterInput) parseRotate(m json.RawMessage) problems {
-	if m == nil || isNull(m) {
+	if m == nil || request.IsNull(m) {
 		return nil
 	}
 	if err := json.Unmarshal(m, &in.rotateAll); err == nil {
@@ -598,8 +544,8 @@ func parseStudent(obj map[string]json.RawMessage, at where) (studentInput, probl
 	if sr.Rotate != nil {
 		st.rotate = *sr.Rotate
 	}
-	if userRaw != nil && !isNull(userRaw) {
-		if ur, ok := rawObject(userRaw); ok {
+	if userRaw != nil && !request.IsNull(userRaw) {
+		if ur, ok := request.Object(userRaw); ok {
 			ps = append(ps, decodeFields(ur, &st.user, rosterUserRefused, st.at, "user.")...)
 		} else {
 			ps = append(ps, st.at.problem("user", "user must be an object of user fields"))
@@ -654,8 +600,8 @@ func csvColumns() (canon map[string]string, types map[string]reflect.Type) {
 		"userId": reflect.TypeFor[string](), "name": reflect.TypeFor[string](),
 		"email": reflect.TypeFor[string](), "rotate": reflect.TypeFor[bool](),
 	}
-	maps.Copy(types, fieldTypes(reflect.TypeFor[keyRequest](), rosterKeyRefused))
-	for name, t := range fieldTypes(reflect.TypeFor[userRequest](), rosterUserRefused) {
+	maps.Copy(types, request.FieldTypes(reflect.TypeFor[keyRequest](), rosterKeyRefused))
+	for name, t := range request.FieldTypes(reflect.TypeFor[userRequest](), rosterUserRefused) {
 		types["user."+name] = t
 	}
 	canon = make(map[string]string, len(types))
@@ -844,7 +790,7 @@ func cellJSON(t reflect.Type, v, listSep string) json.RawMessage {
 			return json.RawMessage("false")
 		}
 		return str(v)
-	case reflect.TypeFor[wholeNumber]():
+	case reflect.TypeFor[request.WholeNumber]():
 		if _, err := strconv.ParseFloat(v, 64); err == nil && json.Valid([]byte(v)) {
 			return json.RawMessage(v)
 		}
@@ -889,14 +835,14 @@ func splitList(v, seps string) []string {
 func (in *rosterInput) parseQuery(q url.Values) problems {
 	var ps problems
 	if d := q.Get("defaults"); d != "" {
-		if dr, ok := rawObject([]byte(d)); ok {
+		if dr, ok := request.Object([]byte(d)); ok {
 			ps = append(ps, in.parseDefaults(dr, in.defaultsAt)...)
 		} else {
 			ps = append(ps, where{label: "query parameter defaults"}.problem("defaults", "defaults must be a JSON object of key fields"))
 		}
 	}
-	keyTypes := fieldTypes(reflect.TypeFor[keyRequest](), rosterKeyRefused)
-	userTypes := fieldTypes(reflect.TypeFor[userRequest](), rosterUserRefused)
+	keyTypes := request.FieldTypes(reflect.TypeFor[keyRequest](), rosterKeyRefused)
+	userTypes := request.FieldTypes(reflect.TypeFor[userRequest](), rosterUserRefused)
 	keyRaw, userRaw := map[string]json.RawMessage{}, map[string]json.RawMessage{}
 	at := where{label: "query parameter"}
 	for _, name := range slices.Sorted(maps.Keys(q)) {
@@ -1200,7 +1146,7 @@ func (h *Handler) roster(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body, err := readBody(w, r, maxRosterBytes)
+	body, err := request.Read(w, r, maxRosterBytes)
 	if err != nil {
 		return err
 	}
@@ -1335,7 +1281,7 @@ func (h *Handler) enrol(r *http.Request, row *rosterRow, rk dynamo.RosterKey, fo
 				slog.String("key", k.ID), slog.String("user", row.userID), slog.String("roster", e.status))
 			return e
 		}
-		if !errors.Is(err, dynamo.ErrExists) && !errors.Is(err, dynamo.ErrConflict) {
+		if !errors.Is(err, storeerr.ErrExists) && !errors.Is(err, storeerr.ErrConflict) {
 			break
 		}
 		// Someone changed the marker (or the key to revoke) first: read it
@@ -1369,7 +1315,7 @@ func (h *Handler) ensureRosterUser(ctx context.Context, row *rosterRow) (bool, e
 	u.ID = apikey.NewID()
 	u.Tags = slices.Clone(row.userTemplate.Tags)
 	err := h.cfg.Store.CreateUser(ctx, &u)
-	if errors.Is(err, dynamo.ErrExists) {
+	if errors.Is(err, storeerr.ErrExists) {
 		return false, nil
 	}
 	return err == nil, err
@@ -1577,11 +1523,10 @@ func (h *Handler) resolve(ctx context.Context, sel selector) (*target, problems,
 		errs := make([]error, len(ids))
 		forEach(len(ids), bulkConcurrency, func(i int) { keys[i], errs[i] = h.cfg.Store.GetKey(ctx, ids[i]) })
 		for i, err := range errs {
-			var nf interface{ NotFound() bool }
 			switch {
 			case err == nil:
 				t.keys = append(t.keys, keys[i])
-			case errors.As(err, &nf) && nf.NotFound():
+			case storeerr.IsNotFound(err):
 				ps = append(ps, where{label: fmt.Sprintf("keyIds[%d]", i), prefix: fmt.Sprintf("keyIds[%d]", i), keyID: ids[i]}.problem("", fmt.Sprintf("secret key %q does not exist", ids[i])))
 			default:
 				return nil, nil, storeError(err, "secret key "+ids[i])
@@ -1640,11 +1585,11 @@ func (h *Handler) bulkUpdate(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) doBulkUpdate(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	body, err := readBody(w, r, maxBodyBytes)
+	body, err := request.Read(w, r, request.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
-	raw, ok := rawObject(body)
+	raw, ok := request.Object(body)
 	if !ok {
 		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body must be a JSON object {userIds|keyIds|tag, set}")
 	}
@@ -1654,16 +1599,16 @@ func (h *Handler) doBulkUpdate(w http.ResponseWriter, r *http.Request) error {
 	var kreq keyRequest
 	var ureq userRequest
 	if req.Set == nil {
-		if _, given := raw["set"]; !given || isNull(raw["set"]) {
+		if _, given := raw["set"]; !given || request.IsNull(raw["set"]) {
 			ps = append(ps, where{}.problem("set", "set is required: an object of the secret key fields to change"))
 		}
 	} else {
 		set := maps.Clone(*req.Set)
 		if u, ok := set["user"]; ok {
 			delete(set, "user")
-			if ur, ok := rawObject(u); ok {
+			if ur, ok := request.Object(u); ok {
 				ps = append(ps, decodeFields(ur, &ureq, updateUserRefused, setAt, "user.")...)
-			} else if !isNull(u) {
+			} else if !request.IsNull(u) {
 				ps = append(ps, setAt.problem("user", "user must be an object of user fields"))
 			}
 		}
@@ -1895,11 +1840,11 @@ func (h *Handler) bulkRevoke(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) doBulkRevoke(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	body, err := readBody(w, r, maxBodyBytes)
+	body, err := request.Read(w, r, request.MaxBodyBytes)
 	if err != nil {
 		return err
 	}
-	raw, ok := rawObject(body)
+	raw, ok := request.Object(body)
 	if !ok {
 		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body must be a JSON object {userIds|keyIds|tag, reason}")
 	}

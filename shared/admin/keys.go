@@ -2,14 +2,15 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/storeerr"
 )
 
 // Key retrieval methods (BricksAI's keyRetrievalMethod).
@@ -36,7 +37,7 @@ type keyRequest struct {
 	Name               *string                       `json:"name" rule:"a non-empty string"`
 	ProviderSettingIDs *[]string                     `json:"providerSettingIds" rule:"a non-empty list of provider setting ids"`
 	TTL                *string                       `json:"ttl" rule:"a positive integer followed by s, m, h or d, like 1h"`
-	RateLimitOverTime  *wholeNumber                  `json:"rateLimitOverTime" rule:"a non-negative integer"`
+	RateLimitOverTime  *request.WholeNumber          `json:"rateLimitOverTime" rule:"a non-negative integer"`
 	RateLimitUnit      *string                       `json:"rateLimitUnit" rule:"one of s, m, h, d"`
 	CostLimitPerMonth  *money.Nanos                  `json:"costLimitInUsdPerMonth" rule:"a non-negative number of US dollars"`
 	CostLimitLifetime  *money.Nanos                  `json:"costLimitInUsdLifetime" rule:"a non-negative number of US dollars"`
@@ -360,8 +361,7 @@ func (h *Handler) validSettings(r *http.Request, ids []string) ([]string, error)
 		}
 		seen[id] = true
 		if _, err := h.cfg.Store.GetProvider(r.Context(), id); err != nil {
-			var nf interface{ NotFound() bool }
-			if errors.As(err, &nf) && nf.NotFound() {
+			if storeerr.IsNotFound(err) {
 				return nil, invalid(field, "provider setting %q does not exist", id)
 			}
 			return nil, storeError(err, "provider "+id)

@@ -42,7 +42,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -50,10 +49,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/storeerr"
 	"github.com/stipend/stipend/shared/user"
 )
 
@@ -138,14 +138,9 @@ func liteTime(unix int64) *string {
 // decodeLite reads a LiteLLM body into req and reports whether duration was
 // given as an explicit null.
 func decodeLite(w http.ResponseWriter, r *http.Request, req *liteKeyRequest) (durationNull bool, err error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	body, err := request.Read(w, r, request.MaxBodyBytes)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return false, apierror.New(http.StatusRequestEntityTooLarge, apierror.CodeRequestTooLarge,
-				fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes))
-		}
-		return false, apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "could not read the request body")
+		return false, err
 	}
 	var raw map[string]json.RawMessage
 	if json.Unmarshal(body, &raw) == nil {
@@ -153,8 +148,7 @@ func decodeLite(w http.ResponseWriter, r *http.Request, req *liteKeyRequest) (du
 			durationNull = true
 		}
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	return durationNull, decodeObject(w, r, req)
+	return durationNull, request.DecodeBytes(body, req)
 }
 
 // durationPattern is a LiteLLM duration: digits, then a unit.
@@ -252,8 +246,7 @@ func (h *Handler) liteSettings(r *http.Request, ids *[]string) ([]string, error)
 			}
 			seen[id] = true
 			if _, err := h.cfg.Store.GetProvider(r.Context(), id); err != nil {
-				var nf interface{ NotFound() bool }
-				if errors.As(err, &nf) && nf.NotFound() {
+				if storeerr.IsNotFound(err) {
 					return nil, invalid(field, "provider setting %q does not exist", id)
 				}
 				return nil, storeError(err, "provider "+id)
@@ -394,8 +387,7 @@ func (h *Handler) liteGenerate(w http.ResponseWriter, r *http.Request) error {
 // ensureUser creates user userID, with no limits, unless it exists.
 func (h *Handler) ensureUser(r *http.Request, userID string) error {
 	_, err := h.cfg.Store.GetUser(r.Context(), userID)
-	var nf interface{ NotFound() bool }
-	if err == nil || !errors.As(err, &nf) || !nf.NotFound() {
+	if err == nil || !storeerr.IsNotFound(err) {
 		if err != nil {
 			return storeError(err, "user "+userID)
 		}
@@ -403,7 +395,7 @@ func (h *Handler) ensureUser(r *http.Request, userID string) error {
 	}
 	now := h.cfg.Now().Unix()
 	u := &user.User{ID: apikey.NewID(), UserID: userID, Name: userID, Tags: []string{}, CreatedAt: now, UpdatedAt: now}
-	if err := h.cfg.Store.CreateUser(r.Context(), u); err != nil && !errors.Is(err, dynamo.ErrExists) {
+	if err := h.cfg.Store.CreateUser(r.Context(), u); err != nil && !errors.Is(err, storeerr.ErrExists) {
 		return storeError(err, "user "+userID)
 	}
 	noteTargets(r, userID)
@@ -441,7 +433,7 @@ func (h *Handler) liteNewUser(w http.ResponseWriter, r *http.Request) error {
 		CreatedAt: now, UpdatedAt: now, CostLimitLifetime: limit,
 	}
 	if err := h.cfg.Store.CreateUser(r.Context(), u); err != nil {
-		if errors.Is(err, dynamo.ErrExists) {
+		if errors.Is(err, storeerr.ErrExists) {
 			return apierror.New(http.StatusConflict, CodeConflict, fmt.Sprintf(
 				"user %q already exists; create more keys for it with POST /key/generate and user_id", userID)).WithParam("user_id")
 		}
@@ -476,8 +468,7 @@ func (h *Handler) liteKeyInfo(w http.ResponseWriter, r *http.Request) error {
 	}
 	k, err := h.cfg.Store.GetKey(r.Context(), id)
 	if err != nil {
-		var nf interface{ NotFound() bool }
-		if errors.As(err, &nf) && nf.NotFound() {
+		if storeerr.IsNotFound(err) {
 			return errLiteKeyNotFound
 		}
 		return storeError(err, "secret key "+id)

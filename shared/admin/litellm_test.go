@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/dynamo"
@@ -287,7 +288,7 @@ func TestKeyGenerateValidation(t *testing.T) {
 	}
 	e := newEnv(t)
 	wantError(t, e.do(t, "POST", "/key/generate", `[1]`), 400, apierror.CodeInvalidRequest, "")
-	wantError(t, e.do(t, "POST", "/key/generate", `{"duration":"`+strings.Repeat("1", maxBodyBytes)+`"}`), 413, apierror.CodeRequestTooLarge, "")
+	wantError(t, e.do(t, "POST", "/key/generate", `{"duration":"`+strings.Repeat("1", request.MaxBodyBytes)+`"}`), 413, apierror.CodeRequestTooLarge, "")
 	wantError(t, e.doAuth(t, "POST", "/key/generate", `{}`, "Bearer sk-1234"), 401, apierror.CodeInvalidAPIKey, "")
 }
 

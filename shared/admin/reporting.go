@@ -31,8 +31,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/storeerr"
 )
 
 // Reports is the storage reporting reads besides events; *dynamo.Store
@@ -72,12 +74,12 @@ func (h *Handler) registerReporting() {
 
 // reportBody is the request body of both reporting POSTs.
 type reportBody struct {
-	Start     *wholeNumber `json:"start" rule:"a time in whole seconds since the epoch"`
-	End       *wholeNumber `json:"end" rule:"a time in whole seconds since the epoch"`
-	Increment *wholeNumber `json:"increment" rule:"a positive whole number of seconds"`
-	KeyIDs    *[]string    `json:"keyIds" rule:"a non-empty list of secret key ids"`
-	CustomIDs *[]string    `json:"customIds" rule:"a list of custom ids"`
-	GroupBy   *[]string    `json:"groupBy" rule:"a list of keyId, customId and model"`
+	Start     *request.WholeNumber `json:"start" rule:"a time in whole seconds since the epoch"`
+	End       *request.WholeNumber `json:"end" rule:"a time in whole seconds since the epoch"`
+	Increment *request.WholeNumber `json:"increment" rule:"a positive whole number of seconds"`
+	KeyIDs    *[]string            `json:"keyIds" rule:"a non-empty list of secret key ids"`
+	CustomIDs *[]string            `json:"customIds" rule:"a list of custom ids"`
+	GroupBy   *[]string            `json:"groupBy" rule:"a list of keyId, customId and model"`
 }
 
 // reportQuery is a validated reportBody.
@@ -97,7 +99,7 @@ func (h *Handler) parseReport(w http.ResponseWriter, r *http.Request, withIncrem
 	if err := decodeObject(w, r, &b); err != nil {
 		return q, err
 	}
-	timeField := func(name string, v *wholeNumber) (int64, error) {
+	timeField := func(name string, v *request.WholeNumber) (int64, error) {
 		if v == nil {
 			return 0, invalid(name, "%s is required", name)
 		}
@@ -184,8 +186,7 @@ func (h *Handler) checkKeys(ctx context.Context, ids []string) error {
 			continue
 		}
 		_, err := h.cfg.Store.GetKey(ctx, id)
-		var nf interface{ NotFound() bool }
-		if errors.As(err, &nf) && nf.NotFound() {
+		if storeerr.IsNotFound(err) {
 			return invalid("keyIds", "keyIds: there is no secret key %q", id)
 		}
 		if err != nil {

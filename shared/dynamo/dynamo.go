@@ -33,21 +33,16 @@ import (
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/provider"
+	"github.com/stipend/stipend/shared/storeerr"
 )
 
-// Errors callers can test for with errors.Is. ErrNotFound also has a
-// NotFound() bool method, so consumers can recognise it without importing
-// this package.
+// Errors callers can test for with errors.Is: package storeerr's, so
+// consumers test for them without importing this package.
 var (
-	ErrNotFound error = notFound{}
-	ErrExists         = errors.New("already exists")
-	ErrConflict       = errors.New("changed concurrently")
+	ErrNotFound = storeerr.ErrNotFound
+	ErrExists   = storeerr.ErrExists
+	ErrConflict = storeerr.ErrConflict
 )
-
-type notFound struct{}
-
-func (notFound) Error() string  { return "not found" }
-func (notFound) NotFound() bool { return true }
 
 // Attribute and key names of the table.
 const (

@@ -32,6 +32,7 @@ var layers = map[string][]string{
 	"shared/pages":     nil,
 	"shared/server":    nil,
 	"shared/sse":       nil,
+	"shared/storeerr":  nil,
 	"shared/template":  nil,
 	"shared/testclock": nil,
 	"shared/tokenizer": {"shared/tokenizer/internal/bpetable"},
@@ -50,11 +51,12 @@ var layers = map[string][]string{
 	// services
 	"shared/proxy": {"shared/apierror", "shared/apikey", "shared/budget", "shared/cache", "shared/ledger",
 		"shared/money", "shared/pages", "shared/pricing", "shared/provider", "shared/sse", "shared/user"},
-	"shared/admin": {"shared/apierror", "shared/apikey", "shared/budget", "shared/ledger", "shared/money", "shared/pricing",
+	"shared/admin/request": {"shared/apierror"},
+	"shared/admin": {"shared/admin/request", "shared/storeerr", "shared/apierror", "shared/apikey", "shared/budget", "shared/ledger", "shared/money", "shared/pricing",
 		"shared/pages", "shared/provider", "shared/user"},
 	"shared/rollover": {"shared/apikey", "shared/budget", "shared/ledger", "shared/user"},
 	// storage
-	"shared/dynamo":            {"shared/apikey", "shared/budget", "shared/ledger", "shared/money", "shared/provider", "shared/user"},
+	"shared/dynamo":            {"shared/apikey", "shared/budget", "shared/ledger", "shared/money", "shared/provider", "shared/storeerr", "shared/user"},
 	"shared/dynamo/dynamotest": {"shared/dynamo"},
 }
 
