@@ -31,7 +31,6 @@ import (
 	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/pages"
 	"github.com/stipend/stipend/shared/provider"
@@ -71,7 +70,7 @@ type Store interface {
 	Reports
 
 	// KeyTotals returns a key's lifetime counters (zero when it has none yet).
-	KeyTotals(ctx context.Context, id string) (dynamo.Totals, error)
+	KeyTotals(ctx context.Context, id string) (ledger.Totals, error)
 	// The audit trail (audit.go).
 	AuditStore
 	// Roster markers: each user's one roster key (bulk.go).
@@ -81,8 +80,6 @@ type Store interface {
 	// Monthly statements and month-to-date figures (statements.go).
 	StatementStore
 }
-
-var _ Store = (*dynamo.Store)(nil)
 
 // SecretWriter stores a secret value under name (creating it or adding a new
 // version) and returns the id to read it back with (its ARN).

@@ -42,14 +42,14 @@ import (
 
 	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/auditlog"
 )
 
 // AuditStore keeps the audit trail; *dynamo.Store implements it.
-// ListAudit reports a cursor it did not issue with dynamo.ErrBadAuditCursor.
+// ListAudit reports a cursor it did not issue with auditlog.ErrBadCursor.
 type AuditStore interface {
-	PutAudit(ctx context.Context, e *dynamo.AuditEntry) error
-	ListAudit(ctx context.Context, q dynamo.AuditQuery) (dynamo.AuditPage, error)
+	PutAudit(ctx context.Context, e *auditlog.Entry) error
+	ListAudit(ctx context.Context, q auditlog.Query) (auditlog.Page, error)
 }
 
 // Bounds of what one audit entry records.
@@ -213,7 +213,7 @@ func (h *Handler) beginAudit(w http.ResponseWriter, r *http.Request) (http.Respo
 			targets = append(targets, responseIDs(cw.body.Bytes())...)
 		}
 		targets, truncated := cleanTargets(targets)
-		e := &dynamo.AuditEntry{
+		e := &auditlog.Entry{
 			ID: reqID, CreatedAt: start.Unix(), CreatedAtMs: max(start.UnixMilli(), 1),
 			Actor: "admin", ActorKeyHash: actorHash(r), Action: action,
 			Method: r.Method, Path: r.URL.Path, TargetIDs: targets, TargetsTruncated: truncated,
@@ -365,8 +365,8 @@ const (
 // auditPage is the answer to GET /api/v1/audit: entries newest first, and
 // the cursor for the next page (null when there is none).
 type auditPage struct {
-	Entries []*dynamo.AuditEntry `json:"entries"`
-	Cursor  *string              `json:"cursor"`
+	Entries []*auditlog.Entry `json:"entries"`
+	Cursor  *string           `json:"cursor"`
 }
 
 // listAudit answers GET /api/v1/audit?start=&end=&targetId=&cursor=&limit=.
@@ -409,11 +409,11 @@ func (h *Handler) listAudit(w http.ResponseWriter, r *http.Request) error {
 	if len(target) > 128 {
 		return mustBe("targetId", "at most 128 characters")
 	}
-	page, err := h.cfg.Store.ListAudit(r.Context(), dynamo.AuditQuery{
+	page, err := h.cfg.Store.ListAudit(r.Context(), auditlog.Query{
 		Start: time.Unix(start, 0), End: time.Unix(end, 0), TargetID: target,
 		Cursor: vals.Get("cursor"), Limit: limit,
 	})
-	if errors.Is(err, dynamo.ErrBadAuditCursor) {
+	if errors.Is(err, auditlog.ErrBadCursor) {
 		return mustBe("cursor", "a cursor returned by a previous GET /api/v1/audit")
 	}
 	if err != nil {

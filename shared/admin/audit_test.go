@@ -20,7 +20,8 @@ import (
 	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/auditlog"
+	"github.com/stipend/stipend/shared/ledger"
 )
 
 // ---- the fake store's audit trail and key totals ----
@@ -28,13 +29,13 @@ import (
 // auditState is fakeStore's audit entries and key counters, guarded by its
 // mu. Its zero value is ready to use.
 type auditState struct {
-	audit     []dynamo.AuditEntry
-	totals    map[string]dynamo.Totals
+	audit     []auditlog.Entry
+	totals    map[string]ledger.Totals
 	failAudit error // when set, PutAudit and ListAudit fail with it
-	lastQuery dynamo.AuditQuery
+	lastQuery auditlog.Query
 }
 
-func (s *fakeStore) PutAudit(_ context.Context, e *dynamo.AuditEntry) error {
+func (s *fakeStore) PutAudit(_ context.Context, e *auditlog.Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := cmp.Or(s.fail, s.failAudit); err != nil {
@@ -47,14 +48,14 @@ func (s *fakeStore) PutAudit(_ context.Context, e *dynamo.AuditEntry) error {
 }
 
 // ListAudit pages with a cursor that is the offset of the next entry.
-func (s *fakeStore) ListAudit(_ context.Context, q dynamo.AuditQuery) (dynamo.AuditPage, error) {
+func (s *fakeStore) ListAudit(_ context.Context, q auditlog.Query) (auditlog.Page, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastQuery = q
 	if err := cmp.Or(s.fail, s.failAudit); err != nil {
-		return dynamo.AuditPage{}, err
+		return auditlog.Page{}, err
 	}
-	var sel []*dynamo.AuditEntry
+	var sel []*auditlog.Entry
 	for i := len(s.audit) - 1; i >= 0; i-- {
 		e := s.audit[i]
 		if e.CreatedAtMs < q.Start.UnixMilli() || e.CreatedAtMs >= q.End.UnixMilli() {
@@ -70,38 +71,38 @@ func (s *fakeStore) ListAudit(_ context.Context, q dynamo.AuditQuery) (dynamo.Au
 	if q.Cursor != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(q.Cursor, "at:"))
 		if err != nil || !strings.HasPrefix(q.Cursor, "at:") || n > len(sel) {
-			return dynamo.AuditPage{}, dynamo.ErrBadAuditCursor
+			return auditlog.Page{}, auditlog.ErrBadCursor
 		}
 		from = n
 	}
 	to := min(from+q.Limit, len(sel))
-	p := dynamo.AuditPage{Entries: sel[from:to]}
+	p := auditlog.Page{Entries: sel[from:to]}
 	if to < len(sel) {
 		p.Cursor = "at:" + strconv.Itoa(to)
 	}
 	return p, nil
 }
 
-func (s *fakeStore) KeyTotals(_ context.Context, id string) (dynamo.Totals, error) {
+func (s *fakeStore) KeyTotals(_ context.Context, id string) (ledger.Totals, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
-		return dynamo.Totals{}, s.fail
+		return ledger.Totals{}, s.fail
 	}
 	return s.totals[id], nil
 }
 
-func (s *fakeStore) setTotals(id string, t dynamo.Totals) {
+func (s *fakeStore) setTotals(id string, t ledger.Totals) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.totals == nil {
-		s.totals = map[string]dynamo.Totals{}
+		s.totals = map[string]ledger.Totals{}
 	}
 	s.totals[id] = t
 }
 
 // auditEntries returns a copy of the recorded entries, oldest first.
-func (s *fakeStore) auditEntries() []dynamo.AuditEntry {
+func (s *fakeStore) auditEntries() []auditlog.Entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.audit)
@@ -380,8 +381,8 @@ func TestListAudit(t *testing.T) {
 			path += "&cursor=" + cursor
 		}
 		var page struct {
-			Entries []dynamo.AuditEntry `json:"entries"`
-			Cursor  *string             `json:"cursor"`
+			Entries []auditlog.Entry `json:"entries"`
+			Cursor  *string          `json:"cursor"`
 		}
 		decode(t, e.do(t, "GET", path, ""), 200, &page)
 		for _, en := range page.Entries {

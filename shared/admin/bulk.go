@@ -57,7 +57,7 @@ package admin
 // is new; an existing user is left as it is) and a key: "created", with
 // previousKeyId when it replaces a roster key that was revoked or expired.
 // Each student's roster key is tracked by a marker item written in the same
-// DynamoDB transaction as the key (see dynamo.RosterKey), so two identical
+// DynamoDB transaction as the key (see apikey.RosterKey), so two identical
 // rosters sent at the same time still give each student one key. Keys made
 // one at a time with POST /api/v1/secret-keys are not roster keys.
 //
@@ -124,7 +124,6 @@ import (
 	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/storeerr"
 	"github.com/stipend/stipend/shared/user"
@@ -135,7 +134,7 @@ import (
 type RosterStore interface {
 	// RosterKeys returns the marker of each of userIDs that has one, with
 	// the key it names (Key nil when that key does not exist).
-	RosterKeys(ctx context.Context, userIDs []string) (map[string]dynamo.RosterKey, error)
+	RosterKeys(ctx context.Context, userIDs []string) (map[string]apikey.RosterKey, error)
 	// CreateRosterKey stores k with its marker; storeerr.ErrExists when the
 	// user already has a marker. Nothing is written on failure.
 	CreateRosterKey(ctx context.Context, k *apikey.Key) error
@@ -144,8 +143,6 @@ type RosterStore interface {
 	// storeerr.ErrConflict when the marker or that key changed first.
 	ReplaceRosterKey(ctx context.Context, prevKeyID string, revoke, k *apikey.Key) error
 }
-
-var _ RosterStore = (*dynamo.Store)(nil)
 
 // RosterTag marks every key (and new user) a roster creates.
 const RosterTag = "roster"
@@ -1239,7 +1236,7 @@ func (h *Handler) roster(w http.ResponseWriter, r *http.Request) error {
 // are not rotated). rk is the student's marker as read before, if found.
 // Losing a race to another roster call is not an error: the student is then
 // "existing" with the key the other call made.
-func (h *Handler) enrol(r *http.Request, row *rosterRow, rk dynamo.RosterKey, found bool, now time.Time) rosterEntry {
+func (h *Handler) enrol(r *http.Request, row *rosterRow, rk apikey.RosterKey, found bool, now time.Time) rosterEntry {
 	ctx := r.Context()
 	e := rosterEntry{UserID: row.userID, Name: row.name, Email: row.email}
 	rotate, userReady := row.rotate, false
@@ -1288,7 +1285,7 @@ func (h *Handler) enrol(r *http.Request, row *rosterRow, rk dynamo.RosterKey, fo
 		// again. When the marker moved, another roster call handled this
 		// student, and its key stands: no second rotation.
 		prev, wasFound := rk.KeyID, found
-		var m map[string]dynamo.RosterKey
+		var m map[string]apikey.RosterKey
 		if m, err = h.cfg.Store.RosterKeys(ctx, []string{row.userID}); err != nil {
 			break
 		}

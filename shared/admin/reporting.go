@@ -32,7 +32,6 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/shared/admin/request"
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/storeerr"
 )
@@ -43,7 +42,7 @@ type Reports interface {
 	// DailyAggregates returns the sums of keyIDs' events per key, UTC day
 	// and model, for every day that overlaps [start, end); days without
 	// events have no rows.
-	DailyAggregates(ctx context.Context, keyIDs []string, start, end time.Time) ([]dynamo.DailyAggregate, error)
+	DailyAggregates(ctx context.Context, keyIDs []string, start, end time.Time) ([]ledger.DailyAggregate, error)
 	// CustomIDs returns the custom ids keyID's events carried (empty when
 	// none did).
 	CustomIDs(ctx context.Context, keyID string) ([]string, error)
@@ -401,7 +400,7 @@ func (h *Handler) reportEventsByDay(w http.ResponseWriter, r *http.Request) erro
 }
 
 // metricsOf turns aggregated totals into Metrics, with the mean latency.
-func metricsOf(t dynamo.Totals) Metrics {
+func metricsOf(t ledger.Totals) Metrics {
 	return Metrics{
 		NumberOfRequests: t.Requests, SuccessCount: t.Successes, CostInUsd: t.Cost,
 		LatencyInMs: meanLatency(t.LatencyMs, t.Requests), PromptTokenCount: t.PromptTokens, CompletionTokenCount: t.CompletionTokens,
@@ -409,7 +408,7 @@ func metricsOf(t dynamo.Totals) Metrics {
 }
 
 // addTotals adds aggregated totals to m's sums (not its latency).
-func addTotals(m *Metrics, t dynamo.Totals) {
+func addTotals(m *Metrics, t ledger.Totals) {
 	m.NumberOfRequests += t.Requests
 	m.SuccessCount += t.Successes
 	m.CostInUsd += t.Cost

@@ -31,7 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/storeerr"
 )
@@ -363,26 +363,13 @@ func (s *Store) ListKeys(ctx context.Context) ([]*apikey.Key, error) {
 	return list, err
 }
 
-// Totals are the settled figures of a spend counter (a key's lifetime, a
-// month, ...). Committed also includes reservations not yet settled.
-type Totals struct {
-	Cost             money.Nanos
-	Committed        money.Nanos
-	Requests         int64
-	Successes        int64
-	PromptTokens     int64
-	CachedTokens     int64
-	CompletionTokens int64
-	LatencyMs        int64 // sum over requests
-}
-
 // KeyTotals returns the lifetime counters of key id (zero when it has none yet).
-func (s *Store) KeyTotals(ctx context.Context, id string) (Totals, error) {
+func (s *Store) KeyTotals(ctx context.Context, id string) (ledger.Totals, error) {
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(s.table), Key: key(keyPK(id), skUsage), ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
-		return Totals{}, fmt.Errorf("get usage of key %s: %w", id, err)
+		return ledger.Totals{}, fmt.Errorf("get usage of key %s: %w", id, err)
 	}
 	return totalsOf(out.Item), nil
 }
