@@ -1,8 +1,7 @@
 // Package admin is stipend's admin API: an http.Handler that manages provider
 // settings, proxy secret keys, users and the organisation's limits, and
-// reports usage. Paths, field names and response shapes follow the BricksAI
-// reference (shared/seeds/003_c1386e2febb3792e.txt); JSON is camelCase and
-// times are seconds since the epoch.
+// reports usage. Paths, field names and response shapes follow BricksAI's
+// admin API; JSON is camelCase and times are seconds since the epoch.
 //
 // Every route except GET /healthz and the dashboard's page and files (GET /
 // and GET /ui/..., shared/pages) needs "Authorization: Bearer <admin key>".

@@ -1,6 +1,6 @@
 package admin
 
-// LiteLLM-compatible key management (shared/seeds/002_bf9c01ac3670ba1b.txt):
+// LiteLLM-compatible key management (LiteLLM's key management API):
 // POST /key/generate, GET /key/info?key=, POST /user/new, with LiteLLM's
 // snake_case fields and response shapes, behind the same admin bearer key
 // (LiteLLM's "master key").
