@@ -37,47 +37,54 @@ import (
 	"github.com/stipend/stipend/shared/user"
 )
 
-// Store is the storage the admin API uses; *dynamo.Store implements it.
-// A missing item is an error with a NotFound() bool method that returns true;
-// UpdateKey reports a concurrent change with storeerr.ErrConflict.
+// Store is all the storage the admin API uses, composed of the small
+// interfaces each job declares; *dynamo.Store implements it. A missing item
+// is storeerr.ErrNotFound (or any error with a NotFound() bool method that
+// returns true); a write that lost a race is storeerr.ErrConflict, a create
+// of an existing item storeerr.ErrExists (all wrapped).
 type Store interface {
+	ProviderStore
+	KeyStore
+	UserStore
+	EventStore     // events.go
+	Reports        // reporting.go
+	StatementStore // statements.go
+	AuditStore     // audit.go
+	RosterStore    // bulk.go
+}
+
+// ProviderStore keeps provider settings (providers.go).
+type ProviderStore interface {
 	CreateProvider(ctx context.Context, p *provider.Setting) error
 	UpdateProvider(ctx context.Context, p *provider.Setting) error
 	GetProvider(ctx context.Context, id string) (*provider.Setting, error)
 	ListProviders(ctx context.Context) ([]*provider.Setting, error)
+}
 
+// KeyStore keeps proxy secret keys (keys.go) and reads their lifetime
+// counters (metrics.go).
+type KeyStore interface {
 	CreateKey(ctx context.Context, k *apikey.Key) error
+	// UpdateKey writes only over k.Version (storeerr.ErrConflict otherwise).
 	UpdateKey(ctx context.Context, k *apikey.Key) error
 	GetKey(ctx context.Context, id string) (*apikey.Key, error)
 	ListKeys(ctx context.Context) ([]*apikey.Key, error)
+	// KeyTotals returns a key's lifetime counters (zero when it has none yet).
+	KeyTotals(ctx context.Context, id string) (ledger.Totals, error)
+}
 
-	// Events calls each for every event of keyID created in [start, end), oldest first.
-	Events(ctx context.Context, keyID string, start, end time.Time, each func(*ledger.Event) error) error
-
-	// Users are keyed by UserID; UpdateUser is optimistic like UpdateKey.
+// UserStore keeps users, keyed by UserID, and the organisation's settings
+// (users.go).
+type UserStore interface {
 	CreateUser(ctx context.Context, u *user.User) error
+	// UpdateUser is optimistic like UpdateKey.
 	UpdateUser(ctx context.Context, u *user.User) error
 	GetUser(ctx context.Context, userID string) (*user.User, error)
 	ListUsers(ctx context.Context) ([]*user.User, error)
-
 	// GetOrg returns the zero Org (Version 0) when none is stored; PutOrg
 	// writes only over o.Version (storeerr.ErrConflict otherwise) and bumps it.
 	GetOrg(ctx context.Context) (*user.Org, error)
 	PutOrg(ctx context.Context, o *user.Org) error
-
-	// Reports: daily aggregates and custom ids (reporting.go).
-	Reports
-
-	// KeyTotals returns a key's lifetime counters (zero when it has none yet).
-	KeyTotals(ctx context.Context, id string) (ledger.Totals, error)
-	// The audit trail (audit.go).
-	AuditStore
-	// Roster markers: each user's one roster key (bulk.go).
-	RosterStore
-	// Event listings (events.go).
-	EventStore
-	// Monthly statements and month-to-date figures (statements.go).
-	StatementStore
 }
 
 // SecretWriter stores a secret value under name (creating it or adding a new

@@ -21,6 +21,9 @@ type EventStore interface {
 	// was altered or belongs to another query is ledger.ErrBadCursor, a
 	// query it cannot answer ledger.ErrInvalidQuery (both wrapped).
 	ListEvents(ctx context.Context, q ledger.EventQuery) ([]*ledger.Event, string, error)
+	// Events calls each for every event of keyID created in [start, end),
+	// oldest first (metrics and time series read them).
+	Events(ctx context.Context, keyID string, start, end time.Time, each func(*ledger.Event) error) error
 }
 
 // Bounds of the events API.
