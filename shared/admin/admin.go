@@ -27,6 +27,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/audit"
 	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
@@ -117,8 +118,9 @@ type Config struct {
 
 // Handler serves the admin API. It is safe for concurrent use.
 type Handler struct {
-	cfg Config
-	mux *http.ServeMux
+	cfg   Config
+	mux   *http.ServeMux
+	audit *audit.Recorder
 }
 
 // New returns a Handler for cfg.
@@ -132,7 +134,7 @@ func New(cfg Config) *Handler {
 	if cfg.PricedModel == nil {
 		cfg.PricedModel = embeddedPrices()
 	}
-	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	h := &Handler{cfg: cfg, mux: http.NewServeMux(), audit: &audit.Recorder{Store: cfg.Store, Log: cfg.Log, Now: cfg.Now}}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
@@ -196,9 +198,9 @@ func (h *Handler) handle(fn func(http.ResponseWriter, *http.Request) error) http
 		err := h.authenticate(r)
 		if err == nil {
 			// Changes (and key reads) are recorded once the response,
-			// error or not, is complete (audit.go).
+			// error or not, is complete (package audit).
 			var recordAudit func()
-			w, r, recordAudit = h.beginAudit(w, r)
+			w, r, recordAudit = h.audit.Begin(w, r)
 			defer recordAudit()
 			err = fn(w, r)
 		}

@@ -49,6 +49,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/audit"
 	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
@@ -349,7 +350,7 @@ func (h *Handler) storeLiteKey(r *http.Request, k *apikey.Key) error {
 	if err := h.cfg.Store.CreateKey(r.Context(), k); err != nil {
 		return storeError(err, "secret key "+k.ID)
 	}
-	noteTargets(r, k.ID, k.UserID)
+	audit.NoteTargets(r, k.ID, k.UserID)
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key created", slog.String("key", k.ID), slog.String("via", "litellm"))
 	return nil
 }
@@ -398,7 +399,7 @@ func (h *Handler) ensureUser(r *http.Request, userID string) error {
 	if err := h.cfg.Store.CreateUser(r.Context(), u); err != nil && !errors.Is(err, storeerr.ErrExists) {
 		return storeError(err, "user "+userID)
 	}
-	noteTargets(r, userID)
+	audit.NoteTargets(r, userID)
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "user created", slog.String("user", u.ID), slog.String("via", "litellm"))
 	return nil
 }
@@ -439,7 +440,7 @@ func (h *Handler) liteNewUser(w http.ResponseWriter, r *http.Request) error {
 		}
 		return storeError(err, "user "+userID)
 	}
-	noteTargets(r, userID)
+	audit.NoteTargets(r, userID)
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "user created", slog.String("user", u.ID), slog.String("via", "litellm"))
 	if err := h.storeLiteKey(r, k); err != nil {
 		return err

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/audit"
 	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
@@ -356,7 +357,7 @@ func (h *Handler) roster(w http.ResponseWriter, r *http.Request) error {
 	if asCSV {
 		// The audit trail finds target ids in JSON answers only.
 		for _, e := range entries {
-			noteTargets(r, e.UserID, e.KeyID, e.RevokedKeyID, e.PreviousKeyID)
+			audit.NoteTargets(r, e.UserID, e.KeyID, e.RevokedKeyID, e.PreviousKeyID)
 		}
 		return writeRosterCSV(w, status, entries)
 	}
