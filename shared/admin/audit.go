@@ -40,6 +40,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/dynamo"
 )
@@ -215,7 +216,7 @@ func (h *Handler) beginAudit(w http.ResponseWriter, r *http.Request) (http.Respo
 		e := &dynamo.AuditEntry{
 			ID: reqID, CreatedAt: start.Unix(), CreatedAtMs: max(start.UnixMilli(), 1),
 			Actor: "admin", ActorKeyHash: actorHash(r), Action: action,
-			Method: r.Method, Path: r.URL.Path, TargetIDs: targets, TargetsTruncated: truncated,
+			Method: r.Method, Path: apierror.Redact(r.URL.Path), TargetIDs: targets, TargetsTruncated: truncated,
 			Fields: fields, Status: status, RequestID: reqID,
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), auditWriteTimeout)
