@@ -24,6 +24,7 @@ const (
 	CodeInvalidAPIKey      = "invalid_api_key"
 	CodeKeyRevoked         = "key_revoked"
 	CodeKeyExpired         = "key_expired"
+	CodeKeySuspended       = "key_suspended" // after repeated flagged requests
 	CodeModelNotAllowed    = "model_not_allowed"
 	CodePathNotAllowed     = "path_not_allowed"
 	CodeRateLimitExceeded  = "rate_limit_exceeded"
