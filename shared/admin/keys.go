@@ -50,16 +50,17 @@ type keyRequest struct {
 	ShouldLogRequest   *bool                         `json:"shouldLogRequest" rule:"true or false"`
 	ShouldLogResponse  *bool                         `json:"shouldLogResponse" rule:"true or false"`
 	Moderation         *bool                         `json:"moderation" rule:"true or false"`
+	LowerMaxTokens     *bool                         `json:"lowerMaxTokens" rule:"true or false"`
+	Tags               *[]string                     `json:"tags" rule:"a list of strings"`
+	Metadata           *map[string]any               `json:"metadata" rule:"a JSON object"`
+	Aliases            *map[string]string            `json:"aliases" rule:"an object mapping requested model names to the model names that serve them"`
+	Revoked            *bool                         `json:"revoked" rule:"true or false"`
+	RevokedReason      *string                       `json:"revokedReason" rule:"a string"`
+
 	// ModerationStrikeLimit: flagged requests that suspend the key (default
 	// 3); Suspended: false lifts a suspension and resets the strikes.
-	ModerationStrikeLimit *wholeNumber       `json:"moderationStrikeLimit" rule:"a positive integer"`
-	Suspended             *bool              `json:"suspended" rule:"false, which lifts the key's suspension and resets its moderation strikes"`
-	LowerMaxTokens        *bool              `json:"lowerMaxTokens" rule:"true or false"`
-	Tags                  *[]string          `json:"tags" rule:"a list of strings"`
-	Metadata              *map[string]any    `json:"metadata" rule:"a JSON object"`
-	Aliases               *map[string]string `json:"aliases" rule:"an object mapping requested model names to the model names that serve them"`
-	Revoked               *bool              `json:"revoked" rule:"true or false"`
-	RevokedReason         *string            `json:"revokedReason" rule:"a string"`
+	ModerationStrikeLimit *wholeNumber `json:"moderationStrikeLimit" rule:"a positive integer"`
+	Suspended             *bool        `json:"suspended" rule:"false, which lifts the key's suspension and resets its moderation strikes"`
 }
 
 // keyView is a key as the API shows it (the seed's shape plus stipend's
@@ -94,6 +95,8 @@ type keyView struct {
 	Aliases                map[string]string            `json:"aliases"`
 	Archived               bool                         `json:"archived"`
 	ArchivedAt             int64                        `json:"archivedAt"` // 0: not archived
+	Metrics                *Metrics                     `json:"metrics,omitempty"`
+
 	// Moderation strikes and suspension: the limit in force, whether the
 	// key is suspended, since when (0: not), why, and the flagged events
 	// that led to it. GET /api/v1/secret-keys/{keyId} adds the strikes
@@ -105,7 +108,6 @@ type keyView struct {
 	SuspendedEventIDs     []string `json:"suspendedEventIds"`
 	ModerationStrikes     *int64   `json:"moderationStrikes,omitempty"`
 	FlaggedEventIDs       []string `json:"flaggedEventIds,omitempty"`
-	Metrics               *Metrics `json:"metrics,omitempty"`
 }
 
 // strikeStore is the part of the store that counts moderation strikes;

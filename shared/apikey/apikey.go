@@ -92,43 +92,33 @@ type ModelLimit struct {
 
 // Key is the stored configuration of one proxy key. Zero limits mean "no limit".
 type Key struct {
-	ID                string                `json:"keyId"`
-	Name              string                `json:"name"`
-	Hash              string                `json:"-"`
-	Tags              []string              `json:"tags"`
-	SettingIDs        []string              `json:"settingIds"`
-	CreatedAt         int64                 `json:"createdAt"`
-	UpdatedAt         int64                 `json:"updatedAt"`
-	Revoked           bool                  `json:"revoked"`
-	RevokedReason     string                `json:"revokedReason"`
-	TTL               string                `json:"ttl"`
-	ExpiresAt         int64                 `json:"expiresAt,omitempty"` // unix seconds; 0 = never
-	CostLimitLifetime money.Nanos           `json:"costLimitInUsd"`
-	CostLimitPerMonth money.Nanos           `json:"costLimitInUsdPerMonth"`
-	CostLimitOverTime money.Nanos           `json:"costLimitInUsdOverTime"`
-	CostLimitUnit     string                `json:"costLimitInUsdUnit"`
-	RateLimitOverTime int64                 `json:"rateLimitOverTime"`
-	RateLimitUnit     string                `json:"rateLimitUnit"`
-	AllowedModels     []string              `json:"allowedModels"`
-	AllowedPaths      []PathRule            `json:"allowedPaths"`
-	ModelLimits       map[string]ModelLimit `json:"modelLimits"`
-	Aliases           map[string]string     `json:"aliases,omitempty"`
-	UserID            string                `json:"userId,omitempty"`
-	ShouldLogRequest  bool                  `json:"shouldLogRequest"`
-	ShouldLogResponse bool                  `json:"shouldLogResponse"`
-	Moderation        bool                  `json:"moderation"`
-	// ModerationStrikeLimit is how many flagged requests suspend a key with
-	// Moderation on (0: DefaultStrikeLimit); see StrikeLimit.
-	ModerationStrikeLimit int64 `json:"moderationStrikeLimit,omitempty"`
-	// Suspended keys are refused (401 key_suspended) until an admin lifts
-	// the suspension. A key is suspended when its flagged requests reach its
-	// strike limit; SuspendedEventIDs are those requests' events.
-	Suspended          bool           `json:"suspended,omitempty"`
-	SuspendedAt        int64          `json:"suspendedAt,omitempty"` // unix seconds
-	SuspendedReason    string         `json:"suspendedReason,omitempty"`
-	SuspendedEventIDs  []string       `json:"suspendedEventIds,omitempty"`
-	KeyRetrievalMethod string         `json:"keyRetrievalMethod"`
-	Metadata           map[string]any `json:"metadata,omitempty"`
+	ID                 string                `json:"keyId"`
+	Name               string                `json:"name"`
+	Hash               string                `json:"-"`
+	Tags               []string              `json:"tags"`
+	SettingIDs         []string              `json:"settingIds"`
+	CreatedAt          int64                 `json:"createdAt"`
+	UpdatedAt          int64                 `json:"updatedAt"`
+	Revoked            bool                  `json:"revoked"`
+	RevokedReason      string                `json:"revokedReason"`
+	TTL                string                `json:"ttl"`
+	ExpiresAt          int64                 `json:"expiresAt,omitempty"` // unix seconds; 0 = never
+	CostLimitLifetime  money.Nanos           `json:"costLimitInUsd"`
+	CostLimitPerMonth  money.Nanos           `json:"costLimitInUsdPerMonth"`
+	CostLimitOverTime  money.Nanos           `json:"costLimitInUsdOverTime"`
+	CostLimitUnit      string                `json:"costLimitInUsdUnit"`
+	RateLimitOverTime  int64                 `json:"rateLimitOverTime"`
+	RateLimitUnit      string                `json:"rateLimitUnit"`
+	AllowedModels      []string              `json:"allowedModels"`
+	AllowedPaths       []PathRule            `json:"allowedPaths"`
+	ModelLimits        map[string]ModelLimit `json:"modelLimits"`
+	Aliases            map[string]string     `json:"aliases,omitempty"`
+	UserID             string                `json:"userId,omitempty"`
+	ShouldLogRequest   bool                  `json:"shouldLogRequest"`
+	ShouldLogResponse  bool                  `json:"shouldLogResponse"`
+	Moderation         bool                  `json:"moderation"`
+	KeyRetrievalMethod string                `json:"keyRetrievalMethod"`
+	Metadata           map[string]any        `json:"metadata,omitempty"`
 	// LowerMaxTokens (default true) lets stipend lower a request's output cap
 	// to what the remaining budget can pay for, instead of refusing it.
 	LowerMaxTokens *bool `json:"lowerMaxTokens,omitempty"`
@@ -141,6 +131,17 @@ type Key struct {
 	// never shown in admin views.
 	Sealed  string `json:"sealed,omitempty"`
 	Version int64  `json:"-"` // bumped on every change
+
+	// ModerationStrikeLimit is how many flagged requests suspend a key with
+	// Moderation on (0: DefaultStrikeLimit); see StrikeLimit.
+	ModerationStrikeLimit int64 `json:"moderationStrikeLimit,omitempty"`
+	// Suspended keys are refused (401 key_suspended) until an admin lifts
+	// the suspension. A key is suspended when its flagged requests reach its
+	// strike limit; SuspendedEventIDs are those requests' events.
+	Suspended         bool     `json:"suspended,omitempty"`
+	SuspendedAt       int64    `json:"suspendedAt,omitempty"` // unix seconds
+	SuspendedReason   string   `json:"suspendedReason,omitempty"`
+	SuspendedEventIDs []string `json:"suspendedEventIds,omitempty"`
 }
 
 // DefaultStrikeLimit is how many flagged requests suspend a key with
