@@ -129,7 +129,7 @@ func TestSecretsNeverLeave(t *testing.T) {
 	}
 	px := httptest.NewServer(proxy.New(proxy.Config{
 		ReserveTimeout: time.Minute, KeyTTL: time.Millisecond,
-		Keys: store, Providers: store, Secrets: secrets, Limiter: store, Owners: store,
+		Keys: store, Providers: store, Secrets: secrets, Limiter: store, Owners: store, Strikes: store,
 		Prices: prices, Tokenizer: tokenizer.New(), Log: log,
 	}))
 	t.Cleanup(px.Close)
@@ -252,6 +252,13 @@ func TestSecretsNeverLeave(t *testing.T) {
 	do("provider key as a model", "POST", px.URL+"/v1/chat/completions", bearer(goodKey), `{"model":"`+providerKey+`","messages":[]}`)
 	want(do("key info", "GET", px.URL+"/v1/key/info", bearer(goodKey), ""), 200)
 	want(do("models", "GET", px.URL+"/v1/models", bearer(goodKey), ""), 200)
+	modID, modKey := newKey("moderated", goodID)
+	proxyKeys = append(proxyKeys, modKey)
+	want(do("moderation on, one strike", "PATCH", adm.URL+"/api/v1/secret-keys/"+modID, asAdmin, `{"moderation":true,"moderationStrikeLimit":1}`), 200)
+	want(do("flagged", "POST", px.URL+"/v1/chat/completions", bearer(modKey), chat(false, "fake:flag this")), 400)
+	want(do("suspended", "POST", px.URL+"/v1/chat/completions", bearer(modKey), chat(true, "hi")), 401)
+	want(do("suspended key read", "GET", adm.URL+"/api/v1/secret-keys/"+modID, asAdmin, ""), 200)
+	want(do("suspension lifted", "PATCH", adm.URL+"/api/v1/secret-keys/"+modID, asAdmin, `{"suspended":false}`), 200)
 	want(do("revoke", "PATCH", adm.URL+"/api/v1/secret-keys/"+staleKeyID, asAdmin, `{"revoked":true,"revokedReason":"leak test"}`), 200)
 	want(do("revoked key", "POST", px.URL+"/v1/chat/completions", bearer(staleKey), chat(false, "hi")), 401)
 
