@@ -155,6 +155,7 @@ var (
 		"userId":        "each key belongs to its student's user",
 		"revoked":       "a roster creates keys; revoke them with POST /api/v1/secret-keys/bulk-revoke",
 		"revokedReason": "a roster creates keys; revoke them with POST /api/v1/secret-keys/bulk-revoke",
+		"suspended":     "a roster creates keys; lift a key's suspension with PATCH /api/v1/secret-keys/{keyId}",
 	}
 	rosterUserRefused = map[string]string{
 		"userId":        "it is the student's userId",
@@ -168,6 +169,7 @@ var (
 		"keyRetrievalMethod": "it cannot be changed after a key is created",
 		"revoked":            "use POST /api/v1/secret-keys/bulk-revoke",
 		"revokedReason":      "use POST /api/v1/secret-keys/bulk-revoke",
+		"suspended":          "lift a key's suspension with PATCH /api/v1/secret-keys/{keyId}",
 	}
 	updateUserRefused = rosterUserRefused
 )

@@ -53,7 +53,7 @@ var layers = map[string][]string{
 	"shared/proxy": {"shared/apierror", "shared/apikey", "shared/budget", "shared/cache", "shared/ledger",
 		"shared/money", "shared/pages", "shared/pricing", "shared/provider", "shared/sse", "shared/user"},
 	"shared/admin/request": {"shared/apierror"},
-	"shared/admin/audit":   {"shared/admin/request", "shared/apikey", "shared/auditlog"},
+	"shared/admin/audit":   {"shared/admin/request", "shared/apierror", "shared/apikey", "shared/auditlog"},
 	"shared/admin": {"shared/admin/audit", "shared/admin/request", "shared/storeerr", "shared/apierror", "shared/auditlog", "shared/apikey", "shared/budget", "shared/ledger", "shared/money", "shared/pricing",
 		"shared/pages", "shared/provider", "shared/user"},
 	"shared/rollover": {"shared/apikey", "shared/budget", "shared/ledger", "shared/user"},

@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/shared/admin/request"
+	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/auditlog"
 )
@@ -225,7 +226,7 @@ func (rec *Recorder) Begin(w http.ResponseWriter, r *http.Request) (http.Respons
 		e := &auditlog.Entry{
 			ID: reqID, CreatedAt: start.Unix(), CreatedAtMs: max(start.UnixMilli(), 1),
 			Actor: "admin", ActorKeyHash: actorHash(r), Action: action,
-			Method: r.Method, Path: r.URL.Path, TargetIDs: targets, TargetsTruncated: truncated,
+			Method: r.Method, Path: apierror.Redact(r.URL.Path), TargetIDs: targets, TargetsTruncated: truncated,
 			Fields: fields, Status: status, RequestID: reqID,
 		}
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), auditWriteTimeout)
