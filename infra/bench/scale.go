@@ -16,7 +16,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack"
@@ -75,6 +78,7 @@ type scaleKind struct {
 	counters int
 	ok, run  int
 	ops      opStats
+	tx       txItems // summed over the measured requests
 	firstErr error
 }
 
@@ -163,8 +167,8 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 	}
 	defer stopUp()
 
-	ops := newOpCounter()
-	store := dynamo.New(dynamo.NewClient(cfg, ops.install), scaleTable, 24*time.Hour)
+	ops, tx := newOpCounter(), &txItems{}
+	store := dynamo.New(dynamo.NewClient(cfg, ops.install, tx.install), scaleTable, 24*time.Hour)
 	if err := store.CreateTable(ctx); err != nil {
 		return fmt.Errorf("create table: %w", err)
 	}
@@ -259,9 +263,9 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 	capacity := func(name, key string, counters int) *scaleKind {
 		kind := &scaleKind{name: name, key: key, counters: counters, ops: opStats{}}
 		for i := range n + 3 {
-			o0 := ops.snapshot()
+			o0, t0 := ops.snapshot(), tx.snapshot()
 			status, _, err := send(key)
-			o1 := ops.snapshot()
+			o1, t1 := ops.snapshot(), tx.snapshot()
 			if i < 3 {
 				continue // warm-up: caches, connections
 			}
@@ -277,6 +281,12 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 			}
 			kind.ok++
 			kind.ops.add(o1.minus(o0))
+			kind.tx.calls += t1.calls - t0.calls
+			kind.tx.items += t1.items - t0.items
+			kind.tx.puts += t1.puts - t0.puts
+			kind.tx.indexPuts += t1.indexPuts - t0.indexPuts
+			kind.tx.estWCU += t1.estWCU - t0.estWCU
+			kind.tx.maxPut = max(kind.tx.maxPut, t1.maxPut)
 		}
 		return kind
 	}
@@ -358,6 +368,10 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 		for _, line := range k.ops.perRequest(k.ok) {
 			fmt.Fprintf(out, "      %s\n", line)
 		}
+		if f := float64(max(k.ok, 1)); k.tx.calls > 0 {
+			fmt.Fprintf(out, "      transactions: %.2f items per request (%.2f puts, largest put %d B), %.2f index entries; AWS estimate %.1f WCU per request\n",
+				float64(k.tx.items)/f, float64(k.tx.puts)/f, k.tx.maxPut, float64(k.tx.indexPuts)/f, k.tx.estWCU/f)
+		}
 		if k.firstErr != nil {
 			fmt.Fprintf(out, "      first error: %v\n", k.firstErr)
 		}
@@ -419,4 +433,85 @@ func readsWrites(ops opStats, n int) (readCalls, readUnits, writeCalls, writeUni
 	}
 	f := float64(n)
 	return readCalls / f, readUnits / f, writeCalls / f, writeUnits / f
+}
+
+// txItems counts what DynamoDB on AWS bills for the write transactions a
+// client sends, which DynamoDB Local does not report faithfully: per
+// TransactWriteItems call its items, by action, the largest Put's size,
+// and the global secondary index entries its Puts write (an item with an
+// index's key attributes). On AWS each item in a transaction costs 2 write
+// units per KB (rounded up) and each index entry written 1 more per KB.
+type txItems struct {
+	mu                     sync.Mutex
+	calls                  int64
+	items, puts, indexPuts int64
+	estWCU                 float64
+	maxPut                 int
+}
+
+// install adds the counting middleware to a DynamoDB client's options.
+func (t *txItems) install(o *dynamodb.Options) {
+	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("StipendBenchTxItems",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				if tx, ok := in.Parameters.(*dynamodb.TransactWriteItemsInput); ok {
+					t.add(tx)
+				}
+				return next.HandleInitialize(ctx, in)
+			}), middleware.After)
+	})
+}
+
+func (t *txItems) add(tx *dynamodb.TransactWriteItemsInput) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.calls++
+	for _, it := range tx.TransactItems {
+		t.items++
+		kb := 1.0 // counters, checks and deletes: small items
+		if it.Put != nil {
+			t.puts++
+			size := itemSize(it.Put.Item)
+			t.maxPut = max(t.maxPut, size)
+			kb = float64((size + 1023) / 1024)
+			for _, gsi := range []string{"gsi1pk", "gsi2pk", "gsi3pk"} {
+				if _, ok := it.Put.Item[gsi]; ok {
+					t.indexPuts++
+					t.estWCU += kb // an ALL or data projection: about the item's size
+				}
+			}
+		}
+		if it.Delete != nil && it.Delete.Key != nil {
+			if pk, ok := it.Delete.Key["pk"].(*types.AttributeValueMemberS); ok && strings.HasPrefix(pk.Value, "RES#") {
+				t.indexPuts++ // the reservation's gsi1 entry goes too
+				t.estWCU++
+			}
+		}
+		t.estWCU += 2 * kb
+	}
+}
+
+// itemSize approximates DynamoDB's item size: attribute names plus values.
+func itemSize(item map[string]types.AttributeValue) int {
+	n := 0
+	for name, v := range item {
+		n += len(name)
+		switch v := v.(type) {
+		case *types.AttributeValueMemberS:
+			n += len(v.Value)
+		case *types.AttributeValueMemberN:
+			n += len(v.Value)/2 + 1
+		case *types.AttributeValueMemberB:
+			n += len(v.Value)
+		default:
+			n += 8
+		}
+	}
+	return n
+}
+
+func (t *txItems) snapshot() txItems {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return txItems{calls: t.calls, items: t.items, puts: t.puts, indexPuts: t.indexPuts, estWCU: t.estWCU, maxPut: t.maxPut}
 }
