@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/stipend/stipend/shared/apierror"
@@ -19,14 +20,31 @@ type providerRequest struct {
 	APIKey        *string   `json:"apiKey" rule:"a non-empty string"`
 	BaseURL       *string   `json:"baseUrl" rule:"an absolute http(s) URL"`
 	AllowedModels *[]string `json:"allowedModels" rule:"a list of model names"`
+	APIVersion    *string   `json:"apiVersion" rule:"an Azure api-version such as 2024-10-21"`
+	// Deployments maps model names to Azure deployment names.
+	Deployments *map[string]string `json:"deployments" rule:"an object of model name to Azure deployment name"`
 }
 
-// providerView is a provider setting as the API shows it: never its secret.
-func providerView(p *provider.Setting) provider.Setting {
-	v := *p
-	v.SecretID = ""
-	v.AllowedModels = nonEmpty(v.AllowedModels)
-	return v
+// providerJSON is a provider setting as the API shows it: never its secret.
+type providerJSON struct {
+	ID            string            `json:"id"`
+	Name          string            `json:"name"`
+	Provider      string            `json:"provider"`
+	BaseURL       string            `json:"baseUrl,omitempty"`
+	AllowedModels []string          `json:"allowedModels"`
+	APIVersion    string            `json:"apiVersion,omitempty"`
+	Deployments   map[string]string `json:"deployments,omitempty"`
+	CreatedAt     int64             `json:"createdAt"`
+	UpdatedAt     int64             `json:"updatedAt"`
+}
+
+// providerView is a provider setting as the API shows it.
+func providerView(p *provider.Setting) providerJSON {
+	return providerJSON{
+		ID: p.ID, Name: p.Name, Provider: p.Provider, BaseURL: p.BaseURL,
+		AllowedModels: nonEmpty(p.AllowedModels), APIVersion: p.APIVersion, Deployments: p.Deployments,
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+	}
 }
 
 func (h *Handler) listProviders(w http.ResponseWriter, r *http.Request) error {
@@ -34,7 +52,7 @@ func (h *Handler) listProviders(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(err, "providers")
 	}
-	out := make([]provider.Setting, 0, len(list))
+	out := make([]providerJSON, 0, len(list))
 	for _, p := range list {
 		out = append(out, providerView(p))
 	}
@@ -72,6 +90,9 @@ func (h *Handler) createProvider(w http.ResponseWriter, r *http.Request) error {
 	p := &provider.Setting{
 		ID: apikey.NewID(), Name: strings.TrimSpace(*req.Name), Provider: *req.Provider,
 		BaseURL: baseURL, AllowedModels: models, CreatedAt: now, UpdatedAt: now,
+	}
+	if err := applyKindFields(p, &req); err != nil {
+		return err
 	}
 	if p.SecretID, err = h.putSecret(r, p.ID, apiKey); err != nil {
 		return err
@@ -114,6 +135,9 @@ func (h *Handler) updateProvider(w http.ResponseWriter, r *http.Request) error {
 		if p.AllowedModels, err = validModels("allowedModels", req.AllowedModels); err != nil {
 			return err
 		}
+	}
+	if err := applyKindFields(p, &req); err != nil {
+		return err
 	}
 	apiKey, err := validAPIKey(req.APIKey, false)
 	if err != nil {
@@ -179,7 +203,7 @@ func validBaseURL(kind, base string) error {
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return mustBe("baseUrl", "an absolute http(s) URL, like https://example.openai.azure.com/openai/v1")
+		return mustBe("baseUrl", "an absolute http(s) URL, like https://api.example.com/v1")
 	}
 	if u.User != nil {
 		return invalid("baseUrl", "baseUrl must not contain credentials; send the key as apiKey")
@@ -204,4 +228,46 @@ func validModels(field string, list *[]string) ([]string, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// azureAPIVersion is the shape of an Azure OpenAI api-version.
+var azureAPIVersion = regexp.MustCompile(`^20[0-9]{2}-[01][0-9]-[0-3][0-9](-preview)?$`)
+
+// applyKindFields sets the fields of req that only some kinds have
+// (apiVersion and deployments: Azure's) on p, and checks them against p's
+// kind as it then stands, on create and on PATCH alike.
+func applyKindFields(p *provider.Setting, req *providerRequest) error {
+	if req.APIVersion != nil {
+		p.APIVersion = strings.TrimSpace(*req.APIVersion)
+	}
+	if req.Deployments != nil {
+		deps := make(map[string]string, len(*req.Deployments))
+		for model, dep := range *req.Deployments {
+			model, dep = strings.TrimSpace(model), strings.TrimSpace(dep)
+			if model == "" || dep == "" || strings.ContainsAny(dep, "/?#") {
+				return invalid("deployments", "deployments maps model names to Azure deployment names; %q: %q is not one", model, dep)
+			}
+			deps[model] = dep
+		}
+		p.Deployments = deps
+		if len(deps) == 0 {
+			p.Deployments = nil
+		}
+	}
+	if p.Provider != provider.Azure {
+		switch {
+		case p.APIVersion != "":
+			return invalid("apiVersion", "apiVersion applies only to azure providers")
+		case len(p.Deployments) > 0:
+			return invalid("deployments", "deployments apply only to azure providers")
+		}
+		return nil
+	}
+	if !azureAPIVersion.MatchString(p.APIVersion) {
+		return invalid("apiVersion", "apiVersion is required for azure providers: an api-version such as 2024-10-21")
+	}
+	if u, err := url.Parse(p.BaseURL); err == nil && strings.Contains(u.Path+"/", "/openai/") {
+		return invalid("baseUrl", "an azure provider's baseUrl is the resource endpoint, like https://example.openai.azure.com, without /openai: stipend adds /openai/deployments/<deployment>/...")
+	}
+	return nil
 }

@@ -45,11 +45,13 @@ func TestProviderCreateListPatch(t *testing.T) {
 	}
 
 	rec = e.do(t, "POST", "/api/v1/providers",
-		`{"name":"Azure","provider":"azure","apiKey":"az-key","baseUrl":"https://x.openai.azure.com/openai/v1","allowedModels":["gpt-4o"]}`)
+		`{"name":"Azure","provider":"azure","apiKey":"az-key","baseUrl":"https://x.openai.azure.com","apiVersion":"2024-10-21","deployments":{"gpt-4o":"class-4o"},"allowedModels":["gpt-4o"]}`)
 	var azure provider.Setting
 	decode(t, rec, 200, &azure)
 	check(rec.Body)
-	if azure.BaseURL != "https://x.openai.azure.com/openai/v1" || len(azure.AllowedModels) != 1 {
+	if azure.BaseURL != "https://x.openai.azure.com" || len(azure.AllowedModels) != 1 ||
+		azure.APIVersion != "2024-10-21" || azure.Deployments["gpt-4o"] != "class-4o" ||
+		e.store.providers[azure.ID].Deployments["gpt-4o"] != "class-4o" {
 		t.Errorf("azure = %+v", azure)
 	}
 
@@ -92,6 +94,14 @@ func TestProviderCreateListPatch(t *testing.T) {
 	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"provider":"anthropic"}`), 400, apierror.CodeInvalidRequest, "provider")
 	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+azure.ID, `{"baseUrl":""}`), 400, apierror.CodeInvalidRequest, "baseUrl")
 	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"apiKey":""}`), 400, apierror.CodeInvalidRequest, "apiKey")
+	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"apiVersion":"2024-10-21"}`), 400, apierror.CodeInvalidRequest, "apiVersion")
+	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+azure.ID, `{"apiVersion":""}`), 400, apierror.CodeInvalidRequest, "apiVersion")
+	// PATCH of deployments replaces them and is shown back.
+	rec = e.do(t, "PATCH", "/api/v1/providers/"+azure.ID, `{"deployments":{"gpt-4o-mini":"mini"},"apiVersion":"2024-06-01"}`)
+	decode(t, rec, 200, &patched)
+	if patched.APIVersion != "2024-06-01" || len(patched.Deployments) != 1 || patched.Deployments["gpt-4o-mini"] != "mini" {
+		t.Errorf("patched azure = %+v", patched)
+	}
 
 	for _, b := range bodies {
 		if strings.Contains(b, "sk-proj-UPSTREAM") || strings.Contains(b, "az-key") || strings.Contains(b, "secretsmanager") {
@@ -123,7 +133,15 @@ func TestProviderValidation(t *testing.T) {
 		{"unknown provider", `{"name":"n","provider":"cohere","apiKey":"k"}`, "provider", "provider must be one of"},
 		{"missing apiKey", `{"name":"n","provider":"openai"}`, "apiKey", "apiKey is required"},
 		{"apiKey not a string", `{"name":"n","provider":"openai","apiKey":123}`, "apiKey", "apiKey must be"},
-		{"azure without baseUrl", `{"name":"n","provider":"azure","apiKey":"k"}`, "baseUrl", "baseUrl is required"},
+		{"azure without baseUrl", `{"name":"n","provider":"azure","apiKey":"k","apiVersion":"2024-10-21"}`, "baseUrl", "baseUrl is required"},
+		{"azure without apiVersion", `{"name":"n","provider":"azure","apiKey":"k","baseUrl":"https://x.openai.azure.com"}`, "apiVersion", "apiVersion is required"},
+		{"azure bad apiVersion", `{"name":"n","provider":"azure","apiKey":"k","baseUrl":"https://x.openai.azure.com","apiVersion":"latest"}`, "apiVersion", "apiVersion is required"},
+		{"azure baseUrl with /openai", `{"name":"n","provider":"azure","apiKey":"k","baseUrl":"https://x.openai.azure.com/openai/v1","apiVersion":"2024-10-21"}`, "baseUrl", "resource endpoint"},
+		{"azure blank deployment", `{"name":"n","provider":"azure","apiKey":"k","baseUrl":"https://x.openai.azure.com","apiVersion":"2024-10-21","deployments":{"gpt-4o":""}}`, "deployments", "deployment names"},
+		{"deployments not an object", `{"name":"n","provider":"azure","apiKey":"k","baseUrl":"https://x.openai.azure.com","apiVersion":"2024-10-21","deployments":["a"]}`, "deployments", "deployments must be"},
+		{"apiVersion on openai", `{"name":"n","provider":"openai","apiKey":"k","apiVersion":"2024-10-21"}`, "apiVersion", "only to azure"},
+		{"deployments on anthropic", `{"name":"n","provider":"anthropic","apiKey":"k","deployments":{"a":"b"}}`, "deployments", "only to azure"},
+		{"unknown field", `{"name":"n","provider":"azure","apiKey":"k","baseUrl":"https://x.openai.azure.com","apiVersion":"2024-10-21","deployment":{"a":"b"}}`, "deployment", "deployment"},
 		{"compatible without baseUrl", `{"name":"n","provider":"openai-compatible","apiKey":"k"}`, "baseUrl", "baseUrl is required"},
 		{"relative baseUrl", `{"name":"n","provider":"openai-compatible","apiKey":"k","baseUrl":"/v1"}`, "baseUrl", "absolute http(s) URL"},
 		{"ftp baseUrl", `{"name":"n","provider":"openai","apiKey":"k","baseUrl":"ftp://x.com/v1"}`, "baseUrl", "absolute http(s) URL"},

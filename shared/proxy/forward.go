@@ -151,7 +151,11 @@ func (h *Handler) chooseProvider(x *exchange) error {
 		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest,
 			"POST /v1/messages is Anthropic's API, and this key's provider setting is not Anthropic; use /v1/chat/completions")
 	}
-	endpoint, err := prov.Endpoint(r.URL.Path, r.URL.RawQuery)
+	endpoint, err := prov.Endpoint(r.URL.Path, r.URL.RawQuery, x.req.Model)
+	if errors.Is(err, provider.ErrPathNotServed) {
+		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest,
+			fmt.Sprintf("this key's provider setting (%s) does not serve %s", prov.Provider, r.URL.Path))
+	}
 	if err != nil {
 		return apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError, "the provider setting has no usable base URL")
 	}
