@@ -96,9 +96,11 @@ func (u *usageJSON) toUsage() ledger.Usage {
 	if d := u.InputTokensDetails; d != nil {
 		out.CachedTokens += d.CachedTokens
 	}
-	// Anthropic reports cache reads and writes beside input_tokens.
+	// Anthropic reports cache reads and writes beside input_tokens; writes
+	// have their own price (pricing.Price.CacheWrite).
 	out.PromptTokens += u.CacheReadInputTokens + u.CacheCreationInputTokens
 	out.CachedTokens += u.CacheReadInputTokens
+	out.CacheWriteTokens += u.CacheCreationInputTokens
 	return out
 }
 
@@ -191,6 +193,7 @@ func MergeUsage(seen *ledger.Usage, u ledger.Usage) *ledger.Usage {
 	}
 	seen.PromptTokens = max(seen.PromptTokens, u.PromptTokens)
 	seen.CachedTokens = max(seen.CachedTokens, u.CachedTokens)
+	seen.CacheWriteTokens = max(seen.CacheWriteTokens, u.CacheWriteTokens)
 	seen.CompletionTokens = max(seen.CompletionTokens, u.CompletionTokens)
 	return seen
 }

@@ -81,9 +81,21 @@ func worstCase(path string, req *request, prompt int64, price pricing.Price) wor
 			w.output = limit
 		}
 	}
-	w.usage = ledger.Usage{PromptTokens: prompt, CompletionTokens: w.output * w.choices}
+	w.usage = worstPrompt(prompt, price)
+	w.usage.CompletionTokens = w.output * w.choices
 	w.cost = price.Cost(w.usage)
 	return w
+}
+
+// worstPrompt is the costliest way the provider may bill a prompt of n
+// tokens: all of it written to the prompt cache when cache writes cost more
+// than plain input (Anthropic's 1.25x), else all of it as plain input.
+func worstPrompt(n int64, price pricing.Price) ledger.Usage {
+	u := ledger.Usage{PromptTokens: n}
+	if price.CacheWrite > price.Input {
+		u.CacheWriteTokens = n
+	}
+	return u
 }
 
 // admission is the outcome of reserving: the reservation, and the request
@@ -192,7 +204,7 @@ func (h *Handler) fitOutput(ctx context.Context, res *budget.Reservation, price 
 	if remaining < 0 {
 		return 0, nil
 	}
-	promptCost := price.Cost(ledger.Usage{PromptTokens: w.prompt})
+	promptCost := price.Cost(worstPrompt(w.prompt, price))
 	return budget.FitOutput(remaining, promptCost, price.Output, w.choices), nil
 }
 

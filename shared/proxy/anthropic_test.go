@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -44,8 +45,16 @@ func TestAnthropicMessages(t *testing.T) {
 	t.Run("refused for a non-Anthropic provider", func(t *testing.T) {
 		e := newEnv(t, func(w http.ResponseWriter, r *http.Request) { t.Error("forwarded") })
 		resp := e.do("POST", "/v1/messages", "Bearer "+e.key, body)
-		if resp.StatusCode != 400 || errorCode(t, resp) != "invalid_request" {
-			t.Fatalf("status %d", resp.StatusCode)
+		var b struct {
+			Type  string `json:"type"`
+			Error struct{ Type, Message string }
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 400 || resp.Header.Get("X-Stipend-Error-Code") != "invalid_request" ||
+			b.Type != "error" || b.Error.Type != "invalid_request_error" || b.Error.Message == "" {
+			t.Fatalf("status %d %v body %+v", resp.StatusCode, resp.Header, b)
 		}
 	})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/user"
 )
 
@@ -217,5 +218,24 @@ func TestCountersReadOnlyWithLimits(t *testing.T) {
 				t.Fatalf("rate limit headers present = %v", got)
 			}
 		})
+	}
+}
+
+// TestWorstCaseCoversCacheWrites: a prompt may be billed entirely as cache
+// writes (Anthropic: 1.25x input), so the reservation prices it so.
+func TestWorstCaseCoversCacheWrites(t *testing.T) {
+	table, err := pricing.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, model := range []string{"claude-sonnet-4-5", "gpt-4o-mini"} {
+		price, _ := table.Lookup(model)
+		mt := int64(100)
+		req := &request{Model: model, MaxTokens: &mt}
+		w := worstCase("/v1/chat/completions", req, 1000, price)
+		all := max(price.Input, price.CacheWrite)
+		if want := money.Nanos((1000*all + 100*price.Output + 999) / 1000); w.cost != want {
+			t.Errorf("%s: worst case $%s, want $%s (1000 prompt tokens at %d, 100 out at %d)", model, w.cost, want, all, price.Output)
+		}
 	}
 }

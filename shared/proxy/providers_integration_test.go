@@ -7,6 +7,7 @@ package proxy_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/provider"
 )
 
@@ -140,6 +142,101 @@ func TestIntegrationAzure(t *testing.T) {
 		r := e.post("/v1/responses", key.plain, []byte(`{"model":"gpt-4o-mini","input":"hi","max_output_tokens":20}`))
 		if r.status != http.StatusBadRequest {
 			t.Fatalf("status %d: %s", r.status, r.body)
+		}
+	})
+}
+
+// anthropicError is Anthropic's error body.
+type anthropicError struct {
+	Type  string `json:"type"`
+	Error struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func TestIntegrationAnthropic(t *testing.T) {
+	endpoint := localtest.StartDynamoDB(t)
+	e := newITEnv(t, endpoint, "it-anthropic", time.Time{})
+	e.addSetting(provider.Setting{ID: "claude", Name: "claude", Provider: provider.Anthropic, BaseURL: e.upURL + "/v1"})
+	const model = "claude-sonnet-4-5"
+	cached := `{"model":"` + model + `","max_tokens":200,"stream":true,"system":[{"type":"text","text":"` + longPrompt(300) +
+		`","cache_control":{"type":"ephemeral"}}],"messages":[{"role":"user","content":"hello"}]}`
+
+	t.Run("cache writes billed at their own price, reads at theirs", func(t *testing.T) {
+		key := e.newKey(func(k *apikey.Key) { k.SettingIDs = []string{"claude"} })
+		price, _ := e.prices.Lookup(model)
+		var evs []*ledger.Event
+		for range 2 { // the first writes the cache, the second reads it
+			r := e.post("/v1/messages", key.plain, []byte(cached), "x-api-key", key.plain, "Authorization", "")
+			if r.status != http.StatusOK || !bytes.Contains(r.body, []byte("message_stop")) {
+				t.Fatalf("status %d: %s", r.status, r.body)
+			}
+		}
+		for _, ev := range e.events(key) {
+			evs = append(evs, ev)
+		}
+		var write, read *ledger.Event
+		for _, ev := range evs {
+			if ev.Usage.CacheWriteTokens > 0 {
+				write = ev
+			}
+			if ev.Usage.CachedTokens > 0 {
+				read = ev
+			}
+		}
+		if write == nil || read == nil {
+			t.Fatalf("events %+v %+v: want one cache write, one cache read", evs[0], evs[1])
+		}
+		plain := write.Usage.PromptTokens - write.Usage.CacheWriteTokens
+		want := money.Nanos((plain*price.Input + write.Usage.CacheWriteTokens*price.CacheWrite + write.Usage.CompletionTokens*price.Output + 999) / 1000)
+		if price.CacheWrite*4 != price.Input*5 || write.Cost != want {
+			t.Fatalf("cache write: usage %+v cost %d, want %d (write price %d = 1.25 x %d)", write.Usage, write.Cost, want, price.CacheWrite, price.Input)
+		}
+		if write.ReservedCost < write.Cost || read.ReservedCost < read.Cost {
+			t.Fatalf("reserved below cost: %d < %d or %d < %d", write.ReservedCost, write.Cost, read.ReservedCost, read.Cost)
+		}
+		if read.Cost >= write.Cost {
+			t.Fatalf("cache read %d not cheaper than write %d", read.Cost, write.Cost)
+		}
+		t.Logf("cache write: %+v $%s (reserved $%s); cache read: %+v $%s", write.Usage, write.Cost, write.ReservedCost, read.Usage, read.Cost)
+	})
+
+	t.Run("errors in Anthropic's shape, stipend's code in a header", func(t *testing.T) {
+		tests := []struct {
+			name   string
+			key    string
+			body   string
+			status int
+			typ    string
+			code   string
+		}{
+			{"unknown key", "sk-stipend-nope", `{"model":"` + model + `","max_tokens":10,"messages":[]}`, 401, "authentication_error", "invalid_api_key"},
+			{"unpriced model", "", `{"model":"claude-unknown-9","max_tokens":10,"messages":[{"role":"user","content":"x"}]}`, 400, "invalid_request_error", "model_not_priced"},
+			{"malformed", "", `{"model":`, 400, "invalid_request_error", "invalid_request"},
+			{"spend limit", "poor", `{"model":"` + model + `","max_tokens":1000,"messages":[{"role":"user","content":"x"}]}`, 429, "rate_limit_error", "insufficient_quota"},
+		}
+		ok := e.newKey(func(k *apikey.Key) { k.SettingIDs = []string{"claude"} })
+		poor := e.newKey(func(k *apikey.Key) { k.SettingIDs = []string{"claude"}; k.CostLimitLifetime = 1; noLowering(k) })
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				key := tt.key
+				switch key {
+				case "":
+					key = ok.plain
+				case "poor":
+					key = poor.plain
+				}
+				r := e.post("/v1/messages", key, []byte(tt.body), "x-api-key", key, "Authorization", "")
+				var b anthropicError
+				if err := json.Unmarshal(r.body, &b); err != nil {
+					t.Fatalf("body %s: %v", r.body, err)
+				}
+				if r.status != tt.status || b.Type != "error" || b.Error.Type != tt.typ || b.Error.Message == "" ||
+					r.header.Get("X-Stipend-Error-Code") != tt.code {
+					t.Fatalf("status %d code %q body %s", r.status, r.header.Get("X-Stipend-Error-Code"), r.body)
+				}
+			})
 		}
 	})
 }

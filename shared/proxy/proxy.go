@@ -209,6 +209,10 @@ var forwardedPaths = []string{
 	"/v1/responses", "/v1/moderations", "/v1/messages",
 }
 
+// anthropicMessages is Anthropic's API, whose errors stipend answers in
+// Anthropic's shape.
+const anthropicMessages = "/v1/messages"
+
 // ServeHTTP serves the proxy API.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
@@ -232,7 +236,11 @@ func (h *Handler) handle(fn func(http.ResponseWriter, *http.Request, *apikey.Key
 					slog.String("path", r.URL.Path), slog.String("cause", sent.err.Error()))
 				return
 			}
-			apierror.Write(w, r, h.cfg.Log, err)
+			if r.URL.Path == anthropicMessages {
+				apierror.WriteAnthropic(w, r, h.cfg.Log, err) // Anthropic's SDKs read their own shape
+			} else {
+				apierror.Write(w, r, h.cfg.Log, err)
+			}
 			var pending *pendingRelease
 			if errors.As(err, &pending) {
 				// The client has its 503 now; the release may take a while.
