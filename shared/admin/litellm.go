@@ -318,7 +318,7 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 		if req.Aliases != nil {
 			aliases = *req.Aliases
 		}
-		if err := h.checkPriced("models", models, aliases); err != nil {
+		if err := h.withSettingPrices(r.Context()).checkPriced("models", models, aliases); err != nil {
 			return nil, "", err
 		}
 	}
@@ -345,7 +345,7 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 		ID: id, Hash: apikey.Hash(plaintext), Tags: []string{},
 		CreatedAt: now.Unix(), UpdatedAt: now.Unix(), KeyRetrievalMethod: RetrieveOnce,
 	}
-	if err := h.apply(&kr, settings, k, now); err != nil {
+	if err := h.withSettingPrices(r.Context()).apply(&kr, settings, k, now); err != nil {
 		return nil, "", err
 	}
 	return k, plaintext, nil

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -171,5 +172,58 @@ func TestProviderSecretsUnavailable(t *testing.T) {
 	wantError(t, rec, 503, apierror.CodeServiceUnavailable, "")
 	if strings.Contains(rec.Body.String(), "AccessDenied") || len(e.store.providers) != 0 {
 		t.Errorf("body %s, providers %d", rec.Body, len(e.store.providers))
+	}
+}
+
+func TestProviderPrices(t *testing.T) {
+	e := newEnv(t)
+	var openai struct{ ID string }
+	decode(t, e.do(t, "POST", "/api/v1/providers", `{"name":"o","provider":"openai","apiKey":"k"}`), 200, &openai)
+	keyBody := `{"name":"k","providerSettingIds":["` + openai.ID + `"],"allowedModels":["llama-3.1-8b-instruct"]}`
+	// Before any setting prices it, a key may not name the model.
+	wantError(t, e.do(t, "POST", "/api/v1/secret-keys", keyBody), 400, apierror.CodeInvalidRequest, "allowedModels")
+
+	rec := e.do(t, "POST", "/api/v1/providers", `{"name":"vllm","provider":"openai-compatible","apiKey":"k","baseUrl":"http://gpu:8000/v1",
+		"prices":{"llama-3.1-8b-instruct":{"input":0.10,"output":0.2,"cachedInput":0.05},"gpt-4o-mini":{"input":1e-1,"output":0.000001}}}`)
+	var created struct {
+		ID     string
+		Prices map[string]map[string]json.Number
+	}
+	decode(t, rec, 200, &created)
+	// Stored as integers: pico-dollars per token (micro-dollars per 1M tokens).
+	stored := e.store.providers[created.ID].Prices
+	if stored["llama-3.1-8b-instruct"] != (provider.Rates{Input: 100_000, CachedInput: 50_000, CacheWrite: 100_000, Output: 200_000}) ||
+		stored["gpt-4o-mini"].Output != 1 {
+		t.Fatalf("stored prices %+v", stored)
+	}
+	// Shown back as the exact decimals.
+	if got := created.Prices["llama-3.1-8b-instruct"]; got["input"] != "0.1" || got["output"] != "0.2" || got["cachedInput"] != "0.05" {
+		t.Errorf("shown prices %s", rec.Body)
+	}
+	if got := created.Prices["gpt-4o-mini"]["output"]; got != "0.000001" {
+		t.Errorf("shown output %q", got)
+	}
+	// Now a key may name it.
+	decode(t, e.do(t, "POST", "/api/v1/secret-keys", keyBody), 200, nil)
+
+	// PATCH replaces the prices; {} clears them.
+	rec = e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"prices":{}}`)
+	decode(t, rec, 200, nil)
+	if len(e.store.providers[created.ID].Prices) != 0 || strings.Contains(rec.Body.String(), "prices") {
+		t.Errorf("prices not cleared: %s", rec.Body)
+	}
+
+	for _, bad := range []string{
+		`{"m":{"input":-0.1,"output":1}}`,
+		`{"m":{"input":0.0000001,"output":1}}`,
+		`{"m":{"input":"0.1","output":1}}`,
+		`{"m":{"input":1}}`,
+		`{"m":{"input":1,"output":1,"cachedInput":2}}`,
+		`{"m":{"input":1e400,"output":1}}`,
+		`{"m":{"input":1001,"output":1}}`,
+		`{"m":{"input":1,"output":1,"cached":0.5}}`,
+		`["m"]`,
+	} {
+		wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"prices":`+bad+`}`), 400, apierror.CodeInvalidRequest, "prices")
 	}
 }

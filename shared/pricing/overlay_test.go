@@ -138,3 +138,41 @@ func TestParseCustomNumberExact(t *testing.T) {
 }
 
 func jsonNumber(s string) json.Number { return json.Number(s) }
+
+// TestRatesRoundTrip: the integers ParseRates yields (what a provider
+// setting stores) price exactly as WithPrices does, and stored rates are
+// checked again.
+func TestRatesRoundTrip(t *testing.T) {
+	base, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := []byte(`{"llama-3.1-8b-instruct":{"input":0.10,"output":0.2,"cachedInput":0.05},"claude-sonnet-4-5":{"input":2,"output":10}}`)
+	rates, err := base.ParseRates(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rates["llama-3.1-8b-instruct"]; got != (Rates{Input: 100_000, CachedInput: 50_000, CacheWrite: 100_000, Output: 200_000}) {
+		t.Errorf("llama rates %+v", got)
+	}
+	if got := rates["claude-sonnet-4-5"]; got.CacheWrite != 2_500_000 { // 1.25x of the new input
+		t.Errorf("claude rates %+v", got)
+	}
+	viaJSON, _ := base.WithPrices(raw)
+	viaRates, err := base.WithRates(rates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"llama-3.1-8b-instruct", "claude-sonnet-4-5-20250929", "gpt-4o-mini"} {
+		a, _ := viaJSON.Lookup(m)
+		b, ok := viaRates.Lookup(m)
+		if !ok || a != b {
+			t.Errorf("%s: %+v vs %+v", m, a, b)
+		}
+	}
+	for _, bad := range []Rates{{Input: -1}, {Input: 1, CachedInput: 2}, {Input: MaxCustomPrice + 1}} {
+		if _, err := base.WithRates(map[string]Rates{"m": bad}); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
