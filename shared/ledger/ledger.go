@@ -46,6 +46,10 @@ type Event struct {
 	ReservedCost money.Nanos `json:"reservedCostInUsd,omitempty"`
 	Overrun      bool        `json:"overrun,omitempty"`
 	ErrorCode    string      `json:"errorCode,omitempty"`
+	// Attempts counts the provider settings the request was sent to: 2
+	// when the first failed before any byte reached the client and another
+	// answered (ProviderID names the one that answered); 0 or 1 otherwise.
+	Attempts int `json:"attempts,omitempty"`
 
 	// Bodies, kept only when the key's shouldLogRequest / shouldLogResponse
 	// is on (body.go): the request as the client sent it and the response

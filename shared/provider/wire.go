@@ -13,20 +13,35 @@ import (
 	"github.com/stipend/stipend/shared/ledger"
 )
 
-// IsClaude reports whether model is one of Anthropic's (a "claude-" name):
-// only an Anthropic setting serves those, and only OpenAI or Azure serve
-// the others; an OpenAI-compatible gateway serves either.
+// IsClaude reports whether model is one of Anthropic's (a "claude-" name).
 func IsClaude(model string) bool { return strings.HasPrefix(model, "claude-") }
 
-// Serves reports whether a setting of kind can serve model.
-func Serves(kind, model string) bool {
-	switch kind {
-	case OpenAICompatible:
+// IsOpenAIFamily reports the model families OpenAI and Azure OpenAI serve:
+// gpt-*, chatgpt-*, o<digit>* (o1, o3, o4-mini), text-embedding-*, the
+// moderation models (*-moderation-*) and OpenAI's other model names
+// (davinci-002, babbage-002, codex-*, computer-use-*).
+func IsOpenAIFamily(model string) bool {
+	for _, prefix := range []string{"gpt-", "chatgpt-", "text-embedding-", "davinci-", "babbage-", "codex-", "computer-use-"} {
+		if strings.HasPrefix(model, prefix) {
+			return true
+		}
+	}
+	if strings.Contains(model, "-moderation-") {
 		return true
+	}
+	return len(model) > 1 && model[0] == 'o' && model[1] >= '0' && model[1] <= '9'
+}
+
+// ServesFamily reports whether a setting of kind serves model by its kind
+// alone: Claude models on Anthropic, OpenAI's families on OpenAI and Azure.
+// An OpenAI-compatible server serves only the models its setting names
+// (allowedModels or prices), never a family.
+func ServesFamily(kind, model string) bool {
+	switch kind {
 	case Anthropic:
 		return IsClaude(model)
 	case OpenAI, Azure:
-		return !IsClaude(model)
+		return IsOpenAIFamily(model)
 	}
 	return false
 }

@@ -52,8 +52,8 @@ func TestAnthropicMessages(t *testing.T) {
 		if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
 			t.Fatal(err)
 		}
-		if resp.StatusCode != 400 || resp.Header.Get("X-Stipend-Error-Code") != "invalid_request" ||
-			b.Type != "error" || b.Error.Type != "invalid_request_error" || b.Error.Message == "" {
+		if resp.StatusCode != 403 || resp.Header.Get("X-Stipend-Error-Code") != "model_not_allowed" ||
+			b.Type != "error" || b.Error.Type != "permission_error" || !strings.Contains(b.Error.Message, "/v1/messages") {
 			t.Fatalf("status %d %v body %+v", resp.StatusCode, resp.Header, b)
 		}
 	})
@@ -67,7 +67,8 @@ func TestModelsFollowTheProvider(t *testing.T) {
 		{provider.OpenAI, true, false},
 		{provider.Azure, true, false},
 		{provider.Anthropic, false, true},
-		{provider.OpenAICompatible, true, true},
+		// An OpenAI-compatible server serves only what its setting names.
+		{provider.OpenAICompatible, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {

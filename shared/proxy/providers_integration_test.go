@@ -10,11 +10,14 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack/localtest"
+	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
@@ -140,7 +143,7 @@ func TestIntegrationAzure(t *testing.T) {
 	t.Run("a path Azure deployments do not serve", func(t *testing.T) {
 		key := e.newKey(func(k *apikey.Key) { k.SettingIDs = []string{"azure"} })
 		r := e.post("/v1/responses", key.plain, []byte(`{"model":"gpt-4o-mini","input":"hi","max_output_tokens":20}`))
-		if r.status != http.StatusBadRequest {
+		if r.status != http.StatusForbidden || !bytes.Contains(r.body, []byte("model_not_allowed")) {
 			t.Fatalf("status %d: %s", r.status, r.body)
 		}
 	})
@@ -239,4 +242,141 @@ func TestIntegrationAnthropic(t *testing.T) {
 			})
 		}
 	})
+}
+
+// newRoutingEnv is a proxy whose table holds, beside the default OpenAI
+// setting (itProviderID), an Anthropic setting and an OpenAI-compatible
+// server (vLLM) that only its own prices name, all at the fake upstream.
+func newRoutingEnv(t *testing.T, endpoint, table string, opts itOptions) *itEnv {
+	e := newITEnvWith(t, endpoint, table, time.Time{}, opts)
+	e.addSetting(provider.Setting{ID: "claude", Name: "claude", Provider: provider.Anthropic, BaseURL: e.upURL + "/v1"})
+	e.addSetting(provider.Setting{ID: "vllm", Name: "vllm", Provider: provider.OpenAICompatible, BaseURL: e.upURL + "/v1",
+		Prices: map[string]provider.Rates{"llama-3.1-8b-instruct": {Input: 100_000, CachedInput: 100_000, CacheWrite: 100_000, Output: 200_000}}})
+	return e
+}
+
+func chatFor(model string) []byte {
+	return []byte(`{"model":"` + model + `","stream":true,"max_tokens":50,"messages":[{"role":"user","content":"hello there"}]}`)
+}
+
+func TestIntegrationRoutingAndPrices(t *testing.T) {
+	endpoint := localtest.StartDynamoDB(t)
+	e := newRoutingEnv(t, endpoint, "it-routing", itOptions{})
+	e.addSetting(provider.Setting{ID: "openai-2", Name: "second account", Provider: provider.OpenAI, BaseURL: e.upURL + "/v1"})
+
+	// A LiteLLM /key/generate key names no setting: it reaches every one.
+	adm := admin.New(admin.Config{Store: e.store, AdminKey: func(context.Context) (string, error) { return "admin-key", nil }, Now: e.clock.Now})
+	req := httptest.NewRequest(http.MethodPost, "/key/generate", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer admin-key")
+	rec := httptest.NewRecorder()
+	adm.ServeHTTP(rec, req)
+	var gen struct{ Key string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &gen); rec.Code != 200 || err != nil {
+		t.Fatalf("/key/generate with settings of three kinds: %d %s", rec.Code, rec.Body)
+	}
+	id, err := apikey.Parse(gen.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lite := itKey{id: id, plain: gen.Key}
+
+	t.Run("a LiteLLM key routed by model to each kind", func(t *testing.T) {
+		used := map[string]int{}
+		for range 16 {
+			r := e.post(itChatPath, lite.plain, chatFor("gpt-4o-mini"))
+			if r.status != 200 {
+				t.Fatalf("gpt-4o-mini: %d %s", r.status, r.body)
+			}
+		}
+		r := e.post("/v1/messages", lite.plain, []byte(`{"model":"claude-haiku-4-5","max_tokens":50,"messages":[{"role":"user","content":"hello"}]}`))
+		if r.status != 200 {
+			t.Fatalf("claude: %d %s", r.status, r.body)
+		}
+		r = e.post(itChatPath, lite.plain, chatFor("llama-3.1-8b-instruct"))
+		if r.status != 200 {
+			t.Fatalf("llama: %d %s", r.status, r.body)
+		}
+		for _, ev := range e.events(lite) {
+			used[ev.Model+" via "+ev.ProviderID]++
+			switch {
+			case ev.Model == "gpt-4o-mini" && ev.ProviderID != itProviderID && ev.ProviderID != "openai-2",
+				ev.Model == "claude-haiku-4-5" && ev.ProviderID != "claude",
+				ev.Model == "llama-3.1-8b-instruct" && ev.ProviderID != "vllm":
+				t.Errorf("%s went to %s", ev.Model, ev.ProviderID)
+			}
+			if ev.Model == "llama-3.1-8b-instruct" {
+				// Only the setting's prices price it: $0.10 in, $0.20 out per 1M tokens.
+				want := money.Nanos((ev.Usage.PromptTokens*100_000 + ev.Usage.CompletionTokens*200_000 + 999) / 1000)
+				if ev.Usage.CompletionTokens == 0 || ev.Cost != want || ev.ReservedCost < ev.Cost {
+					t.Errorf("llama: usage %+v cost %d reserved %d, want cost %d", ev.Usage, ev.Cost, ev.ReservedCost, want)
+				}
+				t.Logf("llama-3.1-8b-instruct on vllm: usage %+v cost $%s (reserved $%s)", ev.Usage, ev.Cost, ev.ReservedCost)
+			}
+		}
+		// Spread at random over the two OpenAI settings.
+		if used["gpt-4o-mini via "+itProviderID] == 0 || used["gpt-4o-mini via openai-2"] == 0 {
+			t.Errorf("16 requests not spread over both OpenAI settings: %v", used)
+		}
+		t.Logf("routed: %v", used)
+	})
+
+	t.Run("refusals", func(t *testing.T) {
+		onlyClaude := e.newKey(func(k *apikey.Key) { k.SettingIDs = []string{"claude"} })
+		tests := []struct {
+			name, key, path, model string
+			status                 int
+			code                   string
+		}{
+			{"no setting of the key serves it", onlyClaude.plain, itChatPath, "gpt-4o-mini", 403, "model_not_allowed"},
+			// Only a setting this key cannot use prices it.
+			{"a vLLM model without the vLLM setting", onlyClaude.plain, itChatPath, "llama-3.1-8b-instruct", 400, "model_not_priced"},
+			{"nobody prices it", lite.plain, itChatPath, "mistral-large-2", 400, "model_not_priced"},
+			{"Messages API for an OpenAI model", lite.plain, "/v1/messages", "gpt-4o-mini", 403, "model_not_allowed"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				r := e.post(tt.path, tt.key, chatFor(tt.model))
+				if r.status != tt.status || !bytes.Contains(r.body, []byte(tt.code)) && r.header.Get("X-Stipend-Error-Code") != tt.code ||
+					!bytes.Contains(r.body, []byte(tt.model)) {
+					t.Fatalf("%d %s", r.status, r.body)
+				}
+			})
+		}
+	})
+
+	t.Run("GET /v1/models lists what the key can reach", func(t *testing.T) {
+		onlyVLLM := e.newKey(func(k *apikey.Key) { k.SettingIDs = []string{"vllm"} })
+		for _, tt := range []struct {
+			key       string
+			want, not []string
+		}{
+			{lite.plain, []string{"gpt-4o-mini", "claude-haiku-4-5", "llama-3.1-8b-instruct", "text-embedding-3-small"}, nil},
+			{onlyVLLM.plain, []string{"llama-3.1-8b-instruct"}, []string{"gpt-4o-mini", "claude-haiku-4-5"}},
+		} {
+			req, _ := http.NewRequest(http.MethodGet, e.proxy.URL+"/v1/models", nil)
+			req.Header.Set("Authorization", "Bearer "+tt.key)
+			resp, err := e.client.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var list struct{ Data []struct{ ID string } }
+			_ = json.NewDecoder(resp.Body).Decode(&list)
+			resp.Body.Close()
+			ids := map[string]bool{}
+			for _, m := range list.Data {
+				ids[m.ID] = true
+			}
+			for _, m := range tt.want {
+				if !ids[m] {
+					t.Errorf("%s missing from %d models", m, len(ids))
+				}
+			}
+			for _, m := range tt.not {
+				if ids[m] {
+					t.Errorf("%s listed", m)
+				}
+			}
+		}
+	})
+	e.noOpenReservations()
 }
