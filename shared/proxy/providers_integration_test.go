@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,9 +20,11 @@ import (
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/provider"
+	"github.com/stipend/stipend/shared/proxy"
 )
 
 // addSetting stores a provider setting whose key is the fake upstream's.
@@ -377,6 +380,135 @@ func TestIntegrationRoutingAndPrices(t *testing.T) {
 				}
 			}
 		}
+	})
+	e.noOpenReservations()
+}
+
+// TestIntegrationFailover: a setting that fails before any byte reached the
+// client is replaced once by another eligible setting, under the one
+// reservation; a setting that fails after the first byte is never retried.
+func TestIntegrationFailover(t *testing.T) {
+	endpoint := localtest.StartDynamoDB(t)
+	e := newITEnvWith(t, endpoint, "it-failover", time.Time{}, itOptions{config: func(c *proxy.Config) {
+		c.Client = proxy.NewUpstreamClient(proxy.Timeouts{Dial: time.Second, TLSHandshake: time.Second, ResponseHeader: 300 * time.Millisecond, IdleConn: time.Second})
+	}})
+
+	down := httptest.NewServer(http.NotFoundHandler())
+	down.Close() // nothing listens there any more: connect errors
+	overloaded := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "7")
+		http.Error(w, `{"error":{"message":"overloaded","type":"server_error"}}`, http.StatusServiceUnavailable)
+	}))
+	t.Cleanup(overloaded.Close)
+	limited := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Retry-After", "7")
+		http.Error(w, `{"error":{"message":"rate limited","type":"rate_limit_error"}}`, http.StatusTooManyRequests)
+	}))
+	t.Cleanup(limited.Close)
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select { // no headers within the client's ResponseHeader timeout
+		case <-r.Context().Done():
+		case <-time.After(3 * time.Second):
+		}
+	}))
+	t.Cleanup(slow.Close)
+	// cut streams the recorded start of a stream, then breaks the connection.
+	cutStream, err := os.ReadFile("testdata/chat_stream_cut.sse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(cutStream)
+		http.NewResponseController(w).Flush()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	t.Cleanup(cut.Close)
+	for id, url := range map[string]string{"down": down.URL, "overloaded": overloaded.URL, "limited": limited.URL, "slow": slow.URL, "cut": cut.URL} {
+		e.addSetting(provider.Setting{ID: id, Name: id, Provider: provider.OpenAI, BaseURL: url + "/v1"})
+	}
+
+	for _, bad := range []string{"down", "overloaded", "limited", "slow"} {
+		t.Run("first setting "+bad+": retried once on the other", func(t *testing.T) {
+			key := e.newKey(func(k *apikey.Key) { k.SettingIDs = []string{bad, itProviderID}; k.CostLimitLifetime = money.Dollar })
+			const n = 12
+			for i := range n {
+				r := e.post(itChatPath, key.plain, chatFor("gpt-4o-mini"))
+				if r.status != http.StatusOK || !bytes.Contains(r.body, []byte("data: [DONE]")) {
+					t.Fatalf("request %d: %d %s", i, r.status, r.body)
+				}
+			}
+			var retried int
+			var spent money.Nanos
+			for _, ev := range e.events(key) {
+				spent += ev.Cost
+				if ev.ProviderID != itProviderID || ev.Status != 200 || ev.ReservedCost < ev.Cost || ev.Incomplete {
+					t.Errorf("event %+v", ev)
+				}
+				switch ev.Attempts {
+				case 2:
+					retried++
+				case 1:
+				default:
+					t.Errorf("attempts %d", ev.Attempts)
+				}
+			}
+			if retried == 0 || retried == n {
+				t.Errorf("%d of %d requests retried; the first setting is chosen at random", retried, n)
+			}
+			// One reservation per request, settled to what was served.
+			if tot := e.totals("KEY#"+key.id, budget.LifetimeCounter); tot.Cost != spent || tot.Requests != n {
+				t.Errorf("lifetime counter %+v, events %d", tot, spent)
+			}
+			t.Logf("%s first: %d of %d requests failed over, all served; spent $%s", bad, retried, n, spent)
+		})
+	}
+
+	t.Run("both fail: the last answer reaches the client", func(t *testing.T) {
+		key := e.newKey(func(k *apikey.Key) { k.SettingIDs = []string{"limited", "overloaded"} })
+		r := e.post(itChatPath, key.plain, chatFor("gpt-4o-mini"))
+		ev := e.onlyEvent(key)
+		if r.status != ev.Status || (r.status != 429 && r.status != 503) || r.header.Get("Retry-After") != "7" || ev.Attempts != 2 || ev.Cost != 0 {
+			t.Fatalf("%d %v %s; event %+v", r.status, r.header, r.body, ev)
+		}
+	})
+
+	t.Run("never a retry after the first byte", func(t *testing.T) {
+		key := e.newKey(func(k *apikey.Key) { k.SettingIDs = []string{"cut", itProviderID} })
+		from := len(e.up.Requests())
+		const n = 12
+		var cutSeen int
+		for range n {
+			r := e.post(itChatPath, key.plain, chatFor("gpt-4o-mini"))
+			if r.status != http.StatusOK {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+			if !bytes.Contains(r.body, []byte("data: [DONE]")) {
+				cutSeen++
+				if !bytes.Contains(r.body, []byte(`"Hello"`)) {
+					t.Fatalf("cut stream not passed through: %s", r.body)
+				}
+			}
+		}
+		evs := e.events(key)
+		var viaCut int
+		for _, ev := range evs {
+			if ev.ProviderID == "cut" {
+				viaCut++
+				if ev.Attempts != 1 || !ev.Incomplete || !ev.Estimated || ev.Cost == 0 {
+					t.Errorf("cut event %+v", ev)
+				}
+			}
+		}
+		upstream := len(e.up.Requests()) - from
+		if viaCut == 0 || viaCut != cutSeen || upstream != n-viaCut {
+			t.Fatalf("%d cut events, %d cut streams seen, fake upstream got %d of %d requests", viaCut, cutSeen, upstream, n)
+		}
+		t.Logf("%d of %d streams cut after the first byte, none retried", viaCut, n)
 	})
 	e.noOpenReservations()
 }
