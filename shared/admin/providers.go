@@ -31,6 +31,9 @@ type providerRequest struct {
 	// Prices is {"<model>": {"input", "output", "cachedInput"?, "cacheWrite"?}}
 	// in USD per 1M tokens, read exactly (pricing.Table.ParseRates).
 	Prices *json.RawMessage `json:"prices" rule:"an object of model name to {input, output, cachedInput} in USD per 1M tokens"`
+	// The setting's own per-minute ceilings; 0 removes one.
+	RequestsPerMinute *int64 `json:"requestsPerMinute" rule:"a whole number from 0 to 1000000000"`
+	TokensPerMinute   *int64 `json:"tokensPerMinute" rule:"a whole number from 0 to 1000000000"`
 }
 
 // priceJSON is one model's price as the API shows it: USD per 1M tokens,
@@ -44,16 +47,18 @@ type priceJSON struct {
 
 // providerJSON is a provider setting as the API shows it: never its secret.
 type providerJSON struct {
-	ID            string               `json:"id"`
-	Name          string               `json:"name"`
-	Provider      string               `json:"provider"`
-	BaseURL       string               `json:"baseUrl,omitempty"`
-	AllowedModels []string             `json:"allowedModels"`
-	APIVersion    string               `json:"apiVersion,omitempty"`
-	Deployments   map[string]string    `json:"deployments,omitempty"`
-	Prices        map[string]priceJSON `json:"prices,omitempty"`
-	CreatedAt     int64                `json:"createdAt"`
-	UpdatedAt     int64                `json:"updatedAt"`
+	ID                string               `json:"id"`
+	Name              string               `json:"name"`
+	Provider          string               `json:"provider"`
+	BaseURL           string               `json:"baseUrl,omitempty"`
+	AllowedModels     []string             `json:"allowedModels"`
+	APIVersion        string               `json:"apiVersion,omitempty"`
+	Deployments       map[string]string    `json:"deployments,omitempty"`
+	Prices            map[string]priceJSON `json:"prices,omitempty"`
+	RequestsPerMinute int64                `json:"requestsPerMinute,omitempty"`
+	TokensPerMinute   int64                `json:"tokensPerMinute,omitempty"`
+	CreatedAt         int64                `json:"createdAt"`
+	UpdatedAt         int64                `json:"updatedAt"`
 }
 
 // providerView is a provider setting as the API shows it.
@@ -62,6 +67,7 @@ func providerView(p *provider.Setting) providerJSON {
 		ID: p.ID, Name: p.Name, Provider: p.Provider, BaseURL: p.BaseURL,
 		AllowedModels: nonEmpty(p.AllowedModels), APIVersion: p.APIVersion, Deployments: p.Deployments,
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+		RequestsPerMinute: p.RequestsPerMinute, TokensPerMinute: p.TokensPerMinute,
 	}
 	if len(p.Prices) > 0 {
 		v.Prices = make(map[string]priceJSON, len(p.Prices))
@@ -266,6 +272,9 @@ func validModels(field string, list *[]string) ([]string, error) {
 	return out, nil
 }
 
+// maxCeiling bounds a setting's per-minute ceilings.
+const maxCeiling = 1_000_000_000
+
 // azureAPIVersion is the shape of an Azure OpenAI api-version.
 var azureAPIVersion = regexp.MustCompile(`^20[0-9]{2}-[01][0-9]-[0-3][0-9](-preview)?$`)
 
@@ -273,6 +282,19 @@ var azureAPIVersion = regexp.MustCompile(`^20[0-9]{2}-[01][0-9]-[0-3][0-9](-prev
 // (apiVersion and deployments: Azure's) on p, and checks them against p's
 // kind as it then stands, on create and on PATCH alike.
 func applyKindFields(p *provider.Setting, req *providerRequest) error {
+	for _, f := range []struct {
+		name string
+		in   *int64
+		out  *int64
+	}{{"requestsPerMinute", req.RequestsPerMinute, &p.RequestsPerMinute}, {"tokensPerMinute", req.TokensPerMinute, &p.TokensPerMinute}} {
+		if f.in == nil {
+			continue
+		}
+		if *f.in < 0 || *f.in > maxCeiling {
+			return mustBe(f.name, "a whole number from 0 (no ceiling) to 1000000000")
+		}
+		*f.out = *f.in
+	}
 	if req.Prices != nil {
 		table, err := pricing.Default()
 		if err != nil {

@@ -97,6 +97,16 @@ func TestProviderCreateListPatch(t *testing.T) {
 	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"apiKey":""}`), 400, apierror.CodeInvalidRequest, "apiKey")
 	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"apiVersion":"2024-10-21"}`), 400, apierror.CodeInvalidRequest, "apiVersion")
 	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+azure.ID, `{"apiVersion":""}`), 400, apierror.CodeInvalidRequest, "apiVersion")
+	// Ceilings are set, shown and removed with 0.
+	rec = e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"requestsPerMinute":500,"tokensPerMinute":200000}`)
+	decode(t, rec, 200, &patched)
+	if st := e.store.providers[created.ID]; st.RequestsPerMinute != 500 || st.TokensPerMinute != 200000 || !strings.Contains(rec.Body.String(), `"requestsPerMinute":500`) {
+		t.Errorf("ceilings: %s", rec.Body)
+	}
+	decode(t, e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"requestsPerMinute":0}`), 200, &patched)
+	if st := e.store.providers[created.ID]; st.RequestsPerMinute != 0 || st.TokensPerMinute != 200000 {
+		t.Errorf("ceilings after removing one: %+v", st)
+	}
 	// PATCH of deployments replaces them and is shown back.
 	rec = e.do(t, "PATCH", "/api/v1/providers/"+azure.ID, `{"deployments":{"gpt-4o-mini":"mini"},"apiVersion":"2024-06-01"}`)
 	decode(t, rec, 200, &patched)
@@ -142,6 +152,8 @@ func TestProviderValidation(t *testing.T) {
 		{"deployments not an object", `{"name":"n","provider":"azure","apiKey":"k","baseUrl":"https://x.openai.azure.com","apiVersion":"2024-10-21","deployments":["a"]}`, "deployments", "deployments must be"},
 		{"apiVersion on openai", `{"name":"n","provider":"openai","apiKey":"k","apiVersion":"2024-10-21"}`, "apiVersion", "only to azure"},
 		{"deployments on anthropic", `{"name":"n","provider":"anthropic","apiKey":"k","deployments":{"a":"b"}}`, "deployments", "only to azure"},
+		{"negative ceiling", `{"name":"n","provider":"openai","apiKey":"k","requestsPerMinute":-1}`, "requestsPerMinute", "from 0"},
+		{"fractional ceiling", `{"name":"n","provider":"openai","apiKey":"k","tokensPerMinute":1.5}`, "tokensPerMinute", "whole number"},
 		{"unknown field", `{"name":"n","provider":"azure","apiKey":"k","baseUrl":"https://x.openai.azure.com","apiVersion":"2024-10-21","deployment":{"a":"b"}}`, "deployment", "deployment"},
 		{"compatible without baseUrl", `{"name":"n","provider":"openai-compatible","apiKey":"k"}`, "baseUrl", "baseUrl is required"},
 		{"relative baseUrl", `{"name":"n","provider":"openai-compatible","apiKey":"k","baseUrl":"/v1"}`, "baseUrl", "absolute http(s) URL"},

@@ -38,10 +38,15 @@ type Setting struct {
 	// without an entry is its own deployment name.
 	Deployments map[string]string `json:"deployments,omitempty"`
 	// Prices are the admin's prices for this setting (see Rates), by model.
-	Prices    map[string]Rates `json:"prices,omitempty"`
-	SecretID  string           `json:"-"` // Secrets Manager id of the provider API key
-	CreatedAt int64            `json:"createdAt"`
-	UpdatedAt int64            `json:"updatedAt"`
+	Prices map[string]Rates `json:"prices,omitempty"`
+	// RequestsPerMinute and TokensPerMinute are the setting's own ceilings
+	// (the provider account's tier), shared by every key that uses it; 0
+	// means none.
+	RequestsPerMinute int64  `json:"requestsPerMinute,omitempty"`
+	TokensPerMinute   int64  `json:"tokensPerMinute,omitempty"`
+	SecretID          string `json:"-"` // Secrets Manager id of the provider API key
+	CreatedAt         int64  `json:"createdAt"`
+	UpdatedAt         int64  `json:"updatedAt"`
 
 	// KeyVersion counts changes of the provider API key: every new apiKey
 	// increments it, so a proxy that sees a higher one knows its cached

@@ -115,7 +115,7 @@ type admission struct {
 // A reserve that ran out of time may still land: its 503 is a
 // *pendingRelease, and the handler abandons the reservation once the client
 // has its answer.
-func (h *Handler) admit(r *http.Request, key *apikey.Key, req *request, body []byte, price pricing.Price, ev *ledger.Event) (*admission, error) {
+func (h *Handler) admit(r *http.Request, key *apikey.Key, req *request, body []byte, price pricing.Price, ceiling *budget.ProviderCeiling, ev *ledger.Event) (*admission, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.ReserveTimeout)
 	defer cancel()
 	adm := &admission{body: body}
@@ -130,7 +130,7 @@ func (h *Handler) admit(r *http.Request, key *apikey.Key, req *request, body []b
 			return nil, err
 		}
 		w := worstCase(r.URL.Path, req, prompt, price)
-		res := h.plan(r.Context(), key, usr, org, req, price, w, ev)
+		res := h.plan(r.Context(), key, usr, org, req, price, ceiling, w, ev)
 		err = h.cfg.Limiter.Reserve(ctx, res)
 		if err == nil {
 			adm.res = res
@@ -238,11 +238,11 @@ func storeUnavailable(err error) error {
 
 // plan builds the reservation for one request; ctx is the request's own
 // context, whose deadline (if any) the reservation's outlives.
-func (h *Handler) plan(ctx context.Context, key *apikey.Key, usr *user.User, org *user.Org, req *request, price pricing.Price, w worst, ev *ledger.Event) *budget.Reservation {
+func (h *Handler) plan(ctx context.Context, key *apikey.Key, usr *user.User, org *user.Org, req *request, price pricing.Price, ceiling *budget.ProviderCeiling, w worst, ev *ledger.Event) *budget.Reservation {
 	now := h.cfg.Now()
 	br := budget.Request{
 		KeyID: key.ID, Key: budget.KeyLimits(key), Model: req.Model, Family: price.Model,
-		Cost: w.cost, Tokens: w.usage.Total(), Now: now,
+		Cost: w.cost, Tokens: w.usage.Total(), Now: now, Provider: ceiling,
 	}
 	checks := []budget.Check{{Kind: budget.CheckKey, ID: key.ID, Version: key.Version}}
 	if usr != nil {

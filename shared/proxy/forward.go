@@ -157,7 +157,7 @@ func (h *Handler) reserve(x *exchange) error {
 		Model: x.req.Model, Path: r.URL.Path, Method: r.Method, Stream: x.req.Stream,
 		CustomID: x.customID, CreatedAt: x.start.UnixMilli(), RequestedModel: requestedIfAliased(x.requested, x.req.Model),
 	}
-	adm, err := h.admit(r, x.key, &x.req, x.body, x.price, x.ev)
+	adm, err := h.admit(r, x.key, &x.req, x.body, x.price, ceilingOf(x.prov), x.ev)
 	if err != nil {
 		return err
 	}

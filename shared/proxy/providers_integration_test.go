@@ -25,6 +25,7 @@ import (
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/proxy"
+	"github.com/stipend/stipend/shared/testclock"
 )
 
 // addSetting stores a provider setting whose key is the fake upstream's.
@@ -510,5 +511,64 @@ func TestIntegrationFailover(t *testing.T) {
 		}
 		t.Logf("%d of %d streams cut after the first byte, none retried", viaCut, n)
 	})
+	e.noOpenReservations()
+}
+
+// TestIntegrationProviderCeilings: a setting's requestsPerMinute and
+// tokensPerMinute are shared by every key that uses it and exact under
+// concurrency; a request over one is a 429 with Retry-After, never charged.
+func TestIntegrationProviderCeilings(t *testing.T) {
+	endpoint := localtest.StartDynamoDB(t)
+	// A fixed clock: every request falls in one minute's window.
+	e := newITEnvWith(t, endpoint, "it-ceilings", testclock.Now(t), itOptions{})
+	body := chatFor("gpt-4o-mini")
+	price, _ := e.prices.Lookup("gpt-4o-mini")
+	n, err := e.tok.Prompt(price.Encoding, itChatPath, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	worstTokens := n + 50
+	e.addSetting(provider.Setting{ID: "rpm", Name: "rpm", Provider: provider.OpenAI, BaseURL: e.upURL + "/v1", RequestsPerMinute: 7})
+	e.addSetting(provider.Setting{ID: "tpm", Name: "tpm", Provider: provider.OpenAI, BaseURL: e.upURL + "/v1", TokensPerMinute: worstTokens*9 + worstTokens/2})
+
+	for _, tt := range []struct {
+		setting string
+		want    int
+	}{{"rpm", 7}, {"tpm", 9}} {
+		t.Run(tt.setting, func(t *testing.T) {
+			keys := make([]itKey, 4)
+			for i := range keys {
+				keys[i] = e.newKey(func(k *apikey.Key) { k.SettingIDs = []string{tt.setting} })
+			}
+			const total = 40
+			results := e.burst(total, func(i int) string { return keys[i%len(keys)].plain }, body)
+			var served, limited int
+			for _, r := range results {
+				switch {
+				case r.status == 200 && r.done:
+					served++
+				case r.status == 429 && r.code == "rate_limit_exceeded" && r.retryAfter != "":
+					limited++
+				default:
+					t.Fatalf("%+v", r)
+				}
+			}
+			evs := e.events(keys...)
+			var tokens int64
+			for _, ev := range evs {
+				tokens += ev.Usage.Total()
+			}
+			// Requests per minute: exactly the ceiling. Tokens per minute: at
+			// least the ceiling's worth of worst cases, and what was served
+			// never above the ceiling (a settled request gives back what it
+			// did not use, so a late one may still fit).
+			exact := tt.setting == "rpm" && served == tt.want ||
+				tt.setting == "tpm" && served >= tt.want && tokens <= worstTokens*9+worstTokens/2
+			if !exact || limited != total-served || len(evs) != served {
+				t.Fatalf("%d served (%d tokens), %d limited, %d events; want %d served", served, tokens, limited, len(evs), tt.want)
+			}
+			t.Logf("%s ceiling shared by 4 keys: %d concurrent requests, %d served, %d refused with 429", tt.setting, total, served, limited)
+		})
+	}
 	e.noOpenReservations()
 }

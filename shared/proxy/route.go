@@ -16,6 +16,7 @@ import (
 
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
 )
@@ -155,7 +156,9 @@ func (h *Handler) route(x *exchange) error {
 	x.route = x.route[:0]
 	for _, p := range eligible {
 		price, ok := h.priceOn(ctx, p, model)
-		if !ok || len(x.route) > 0 && price.Encoding != x.route[0].price.Encoding {
+		// A failover goes only to a setting without ceilings of its own:
+		// the reservation holds the first setting's (ceilingOf).
+		if !ok || len(x.route) > 0 && (price.Encoding != x.route[0].price.Encoding || ceilingOf(p) != nil) {
 			continue
 		}
 		x.route = append(x.route, &candidate{prov: p, price: price})
@@ -191,6 +194,14 @@ func (h *Handler) pricedAnywhere(ctx context.Context, settings []*provider.Setti
 func errNotPriced(model string) error {
 	return apierror.New(http.StatusBadRequest, apierror.CodeModelNotPriced,
 		fmt.Sprintf("model %q has no known price, so its spend cannot be limited", model)).WithParam("model")
+}
+
+// ceilingOf is setting p's own per-minute ceilings, or nil.
+func ceilingOf(p *provider.Setting) *budget.ProviderCeiling {
+	if p.RequestsPerMinute <= 0 && p.TokensPerMinute <= 0 {
+		return nil
+	}
+	return &budget.ProviderCeiling{ID: p.ID, RPM: p.RequestsPerMinute, TPM: p.TokensPerMinute}
 }
 
 // ceiling is a price at least a and b in every figure that can raise a
