@@ -182,6 +182,7 @@ func (t *Table) customPrice(name string, r Rates) Price {
 		p.Encoding, p.PromptTokenPercent = base.Encoding, base.PromptTokenPercent
 	}
 	p.Input, p.CachedInput, p.CacheWrite, p.Output = r.Input, r.CachedInput, r.CacheWrite, r.Output
+	p.CacheWrite1h = OneHourWrite(p.Input, p.CacheWrite)
 	return p
 }
 

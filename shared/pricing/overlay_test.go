@@ -176,3 +176,21 @@ func TestRatesRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestOneHourCacheWrites: 1-hour cache writes cost twice the input price on
+// a model that charges for cache writes; 5-minute ones 1.25x.
+func TestOneHourCacheWrites(t *testing.T) {
+	table, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := table.Lookup("claude-sonnet-4-5")
+	u := ledger.Usage{PromptTokens: 1000, CacheWriteTokens: 600, CacheWrite1hTokens: 200}
+	// 400 plain at $3, 400 5-minute writes at $3.75, 200 1-hour writes at $6 per 1M.
+	if got, want := p.Cost(u), money.Nanos(400*3000+400*3750+200*6000); got != want || p.CacheWrite1h != 6_000_000 {
+		t.Errorf("cost %d, want %d (1h price %d)", got, want, p.CacheWrite1h)
+	}
+	if g, _ := table.Lookup("gpt-4o-mini"); g.CacheWrite1h != g.Input {
+		t.Errorf("gpt-4o-mini 1h write %d", g.CacheWrite1h)
+	}
+}

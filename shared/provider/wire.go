@@ -98,6 +98,10 @@ type usageJSON struct {
 	} `json:"input_tokens_details"`
 	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
 	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
+	// CacheCreation splits the writes by lifetime (Anthropic).
+	CacheCreation *struct {
+		Ephemeral1h int64 `json:"ephemeral_1h_input_tokens"`
+	} `json:"cache_creation"`
 }
 
 func (u *usageJSON) toUsage() ledger.Usage {
@@ -116,6 +120,9 @@ func (u *usageJSON) toUsage() ledger.Usage {
 	out.PromptTokens += u.CacheReadInputTokens + u.CacheCreationInputTokens
 	out.CachedTokens += u.CacheReadInputTokens
 	out.CacheWriteTokens += u.CacheCreationInputTokens
+	if c := u.CacheCreation; c != nil {
+		out.CacheWrite1hTokens = min(c.Ephemeral1h, out.CacheWriteTokens)
+	}
 	return out
 }
 
@@ -209,6 +216,7 @@ func MergeUsage(seen *ledger.Usage, u ledger.Usage) *ledger.Usage {
 	seen.PromptTokens = max(seen.PromptTokens, u.PromptTokens)
 	seen.CachedTokens = max(seen.CachedTokens, u.CachedTokens)
 	seen.CacheWriteTokens = max(seen.CacheWriteTokens, u.CacheWriteTokens)
+	seen.CacheWrite1hTokens = max(seen.CacheWrite1hTokens, u.CacheWrite1hTokens)
 	seen.CompletionTokens = max(seen.CompletionTokens, u.CompletionTokens)
 	return seen
 }

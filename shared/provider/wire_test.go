@@ -54,6 +54,9 @@ func TestRecordedStreams(t *testing.T) {
 		{"anthropic/messages_stream_no_usage.sse", nil, ""},
 		// Cache writes are part of the prompt and priced on their own.
 		{"anthropic/messages_stream_cache_write.sse", &ledger.Usage{PromptTokens: 17, CacheWriteTokens: 11, CompletionTokens: 3}, " word1 word2 word3"},
+		// The same with a 1-hour write (usage.cache_creation, as Anthropic
+		// sends it; this file is the recording above with that object added).
+		{"anthropic/messages_stream_cache_write_1h.sse", &ledger.Usage{PromptTokens: 17, CacheWriteTokens: 11, CacheWrite1hTokens: 11, CompletionTokens: 3}, " word1 word2 word3"},
 		{"anthropic/messages_stream_cache_read.sse", &ledger.Usage{PromptTokens: 17, CachedTokens: 11, CompletionTokens: 3}, ""},
 		{"anthropic/messages_cache_read.json", &ledger.Usage{PromptTokens: 17, CachedTokens: 11, CompletionTokens: 3}, ""},
 	}

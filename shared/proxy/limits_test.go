@@ -222,20 +222,29 @@ func TestCountersReadOnlyWithLimits(t *testing.T) {
 }
 
 // TestWorstCaseCoversCacheWrites: a prompt may be billed entirely as cache
-// writes (Anthropic: 1.25x input), so the reservation prices it so.
+// writes (Anthropic: 1.25x input, 2x for a 1-hour write), so the
+// reservation prices it so.
 func TestWorstCaseCoversCacheWrites(t *testing.T) {
 	table, err := pricing.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, model := range []string{"claude-sonnet-4-5", "gpt-4o-mini"} {
-		price, _ := table.Lookup(model)
+	const fiveMin = `{"messages":[{"role":"user","content":[{"type":"text","text":"x","cache_control":{"type":"ephemeral"}}]}]}`
+	const oneHour = `{"messages":[{"role":"user","content":[{"type":"text","text":"x","cache_control":{"type":"ephemeral","ttl":"1h"}}]}]}`
+	for _, tt := range []struct {
+		model, body string
+		perToken    func(pricing.Price) int64
+	}{
+		{"claude-sonnet-4-5", fiveMin, func(p pricing.Price) int64 { return p.CacheWrite }},
+		{"claude-sonnet-4-5", oneHour, func(p pricing.Price) int64 { return 2 * p.Input }},
+		{"gpt-4o-mini", oneHour, func(p pricing.Price) int64 { return p.Input }},
+	} {
+		price, _ := table.Lookup(tt.model)
 		mt := int64(100)
-		req := &request{Model: model, MaxTokens: &mt}
-		w := worstCase("/v1/chat/completions", req, 1000, price)
-		all := max(price.Input, price.CacheWrite)
-		if want := money.Nanos((1000*all + 100*price.Output + 999) / 1000); w.cost != want {
-			t.Errorf("%s: worst case $%s, want $%s (1000 prompt tokens at %d, 100 out at %d)", model, w.cost, want, all, price.Output)
+		req := &request{Model: tt.model, MaxTokens: &mt}
+		w := worstCase("/v1/messages", req, []byte(tt.body), 1000, price)
+		if want := money.Nanos((1000*tt.perToken(price) + 100*price.Output + 999) / 1000); w.cost != want {
+			t.Errorf("%s %s: worst case $%s, want $%s", tt.model, tt.body, w.cost, want)
 		}
 	}
 }
