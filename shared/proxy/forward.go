@@ -196,7 +196,11 @@ func (h *Handler) end(x *exchange, m *meter) {
 func (h *Handler) forwardUpstream(w http.ResponseWriter, x *exchange, m *meter) error {
 	r := x.r
 	if x.key.Moderation && r.URL.Path != "/v1/moderations" {
-		if err := h.moderate(r.Context(), x.prov, x.apiKey, x.body); err != nil {
+		prov, apiKey, err := h.screener(r.Context(), x) // route.go
+		if err == nil {
+			err = h.moderate(r.Context(), prov, apiKey, x.body)
+		}
+		if err != nil {
 			// Recorded (cost 0, nothing was forwarded) so abuse can be traced.
 			e := apierror.From(err)
 			x.ev.Status, x.ev.ErrorCode = e.Status, e.Code

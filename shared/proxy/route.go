@@ -219,18 +219,9 @@ func ceiling(a, b pricing.Price) pricing.Price {
 // (a changed provider key applies to the very next request), its provider
 // key and the upstream URL for the request.
 func (h *Handler) load(ctx context.Context, x *exchange, c *candidate) error {
-	readCtx, cancel := context.WithTimeout(ctx, h.cfg.ReserveTimeout)
-	p, err := h.cfg.Providers.GetProvider(readCtx, c.prov.ID)
-	cancel()
+	p, secret, err := h.readSetting(ctx, c.prov.ID)
 	if err != nil {
-		return apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
-			"the provider setting is unavailable; try again shortly")
-	}
-	h.forgetStaleSecret(p)
-	secret, err := h.cfg.Secrets.Get(ctx, p.SecretID)
-	if err != nil {
-		return apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
-			"the provider key is unavailable; try again shortly")
+		return err
 	}
 	endpoint, err := p.Endpoint(x.r.URL.Path, x.r.URL.RawQuery, x.req.Model)
 	if errors.Is(err, provider.ErrPathNotServed) {
@@ -242,6 +233,45 @@ func (h *Handler) load(ctx context.Context, x *exchange, c *candidate) error {
 	}
 	c.prov, c.apiKey, c.endpoint = p, secret, endpoint
 	return nil
+}
+
+// readSetting reads setting id fresh and its provider key.
+func (h *Handler) readSetting(ctx context.Context, id string) (*provider.Setting, string, error) {
+	readCtx, cancel := context.WithTimeout(ctx, h.cfg.ReserveTimeout)
+	p, err := h.cfg.Providers.GetProvider(readCtx, id)
+	cancel()
+	if err != nil {
+		return nil, "", apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
+			"the provider setting is unavailable; try again shortly")
+	}
+	h.forgetStaleSecret(p)
+	secret, err := h.cfg.Secrets.Get(ctx, p.SecretID)
+	if err != nil {
+		return nil, "", apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
+			"the provider key is unavailable; try again shortly")
+	}
+	return p, secret, nil
+}
+
+// screener is the setting that screens a moderated key's input: the
+// request's own when it serves OpenAI's moderation endpoint, else another
+// of the key's settings that does (an Azure or Anthropic setting has none).
+func (h *Handler) screener(ctx context.Context, x *exchange) (*provider.Setting, string, error) {
+	if serves(x.prov, moderationModel, "/v1/moderations") {
+		return x.prov, x.apiKey, nil
+	}
+	all, err := h.settings(ctx, x.key)
+	if err != nil {
+		return nil, "", apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
+			"the provider settings are unavailable; try again shortly")
+	}
+	for _, p := range all {
+		if serves(p, moderationModel, "/v1/moderations") {
+			return h.readSetting(ctx, p.ID)
+		}
+	}
+	return nil, "", apierror.New(http.StatusBadGateway, apierror.CodeUpstreamError,
+		"this key requires moderation, and none of its provider settings has a moderation endpoint (an OpenAI setting has one); tell your instructor")
 }
 
 // servable lists the models the key can reach: every model some setting it
