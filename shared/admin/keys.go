@@ -211,7 +211,7 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) error {
 		ID: id, Hash: apikey.Hash(plaintext), Tags: []string{},
 		CreatedAt: now.Unix(), UpdatedAt: now.Unix(), KeyRetrievalMethod: method,
 	}
-	if err := h.apply(&req, settings, k, now); err != nil {
+	if err := h.withSettingPrices(r.Context()).apply(&req, settings, k, now); err != nil {
 		return err
 	}
 	if err := h.sealKey(r, k, plaintext); err != nil {
@@ -289,7 +289,7 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request) error {
 				return invalid("revoked", "secret key %s is archived and cannot be reinstated; create a new key", id)
 			}
 			now := h.cfg.Now()
-			if err := h.apply(&req, settings, k, now); err != nil {
+			if err := h.withSettingPrices(r.Context()).apply(&req, settings, k, now); err != nil {
 				return err
 			}
 			setRevoked(req.Revoked, req.RevokedReason, &k.Revoked, &k.RevokedReason)

@@ -25,10 +25,10 @@ package admin
 //     re-running a class script never mints a second key per student;
 //     further keys come from /key/generate with user_id.
 //   - LiteLLM requests name no provider. The extension field
-//     stipend_provider_setting_ids names them; without it the key gets every
-//     provider setting, provided they are interchangeable (one setting, or
-//     several of the same provider kind and base URL, among which the proxy
-//     spreads requests); otherwise the request must name them (400).
+//     stipend_provider_setting_ids names them; without it the key names
+//     none, and the proxy routes each of its requests by model among every
+//     provider setting (those of any kind that serve the model, CONTRACT
+//     §3), including settings created later. At least one must exist.
 //   - /key/info's info.token is the key's id (LiteLLM shows a token there;
 //     stipend stores no plaintext and never shows the hash); info.spend is
 //     the key's lifetime spend (settled) in US dollars. The key itself is
@@ -266,14 +266,7 @@ func (h *Handler) liteSettings(r *http.Request, ids *[]string) ([]string, error)
 	if len(list) == 0 {
 		return nil, invalid(field, "no provider setting exists yet: create one with POST /api/v1/providers first")
 	}
-	out := make([]string, 0, len(list))
-	for _, p := range list {
-		if p.Provider != list[0].Provider || p.BaseURL != list[0].BaseURL {
-			return nil, invalid(field, "%d provider settings of different kinds exist: name the ones this key may use in stipend_provider_setting_ids", len(list))
-		}
-		out = append(out, p.ID)
-	}
-	return out, nil
+	return []string{}, nil // none named: every setting, routed by model
 }
 
 // liteKey validates a LiteLLM request and returns the key it describes, not
@@ -312,7 +305,7 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 		if req.Aliases != nil {
 			aliases = *req.Aliases
 		}
-		if err := h.checkPriced("models", models, aliases); err != nil {
+		if err := h.withSettingPrices(r.Context()).checkPriced("models", models, aliases); err != nil {
 			return nil, "", err
 		}
 	}
@@ -339,7 +332,7 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 		ID: id, Hash: apikey.Hash(plaintext), Tags: []string{},
 		CreatedAt: now.Unix(), UpdatedAt: now.Unix(), KeyRetrievalMethod: RetrieveOnce,
 	}
-	if err := h.apply(&kr, settings, k, now); err != nil {
+	if err := h.withSettingPrices(r.Context()).apply(&kr, settings, k, now); err != nil {
 		return nil, "", err
 	}
 	return k, plaintext, nil

@@ -1,13 +1,19 @@
 package admin
 
 import (
+	"context"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
 )
 
@@ -19,14 +25,68 @@ type providerRequest struct {
 	APIKey        *string   `json:"apiKey" rule:"a non-empty string"`
 	BaseURL       *string   `json:"baseUrl" rule:"an absolute http(s) URL"`
 	AllowedModels *[]string `json:"allowedModels" rule:"a list of model names"`
+	APIVersion    *string   `json:"apiVersion" rule:"an Azure api-version such as 2024-10-21"`
+	// Deployments maps model names to Azure deployment names.
+	Deployments *map[string]string `json:"deployments" rule:"an object of model name to Azure deployment name"`
+	// Prices is {"<model>": {"input", "output", "cachedInput"?, "cacheWrite"?}}
+	// in USD per 1M tokens, read exactly (pricing.Table.ParseRates).
+	Prices *json.RawMessage `json:"prices" rule:"an object of model name to {input, output, cachedInput} in USD per 1M tokens"`
+	// The setting's own per-minute ceilings; 0 removes one.
+	RequestsPerMinute *int64 `json:"requestsPerMinute" rule:"a whole number from 0 to 1000000000"`
+	TokensPerMinute   *int64 `json:"tokensPerMinute" rule:"a whole number from 0 to 1000000000"`
 }
 
-// providerView is a provider setting as the API shows it: never its secret.
-func providerView(p *provider.Setting) provider.Setting {
-	v := *p
-	v.SecretID = ""
-	v.AllowedModels = nonEmpty(v.AllowedModels)
+// priceJSON is one model's price as the API shows it: USD per 1M tokens,
+// written from the stored integers exactly.
+type priceJSON struct {
+	Input       json.Number `json:"input"`
+	Output      json.Number `json:"output"`
+	CachedInput json.Number `json:"cachedInput"`
+	CacheWrite  json.Number `json:"cacheWrite"`
+}
+
+// providerJSON is a provider setting as the API shows it: never its secret.
+type providerJSON struct {
+	ID                string               `json:"id"`
+	Name              string               `json:"name"`
+	Provider          string               `json:"provider"`
+	BaseURL           string               `json:"baseUrl,omitempty"`
+	AllowedModels     []string             `json:"allowedModels"`
+	APIVersion        string               `json:"apiVersion,omitempty"`
+	Deployments       map[string]string    `json:"deployments,omitempty"`
+	Prices            map[string]priceJSON `json:"prices,omitempty"`
+	RequestsPerMinute int64                `json:"requestsPerMinute,omitempty"`
+	TokensPerMinute   int64                `json:"tokensPerMinute,omitempty"`
+	CreatedAt         int64                `json:"createdAt"`
+	UpdatedAt         int64                `json:"updatedAt"`
+}
+
+// providerView is a provider setting as the API shows it.
+func providerView(p *provider.Setting) providerJSON {
+	v := providerJSON{
+		ID: p.ID, Name: p.Name, Provider: p.Provider, BaseURL: p.BaseURL,
+		AllowedModels: nonEmpty(p.AllowedModels), APIVersion: p.APIVersion, Deployments: p.Deployments,
+		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
+		RequestsPerMinute: p.RequestsPerMinute, TokensPerMinute: p.TokensPerMinute,
+	}
+	if len(p.Prices) > 0 {
+		v.Prices = make(map[string]priceJSON, len(p.Prices))
+		for m, r := range p.Prices {
+			v.Prices[m] = priceJSON{Input: perMillion(r.Input), Output: perMillion(r.Output),
+				CachedInput: perMillion(r.CachedInput), CacheWrite: perMillion(r.CacheWrite)}
+		}
+	}
 	return v
+}
+
+// perMillion writes pico-dollars per token (micro-dollars per 1M tokens) as
+// the exact decimal of US dollars per 1M tokens: 100000 is 0.1.
+func perMillion(pico int64) json.Number {
+	s := strconv.FormatInt(pico/1_000_000, 10)
+	if frac := pico % 1_000_000; frac != 0 {
+		s += "." + strings.TrimRight(fmt.Sprintf("%06d", frac), "0")
+	}
+	return json.Number(s)
 }
 
 func (h *Handler) listProviders(w http.ResponseWriter, r *http.Request) error {
@@ -34,7 +94,7 @@ func (h *Handler) listProviders(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(err, "providers")
 	}
-	out := make([]provider.Setting, 0, len(list))
+	out := make([]providerJSON, 0, len(list))
 	for _, p := range list {
 		out = append(out, providerView(p))
 	}
@@ -72,6 +132,9 @@ func (h *Handler) createProvider(w http.ResponseWriter, r *http.Request) error {
 	p := &provider.Setting{
 		ID: apikey.NewID(), Name: strings.TrimSpace(*req.Name), Provider: *req.Provider,
 		BaseURL: baseURL, AllowedModels: models, CreatedAt: now, UpdatedAt: now,
+	}
+	if err := applyKindFields(p, &req); err != nil {
+		return err
 	}
 	if p.SecretID, err = h.putSecret(r, p.ID, apiKey); err != nil {
 		return err
@@ -114,6 +177,9 @@ func (h *Handler) updateProvider(w http.ResponseWriter, r *http.Request) error {
 		if p.AllowedModels, err = validModels("allowedModels", req.AllowedModels); err != nil {
 			return err
 		}
+	}
+	if err := applyKindFields(p, &req); err != nil {
+		return err
 	}
 	apiKey, err := validAPIKey(req.APIKey, false)
 	if err != nil {
@@ -179,7 +245,7 @@ func validBaseURL(kind, base string) error {
 	}
 	u, err := url.Parse(base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return mustBe("baseUrl", "an absolute http(s) URL, like https://example.openai.azure.com/openai/v1")
+		return mustBe("baseUrl", "an absolute http(s) URL, like https://api.example.com/v1")
 	}
 	if u.User != nil {
 		return invalid("baseUrl", "baseUrl must not contain credentials; send the key as apiKey")
@@ -204,4 +270,110 @@ func validModels(field string, list *[]string) ([]string, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// maxCeiling bounds a setting's per-minute ceilings.
+const maxCeiling = 1_000_000_000
+
+// azureAPIVersion is the shape of an Azure OpenAI api-version.
+var azureAPIVersion = regexp.MustCompile(`^20[0-9]{2}-[01][0-9]-[0-3][0-9](-preview)?$`)
+
+// applyKindFields sets the fields of req that only some kinds have
+// (apiVersion and deployments: Azure's) on p, and checks them against p's
+// kind as it then stands, on create and on PATCH alike.
+func applyKindFields(p *provider.Setting, req *providerRequest) error {
+	for _, f := range []struct {
+		name string
+		in   *int64
+		out  *int64
+	}{{"requestsPerMinute", req.RequestsPerMinute, &p.RequestsPerMinute}, {"tokensPerMinute", req.TokensPerMinute, &p.TokensPerMinute}} {
+		if f.in == nil {
+			continue
+		}
+		if *f.in < 0 || *f.in > maxCeiling {
+			return mustBe(f.name, "a whole number from 0 (no ceiling) to 1000000000")
+		}
+		*f.out = *f.in
+	}
+	if req.Prices != nil {
+		table, err := pricing.Default()
+		if err != nil {
+			return fmt.Errorf("price table: %w", err)
+		}
+		rates, err := table.ParseRates(*req.Prices)
+		if err != nil {
+			return invalid("prices", "prices must be {\"<model>\": {\"input\": 0.10, \"output\": 0.20, \"cachedInput\": 0.05}} in USD per 1M tokens (non-negative, at most 6 decimal places, at most 1000): %s",
+				strings.TrimPrefix(err.Error(), "pricing: prices: "))
+		}
+		p.Prices = nil
+		if len(rates) > 0 {
+			p.Prices = make(map[string]provider.Rates, len(rates))
+			for m, r := range rates {
+				p.Prices[m] = provider.Rates{Input: r.Input, CachedInput: r.CachedInput, CacheWrite: r.CacheWrite, Output: r.Output}
+			}
+		}
+	}
+	if req.APIVersion != nil {
+		p.APIVersion = strings.TrimSpace(*req.APIVersion)
+	}
+	if req.Deployments != nil {
+		deps := make(map[string]string, len(*req.Deployments))
+		for model, dep := range *req.Deployments {
+			model, dep = strings.TrimSpace(model), strings.TrimSpace(dep)
+			if model == "" || dep == "" || strings.ContainsAny(dep, "/?#") {
+				return invalid("deployments", "deployments maps model names to Azure deployment names; %q: %q is not one", model, dep)
+			}
+			deps[model] = dep
+		}
+		p.Deployments = deps
+		if len(deps) == 0 {
+			p.Deployments = nil
+		}
+	}
+	if p.Provider != provider.Azure {
+		switch {
+		case p.APIVersion != "":
+			return invalid("apiVersion", "apiVersion applies only to azure providers")
+		case len(p.Deployments) > 0:
+			return invalid("deployments", "deployments apply only to azure providers")
+		}
+		return nil
+	}
+	if !azureAPIVersion.MatchString(p.APIVersion) {
+		return invalid("apiVersion", "apiVersion is required for azure providers: an api-version such as 2024-10-21")
+	}
+	if u, err := url.Parse(p.BaseURL); err == nil && strings.Contains(u.Path+"/", "/openai/") {
+		return invalid("baseUrl", "an azure provider's baseUrl is the resource endpoint, like https://example.openai.azure.com, without /openai: stipend adds /openai/deployments/<deployment>/...")
+	}
+	return nil
+}
+
+// withSettingPrices returns a copy of h for one request whose PricedModel
+// also accepts the models some provider setting's prices price, so a key's
+// allowedModels may name them (a vLLM server's llama-3.1-8b-instruct). The
+// settings are listed at most once, and only for a model the embedded table
+// lacks.
+func (h *Handler) withSettingPrices(ctx context.Context) *Handler {
+	c := *h
+	embedded := h.cfg.PricedModel
+	var priced map[string]bool
+	c.cfg.PricedModel = func(model string) bool {
+		if embedded(model) {
+			return true
+		}
+		if priced == nil {
+			priced = map[string]bool{}
+			list, err := h.cfg.Store.ListProviders(ctx)
+			if err != nil {
+				return false // refused as unpriced; the admin retries
+			}
+			for _, p := range list {
+				for m := range p.Prices {
+					priced[m] = true
+				}
+			}
+		}
+		return priced[model]
+	}
+	return &c
 }

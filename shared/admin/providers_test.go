@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -45,11 +46,13 @@ func TestProviderCreateListPatch(t *testing.T) {
 	}
 
 	rec = e.do(t, "POST", "/api/v1/providers",
-		`{"name":"Azure","provider":"azure","apiKey":"az-key","baseUrl":"https://x.openai.azure.com/openai/v1","allowedModels":["gpt-4o"]}`)
+		`{"name":"Azure","provider":"azure","apiKey":"az-key","baseUrl":"https://x.openai.azure.com","apiVersion":"2024-10-21","deployments":{"gpt-4o":"class-4o"},"allowedModels":["gpt-4o"]}`)
 	var azure provider.Setting
 	decode(t, rec, 200, &azure)
 	check(rec.Body)
-	if azure.BaseURL != "https://x.openai.azure.com/openai/v1" || len(azure.AllowedModels) != 1 {
+	if azure.BaseURL != "https://x.openai.azure.com" || len(azure.AllowedModels) != 1 ||
+		azure.APIVersion != "2024-10-21" || azure.Deployments["gpt-4o"] != "class-4o" ||
+		e.store.providers[azure.ID].Deployments["gpt-4o"] != "class-4o" {
 		t.Errorf("azure = %+v", azure)
 	}
 
@@ -92,6 +95,24 @@ func TestProviderCreateListPatch(t *testing.T) {
 	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"provider":"anthropic"}`), 400, apierror.CodeInvalidRequest, "provider")
 	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+azure.ID, `{"baseUrl":""}`), 400, apierror.CodeInvalidRequest, "baseUrl")
 	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"apiKey":""}`), 400, apierror.CodeInvalidRequest, "apiKey")
+	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"apiVersion":"2024-10-21"}`), 400, apierror.CodeInvalidRequest, "apiVersion")
+	wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+azure.ID, `{"apiVersion":""}`), 400, apierror.CodeInvalidRequest, "apiVersion")
+	// Ceilings are set, shown and removed with 0.
+	rec = e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"requestsPerMinute":500,"tokensPerMinute":200000}`)
+	decode(t, rec, 200, &patched)
+	if st := e.store.providers[created.ID]; st.RequestsPerMinute != 500 || st.TokensPerMinute != 200000 || !strings.Contains(rec.Body.String(), `"requestsPerMinute":500`) {
+		t.Errorf("ceilings: %s", rec.Body)
+	}
+	decode(t, e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"requestsPerMinute":0}`), 200, &patched)
+	if st := e.store.providers[created.ID]; st.RequestsPerMinute != 0 || st.TokensPerMinute != 200000 {
+		t.Errorf("ceilings after removing one: %+v", st)
+	}
+	// PATCH of deployments replaces them and is shown back.
+	rec = e.do(t, "PATCH", "/api/v1/providers/"+azure.ID, `{"deployments":{"gpt-4o-mini":"mini"},"apiVersion":"2024-06-01"}`)
+	decode(t, rec, 200, &patched)
+	if patched.APIVersion != "2024-06-01" || len(patched.Deployments) != 1 || patched.Deployments["gpt-4o-mini"] != "mini" {
+		t.Errorf("patched azure = %+v", patched)
+	}
 
 	for _, b := range bodies {
 		if strings.Contains(b, "sk-proj-UPSTREAM") || strings.Contains(b, "az-key") || strings.Contains(b, "secretsmanager") {
@@ -123,7 +144,17 @@ func TestProviderValidation(t *testing.T) {
 		{"unknown provider", `{"name":"n","provider":"cohere","apiKey":"k"}`, "provider", "provider must be one of"},
 		{"missing apiKey", `{"name":"n","provider":"openai"}`, "apiKey", "apiKey is required"},
 		{"apiKey not a string", `{"name":"n","provider":"openai","apiKey":123}`, "apiKey", "apiKey must be"},
-		{"azure without baseUrl", `{"name":"n","provider":"azure","apiKey":"k"}`, "baseUrl", "baseUrl is required"},
+		{"azure without baseUrl", `{"name":"n","provider":"azure","apiKey":"k","apiVersion":"2024-10-21"}`, "baseUrl", "baseUrl is required"},
+		{"azure without apiVersion", `{"name":"n","provider":"azure","apiKey":"k","baseUrl":"https://x.openai.azure.com"}`, "apiVersion", "apiVersion is required"},
+		{"azure bad apiVersion", `{"name":"n","provider":"azure","apiKey":"k","baseUrl":"https://x.openai.azure.com","apiVersion":"latest"}`, "apiVersion", "apiVersion is required"},
+		{"azure baseUrl with /openai", `{"name":"n","provider":"azure","apiKey":"k","baseUrl":"https://x.openai.azure.com/openai/v1","apiVersion":"2024-10-21"}`, "baseUrl", "resource endpoint"},
+		{"azure blank deployment", `{"name":"n","provider":"azure","apiKey":"k","baseUrl":"https://x.openai.azure.com","apiVersion":"2024-10-21","deployments":{"gpt-4o":""}}`, "deployments", "deployment names"},
+		{"deployments not an object", `{"name":"n","provider":"azure","apiKey":"k","baseUrl":"https://x.openai.azure.com","apiVersion":"2024-10-21","deployments":["a"]}`, "deployments", "deployments must be"},
+		{"apiVersion on openai", `{"name":"n","provider":"openai","apiKey":"k","apiVersion":"2024-10-21"}`, "apiVersion", "only to azure"},
+		{"deployments on anthropic", `{"name":"n","provider":"anthropic","apiKey":"k","deployments":{"a":"b"}}`, "deployments", "only to azure"},
+		{"negative ceiling", `{"name":"n","provider":"openai","apiKey":"k","requestsPerMinute":-1}`, "requestsPerMinute", "from 0"},
+		{"fractional ceiling", `{"name":"n","provider":"openai","apiKey":"k","tokensPerMinute":1.5}`, "tokensPerMinute", "whole number"},
+		{"unknown field", `{"name":"n","provider":"azure","apiKey":"k","baseUrl":"https://x.openai.azure.com","apiVersion":"2024-10-21","deployment":{"a":"b"}}`, "deployment", "deployment"},
 		{"compatible without baseUrl", `{"name":"n","provider":"openai-compatible","apiKey":"k"}`, "baseUrl", "baseUrl is required"},
 		{"relative baseUrl", `{"name":"n","provider":"openai-compatible","apiKey":"k","baseUrl":"/v1"}`, "baseUrl", "absolute http(s) URL"},
 		{"ftp baseUrl", `{"name":"n","provider":"openai","apiKey":"k","baseUrl":"ftp://x.com/v1"}`, "baseUrl", "absolute http(s) URL"},
@@ -153,5 +184,58 @@ func TestProviderSecretsUnavailable(t *testing.T) {
 	wantError(t, rec, 503, apierror.CodeServiceUnavailable, "")
 	if strings.Contains(rec.Body.String(), "AccessDenied") || len(e.store.providers) != 0 {
 		t.Errorf("body %s, providers %d", rec.Body, len(e.store.providers))
+	}
+}
+
+func TestProviderPrices(t *testing.T) {
+	e := newEnv(t)
+	var openai struct{ ID string }
+	decode(t, e.do(t, "POST", "/api/v1/providers", `{"name":"o","provider":"openai","apiKey":"k"}`), 200, &openai)
+	keyBody := `{"name":"k","providerSettingIds":["` + openai.ID + `"],"allowedModels":["llama-3.1-8b-instruct"]}`
+	// Before any setting prices it, a key may not name the model.
+	wantError(t, e.do(t, "POST", "/api/v1/secret-keys", keyBody), 400, apierror.CodeInvalidRequest, "allowedModels")
+
+	rec := e.do(t, "POST", "/api/v1/providers", `{"name":"vllm","provider":"openai-compatible","apiKey":"k","baseUrl":"http://gpu:8000/v1",
+		"prices":{"llama-3.1-8b-instruct":{"input":0.10,"output":0.2,"cachedInput":0.05},"gpt-4o-mini":{"input":1e-1,"output":0.000001}}}`)
+	var created struct {
+		ID     string
+		Prices map[string]map[string]json.Number
+	}
+	decode(t, rec, 200, &created)
+	// Stored as integers: pico-dollars per token (micro-dollars per 1M tokens).
+	stored := e.store.providers[created.ID].Prices
+	if stored["llama-3.1-8b-instruct"] != (provider.Rates{Input: 100_000, CachedInput: 50_000, CacheWrite: 100_000, Output: 200_000}) ||
+		stored["gpt-4o-mini"].Output != 1 {
+		t.Fatalf("stored prices %+v", stored)
+	}
+	// Shown back as the exact decimals.
+	if got := created.Prices["llama-3.1-8b-instruct"]; got["input"] != "0.1" || got["output"] != "0.2" || got["cachedInput"] != "0.05" {
+		t.Errorf("shown prices %s", rec.Body)
+	}
+	if got := created.Prices["gpt-4o-mini"]["output"]; got != "0.000001" {
+		t.Errorf("shown output %q", got)
+	}
+	// Now a key may name it.
+	decode(t, e.do(t, "POST", "/api/v1/secret-keys", keyBody), 200, nil)
+
+	// PATCH replaces the prices; {} clears them.
+	rec = e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"prices":{}}`)
+	decode(t, rec, 200, nil)
+	if len(e.store.providers[created.ID].Prices) != 0 || strings.Contains(rec.Body.String(), "prices") {
+		t.Errorf("prices not cleared: %s", rec.Body)
+	}
+
+	for _, bad := range []string{
+		`{"m":{"input":-0.1,"output":1}}`,
+		`{"m":{"input":0.0000001,"output":1}}`,
+		`{"m":{"input":"0.1","output":1}}`,
+		`{"m":{"input":1}}`,
+		`{"m":{"input":1,"output":1,"cachedInput":2}}`,
+		`{"m":{"input":1e400,"output":1}}`,
+		`{"m":{"input":1001,"output":1}}`,
+		`{"m":{"input":1,"output":1,"cached":0.5}}`,
+		`["m"]`,
+	} {
+		wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"prices":`+bad+`}`), 400, apierror.CodeInvalidRequest, "prices")
 	}
 }

@@ -116,20 +116,81 @@ func From(err error) *Error {
 	return Wrap(err, http.StatusInternalServerError, CodeInternal, "internal error")
 }
 
+// CodeHeader carries stipend's own error code beside an Anthropic-shaped
+// error, whose body has no place for it.
+const CodeHeader = "X-Stipend-Error-Code"
+
+// AnthropicBody is the JSON shape of an error in Anthropic's API.
+type AnthropicBody struct {
+	Type  string `json:"type"` // always "error"
+	Error struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// anthropicType is Anthropic's error type for a stipend error: by status,
+// as Anthropic's SDKs read it (and spend limits as its billing errors
+// are, though their status stays 429).
+func anthropicType(e *Error) string {
+	switch {
+	case e.Code == CodeInsufficientQuota:
+		return "rate_limit_error"
+	case e.Status == http.StatusUnauthorized:
+		return "authentication_error"
+	case e.Status == http.StatusForbidden:
+		return "permission_error"
+	case e.Status == http.StatusNotFound:
+		return "not_found_error"
+	case e.Status == http.StatusRequestEntityTooLarge:
+		return "request_too_large"
+	case e.Status == http.StatusTooManyRequests:
+		return "rate_limit_error"
+	case e.Status == http.StatusGatewayTimeout:
+		return "timeout_error"
+	case e.Status == http.StatusServiceUnavailable:
+		return "overloaded_error"
+	case e.Status >= 500:
+		return "api_error"
+	default:
+		return "invalid_request_error"
+	}
+}
+
+// WriteAnthropic is Write for Anthropic's API (POST /v1/messages), whose
+// SDKs read {"type":"error","error":{"type","message"}}: the same status,
+// Retry-After and logging, Anthropic's error type, and stipend's code in
+// the X-Stipend-Error-Code header.
+func WriteAnthropic(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	e := From(err)
+	var b AnthropicBody
+	b.Type, b.Error.Type, b.Error.Message = "error", anthropicType(e), Redact(e.Message)
+	if e.Param != "" {
+		b.Error.Message += " (" + Redact(e.Param) + ")"
+	}
+	w.Header().Set(CodeHeader, e.Code)
+	write(w, r, log, e, b)
+}
+
 // Write sends err to the client in OpenAI's format and logs its cause. It
 // must be called before anything else was written to w.
 func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	e := From(err)
-	if log != nil && (e.Cause != nil || e.Status >= 500) {
-		log.LogAttrs(r.Context(), slog.LevelWarn, "request failed",
-			slog.String("path", Redact(r.URL.Path)), slog.Int("status", e.Status),
-			slog.String("code", e.Code), slog.String("cause", Redact(fmt.Sprint(e.Cause))))
-	}
 	var b Body
 	b.Error.Message, b.Error.Type, b.Error.Code = Redact(e.Message), e.Type, e.Code
 	if e.Param != "" {
 		p := Redact(e.Param)
 		b.Error.Param = &p
+	}
+	write(w, r, log, e, b)
+}
+
+// write logs e and sends it with body b.
+func write(w http.ResponseWriter, r *http.Request, log *slog.Logger, e *Error, b any) {
+	if log != nil && (e.Cause != nil || e.Status >= 500) {
+		log.LogAttrs(r.Context(), slog.LevelWarn, "request failed",
+			slog.String("path", Redact(r.URL.Path)), slog.Int("status", e.Status),
+			slog.String("code", e.Code), slog.String("cause", Redact(fmt.Sprint(e.Cause))))
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")

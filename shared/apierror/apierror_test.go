@@ -98,3 +98,32 @@ func TestWriteRedactsKeys(t *testing.T) {
 		t.Fatalf("body %s", rec.Body)
 	}
 }
+
+func TestWriteAnthropic(t *testing.T) {
+	tests := []struct {
+		err    error
+		status int
+		typ    string
+		code   string
+	}{
+		{New(http.StatusUnauthorized, CodeInvalidAPIKey, "invalid API key"), 401, "authentication_error", CodeInvalidAPIKey},
+		{New(http.StatusForbidden, CodeModelNotAllowed, "no").WithParam("model"), 403, "permission_error", CodeModelNotAllowed},
+		{New(http.StatusTooManyRequests, CodeInsufficientQuota, "spent"), 429, "rate_limit_error", CodeInsufficientQuota},
+		{New(http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "big"), 413, "request_too_large", CodeRequestTooLarge},
+		{New(http.StatusServiceUnavailable, CodeServiceUnavailable, "down"), 503, "overloaded_error", CodeServiceUnavailable},
+		{New(http.StatusGatewayTimeout, CodeUpstreamTimeout, "slow"), 504, "timeout_error", CodeUpstreamTimeout},
+		{errors.New("secret internals"), 500, "api_error", CodeInternal},
+	}
+	for _, tt := range tests {
+		rec := httptest.NewRecorder()
+		WriteAnthropic(rec, httptest.NewRequest("POST", "/v1/messages", nil), nil, tt.err)
+		var b AnthropicBody
+		if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil {
+			t.Fatal(err)
+		}
+		if rec.Code != tt.status || b.Type != "error" || b.Error.Type != tt.typ || b.Error.Message == "" ||
+			rec.Header().Get(CodeHeader) != tt.code || strings.Contains(rec.Body.String(), "secret") {
+			t.Errorf("%v: %d %v %s", tt.err, rec.Code, rec.Header(), rec.Body)
+		}
+	}
+}

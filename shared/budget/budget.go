@@ -98,6 +98,9 @@ const (
 	OwnerKey  OwnerKind = "key"
 	OwnerUser OwnerKind = "user"
 	OwnerOrg  OwnerKind = "org"
+	// OwnerProvider is a provider setting: its ceilings are shared by
+	// every key that uses it.
+	OwnerProvider OwnerKind = "provider"
 )
 
 // Owner is whose counter a charge is on: a key, a user (ID is the key's id
@@ -112,6 +115,17 @@ type Owner struct {
 func KeyOwner(id string) Owner      { return Owner{Kind: OwnerKey, ID: id} }
 func UserOwner(userID string) Owner { return Owner{Kind: OwnerUser, ID: userID} }
 func OrgOwner() Owner               { return Owner{Kind: OwnerOrg} }
+
+// ProviderOwner is provider setting id's own counters.
+func ProviderOwner(id string) Owner { return Owner{Kind: OwnerProvider, ID: id} }
+
+// ProviderCeiling is a provider setting's own per-minute limits (the
+// school's tier with the provider), shared by every key that uses it;
+// 0 means none.
+type ProviderCeiling struct {
+	ID       string
+	RPM, TPM int64
+}
 
 // Counter names one counter of an owner: what it counts, over which window
 // (Unit and the window's label, as Window returns it; Lifetime and "" for
@@ -208,6 +222,9 @@ type Request struct {
 	Cost          money.Nanos // worst-case cost
 	Tokens        int64       // worst-case prompt + completion tokens
 	Now           time.Time
+	// Provider is the ceiling of the provider setting the request is sent
+	// to, if it has one.
+	Provider *ProviderCeiling
 }
 
 // Plan returns every counter the request must reserve on. The lifetime and
@@ -239,6 +256,17 @@ func Plan(r Request) []Charge {
 		}
 		cs = appendSpend(cs, UserOwner(r.UserID), "user", l, r.Cost, r.Now, false)
 		cs = appendRate(cs, UserOwner(r.UserID), "user", l, r.Now)
+	}
+	if p := r.Provider; p != nil && (p.RPM > 0 || p.TPM > 0) {
+		_, end, label := Window(Minute, r.Now)
+		if p.RPM > 0 {
+			cs = append(cs, Charge{Owner: ProviderOwner(p.ID), Counter: Counter{Kind: Requests, Unit: Minute, Window: label}, Amount: 1, Limit: p.RPM,
+				Scope: fmt.Sprintf("provider setting %s requests per minute", p.ID), Resets: end})
+		}
+		if p.TPM > 0 {
+			cs = append(cs, Charge{Owner: ProviderOwner(p.ID), Counter: Counter{Kind: Tokens, Unit: Minute, Window: label}, Amount: r.Tokens, Limit: p.TPM,
+				Scope: fmt.Sprintf("provider setting %s tokens per minute", p.ID), Resets: end})
+		}
 	}
 	var org Limits
 	if r.Org != nil {

@@ -28,6 +28,8 @@ func ownerPK(o budget.Owner) string {
 		return keyPK(o.ID)
 	case budget.OwnerUser:
 		return userPK(o.ID)
+	case budget.OwnerProvider:
+		return providerUsePK(o.ID)
 	default:
 		return pkOrg
 	}
@@ -42,6 +44,8 @@ func parseOwner(pk string) (budget.Owner, error) {
 		return budget.KeyOwner(strings.TrimPrefix(pk, keyPK(""))), nil
 	case strings.HasPrefix(pk, userPK("")):
 		return budget.UserOwner(strings.TrimPrefix(pk, userPK(""))), nil
+	case strings.HasPrefix(pk, providerUsePK("")):
+		return budget.ProviderOwner(strings.TrimPrefix(pk, providerUsePK(""))), nil
 	}
 	return budget.Owner{}, fmt.Errorf("unknown counter owner %q", pk)
 }
@@ -52,7 +56,12 @@ const (
 	skRequests      = "REQ"
 	skModelRequests = "RPM"
 	skModelTokens   = "TPM"
+	skTokens        = "TOK"
 )
+
+// providerUsePK is the partition of a provider setting's ceiling counters,
+// apart from the setting's own item.
+func providerUsePK(id string) string { return "PROVIDERUSE#" + id }
 
 // counterSK is the sort key of a counter.
 func counterSK(c budget.Counter) string {
@@ -65,6 +74,8 @@ func counterSK(c budget.Counter) string {
 		return skModelTokens + "#" + c.Model + "#" + c.Window
 	case c.Model != "":
 		return skModelRequests + "#" + c.Model + "#" + c.Window
+	case c.Kind == budget.Tokens:
+		return skTokens + "#" + string(c.Unit) + "#" + c.Window
 	default:
 		return skRequests + "#" + string(c.Unit) + "#" + c.Window
 	}
@@ -88,6 +99,8 @@ func parseCounter(sk string) (budget.Counter, error) {
 		return budget.Counter{Kind: budget.Requests, Unit: budget.Unit(mid), Window: window}, nil
 	case skModelRequests:
 		return budget.Counter{Kind: budget.Requests, Unit: budget.Minute, Window: window, Model: mid}, nil
+	case skTokens:
+		return budget.Counter{Kind: budget.Tokens, Unit: budget.Unit(mid), Window: window}, nil
 	case skModelTokens:
 		return budget.Counter{Kind: budget.Tokens, Unit: budget.Minute, Window: window, Model: mid}, nil
 	}

@@ -15,6 +15,10 @@ type Usage struct {
 	// usage.cache_creation_input_tokens). Like CachedTokens it is counted in
 	// PromptTokens, never beside it; 0 for providers without cache writes.
 	CacheWriteTokens int64 `json:"cacheWriteTokens,omitempty"`
+	// CacheWrite1hTokens is the part of CacheWriteTokens written with a
+	// 1-hour lifetime (Anthropic's cache_creation.ephemeral_1h_input_tokens),
+	// billed at the 1-hour cache-write price (2x input).
+	CacheWrite1hTokens int64 `json:"cacheWrite1hTokens,omitempty"`
 }
 
 // Total returns prompt plus completion tokens.
@@ -46,6 +50,10 @@ type Event struct {
 	ReservedCost money.Nanos `json:"reservedCostInUsd,omitempty"`
 	Overrun      bool        `json:"overrun,omitempty"`
 	ErrorCode    string      `json:"errorCode,omitempty"`
+	// Attempts counts the provider settings the request was sent to: 2
+	// when the first failed before any byte reached the client and another
+	// answered (ProviderID names the one that answered); 0 or 1 otherwise.
+	Attempts int `json:"attempts,omitempty"`
 
 	// Bodies, kept only when the key's shouldLogRequest / shouldLogResponse
 	// is on (body.go): the request as the client sent it and the response

@@ -27,10 +27,21 @@ const (
 // customPrice is one entry of a provider setting's prices: US dollars per
 // one million tokens, as JSON numbers.
 type customPrice struct {
-	Input       *json.Number `json:"input"`
-	Output      *json.Number `json:"output"`
-	CachedInput *json.Number `json:"cachedInput"`
-	CacheWrite  *json.Number `json:"cacheWrite"`
+	Input       *number `json:"input"`
+	Output      *number `json:"output"`
+	CachedInput *number `json:"cachedInput"`
+	CacheWrite  *number `json:"cacheWrite"`
+}
+
+// number is a JSON number's text; unlike json.Number it refuses a string.
+type number json.Number
+
+func (n *number) UnmarshalJSON(b []byte) error {
+	if len(b) == 0 || b[0] == '"' {
+		return errors.New("a price must be a JSON number")
+	}
+	*n = number(b)
+	return nil
 }
 
 // WithPrices returns a table for one provider setting: t with the setting's
@@ -54,9 +65,27 @@ type customPrice struct {
 // lacks is priced as a chat model with the Custom* limits and cl100k_base.
 // The returned table is immutable; t is not changed.
 func (t *Table) WithPrices(prices []byte) (*Table, error) {
+	rates, err := t.ParseRates(prices)
+	if err != nil || len(rates) == 0 {
+		return t, err
+	}
+	return t.WithRates(rates)
+}
+
+// Rates is an admin-set price of one model in integer pico-dollars per token
+// (micro-dollars per 1M tokens), every figure resolved: what a provider
+// setting stores.
+type Rates struct {
+	Input, CachedInput, CacheWrite, Output int64
+}
+
+// ParseRates reads a setting's prices JSON (see WithPrices) into Rates,
+// exactly, with the optional figures resolved against t; an empty or null
+// prices is no rates. Errors name the model and the field.
+func (t *Table) ParseRates(prices []byte) (map[string]Rates, error) {
 	trimmed := bytes.TrimSpace(prices)
 	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
-		return t, nil
+		return nil, nil
 	}
 	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	dec.DisallowUnknownFields()
@@ -68,23 +97,40 @@ func (t *Table) WithPrices(prices []byte) (*Table, error) {
 	if dec.More() {
 		return nil, errors.New("pricing: prices: trailing data")
 	}
-	if len(in) == 0 {
+	out := make(map[string]Rates, len(in))
+	for name, c := range in {
+		r, err := t.rates(name, c)
+		if err != nil {
+			return nil, fmt.Errorf("pricing: prices: model %q: %w", name, err)
+		}
+		out[name] = r
+	}
+	return out, nil
+}
+
+// WithRates returns t with rates laid over it, as WithPrices does; rates
+// are checked again (non-negative, at most MaxCustomPrice, cachedInput at
+// most input), since they may come from storage.
+func (t *Table) WithRates(rates map[string]Rates) (*Table, error) {
+	if len(rates) == 0 {
 		return t, nil
 	}
 	out := &Table{
 		asOf:   t.asOf,
 		source: t.source,
-		prices: make(map[string]Price, len(t.prices)+len(in)),
+		prices: make(map[string]Price, len(t.prices)+len(rates)),
 	}
 	for name, p := range t.prices {
 		out.prices[name] = p
 	}
-	for name, c := range in {
-		p, err := t.custom(name, c)
-		if err != nil {
+	for name, r := range rates {
+		if err := validName(name); err != nil {
 			return nil, fmt.Errorf("pricing: prices: model %q: %w", name, err)
 		}
-		out.prices[name] = p
+		if err := r.check(); err != nil {
+			return nil, fmt.Errorf("pricing: prices: model %q: %w", name, err)
+		}
+		out.prices[name] = t.customPrice(name, r)
 	}
 	out.names = make([]string, 0, len(out.prices))
 	for name := range out.prices {
@@ -94,13 +140,34 @@ func (t *Table) WithPrices(prices []byte) (*Table, error) {
 	return out, nil
 }
 
-func (t *Table) custom(name string, c customPrice) (Price, error) {
+func validName(name string) error {
 	if name == "" || strings.TrimSpace(name) != name || strings.Contains(name, ":") || len(name) > 200 {
-		return Price{}, errors.New("invalid model name")
+		return errors.New("invalid model name")
 	}
-	if c.Input == nil || c.Output == nil {
-		return Price{}, errors.New("input and output prices are required")
+	return nil
+}
+
+func (r Rates) check() error {
+	for _, v := range [...]int64{r.Input, r.CachedInput, r.Output} {
+		if v < 0 || v > MaxCustomPrice {
+			return errors.New("a price is negative or above $1000 per 1M tokens")
+		}
 	}
+	// A derived cache-write price may exceed the bound by the provider's
+	// surcharge (1.25x).
+	if r.CacheWrite < 0 || r.CacheWrite > 2*MaxCustomPrice {
+		return errors.New("cacheWrite is negative or above $2000 per 1M tokens")
+	}
+	if r.CachedInput > r.Input {
+		return errors.New("cachedInput exceeds input")
+	}
+	return nil
+}
+
+// customPrice is the Price of name at rates r: a model t has keeps its
+// kind, encoding and limits; any other is a chat model with the Custom*
+// limits.
+func (t *Table) customPrice(name string, r Rates) Price {
 	base, known := t.Lookup(name)
 	p := Price{
 		Model:              name,
@@ -114,27 +181,42 @@ func (t *Table) custom(name string, c customPrice) (Price, error) {
 		p.Kind, p.MaxOutputTokens, p.ContextWindow = base.Kind, base.MaxOutputTokens, base.ContextWindow
 		p.Encoding, p.PromptTokenPercent = base.Encoding, base.PromptTokenPercent
 	}
-	var err error
-	if p.Input, err = parseCustomNumber(*c.Input); err != nil {
-		return Price{}, fmt.Errorf("input: %w", err)
+	p.Input, p.CachedInput, p.CacheWrite, p.Output = r.Input, r.CachedInput, r.CacheWrite, r.Output
+	p.CacheWrite1h = OneHourWrite(p.Input, p.CacheWrite)
+	return p
+}
+
+// rates resolves one entry of a setting's prices.
+func (t *Table) rates(name string, c customPrice) (Rates, error) {
+	if err := validName(name); err != nil {
+		return Rates{}, err
 	}
-	if p.Output, err = parseCustomNumber(*c.Output); err != nil {
-		return Price{}, fmt.Errorf("output: %w", err)
+	if c.Input == nil || c.Output == nil {
+		return Rates{}, errors.New("input and output prices are required")
+	}
+	base, known := t.Lookup(name)
+	var p Rates
+	var err error
+	if p.Input, err = parseCustomNumber(json.Number(*c.Input)); err != nil {
+		return Rates{}, fmt.Errorf("input: %w", err)
+	}
+	if p.Output, err = parseCustomNumber(json.Number(*c.Output)); err != nil {
+		return Rates{}, fmt.Errorf("output: %w", err)
 	}
 	p.CachedInput = p.Input
 	if c.CachedInput != nil {
-		if p.CachedInput, err = parseCustomNumber(*c.CachedInput); err != nil {
-			return Price{}, fmt.Errorf("cachedInput: %w", err)
+		if p.CachedInput, err = parseCustomNumber(json.Number(*c.CachedInput)); err != nil {
+			return Rates{}, fmt.Errorf("cachedInput: %w", err)
 		}
 		if p.CachedInput > p.Input {
-			return Price{}, errors.New("cachedInput exceeds input")
+			return Rates{}, errors.New("cachedInput exceeds input")
 		}
 	}
 	p.CacheWrite = p.Input
 	switch {
 	case c.CacheWrite != nil:
-		if p.CacheWrite, err = parseCustomNumber(*c.CacheWrite); err != nil {
-			return Price{}, fmt.Errorf("cacheWrite: %w", err)
+		if p.CacheWrite, err = parseCustomNumber(json.Number(*c.CacheWrite)); err != nil {
+			return Rates{}, fmt.Errorf("cacheWrite: %w", err)
 		}
 	case known && base.Input > 0 && base.CacheWrite > base.Input:
 		// Keep the provider's cache-write surcharge (Anthropic: 1.25x),

@@ -138,3 +138,59 @@ func TestParseCustomNumberExact(t *testing.T) {
 }
 
 func jsonNumber(s string) json.Number { return json.Number(s) }
+
+// TestRatesRoundTrip: the integers ParseRates yields (what a provider
+// setting stores) price exactly as WithPrices does, and stored rates are
+// checked again.
+func TestRatesRoundTrip(t *testing.T) {
+	base, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := []byte(`{"llama-3.1-8b-instruct":{"input":0.10,"output":0.2,"cachedInput":0.05},"claude-sonnet-4-5":{"input":2,"output":10}}`)
+	rates, err := base.ParseRates(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rates["llama-3.1-8b-instruct"]; got != (Rates{Input: 100_000, CachedInput: 50_000, CacheWrite: 100_000, Output: 200_000}) {
+		t.Errorf("llama rates %+v", got)
+	}
+	if got := rates["claude-sonnet-4-5"]; got.CacheWrite != 2_500_000 { // 1.25x of the new input
+		t.Errorf("claude rates %+v", got)
+	}
+	viaJSON, _ := base.WithPrices(raw)
+	viaRates, err := base.WithRates(rates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"llama-3.1-8b-instruct", "claude-sonnet-4-5-20250929", "gpt-4o-mini"} {
+		a, _ := viaJSON.Lookup(m)
+		b, ok := viaRates.Lookup(m)
+		if !ok || a != b {
+			t.Errorf("%s: %+v vs %+v", m, a, b)
+		}
+	}
+	for _, bad := range []Rates{{Input: -1}, {Input: 1, CachedInput: 2}, {Input: MaxCustomPrice + 1}} {
+		if _, err := base.WithRates(map[string]Rates{"m": bad}); err == nil {
+			t.Errorf("%+v accepted", bad)
+		}
+	}
+}
+
+// TestOneHourCacheWrites: 1-hour cache writes cost twice the input price on
+// a model that charges for cache writes; 5-minute ones 1.25x.
+func TestOneHourCacheWrites(t *testing.T) {
+	table, err := Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := table.Lookup("claude-sonnet-4-5")
+	u := ledger.Usage{PromptTokens: 1000, CacheWriteTokens: 600, CacheWrite1hTokens: 200}
+	// 400 plain at $3, 400 5-minute writes at $3.75, 200 1-hour writes at $6 per 1M.
+	if got, want := p.Cost(u), money.Nanos(400*3000+400*3750+200*6000); got != want || p.CacheWrite1h != 6_000_000 {
+		t.Errorf("cost %d, want %d (1h price %d)", got, want, p.CacheWrite1h)
+	}
+	if g, _ := table.Lookup("gpt-4o-mini"); g.CacheWrite1h != g.Input {
+		t.Errorf("gpt-4o-mini 1h write %d", g.CacheWrite1h)
+	}
+}

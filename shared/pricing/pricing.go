@@ -73,7 +73,10 @@ type Price struct {
 	// CacheWrite is a prompt token written to the provider's prompt cache
 	// (Anthropic's 5-minute cache write, 1.25x Input), pico-dollars; it
 	// equals Input when the model bills cache writes as plain input.
-	CacheWrite      int64
+	CacheWrite int64
+	// CacheWrite1h is a prompt token written to the cache for one hour
+	// (Anthropic: 2x Input), pico-dollars; see OneHourWrite.
+	CacheWrite1h    int64
 	Output          int64 // completion token, pico-dollars
 	MaxOutputTokens int64 // 0 for models that generate no text
 	ContextWindow   int64
@@ -229,6 +232,7 @@ func (m fileModel) price(name string) (Price, error) {
 			return Price{}, fmt.Errorf("cacheWrite: %w", err)
 		}
 	}
+	p.CacheWrite1h = OneHourWrite(p.Input, p.CacheWrite)
 	if m.AsOf != "" {
 		if _, err := time.Parse(time.DateOnly, m.AsOf); err != nil {
 			return Price{}, fmt.Errorf("asOf %q is not a YYYY-MM-DD date", m.AsOf)
@@ -353,10 +357,21 @@ func stripVersion(name string) string {
 	return name
 }
 
+// OneHourWrite is the 1-hour cache-write price of a model whose input and
+// 5-minute cache-write prices are given: twice the input price for a model
+// that charges for cache writes (Anthropic's published ratio), else the
+// cache-write price.
+func OneHourWrite(input, cacheWrite int64) int64 {
+	if cacheWrite > input {
+		return max(2*input, cacheWrite)
+	}
+	return cacheWrite
+}
+
 // Cost returns what usage costs at price p: plain prompt tokens
 // (PromptTokens - CachedTokens - CacheWriteTokens, floored at 0) at Input,
-// CachedTokens at CachedInput, CacheWriteTokens at CacheWrite and
-// CompletionTokens at Output. The sum in pico-dollars is
+// CachedTokens at CachedInput, CacheWriteTokens at CacheWrite (their
+// CacheWrite1hTokens at CacheWrite1h) and CompletionTokens at Output. The sum in pico-dollars is
 // rounded up to whole nano-dollars so recorded spend is never below the
 // provider's. Negative token counts count as 0; a result too large for
 // money.Nanos saturates at the largest value.
@@ -364,6 +379,7 @@ func (p Price) Cost(u ledger.Usage) money.Nanos {
 	prompt := max(u.PromptTokens, 0)
 	cached := max(u.CachedTokens, 0)
 	written := max(u.CacheWriteTokens, 0)
+	written1h := min(max(u.CacheWrite1hTokens, 0), written)
 	uncached := max(max(prompt-cached, 0)-written, 0)
 	completion := max(u.CompletionTokens, 0)
 
@@ -372,7 +388,8 @@ func (p Price) Cost(u ledger.Usage) money.Nanos {
 	for _, term := range [...][2]int64{
 		{uncached, p.Input},
 		{cached, p.CachedInput},
-		{written, p.CacheWrite},
+		{written - written1h, p.CacheWrite},
+		{written1h, p.CacheWrite1h},
 		{completion, p.Output},
 	} {
 		hi, lo := bits.Mul64(uint64(term[0]), uint64(max(term[1], 0)))

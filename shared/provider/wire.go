@@ -13,20 +13,35 @@ import (
 	"github.com/stipend/stipend/shared/ledger"
 )
 
-// IsClaude reports whether model is one of Anthropic's (a "claude-" name):
-// only an Anthropic setting serves those, and only OpenAI or Azure serve
-// the others; an OpenAI-compatible gateway serves either.
+// IsClaude reports whether model is one of Anthropic's (a "claude-" name).
 func IsClaude(model string) bool { return strings.HasPrefix(model, "claude-") }
 
-// Serves reports whether a setting of kind can serve model.
-func Serves(kind, model string) bool {
-	switch kind {
-	case OpenAICompatible:
+// IsOpenAIFamily reports the model families OpenAI and Azure OpenAI serve:
+// gpt-*, chatgpt-*, o<digit>* (o1, o3, o4-mini), text-embedding-*, the
+// moderation models (*-moderation-*) and OpenAI's other model names
+// (davinci-002, babbage-002, codex-*, computer-use-*).
+func IsOpenAIFamily(model string) bool {
+	for _, prefix := range []string{"gpt-", "chatgpt-", "text-embedding-", "davinci-", "babbage-", "codex-", "computer-use-"} {
+		if strings.HasPrefix(model, prefix) {
+			return true
+		}
+	}
+	if strings.Contains(model, "-moderation-") {
 		return true
+	}
+	return len(model) > 1 && model[0] == 'o' && model[1] >= '0' && model[1] <= '9'
+}
+
+// ServesFamily reports whether a setting of kind serves model by its kind
+// alone: Claude models on Anthropic, OpenAI's families on OpenAI and Azure.
+// An OpenAI-compatible server serves only the models its setting names
+// (allowedModels or prices), never a family.
+func ServesFamily(kind, model string) bool {
+	switch kind {
 	case Anthropic:
 		return IsClaude(model)
 	case OpenAI, Azure:
-		return !IsClaude(model)
+		return IsOpenAIFamily(model)
 	}
 	return false
 }
@@ -83,6 +98,10 @@ type usageJSON struct {
 	} `json:"input_tokens_details"`
 	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
 	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
+	// CacheCreation splits the writes by lifetime (Anthropic).
+	CacheCreation *struct {
+		Ephemeral1h int64 `json:"ephemeral_1h_input_tokens"`
+	} `json:"cache_creation"`
 }
 
 func (u *usageJSON) toUsage() ledger.Usage {
@@ -96,9 +115,14 @@ func (u *usageJSON) toUsage() ledger.Usage {
 	if d := u.InputTokensDetails; d != nil {
 		out.CachedTokens += d.CachedTokens
 	}
-	// Anthropic reports cache reads and writes beside input_tokens.
+	// Anthropic reports cache reads and writes beside input_tokens; writes
+	// have their own price (pricing.Price.CacheWrite).
 	out.PromptTokens += u.CacheReadInputTokens + u.CacheCreationInputTokens
 	out.CachedTokens += u.CacheReadInputTokens
+	out.CacheWriteTokens += u.CacheCreationInputTokens
+	if c := u.CacheCreation; c != nil {
+		out.CacheWrite1hTokens = min(c.Ephemeral1h, out.CacheWriteTokens)
+	}
 	return out
 }
 
@@ -191,6 +215,8 @@ func MergeUsage(seen *ledger.Usage, u ledger.Usage) *ledger.Usage {
 	}
 	seen.PromptTokens = max(seen.PromptTokens, u.PromptTokens)
 	seen.CachedTokens = max(seen.CachedTokens, u.CachedTokens)
+	seen.CacheWriteTokens = max(seen.CacheWriteTokens, u.CacheWriteTokens)
+	seen.CacheWrite1hTokens = max(seen.CacheWrite1hTokens, u.CacheWrite1hTokens)
 	seen.CompletionTokens = max(seen.CompletionTokens, u.CompletionTokens)
 	return seen
 }

@@ -4,6 +4,7 @@ package proxy
 // every limit that applies to it.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,6 +51,13 @@ type Owners interface {
 // maximum: large, so the reservation stays an upper bound.
 const maxOutputFallback = 100_000
 
+// promptUsage is the worst case's prompt alone.
+func (w worst) promptUsage() ledger.Usage {
+	u := w.usage
+	u.CompletionTokens = 0
+	return u
+}
+
 // worst is a request's worst-case usage and cost.
 type worst struct {
 	prompt, output, choices int64
@@ -69,7 +77,7 @@ func (h *Handler) promptTokens(path string, body []byte, price pricing.Price) (i
 
 // worstCase prices prompt tokens plus every choice running to its output
 // cap, or to the model's maximum output when the request sets none.
-func worstCase(path string, req *request, prompt int64, price pricing.Price) worst {
+func worstCase(path string, req *request, body []byte, prompt int64, price pricing.Price) worst {
 	w := worst{prompt: prompt, choices: req.choices()}
 	if generates(path) {
 		limit := price.MaxOutputTokens
@@ -81,9 +89,25 @@ func worstCase(path string, req *request, prompt int64, price pricing.Price) wor
 			w.output = limit
 		}
 	}
-	w.usage = ledger.Usage{PromptTokens: prompt, CompletionTokens: w.output * w.choices}
+	w.usage = worstPrompt(prompt, price, body)
+	w.usage.CompletionTokens = w.output * w.choices
 	w.cost = price.Cost(w.usage)
 	return w
+}
+
+// worstPrompt is the costliest way the provider may bill a prompt of n
+// tokens: all of it written to the prompt cache when cache writes cost more
+// than plain input (Anthropic's 1.25x), for one hour (2x) when the body may
+// ask for that (it mentions "1h"), else all of it as plain input.
+func worstPrompt(n int64, price pricing.Price, body []byte) ledger.Usage {
+	u := ledger.Usage{PromptTokens: n}
+	if price.CacheWrite > price.Input {
+		u.CacheWriteTokens = n
+		if bytes.Contains(body, []byte(`"1h"`)) && price.CacheWrite1h > price.CacheWrite {
+			u.CacheWrite1hTokens = n
+		}
+	}
+	return u
 }
 
 // admission is the outcome of reserving: the reservation, and the request
@@ -107,7 +131,7 @@ type admission struct {
 // A reserve that ran out of time may still land: its 503 is a
 // *pendingRelease, and the handler abandons the reservation once the client
 // has its answer.
-func (h *Handler) admit(r *http.Request, key *apikey.Key, req *request, body []byte, price pricing.Price, ev *ledger.Event) (*admission, error) {
+func (h *Handler) admit(r *http.Request, key *apikey.Key, req *request, body []byte, price pricing.Price, ceiling *budget.ProviderCeiling, ev *ledger.Event) (*admission, error) {
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.ReserveTimeout)
 	defer cancel()
 	adm := &admission{body: body}
@@ -121,8 +145,8 @@ func (h *Handler) admit(r *http.Request, key *apikey.Key, req *request, body []b
 		if err != nil {
 			return nil, err
 		}
-		w := worstCase(r.URL.Path, req, prompt, price)
-		res := h.plan(r.Context(), key, usr, org, req, price, w, ev)
+		w := worstCase(r.URL.Path, req, adm.body, prompt, price)
+		res := h.plan(r.Context(), key, usr, org, req, price, ceiling, w, ev)
 		err = h.cfg.Limiter.Reserve(ctx, res)
 		if err == nil {
 			adm.res, adm.key = res, key
@@ -196,7 +220,7 @@ func (h *Handler) fitOutput(ctx context.Context, res *budget.Reservation, price 
 	if remaining < 0 {
 		return 0, nil
 	}
-	promptCost := price.Cost(ledger.Usage{PromptTokens: w.prompt})
+	promptCost := price.Cost(w.promptUsage())
 	return budget.FitOutput(remaining, promptCost, price.Output, w.choices), nil
 }
 
@@ -230,11 +254,11 @@ func storeUnavailable(err error) error {
 
 // plan builds the reservation for one request; ctx is the request's own
 // context, whose deadline (if any) the reservation's outlives.
-func (h *Handler) plan(ctx context.Context, key *apikey.Key, usr *user.User, org *user.Org, req *request, price pricing.Price, w worst, ev *ledger.Event) *budget.Reservation {
+func (h *Handler) plan(ctx context.Context, key *apikey.Key, usr *user.User, org *user.Org, req *request, price pricing.Price, ceiling *budget.ProviderCeiling, w worst, ev *ledger.Event) *budget.Reservation {
 	now := h.cfg.Now()
 	br := budget.Request{
 		KeyID: key.ID, Key: budget.KeyLimits(key), Model: req.Model, Family: price.Model,
-		Cost: w.cost, Tokens: w.usage.Total(), Now: now,
+		Cost: w.cost, Tokens: w.usage.Total(), Now: now, Provider: ceiling,
 	}
 	checks := []budget.Check{{Kind: budget.CheckKey, ID: key.ID, Version: key.Version}}
 	if usr != nil {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -44,8 +45,16 @@ func TestAnthropicMessages(t *testing.T) {
 	t.Run("refused for a non-Anthropic provider", func(t *testing.T) {
 		e := newEnv(t, func(w http.ResponseWriter, r *http.Request) { t.Error("forwarded") })
 		resp := e.do("POST", "/v1/messages", "Bearer "+e.key, body)
-		if resp.StatusCode != 400 || errorCode(t, resp) != "invalid_request" {
-			t.Fatalf("status %d", resp.StatusCode)
+		var b struct {
+			Type  string `json:"type"`
+			Error struct{ Type, Message string }
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 403 || resp.Header.Get("X-Stipend-Error-Code") != "model_not_allowed" ||
+			b.Type != "error" || b.Error.Type != "permission_error" || !strings.Contains(b.Error.Message, "/v1/messages") {
+			t.Fatalf("status %d %v body %+v", resp.StatusCode, resp.Header, b)
 		}
 	})
 }
@@ -58,7 +67,8 @@ func TestModelsFollowTheProvider(t *testing.T) {
 		{provider.OpenAI, true, false},
 		{provider.Azure, true, false},
 		{provider.Anthropic, false, true},
-		{provider.OpenAICompatible, true, true},
+		// An OpenAI-compatible server serves only what its setting names.
+		{provider.OpenAICompatible, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.kind, func(t *testing.T) {

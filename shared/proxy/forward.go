@@ -24,10 +24,14 @@ import (
 // beside it:
 //
 //  1. read the request: its body, model and alias (request.go, alias.go);
-//  2. price it: its model must have a price, so its spend can be limited;
-//  3. choose one of the key's providers and its upstream URL;
+//  2. route it: the key's provider settings that serve its model and price
+//     it, in the order they are tried (route.go);
+//  3. check it against its price, read the custom id, read the first
+//     setting fresh with its provider key and upstream URL;
 //  4. reserve the worst case on every limit (admission.go);
-//  5. forward it upstream, screened first when the key moderates;
+//  5. forward it upstream, screened first when the key moderates; a
+//     setting that fails before any byte reached the client is replaced
+//     by the next route, once;
 //  6. stream the answer back, event by event (meter.go reads it on the way);
 //  7. meter: turn the answer into usage and cost (meter.go);
 //  8. settle the reservation to that cost (settle.go).
@@ -36,16 +40,20 @@ import (
 // a single deferred call, registered right after the reservation, so they
 // run however steps 5 and 6 end.
 func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Key) error {
-	x := &exchange{r: r, key: key, start: h.cfg.Now()}
+	x := &exchange{r: r, key: key, start: h.cfg.Now(), route: make([]*candidate, 0, maxAttempts)}
 	if err := h.readRequest(w, x); err != nil {
+		return err
+	}
+	if err := h.route(x); err != nil {
 		return err
 	}
 	if err := h.price(x); err != nil {
 		return err
 	}
-	if err := h.chooseProvider(x); err != nil {
+	if err := h.load(r.Context(), x, x.route[0]); err != nil {
 		return err
 	}
+	x.prov, x.apiKey, x.endpoint = x.route[0].prov, x.route[0].apiKey, x.route[0].endpoint
 	if err := h.reserve(x); err != nil {
 		return err
 	}
@@ -67,9 +75,11 @@ type exchange struct {
 	body      []byte // the body as served: alias applied, output cap lowered
 	requested string // the model as the client named it
 	customID  string
-	// priced
+	// routed: the settings tried, in order, and the price reserved at (the
+	// dearest of theirs)
+	route []*candidate
 	price pricing.Price
-	// provider chosen
+	// the setting being tried
 	prov     *provider.Setting
 	apiKey   string // the provider's API key
 	endpoint string
@@ -116,16 +126,10 @@ func (h *Handler) readRequest(w http.ResponseWriter, x *exchange) error {
 	return nil
 }
 
-// price looks up the model's price, refuses values the provider would
-// refuse (request.go) and reads the client's custom event id.
+// price refuses values the provider would refuse at the request's price
+// (request.go) and reads the client's custom event id.
 func (h *Handler) price(x *exchange) error {
-	price, ok := h.cfg.Prices.Lookup(x.req.Model)
-	if !ok {
-		return apierror.New(http.StatusBadRequest, apierror.CodeModelNotPriced,
-			fmt.Sprintf("model %q has no known price, so its spend cannot be limited", x.req.Model)).WithParam("model")
-	}
-	x.price = price
-	if err := checkValues(x.r.URL.Path, &x.req, x.body, price); err != nil {
+	if err := checkValues(x.r.URL.Path, &x.req, x.body, x.price); err != nil {
 		return err
 	}
 	x.customID = x.r.Header.Get("X-Custom-Id")
@@ -136,26 +140,6 @@ func (h *Handler) price(x *exchange) error {
 		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest,
 			fmt.Sprintf("X-Custom-Id is longer than %d bytes", maxCustomID))
 	}
-	return nil
-}
-
-// chooseProvider picks one of the key's provider settings (proxy.go) and
-// the upstream URL for the path (provider.Setting.Endpoint).
-func (h *Handler) chooseProvider(x *exchange) error {
-	r := x.r
-	prov, apiKey, err := h.pickProvider(r.Context(), x.key)
-	if err != nil {
-		return err
-	}
-	if r.URL.Path == "/v1/messages" && prov.Provider != provider.Anthropic {
-		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest,
-			"POST /v1/messages is Anthropic's API, and this key's provider setting is not Anthropic; use /v1/chat/completions")
-	}
-	endpoint, err := prov.Endpoint(r.URL.Path, r.URL.RawQuery)
-	if err != nil {
-		return apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError, "the provider setting has no usable base URL")
-	}
-	x.prov, x.apiKey, x.endpoint = prov, apiKey, endpoint
 	return nil
 }
 
@@ -173,7 +157,7 @@ func (h *Handler) reserve(x *exchange) error {
 		Model: x.req.Model, Path: r.URL.Path, Method: r.Method, Stream: x.req.Stream,
 		CustomID: x.customID, CreatedAt: x.start.UnixMilli(), RequestedModel: requestedIfAliased(x.requested, x.req.Model),
 	}
-	adm, err := h.admit(r, x.key, &x.req, x.body, x.price, x.ev)
+	adm, err := h.admit(r, x.key, &x.req, x.body, x.price, ceilingOf(x.prov), x.ev)
 	if err != nil {
 		return err
 	}
@@ -202,14 +186,21 @@ func (h *Handler) end(x *exchange, m *meter) {
 	x.headers.wait()
 }
 
-// forwardUpstream screens the input when the key moderates, sends the
-// request upstream with the provider's key, and streams the answer back.
-// The upstream call lives as long as the client's request, and no longer
-// than IdleTimeout without a byte from upstream.
+// forwardUpstream screens the input when the key moderates, then sends
+// the request to the route's first setting and streams the answer back.
+// When that setting fails before any byte reached the client (it could not
+// be reached, timed out before its headers, or answered 429 or 5xx), the
+// request goes once to the route's other setting, under the same
+// reservation; the event names the setting that answered and counts the
+// attempts. Once a byte reached the client, nothing is retried.
 func (h *Handler) forwardUpstream(w http.ResponseWriter, x *exchange, m *meter) error {
 	r := x.r
 	if x.key.Moderation && r.URL.Path != "/v1/moderations" {
-		if err := h.moderate(r.Context(), x.prov, x.apiKey, x.body); err != nil {
+		prov, apiKey, err := h.screener(r.Context(), x) // route.go
+		if err == nil {
+			err = h.moderate(r.Context(), prov, apiKey, x.body)
+		}
+		if err != nil {
 			// Recorded (cost 0, nothing was forwarded) so abuse can be traced.
 			e := apierror.From(err)
 			x.ev.Status, x.ev.ErrorCode = e.Status, e.Code
@@ -219,6 +210,32 @@ func (h *Handler) forwardUpstream(w http.ResponseWriter, x *exchange, m *meter) 
 			return err
 		}
 	}
+	for i := 0; ; i++ {
+		c := x.route[i]
+		if i > 0 {
+			if err := h.load(r.Context(), x, c); err != nil {
+				x.ev.Status, x.ev.ErrorCode = apierror.From(err).Status, apierror.From(err).Code
+				return err
+			}
+			x.prov, x.apiKey, x.endpoint = c.prov, c.apiKey, c.endpoint
+		}
+		x.ev.ProviderID, x.ev.Attempts = x.prov.ID, i+1
+		m.price = c.price
+		failed, err := h.attempt(w, x, m, i+1 < len(x.route))
+		if failed == "" {
+			return err
+		}
+		h.cfg.Log.LogAttrs(r.Context(), slog.LevelWarn, "provider failed before the first byte; trying another",
+			slog.String("provider", x.prov.ID), slog.String("failure", failed),
+			slog.String("next", x.route[i+1].prov.ID), slog.String("event", x.ev.ID))
+	}
+}
+
+// attempt sends the request to x.prov and answers the client. When retry
+// is allowed and the setting fails before anything was written to the
+// client, it writes nothing and returns what failed instead.
+func (h *Handler) attempt(w http.ResponseWriter, x *exchange, m *meter, retry bool) (failed string, err error) {
+	r := x.r
 	ctx, cancel := context.WithCancelCause(r.Context())
 	defer cancel(nil)
 	idle := time.AfterFunc(h.cfg.IdleTimeout, func() { cancel(errIdle) })
@@ -226,7 +243,7 @@ func (h *Handler) forwardUpstream(w http.ResponseWriter, x *exchange, m *meter) 
 
 	up, err := http.NewRequestWithContext(ctx, http.MethodPost, x.endpoint, bytes.NewReader(x.upstreamBody))
 	if err != nil {
-		return apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError, "could not build the upstream request")
+		return "", apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError, "could not build the upstream request")
 	}
 	for _, name := range forwardedHeaders {
 		if v := r.Header.Values(name); len(v) > 0 {
@@ -239,9 +256,18 @@ func (h *Handler) forwardUpstream(w http.ResponseWriter, x *exchange, m *meter) 
 
 	resp, err := h.cfg.Client.Do(up)
 	if err != nil {
-		return m.upstreamFailed(ctx, err)
+		// Do fails before the response's headers: nothing reached the
+		// client yet. A client that left is not a provider's failure.
+		if retry && r.Context().Err() == nil {
+			return "no response: " + err.Error(), nil
+		}
+		return "", m.upstreamFailed(ctx, err)
 	}
 	defer resp.Body.Close()
+	if retry && (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500) {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
+		return fmt.Sprintf("status %d", resp.StatusCode), nil
+	}
 	idle.Reset(h.cfg.IdleTimeout)
 	x.ev.Status = resp.StatusCode
 	if rejectsKey(resp.StatusCode) {
@@ -252,9 +278,9 @@ func (h *Handler) forwardUpstream(w http.ResponseWriter, x *exchange, m *meter) 
 		h.cfg.Log.LogAttrs(r.Context(), slog.LevelError, "the provider rejected its provider key",
 			slog.String("provider", x.prov.ID), slog.Int("upstreamStatus", resp.StatusCode),
 			slog.String("event", x.ev.ID), slog.String("key", x.key.ID))
-		return errUpstreamAuth(x.prov, resp.StatusCode)
+		return "", errUpstreamAuth(x.prov, resp.StatusCode)
 	}
-	return h.stream(ctx, w, x, m, resp, idle)
+	return "", h.stream(ctx, w, x, m, resp, idle)
 }
 
 // stream answers the client with upstream's response: its headers (less

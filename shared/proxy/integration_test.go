@@ -62,6 +62,7 @@ type itEnv struct {
 	t        *testing.T
 	store    *dynamo.Store
 	up       *fakeupstream.Server
+	upURL    string // the fake upstream's root
 	proxy    *httptest.Server
 	client   *http.Client
 	clock    *testclock.Clock
@@ -81,6 +82,8 @@ func newITEnv(t *testing.T, endpoint, table string, now time.Time) *itEnv {
 type itOptions struct {
 	// config changes the proxy's configuration before it is built.
 	config func(*proxy.Config)
+	// upstream changes the fake upstream's options before it is built.
+	upstream func(*fakeupstream.Options)
 	// invocation, when set, gives every request's context this deadline,
 	// as a Lambda invocation's context has.
 	invocation time.Duration
@@ -100,9 +103,14 @@ func newITEnvWith(t *testing.T, endpoint, table string, now time.Time, opts itOp
 		clock = testclock.Running(testclock.Now(t))
 	}
 	e := &itEnv{t: t, store: store, clock: clock, prices: prices, tok: tokenizer.New()}
-	e.up = fakeupstream.New(fakeupstream.Options{APIKey: itUpstreamKey, Interval: time.Millisecond, Chunks: itChunks})
+	upOpts := fakeupstream.Options{APIKey: itUpstreamKey, Interval: time.Millisecond, Chunks: itChunks}
+	if opts.upstream != nil {
+		opts.upstream(&upOpts)
+	}
+	e.up = fakeupstream.New(upOpts)
 	upSrv := httptest.NewServer(e.up)
 	t.Cleanup(upSrv.Close)
+	e.upURL = upSrv.URL
 	if err := store.CreateProvider(ctx, &provider.Setting{
 		ID: itProviderID, Name: "fake", Provider: provider.OpenAI, BaseURL: upSrv.URL + "/v1",
 		SecretID: itSecretID, CreatedAt: e.clock.Now().Unix(),

@@ -35,7 +35,7 @@ func (h *Handler) keyInfo(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	if err != nil {
 		return err
 	}
-	res := h.plan(ctx, key, usr, org, &request{}, pricing.Price{}, worst{}, &ledger.Event{})
+	res := h.plan(ctx, key, usr, org, &request{}, pricing.Price{}, nil, worst{}, &ledger.Event{})
 	charges := res.Charges
 	// Per-model limits are planned only for a request's model: add each one
 	// the key has, as a request for that model would see it.
@@ -48,7 +48,7 @@ func (h *Handler) keyInfo(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		seen[counterID{c.Owner, c.Counter}] = true
 	}
 	for _, m := range slices.Sorted(maps.Keys(key.ModelLimits)) {
-		for _, c := range h.plan(ctx, key, usr, org, &request{Model: m}, pricing.Price{Model: m}, worst{}, &ledger.Event{}).Charges {
+		for _, c := range h.plan(ctx, key, usr, org, &request{Model: m}, pricing.Price{Model: m}, nil, worst{}, &ledger.Event{}).Charges {
 			if id := (counterID{c.Owner, c.Counter}); !seen[id] {
 				seen[id] = true
 				charges = append(charges, c)

@@ -11,6 +11,7 @@ import (
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/user"
 )
 
@@ -217,5 +218,33 @@ func TestCountersReadOnlyWithLimits(t *testing.T) {
 				t.Fatalf("rate limit headers present = %v", got)
 			}
 		})
+	}
+}
+
+// TestWorstCaseCoversCacheWrites: a prompt may be billed entirely as cache
+// writes (Anthropic: 1.25x input, 2x for a 1-hour write), so the
+// reservation prices it so.
+func TestWorstCaseCoversCacheWrites(t *testing.T) {
+	table, err := pricing.Default()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const fiveMin = `{"messages":[{"role":"user","content":[{"type":"text","text":"x","cache_control":{"type":"ephemeral"}}]}]}`
+	const oneHour = `{"messages":[{"role":"user","content":[{"type":"text","text":"x","cache_control":{"type":"ephemeral","ttl":"1h"}}]}]}`
+	for _, tt := range []struct {
+		model, body string
+		perToken    func(pricing.Price) int64
+	}{
+		{"claude-sonnet-4-5", fiveMin, func(p pricing.Price) int64 { return p.CacheWrite }},
+		{"claude-sonnet-4-5", oneHour, func(p pricing.Price) int64 { return 2 * p.Input }},
+		{"gpt-4o-mini", oneHour, func(p pricing.Price) int64 { return p.Input }},
+	} {
+		price, _ := table.Lookup(tt.model)
+		mt := int64(100)
+		req := &request{Model: tt.model, MaxTokens: &mt}
+		w := worstCase("/v1/messages", req, []byte(tt.body), 1000, price)
+		if want := money.Nanos((1000*tt.perToken(price) + 100*price.Output + 999) / 1000); w.cost != want {
+			t.Errorf("%s %s: worst case $%s, want $%s", tt.model, tt.body, w.cost, want)
+		}
 	}
 }

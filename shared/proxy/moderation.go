@@ -103,7 +103,7 @@ func (h *Handler) moderate(ctx context.Context, prov *provider.Setting, apiKey s
 	if text == "" {
 		return nil
 	}
-	endpoint, err := prov.Endpoint("/v1/moderations", "")
+	endpoint, err := prov.Endpoint("/v1/moderations", "", moderationModel)
 	if err != nil {
 		return apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError, "the provider setting has no usable base URL")
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/provider"
 )
 
 func TestModerationInput(t *testing.T) {
@@ -87,6 +88,35 @@ func TestModeration(t *testing.T) {
 			}
 			if !tt.forwarded && (ev.Cost != 0 || ev.Status != tt.status || ev.ErrorCode != tt.code && tt.code != "") {
 				t.Fatalf("event %+v", ev)
+			}
+		})
+	}
+}
+
+// TestModerationThroughAnotherSetting: an Azure setting has no moderation
+// endpoint, so a moderated key's input is screened by one of its settings
+// that has (OpenAI's); with none, the request is refused, not sent
+// unscreened.
+func TestModerationThroughAnotherSetting(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		settings []string
+		content  string
+		status   int
+	}{
+		{"screened by the OpenAI setting, clean", []string{"az", "p1"}, "hello", 200},
+		{"screened by the OpenAI setting, flagged", []string{"az", "p1"}, "something forbidden", 400},
+		{"no setting can screen", []string{"az"}, "hello", 502},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			chats := 0
+			e := newEnv(t, moderatingUpstream(t, &chats, 200), func(k *apikey.Key) { k.Moderation = true; k.SettingIDs = tt.settings })
+			e.store.providers["az"] = &provider.Setting{ID: "az", Provider: provider.Azure, BaseURL: e.upstream.URL, APIVersion: "2024-10-21", SecretID: "sec1"}
+			resp := e.do("POST", "/v1/chat/completions", "Bearer "+e.key,
+				`{"model":"gpt-4o-mini","messages":[{"role":"user","content":"`+tt.content+`"}]}`)
+			b, _ := io.ReadAll(resp.Body)
+			if resp.StatusCode != tt.status || tt.status != 200 && chats != 0 {
+				t.Fatalf("status %d, want %d (%d forwarded): %s", resp.StatusCode, tt.status, chats, b)
 			}
 		})
 	}

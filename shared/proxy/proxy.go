@@ -14,8 +14,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -36,9 +36,11 @@ type Keys interface {
 	GetKey(ctx context.Context, id string) (*apikey.Key, error)
 }
 
-// Providers finds a provider setting by id.
+// Providers finds a provider setting by id, and lists them all (the
+// settings of a key that names none).
 type Providers interface {
 	GetProvider(ctx context.Context, id string) (*provider.Setting, error)
+	ListProviders(ctx context.Context) ([]*provider.Setting, error)
 }
 
 // Secrets returns a secret's value (a provider API key) by id. When it caches
@@ -51,10 +53,12 @@ type Secrets interface {
 // forgetter is a Secrets that caches: Forget drops one cached secret.
 type forgetter interface{ Forget(id string) }
 
-// Prices prices models.
+// Prices prices models; WithRates lays a provider setting's own prices
+// over them (*pricing.Table implements it).
 type Prices interface {
 	Lookup(model string) (pricing.Price, bool)
 	Models() []string
+	WithRates(rates map[string]pricing.Rates) (*pricing.Table, error)
 }
 
 // Tokenizer counts tokens when upstream reports no usage.
@@ -151,7 +155,9 @@ type Handler struct {
 	users     *cache.TTL[*user.User]
 	org       *cache.TTL[*user.Org]
 	providers *cache.TTL[*provider.Setting]
-	mux       *http.ServeMux
+	// allProviders caches the list of every setting under the key "".
+	allProviders *cache.TTL[[]*provider.Setting]
+	mux          *http.ServeMux
 
 	keyVersionMu sync.Mutex
 	keyVersions  map[string]int64 // secret id -> highest provider KeyVersion seen
@@ -197,7 +203,10 @@ func New(cfg Config) *Handler {
 			return cfg.Owners.GetOrg(ctx)
 		}),
 		providers: cache.New(cfg.KeyTTL, cfg.Providers.GetProvider),
-		mux:       http.NewServeMux(),
+		allProviders: cache.New(cfg.KeyTTL, func(ctx context.Context, _ string) ([]*provider.Setting, error) {
+			return cfg.Providers.ListProviders(ctx)
+		}),
+		mux: http.NewServeMux(),
 
 		keyVersions: map[string]int64{},
 	}
@@ -224,6 +233,10 @@ var forwardedPaths = []string{
 	"/v1/responses", "/v1/moderations", "/v1/messages",
 }
 
+// anthropicMessages is Anthropic's API, whose errors stipend answers in
+// Anthropic's shape.
+const anthropicMessages = "/v1/messages"
+
 // ServeHTTP serves the proxy API.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
@@ -247,7 +260,11 @@ func (h *Handler) handle(fn func(http.ResponseWriter, *http.Request, *apikey.Key
 					slog.String("path", r.URL.Path), slog.String("cause", sent.err.Error()))
 				return
 			}
-			apierror.Write(w, r, h.cfg.Log, err)
+			if r.URL.Path == anthropicMessages {
+				apierror.WriteAnthropic(w, r, h.cfg.Log, err) // Anthropic's SDKs read their own shape
+			} else {
+				apierror.Write(w, r, h.cfg.Log, err)
+			}
 			var pending *pendingRelease
 			if errors.As(err, &pending) {
 				// The client has its 503 now; the release may take a while.
@@ -343,9 +360,13 @@ func isNotFound(err error) bool {
 
 // models lists the models this key may use, in OpenAI's list format.
 func (h *Handler) models(w http.ResponseWriter, r *http.Request, key *apikey.Key) error {
-	names := key.AllowedModels
-	if len(names) == 0 {
-		names = h.servable(r.Context(), key)
+	names := h.servable(r.Context(), key) // route.go
+	if len(key.AllowedModels) > 0 {
+		// The key's own list, less what none of its settings can serve.
+		names = slices.DeleteFunc(slices.Clone(key.AllowedModels), func(m string) bool {
+			_, aliased := key.Aliases[m]
+			return !aliased && !slices.Contains(names, m)
+		})
 	}
 	names = withAliases(key, names) // alias.go
 	type model struct {
@@ -363,55 +384,6 @@ func (h *Handler) models(w http.ResponseWriter, r *http.Request, key *apikey.Key
 	}
 	w.Header().Set("Content-Type", "application/json")
 	return json.NewEncoder(w).Encode(out)
-}
-
-// servable lists the priced models the key's provider settings can serve
-// (provider.Serves: Claude models only through Anthropic, OpenAI's only
-// through OpenAI or Azure, and any through an OpenAI-compatible gateway).
-func (h *Handler) servable(ctx context.Context, key *apikey.Key) []string {
-	kinds := map[string]bool{}
-	for _, id := range key.SettingIDs {
-		if p, err := h.providers.Get(ctx, id); err == nil {
-			kinds[p.Provider] = true
-		}
-	}
-	var out []string
-	for _, m := range h.cfg.Prices.Models() {
-		for kind := range kinds {
-			if provider.Serves(kind, m) {
-				out = append(out, m)
-				break
-			}
-		}
-	}
-	return out
-}
-
-// pickProvider chooses one of the key's provider settings at random, which
-// spreads traffic across several provider keys as seed 000 describes.
-func (h *Handler) pickProvider(ctx context.Context, key *apikey.Key) (*provider.Setting, string, error) {
-	if len(key.SettingIDs) == 0 {
-		return nil, "", apierror.New(http.StatusForbidden, apierror.CodePathNotAllowed,
-			"this key has no provider setting; ask the administrator to add one")
-	}
-	id := key.SettingIDs[rand.IntN(len(key.SettingIDs))]
-	// Read fresh, not from the configuration cache: a changed provider key
-	// (PATCH /api/v1/providers/{id}) applies to the very next request. Like
-	// every store call before forwarding, it fails fast (ReserveTimeout).
-	readCtx, cancel := context.WithTimeout(ctx, h.cfg.ReserveTimeout)
-	p, err := h.cfg.Providers.GetProvider(readCtx, id)
-	cancel()
-	if err != nil {
-		return nil, "", apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
-			"the provider setting is unavailable; try again shortly")
-	}
-	h.forgetStaleSecret(p)
-	secret, err := h.cfg.Secrets.Get(ctx, p.SecretID)
-	if err != nil {
-		return nil, "", apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
-			"the provider key is unavailable; try again shortly")
-	}
-	return p, secret, nil
 }
 
 // forgetStaleSecret drops the cached provider key of p when p's KeyVersion

@@ -164,6 +164,16 @@ func (s *fakeStore) GetProvider(_ context.Context, id string) (*provider.Setting
 	return p, nil
 }
 
+func (s *fakeStore) ListProviders(context.Context) ([]*provider.Setting, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*provider.Setting, 0, len(s.providers))
+	for _, p := range s.providers {
+		out = append(out, p)
+	}
+	return out, nil
+}
+
 // waitEvent returns the next recorded event.
 func (s *fakeStore) waitEvent(t *testing.T) *ledger.Event {
 	t.Helper()
@@ -230,7 +240,7 @@ func newEnv(t *testing.T, upstream http.HandlerFunc, mutate ...func(*apikey.Key)
 	}
 	e.store = &fakeStore{
 		keys:      map[string]*apikey.Key{id: k},
-		providers: map[string]*provider.Setting{"p1": {ID: "p1", Provider: provider.OpenAICompatible, BaseURL: e.upstream.URL + "/v1", SecretID: "sec1"}},
+		providers: map[string]*provider.Setting{"p1": {ID: "p1", Provider: provider.OpenAI, BaseURL: e.upstream.URL + "/v1", SecretID: "sec1"}},
 		users:     map[string]*user.User{},
 		counters:  map[counterID]int64{},
 		open:      map[string]*budget.Reservation{},
@@ -342,7 +352,7 @@ func TestAuthAndValidation(t *testing.T) {
 		{"bad json", nil, "KEY", "POST", "/v1/chat/completions", `{"model":`, 400, "invalid_request"},
 		{"too large", nil, "KEY", "POST", "/v1/chat/completions", `{"model":"gpt-4o-mini","x":"` + strings.Repeat("a", 1<<16) + `"}`, 413, "request_too_large"},
 		{"unknown path", nil, "KEY", "POST", "/v1/nope", chat, 404, "not_found"},
-		{"no provider", func(k *apikey.Key) { k.SettingIDs = nil }, "KEY", "POST", "/v1/chat/completions", chat, 403, "path_not_allowed"},
+		{"no setting serves the model", func(k *apikey.Key) { k.SettingIDs = []string{"gone"} }, "KEY", "POST", "/v1/chat/completions", chat, 403, "model_not_allowed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
