@@ -41,6 +41,7 @@ import (
 	"github.com/stipend/stipend/infra/localstack"
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/secrets"
 )
 
@@ -311,8 +312,16 @@ const (
 // provider setting, which is created once and pointed at this run's fake
 // upstream.
 func demoKey(ctx context.Context, st *Stack) (providerID, key string, err error) {
+	// An OpenAI-compatible setting serves only the models it names (routing
+	// by model, CONTRACT §3): the demo names every model stipend prices,
+	// all of which the fake answers.
+	table, err := pricing.Default()
+	if err != nil {
+		return "", "", err
+	}
 	p, err := ensureProvider(ctx, st, map[string]any{
 		"name": demoProviderName, "provider": "openai-compatible", "baseUrl": st.UpstreamURL, "apiKey": FakeUpstreamKey,
+		"allowedModels": table.Models(),
 	})
 	if err != nil {
 		return "", "", err
@@ -361,8 +370,10 @@ func ensureProvider(ctx context.Context, st *Stack, body map[string]any) (string
 	for _, p := range list {
 		if p.Name == body["name"] {
 			update := map[string]any{"apiKey": body["apiKey"]}
-			if u, ok := body["baseUrl"]; ok {
-				update["baseUrl"] = u
+			for _, f := range []string{"baseUrl", "allowedModels"} {
+				if v, ok := body[f]; ok {
+					update[f] = v
+				}
 			}
 			return p.ID, adminDo(ctx, st, http.MethodPatch, "/api/v1/providers/"+p.ID, update, nil)
 		}
