@@ -9,6 +9,19 @@ SHELL := /bin/bash
 GO       ?= go
 CFN_LINT ?= cfn-lint
 
+# Fuzz targets, as <package>:<target>. `make test` runs each for FUZZTIME_TEST,
+# `make fuzz` for FUZZTIME (go test accepts one fuzz target per invocation).
+FUZZ_TARGETS = ./shared/proxy:FuzzParseRequest ./shared/sse:FuzzReader ./shared/sse:FuzzData \
+               ./shared/admin:FuzzRosterCSV
+FUZZTIME_TEST ?= 5s
+FUZZTIME      ?= 2m
+# Minimising each new interesting input may take up to 60 s by default, and
+# stalls a short run; keep it short.
+FUZZ_RUN = for t in $(FUZZ_TARGETS); do \
+	  echo "== $${t\#*:} in $${t%%:*} for $(1)"; \
+	  $(GO) test -run='^$$' -fuzz="^$${t\#*:}$$" -fuzztime=$(1) -fuzzminimizetime=5s "$${t%%:*}" || exit 1; \
+	done
+
 # Lambda binaries: provided.al2023 on arm64, static, no RPC shim.
 GO_LAMBDA_BUILD = GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -trimpath -tags lambda.norpc -ldflags='-s -w'
 
@@ -16,7 +29,7 @@ GO_LAMBDA_BUILD = GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -trimpath -t
 GO_FILES = $$(find . \( -name node_modules -o -path ./.git -o -path ./.aws-sam -o -path ./build \) -prune -o -name '*.go' -print)
 
 .PHONY: help build build-ProxyFunction build-AdminFunction build-ResetFunction \
-        test lint fmt dev bench clean
+        test fuzz lint fmt dev bench clean
 
 help: ## List the targets.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-22s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -38,12 +51,16 @@ build-ResetFunction: ## (sam build) Build the scheduled reset job into $(ARTIFAC
 	$(if $(ARTIFACTS_DIR),,$(error ARTIFACTS_DIR is not set; run `sam build` or `make build`))
 	$(GO_LAMBDA_BUILD) -o $(ARTIFACTS_DIR)/bootstrap ./functions/reset
 
-test: ## Run every test: go vet, the Go tests (race detector, DynamoDB Local included), again 400 days ahead, cfn-lint.
+test: ## Run every test: go vet, the Go tests (race detector, DynamoDB Local included), again 400 days ahead, each fuzz target for FUZZTIME_TEST (5s), cfn-lint.
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 12m ./...
 	@echo "== the shared packages' tests again, with their clocks 400 days ahead (STIPEND_TEST_NOW, see shared/testclock)"
 	STIPEND_TEST_NOW=+400d $(GO) test -race -count=1 -timeout 12m ./shared/...
+	@$(call FUZZ_RUN,$(FUZZTIME_TEST))
 	$(CFN_LINT) template.yaml
+
+fuzz: ## Run each fuzz target (request parser, SSE reader, roster CSV) for FUZZTIME (default 2m; make fuzz FUZZTIME=10m).
+	@$(call FUZZ_RUN,$(FUZZTIME))
 
 lint: ## Check formatting (gofmt), go vet, staticcheck, go.mod tidiness, package rules and the SAM template (cfn-lint).
 	@out="$$(gofmt -l $(GO_FILES))"; if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi

@@ -13,7 +13,7 @@ import (
 
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/provider"
 )
 
@@ -96,7 +96,7 @@ func (f flushWriter) Flush() { _ = http.NewResponseController(f.ResponseWriter).
 
 func (f flushWriter) Unwrap() http.ResponseWriter { return f.ResponseWriter }
 
-func keyTotals(t *testing.T, st *stack, id string) dynamo.Totals {
+func keyTotals(t *testing.T, st *stack, id string) ledger.Totals {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()

@@ -80,6 +80,7 @@ func build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (http.Handle
 		Limiter:        store,
 		Owners:         store,
 		History:        store,
+		Strikes:        store,
 		Secrets:        secrets.NewCache(mgr, cfg.SecretCacheTTL),
 		Prices:         prices,
 		Tokenizer:      tok,

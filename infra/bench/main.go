@@ -45,7 +45,9 @@
 //
 // Flags (pass with make bench ARGS="..."): -streams, -concurrency, -events,
 // -interval, -warmup, -limits, -coldstarts, -coldstart-from, -cpu-requests,
-// -cpu-clients, -only coldstart.
+// -cpu-clients, -only coldstart, and -only scale with -scale-requests,
+// -scale-clients and -scale-total: the Scale section (scale.go), alone,
+// for docs/cost.md and docs/scale.md.
 package main
 
 import (
@@ -81,6 +83,7 @@ type config struct {
 	coldStarts, cpuRequests, cpuClients          int
 	coldFrom                                     string
 	only                                         string
+	scaleN, scaleClients, scaleTotal             int
 }
 
 func main() {
@@ -95,11 +98,15 @@ func main() {
 	flag.StringVar(&cfg.coldFrom, "coldstart-from", "", "build the Cold start run's functions from this checkout instead (to compare)")
 	flag.IntVar(&cfg.cpuRequests, "cpu-requests", 2000, "non-streamed requests in the CPU run (0 skips it)")
 	flag.IntVar(&cfg.cpuClients, "cpu-clients", 32, "concurrent clients in the CPU run (at most -concurrency)")
-	flag.StringVar(&cfg.only, "only", "", `"coldstart": run only the Cold start section`)
+	flag.StringVar(&cfg.only, "only", "", `"coldstart": run only the Cold start section; "scale": only the Scale section (scale.go)`)
+	flag.IntVar(&cfg.scaleN, "scale-requests", 100, "Scale section: sequential requests per kind for the capacity figures")
+	flag.IntVar(&cfg.scaleClients, "scale-clients", 32, "Scale section: concurrent clients per throughput scenario")
+	flag.IntVar(&cfg.scaleTotal, "scale-total", 1000, "Scale section: requests per throughput scenario")
 	flag.Parse()
 	if cfg.streams < 1 || cfg.concurrency < 1 || cfg.events < 1 || cfg.warmup < 0 || cfg.limits < 0 || cfg.interval <= 0 ||
-		cfg.coldStarts < 0 || cfg.cpuRequests < 0 || cfg.cpuClients < 1 || (cfg.only != "" && cfg.only != "coldstart") {
-		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events and -interval must be positive, -warmup, -limits and -coldstarts not negative, -only empty or coldstart")
+		cfg.coldStarts < 0 || cfg.cpuRequests < 0 || cfg.cpuClients < 1 || (cfg.only != "" && cfg.only != "coldstart" && cfg.only != "scale") ||
+		cfg.scaleN < 1 || cfg.scaleClients < 1 || cfg.scaleTotal < 1 {
+		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events, -interval and the -scale- flags must be positive, -warmup, -limits and -coldstarts not negative, -only empty, coldstart or scale")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -124,6 +131,9 @@ func say(format string, args ...any) {
 func run(ctx context.Context, cfg config, out io.Writer) error {
 	began := time.Now()
 	loadBefore := loadAverage()
+	if cfg.only == "scale" {
+		return runScale(ctx, out, cfg.scaleN, cfg.scaleClients, cfg.scaleTotal)
+	}
 	// Cold start first, while nothing else of the benchmark runs.
 	if cfg.coldStarts > 0 || cfg.only == "coldstart" {
 		if err := runColdStart(ctx, out, max(cfg.coldStarts, 1), cfg.coldFrom); err != nil {

@@ -136,19 +136,19 @@ func runReporting(ctx context.Context, out io.Writer, size reportingSize) error 
 
 	// Generate every key's term: sum it into aggregates, keep the events
 	// of the last days.
-	aggs := make([][]dynamo.DailyAggregate, size.keys)
+	aggs := make([][]ledger.DailyAggregate, size.keys)
 	events := make([][]*ledger.Event, size.keys)
 	var generated int64
 	for k, id := range keyIDs {
 		for d := range size.days {
-			byModel := map[string]*dynamo.DailyAggregate{}
+			byModel := map[string]*ledger.DailyAggregate{}
 			var order []string
 			for j := range size.perDay {
 				ev := synthEvent(id, k, d, j, size.perDay, termStart)
 				generated++
 				a := byModel[ev.Model]
 				if a == nil {
-					a = &dynamo.DailyAggregate{KeyID: id, Day: termStart.AddDate(0, 0, d).Unix(), Model: ev.Model}
+					a = &ledger.DailyAggregate{KeyID: id, Day: termStart.AddDate(0, 0, d).Unix(), Model: ev.Model}
 					byModel[ev.Model] = a
 					order = append(order, ev.Model)
 				}

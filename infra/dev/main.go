@@ -6,8 +6,10 @@
 //
 // Environment (all optional): STIPEND_PROXY_ADDR (127.0.0.1:8080),
 // STIPEND_ADMIN_ADDR (127.0.0.1:8081), STIPEND_ADMIN_KEY (generated when
-// unset), OPENAI_API_KEY (creates the provider setting "openai"; otherwise a
-// fake upstream and a demo key), STIPEND_DEV_DATA (a directory to keep
+// unset), OPENAI_API_KEY with OPENAI_BASE_URL (creates the provider setting
+// "openai"), ANTHROPIC_API_KEY with ANTHROPIC_BASE_URL (creates
+// "anthropic"); with neither, a fake upstream is the demo provider. Either
+// way a demo key with a $1 budget uses the settings. STIPEND_DEV_DATA (a directory to keep
 // DynamoDB data and the secrets written to Secrets Manager across runs; in
 // memory when unset), STIPEND_DYNAMODB_PORT
 // (default a free port), STIPEND_DEV_UPSTREAM_ADDR (the fake upstream,
@@ -51,16 +53,19 @@ func run(ctx context.Context) error {
 		logs = nil
 	}
 	st, err := devstack.Start(ctx, devstack.Options{
-		ProxyAddr:    os.Getenv("STIPEND_PROXY_ADDR"),
-		AdminAddr:    os.Getenv("STIPEND_ADMIN_ADDR"),
-		AdminKey:     os.Getenv("STIPEND_ADMIN_KEY"),
-		OpenAIKey:    os.Getenv("OPENAI_API_KEY"),
-		DataDir:      os.Getenv("STIPEND_DEV_DATA"),
-		DynamoDBPort: port,
-		UpstreamAddr: os.Getenv("STIPEND_DEV_UPSTREAM_ADDR"),
-		Table:        os.Getenv("STIPEND_TABLE"),
-		Log:          logs,
-		Say:          func(s string) { slog.Info(s) },
+		ProxyAddr:        os.Getenv("STIPEND_PROXY_ADDR"),
+		AdminAddr:        os.Getenv("STIPEND_ADMIN_ADDR"),
+		AdminKey:         os.Getenv("STIPEND_ADMIN_KEY"),
+		OpenAIKey:        os.Getenv("OPENAI_API_KEY"),
+		OpenAIBaseURL:    os.Getenv("OPENAI_BASE_URL"),
+		AnthropicKey:     os.Getenv("ANTHROPIC_API_KEY"),
+		AnthropicBaseURL: os.Getenv("ANTHROPIC_BASE_URL"),
+		DataDir:          os.Getenv("STIPEND_DEV_DATA"),
+		DynamoDBPort:     port,
+		UpstreamAddr:     os.Getenv("STIPEND_DEV_UPSTREAM_ADDR"),
+		Table:            os.Getenv("STIPEND_TABLE"),
+		Log:              logs,
+		Say:              func(s string) { slog.Info(s) },
 	})
 	if err != nil {
 		return err
@@ -75,23 +80,36 @@ stipend is running.
   dashboard: %s/   (the teacher's dashboard: sign in with the admin key)
   student:   %s/   (the student's page: paste a stipend key)
 `, st.ProxyURL, st.AdminURL, st.AdminKey, st.AdminURL, st.ProxyURL)
-	if st.DemoKey != "" {
-		fmt.Printf(`  demo key:  %s   (fake upstream, $1 budget)
-  fake upstream: %s (its own API key: %s)
+	if st.UpstreamURL != "" {
+		fmt.Printf(`  fake upstream: %s   (offline; its own API key: %s)
+  demo provider: %s   (%q, openai-compatible, on the fake upstream)
+  demo key:  %s   ($1 budget)
 
 Try a streamed chat completion:
   curl -N %s/v1/chat/completions -H "Authorization: Bearer %s" -H "Content-Type: application/json" -d '{"model":"gpt-4o-mini","stream":true,"messages":[{"role":"user","content":"Say hello"}]}'
-`, st.DemoKey, st.UpstreamURL, devstack.FakeUpstreamKey, st.ProxyURL, st.DemoKey)
+`, st.UpstreamURL, devstack.FakeUpstreamKey, st.ProviderID, st.Providers[0].Name, st.DemoKey, st.ProxyURL, st.DemoKey)
 	} else {
-		fmt.Printf(`
-Create a key for a student (provider id from GET /api/v1/providers):
-  curl -s %s/api/v1/secret-keys -H "Authorization: Bearer %s" -d '{"name":"student-1","providerSettingIds":["<provider id>"],"costLimitInUsdLifetime":1}'
-`, st.AdminURL, st.AdminKey)
+		for _, p := range st.Providers {
+			base := p.BaseURL
+			if base == "" {
+				base = "the provider's own"
+			}
+			fmt.Printf("  provider:  %s   (%q, base URL %s)\n", p.ID, p.Name, base)
+		}
+		fmt.Printf(`  demo key:  %s   ($1 budget, on the provider settings above: real requests, real spend)
+
+Create a key for a student:
+  curl -s %s/api/v1/secret-keys -H "Authorization: Bearer %s" -d '{"name":"student-1","providerSettingIds":["%s"],"costLimitInUsdLifetime":1}'
+`, st.DemoKey, st.AdminURL, st.AdminKey, st.ProviderID)
+	}
+	upstream := ""
+	if st.UpstreamURL != "" {
+		upstream = " UPSTREAM=" + st.UpstreamURL
 	}
 	fmt.Printf(`
 For the README's walkthrough ("Five minutes: a class of students"), paste this into your shell:
-  export ADMIN=%s AK=%s PROXY=%s PROVIDER=%s
-`, st.AdminURL, st.AdminKey, st.ProxyURL, st.ProviderID)
+  export ADMIN=%s AK=%s PROXY=%s PROVIDER=%s%s
+`, st.AdminURL, st.AdminKey, st.ProxyURL, st.ProviderID, upstream)
 	fmt.Printf("\nReadiness: %s/readyz and %s/readyz (a dependency going down is reported here).\n", st.ProxyURL, st.AdminURL)
 	fmt.Println("Ctrl-C stops everything.")
 	select {

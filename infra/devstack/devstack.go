@@ -2,8 +2,13 @@
 // DynamoDB Local (installed from infra/package-lock.json on first use),
 // moto_server as Secrets Manager, the table, the real proxy and admin
 // binaries (functions/proxy, functions/admin) as local servers, the
-// scheduled reset (functions/reset) on template.yaml's schedule, and — when
-// no OpenAI key is given — a fake OpenAI-compatible upstream with a demo key.
+// scheduled reset (functions/reset) on template.yaml's schedule, the
+// provider settings and a demo key. Given an OpenAI and/or an Anthropic API
+// key (with an optional base URL each, as the providers' SDKs take them), it
+// creates the provider settings "openai" and/or "anthropic" on them and a
+// demo key that uses them; given neither, it serves a fake upstream
+// (infra/fakeupstream: OpenAI, Anthropic /v1/messages and Azure deployment
+// URLs) registered as the demo provider, with a demo key on it.
 // `make dev` and the end-to-end tests both use it.
 //
 // It behaves as deployed where it matters: a proxy or admin process that
@@ -12,8 +17,9 @@
 // month turns; each process's GET /readyz is polled and a dependency going
 // down (or coming back) is reported. With a data directory, the table, the
 // secrets written to Secrets Manager (provider API keys, the key-encryption
-// secret) and so every key survive a restart, and the demo provider and key
-// are reused by name rather than created again.
+// secret) and so every key survive a restart, and the provider settings and
+// the demo key are found by name and updated (a changed API key or base URL
+// applies) rather than created again.
 package devstack
 
 import (
@@ -30,6 +36,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -42,21 +49,30 @@ import (
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/pricing"
+	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/secrets"
 )
 
 // Options configures Start. Zero values pick the documented defaults.
 type Options struct {
-	ProxyAddr    string       // default 127.0.0.1:8080
-	AdminAddr    string       // default 127.0.0.1:8081
-	AdminKey     string       // default: generated
-	OpenAIKey    string       // when set, a provider setting "openai" uses it; else a fake upstream and demo key
-	DataDir      string       // keeps DynamoDB data across runs; in memory when empty
-	DynamoDBPort int          // default: a free port
-	UpstreamAddr string       // the fake upstream's address; default a free port
-	Table        string       // default "stipend"
-	Log          io.Writer    // where the services' own logs go; nil discards them
-	Say          func(string) // progress messages; nil discards them
+	ProxyAddr string // default 127.0.0.1:8080
+	AdminAddr string // default 127.0.0.1:8081
+	AdminKey  string // default: generated
+	// OpenAIKey, when set, creates the provider setting "openai" with it,
+	// at OpenAIBaseURL (the OpenAI SDK's OPENAI_BASE_URL, ending in /v1;
+	// default OpenAI's own). AnthropicKey likewise creates "anthropic", at
+	// AnthropicBaseURL (the Anthropic SDK's ANTHROPIC_BASE_URL, the API
+	// root without /v1; default Anthropic's own). With either, no fake
+	// upstream or demo provider is started, and the demo key uses the
+	// settings given; with neither, the fake upstream is the demo provider.
+	OpenAIKey, OpenAIBaseURL       string
+	AnthropicKey, AnthropicBaseURL string
+	DataDir                        string       // keeps DynamoDB data across runs; in memory when empty
+	DynamoDBPort                   int          // default: a free port
+	UpstreamAddr                   string       // the fake upstream's address; default a free port
+	Table                          string       // default "stipend"
+	Log                            io.Writer    // where the services' own logs go; nil discards them
+	Say                            func(string) // progress messages; nil discards them
 
 	// SweepEvery is how often the stale-reservation sweep runs; default
 	// 5 minutes, as template.yaml schedules it.
@@ -88,10 +104,14 @@ type Stack struct {
 	ProxyURL    string // e.g. http://127.0.0.1:8080
 	AdminURL    string
 	AdminKey    string
-	DemoKey     string // set when the fake upstream is used
+	DemoKey     string // a key with a $1 lifetime budget on the settings in Providers
 	UpstreamURL string // the fake upstream's API root, when used
 	DynamoDBURL string // DynamoDB Local's endpoint
-	ProviderID  string // the provider setting Start created or found: the fake upstream's, or "openai"
+	// ProviderID is the first of Providers: the demo provider (the fake
+	// upstream's), else "openai", else "anthropic".
+	ProviderID string
+	// Providers are the provider settings Start created or found, in order.
+	Providers []Provider
 	// Exited receives when the proxy or admin process cannot be kept
 	// running (it could not start, or keeps dying right after starting).
 	// A process that dies is otherwise started again.
@@ -99,6 +119,12 @@ type Stack struct {
 
 	procs   map[string]*supervised
 	closers []func()
+}
+
+// Provider is a provider setting the stack created or found by name.
+type Provider struct {
+	ID, Name, Kind string
+	BaseURL        string // as stored: empty for the kind's default
 }
 
 // Close stops every process and server the stack started, in reverse order.
@@ -249,7 +275,8 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 	}
 	childEnv = append(childEnv, "STIPEND_KEY_ENCRYPTION_SECRET="+encID)
 
-	if o.OpenAIKey == "" {
+	wanted := o.providers()
+	if len(wanted) == 0 {
 		ln, err := net.Listen("tcp", o.UpstreamAddr)
 		if err != nil {
 			return nil, fmt.Errorf("fake upstream: %w", err)
@@ -258,7 +285,18 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 		go srv.Serve(ln)
 		st.closers = append(st.closers, func() { srv.Close() })
 		st.UpstreamURL = "http://" + ln.Addr().String() + "/v1"
-		o.Say("no OpenAI key: serving a fake OpenAI-compatible upstream on " + st.UpstreamURL)
+		o.Say("no OPENAI_API_KEY or ANTHROPIC_API_KEY: serving a fake upstream on " + st.UpstreamURL)
+		// An OpenAI-compatible setting serves only the models it names
+		// (routing by model, CONTRACT §3): the demo names every model
+		// stipend prices, all of which the fake answers.
+		table, err := pricing.Default()
+		if err != nil {
+			return nil, err
+		}
+		wanted = []map[string]any{{
+			"name": demoProviderName, "provider": "openai-compatible", "baseUrl": st.UpstreamURL, "apiKey": FakeUpstreamKey,
+			"allowedModels": table.Models(),
+		}}
 	}
 
 	exited := make(chan error, 2)
@@ -285,16 +323,44 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 		wg.Go(func() { watchReadiness(loops, name, u+"/readyz", o.WatchEvery, o.Say) })
 	}
 
-	if st.UpstreamURL != "" {
-		if st.ProviderID, st.DemoKey, err = demoKey(ctx, st); err != nil {
+	for _, body := range wanted {
+		id, err := ensureProvider(ctx, st, body)
+		if err != nil {
 			return nil, err
 		}
-	} else if st.ProviderID, err = ensureProvider(ctx, st, map[string]any{
-		"name": "openai", "provider": "openai", "apiKey": o.OpenAIKey,
-	}); err != nil {
+		st.Providers = append(st.Providers, Provider{ID: id, Name: body["name"].(string),
+			Kind: body["provider"].(string), BaseURL: body["baseUrl"].(string)})
+	}
+	st.ProviderID = st.Providers[0].ID
+	if st.DemoKey, err = demoKey(ctx, st); err != nil {
 		return nil, err
 	}
 	return st, nil
+}
+
+// providers returns the admin API bodies of the provider settings asked
+// for by API key, or none when the fake upstream is to serve. The base
+// URLs are taken as the providers' SDKs take them and stored as stipend's
+// settings want them (ending in the API version, /v1); an empty one means
+// the kind's default, so that unsetting the variable restores it.
+func (o *Options) providers() []map[string]any {
+	var out []map[string]any
+	add := func(name, key, base, sdkVar string) {
+		base = strings.TrimRight(strings.TrimSpace(base), "/")
+		if key == "" {
+			if base != "" {
+				o.Say(sdkVar + " is set without its API key: ignored")
+			}
+			return
+		}
+		if name == provider.Anthropic && base != "" && !strings.HasSuffix(base, "/v1") {
+			base += "/v1" // the Anthropic SDK's base URL is the root; its paths start with /v1
+		}
+		out = append(out, map[string]any{"name": name, "provider": name, "apiKey": key, "baseUrl": base})
+	}
+	add(provider.OpenAI, o.OpenAIKey, o.OpenAIBaseURL, "OPENAI_BASE_URL")
+	add(provider.Anthropic, o.AnthropicKey, o.AnthropicBaseURL, "ANTHROPIC_BASE_URL")
+	return out
 }
 
 // FakeUpstreamKey is the fake upstream's own API key: not a secret.
@@ -307,24 +373,13 @@ const (
 	demoKeyName      = "demo"
 )
 
-// demoKey returns the demo key: the one an earlier run created (read back,
-// as it is created retrievable), or a new one on the fake upstream's
-// provider setting, which is created once and pointed at this run's fake
-// upstream.
-func demoKey(ctx context.Context, st *Stack) (providerID, key string, err error) {
-	// An OpenAI-compatible setting serves only the models it names (routing
-	// by model, CONTRACT §3): the demo names every model stipend prices,
-	// all of which the fake answers.
-	table, err := pricing.Default()
-	if err != nil {
-		return "", "", err
-	}
-	p, err := ensureProvider(ctx, st, map[string]any{
-		"name": demoProviderName, "provider": "openai-compatible", "baseUrl": st.UpstreamURL, "apiKey": FakeUpstreamKey,
-		"allowedModels": table.Models(),
-	})
-	if err != nil {
-		return "", "", err
+// demoKey returns the demo key, on every setting in st.Providers: the one
+// an earlier run created (read back, as it is created retrievable, and
+// pointed at this run's settings), or a new one.
+func demoKey(ctx context.Context, st *Stack) (string, error) {
+	ids := make([]string, len(st.Providers))
+	for i, p := range st.Providers {
+		ids[i] = p.ID
 	}
 	var keys []struct {
 		ID      string `json:"keyId"`
@@ -332,33 +387,36 @@ func demoKey(ctx context.Context, st *Stack) (providerID, key string, err error)
 		Revoked bool   `json:"revoked"`
 	}
 	if err := adminDo(ctx, st, http.MethodGet, "/api/v1/secret-keys", nil, &keys); err != nil {
-		return "", "", err
+		return "", err
 	}
 	for _, k := range keys {
 		if k.Name != demoKeyName || k.Revoked {
 			continue
 		}
+		if err := adminDo(ctx, st, http.MethodPatch, "/api/v1/secret-keys/"+k.ID, map[string]any{"providerSettingIds": ids}, nil); err != nil {
+			return "", fmt.Errorf("point the demo key at this run's provider settings: %w", err)
+		}
 		var back struct {
 			Key string `json:"key"`
 		}
 		if err := adminDo(ctx, st, http.MethodGet, "/api/v1/secret-keys/"+k.ID+"/key", nil, &back); err != nil {
-			return "", "", fmt.Errorf("the demo key of an earlier run cannot be read back (%w); revoke it to get a new one", err)
+			return "", fmt.Errorf("the demo key of an earlier run cannot be read back (%w); revoke it to get a new one", err)
 		}
-		return p, back.Key, nil
+		return back.Key, nil
 	}
 	var created struct {
 		Key string `json:"key"`
 	}
-	err = adminDo(ctx, st, http.MethodPost, "/api/v1/secret-keys", map[string]any{
-		"name": demoKeyName, "providerSettingIds": []any{p}, "costLimitInUsdLifetime": 1,
+	err := adminDo(ctx, st, http.MethodPost, "/api/v1/secret-keys", map[string]any{
+		"name": demoKeyName, "providerSettingIds": ids, "costLimitInUsdLifetime": 1,
 		"keyRetrievalMethod": "ANYTIME_BY_VIEWER",
 	}, &created)
-	return p, created.Key, err
+	return created.Key, err
 }
 
 // ensureProvider creates the provider setting named body["name"], or
-// updates the one an earlier run created (its base URL and API key), and
-// returns its id.
+// updates the one an earlier run created (its base URL and API key: a
+// changed key applies to the next request), and returns its id.
 func ensureProvider(ctx context.Context, st *Stack, body map[string]any) (string, error) {
 	var list []struct {
 		ID   string `json:"id"`
@@ -369,11 +427,9 @@ func ensureProvider(ctx context.Context, st *Stack, body map[string]any) (string
 	}
 	for _, p := range list {
 		if p.Name == body["name"] {
-			update := map[string]any{"apiKey": body["apiKey"]}
-			for _, f := range []string{"baseUrl", "allowedModels"} {
-				if v, ok := body[f]; ok {
-					update[f] = v
-				}
+			update := map[string]any{"apiKey": body["apiKey"], "baseUrl": body["baseUrl"]}
+			if v, ok := body["allowedModels"]; ok { // also on a database from an earlier run
+				update["allowedModels"] = v
 			}
 			return p.ID, adminDo(ctx, st, http.MethodPatch, "/api/v1/providers/"+p.ID, update, nil)
 		}

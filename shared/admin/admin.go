@@ -1,8 +1,7 @@
 // Package admin is stipend's admin API: an http.Handler that manages provider
 // settings, proxy secret keys, users and the organisation's limits, and
-// reports usage. Paths, field names and response shapes follow the BricksAI
-// reference (shared/seeds/003_c1386e2febb3792e.txt); JSON is camelCase and
-// times are seconds since the epoch.
+// reports usage. Paths, field names and response shapes follow BricksAI's
+// admin API; JSON is camelCase and times are seconds since the epoch.
 //
 // Every route except GET /healthz and the dashboard's page and files (GET /
 // and GET /ui/..., shared/pages) needs "Authorization: Bearer <admin key>".
@@ -16,7 +15,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -26,65 +24,69 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"reflect"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/audit"
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/pages"
 	"github.com/stipend/stipend/shared/provider"
+	"github.com/stipend/stipend/shared/storeerr"
 	"github.com/stipend/stipend/shared/user"
 )
 
-// Store is the storage the admin API uses; *dynamo.Store implements it.
-// A missing item is an error with a NotFound() bool method that returns true;
-// UpdateKey reports a concurrent change with dynamo.ErrConflict.
+// Store is all the storage the admin API uses, composed of the small
+// interfaces each job declares; *dynamo.Store implements it. A missing item
+// is storeerr.ErrNotFound (or any error with a NotFound() bool method that
+// returns true); a write that lost a race is storeerr.ErrConflict, a create
+// of an existing item storeerr.ErrExists (all wrapped).
 type Store interface {
+	ProviderStore
+	KeyStore
+	UserStore
+	EventStore     // events.go
+	Reports        // reporting.go
+	StatementStore // statements.go
+	AuditStore     // audit.go
+	RosterStore    // bulk.go
+}
+
+// ProviderStore keeps provider settings (providers.go).
+type ProviderStore interface {
 	CreateProvider(ctx context.Context, p *provider.Setting) error
 	UpdateProvider(ctx context.Context, p *provider.Setting) error
 	GetProvider(ctx context.Context, id string) (*provider.Setting, error)
 	ListProviders(ctx context.Context) ([]*provider.Setting, error)
+}
 
+// KeyStore keeps proxy secret keys (keys.go) and reads their lifetime
+// counters (metrics.go).
+type KeyStore interface {
 	CreateKey(ctx context.Context, k *apikey.Key) error
+	// UpdateKey writes only over k.Version (storeerr.ErrConflict otherwise).
 	UpdateKey(ctx context.Context, k *apikey.Key) error
 	GetKey(ctx context.Context, id string) (*apikey.Key, error)
 	ListKeys(ctx context.Context) ([]*apikey.Key, error)
+	// KeyTotals returns a key's lifetime counters (zero when it has none yet).
+	KeyTotals(ctx context.Context, id string) (ledger.Totals, error)
+}
 
-	// Events calls each for every event of keyID created in [start, end), oldest first.
-	Events(ctx context.Context, keyID string, start, end time.Time, each func(*ledger.Event) error) error
-
-	// Users are keyed by UserID; UpdateUser is optimistic like UpdateKey.
+// UserStore keeps users, keyed by UserID, and the organisation's settings
+// (users.go).
+type UserStore interface {
 	CreateUser(ctx context.Context, u *user.User) error
+	// UpdateUser is optimistic like UpdateKey.
 	UpdateUser(ctx context.Context, u *user.User) error
 	GetUser(ctx context.Context, userID string) (*user.User, error)
 	ListUsers(ctx context.Context) ([]*user.User, error)
-
 	// GetOrg returns the zero Org (Version 0) when none is stored; PutOrg
-	// writes only over o.Version (dynamo.ErrConflict otherwise) and bumps it.
+	// writes only over o.Version (storeerr.ErrConflict otherwise) and bumps it.
 	GetOrg(ctx context.Context) (*user.Org, error)
 	PutOrg(ctx context.Context, o *user.Org) error
-
-	// Reports: daily aggregates and custom ids (reporting.go).
-	Reports
-
-	// KeyTotals returns a key's lifetime counters (zero when it has none yet).
-	KeyTotals(ctx context.Context, id string) (dynamo.Totals, error)
-	// The audit trail (audit.go).
-	AuditStore
-	// Roster markers: each user's one roster key (bulk.go).
-	RosterStore
-	// Event listings (events.go).
-	EventStore
-	// Monthly statements and month-to-date figures (statements.go).
-	StatementStore
 }
-
-var _ Store = (*dynamo.Store)(nil)
 
 // SecretWriter stores a secret value under name (creating it or adding a new
 // version) and returns the id to read it back with (its ARN).
@@ -116,12 +118,10 @@ type Config struct {
 
 // Handler serves the admin API. It is safe for concurrent use.
 type Handler struct {
-	cfg Config
-	mux *http.ServeMux
+	cfg   Config
+	mux   *http.ServeMux
+	audit *audit.Recorder
 }
-
-// maxBodyBytes bounds request bodies; DynamoDB items are at most 400 KB.
-const maxBodyBytes = 256 << 10
 
 // New returns a Handler for cfg.
 func New(cfg Config) *Handler {
@@ -134,7 +134,7 @@ func New(cfg Config) *Handler {
 	if cfg.PricedModel == nil {
 		cfg.PricedModel = embeddedPrices()
 	}
-	h := &Handler{cfg: cfg, mux: http.NewServeMux()}
+	h := &Handler{cfg: cfg, mux: http.NewServeMux(), audit: &audit.Recorder{Store: cfg.Store, Log: cfg.Log, Now: cfg.Now}}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
@@ -198,9 +198,9 @@ func (h *Handler) handle(fn func(http.ResponseWriter, *http.Request) error) http
 		err := h.authenticate(r)
 		if err == nil {
 			// Changes (and key reads) are recorded once the response,
-			// error or not, is complete (audit.go).
+			// error or not, is complete (package audit).
 			var recordAudit func()
-			w, r, recordAudit = h.beginAudit(w, r)
+			w, r, recordAudit = h.audit.Begin(w, r)
 			defer recordAudit()
 			err = fn(w, r)
 		}
@@ -262,13 +262,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 // storeError turns a storage failure into the client's error; what names the
 // item ("secret key abc").
 func storeError(err error, what string) error {
-	var nf interface{ NotFound() bool }
 	switch {
-	case errors.As(err, &nf) && nf.NotFound():
+	case storeerr.IsNotFound(err):
 		return apierror.New(http.StatusNotFound, apierror.CodeNotFound, what+" not found")
-	case errors.Is(err, dynamo.ErrConflict):
+	case errors.Is(err, storeerr.ErrConflict):
 		return apierror.New(http.StatusConflict, CodeConflict, what+" was changed concurrently, try again")
-	case errors.Is(err, dynamo.ErrExists):
+	case errors.Is(err, storeerr.ErrExists):
 		return apierror.New(http.StatusConflict, CodeConflict, what+" already exists")
 	default:
 		return apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
@@ -276,107 +275,16 @@ func storeError(err error, what string) error {
 	}
 }
 
-// invalid is a 400 naming the offending field.
-func invalid(param, format string, args ...any) error {
-	return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, fmt.Sprintf(format, args...)).WithParam(param)
-}
+// invalid is request.Invalid: a 400 naming the offending field.
+func invalid(param, format string, args ...any) error { return request.Invalid(param, format, args...) }
 
-// mustBe is the 400 for a field that breaks its rule: "<field> must be <rule>".
-func mustBe(field, rule string) error { return invalid(field, "%s must be %s", field, rule) }
+// mustBe is request.MustBe: "<field> must be <rule>".
+func mustBe(field, rule string) error { return request.MustBe(field, rule) }
 
-// decodeObject reads the request body, a JSON object, into dst: a pointer to
-// a struct whose fields are all pointers tagged `json:"<name>"` and
-// `rule:"<what the value must be>"`. A field absent from the body (or null)
-// stays nil, so an update can tell "absent" from "zero"; a value of the wrong
-// type is a 400 naming the field and its rule. A field dst does not know is
-// a 400 naming it: a typo (costLimitInUsdLifetme) must never pass silently
-// and leave a key without the limit its author meant.
+// decodeObject is request.Decode: the body, a JSON object, into dst, a
+// struct of pointer fields; unknown and mistyped fields are 400s naming them.
 func decodeObject(w http.ResponseWriter, r *http.Request, dst any) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return apierror.New(http.StatusRequestEntityTooLarge, apierror.CodeRequestTooLarge,
-				fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes))
-		}
-		return apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "could not read the request body")
-	}
-	var raw map[string]json.RawMessage
-	if err := json.Unmarshal(body, &raw); err != nil || raw == nil {
-		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body must be a JSON object")
-	}
-	v := reflect.ValueOf(dst).Elem()
-	t := v.Type()
-	known := make(map[string]bool, t.NumField())
-	for i := range t.NumField() {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		known[name] = true
-	}
-	if err := unknownFields(raw, known); err != nil {
-		return err
-	}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
-		msg, ok := raw[name]
-		if !ok || bytes.Equal(bytes.TrimSpace(msg), []byte("null")) {
-			continue
-		}
-		p := reflect.New(f.Type.Elem())
-		if err := json.Unmarshal(msg, p.Interface()); err != nil {
-			return mustBe(name, f.Tag.Get("rule"))
-		}
-		v.Field(i).Set(p)
-	}
-	return nil
-}
-
-// unknownFields is the 400 for the names in raw that known lacks, naming
-// every one (sorted) and pointing param at the first; nil when all are known.
-func unknownFields(raw map[string]json.RawMessage, known map[string]bool) error {
-	var unknown []string
-	for name := range raw {
-		if !known[name] {
-			unknown = append(unknown, name)
-		}
-	}
-	if len(unknown) == 0 {
-		return nil
-	}
-	slices.Sort(unknown)
-	quoted := make([]string, len(unknown))
-	for i, n := range unknown {
-		quoted[i] = strconv.Quote(n)
-	}
-	what := "unknown field " + quoted[0]
-	if len(unknown) > 1 {
-		what = "unknown fields " + strings.Join(quoted, ", ")
-	}
-	return invalid(unknown[0], "%s: this route does not take it (check the spelling; the README lists each route's fields)", what)
-}
-
-// wholeNumber is a JSON integer; integral values written as floats (10.0,
-// 1e3) are accepted, since some clients send every number as a float.
-type wholeNumber int64
-
-func (n *wholeNumber) UnmarshalJSON(b []byte) error {
-	var num json.Number
-	if len(b) > 0 && b[0] == '"' {
-		return errors.New("a string is not an integer")
-	}
-	if err := json.Unmarshal(b, &num); err != nil {
-		return err
-	}
-	if i, err := num.Int64(); err == nil {
-		*n = wholeNumber(i)
-		return nil
-	}
-	f, err := num.Float64()
-	if err != nil || f > 1<<53 || f < -(1<<53) || f != float64(int64(f)) {
-		return fmt.Errorf("%s is not an integer", num)
-	}
-	*n = wholeNumber(int64(f))
-	return nil
+	return request.Decode(w, r, dst)
 }
 
 // validName checks a required display name.

@@ -16,11 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/provider"
+	"github.com/stipend/stipend/shared/storeerr"
 )
 
 // ---- small hand-written fakes ----
@@ -79,7 +80,7 @@ func (s *fakeStore) CreateProvider(_ context.Context, p *provider.Setting) error
 		return s.fail
 	}
 	if _, ok := s.providers[p.ID]; ok {
-		return dynamo.ErrExists
+		return storeerr.ErrExists
 	}
 	s.providers[p.ID] = cloneProvider(p)
 	return nil
@@ -132,7 +133,7 @@ func (s *fakeStore) CreateKey(_ context.Context, k *apikey.Key) error {
 		return s.fail
 	}
 	if _, ok := s.keys[k.ID]; ok {
-		return dynamo.ErrExists
+		return storeerr.ErrExists
 	}
 	k.Version = 1
 	s.keys[k.ID] = cloneKey(k)
@@ -158,7 +159,7 @@ func (s *fakeStore) UpdateKey(_ context.Context, k *apikey.Key) error {
 		cur.Version++
 	}
 	if cur.Version != k.Version {
-		return fmt.Errorf("key %s: %w", k.ID, dynamo.ErrConflict)
+		return fmt.Errorf("key %s: %w", k.ID, storeerr.ErrConflict)
 	}
 	k.Version++
 	s.keys[k.ID] = cloneKey(k)
@@ -437,6 +438,6 @@ func TestBodyErrors(t *testing.T) {
 	wantError(t, e.do(t, "POST", "/api/v1/secret-keys", `not json`), 400, apierror.CodeInvalidRequest, "")
 	wantError(t, e.do(t, "POST", "/api/v1/secret-keys", `[1,2]`), 400, apierror.CodeInvalidRequest, "")
 	wantError(t, e.do(t, "POST", "/api/v1/secret-keys", ``), 400, apierror.CodeInvalidRequest, "")
-	big := `{"name":"` + strings.Repeat("a", maxBodyBytes) + `"}`
+	big := `{"name":"` + strings.Repeat("a", request.MaxBodyBytes) + `"}`
 	wantError(t, e.do(t, "POST", "/api/v1/secret-keys", big), 413, apierror.CodeRequestTooLarge, "")
 }

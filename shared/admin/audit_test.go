@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strconv"
@@ -17,9 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/audit"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/auditlog"
+	"github.com/stipend/stipend/shared/ledger"
 )
 
 // ---- the fake store's audit trail and key totals ----
@@ -27,13 +27,13 @@ import (
 // auditState is fakeStore's audit entries and key counters, guarded by its
 // mu. Its zero value is ready to use.
 type auditState struct {
-	audit     []dynamo.AuditEntry
-	totals    map[string]dynamo.Totals
+	audit     []auditlog.Entry
+	totals    map[string]ledger.Totals
 	failAudit error // when set, PutAudit and ListAudit fail with it
-	lastQuery dynamo.AuditQuery
+	lastQuery auditlog.Query
 }
 
-func (s *fakeStore) PutAudit(_ context.Context, e *dynamo.AuditEntry) error {
+func (s *fakeStore) PutAudit(_ context.Context, e *auditlog.Entry) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := cmp.Or(s.fail, s.failAudit); err != nil {
@@ -46,14 +46,14 @@ func (s *fakeStore) PutAudit(_ context.Context, e *dynamo.AuditEntry) error {
 }
 
 // ListAudit pages with a cursor that is the offset of the next entry.
-func (s *fakeStore) ListAudit(_ context.Context, q dynamo.AuditQuery) (dynamo.AuditPage, error) {
+func (s *fakeStore) ListAudit(_ context.Context, q auditlog.Query) (auditlog.Page, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastQuery = q
 	if err := cmp.Or(s.fail, s.failAudit); err != nil {
-		return dynamo.AuditPage{}, err
+		return auditlog.Page{}, err
 	}
-	var sel []*dynamo.AuditEntry
+	var sel []*auditlog.Entry
 	for i := len(s.audit) - 1; i >= 0; i-- {
 		e := s.audit[i]
 		if e.CreatedAtMs < q.Start.UnixMilli() || e.CreatedAtMs >= q.End.UnixMilli() {
@@ -69,38 +69,38 @@ func (s *fakeStore) ListAudit(_ context.Context, q dynamo.AuditQuery) (dynamo.Au
 	if q.Cursor != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(q.Cursor, "at:"))
 		if err != nil || !strings.HasPrefix(q.Cursor, "at:") || n > len(sel) {
-			return dynamo.AuditPage{}, dynamo.ErrBadAuditCursor
+			return auditlog.Page{}, auditlog.ErrBadCursor
 		}
 		from = n
 	}
 	to := min(from+q.Limit, len(sel))
-	p := dynamo.AuditPage{Entries: sel[from:to]}
+	p := auditlog.Page{Entries: sel[from:to]}
 	if to < len(sel) {
 		p.Cursor = "at:" + strconv.Itoa(to)
 	}
 	return p, nil
 }
 
-func (s *fakeStore) KeyTotals(_ context.Context, id string) (dynamo.Totals, error) {
+func (s *fakeStore) KeyTotals(_ context.Context, id string) (ledger.Totals, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
-		return dynamo.Totals{}, s.fail
+		return ledger.Totals{}, s.fail
 	}
 	return s.totals[id], nil
 }
 
-func (s *fakeStore) setTotals(id string, t dynamo.Totals) {
+func (s *fakeStore) setTotals(id string, t ledger.Totals) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.totals == nil {
-		s.totals = map[string]dynamo.Totals{}
+		s.totals = map[string]ledger.Totals{}
 	}
 	s.totals[id] = t
 }
 
 // auditEntries returns a copy of the recorded entries, oldest first.
-func (s *fakeStore) auditEntries() []dynamo.AuditEntry {
+func (s *fakeStore) auditEntries() []auditlog.Entry {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.audit)
@@ -110,7 +110,7 @@ func (s *fakeStore) auditEntries() []dynamo.AuditEntry {
 
 func adminKeyHash() string {
 	sum := sha256.Sum256([]byte(adminKey))
-	return hex.EncodeToString(sum[:])[:actorHashLen]
+	return hex.EncodeToString(sum[:])[:audit.ActorHashLen]
 }
 
 // TestAuditMutatingRoutes sends one request to every mutating route (and the
@@ -258,85 +258,6 @@ func TestAuditSkipsReadsAndStrangers(t *testing.T) {
 	}
 }
 
-func TestAuditAction(t *testing.T) {
-	revoke := map[string]json.RawMessage{"revoked": json.RawMessage(" true ")}
-	unrevoke := map[string]json.RawMessage{"revoked": json.RawMessage("false")}
-	tests := []struct {
-		pattern string
-		body    map[string]json.RawMessage
-		want    string
-	}{
-		{"POST /api/v1/providers", nil, "provider.create"},
-		{"PATCH /api/v1/providers/{id}", nil, "provider.update"},
-		{"POST /api/v1/secret-keys", nil, "key.create"},
-		{"POST /api/v1/secret-keys/bulk", nil, "key.bulk_create"},
-		{"PATCH /api/v1/secret-keys/{keyId}", nil, "key.update"},
-		{"PATCH /api/v1/secret-keys/{keyId}", revoke, "key.revoke"},
-		{"PATCH /api/v1/secret-keys/{keyId}", unrevoke, "key.update"},
-		{"DELETE /api/v1/secret-keys/{keyId}", nil, "key.archive"},
-		{"GET /api/v1/secret-keys/{keyId}/key", nil, "key.retrieve"},
-		{"POST /api/v1/users", nil, "user.create"},
-		{"PATCH /api/v1/users/{userId}", revoke, "user.revoke"},
-		{"PATCH /api/v1/organization", nil, "org.update"},
-		{"POST /key/generate", nil, "key.create"},
-		{"POST /user/new", nil, "user.create"},
-		// Routes this file does not know are named from their path.
-		{"POST /api/v1/widgets", nil, "widget.create"},
-		{"PATCH /api/v1/widgets/{id}", nil, "widget.update"},
-		{"DELETE /api/v1/users/{userId}", nil, "user.delete"},
-		{"PUT /api/v1/secret-keys/{keyId}/thing", nil, "key.create"},
-		// Reads are not audited, even as POSTs.
-		{"POST /api/v1/reporting/events", nil, ""},
-		{"POST /api/v1/reporting/events-by-day", nil, ""},
-		{"GET /api/v1/secret-keys", nil, ""},
-		{"GET /api/v1/audit", nil, ""},
-		{"GET /key/info", nil, ""},
-		{"/", nil, ""},
-		{"", nil, ""},
-	}
-	for _, tc := range tests {
-		if got := auditAction(tc.pattern, tc.body); got != tc.want {
-			t.Errorf("auditAction(%q) = %q, want %q", tc.pattern, got, tc.want)
-		}
-	}
-}
-
-func TestResponseIDsAndTargets(t *testing.T) {
-	_, plain := apikey.Generate()
-	tests := []struct {
-		name string
-		body string
-		want []string
-	}{
-		{"created key", `{"id":"k1","keyId":"k1","key":"` + plain + `","userId":"u1","settingIds":["p1"]}`, []string{"k1", "u1"}},
-		{"array", `[{"keyId":"a"},{"keyId":"b"},3]`, []string{"a", "b"}},
-		{"bulk", `{"created":[{"userId":"s1","keyId":"k1","key":"` + plain + `"}],"existing":[{"userId":"s2","keyId":"k2"}]}`, []string{"s1", "k1", "s2", "k2"}},
-		{"litellm", `{"key":"` + plain + `","expires":null,"user_id":"bob"}`, []string{"bob"}},
-		{"key in an id field", `{"id":"` + plain + `"}`, []string{}},
-		{"not json", `nope`, []string{}},
-		{"odd ids", `{"id":"has space","keyId":"","userId":"` + strings.Repeat("x", 200) + `"}`, []string{}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, _ := cleanTargets(responseIDs([]byte(tc.body)))
-			slices.Sort(got)
-			want := slices.Clone(tc.want)
-			slices.Sort(want)
-			if !reflect.DeepEqual(got, want) {
-				t.Errorf("targets = %q, want %q", got, want)
-			}
-		})
-	}
-	many := make([]string, auditMaxTargets+10)
-	for i := range many {
-		many[i] = fmt.Sprintf("id%d", i)
-	}
-	got, truncated := cleanTargets(append(many, many...))
-	if len(got) != auditMaxTargets || !truncated {
-		t.Errorf("%d targets, truncated %v", len(got), truncated)
-	}
-}
-
 // TestAuditWriteFailure: the change stands, the client gets its answer, and
 // the failure is logged without secrets.
 func TestAuditWriteFailure(t *testing.T) {
@@ -379,8 +300,8 @@ func TestListAudit(t *testing.T) {
 			path += "&cursor=" + cursor
 		}
 		var page struct {
-			Entries []dynamo.AuditEntry `json:"entries"`
-			Cursor  *string             `json:"cursor"`
+			Entries []auditlog.Entry `json:"entries"`
+			Cursor  *string          `json:"cursor"`
 		}
 		decode(t, e.do(t, "GET", path, ""), 200, &page)
 		for _, en := range page.Entries {
@@ -445,21 +366,5 @@ func TestListAudit(t *testing.T) {
 	wantError(t, rec, 503, apierror.CodeServiceUnavailable, "")
 	if strings.Contains(rec.Body.String(), "10.0.0.7") {
 		t.Errorf("cause leaked: %s", rec.Body)
-	}
-}
-
-// TestPeekFieldsKeepsBody: the route still reads the whole body after the
-// audit looked at it, including bodies over the size limit.
-func TestPeekFieldsKeepsBody(t *testing.T) {
-	for _, body := range []string{`{"b":1,"a":{"nested":"x"},"sk-stp-x":1,"bad name":2}`, `[1,2]`, ``, strings.Repeat("x", maxBodyBytes+100)} {
-		r := httptest.NewRequest("POST", "/", strings.NewReader(body))
-		_, fields := peekFields(r)
-		rest, _ := io.ReadAll(r.Body)
-		if string(rest) != body {
-			t.Errorf("body after peek has %d bytes, want %d", len(rest), len(body))
-		}
-		if strings.HasPrefix(body, "{") && !reflect.DeepEqual(fields, []string{"a", "b"}) {
-			t.Errorf("fields = %q", fields)
-		}
 	}
 }

@@ -17,8 +17,8 @@ import (
 
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/storeerr"
 	"github.com/stipend/stipend/shared/user"
 )
 
@@ -45,19 +45,19 @@ func (s *fakeStore) runRosterHook() {
 	}
 }
 
-func (s *fakeStore) RosterKeys(_ context.Context, userIDs []string) (map[string]dynamo.RosterKey, error) {
+func (s *fakeStore) RosterKeys(_ context.Context, userIDs []string) (map[string]apikey.RosterKey, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
 		return nil, s.fail
 	}
-	out := map[string]dynamo.RosterKey{}
+	out := map[string]apikey.RosterKey{}
 	for _, id := range userIDs {
 		keyID, ok := s.markers[id]
 		if !ok {
 			continue
 		}
-		rk := dynamo.RosterKey{UserID: id, KeyID: keyID}
+		rk := apikey.RosterKey{UserID: id, KeyID: keyID}
 		if k, ok := s.keys[keyID]; ok {
 			rk.Key = cloneKey(k)
 		}
@@ -85,10 +85,10 @@ func (s *fakeStore) CreateRosterKey(_ context.Context, k *apikey.Key) error {
 		return err
 	}
 	if _, ok := s.markers[k.UserID]; ok {
-		return fmt.Errorf("roster key of %s: %w", k.UserID, dynamo.ErrExists)
+		return fmt.Errorf("roster key of %s: %w", k.UserID, storeerr.ErrExists)
 	}
 	if _, ok := s.keys[k.ID]; ok {
-		return dynamo.ErrExists
+		return storeerr.ErrExists
 	}
 	k.Version = 1
 	s.keys[k.ID] = cloneKey(k)
@@ -104,11 +104,11 @@ func (s *fakeStore) ReplaceRosterKey(_ context.Context, prev string, revoke, k *
 		return err
 	}
 	if cur, ok := s.markers[k.UserID]; !ok || cur != prev {
-		return fmt.Errorf("roster key of %s: %w", k.UserID, dynamo.ErrConflict)
+		return fmt.Errorf("roster key of %s: %w", k.UserID, storeerr.ErrConflict)
 	}
 	if revoke != nil {
 		if cur, ok := s.keys[revoke.ID]; !ok || cur.Version != revoke.Version || revoke.ID != prev {
-			return fmt.Errorf("key %s: %w", revoke.ID, dynamo.ErrConflict)
+			return fmt.Errorf("key %s: %w", revoke.ID, storeerr.ErrConflict)
 		}
 		revoke.Version++
 		s.keys[revoke.ID] = cloneKey(revoke)

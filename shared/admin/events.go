@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/shared/apierror"
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/ledger"
 )
 
@@ -19,9 +18,12 @@ import (
 type EventStore interface {
 	// ListEvents returns one page of the events q selects, newest first,
 	// and the next page's cursor ("" after the last page). A cursor that
-	// was altered or belongs to another query is dynamo.ErrBadCursor, a
-	// query it cannot answer dynamo.ErrInvalidQuery (both wrapped).
-	ListEvents(ctx context.Context, q dynamo.EventQuery) ([]*ledger.Event, string, error)
+	// was altered or belongs to another query is ledger.ErrBadCursor, a
+	// query it cannot answer ledger.ErrInvalidQuery (both wrapped).
+	ListEvents(ctx context.Context, q ledger.EventQuery) ([]*ledger.Event, string, error)
+	// Events calls each for every event of keyID created in [start, end),
+	// oldest first (metrics and time series read them).
+	Events(ctx context.Context, keyID string, start, end time.Time, each func(*ledger.Event) error) error
 }
 
 // Bounds of the events API.
@@ -82,7 +84,7 @@ type eventPage struct {
 // cursor). cursor is the previous page's nextCursor, with the same query.
 func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 	vals := r.URL.Query()
-	var q dynamo.EventQuery
+	var q ledger.EventQuery
 	var err error
 	for _, f := range []struct {
 		name string
@@ -101,11 +103,11 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if q.Start, q.End, err = h.eventRange(vals); err != nil {
 		return err
 	}
-	q.Limit = dynamo.DefaultEventLimit
+	q.Limit = ledger.DefaultEventLimit
 	if s := vals.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > dynamo.MaxEventLimit {
-			return mustBe("limit", "an integer from 1 to "+strconv.Itoa(dynamo.MaxEventLimit))
+		if err != nil || n < 1 || n > ledger.MaxEventLimit {
+			return mustBe("limit", "an integer from 1 to "+strconv.Itoa(ledger.MaxEventLimit))
 		}
 		q.Limit = n
 	}
@@ -134,7 +136,7 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 // /api/v1/events pages through them all).
 func (h *Handler) legacyEvents(w http.ResponseWriter, r *http.Request) error {
 	vals := r.URL.Query()
-	var q dynamo.EventQuery
+	var q ledger.EventQuery
 	var err error
 	if q.CustomID, err = eventFilter(vals, "customId"); err != nil {
 		return err
@@ -161,7 +163,7 @@ func (h *Handler) legacyEvents(w http.ResponseWriter, r *http.Request) error {
 	if q.Start, q.End, err = h.eventRange(vals); err != nil {
 		return err
 	}
-	q.Limit = dynamo.MaxEventLimit
+	q.Limit = ledger.MaxEventLimit
 	if len(keyIDs) == 0 {
 		keyIDs = []string{""}
 	}
@@ -191,8 +193,8 @@ func (h *Handler) legacyEvents(w http.ResponseWriter, r *http.Request) error {
 		n, _ := slices.BinarySearchFunc(all, cutoff, newestFirst)
 		all = all[:n+1]
 	}
-	if len(all) > dynamo.MaxEventLimit {
-		all, truncated = all[:dynamo.MaxEventLimit], true
+	if len(all) > ledger.MaxEventLimit {
+		all, truncated = all[:ledger.MaxEventLimit], true
 	}
 	if truncated {
 		w.Header().Set("X-Stipend-Truncated", "true")
@@ -269,10 +271,10 @@ func (h *Handler) eventRange(vals map[string][]string) (start, end time.Time, er
 // eventsError turns a failed listing into the client's error.
 func eventsError(err error) error {
 	switch {
-	case errors.Is(err, dynamo.ErrBadCursor):
+	case errors.Is(err, ledger.ErrBadCursor):
 		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest,
 			err.Error()+"; pass the nextCursor of the previous page, with the same query").WithParam("cursor")
-	case errors.Is(err, dynamo.ErrInvalidQuery):
+	case errors.Is(err, ledger.ErrInvalidQuery):
 		// What the handler does not check itself: the span of all=true.
 		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, err.Error()).WithParam("start")
 	default:

@@ -14,13 +14,12 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/shared/apierror"
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/ledger"
 )
 
 // ListEvents is the in-memory listing: every filter that is set must match,
 // newest first, and the cursor is the number of events already listed.
-func (s *fakeStore) ListEvents(_ context.Context, q dynamo.EventQuery) ([]*ledger.Event, string, error) {
+func (s *fakeStore) ListEvents(_ context.Context, q ledger.EventQuery) ([]*ledger.Event, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := cmp.Or(s.fail, s.failEvents); err != nil {
@@ -43,7 +42,7 @@ func (s *fakeStore) ListEvents(_ context.Context, q dynamo.EventQuery) ([]*ledge
 	if q.Cursor != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(q.Cursor, "fake-"))
 		if err != nil || !strings.HasPrefix(q.Cursor, "fake-") || n > len(list) {
-			return nil, "", fmt.Errorf("%w: not a cursor returned by this API", dynamo.ErrBadCursor)
+			return nil, "", fmt.Errorf("%w: not a cursor returned by this API", ledger.ErrBadCursor)
 		}
 		from = n
 	}
@@ -58,11 +57,11 @@ func (s *fakeStore) ListEvents(_ context.Context, q dynamo.EventQuery) ([]*ledge
 // change them on the way.
 type recordingEvents struct {
 	*fakeStore
-	queries *[]dynamo.EventQuery
-	change  func(*dynamo.EventQuery)
+	queries *[]ledger.EventQuery
+	change  func(*ledger.EventQuery)
 }
 
-func (r recordingEvents) ListEvents(ctx context.Context, q dynamo.EventQuery) ([]*ledger.Event, string, error) {
+func (r recordingEvents) ListEvents(ctx context.Context, q ledger.EventQuery) ([]*ledger.Event, string, error) {
 	*r.queries = append(*r.queries, q)
 	if r.change != nil {
 		r.change(&q)
@@ -184,12 +183,12 @@ func TestListEvents(t *testing.T) {
 	})
 
 	t.Run("what reaches the store", func(t *testing.T) {
-		var got []dynamo.EventQuery
+		var got []ledger.EventQuery
 		e := eventsEnv(t)
 		e.h.cfg.Store = recordingEvents{fakeStore: e.store, queries: &got}
 		e.do(t, "GET", "/api/v1/events?userId=u1&customId=run&keyId=kB&includeBodies=false&limit=7", "")
 		e.do(t, "GET", "/api/v1/events?all=true", "")
-		want := []dynamo.EventQuery{
+		want := []ledger.EventQuery{
 			{KeyID: "kB", UserID: "u1", CustomID: "run", Start: testNow.Add(-30 * 24 * time.Hour), End: testNow,
 				Limit: 7, OmitBodies: true, BodyBudget: eventBodyBudget},
 			{All: true, Start: testNow.Add(-30 * 24 * time.Hour), End: testNow, Limit: 50, BodyBudget: eventBodyBudget},
@@ -249,7 +248,7 @@ func TestListEventsErrors(t *testing.T) {
 
 	t.Run("a cursor the store refuses", func(t *testing.T) {
 		e := eventsEnv(t)
-		e.h.cfg.Store = recordingEvents{fakeStore: e.store, queries: new([]dynamo.EventQuery), change: func(q *dynamo.EventQuery) {
+		e.h.cfg.Store = recordingEvents{fakeStore: e.store, queries: new([]ledger.EventQuery), change: func(q *ledger.EventQuery) {
 			q.Cursor = "refuse"
 		}}
 		// The fake refuses the cursor: a cursor error names the cursor.
@@ -282,8 +281,8 @@ func TestEventsErrorMapping(t *testing.T) {
 		param         string
 		mentionsInput string
 	}{
-		{fmt.Errorf("%w: the cursor belongs to a different query", dynamo.ErrBadCursor), 400, "cursor", "different query"},
-		{fmt.Errorf("%w: a listing of all events may span at most 120 months", dynamo.ErrInvalidQuery), 400, "start", "120 months"},
+		{fmt.Errorf("%w: the cursor belongs to a different query", ledger.ErrBadCursor), 400, "cursor", "different query"},
+		{fmt.Errorf("%w: a listing of all events may span at most 120 months", ledger.ErrInvalidQuery), 400, "start", "120 months"},
 		{errors.New("throttled"), 503, "", ""},
 	}
 	for _, tt := range tests {
@@ -336,7 +335,7 @@ func TestLegacyEvents(t *testing.T) {
 		// kA's listing gets pages of 1: e5 and a cursor. kB's has e4 and
 		// e1; e1 is older than e5, and kA's e2 (not listed) is older than
 		// e5 but newer than e1, so the list must stop at e5.
-		e.h.cfg.Store = recordingEvents{fakeStore: e.store, queries: new([]dynamo.EventQuery), change: func(q *dynamo.EventQuery) {
+		e.h.cfg.Store = recordingEvents{fakeStore: e.store, queries: new([]ledger.EventQuery), change: func(q *ledger.EventQuery) {
 			if q.KeyID == "kA" {
 				q.Limit = 1
 			}

@@ -2,14 +2,15 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/storeerr"
 )
 
 // Key retrieval methods (BricksAI's keyRetrievalMethod).
@@ -36,7 +37,7 @@ type keyRequest struct {
 	Name               *string                       `json:"name" rule:"a non-empty string"`
 	ProviderSettingIDs *[]string                     `json:"providerSettingIds" rule:"a non-empty list of provider setting ids"`
 	TTL                *string                       `json:"ttl" rule:"a positive integer followed by s, m, h or d, like 1h"`
-	RateLimitOverTime  *wholeNumber                  `json:"rateLimitOverTime" rule:"a non-negative integer"`
+	RateLimitOverTime  *request.WholeNumber          `json:"rateLimitOverTime" rule:"a non-negative integer"`
 	RateLimitUnit      *string                       `json:"rateLimitUnit" rule:"one of s, m, h, d"`
 	CostLimitPerMonth  *money.Nanos                  `json:"costLimitInUsdPerMonth" rule:"a non-negative number of US dollars"`
 	CostLimitLifetime  *money.Nanos                  `json:"costLimitInUsdLifetime" rule:"a non-negative number of US dollars"`
@@ -56,6 +57,11 @@ type keyRequest struct {
 	Aliases            *map[string]string            `json:"aliases" rule:"an object mapping requested model names to the model names that serve them"`
 	Revoked            *bool                         `json:"revoked" rule:"true or false"`
 	RevokedReason      *string                       `json:"revokedReason" rule:"a string"`
+
+	// ModerationStrikeLimit: flagged requests that suspend the key (default
+	// 3); Suspended: false lifts a suspension and resets the strikes.
+	ModerationStrikeLimit *request.WholeNumber `json:"moderationStrikeLimit" rule:"a positive integer"`
+	Suspended             *bool                `json:"suspended" rule:"false, which lifts the key's suspension and resets its moderation strikes"`
 }
 
 // keyView is a key as the API shows it (the seed's shape plus stipend's
@@ -91,6 +97,39 @@ type keyView struct {
 	Archived               bool                         `json:"archived"`
 	ArchivedAt             int64                        `json:"archivedAt"` // 0: not archived
 	Metrics                *Metrics                     `json:"metrics,omitempty"`
+
+	// Moderation strikes and suspension: the limit in force, whether the
+	// key is suspended, since when (0: not), why, and the flagged events
+	// that led to it. GET /api/v1/secret-keys/{keyId} adds the strikes
+	// counted since the last lift and their events.
+	ModerationStrikeLimit int64    `json:"moderationStrikeLimit"`
+	Suspended             bool     `json:"suspended"`
+	SuspendedAt           int64    `json:"suspendedAt"`
+	SuspendedReason       string   `json:"suspendedReason"`
+	SuspendedEventIDs     []string `json:"suspendedEventIds"`
+	ModerationStrikes     *int64   `json:"moderationStrikes,omitempty"`
+	FlaggedEventIDs       []string `json:"flaggedEventIds,omitempty"`
+}
+
+// strikeStore is the part of the store that counts moderation strikes;
+// *dynamo.Store has it (test fakes may not).
+type strikeStore interface {
+	Strikes(ctx context.Context, keyID string) (apikey.Strikes, error)
+	ResetStrikes(ctx context.Context, keyID string) error
+}
+
+// withStrikes adds the key's current moderation strikes to v.
+func (h *Handler) withStrikes(ctx context.Context, v *keyView) error {
+	ss, ok := h.cfg.Store.(strikeStore)
+	if !ok {
+		return nil
+	}
+	st, err := ss.Strikes(ctx, v.KeyID)
+	if err != nil {
+		return storeError(err, "moderation strikes of secret key "+v.KeyID)
+	}
+	v.ModerationStrikes, v.FlaggedEventIDs = &st.Count, nonEmpty(st.EventIDs)
+	return nil
 }
 
 func viewOf(k *apikey.Key) keyView {
@@ -106,6 +145,8 @@ func viewOf(k *apikey.Key) keyView {
 		AllowedModels:  nonEmpty(k.AllowedModels), AllowedPaths: nonEmpty(k.AllowedPaths),
 		ModelLimits: k.ModelLimits, UserID: k.UserID, KeyRetrievalMethod: k.KeyRetrievalMethod,
 		Metadata: k.Metadata, Aliases: k.Aliases, Archived: k.Archived, ArchivedAt: k.ArchivedAt,
+		ModerationStrikeLimit: k.StrikeLimit(), Suspended: k.Suspended, SuspendedAt: k.SuspendedAt,
+		SuspendedReason: k.SuspendedReason, SuspendedEventIDs: nonEmpty(k.SuspendedEventIDs),
 	}
 	if v.Aliases == nil {
 		v.Aliases = map[string]string{}
@@ -147,6 +188,9 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	if req.ProviderSettingIDs == nil {
 		return invalid("providerSettingIds", "providerSettingIds is required and must be a non-empty list of provider setting ids")
+	}
+	if req.Suspended != nil {
+		return invalid("suspended", "suspended cannot be set on a new key; a key is suspended by its moderation strikes")
 	}
 	method, err := h.retrievalMethodSealed(&req)
 	if err != nil {
@@ -222,6 +266,18 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request) error {
 	if err := h.validUser(r, req.UserID); err != nil {
 		return err
 	}
+	if req.Suspended != nil {
+		if *req.Suspended {
+			return invalid("suspended", "suspended can only be set to false, which lifts a suspension; to stop a key, revoke it")
+		}
+		// Strikes first: a request flagged before the lift lands counts
+		// against the suspension being lifted, not the fresh start.
+		if ss, ok := h.cfg.Store.(strikeStore); ok {
+			if err := ss.ResetStrikes(r.Context(), id); err != nil {
+				return storeError(err, "moderation strikes of secret key "+id)
+			}
+		}
+	}
 	k, err := update(r.Context(), "secret key "+id,
 		func(ctx context.Context) (*apikey.Key, error) { return h.cfg.Store.GetKey(ctx, id) },
 		func(k *apikey.Key) error {
@@ -237,6 +293,9 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request) error {
 				return err
 			}
 			setRevoked(req.Revoked, req.RevokedReason, &k.Revoked, &k.RevokedReason)
+			if req.Suspended != nil && k.Suspended {
+				k.Suspended, k.SuspendedAt, k.SuspendedReason, k.SuspendedEventIDs = false, 0, "", nil
+			}
 			k.UpdatedAt = now.Unix()
 			return nil
 		},
@@ -245,7 +304,7 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key updated",
-		slog.String("key", k.ID), slog.Bool("revoked", k.Revoked))
+		slog.String("key", k.ID), slog.Bool("revoked", k.Revoked), slog.Bool("suspended", k.Suspended))
 	return writeJSON(w, http.StatusOK, viewOf(k))
 }
 
@@ -306,6 +365,12 @@ func (h *Handler) apply(req *keyRequest, settings []string, k *apikey.Key, now t
 	if req.Moderation != nil {
 		k.Moderation = *req.Moderation
 	}
+	if req.ModerationStrikeLimit != nil {
+		if *req.ModerationStrikeLimit < 1 {
+			return mustBe("moderationStrikeLimit", "a positive integer")
+		}
+		k.ModerationStrikeLimit = int64(*req.ModerationStrikeLimit)
+	}
 	if req.LowerMaxTokens != nil {
 		v := *req.LowerMaxTokens
 		k.LowerMaxTokens = &v
@@ -360,8 +425,7 @@ func (h *Handler) validSettings(r *http.Request, ids []string) ([]string, error)
 		}
 		seen[id] = true
 		if _, err := h.cfg.Store.GetProvider(r.Context(), id); err != nil {
-			var nf interface{ NotFound() bool }
-			if errors.As(err, &nf) && nf.NotFound() {
+			if storeerr.IsNotFound(err) {
 				return nil, invalid(field, "provider setting %q does not exist", id)
 			}
 			return nil, storeError(err, "provider "+id)

@@ -15,16 +15,15 @@ package admin
 // ONCE_PER_VIEWER keep only the hash. Reading it back is audited.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 )
@@ -145,7 +144,7 @@ type archiveRequest struct {
 func (h *Handler) archiveKey(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("keyId")
 	var req archiveRequest
-	if err := decodeOptional(w, r, &req); err != nil {
+	if err := request.DecodeOptional(w, r, &req); err != nil {
 		return err
 	}
 	if req.RevokedReason != nil && len(*req.RevokedReason) > 1024 {
@@ -177,28 +176,6 @@ func (h *Handler) archiveKey(w http.ResponseWriter, r *http.Request) error {
 		h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key archived", slog.String("key", k.ID))
 	}
 	return writeJSON(w, http.StatusOK, viewOf(k))
-}
-
-// decodeOptional is decodeObject for a body that may be absent: an empty
-// body leaves dst as it is.
-func decodeOptional(w http.ResponseWriter, r *http.Request, dst any) error {
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil
-	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return apierror.New(http.StatusRequestEntityTooLarge, apierror.CodeRequestTooLarge,
-				fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes))
-		}
-		return apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "could not read the request body")
-	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil
-	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	return decodeObject(w, r, dst)
 }
 
 // withoutArchived returns list without its archived keys, unless the

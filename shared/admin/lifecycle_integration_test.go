@@ -26,6 +26,7 @@ import (
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/auditlog"
 	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/keyvault"
 	"github.com/stipend/stipend/shared/secrets"
@@ -179,8 +180,8 @@ func TestAnytimeByViewerIntegration(t *testing.T) {
 
 	// The audit trail, on DynamoDB, newest first.
 	var page struct {
-		Entries []dynamo.AuditEntry `json:"entries"`
-		Cursor  *string             `json:"cursor"`
+		Entries []auditlog.Entry `json:"entries"`
+		Cursor  *string          `json:"cursor"`
 	}
 	lcCall(t, h, "GET", "/api/v1/audit?targetId="+created.ID, "", 200, &page)
 	var actions []string

@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/money"
@@ -32,7 +33,7 @@ func setTTL(raw *string, rule string, allowNever bool, now time.Time, ttl *strin
 }
 
 // setRate applies rateLimitOverTime and rateLimitUnit.
-func setRate(count *wholeNumber, unit *string, dstCount *int64, dstUnit *string) error {
+func setRate(count *request.WholeNumber, unit *string, dstCount *int64, dstUnit *string) error {
 	if count != nil {
 		if *count < 0 {
 			return mustBe("rateLimitOverTime", ruleCount)

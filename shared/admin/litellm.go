@@ -1,6 +1,6 @@
 package admin
 
-// LiteLLM-compatible key management (shared/seeds/002_bf9c01ac3670ba1b.txt):
+// LiteLLM-compatible key management (LiteLLM's key management API):
 // POST /key/generate, GET /key/info?key=, POST /user/new, with LiteLLM's
 // snake_case fields and response shapes, behind the same admin bearer key
 // (LiteLLM's "master key").
@@ -42,7 +42,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -50,10 +49,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/audit"
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/storeerr"
 	"github.com/stipend/stipend/shared/user"
 )
 
@@ -138,14 +139,9 @@ func liteTime(unix int64) *string {
 // decodeLite reads a LiteLLM body into req and reports whether duration was
 // given as an explicit null.
 func decodeLite(w http.ResponseWriter, r *http.Request, req *liteKeyRequest) (durationNull bool, err error) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	body, err := request.Read(w, r, request.MaxBodyBytes)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return false, apierror.New(http.StatusRequestEntityTooLarge, apierror.CodeRequestTooLarge,
-				fmt.Sprintf("request body is larger than %d bytes", maxBodyBytes))
-		}
-		return false, apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "could not read the request body")
+		return false, err
 	}
 	var raw map[string]json.RawMessage
 	if json.Unmarshal(body, &raw) == nil {
@@ -153,8 +149,7 @@ func decodeLite(w http.ResponseWriter, r *http.Request, req *liteKeyRequest) (du
 			durationNull = true
 		}
 	}
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	return durationNull, decodeObject(w, r, req)
+	return durationNull, request.DecodeBytes(body, req)
 }
 
 // durationPattern is a LiteLLM duration: digits, then a unit.
@@ -252,8 +247,7 @@ func (h *Handler) liteSettings(r *http.Request, ids *[]string) ([]string, error)
 			}
 			seen[id] = true
 			if _, err := h.cfg.Store.GetProvider(r.Context(), id); err != nil {
-				var nf interface{ NotFound() bool }
-				if errors.As(err, &nf) && nf.NotFound() {
+				if storeerr.IsNotFound(err) {
 					return nil, invalid(field, "provider setting %q does not exist", id)
 				}
 				return nil, storeError(err, "provider "+id)
@@ -349,7 +343,7 @@ func (h *Handler) storeLiteKey(r *http.Request, k *apikey.Key) error {
 	if err := h.cfg.Store.CreateKey(r.Context(), k); err != nil {
 		return storeError(err, "secret key "+k.ID)
 	}
-	noteTargets(r, k.ID, k.UserID)
+	audit.NoteTargets(r, k.ID, k.UserID)
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key created", slog.String("key", k.ID), slog.String("via", "litellm"))
 	return nil
 }
@@ -387,8 +381,7 @@ func (h *Handler) liteGenerate(w http.ResponseWriter, r *http.Request) error {
 // ensureUser creates user userID, with no limits, unless it exists.
 func (h *Handler) ensureUser(r *http.Request, userID string) error {
 	_, err := h.cfg.Store.GetUser(r.Context(), userID)
-	var nf interface{ NotFound() bool }
-	if err == nil || !errors.As(err, &nf) || !nf.NotFound() {
+	if err == nil || !storeerr.IsNotFound(err) {
 		if err != nil {
 			return storeError(err, "user "+userID)
 		}
@@ -396,10 +389,10 @@ func (h *Handler) ensureUser(r *http.Request, userID string) error {
 	}
 	now := h.cfg.Now().Unix()
 	u := &user.User{ID: apikey.NewID(), UserID: userID, Name: userID, Tags: []string{}, CreatedAt: now, UpdatedAt: now}
-	if err := h.cfg.Store.CreateUser(r.Context(), u); err != nil && !errors.Is(err, dynamo.ErrExists) {
+	if err := h.cfg.Store.CreateUser(r.Context(), u); err != nil && !errors.Is(err, storeerr.ErrExists) {
 		return storeError(err, "user "+userID)
 	}
-	noteTargets(r, userID)
+	audit.NoteTargets(r, userID)
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "user created", slog.String("user", u.ID), slog.String("via", "litellm"))
 	return nil
 }
@@ -434,13 +427,13 @@ func (h *Handler) liteNewUser(w http.ResponseWriter, r *http.Request) error {
 		CreatedAt: now, UpdatedAt: now, CostLimitLifetime: limit,
 	}
 	if err := h.cfg.Store.CreateUser(r.Context(), u); err != nil {
-		if errors.Is(err, dynamo.ErrExists) {
+		if errors.Is(err, storeerr.ErrExists) {
 			return apierror.New(http.StatusConflict, CodeConflict, fmt.Sprintf(
 				"user %q already exists; create more keys for it with POST /key/generate and user_id", userID)).WithParam("user_id")
 		}
 		return storeError(err, "user "+userID)
 	}
-	noteTargets(r, userID)
+	audit.NoteTargets(r, userID)
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "user created", slog.String("user", u.ID), slog.String("via", "litellm"))
 	if err := h.storeLiteKey(r, k); err != nil {
 		return err
@@ -469,8 +462,7 @@ func (h *Handler) liteKeyInfo(w http.ResponseWriter, r *http.Request) error {
 	}
 	k, err := h.cfg.Store.GetKey(r.Context(), id)
 	if err != nil {
-		var nf interface{ NotFound() bool }
-		if errors.As(err, &nf) && nf.NotFound() {
+		if storeerr.IsNotFound(err) {
 			return errLiteKeyNotFound
 		}
 		return storeError(err, "secret key "+id)

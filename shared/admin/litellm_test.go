@@ -10,9 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/provider"
 )
@@ -288,7 +289,7 @@ func TestKeyGenerateValidation(t *testing.T) {
 	}
 	e := newEnv(t)
 	wantError(t, e.do(t, "POST", "/key/generate", `[1]`), 400, apierror.CodeInvalidRequest, "")
-	wantError(t, e.do(t, "POST", "/key/generate", `{"duration":"`+strings.Repeat("1", maxBodyBytes)+`"}`), 413, apierror.CodeRequestTooLarge, "")
+	wantError(t, e.do(t, "POST", "/key/generate", `{"duration":"`+strings.Repeat("1", request.MaxBodyBytes)+`"}`), 413, apierror.CodeRequestTooLarge, "")
 	wantError(t, e.doAuth(t, "POST", "/key/generate", `{}`, "Bearer sk-1234"), 401, apierror.CodeInvalidAPIKey, "")
 }
 
@@ -298,7 +299,7 @@ func TestKeyInfo(t *testing.T) {
 	gen := rawJSON(t, e, "POST", "/key/generate", `{"models": ["gpt-3.5-turbo", "gpt-4", "claude-3-5-haiku"], "aliases": {"mistral-7b": "gpt-3.5-turbo"}, "duration": "20m", "metadata": {"team": "core"}, "max_budget": 10, "user_id": "u2"}`, 200)
 	plain := gen["key"].(string)
 	k := e.keyOf(t, plain)
-	e.store.setTotals(k.ID, dynamo.Totals{Cost: 106500 * money.Nano, Committed: 200000 * money.Nano, Requests: 3})
+	e.store.setTotals(k.ID, ledger.Totals{Cost: 106500 * money.Nano, Committed: 200000 * money.Nano, Requests: 3})
 
 	rec := e.do(t, "GET", "/key/info?key="+url.QueryEscape(plain), "")
 	var got map[string]any

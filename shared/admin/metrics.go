@@ -314,14 +314,18 @@ func (h *Handler) getKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	// The seed answers "Fetch one" with an array of one key; clients written
 	// for BricksAI read element [0], so stipend does the same.
+	v := viewOf(k)
+	if err := h.withStrikes(r.Context(), &v); err != nil {
+		return err
+	}
 	if !q.include {
-		return writeJSON(w, http.StatusOK, []keyView{viewOf(k)})
+		return writeJSON(w, http.StatusOK, []keyView{v})
 	}
 	u, err := h.usageOf(r.Context(), k.ID, q)
 	if err != nil {
 		return err
 	}
-	d := keyDetail{keyView: viewOf(k), DataPoints: u.points, LatencyInMsMedian: u.median, LatencyInMs99th: u.p99}
+	d := keyDetail{keyView: v, DataPoints: u.points, LatencyInMsMedian: u.median, LatencyInMs99th: u.p99}
 	d.Metrics = &u.total
 	return writeJSON(w, http.StatusOK, []keyDetail{d})
 }

@@ -24,7 +24,7 @@ func TestTyposAreRefusedEverywhere(t *testing.T) {
 	store := dynamotest.Store(t, localtest.StartDynamoDB(t), "refusals")
 	clock := testclock.Running(testclock.Now(t))
 	srv := httptest.NewServer(admin.New(admin.Config{
-		Store: store, Secrets: &seed003Secrets{m: map[string]string{}}, SecretPrefix: "stipend/refusals/",
+		Store: store, Secrets: &bricksSecrets{m: map[string]string{}}, SecretPrefix: "stipend/refusals/",
 		AdminKey: func(context.Context) (string, error) { return adminKey, nil },
 		Now:      clock.Now,
 	}))

@@ -31,8 +31,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/storeerr"
 )
 
 // Reports is the storage reporting reads besides events; *dynamo.Store
@@ -41,7 +42,7 @@ type Reports interface {
 	// DailyAggregates returns the sums of keyIDs' events per key, UTC day
 	// and model, for every day that overlaps [start, end); days without
 	// events have no rows.
-	DailyAggregates(ctx context.Context, keyIDs []string, start, end time.Time) ([]dynamo.DailyAggregate, error)
+	DailyAggregates(ctx context.Context, keyIDs []string, start, end time.Time) ([]ledger.DailyAggregate, error)
 	// CustomIDs returns the custom ids keyID's events carried (empty when
 	// none did).
 	CustomIDs(ctx context.Context, keyID string) ([]string, error)
@@ -72,12 +73,12 @@ func (h *Handler) registerReporting() {
 
 // reportBody is the request body of both reporting POSTs.
 type reportBody struct {
-	Start     *wholeNumber `json:"start" rule:"a time in whole seconds since the epoch"`
-	End       *wholeNumber `json:"end" rule:"a time in whole seconds since the epoch"`
-	Increment *wholeNumber `json:"increment" rule:"a positive whole number of seconds"`
-	KeyIDs    *[]string    `json:"keyIds" rule:"a non-empty list of secret key ids"`
-	CustomIDs *[]string    `json:"customIds" rule:"a list of custom ids"`
-	GroupBy   *[]string    `json:"groupBy" rule:"a list of keyId, customId and model"`
+	Start     *request.WholeNumber `json:"start" rule:"a time in whole seconds since the epoch"`
+	End       *request.WholeNumber `json:"end" rule:"a time in whole seconds since the epoch"`
+	Increment *request.WholeNumber `json:"increment" rule:"a positive whole number of seconds"`
+	KeyIDs    *[]string            `json:"keyIds" rule:"a non-empty list of secret key ids"`
+	CustomIDs *[]string            `json:"customIds" rule:"a list of custom ids"`
+	GroupBy   *[]string            `json:"groupBy" rule:"a list of keyId, customId and model"`
 }
 
 // reportQuery is a validated reportBody.
@@ -97,7 +98,7 @@ func (h *Handler) parseReport(w http.ResponseWriter, r *http.Request, withIncrem
 	if err := decodeObject(w, r, &b); err != nil {
 		return q, err
 	}
-	timeField := func(name string, v *wholeNumber) (int64, error) {
+	timeField := func(name string, v *request.WholeNumber) (int64, error) {
 		if v == nil {
 			return 0, invalid(name, "%s is required", name)
 		}
@@ -184,8 +185,7 @@ func (h *Handler) checkKeys(ctx context.Context, ids []string) error {
 			continue
 		}
 		_, err := h.cfg.Store.GetKey(ctx, id)
-		var nf interface{ NotFound() bool }
-		if errors.As(err, &nf) && nf.NotFound() {
+		if storeerr.IsNotFound(err) {
 			return invalid("keyIds", "keyIds: there is no secret key %q", id)
 		}
 		if err != nil {
@@ -400,7 +400,7 @@ func (h *Handler) reportEventsByDay(w http.ResponseWriter, r *http.Request) erro
 }
 
 // metricsOf turns aggregated totals into Metrics, with the mean latency.
-func metricsOf(t dynamo.Totals) Metrics {
+func metricsOf(t ledger.Totals) Metrics {
 	return Metrics{
 		NumberOfRequests: t.Requests, SuccessCount: t.Successes, CostInUsd: t.Cost,
 		LatencyInMs: meanLatency(t.LatencyMs, t.Requests), PromptTokenCount: t.PromptTokens, CompletionTokenCount: t.CompletionTokens,
@@ -408,7 +408,7 @@ func metricsOf(t dynamo.Totals) Metrics {
 }
 
 // addTotals adds aggregated totals to m's sums (not its latency).
-func addTotals(m *Metrics, t dynamo.Totals) {
+func addTotals(m *Metrics, t ledger.Totals) {
 	m.NumberOfRequests += t.Requests
 	m.SuccessCount += t.Successes
 	m.CostInUsd += t.Cost

@@ -19,7 +19,6 @@ import (
 
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 )
@@ -28,14 +27,14 @@ import (
 
 // DailyAggregates sums the fake's events per key, UTC day and model, as the
 // real store's settle transaction does.
-func (s *fakeStore) DailyAggregates(_ context.Context, keyIDs []string, start, end time.Time) ([]dynamo.DailyAggregate, error) {
+func (s *fakeStore) DailyAggregates(_ context.Context, keyIDs []string, start, end time.Time) ([]ledger.DailyAggregate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail != nil {
 		return nil, s.fail
 	}
 	first := start.Unix() - start.Unix()%secondsPerDay
-	rows := map[[2]string]map[int64]*dynamo.DailyAggregate{}
+	rows := map[[2]string]map[int64]*ledger.DailyAggregate{}
 	for _, ev := range s.events {
 		day := ev.CreatedAt / 1000 / secondsPerDay * secondsPerDay
 		if !slices.Contains(keyIDs, ev.KeyID) || day < first || day >= end.Unix() {
@@ -43,11 +42,11 @@ func (s *fakeStore) DailyAggregates(_ context.Context, keyIDs []string, start, e
 		}
 		id := [2]string{ev.KeyID, ev.Model}
 		if rows[id] == nil {
-			rows[id] = map[int64]*dynamo.DailyAggregate{}
+			rows[id] = map[int64]*ledger.DailyAggregate{}
 		}
 		r := rows[id][day]
 		if r == nil {
-			r = &dynamo.DailyAggregate{KeyID: ev.KeyID, Day: day, Model: ev.Model}
+			r = &ledger.DailyAggregate{KeyID: ev.KeyID, Day: day, Model: ev.Model}
 			rows[id][day] = r
 		}
 		r.Cost += ev.Cost
@@ -60,13 +59,13 @@ func (s *fakeStore) DailyAggregates(_ context.Context, keyIDs []string, start, e
 		r.CompletionTokens += ev.Usage.CompletionTokens
 		r.LatencyMs += ev.LatencyMs
 	}
-	var out []dynamo.DailyAggregate
+	var out []ledger.DailyAggregate
 	for _, byDay := range rows {
 		for _, r := range byDay {
 			out = append(out, *r)
 		}
 	}
-	slices.SortFunc(out, func(a, b dynamo.DailyAggregate) int {
+	slices.SortFunc(out, func(a, b ledger.DailyAggregate) int {
 		return cmp.Or(cmp.Compare(slices.Index(keyIDs, a.KeyID), slices.Index(keyIDs, b.KeyID)),
 			cmp.Compare(a.Day, b.Day), strings.Compare(a.Model, b.Model))
 	})

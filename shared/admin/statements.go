@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"github.com/stipend/stipend/shared/budget"
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 )
@@ -15,7 +14,7 @@ type StatementStore interface {
 	// Statements returns an owner's closed months ("KEY#<id>" or "USER#<userId>").
 	Statements(ctx context.Context, owner string) ([]ledger.Statement, error)
 	// OwnerTotals returns the settled figures of one of an owner's counters.
-	OwnerTotals(ctx context.Context, owner, counter string) (dynamo.Totals, error)
+	OwnerTotals(ctx context.Context, owner, counter string) (ledger.Totals, error)
 }
 
 // monthToDate is the running month of a key or user. It starts from zero on

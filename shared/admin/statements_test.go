@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 )
@@ -13,7 +12,7 @@ import (
 // statementState holds closed months and counters for the fake store.
 type statementState struct {
 	statements map[string][]ledger.Statement // owner -> months
-	counters   map[string]dynamo.Totals      // owner/counter -> figures
+	counters   map[string]ledger.Totals      // owner/counter -> figures
 }
 
 func (s *fakeStore) Statements(_ context.Context, owner string) ([]ledger.Statement, error) {
@@ -22,7 +21,7 @@ func (s *fakeStore) Statements(_ context.Context, owner string) ([]ledger.Statem
 	return append([]ledger.Statement{}, s.statements[owner]...), nil
 }
 
-func (s *fakeStore) OwnerTotals(_ context.Context, owner, counter string) (dynamo.Totals, error) {
+func (s *fakeStore) OwnerTotals(_ context.Context, owner, counter string) (ledger.Totals, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.counters[owner+"/"+counter], nil
@@ -35,7 +34,7 @@ func TestStatements(t *testing.T) {
 	now := time.Date(2026, 12, 14, 9, 0, 0, 0, time.UTC)
 	e.h.cfg.Now = func() time.Time { return now }
 	e.store.statements = map[string][]ledger.Statement{"KEY#" + c.ID: {{Owner: "KEY#" + c.ID, Month: "2026-11", Cost: 3 * money.Cent, Requests: 7}}}
-	e.store.counters = map[string]dynamo.Totals{"KEY#" + c.ID + "/SPEND#mo#202612": {Cost: money.Cent, Requests: 2, Successes: 1}}
+	e.store.counters = map[string]ledger.Totals{"KEY#" + c.ID + "/SPEND#mo#202612": {Cost: money.Cent, Requests: 2, Successes: 1}}
 
 	var got struct {
 		Statements []struct {

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 
-	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/storeerr"
 )
 
 // updateAttempts bounds the read-modify-write of an update that keeps losing
@@ -17,7 +17,7 @@ var errNoWrite = errors.New("nothing to write")
 
 // update reads an item with get, changes it with change and writes it back
 // with put. When another writer changed the item in between
-// (dynamo.ErrConflict), it reads it again and retries, up to updateAttempts
+// (storeerr.ErrConflict), it reads it again and retries, up to updateAttempts
 // times. Storage errors come back as client errors naming what; an error
 // from change comes back as it is.
 func update[T any](ctx context.Context, what string, get func(context.Context) (T, error), change func(T) error, put func(context.Context, T) error) (T, error) {
@@ -36,7 +36,7 @@ func update[T any](ctx context.Context, what string, get func(context.Context) (
 		if err = put(ctx, v); err == nil {
 			return v, nil
 		}
-		if !errors.Is(err, dynamo.ErrConflict) {
+		if !errors.Is(err, storeerr.ErrConflict) {
 			return zero, storeError(err, what)
 		}
 	}

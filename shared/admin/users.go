@@ -2,15 +2,16 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strings"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/storeerr"
 	"github.com/stipend/stipend/shared/user"
 )
 
@@ -25,17 +26,17 @@ const maxUserIDLen = 128
 // userRequest is the body of POST and PATCH /api/v1/users. Every field is a
 // pointer: nil means "absent", so an update changes only what it names.
 type userRequest struct {
-	UserID            *string      `json:"userId" rule:"1 to 128 letters, digits or . _ - @ +"`
-	Name              *string      `json:"name" rule:"a non-empty string"`
-	TTL               *string      `json:"ttl" rule:"one of \"never\", \"24h\", \"168h\", \"720h\", or a positive integer followed by s, m, h or d"`
-	RateLimitOverTime *wholeNumber `json:"rateLimitOverTime" rule:"a non-negative integer"`
-	RateLimitUnit     *string      `json:"rateLimitUnit" rule:"one of s, m, h, d"`
-	CostLimitLifetime *money.Nanos `json:"costLimitInUsd" rule:"a non-negative number of US dollars"`
-	CostLimitOverTime *money.Nanos `json:"costLimitInUsdOverTime" rule:"a non-negative number of US dollars"`
-	CostLimitUnit     *string      `json:"costLimitInUsdUnit" rule:"one of m, h, d, mo"`
-	Tags              *[]string    `json:"tags" rule:"a list of strings"`
-	Revoked           *bool        `json:"revoked" rule:"true or false"`
-	RevokedReason     *string      `json:"revokedReason" rule:"a string"`
+	UserID            *string              `json:"userId" rule:"1 to 128 letters, digits or . _ - @ +"`
+	Name              *string              `json:"name" rule:"a non-empty string"`
+	TTL               *string              `json:"ttl" rule:"one of \"never\", \"24h\", \"168h\", \"720h\", or a positive integer followed by s, m, h or d"`
+	RateLimitOverTime *request.WholeNumber `json:"rateLimitOverTime" rule:"a non-negative integer"`
+	RateLimitUnit     *string              `json:"rateLimitUnit" rule:"one of s, m, h, d"`
+	CostLimitLifetime *money.Nanos         `json:"costLimitInUsd" rule:"a non-negative number of US dollars"`
+	CostLimitOverTime *money.Nanos         `json:"costLimitInUsdOverTime" rule:"a non-negative number of US dollars"`
+	CostLimitUnit     *string              `json:"costLimitInUsdUnit" rule:"one of m, h, d, mo"`
+	Tags              *[]string            `json:"tags" rule:"a list of strings"`
+	Revoked           *bool                `json:"revoked" rule:"true or false"`
+	RevokedReason     *string              `json:"revokedReason" rule:"a string"`
 }
 
 // userView is a user as the API shows it: the seed's shape plus expiresAt.
@@ -212,8 +213,7 @@ func (h *Handler) validUser(r *http.Request, userID *string) error {
 	}
 	id := strings.TrimSpace(*userID)
 	if _, err := h.cfg.Store.GetUser(r.Context(), id); err != nil {
-		var nf interface{ NotFound() bool }
-		if errors.As(err, &nf) && nf.NotFound() {
+		if storeerr.IsNotFound(err) {
 			return invalid("userId", "user %q does not exist; create it with POST /api/v1/users first", id)
 		}
 		return storeError(err, "user "+id)

@@ -15,8 +15,9 @@ import (
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/budget"
-	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/storeerr"
 	"github.com/stipend/stipend/shared/user"
 )
 
@@ -62,7 +63,7 @@ func (s *fakeStore) CreateUser(_ context.Context, u *user.User) error {
 		return s.fail
 	}
 	if _, ok := s.users[u.UserID]; ok {
-		return fmt.Errorf("user %s: %w", u.UserID, dynamo.ErrExists)
+		return fmt.Errorf("user %s: %w", u.UserID, storeerr.ErrExists)
 	}
 	u.Version = 1
 	s.users[u.UserID] = cloneUser(u)
@@ -88,7 +89,7 @@ func (s *fakeStore) UpdateUser(_ context.Context, u *user.User) error {
 		cur.Version++
 	}
 	if cur.Version != u.Version {
-		return fmt.Errorf("user %s: %w", u.UserID, dynamo.ErrConflict)
+		return fmt.Errorf("user %s: %w", u.UserID, storeerr.ErrConflict)
 	}
 	u.Version++
 	s.users[u.UserID] = cloneUser(u)
@@ -149,7 +150,7 @@ func (s *fakeStore) PutOrg(_ context.Context, o *user.Org) error {
 		s.org.Version++
 	}
 	if s.org.Version != o.Version {
-		return fmt.Errorf("organisation: %w", dynamo.ErrConflict)
+		return fmt.Errorf("organisation: %w", storeerr.ErrConflict)
 	}
 	o.Version++
 	s.org = *o
@@ -709,7 +710,7 @@ func TestPatchSaysWhatIsSpent(t *testing.T) {
 	e.h.cfg.Now = func() time.Time { return now }
 	month := budget.MonthCounter(now)
 	e.store.mu.Lock()
-	e.store.counters = map[string]dynamo.Totals{
+	e.store.counters = map[string]ledger.Totals{
 		"USER#dora/" + budget.LifetimeCounter: {Cost: 3 * money.Cent}, "USER#dora/" + month: {Cost: money.Cent},
 		"ORG/" + budget.LifetimeCounter: {Cost: 9 * money.Cent}, "ORG/" + month: {Cost: 4 * money.Cent},
 	}

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -23,6 +24,7 @@ const (
 	CodeInvalidAPIKey      = "invalid_api_key"
 	CodeKeyRevoked         = "key_revoked"
 	CodeKeyExpired         = "key_expired"
+	CodeKeySuspended       = "key_suspended" // after repeated flagged requests
 	CodeModelNotAllowed    = "model_not_allowed"
 	CodePathNotAllowed     = "path_not_allowed"
 	CodeRateLimitExceeded  = "rate_limit_exceeded"
@@ -162,9 +164,9 @@ func anthropicType(e *Error) string {
 func WriteAnthropic(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	e := From(err)
 	var b AnthropicBody
-	b.Type, b.Error.Type, b.Error.Message = "error", anthropicType(e), e.Message
+	b.Type, b.Error.Type, b.Error.Message = "error", anthropicType(e), Redact(e.Message)
 	if e.Param != "" {
-		b.Error.Message += " (" + e.Param + ")"
+		b.Error.Message += " (" + Redact(e.Param) + ")"
 	}
 	w.Header().Set(CodeHeader, e.Code)
 	write(w, r, log, e, b)
@@ -175,9 +177,9 @@ func WriteAnthropic(w http.ResponseWriter, r *http.Request, log *slog.Logger, er
 func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	e := From(err)
 	var b Body
-	b.Error.Message, b.Error.Type, b.Error.Code = e.Message, e.Type, e.Code
+	b.Error.Message, b.Error.Type, b.Error.Code = Redact(e.Message), e.Type, e.Code
 	if e.Param != "" {
-		p := e.Param
+		p := Redact(e.Param)
 		b.Error.Param = &p
 	}
 	write(w, r, log, e, b)
@@ -187,8 +189,8 @@ func Write(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) 
 func write(w http.ResponseWriter, r *http.Request, log *slog.Logger, e *Error, b any) {
 	if log != nil && (e.Cause != nil || e.Status >= 500) {
 		log.LogAttrs(r.Context(), slog.LevelWarn, "request failed",
-			slog.String("path", r.URL.Path), slog.Int("status", e.Status),
-			slog.String("code", e.Code), slog.String("cause", fmt.Sprint(e.Cause)))
+			slog.String("path", Redact(r.URL.Path)), slog.Int("status", e.Status),
+			slog.String("code", e.Code), slog.String("cause", Redact(fmt.Sprint(e.Cause))))
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -206,4 +208,45 @@ func write(w http.ResponseWriter, r *http.Request, log *slog.Logger, e *Error, b
 	h.Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(e.Status)
 	_, _ = w.Write(out)
+}
+
+// minKeyTail is how many characters after "sk-" make a token an API key.
+const minKeyTail = 16
+
+// Redact returns s with every token that looks like an API key (OpenAI's
+// sk-… and sk-proj-…, Anthropic's sk-ant-…, stipend's own sk-stp-…) replaced
+// by "sk-…(hidden)". A client or an admin who pastes a key where an id, a
+// model name or a path belongs must not find it echoed in an error, a log
+// line or the audit trail. A token starts at "sk-" not preceded by a letter
+// or digit and runs over letters, digits, '-' and '_'.
+func Redact(s string) string {
+	if !strings.Contains(s, "sk-") {
+		return s
+	}
+	var b strings.Builder
+	from := 0 // s[:from] is written
+	for i := 0; i+3 <= len(s); i++ {
+		if s[i:i+3] != "sk-" || i > 0 && isAlnum(s[i-1]) {
+			continue
+		}
+		end := i + 3
+		for end < len(s) && (isAlnum(s[end]) || s[end] == '-' || s[end] == '_') {
+			end++
+		}
+		if end-i-3 >= minKeyTail {
+			b.WriteString(s[from:i])
+			b.WriteString("sk-…(hidden)")
+			from = end
+		}
+		i = end - 1
+	}
+	if from == 0 {
+		return s
+	}
+	b.WriteString(s[from:])
+	return b.String()
+}
+
+func isAlnum(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
 }

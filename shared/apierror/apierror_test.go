@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -86,5 +87,43 @@ func TestWriteAnthropic(t *testing.T) {
 			rec.Header().Get(CodeHeader) != tt.code || strings.Contains(rec.Body.String(), "secret") {
 			t.Errorf("%v: %d %v %s", tt.err, rec.Code, rec.Header(), rec.Body)
 		}
+	}
+}
+
+// TestRedact: anything shaped like an API key is hidden, and nothing else.
+func TestRedact(t *testing.T) {
+	const stp = "sk-stp-suhgd7srezqe6u6ixhvkzzkp3i_pvtile5qqw77i3m7gutlh35eijndb6yttsjh2bdam35bqho2hp5q"
+	tests := []struct{ in, want string }{
+		{"unknown endpoint GET /api/v1/secret-keys/" + stp, "unknown endpoint GET /api/v1/secret-keys/sk-…(hidden)"},
+		{`model "sk-proj-AbCdEf0123456789xyz" has no known price`, `model "sk-…(hidden)" has no known price`},
+		{"sk-ant-api03-abcdefghijklmnop and sk-0123456789abcdefgh", "sk-…(hidden) and sk-…(hidden)"},
+		{"no key here", "no key here"},
+		{"sk-short", "sk-short"},
+		{"task-sk-is-a-word-abcdefghijklmnopq", "task-sk-…(hidden)"},
+		{"disk-abcdefghijklmnopqrstuvwxyz", "disk-abcdefghijklmnopqrstuvwxyz"},
+		{"risk-sk-", "risk-sk-"},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		if got := Redact(tt.in); got != tt.want {
+			t.Errorf("Redact(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+// TestWriteRedactsKeys: an error message or param that echoes a pasted key
+// reaches neither the client nor the log (found by infra/secrecy's test).
+func TestWriteRedactsKeys(t *testing.T) {
+	const key = "sk-proj-LEAKTEST-0123456789abcdef"
+	var logs strings.Builder
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	rec := httptest.NewRecorder()
+	r := httptest.NewRequest("GET", "/api/v1/users/"+key, nil)
+	Write(rec, r, log, Wrap(errors.New("lookup "+key), 404, CodeNotFound, "user "+key+" not found").WithParam(key))
+	if strings.Contains(rec.Body.String(), "LEAKTEST") || strings.Contains(logs.String(), "LEAKTEST") {
+		t.Fatalf("the key leaked:\nbody: %s\nlog: %s", rec.Body, &logs)
+	}
+	if !strings.Contains(rec.Body.String(), "user sk-…(hidden) not found") {
+		t.Fatalf("body %s", rec.Body)
 	}
 }

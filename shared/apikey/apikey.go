@@ -131,6 +131,36 @@ type Key struct {
 	// never shown in admin views.
 	Sealed  string `json:"sealed,omitempty"`
 	Version int64  `json:"-"` // bumped on every change
+
+	// ModerationStrikeLimit is how many flagged requests suspend a key with
+	// Moderation on (0: DefaultStrikeLimit); see StrikeLimit.
+	ModerationStrikeLimit int64 `json:"moderationStrikeLimit,omitempty"`
+	// Suspended keys are refused (401 key_suspended) until an admin lifts
+	// the suspension. A key is suspended when its flagged requests reach its
+	// strike limit; SuspendedEventIDs are those requests' events.
+	Suspended         bool     `json:"suspended,omitempty"`
+	SuspendedAt       int64    `json:"suspendedAt,omitempty"` // unix seconds
+	SuspendedReason   string   `json:"suspendedReason,omitempty"`
+	SuspendedEventIDs []string `json:"suspendedEventIds,omitempty"`
+}
+
+// DefaultStrikeLimit is how many flagged requests suspend a key with
+// moderation on when its ModerationStrikeLimit is not set.
+const DefaultStrikeLimit = 3
+
+// StrikeLimit is how many flagged requests suspend k.
+func (k *Key) StrikeLimit() int64 {
+	if k.ModerationStrikeLimit > 0 {
+		return k.ModerationStrikeLimit
+	}
+	return DefaultStrikeLimit
+}
+
+// Strikes are a key's flagged requests since its strikes were last reset
+// (when an admin lifted its suspension): how many, and their event ids.
+type Strikes struct {
+	Count    int64
+	EventIDs []string
 }
 
 // Expired reports whether k has expired at now.

@@ -23,51 +23,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/auditlog"
 )
 
-// AuditEntry is one admin action: who did what to which items, and how it
-// ended. It never holds a secret: Fields are the names of the request's
-// fields, not their values.
-type AuditEntry struct {
-	ID          string `json:"id"`
-	CreatedAt   int64  `json:"createdAt"`   // unix seconds
-	CreatedAtMs int64  `json:"createdAtMs"` // unix milliseconds; orders entries
-	// Actor is who acted ("admin"); ActorKeyHash is a prefix of the SHA-256
-	// of the bearer key used, which tells rotated admin keys apart.
-	Actor        string `json:"actor"`
-	ActorKeyHash string `json:"actorKeyHash"`
-	// Action names what was done, like "key.create" or "provider.update".
-	Action    string   `json:"action"`
-	Method    string   `json:"method"`
-	Path      string   `json:"path"` // without the query string
-	TargetIDs []string `json:"targetIds"`
-	// TargetsTruncated says TargetIDs holds only the first of many.
-	TargetsTruncated bool     `json:"targetsTruncated,omitempty"`
-	Fields           []string `json:"fields"`
-	Status           int      `json:"status"`
-	RequestID        string   `json:"requestId"`
-}
-
-// AuditQuery selects audit entries created in [Start, End), optionally only
-// those naming TargetID, at most Limit of them (1..1000; 0 means 100),
-// continuing after Cursor (from a previous AuditPage) when set.
-type AuditQuery struct {
-	Start, End time.Time
-	TargetID   string
-	Cursor     string
-	Limit      int
-}
-
-// AuditPage is one page of entries, newest first. Cursor continues the
-// listing; it is "" when there is nothing more.
-type AuditPage struct {
-	Entries []*AuditEntry
-	Cursor  string
-}
-
-// ErrBadAuditCursor reports an AuditQuery.Cursor that this store did not
+// ErrBadAuditCursor reports an auditlog.Query.Cursor that this store did not
 // issue (the caller's mistake: a 400).
-var ErrBadAuditCursor = errors.New("invalid audit cursor")
+var ErrBadAuditCursor = auditlog.ErrBadCursor
 
 // Bounds of an audit listing.
 const (
@@ -84,7 +45,7 @@ func auditMonth(ms int64) string { return time.UnixMilli(ms).UTC().Format(monthL
 
 // PutAudit stores e; e.ID and e.CreatedAtMs must be set. ErrExists if an
 // entry with the same time and id is already stored.
-func (s *Store) PutAudit(ctx context.Context, e *AuditEntry) error {
+func (s *Store) PutAudit(ctx context.Context, e *auditlog.Entry) error {
 	if e.ID == "" || e.CreatedAtMs <= 0 {
 		return errors.New("put audit entry: id and time are required")
 	}
@@ -141,14 +102,14 @@ func decodeCursor(s string) (auditCursor, error) {
 }
 
 // ListAudit returns the entries q selects, newest first, one page at a time.
-func (s *Store) ListAudit(ctx context.Context, q AuditQuery) (AuditPage, error) {
+func (s *Store) ListAudit(ctx context.Context, q auditlog.Query) (auditlog.Page, error) {
 	limit := q.Limit
 	if limit <= 0 {
 		limit = auditDefaultLimit
 	}
 	limit = min(limit, auditMaxLimit)
 	startMs, endMs := q.Start.UnixMilli(), q.End.UnixMilli()
-	page := AuditPage{Entries: []*AuditEntry{}}
+	page := auditlog.Page{Entries: []*auditlog.Entry{}}
 	if endMs <= startMs {
 		return page, nil
 	}
@@ -195,7 +156,7 @@ func (s *Store) ListAudit(ctx context.Context, q AuditQuery) (AuditPage, error) 
 				return page, fmt.Errorf("query audit entries of %s: %w", month, err)
 			}
 			for _, item := range out.Items {
-				var e AuditEntry
+				var e auditlog.Entry
 				if err := json.Unmarshal([]byte(getS(item, "data")), &e); err != nil {
 					return page, fmt.Errorf("decode audit entry %s: %w", getS(item, attrSK), err)
 				}

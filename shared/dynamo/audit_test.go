@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/infra/localstack/localtest"
+	"github.com/stipend/stipend/shared/auditlog"
 )
 
 func TestAudit(t *testing.T) {
@@ -26,9 +27,9 @@ func TestAudit(t *testing.T) {
 		time.Date(2026, 5, 2, 9, 0, 0, 0, time.UTC),
 		time.Date(2026, 5, 3, 9, 0, 0, 0, time.UTC),
 	}
-	var all []*AuditEntry
+	var all []*auditlog.Entry
 	for i, at := range times {
-		e := &AuditEntry{
+		e := &auditlog.Entry{
 			ID: fmt.Sprintf("e%d", i), CreatedAt: at.Unix(), CreatedAtMs: at.UnixMilli(),
 			Actor: "admin", ActorKeyHash: "0123456789ab", Action: "key.update", Method: "PATCH",
 			Path: "/api/v1/secret-keys/k", TargetIDs: []string{fmt.Sprintf("k%d", i%3)},
@@ -45,12 +46,12 @@ func TestAudit(t *testing.T) {
 	if err := s.PutAudit(ctx, all[0]); !errors.Is(err, ErrExists) {
 		t.Fatalf("duplicate PutAudit = %v, want ErrExists", err)
 	}
-	if err := s.PutAudit(ctx, &AuditEntry{ID: "x"}); err == nil {
+	if err := s.PutAudit(ctx, &auditlog.Entry{ID: "x"}); err == nil {
 		t.Fatal("PutAudit without a time succeeded")
 	}
 
 	// ids lists entries' ids newest first, reading page by page.
-	ids := func(t *testing.T, q AuditQuery) ([]string, int) {
+	ids := func(t *testing.T, q auditlog.Query) ([]string, int) {
 		t.Helper()
 		var out []string
 		pages := 0
@@ -72,22 +73,22 @@ func TestAudit(t *testing.T) {
 			q.Cursor = p.Cursor
 		}
 	}
-	wide := AuditQuery{Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
+	wide := auditlog.Query{Start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), End: time.Date(2026, 7, 1, 0, 0, 0, 0, time.UTC)}
 	newestFirst := []string{"e6", "e5", "e4", "e3", "e2", "e1", "e0"}
 	tests := []struct {
 		name   string
-		q      AuditQuery
+		q      auditlog.Query
 		want   []string
 		minPgs int
 	}{
 		{"all in one page", wide, newestFirst, 1},
-		{"pages of two across months", with(wide, func(q *AuditQuery) { q.Limit = 2 }), newestFirst, 4},
-		{"pages of one", with(wide, func(q *AuditQuery) { q.Limit = 1 }), newestFirst, 7},
-		{"target filter", with(wide, func(q *AuditQuery) { q.TargetID = "k0"; q.Limit = 1 }), []string{"e6", "e3", "e0"}, 3},
-		{"unknown target", with(wide, func(q *AuditQuery) { q.TargetID = "nobody" }), nil, 1},
-		{"range is [start, end)", AuditQuery{Start: times[1], End: times[5]}, []string{"e4", "e3", "e2", "e1"}, 1},
-		{"one millisecond", AuditQuery{Start: times[0], End: times[0].Add(time.Millisecond)}, []string{"e0"}, 1},
-		{"empty range", AuditQuery{Start: times[3], End: times[3]}, nil, 1},
+		{"pages of two across months", with(wide, func(q *auditlog.Query) { q.Limit = 2 }), newestFirst, 4},
+		{"pages of one", with(wide, func(q *auditlog.Query) { q.Limit = 1 }), newestFirst, 7},
+		{"target filter", with(wide, func(q *auditlog.Query) { q.TargetID = "k0"; q.Limit = 1 }), []string{"e6", "e3", "e0"}, 3},
+		{"unknown target", with(wide, func(q *auditlog.Query) { q.TargetID = "nobody" }), nil, 1},
+		{"range is [start, end)", auditlog.Query{Start: times[1], End: times[5]}, []string{"e4", "e3", "e2", "e1"}, 1},
+		{"one millisecond", auditlog.Query{Start: times[0], End: times[0].Add(time.Millisecond)}, []string{"e0"}, 1},
+		{"empty range", auditlog.Query{Start: times[3], End: times[3]}, nil, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -102,18 +103,18 @@ func TestAudit(t *testing.T) {
 		})
 	}
 
-	p, err := s.ListAudit(ctx, with(wide, func(q *AuditQuery) { q.Limit = 1 }))
+	p, err := s.ListAudit(ctx, with(wide, func(q *auditlog.Query) { q.Limit = 1 }))
 	if err != nil || len(p.Entries) != 1 || !reflect.DeepEqual(p.Entries[0], all[6]) {
 		t.Fatalf("first entry = %+v, %v; want %+v", p.Entries, err, all[6])
 	}
 	for _, c := range []string{"nope", "eyJtIjoiMjAyNi0xMyIsInNrIjoieCJ9", p.Cursor + "x"} {
-		if _, err := s.ListAudit(ctx, with(wide, func(q *AuditQuery) { q.Cursor = c })); !errors.Is(err, ErrBadAuditCursor) {
+		if _, err := s.ListAudit(ctx, with(wide, func(q *auditlog.Query) { q.Cursor = c })); !errors.Is(err, ErrBadAuditCursor) {
 			t.Errorf("cursor %q: err = %v, want ErrBadAuditCursor", c, err)
 		}
 	}
 }
 
-func with(q AuditQuery, f func(*AuditQuery)) AuditQuery {
+func with(q auditlog.Query, f func(*auditlog.Query)) auditlog.Query {
 	f(&q)
 	return q
 }

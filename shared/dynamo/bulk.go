@@ -39,15 +39,6 @@ const (
 	batchGetAttempts = 8
 )
 
-// RosterKey is a user's roster marker and the key it names.
-type RosterKey struct {
-	UserID string
-	KeyID  string
-	// Key is the key as stored, or nil when the marker names a key that does
-	// not exist.
-	Key *apikey.Key
-}
-
 func rosterMarker(userID, keyID string, updatedAt int64) map[string]types.AttributeValue {
 	item := key(userPK(userID), skRosterKey)
 	item[attrKeyID] = str(keyID)
@@ -58,7 +49,7 @@ func rosterMarker(userID, keyID string, updatedAt int64) map[string]types.Attrib
 // RosterKeys returns the roster marker of each of userIDs that has one, with
 // the key it names, keyed by userId. It reads in strongly consistent batches:
 // one BatchGetItem per 100 users for the markers and one per 100 keys.
-func (s *Store) RosterKeys(ctx context.Context, userIDs []string) (map[string]RosterKey, error) {
+func (s *Store) RosterKeys(ctx context.Context, userIDs []string) (map[string]apikey.RosterKey, error) {
 	seen := make(map[string]bool, len(userIDs))
 	keys := make([]map[string]types.AttributeValue, 0, len(userIDs))
 	for _, id := range userIDs {
@@ -67,12 +58,12 @@ func (s *Store) RosterKeys(ctx context.Context, userIDs []string) (map[string]Ro
 			keys = append(keys, key(userPK(id), skRosterKey))
 		}
 	}
-	out := make(map[string]RosterKey, len(keys))
+	out := make(map[string]apikey.RosterKey, len(keys))
 	byKey := map[string]string{} // keyId -> userId
 	err := s.batchGet(ctx, keys, "read roster markers", func(item map[string]types.AttributeValue) error {
 		userID := getS(item, attrPK)[len("USER#"):]
 		keyID := getS(item, attrKeyID)
-		out[userID] = RosterKey{UserID: userID, KeyID: keyID}
+		out[userID] = apikey.RosterKey{UserID: userID, KeyID: keyID}
 		byKey[keyID] = userID
 		return nil
 	})

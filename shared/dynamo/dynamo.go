@@ -31,23 +31,18 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/provider"
+	"github.com/stipend/stipend/shared/storeerr"
 )
 
-// Errors callers can test for with errors.Is. ErrNotFound also has a
-// NotFound() bool method, so consumers can recognise it without importing
-// this package.
+// Errors callers can test for with errors.Is: package storeerr's, so
+// consumers test for them without importing this package.
 var (
-	ErrNotFound error = notFound{}
-	ErrExists         = errors.New("already exists")
-	ErrConflict       = errors.New("changed concurrently")
+	ErrNotFound = storeerr.ErrNotFound
+	ErrExists   = storeerr.ErrExists
+	ErrConflict = storeerr.ErrConflict
 )
-
-type notFound struct{}
-
-func (notFound) Error() string  { return "not found" }
-func (notFound) NotFound() bool { return true }
 
 // Attribute and key names of the table.
 const (
@@ -368,26 +363,13 @@ func (s *Store) ListKeys(ctx context.Context) ([]*apikey.Key, error) {
 	return list, err
 }
 
-// Totals are the settled figures of a spend counter (a key's lifetime, a
-// month, ...). Committed also includes reservations not yet settled.
-type Totals struct {
-	Cost             money.Nanos
-	Committed        money.Nanos
-	Requests         int64
-	Successes        int64
-	PromptTokens     int64
-	CachedTokens     int64
-	CompletionTokens int64
-	LatencyMs        int64 // sum over requests
-}
-
 // KeyTotals returns the lifetime counters of key id (zero when it has none yet).
-func (s *Store) KeyTotals(ctx context.Context, id string) (Totals, error) {
+func (s *Store) KeyTotals(ctx context.Context, id string) (ledger.Totals, error) {
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(s.table), Key: key(keyPK(id), skUsage), ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
-		return Totals{}, fmt.Errorf("get usage of key %s: %w", id, err)
+		return ledger.Totals{}, fmt.Errorf("get usage of key %s: %w", id, err)
 	}
 	return totalsOf(out.Item), nil
 }

@@ -146,7 +146,7 @@ func TestStore(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantCost := money.Nanos(n*1000 + n*(n-1)/2)
-		want := Totals{Cost: wantCost, Committed: wantCost, Requests: n, Successes: n - n/10, PromptTokens: 10 * n, CachedTokens: 2 * n, CompletionTokens: 5 * n, LatencyMs: 20 * n}
+		want := ledger.Totals{Cost: wantCost, Committed: wantCost, Requests: n, Successes: n - n/10, PromptTokens: 10 * n, CachedTokens: 2 * n, CompletionTokens: 5 * n, LatencyMs: 20 * n}
 		if tot != want {
 			t.Fatalf("totals = %+v, want %+v", tot, want)
 		}
@@ -160,7 +160,7 @@ func TestStore(t *testing.T) {
 		if err != nil || len(seen) != 10 || seen[0] != "ev010" || seen[9] != "ev019" {
 			t.Fatalf("Events = %v, %v", seen, err)
 		}
-		if empty, _ := s.KeyTotals(ctx, "never-used"); empty != (Totals{}) {
+		if empty, _ := s.KeyTotals(ctx, "never-used"); empty != (ledger.Totals{}) {
 			t.Fatalf("unused key totals = %+v", empty)
 		}
 	})

@@ -68,8 +68,8 @@ const (
 
 // Limits of ListEvents.
 const (
-	DefaultEventLimit = 50
-	MaxEventLimit     = 500
+	DefaultEventLimit = ledger.DefaultEventLimit
+	MaxEventLimit     = ledger.MaxEventLimit
 	// MaxAllEventsMonths bounds the calendar months an All query may span:
 	// a page queries each month of its range that it reaches.
 	MaxAllEventsMonths = 120
@@ -77,8 +77,8 @@ const (
 
 // Errors of ListEvents, for errors.Is: both are the caller's mistake (400).
 var (
-	ErrBadCursor    = errors.New("invalid cursor")
-	ErrInvalidQuery = errors.New("invalid event query")
+	ErrBadCursor    = ledger.ErrBadCursor
+	ErrInvalidQuery = ledger.ErrInvalidQuery
 )
 
 func eventPK(keyID string) string { return "EV#" + keyID }
@@ -182,36 +182,12 @@ func (s *Store) Events(ctx context.Context, keyID string, start, end time.Time, 
 	return nil
 }
 
-// EventQuery selects events for ListEvents. At least one of KeyID, UserID
-// and CustomID is set, or All; when several are set, events must match
-// them all (one picks the partition read, the others filter it).
-type EventQuery struct {
-	KeyID, UserID, CustomID string
-	All                     bool
-	// Start and End bound the events' creation time, [Start, End); a zero
-	// Start is the epoch and a zero End is unbounded.
-	Start, End time.Time
-	// Limit is the page size: 0 means DefaultEventLimit, and it is at
-	// most MaxEventLimit.
-	Limit int
-	// Cursor continues a listing: the next cursor ListEvents returned for
-	// the same query.
-	Cursor string
-	// OmitBodies leaves the request and response bodies out.
-	OmitBodies bool
-	// BodyBudget bounds the bytes of bodies one page carries (0: no
-	// bound): the page ends early, with a cursor, rather than exceed it,
-	// though it always holds at least one event. A buffered Lambda
-	// response is at most 6 MB.
-	BodyBudget int
-}
-
 // maxEventMs is the largest creation time an event sort key can hold.
 const maxEventMs = 9_999_999_999_999
 
-// eventPlan is how one EventQuery is read.
+// eventPlan is how one ledger.EventQuery is read.
 type eventPlan struct {
-	q              EventQuery
+	q              ledger.EventQuery
 	index          string // "" for the table
 	pkAttr, skAttr string
 	pk             string // partition key value; per month for gsi3
@@ -222,7 +198,7 @@ type eventPlan struct {
 	fingerprint    string // names the query inside its cursors
 }
 
-func planEvents(q EventQuery) (*eventPlan, error) {
+func planEvents(q ledger.EventQuery) (*eventPlan, error) {
 	p := &eventPlan{q: q, limit: q.Limit, filterVals: map[string]types.AttributeValue{}}
 	switch {
 	case q.Limit == 0:
@@ -356,7 +332,7 @@ func (p *eventPlan) startKey(c *cursor, pk string) map[string]types.AttributeVal
 // ListEvents returns one page of the events q selects, newest first, and the
 // cursor of the next page ("" when there is none). ErrInvalidQuery or
 // ErrBadCursor (wrapped) when q cannot be answered.
-func (s *Store) ListEvents(ctx context.Context, q EventQuery) ([]*ledger.Event, string, error) {
+func (s *Store) ListEvents(ctx context.Context, q ledger.EventQuery) ([]*ledger.Event, string, error) {
 	p, err := planEvents(q)
 	if err != nil {
 		return nil, "", err
@@ -555,6 +531,6 @@ func (s *Store) addBodies(ctx context.Context, events []*ledger.Event) error {
 // MaxEventLimit), newest first and without their bodies: what GET
 // /v1/key/info shows a key's holder of their own requests.
 func (s *Store) RecentEvents(ctx context.Context, keyID string, limit int) ([]*ledger.Event, error) {
-	list, _, err := s.ListEvents(ctx, EventQuery{KeyID: keyID, Limit: limit, OmitBodies: true})
+	list, _, err := s.ListEvents(ctx, ledger.EventQuery{KeyID: keyID, Limit: limit, OmitBodies: true})
 	return list, err
 }

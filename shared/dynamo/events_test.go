@@ -33,7 +33,7 @@ func ids(events []*ledger.Event) []string {
 
 // listAll follows the cursors of q to the end and returns every id, page by
 // page.
-func listAll(t *testing.T, s *Store, q EventQuery) [][]string {
+func listAll(t *testing.T, s *Store, q ledger.EventQuery) [][]string {
 	t.Helper()
 	var pages [][]string
 	for i := 0; ; i++ {
@@ -77,32 +77,32 @@ func TestEvents(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	whole := EventQuery{Start: base, End: base.Add(24 * time.Hour)}
-	with := func(f func(*EventQuery)) EventQuery { q := whole; f(&q); return q }
+	whole := ledger.EventQuery{Start: base, End: base.Add(24 * time.Hour)}
+	with := func(f func(*ledger.EventQuery)) ledger.EventQuery { q := whole; f(&q); return q }
 
 	tests := []struct {
 		name string
-		q    EventQuery
+		q    ledger.EventQuery
 		want [][]string // pages of ids
 	}{
-		{"by key, newest first", with(func(q *EventQuery) { q.KeyID = "kA" }), [][]string{{"e5", "e2", "e0"}}},
-		{"by key, pages of 2", with(func(q *EventQuery) { q.KeyID = "kA"; q.Limit = 2 }), [][]string{{"e5", "e2"}, {"e0"}}},
-		{"a page that ends exactly at the end", with(func(q *EventQuery) { q.KeyID = "kB"; q.Limit = 2 }), [][]string{{"e4", "e1"}}},
-		{"by user across two keys", with(func(q *EventQuery) { q.UserID = "u1"; q.Limit = 2 }), [][]string{{"e5", "e4"}, {"e2", "e1"}, {"e0"}}},
-		{"by custom id across keys", with(func(q *EventQuery) { q.CustomID = "run" }), [][]string{{"e4", "e3", "e0"}}},
-		{"custom id and key", with(func(q *EventQuery) { q.CustomID = "run"; q.KeyID = "kA" }), [][]string{{"e0"}}},
-		{"custom id and user, pages of 1", with(func(q *EventQuery) { q.CustomID = "run"; q.UserID = "u1"; q.Limit = 1 }), [][]string{{"e4"}, {"e0"}}},
-		{"key and user", with(func(q *EventQuery) { q.KeyID = "kB"; q.UserID = "u1" }), [][]string{{"e4", "e1"}}},
-		{"key of another user", with(func(q *EventQuery) { q.KeyID = "kC"; q.UserID = "u1" }), [][]string{{}}},
-		{"all, across two months, pages of 3", with(func(q *EventQuery) { q.All = true; q.Limit = 3 }),
+		{"by key, newest first", with(func(q *ledger.EventQuery) { q.KeyID = "kA" }), [][]string{{"e5", "e2", "e0"}}},
+		{"by key, pages of 2", with(func(q *ledger.EventQuery) { q.KeyID = "kA"; q.Limit = 2 }), [][]string{{"e5", "e2"}, {"e0"}}},
+		{"a page that ends exactly at the end", with(func(q *ledger.EventQuery) { q.KeyID = "kB"; q.Limit = 2 }), [][]string{{"e4", "e1"}}},
+		{"by user across two keys", with(func(q *ledger.EventQuery) { q.UserID = "u1"; q.Limit = 2 }), [][]string{{"e5", "e4"}, {"e2", "e1"}, {"e0"}}},
+		{"by custom id across keys", with(func(q *ledger.EventQuery) { q.CustomID = "run" }), [][]string{{"e4", "e3", "e0"}}},
+		{"custom id and key", with(func(q *ledger.EventQuery) { q.CustomID = "run"; q.KeyID = "kA" }), [][]string{{"e0"}}},
+		{"custom id and user, pages of 1", with(func(q *ledger.EventQuery) { q.CustomID = "run"; q.UserID = "u1"; q.Limit = 1 }), [][]string{{"e4"}, {"e0"}}},
+		{"key and user", with(func(q *ledger.EventQuery) { q.KeyID = "kB"; q.UserID = "u1" }), [][]string{{"e4", "e1"}}},
+		{"key of another user", with(func(q *ledger.EventQuery) { q.KeyID = "kC"; q.UserID = "u1" }), [][]string{{}}},
+		{"all, across two months, pages of 3", with(func(q *ledger.EventQuery) { q.All = true; q.Limit = 3 }),
 			[][]string{{"e6", "e5", "e4"}, {"e3", "e2", "e1"}, {"e0"}}},
-		{"all, one page", with(func(q *EventQuery) { q.All = true }), [][]string{{"e6", "e5", "e4", "e3", "e2", "e1", "e0"}}},
-		{"range: start is inclusive, end exclusive", EventQuery{All: true, Start: time.UnixMilli(at(1)), End: time.UnixMilli(at(4))},
+		{"all, one page", with(func(q *ledger.EventQuery) { q.All = true }), [][]string{{"e6", "e5", "e4", "e3", "e2", "e1", "e0"}}},
+		{"range: start is inclusive, end exclusive", ledger.EventQuery{All: true, Start: time.UnixMilli(at(1)), End: time.UnixMilli(at(4))},
 			[][]string{{"e3", "e2", "e1"}}},
-		{"range by key", EventQuery{KeyID: "kA", Start: time.UnixMilli(at(1)), End: time.UnixMilli(at(5))}, [][]string{{"e2"}}},
-		{"range with no events", EventQuery{UserID: "u1", Start: base.Add(-48 * time.Hour), End: base}, [][]string{{}}},
-		{"unknown user", with(func(q *EventQuery) { q.UserID = "nobody" }), [][]string{{}}},
-		{"open range", EventQuery{KeyID: "kC"}, [][]string{{"e6", "e3"}}},
+		{"range by key", ledger.EventQuery{KeyID: "kA", Start: time.UnixMilli(at(1)), End: time.UnixMilli(at(5))}, [][]string{{"e2"}}},
+		{"range with no events", ledger.EventQuery{UserID: "u1", Start: base.Add(-48 * time.Hour), End: base}, [][]string{{}}},
+		{"unknown user", with(func(q *ledger.EventQuery) { q.UserID = "nobody" }), [][]string{{}}},
+		{"open range", ledger.EventQuery{KeyID: "kC"}, [][]string{{"e6", "e3"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,7 +113,7 @@ func TestEvents(t *testing.T) {
 	}
 
 	t.Run("an event reads back whole", func(t *testing.T) {
-		events, _, err := s.ListEvents(ctx, EventQuery{KeyID: "kB", Limit: 1})
+		events, _, err := s.ListEvents(ctx, ledger.EventQuery{KeyID: "kB", Limit: 1})
 		if err != nil || len(events) != 1 {
 			t.Fatalf("ListEvents = %v, %v", events, err)
 		}
@@ -123,7 +123,7 @@ func TestEvents(t *testing.T) {
 	})
 
 	t.Run("invalid queries", func(t *testing.T) {
-		for name, q := range map[string]EventQuery{
+		for name, q := range map[string]ledger.EventQuery{
 			"nothing named":     {},
 			"limit too large":   {KeyID: "kA", Limit: MaxEventLimit + 1},
 			"negative limit":    {KeyID: "kA", Limit: -1},
@@ -139,7 +139,7 @@ func TestEvents(t *testing.T) {
 	})
 
 	t.Run("cursors", func(t *testing.T) {
-		q := with(func(q *EventQuery) { q.UserID = "u1"; q.Limit = 2 })
+		q := with(func(q *ledger.EventQuery) { q.UserID = "u1"; q.Limit = 2 })
 		_, next, err := s.ListEvents(ctx, q)
 		if err != nil || next == "" {
 			t.Fatalf("first page: next %q, %v", next, err)
@@ -161,7 +161,7 @@ func TestEvents(t *testing.T) {
 			b, _ := json.Marshal(m)
 			return base64.RawURLEncoding.EncodeToString(b)
 		}
-		withCursor := func(cur string, change func(*EventQuery)) EventQuery {
+		withCursor := func(cur string, change func(*ledger.EventQuery)) ledger.EventQuery {
 			x := q
 			x.Cursor = cur
 			if change != nil {
@@ -170,7 +170,7 @@ func TestEvents(t *testing.T) {
 			return x
 		}
 		b64 := base64.RawURLEncoding.EncodeToString
-		bad := map[string]EventQuery{
+		bad := map[string]ledger.EventQuery{
 			"not base64":         withCursor("%%%", nil),
 			"not JSON":           withCursor(b64([]byte("nope")), nil),
 			"padded base64":      withCursor(base64.URLEncoding.EncodeToString(raw)+"=", nil),
@@ -181,9 +181,9 @@ func TestEvents(t *testing.T) {
 			"sort key injection": withCursor(reencode(func(m map[string]any) { m["s"] = m["s"].(string) + "#x" }), nil),
 			"no key":             withCursor(reencode(func(m map[string]any) { delete(m, "k") }), nil),
 			"query altered":      withCursor(reencode(func(m map[string]any) { m["q"] = "AAAAAAAAAAAA" }), nil),
-			"another user's":     withCursor(next, func(x *EventQuery) { x.UserID = "u2" }),
-			"same spot, by key":  withCursor(next, func(x *EventQuery) { x.UserID, x.KeyID = "", "kA" }),
-			"after the range":    withCursor(next, func(x *EventQuery) { x.End = time.UnixMilli(at(2)) }),
+			"another user's":     withCursor(next, func(x *ledger.EventQuery) { x.UserID = "u2" }),
+			"same spot, by key":  withCursor(next, func(x *ledger.EventQuery) { x.UserID, x.KeyID = "", "kA" }),
+			"after the range":    withCursor(next, func(x *ledger.EventQuery) { x.End = time.UnixMilli(at(2)) }),
 		}
 		for name, bq := range bad {
 			if _, _, err := s.ListEvents(ctx, bq); !errors.Is(err, ErrBadCursor) {
@@ -272,12 +272,12 @@ func TestEventBodies(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name string
-		q    EventQuery
+		q    ledger.EventQuery
 	}{
-		{"by key", EventQuery{KeyID: "k1"}},
-		{"all (bodies read from the table)", EventQuery{All: true, Start: now.Add(-time.Hour), End: now.Add(time.Hour)}},
-		{"by user", EventQuery{UserID: "u"}},
-		{"by custom id", EventQuery{CustomID: "c"}},
+		{"by key", ledger.EventQuery{KeyID: "k1"}},
+		{"all (bodies read from the table)", ledger.EventQuery{All: true, Start: now.Add(-time.Hour), End: now.Add(time.Hour)}},
+		{"by user", ledger.EventQuery{UserID: "u"}},
+		{"by custom id", ledger.EventQuery{CustomID: "c"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			list, _, err := s.ListEvents(ctx, tt.q)
@@ -307,7 +307,7 @@ func TestEventBodies(t *testing.T) {
 	}
 
 	t.Run("a body budget ends pages early", func(t *testing.T) {
-		for _, q := range []EventQuery{
+		for _, q := range []ledger.EventQuery{
 			{KeyID: "k1", BodyBudget: 1000},
 			{All: true, Start: now.Add(-time.Hour), End: now.Add(time.Hour), BodyBudget: 1000},
 		} {
@@ -376,7 +376,7 @@ func TestCreateTableAddsIndexes(t *testing.T) {
 	if err := record(ctx, s, ev); err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []EventQuery{{CustomID: "c"}, {All: true, Start: time.Now().Add(-time.Hour), End: time.Now().Add(time.Hour)}} {
+	for _, q := range []ledger.EventQuery{{CustomID: "c"}, {All: true, Start: time.Now().Add(-time.Hour), End: time.Now().Add(time.Hour)}} {
 		if list, _, err := s.ListEvents(ctx, q); err != nil || fmt.Sprint(ids(list)) != "[e]" {
 			t.Errorf("ListEvents(%+v) = %v, %v", q, ids(list), err)
 		}

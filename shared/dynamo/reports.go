@@ -84,27 +84,18 @@ func (s *Store) aggregateItems(ev *ledger.Event) []types.TransactWriteItem {
 	return items
 }
 
-// DailyAggregate is what one key's settled events of one model added up to
-// on one UTC day. Totals.Committed is always 0.
-type DailyAggregate struct {
-	KeyID string
-	Day   int64 // unix seconds of the day's 00:00 UTC
-	Model string
-	Totals
-}
-
 // DailyAggregates returns the aggregates of keyIDs for every UTC day that
 // overlaps [start, end): per key in the order given, then per day and
 // model, oldest first. Days without events have no rows. It runs one
 // paginated query per key, a few at a time.
-func (s *Store) DailyAggregates(ctx context.Context, keyIDs []string, start, end time.Time) ([]DailyAggregate, error) {
+func (s *Store) DailyAggregates(ctx context.Context, keyIDs []string, start, end time.Time) ([]ledger.DailyAggregate, error) {
 	if !end.After(start) || len(keyIDs) == 0 {
 		return nil, nil
 	}
 	// "#" < "$": every model of the last day sorts below "DAY#<last>$".
 	lo := skDayPrefix + start.UTC().Format(dayLayout)
 	hi := skDayPrefix + end.Add(-time.Nanosecond).UTC().Format(dayLayout) + "$"
-	perKey := make([][]DailyAggregate, len(keyIDs))
+	perKey := make([][]ledger.DailyAggregate, len(keyIDs))
 	err := forEach(ctx, len(keyIDs), reportConcurrency, func(ctx context.Context, i int) error {
 		keyID := keyIDs[i]
 		return s.queryAll(ctx, &dynamodb.QueryInput{
@@ -125,7 +116,7 @@ func (s *Store) DailyAggregates(ctx context.Context, keyIDs []string, start, end
 	if err != nil {
 		return nil, err
 	}
-	var out []DailyAggregate
+	var out []ledger.DailyAggregate
 	for _, rows := range perKey {
 		out = append(out, rows...)
 	}
@@ -133,17 +124,17 @@ func (s *Store) DailyAggregates(ctx context.Context, keyIDs []string, start, end
 }
 
 // decodeDay reads a DAY# item: its sort key names the day and the model.
-func decodeDay(keyID string, item map[string]types.AttributeValue) (DailyAggregate, error) {
+func decodeDay(keyID string, item map[string]types.AttributeValue) (ledger.DailyAggregate, error) {
 	sk := getS(item, attrSK)
 	rest, ok := strings.CutPrefix(sk, skDayPrefix)
 	if !ok || len(rest) < len(dayLayout)+1 || rest[len(dayLayout)] != '#' {
-		return DailyAggregate{}, fmt.Errorf("aggregate of key %s: malformed sort key %q", keyID, sk)
+		return ledger.DailyAggregate{}, fmt.Errorf("aggregate of key %s: malformed sort key %q", keyID, sk)
 	}
 	day, err := time.Parse(dayLayout, rest[:len(dayLayout)])
 	if err != nil {
-		return DailyAggregate{}, fmt.Errorf("aggregate of key %s: sort key %q: %w", keyID, sk, err)
+		return ledger.DailyAggregate{}, fmt.Errorf("aggregate of key %s: sort key %q: %w", keyID, sk, err)
 	}
-	return DailyAggregate{KeyID: keyID, Day: day.Unix(), Model: rest[len(dayLayout)+1:], Totals: totalsOf(item)}, nil
+	return ledger.DailyAggregate{KeyID: keyID, Day: day.Unix(), Model: rest[len(dayLayout)+1:], Totals: totalsOf(item)}, nil
 }
 
 // CustomIDs returns the custom ids that keyID's settled events carried,
@@ -165,18 +156,10 @@ func (s *Store) CustomIDs(ctx context.Context, keyID string) ([]string, error) {
 	return ids, err
 }
 
-// CustomIDTotals is what a key's events with one custom id added up to.
-type CustomIDTotals struct {
-	CustomID string
-	Requests int64
-	Cost     money.Nanos
-	LastSeen int64 // unix ms
-}
-
-// CustomIDTotals returns the per-custom-id figures of keyID, in byte order
+// ledger.CustomIDTotals returns the per-custom-id figures of keyID, in byte order
 // of the ids.
-func (s *Store) CustomIDTotals(ctx context.Context, keyID string) ([]CustomIDTotals, error) {
-	var list []CustomIDTotals
+func (s *Store) CustomIDTotals(ctx context.Context, keyID string) ([]ledger.CustomIDTotals, error) {
+	var list []ledger.CustomIDTotals
 	err := s.queryAll(ctx, &dynamodb.QueryInput{
 		TableName:              aws.String(s.table),
 		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :p)"),
@@ -184,7 +167,7 @@ func (s *Store) CustomIDTotals(ctx context.Context, keyID string) ([]CustomIDTot
 			":pk": str(aggPK(keyID)), ":p": str(skCustomIDPrefix),
 		},
 	}, "custom ids of key "+keyID, func(item map[string]types.AttributeValue) error {
-		list = append(list, CustomIDTotals{
+		list = append(list, ledger.CustomIDTotals{
 			CustomID: strings.TrimPrefix(getS(item, attrSK), skCustomIDPrefix),
 			Requests: getN(item, "requests"), Cost: money.Nanos(getN(item, "costNanos")), LastSeen: getN(item, "lastSeen"),
 		})
@@ -264,7 +247,7 @@ func (s *Store) ImportEvents(ctx context.Context, evs []*ledger.Event) error {
 // ImportDailyAggregates writes rows as day-and-model aggregates, replacing
 // any stored for the same key, day and model. Like ImportEvents it is for
 // loading history and synthetic data.
-func (s *Store) ImportDailyAggregates(ctx context.Context, rows []DailyAggregate) error {
+func (s *Store) ImportDailyAggregates(ctx context.Context, rows []ledger.DailyAggregate) error {
 	reqs := make([]types.WriteRequest, 0, len(rows))
 	for _, r := range rows {
 		t := r.Totals

@@ -24,9 +24,9 @@ type dayModel struct {
 
 // sumEvents adds up evs, in the order they were settled, as the aggregates
 // should: per key, day and model, and per key and custom id.
-func sumEvents(evs []*ledger.Event) (map[dayModel]Totals, map[string]map[string]CustomIDTotals) {
-	days := map[dayModel]Totals{}
-	cids := map[string]map[string]CustomIDTotals{}
+func sumEvents(evs []*ledger.Event) (map[dayModel]ledger.Totals, map[string]map[string]ledger.CustomIDTotals) {
+	days := map[dayModel]ledger.Totals{}
+	cids := map[string]map[string]ledger.CustomIDTotals{}
 	for _, ev := range evs {
 		created := time.UnixMilli(ev.CreatedAt).UTC()
 		dm := dayModel{ev.KeyID, ev.Model, time.Date(created.Year(), created.Month(), created.Day(), 0, 0, 0, 0, time.UTC).Unix()}
@@ -43,7 +43,7 @@ func sumEvents(evs []*ledger.Event) (map[dayModel]Totals, map[string]map[string]
 		days[dm] = t
 		if ev.CustomID != "" {
 			if cids[ev.KeyID] == nil {
-				cids[ev.KeyID] = map[string]CustomIDTotals{}
+				cids[ev.KeyID] = map[string]ledger.CustomIDTotals{}
 			}
 			c := cids[ev.KeyID][ev.CustomID]
 			c.CustomID = ev.CustomID
@@ -193,7 +193,7 @@ func TestAggregatesEqualEvents(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := map[dayModel]Totals{}
+			want := map[dayModel]ledger.Totals{}
 			for dm, tot := range wantDays {
 				for _, d := range tc.days {
 					if dm.day == d {
@@ -201,7 +201,7 @@ func TestAggregatesEqualEvents(t *testing.T) {
 					}
 				}
 			}
-			got := map[dayModel]Totals{}
+			got := map[dayModel]ledger.Totals{}
 			for i, r := range rows {
 				dm := dayModel{r.KeyID, r.Model, r.Day}
 				if _, dup := got[dm]; dup {
@@ -243,7 +243,7 @@ func TestAggregatesEqualEvents(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			got := map[string]CustomIDTotals{}
+			got := map[string]ledger.CustomIDTotals{}
 			for _, c := range totals {
 				got[c.CustomID] = c
 			}
@@ -262,7 +262,7 @@ func TestAggregatesEqualEvents(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var sum Totals
+			var sum ledger.Totals
 			for dm, tot := range wantDays {
 				if dm.key == k {
 					sum.Cost += tot.Cost
@@ -282,10 +282,10 @@ func TestImport(t *testing.T) {
 	s := newStore(t, endpoint, "import")
 	day := testclock.Now(t).Truncate(24*time.Hour).AddDate(0, -11, 0)
 
-	var rows []DailyAggregate
+	var rows []ledger.DailyAggregate
 	for i := range 60 { // more than two batches
-		rows = append(rows, DailyAggregate{KeyID: fmt.Sprintf("k%d", i%3), Day: day.AddDate(0, 0, i/3).Unix(), Model: "m",
-			Totals: Totals{Cost: money.Nanos(i), Requests: int64(i + 1), Successes: int64(i), LatencyMs: 10}})
+		rows = append(rows, ledger.DailyAggregate{KeyID: fmt.Sprintf("k%d", i%3), Day: day.AddDate(0, 0, i/3).Unix(), Model: "m",
+			Totals: ledger.Totals{Cost: money.Nanos(i), Requests: int64(i + 1), Successes: int64(i), LatencyMs: 10}})
 	}
 	if err := s.ImportDailyAggregates(ctx, rows); err != nil {
 		t.Fatal(err)
@@ -294,7 +294,7 @@ func TestImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	byKey := map[string][]DailyAggregate{}
+	byKey := map[string][]ledger.DailyAggregate{}
 	for _, r := range rows {
 		byKey[r.KeyID] = append(byKey[r.KeyID], r)
 	}

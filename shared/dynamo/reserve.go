@@ -479,24 +479,24 @@ func (s *Store) Counters(ctx context.Context, charges []budget.Charge) ([]int64,
 }
 
 // CounterTotals returns the settled figures of one of owner's counters.
-func (s *Store) CounterTotals(ctx context.Context, owner budget.Owner, c budget.Counter) (Totals, error) {
+func (s *Store) CounterTotals(ctx context.Context, owner budget.Owner, c budget.Counter) (ledger.Totals, error) {
 	return s.OwnerTotals(ctx, ownerPK(owner), counterSK(c))
 }
 
 // OwnerTotals returns the settled figures of one counter by its stored
 // names, e.g. a key's month: KEY#<id> / SPEND#mo#<yyyymm> (counters.go).
-func (s *Store) OwnerTotals(ctx context.Context, owner, counter string) (Totals, error) {
+func (s *Store) OwnerTotals(ctx context.Context, owner, counter string) (ledger.Totals, error) {
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(s.table), Key: key(owner, counter), ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
-		return Totals{}, fmt.Errorf("get %s %s: %w", owner, counter, err)
+		return ledger.Totals{}, fmt.Errorf("get %s %s: %w", owner, counter, err)
 	}
 	return totalsOf(out.Item), nil
 }
 
-func totalsOf(it map[string]types.AttributeValue) Totals {
-	return Totals{
+func totalsOf(it map[string]types.AttributeValue) ledger.Totals {
+	return ledger.Totals{
 		Cost:             money.Nanos(getN(it, "costNanos")),
 		Committed:        money.Nanos(getN(it, attrCommitted)),
 		Requests:         getN(it, "requests"),

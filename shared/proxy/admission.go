@@ -116,6 +116,10 @@ type admission struct {
 	res     *budget.Reservation
 	body    []byte
 	lowered int64 // the new output cap, when stipend lowered it
+	// key is the key's configuration the reservation was made with: read
+	// again when the one the request started with was stale, so the rest
+	// of the request (moderation, its strike limit) follows it.
+	key *apikey.Key
 }
 
 // admit loads the key's user and the organisation, plans the request's
@@ -145,7 +149,7 @@ func (h *Handler) admit(r *http.Request, key *apikey.Key, req *request, body []b
 		res := h.plan(r.Context(), key, usr, org, req, price, ceiling, w, ev)
 		err = h.cfg.Limiter.Reserve(ctx, res)
 		if err == nil {
-			adm.res = res
+			adm.res, adm.key = res, key
 			return adm, nil
 		}
 		var le *budget.LimitError

@@ -1,6 +1,6 @@
 package proxy
 
-// Model aliases (LiteLLM's "aliases", shared/seeds/002_bf9c01ac3670ba1b.txt):
+// Model aliases (the "aliases" of LiteLLM's key management API):
 // a key may map a model name its clients ask for to the model that serves
 // it, so an administrator can upgrade or downgrade a class's model without
 // touching the students' code.

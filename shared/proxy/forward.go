@@ -161,7 +161,7 @@ func (h *Handler) reserve(x *exchange) error {
 	if err != nil {
 		return err
 	}
-	x.adm, x.body = adm, adm.body
+	x.adm, x.body, x.key = adm, adm.body, adm.key
 	x.clientWantsUsage = x.req.StreamOptions != nil && x.req.StreamOptions.IncludeUsage
 	x.upstreamBody = x.body
 	if x.req.Stream && !x.clientWantsUsage && provider.StreamUsageOnRequest(r.URL.Path) {
@@ -204,6 +204,9 @@ func (h *Handler) forwardUpstream(w http.ResponseWriter, x *exchange, m *meter) 
 			// Recorded (cost 0, nothing was forwarded) so abuse can be traced.
 			e := apierror.From(err)
 			x.ev.Status, x.ev.ErrorCode = e.Status, e.Code
+			if e.Code == apierror.CodeContentFlagged {
+				return h.strike(r.Context(), x.key, x.ev.ID, e)
+			}
 			return err
 		}
 	}

@@ -291,7 +291,7 @@ func (e *itEnv) events(keys ...itKey) map[string]*ledger.Event {
 }
 
 // totals reads one counter's figures.
-func (e *itEnv) totals(owner, counter string) dynamo.Totals {
+func (e *itEnv) totals(owner, counter string) ledger.Totals {
 	e.t.Helper()
 	tot, err := e.store.OwnerTotals(context.Background(), owner, counter)
 	if err != nil {

@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/stipend/stipend/shared/apierror"
+	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/provider"
 )
 
@@ -20,6 +22,11 @@ import (
 // flagged request is refused with 400 content_flagged instead of reaching
 // the model — the forum's "automoderation" that keeps a shared account from
 // being banned for one student's prompts.
+//
+// Each flagged request is also a strike on the key (Config.Strikes): at the
+// key's moderationStrikeLimit (apikey.DefaultStrikeLimit, 3, when unset) the
+// key is suspended, and every later request gets 401 key_suspended until an
+// admin lifts it (PATCH {"suspended": false}, which also resets the strikes).
 
 // moderationModel screens inputs; OpenAI does not bill it.
 const moderationModel = "omni-moderation-latest"
@@ -153,4 +160,46 @@ func (h *Handler) moderate(ctx context.Context, prov *provider.Setting, apiKey s
 	sort.Strings(flagged)
 	return apierror.New(http.StatusBadRequest, apierror.CodeContentFlagged,
 		fmt.Sprintf("The request was flagged by moderation (%s) and was not sent to the model.", strings.Join(flagged, ", ")))
+}
+
+// strikeTimeout bounds counting a strike and suspending the key, which
+// outlive a client that went away.
+const strikeTimeout = 10 * time.Second
+
+// strike counts the flagged request (its event eventID) against key and
+// suspends the key when that reaches its limit. It returns the client's
+// error: flagged, with the strike count and what follows from it. A strike
+// that cannot be counted is logged; the request stays refused.
+func (h *Handler) strike(ctx context.Context, key *apikey.Key, eventID string, flagged *apierror.Error) error {
+	if h.cfg.Strikes == nil {
+		return flagged
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), strikeTimeout)
+	defer cancel()
+	st, err := h.cfg.Strikes.Strike(ctx, key.ID, eventID)
+	if err != nil {
+		h.cfg.Log.LogAttrs(ctx, slog.LevelError, "could not count a moderation strike",
+			slog.String("key", key.ID), slog.String("event", eventID), slog.String("cause", err.Error()))
+		return flagged
+	}
+	limit := key.StrikeLimit()
+	msg := fmt.Sprintf("%s This is strike %d of %d; at %d this key is suspended.", flagged.Message, st.Count, limit, limit)
+	if st.Count >= limit {
+		reason := fmt.Sprintf("%d requests flagged by moderation (the key's strike limit is %d)", st.Count, limit)
+		suspended, err := h.cfg.Strikes.Suspend(ctx, key.ID, h.cfg.Now(), reason, st.EventIDs)
+		if err != nil {
+			h.cfg.Log.LogAttrs(ctx, slog.LevelError, "could not suspend a key",
+				slog.String("key", key.ID), slog.Int64("strikes", st.Count), slog.String("cause", err.Error()))
+		}
+		h.keys.Forget(key.ID)
+		if suspended {
+			h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "key suspended",
+				slog.String("key", key.ID), slog.Int64("strikes", st.Count), slog.Int64("limit", limit))
+		}
+		msg = fmt.Sprintf("%s This was strike %d of %d: this key is now suspended until your instructor lifts the suspension.",
+			flagged.Message, st.Count, limit)
+	}
+	e := *flagged
+	e.Message = msg
+	return &e
 }

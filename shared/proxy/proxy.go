@@ -73,6 +73,17 @@ type History interface {
 	RecentEvents(ctx context.Context, keyID string, limit int) ([]*ledger.Event, error)
 }
 
+// Strikes counts a key's moderation strikes and suspends it at its limit
+// (moderation.go); *dynamo.Store implements it.
+type Strikes interface {
+	// Strike counts one flagged request and returns the key's strikes
+	// since they were last reset, this one included.
+	Strike(ctx context.Context, keyID, eventID string) (apikey.Strikes, error)
+	// Suspend suspends the key unless it is already, and reports whether
+	// this call did.
+	Suspend(ctx context.Context, keyID string, at time.Time, reason string, eventIDs []string) (bool, error)
+}
+
 // Config wires a Handler. Keys, Providers, Secrets, Limiter, Owners, Prices
 // and Tokenizer are required; the rest have defaults.
 type Config struct {
@@ -85,6 +96,10 @@ type Config struct {
 	Tokenizer Tokenizer
 	// History, when set, adds the key's latest events to GET /v1/key/info.
 	History History
+	// Strikes, when set, counts each flagged request of a key with
+	// moderation on and suspends the key at its strike limit; without it,
+	// flagged requests are refused and nothing more.
+	Strikes Strikes
 
 	// ReservationTTL is how long after a request starts its reservation
 	// counts as abandoned and the scheduled sweep may settle it at its worst
@@ -310,14 +325,26 @@ func (h *Handler) authenticate(r *http.Request) (*apikey.Key, error) {
 	if !apikey.Matches(token, key.Hash) {
 		return nil, errUnknownKey
 	}
+	if key.Suspended {
+		// An admin may have lifted it since it was cached: a lift applies
+		// at the next request, as a suspension does (through the version
+		// its reservation checks). Suspended keys are rare; read it again.
+		h.keys.Forget(id)
+		if key, err = h.keys.Get(ctx, id); err != nil {
+			return nil, storeUnavailable(err)
+		}
+	}
 	return key, h.checkKey(key)
 }
 
-// checkKey refuses a revoked or expired key.
+// checkKey refuses a revoked, suspended or expired key.
 func (h *Handler) checkKey(key *apikey.Key) error {
 	switch {
 	case key.Revoked:
 		return apierror.New(http.StatusUnauthorized, apierror.CodeKeyRevoked, "this key has been revoked")
+	case key.Suspended:
+		return apierror.New(http.StatusUnauthorized, apierror.CodeKeySuspended,
+			fmt.Sprintf("this key is suspended (%s); ask your instructor to lift the suspension", key.SuspendedReason))
 	case key.Expired(h.cfg.Now()):
 		return apierror.New(http.StatusUnauthorized, apierror.CodeKeyExpired, "this key has expired")
 	}

@@ -139,6 +139,19 @@ func checkKind(field string, v json.RawMessage, want jsonKind) error {
 	return badField(field, "%s must be %s", field, want.describe())
 }
 
+// checkCase refuses a top-level field whose name differs from name only in
+// case ("Messages"): the provider reads names exactly and ignores or refuses
+// such a field, while Go's JSON decoding (the tokenizer's) would fold it
+// onto name, so the proxy would count a different input than the model gets.
+func checkCase(obj map[string]json.RawMessage, name string) error {
+	for k := range obj {
+		if k != name && strings.EqualFold(k, name) {
+			return badField(k, "unknown field %s; field names are case-sensitive (did you mean %s?)", k, name)
+		}
+	}
+	return nil
+}
+
 // parseRequest reads what the proxy needs from a request body on path,
 // after checking that the body is UTF-8 JSON object and that every field the
 // proxy or its tokenizer reads has the JSON type the API expects.
@@ -157,6 +170,9 @@ func parseRequest(path string, body []byte) (request, error) {
 	for _, rules := range [][]fieldRule{commonFields, contentFields(path)} {
 		for _, f := range rules {
 			if err := checkKind(f.name, obj[f.name], f.kind); err != nil {
+				return req, err
+			}
+			if err := checkCase(obj, f.name); err != nil {
 				return req, err
 			}
 		}
@@ -179,11 +195,48 @@ func parseRequest(path string, body []byte) (request, error) {
 			}
 		}
 	}
-	if err := json.Unmarshal(body, &req); err != nil {
+	// Each field is read from its exact name, as the provider reads it:
+	// decoding the body into the struct would also match "Model" or
+	// "STREAM" (encoding/json folds case), so {"model":"o1","Model":"gpt-4o-mini"}
+	// would be priced and allowed as gpt-4o-mini while the provider ran o1.
+	if err := req.read(obj); err != nil {
 		// The checks above make this unreachable; never show Go's wording.
 		return req, apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "request body could not be read")
 	}
 	return req, nil
+}
+
+// read fills req from the body's top-level fields, matching names exactly.
+func (req *request) read(obj map[string]json.RawMessage) error {
+	for _, f := range []struct {
+		name string
+		dst  any
+	}{
+		{"model", &req.Model}, {"stream", &req.Stream},
+		{"max_tokens", &req.MaxTokens}, {"max_completion_tokens", &req.MaxCompletionTokens},
+		{"max_output_tokens", &req.MaxOutputTokens}, {"n", &req.N}, {"best_of", &req.BestOf},
+	} {
+		if raw, ok := obj[f.name]; ok {
+			if err := json.Unmarshal(raw, f.dst); err != nil {
+				return fmt.Errorf("field %s: %w", f.name, err)
+			}
+		}
+	}
+	if raw := obj["stream_options"]; kindOf(raw) == kObject {
+		var opts map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &opts); err != nil {
+			return fmt.Errorf("field stream_options: %w", err)
+		}
+		req.StreamOptions = &struct {
+			IncludeUsage bool `json:"include_usage"`
+		}{}
+		if v, ok := opts["include_usage"]; ok {
+			if err := json.Unmarshal(v, &req.StreamOptions.IncludeUsage); err != nil {
+				return fmt.Errorf("field stream_options.include_usage: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // maxChoices bounds n and best_of (OpenAI's own maximum for n).

@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"encoding/base64"
+	"errors"
 	"strings"
 	"testing"
 
+	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/pricing"
 )
 
@@ -38,6 +40,51 @@ func TestCheckContext(t *testing.T) {
 			err := checkContext(tt.path, "m", []byte(tt.body), price)
 			if (err != nil) != tt.refused {
 				t.Fatalf("checkContext = %v, want refused %v", err, tt.refused)
+			}
+		})
+	}
+}
+
+// TestParseRequestExactNames: fields are read by their exact names, as the
+// provider reads them. encoding/json folds case when decoding into a struct,
+// so "Model" after "model" used to decide the price and the allowed-model
+// check while the provider ran "model" (found by FuzzParseRequest).
+func TestParseRequestExactNames(t *testing.T) {
+	tests := []struct {
+		name, body string
+		model      string
+		stream     bool
+		maxTokens  *int64
+	}{
+		{"Model after model", `{"model":"o1","Model":"gpt-4o-mini"}`, "", false, nil},
+		{"MODEL alone", `{"MODEL":"gpt-4o-mini"}`, "", false, nil},
+		{"Stream is not stream", `{"model":"m","Stream":true}`, "", false, nil},
+		{"MAX_TOKENS is not max_tokens", `{"model":"m","MAX_TOKENS":5}`, "", false, nil},
+		{"Messages is not messages", `{"model":"m","messages":[],"Messages":[{"role":"user","content":"long"}]}`, "", false, nil},
+		{"exact names", `{"model":"m","stream":true,"max_tokens":7}`, "m", true, new(int64(7))},
+		{"last duplicate wins, as in the provider's parser", `{"model":"a","model":"b"}`, "b", false, nil},
+		{"unrelated capitals are the provider's business", `{"model":"m","Foo":1}`, "m", false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := parseRequest("/v1/chat/completions", []byte(tt.body))
+			if tt.model == "" {
+				// A name that differs from a field the proxy reads only in
+				// case is refused, naming it.
+				var ae *apierror.Error
+				if !errors.As(err, &ae) || ae.Status != 400 || !strings.Contains(ae.Message, "case-sensitive") {
+					t.Fatalf("parseRequest = %+v, %v; want a 400 about case", req, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("parseRequest: %v", err)
+			}
+			if req.Model != tt.model || req.Stream != tt.stream {
+				t.Errorf("model %q stream %v, want %q %v", req.Model, req.Stream, tt.model, tt.stream)
+			}
+			if (req.MaxTokens == nil) != (tt.maxTokens == nil) || req.MaxTokens != nil && *req.MaxTokens != *tt.maxTokens {
+				t.Errorf("max_tokens %v, want %v", req.MaxTokens, tt.maxTokens)
 			}
 		})
 	}

@@ -37,23 +37,32 @@ func NewReader(r io.Reader, maxEvent int) *Reader {
 // returns the partial event with that error.
 func (r *Reader) Next() ([]byte, error) {
 	r.buf = r.buf[:0]
+	start := 0 // where the current line begins in buf
 	for {
-		line, err := r.br.ReadSlice('\n')
-		r.buf = append(r.buf, line...)
+		part, err := r.br.ReadSlice('\n')
+		r.buf = append(r.buf, part...)
+		if err == bufio.ErrBufferFull {
+			if len(r.buf) > r.max {
+				return nil, ErrTooLarge
+			}
+			continue // the line goes on past the buffer: part is not a line
+		}
+		// The whole line, not the last part read: a line longer than the
+		// buffer ends with a part that may be just "\n" or "\r\n".
+		line := r.buf[start:]
+		start = len(r.buf)
+		if err == nil && isBlank(line) && len(r.buf) == len(line) {
+			r.buf = r.buf[:0] // stray blank line between events: skip it
+			start = 0
+			continue
+		}
 		if len(r.buf) > r.max {
 			return nil, ErrTooLarge
-		}
-		if err == bufio.ErrBufferFull {
-			continue
 		}
 		if err != nil {
 			return r.buf, err
 		}
 		if isBlank(line) {
-			if len(r.buf) == len(line) {
-				r.buf = r.buf[:0] // stray blank line between events: skip it
-				continue
-			}
 			return r.buf, nil
 		}
 	}

@@ -69,3 +69,43 @@ func TestData(t *testing.T) {
 		}
 	}
 }
+
+// TestReaderLongLine: a line that fills the read buffer exactly ends with a
+// read of just its line end, which is not a blank line. It used to be taken
+// for one: the event was cut after its first line and its real blank line
+// dropped as a stray, so a client read two events as one (found by
+// FuzzReader).
+func TestReaderLongLine(t *testing.T) {
+	for _, n := range []int{32<<10 - len("data: "), 32<<10 - len("data: ") - 1, 64<<10 - len("data: ")} {
+		for _, nl := range []string{"\n", "\r\n"} {
+			long := "data: " + strings.Repeat("x", n) + nl
+			in := long + "data: b" + nl + nl + "data: c" + nl + nl
+			r := NewReader(strings.NewReader(in), 0)
+			var got []string
+			for {
+				ev, err := r.Next()
+				if len(ev) > 0 {
+					got = append(got, string(ev))
+				}
+				if err != nil {
+					break
+				}
+			}
+			want := []string{long + "data: b" + nl + nl, "data: c" + nl + nl}
+			if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+				t.Errorf("line of %d bytes + %q: got %d events, want 2", n, nl, len(got))
+			}
+		}
+	}
+}
+
+// TestReaderLimitIgnoresStrayBlankLines: blank lines between events belong
+// to no event, so they never count against the event limit (they used to:
+// found by FuzzReader with a tiny limit).
+func TestReaderLimitIgnoresStrayBlankLines(t *testing.T) {
+	r := NewReader(strings.NewReader("\r\n\r\n\n"+"a"), 1)
+	ev, err := r.Next()
+	if err != io.EOF || string(ev) != "a" {
+		t.Fatalf("Next = %q, %v; want \"a\", EOF", ev, err)
+	}
+}

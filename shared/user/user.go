@@ -5,8 +5,8 @@
 // those keys together, on top of each key's own limits. The Org holds the
 // organisation-wide spend limits that cap every key and user at once.
 //
-// The JSON tags are the admin API's field names (BricksAI's, see
-// shared/seeds/003_c1386e2febb3792e.txt) and also the stored form.
+// The JSON tags are the admin API's field names (those of BricksAI's admin
+// API) and also the stored form.
 package user
 
 import (

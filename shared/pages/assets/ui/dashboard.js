@@ -397,8 +397,22 @@ async function keyView(id) {
     api("GET", "/api/v1/custom-ids?" + q({ keyId: id })),
     api("GET", "/api/v1/events?" + q({ keyId: id, limit: 100 })),
   ]);
-  const status = k.archived ? "archived" : k.revoked ? "revoked" : k.expiresAt && k.expiresAt <= nowSec() ? "expired" : "active";
+  const status = k.archived ? "archived" : k.revoked ? "revoked" : k.suspended ? "suspended"
+    : k.expiresAt && k.expiresAt <= nowSec() ? "expired" : "active";
   const strikes = evs.events.filter((e) => e.errorCode === "content_flagged");
+  const lift = async () => {
+    try {
+      await api("PATCH", "/api/v1/secret-keys/" + encodeURIComponent(k.keyId), { suspended: false });
+      toast("Suspension lifted; the key's strikes are back to 0.");
+      await keyView(k.keyId);
+    } catch (err) {
+      toast(err.message, true);
+    }
+  };
+  const suspension = k.suspended
+    ? [el("p", { id: "suspension" }, `Suspended ${when(k.suspendedAt)}: ${k.suspendedReason}.`),
+      el("button", { type: "button", class: "danger", id: "lift-suspension", onclick: lift }, "Lift the suspension")]
+    : [];
   const range = el("select", { "aria-label": "range", id: "usage-range" }, [7, 30, 90].map((n) => el("option", { value: n, selected: n === 30 }, `last ${n} days`)));
   const chart = el("div", { id: "key-chart" });
   async function drawChart() {
@@ -417,7 +431,8 @@ async function keyView(id) {
     el("div", { class: "two" },
       el("section", { class: "card" }, el("h2", {}, "Custom ids"),
         ids.customIds.length ? el("ul", { id: "custom-ids" }, ids.customIds.map((c) => el("li", {}, el("code", {}, c)))) : el("p", { class: "muted" }, "None.")),
-      el("section", { class: "card" }, el("h2", {}, `Moderation strikes: ${strikes.length}`),
+      el("section", { class: "card" }, el("h2", {}, `Moderation strikes: ${k.moderationStrikes ?? strikes.length} of ${k.moderationStrikeLimit}`),
+        ...suspension,
         strikes.length ? el("ul", {}, strikes.map((e) => el("li", {}, when(e.createdAt), " · ", e.model))) : el("p", { class: "muted" }, "No flagged request among the latest events."))),
     el("section", { class: "card" }, el("h2", {}, "Recent events"), eventsTable(evs.events)));
   await drawChart();

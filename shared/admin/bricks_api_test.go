@@ -1,9 +1,10 @@
 package admin_test
 
-// Seed 003 (shared/seeds/003_c1386e2febb3792e.txt), endpoint by endpoint:
+// Conformance with BricksAI's admin API, endpoint by endpoint:
 // the real admin handler over DynamoDB Local, with real proxy traffic on the
 // same store so that metrics, reports and custom ids have data, is driven
-// with the seed's own example request bodies, and every answer is checked
+// with the example request bodies of BricksAI's admin API reference ("the
+// seed" below, kept outside this repository), and every answer is checked
 // field by field against the seed's example response: each field the seed
 // shows is present with the seed's JSON type, and the values that follow
 // from the request are the request's.
@@ -11,7 +12,7 @@ package admin_test
 // The seed's examples below are copied from the seed as they are, comments,
 // missing commas and "..." included; seedJSON turns them into JSON. Where
 // stipend knowingly answers otherwise, the field is listed in
-// seed003Deviations and logged rather than checked.
+// bricksDeviations and logged rather than checked.
 
 import (
 	"bytes"
@@ -87,8 +88,8 @@ const (
 }`
 )
 
-// seed003Responses are the seed's example responses, by route.
-var seed003Responses = map[string]string{
+// bricksResponses are the seed's example responses, by route.
+var bricksResponses = map[string]string{
 	"GET /api/v1/providers": `[
 {
 "name": "Some descriptive name for the provider",
@@ -277,31 +278,31 @@ var seed003Responses = map[string]string{
 }`,
 }
 
-// seed003Deviations are the fields, by route and path, where stipend
+// bricksDeviations are the fields, by route and path, where stipend
 // knowingly answers otherwise than the seed: they are logged, not checked.
-var seed003Deviations = map[string]map[string]string{
+var bricksDeviations = map[string]map[string]string{
 	"GET /api/v1/secret-keys/:keyId": {
 		"[].key": `the seed shows "key" (the hashed key, "can be ignored"); stipend never returns a key's hash`,
 	},
 }
 
-// seed003ValueNotes are where stipend's values differ from what the seed's
+// bricksValueNotes are where stipend's values differ from what the seed's
 // examples suggest while the JSON types conform; the test logs them and does
 // not check those values.
-var seed003ValueNotes = []string{
+var bricksValueNotes = []string{
 	`PATCH /api/v1/secret-keys/:keyId: the seed answers "success"; stipend answers the updated key as JSON (the test reads the key back instead)`,
 	`POST /api/v1/secret-keys organizationId: the seed shows the organization's id; stipend answers ""`,
 	`tags of keys and users: the seed shows the organization's id (["clskya3uu0005ye8ggt5bp775"]); stipend answers [] unless tags are set`,
 }
 
-// seed003Secrets is the Secrets Manager stand-in for both handlers: what the
+// bricksSecrets is the Secrets Manager stand-in for both handlers: what the
 // admin API puts, the proxy gets.
-type seed003Secrets struct {
+type bricksSecrets struct {
 	mu sync.Mutex
 	m  map[string]string
 }
 
-func (s *seed003Secrets) Put(_ context.Context, name, value string) (string, error) {
+func (s *bricksSecrets) Put(_ context.Context, name, value string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	arn := "arn:aws:secretsmanager:local:" + name
@@ -309,7 +310,7 @@ func (s *seed003Secrets) Put(_ context.Context, name, value string) (string, err
 	return arn, nil
 }
 
-func (s *seed003Secrets) Get(_ context.Context, id string) (string, error) {
+func (s *bricksSecrets) Get(_ context.Context, id string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, ok := s.m[id]
@@ -319,27 +320,27 @@ func (s *seed003Secrets) Get(_ context.Context, id string) (string, error) {
 	return v, nil
 }
 
-// seed003Clock runs at the real pace from a fixed start, inside the seed's
+// bricksClock runs at the real pace from a fixed start, inside the seed's
 // reporting range (start 1710460800, end 1711492257), so that the seed's
 // reporting bodies, used verbatim, cover the traffic.
-type seed003Clock struct{ start, setAt time.Time }
+type bricksClock struct{ start, setAt time.Time }
 
-func (c seed003Clock) Now() time.Time { return c.start.Add(time.Since(c.setAt)) }
+func (c bricksClock) Now() time.Time { return c.start.Add(time.Since(c.setAt)) }
 
 const (
-	seed003AdminKey    = "adm-seed003-admin-key-0123456789abcdef"
-	seed003UpstreamKey = "sk-seed003-provider-api-key-4f1d2c9b7e"
-	seed003CustomID    = "some-custom-id"
-	seed003Model       = "gpt-4o-mini"
+	bricksAdminKey    = "adm-bricks-admin-key-0123456789abcdef"
+	bricksUpstreamKey = "sk-bricks-provider-api-key-4f1d2c9b7e"
+	bricksCustomID    = "some-custom-id"
+	bricksModel       = "gpt-4o-mini"
 	// The seed's reporting range, and the day (UTC) the traffic lands on.
-	seed003Start = 1710460800
-	seed003End   = 1711492257
-	seed003Day   = 1710892800 // 2024-03-20T00:00:00Z
+	bricksStart = 1710460800
+	bricksEnd   = 1711492257
+	bricksDay   = 1710892800 // 2024-03-20T00:00:00Z
 )
 
-// seed003Env is the admin API and the proxy over one store; it keeps every
+// bricksEnv is the admin API and the proxy over one store; it keeps every
 // admin response body to check for leaked secrets at the end.
-type seed003Env struct {
+type bricksEnv struct {
 	t        *testing.T
 	admin    *httptest.Server
 	proxy    *httptest.Server
@@ -351,19 +352,19 @@ type seed003Env struct {
 	bodies []string // "METHOD path: body" of every admin response
 }
 
-func newSeed003Env(t *testing.T) *seed003Env {
+func newSeed003Env(t *testing.T) *bricksEnv {
 	t.Helper()
 	endpoint := localtest.StartDynamoDB(t)
-	store := dynamotest.Store(t, endpoint, "seed003")
+	store := dynamotest.Store(t, endpoint, "bricks")
 	prices, err := pricing.Default()
 	if err != nil {
 		t.Fatal(err)
 	}
-	clock := seed003Clock{start: time.Date(2024, 3, 20, 12, 0, 0, 0, time.UTC), setAt: time.Now()}
-	secrets := &seed003Secrets{m: map[string]string{}}
-	e := &seed003Env{t: t, client: &http.Client{Timeout: 30 * time.Second}}
+	clock := bricksClock{start: time.Date(2024, 3, 20, 12, 0, 0, 0, time.UTC), setAt: time.Now()}
+	secrets := &bricksSecrets{m: map[string]string{}}
+	e := &bricksEnv{t: t, client: &http.Client{Timeout: 30 * time.Second}}
 
-	up := httptest.NewServer(fakeupstream.New(fakeupstream.Options{APIKey: seed003UpstreamKey, Interval: time.Millisecond, Chunks: 4}))
+	up := httptest.NewServer(fakeupstream.New(fakeupstream.Options{APIKey: bricksUpstreamKey, Interval: time.Millisecond, Chunks: 4}))
 	t.Cleanup(up.Close)
 	e.upstream = up.URL + "/v1"
 	ph := proxy.New(proxy.Config{
@@ -378,8 +379,8 @@ func newSeed003Env(t *testing.T) *seed003Env {
 	}))
 	t.Cleanup(e.proxy.Close)
 	e.admin = httptest.NewServer(admin.New(admin.Config{
-		Store: store, Secrets: secrets, SecretPrefix: "stipend/seed003/",
-		AdminKey: func(context.Context) (string, error) { return seed003AdminKey, nil },
+		Store: store, Secrets: secrets, SecretPrefix: "stipend/bricks/",
+		AdminKey: func(context.Context) (string, error) { return bricksAdminKey, nil },
 		Now:      clock.Now,
 	}))
 	t.Cleanup(e.admin.Close)
@@ -388,7 +389,7 @@ func newSeed003Env(t *testing.T) *seed003Env {
 
 // call sends body (JSON, or none when "") to the admin API, wants a 200, and
 // returns the answer decoded (map[string]any or []any) with its raw text.
-func (e *seed003Env) call(method, path, body string) (any, string) {
+func (e *bricksEnv) call(method, path, body string) (any, string) {
 	e.t.Helper()
 	var rd io.Reader
 	if body != "" {
@@ -398,7 +399,7 @@ func (e *seed003Env) call(method, path, body string) (any, string) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+seed003AdminKey)
+	req.Header.Set("Authorization", "Bearer "+bricksAdminKey)
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -429,10 +430,10 @@ func (e *seed003Env) call(method, path, body string) (any, string) {
 
 // chat sends one non-streamed chat completion through the proxy with key,
 // and an X-Custom-Id when customID is not "".
-func (e *seed003Env) chat(key, customID string) {
+func (e *bricksEnv) chat(key, customID string) {
 	e.t.Helper()
 	body, _ := json.Marshal(map[string]any{
-		"model": seed003Model, "max_tokens": 50,
+		"model": bricksModel, "max_tokens": 50,
 		"messages": []map[string]string{{"role": "user", "content": "Say hello"}},
 	})
 	req, _ := http.NewRequest(http.MethodPost, e.proxy.URL+"/v1/chat/completions", bytes.NewReader(body))
@@ -502,7 +503,7 @@ func stripLineComment(l string) string {
 // seedExample returns the seed's example response of route, decoded.
 func seedExample(t *testing.T, route string) any {
 	t.Helper()
-	text, ok := seed003Responses[route]
+	text, ok := bricksResponses[route]
 	if !ok {
 		t.Fatalf("no seed example for %s", route)
 	}
@@ -535,7 +536,7 @@ func jsonKind(v any) string {
 // conformsToSeed checks got against the seed's example response of route:
 // every field the example shows is present with the example's JSON type, in
 // nested objects too and in every element of an array the example shows an
-// element of. Fields in seed003Deviations are logged instead.
+// element of. Fields in bricksDeviations are logged instead.
 func conformsToSeed(t *testing.T, route string, got any) {
 	t.Helper()
 	conforms(t, route, "", seedExample(t, route), got)
@@ -543,7 +544,7 @@ func conformsToSeed(t *testing.T, route string, got any) {
 
 func conforms(t *testing.T, route, path string, want, got any) {
 	t.Helper()
-	if reason, ok := seed003Deviations[route][path]; ok {
+	if reason, ok := bricksDeviations[route][path]; ok {
 		t.Logf("%s %s: deviation from the seed: %s", route, path, reason)
 		return
 	}
@@ -562,8 +563,8 @@ func conforms(t *testing.T, route, path string, want, got any) {
 			p := path + "." + k
 			gv, ok := g[k]
 			if !ok {
-				if _, dev := seed003Deviations[route][p]; dev {
-					t.Logf("%s %s: deviation from the seed: %s", route, p, seed003Deviations[route][p])
+				if _, dev := bricksDeviations[route][p]; dev {
+					t.Logf("%s %s: deviation from the seed: %s", route, p, bricksDeviations[route][p])
 					continue
 				}
 				t.Errorf("%s %s: missing; the seed shows %s %v", route, p, jsonKind(w[k]), w[k])
@@ -666,9 +667,9 @@ func dataPoints(t *testing.T, where string, obj map[string]any) []map[string]any
 	return out
 }
 
-func TestSeed003AdminAPI(t *testing.T) {
+func TestAdminAPIConformance(t *testing.T) {
 	e := newSeed003Env(t)
-	for _, note := range seed003ValueNotes {
+	for _, note := range bricksValueNotes {
 		t.Logf("deviation from the seed: %s", note)
 	}
 	now := func() float64 { return float64(time.Date(2024, 3, 20, 12, 0, 0, 0, time.UTC).Unix()) }
@@ -687,7 +688,7 @@ func TestSeed003AdminAPI(t *testing.T) {
 	{
 		route := "POST /api/v1/providers"
 		body := fmt.Sprintf(`{"name": "Some descriptive name for the provider", "provider": "openai", "apiKey": %q, "baseUrl": %q, "allowedModels": []}`,
-			seed003UpstreamKey, e.upstream)
+			bricksUpstreamKey, e.upstream)
 		got, _ := e.call("POST", "/api/v1/providers", body)
 		obj, ok := got.(map[string]any)
 		if !ok {
@@ -732,8 +733,8 @@ func TestSeed003AdminAPI(t *testing.T) {
 
 	// Traffic through the real proxy: two requests with the seed's custom
 	// id, one without.
-	e.chat(plaintext, seed003CustomID)
-	e.chat(plaintext, seed003CustomID)
+	e.chat(plaintext, bricksCustomID)
+	e.chat(plaintext, bricksCustomID)
 	e.chat(plaintext, "")
 	e.inflight.Wait()
 	const requests, withCustomID = 3, 2
@@ -789,7 +790,7 @@ func TestSeed003AdminAPI(t *testing.T) {
 			t.Errorf("%s without includeMetrics: metrics = %v, want none", route, k["metrics"])
 		}
 
-		path := fmt.Sprintf("/api/v1/secret-keys?includeMetrics=true&start=%d&end=%d", seed003Start, seed003End)
+		path := fmt.Sprintf("/api/v1/secret-keys?includeMetrics=true&start=%d&end=%d", bricksStart, bricksEnd)
 		got, _ = e.call("GET", path, "")
 		conformsToSeed(t, route, got)
 		k = findBy(t, route, got, "keyId", keyID)
@@ -804,7 +805,7 @@ func TestSeed003AdminAPI(t *testing.T) {
 	// ---- Fetch one Proxy Secret Key ----
 	{
 		route := "GET /api/v1/secret-keys/:keyId"
-		path := fmt.Sprintf("/api/v1/secret-keys/%s?includeMetrics=true&start=%d&end=%d&increment=%d", keyID, seed003Start, seed003End, 300)
+		path := fmt.Sprintf("/api/v1/secret-keys/%s?includeMetrics=true&start=%d&end=%d&increment=%d", keyID, bricksStart, bricksEnd, 300)
 		got, _ := e.call("GET", path, "")
 		conformsToSeed(t, route, got)
 		k := onlyElement(t, route, got)
@@ -816,8 +817,8 @@ func TestSeed003AdminAPI(t *testing.T) {
 		}
 		for _, p := range points {
 			ts := numField(t, route, p, "timeStamp")
-			if ts < seed003Start || ts >= seed003End || (int64(ts)-seed003Start)%300 != 0 {
-				t.Errorf("%s: data point timeStamp %v is not an increment of [%d, %d) by 300", route, ts, seed003Start, seed003End)
+			if ts < bricksStart || ts >= bricksEnd || (int64(ts)-bricksStart)%300 != 0 {
+				t.Errorf("%s: data point timeStamp %v is not an increment of [%d, %d) by 300", route, ts, bricksStart, bricksEnd)
 			}
 		}
 		checkMetrics(route+" dataPoints summed", sum(points), requests)
@@ -853,10 +854,10 @@ func TestSeed003AdminAPI(t *testing.T) {
 			t.Fatalf("%s: no data points", route)
 		}
 		for _, p := range points {
-			hasValues(t, route+" data point", p, map[string]any{"keyId": keyID, "customId": seed003CustomID, "model": seed003Model})
+			hasValues(t, route+" data point", p, map[string]any{"keyId": keyID, "customId": bricksCustomID, "model": bricksModel})
 			ts := numField(t, route, p, "timeStamp")
-			if ts < seed003Start || ts >= seed003End || (int64(ts)-seed003Start)%300 != 0 {
-				t.Errorf("%s: timeStamp %v is not an increment of [%d, %d) by 300", route, ts, seed003Start, seed003End)
+			if ts < bricksStart || ts >= bricksEnd || (int64(ts)-bricksStart)%300 != 0 {
+				t.Errorf("%s: timeStamp %v is not an increment of [%d, %d) by 300", route, ts, bricksStart, bricksEnd)
 			}
 		}
 		// customIds filters: only the requests that carried the custom id.
@@ -876,7 +877,7 @@ func TestSeed003AdminAPI(t *testing.T) {
 		if len(points) != 1 {
 			t.Fatalf("%s: %d data points, want one (one key, one model, one day): %v", route, len(points), points)
 		}
-		hasValues(t, route+" data point", points[0], map[string]any{"timeStamp": seed003Day, "keyId": keyID, "model": seed003Model})
+		hasValues(t, route+" data point", points[0], map[string]any{"timeStamp": bricksDay, "keyId": keyID, "model": bricksModel})
 		checkMetrics(route+" data point", points[0], requests)
 	}
 
@@ -885,7 +886,7 @@ func TestSeed003AdminAPI(t *testing.T) {
 		route := "GET /api/v1/custom-ids"
 		got, _ := e.call("GET", "/api/v1/custom-ids?keyId="+keyID, "")
 		conformsToSeed(t, route, got)
-		hasValues(t, route, got.(map[string]any), map[string]any{"customIds": []string{seed003CustomID}})
+		hasValues(t, route, got.(map[string]any), map[string]any{"customIds": []string{bricksCustomID}})
 	}
 
 	// ---- Update a Proxy Secret Key, with the seed's body ----
@@ -957,7 +958,7 @@ func TestSeed003AdminAPI(t *testing.T) {
 	// ---- Secrets never leave ----
 	hash := apikey.Hash(plaintext)
 	for _, b := range e.bodies {
-		if strings.Contains(b, seed003UpstreamKey) {
+		if strings.Contains(b, bricksUpstreamKey) {
 			t.Errorf("a response carries the provider's apiKey: %s", b)
 		}
 		if strings.Contains(b, hash) {

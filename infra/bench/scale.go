@@ -1,0 +1,517 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/smithy-go/middleware"
+
+	"github.com/stipend/stipend/infra/fakeupstream"
+	"github.com/stipend/stipend/infra/localstack"
+	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/awsenv"
+	"github.com/stipend/stipend/shared/budget"
+	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/pricing"
+	"github.com/stipend/stipend/shared/provider"
+	"github.com/stipend/stipend/shared/proxy"
+	"github.com/stipend/stipend/shared/secrets"
+	"github.com/stipend/stipend/shared/tokenizer"
+	"github.com/stipend/stipend/shared/user"
+)
+
+// The Scale section (-only scale), for docs/cost.md and docs/scale.md: what
+// one proxied request costs in DynamoDB read and write units and in Secrets
+// Manager calls, and how many requests per second one key, one user and the
+// organisation sustain. It is self-contained: its own DynamoDB Local (in
+// memory, its own table), the fake upstream in this process, and
+// proxy.Handler in this process wired as functions/proxy wires it — the
+// provider key read through secrets.NewCache (the production cache, 5 min)
+// from a Secrets Manager stand-in that counts GetSecretValue calls, keys,
+// users and the organisation cached for 5 s (STIPEND_KEY_CACHE_TTL's
+// default).
+//
+// Capacity: n sequential non-streamed requests per kind (a key without
+// limits; a key with lifetime, monthly, daily, rate and model limits; a key
+// of a user with a spend limit; a key under an organisation spend limit),
+// every DynamoDB call counted at the SDK with ReturnConsumedCapacity TOTAL
+// and split into reads (GetItem, Query, BatchGetItem, TransactGetItems)
+// and writes (PutItem, UpdateItem, DeleteItem, TransactWriteItems).
+//
+// Throughput: `total` requests per scenario from `clients` concurrent
+// clients: 32 keys without limits (the baseline), all clients on one key
+// without limits, on one key with limits, on 32 keys of one user with a
+// limit, and on 32 keys under an organisation limit.
+const (
+	scaleTable    = "stipend-scale"
+	scaleSecretID = "stipend-bench/scale-upstream"
+	scaleKeys     = 32
+	scaleKeyTTL   = 5 * time.Second
+	scaleSecretTT = 5 * time.Minute
+)
+
+// scaleBody is a short non-streamed completion with an output cap, so the
+// worst case reserved is a realistic one.
+var scaleBody = []byte(`{"model":"gpt-4o-mini","max_completion_tokens":256,` +
+	`"messages":[{"role":"user","content":"Say hello fake:chunks=3"}]}`)
+
+// scaleKind is one kind of key in the Capacity run.
+type scaleKind struct {
+	name     string
+	key      string
+	counters int
+	ok, run  int
+	ops      opStats
+	tx       txItems // summed over the measured requests
+	firstErr error
+}
+
+// scaleLoad is one throughput scenario.
+type scaleLoad struct {
+	name                string
+	keys                []string
+	ok, refused, failed int
+	firstErr            error
+	wall                time.Duration
+	latMs               []float64
+	ops                 opStats
+}
+
+// smCounter is a Secrets Manager stand-in that answers GetSecretValue for
+// one secret and counts the calls by operation.
+type smCounter struct {
+	value string
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (s *smCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), "secretsmanager.")
+	s.mu.Lock()
+	s.calls[op]++
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+	if op != "GetSecretValue" {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = io.WriteString(w, `{"__type":"InvalidRequestException","message":"not served by the bench"}`)
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"ARN": "arn:aws:secretsmanager:us-east-1:000000000000:secret:" + scaleSecretID + "-AbCdEf", "Name": scaleSecretID,
+		"SecretString": s.value, "VersionId": "v1", "VersionStages": []string{"AWSCURRENT"}, "CreatedDate": 0,
+	})
+}
+
+func (s *smCounter) total() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.calls {
+		n += c
+	}
+	return n
+}
+
+// runScale runs the Scale section and prints it to out.
+func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
+	began := time.Now()
+	loadBefore := loadAverage()
+	root, err := localstack.RepoRoot()
+	if err != nil {
+		return err
+	}
+	say("scale: starting DynamoDB Local (in memory)")
+	ddb, err := localstack.StartDynamoDB(ctx, localstack.Options{InMemory: true, Root: root})
+	if err != nil {
+		return err
+	}
+	defer ddb.Close()
+	for k, v := range map[string]string{
+		"AWS_REGION": localstack.Region, "AWS_ACCESS_KEY_ID": localstack.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY": localstack.SecretAccessKey, "AWS_ENDPOINT_URL_DYNAMODB": ddb.Endpoint,
+		"AWS_EC2_METADATA_DISABLED": "true",
+	} {
+		os.Setenv(k, v)
+	}
+	os.Unsetenv("AWS_SESSION_TOKEN")
+	os.Unsetenv("AWS_PROFILE")
+	cfg, err := awsenv.Load(ctx)
+	if err != nil {
+		return err
+	}
+	sm := &smCounter{value: upstreamKey, calls: map[string]int{}}
+	smSrv := httptest.NewServer(sm)
+	defer smSrv.Close()
+	smClient := secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) { o.BaseEndpoint = &smSrv.URL })
+	secretCache := secrets.NewCache(secrets.NewManager(smClient), scaleSecretTT)
+
+	upURL, stopUp, err := serveLocal(fakeupstream.New(fakeupstream.Options{APIKey: upstreamKey, Interval: -1, Chunks: 3, MaxRecorded: -1}))
+	if err != nil {
+		return err
+	}
+	defer stopUp()
+
+	ops, tx := newOpCounter(), &txItems{}
+	store := dynamo.New(dynamo.NewClient(cfg, ops.install, tx.install), scaleTable, 24*time.Hour)
+	if err := store.CreateTable(ctx); err != nil {
+		return fmt.Errorf("create table: %w", err)
+	}
+	now := time.Now()
+	prov := &provider.Setting{ID: apikey.NewID(), Name: "scale-upstream", Provider: provider.OpenAICompatible,
+		BaseURL: upURL + "/v1", SecretID: scaleSecretID, CreatedAt: now.Unix(), UpdatedAt: now.Unix()}
+	if err := store.CreateProvider(ctx, prov); err != nil {
+		return err
+	}
+	newKey := func(name string, set func(*apikey.Key)) (*apikey.Key, string, error) {
+		id, key := apikey.Generate()
+		k := &apikey.Key{ID: id, Name: name, Hash: apikey.Hash(key), SettingIDs: []string{prov.ID},
+			CreatedAt: now.Unix(), UpdatedAt: now.Unix(), KeyRetrievalMethod: "bench"}
+		set(k)
+		return k, key, store.CreateKey(ctx, k)
+	}
+	noop := func(*apikey.Key) {}
+	_, plain, err := newKey("scale-no-limits", noop)
+	if err != nil {
+		return err
+	}
+	limitedKey, limited, err := newKey("scale-limits", func(k *apikey.Key) {
+		k.CostLimitLifetime = 1000 * money.Dollar
+		k.CostLimitPerMonth = 500 * money.Dollar
+		k.CostLimitOverTime, k.CostLimitUnit = 100*money.Dollar, string(budget.Day)
+		k.RateLimitOverTime, k.RateLimitUnit = 1_000_000, string(budget.Minute)
+		k.ModelLimits = map[string]apikey.ModelLimit{limitsModel: {RPM: 1_000_000, TPM: 1_000_000_000}}
+	})
+	if err != nil {
+		return err
+	}
+	u := &user.User{ID: apikey.NewID(), UserID: "scale-student", Name: "scale", CreatedAt: now.Unix(), UpdatedAt: now.Unix(),
+		CostLimitLifetime: 1000 * money.Dollar}
+	if err := store.CreateUser(ctx, u); err != nil {
+		return err
+	}
+	var class, userKeys []string
+	for i := range scaleKeys {
+		_, k, err := newKey(fmt.Sprintf("scale-class-%d", i), noop)
+		if err != nil {
+			return err
+		}
+		class = append(class, k)
+		_, k, err = newKey(fmt.Sprintf("scale-user-%d", i), func(k *apikey.Key) { k.UserID = u.UserID })
+		if err != nil {
+			return err
+		}
+		userKeys = append(userKeys, k)
+	}
+
+	prices, err := pricing.Default()
+	if err != nil {
+		return err
+	}
+	tok := tokenizer.New()
+	if _, err := tok.Count(tokenizer.O200kBase, "warm up"); err != nil {
+		return err
+	}
+	plog := &levelLog{}
+	serve := func() (string, func(), error) {
+		return serveLocal(proxy.New(proxy.Config{
+			Keys: store, Providers: store, Owners: store, Limiter: store, History: store,
+			Secrets: secretCache, Prices: prices, Tokenizer: tok, KeyTTL: scaleKeyTTL, Log: slog.New(plog),
+		}))
+	}
+	url, stop, err := serve()
+	if err != nil {
+		return err
+	}
+	client := newClient()
+	defer client.CloseIdleConnections()
+	requests := 0
+	send := func(key string) (int, time.Duration, error) {
+		requests++ // callers serialise or count separately (see load)
+		return scaleSend(ctx, client, url, key)
+	}
+	// planCount is the counters reserved before forwarding (the others are
+	// counted at settle).
+	planCount := func(k *apikey.Key, r budget.Request) int {
+		r.KeyID, r.Key, r.Model, r.Family, r.Now = k.ID, budget.KeyLimits(k), limitsModel, limitsModel, time.Now()
+		reserved := 0
+		for _, c := range budget.Plan(r) {
+			if !c.Deferred {
+				reserved++
+			}
+		}
+		return reserved
+	}
+	userLimits := budget.Limits{Lifetime: u.CostLimitLifetime}
+	orgLimits := budget.Limits{PerMonth: 10_000 * money.Dollar}
+
+	capacity := func(name, key string, counters int) *scaleKind {
+		kind := &scaleKind{name: name, key: key, counters: counters, ops: opStats{}}
+		for i := range n + 3 {
+			o0, t0 := ops.snapshot(), tx.snapshot()
+			status, _, err := send(key)
+			o1, t1 := ops.snapshot(), tx.snapshot()
+			if i < 3 {
+				continue // warm-up: caches, connections
+			}
+			kind.run++
+			if err == nil && status != http.StatusOK {
+				err = fmt.Errorf("status %d", status)
+			}
+			if err != nil {
+				if kind.firstErr == nil {
+					kind.firstErr = err
+				}
+				continue
+			}
+			kind.ok++
+			kind.ops.add(o1.minus(o0))
+			kind.tx.calls += t1.calls - t0.calls
+			kind.tx.items += t1.items - t0.items
+			kind.tx.puts += t1.puts - t0.puts
+			kind.tx.indexPuts += t1.indexPuts - t0.indexPuts
+			kind.tx.estWCU += t1.estWCU - t0.estWCU
+			kind.tx.maxPut = max(kind.tx.maxPut, t1.maxPut)
+		}
+		return kind
+	}
+	var loadReqs atomic.Int64
+	load := func(name string, keys []string) *scaleLoad {
+		l := &scaleLoad{name: name, keys: keys}
+		// Warm every key into the caches first.
+		for _, k := range keys {
+			_, _, _ = scaleSend(ctx, client, url, k)
+			loadReqs.Add(1)
+		}
+		var mu sync.Mutex
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		o0 := ops.snapshot()
+		start := time.Now()
+		for c := range clients {
+			wg.Go(func() {
+				for next.Add(1) <= int64(total) && ctx.Err() == nil {
+					status, d, err := scaleSend(ctx, client, url, keys[c%len(keys)])
+					loadReqs.Add(1)
+					mu.Lock()
+					switch {
+					case err != nil || (status != http.StatusOK && status != http.StatusTooManyRequests):
+						l.failed++
+						if l.firstErr == nil {
+							l.firstErr = fmt.Errorf("status %d: %v", status, err)
+						}
+					case status == http.StatusTooManyRequests:
+						l.refused++
+					default:
+						l.ok++
+						l.latMs = append(l.latMs, float64(d)/1e6)
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		l.wall = time.Since(start)
+		l.ops = ops.snapshot().minus(o0)
+		return l
+	}
+
+	say("scale: capacity, %d sequential requests per kind", n)
+	kinds := []*scaleKind{
+		capacity("key without limits", plain, planCount(&apikey.Key{}, budget.Request{})),
+		capacity("key with limits", limited, planCount(limitedKey, budget.Request{})),
+		capacity("key of a user with a limit", userKeys[0], planCount(&apikey.Key{}, budget.Request{UserID: u.UserID, User: &userLimits})),
+	}
+	say("scale: throughput, %d requests per scenario from %d clients", total, clients)
+	loads := []*scaleLoad{
+		load(fmt.Sprintf("%d keys, no limits", scaleKeys), class),
+		load("one key, no limits", []string{plain}),
+		load("one key with limits", []string{limited}),
+		load(fmt.Sprintf("%d keys of one user with a limit", scaleKeys), userKeys),
+	}
+	// The organisation limit applies to every key: set it last, on a fresh
+	// Handler (empty caches).
+	stop()
+	if err := store.PutOrg(ctx, &user.Org{CostLimitPerMonth: orgLimits.PerMonth, UpdatedAt: time.Now().Unix()}); err != nil {
+		return err
+	}
+	if url, stop, err = serve(); err != nil {
+		return err
+	}
+	defer stop()
+	kinds = append(kinds, capacity("key under an organisation limit", plain, planCount(&apikey.Key{}, budget.Request{Org: &orgLimits})))
+	loads = append(loads, load(fmt.Sprintf("%d keys under an organisation limit", scaleKeys), class))
+
+	allRequests := int64(requests) + loadReqs.Load()
+	fmt.Fprintf(out, "\nstipend bench: scale (in-process proxy.Handler, DynamoDB Local in memory, fake upstream; %s %d CPUs)\n",
+		"load average "+loadBefore+" at start and "+loadAverage()+" at end;", runtime.NumCPU())
+	fmt.Fprintf(out, "Capacity per request: %d sequential non-streamed requests per kind, after 3 unmeasured; key, provider, user and organisation cached %v\n", n, scaleKeyTTL)
+	fmt.Fprintf(out, "  %-36s %8s %9s %7s %7s %9s\n", "kind", "ok/run", "reserved", "reads", "RCU", "writes  WCU")
+	for _, k := range kinds {
+		rc, ru, wc, wu := readsWrites(k.ops, k.ok)
+		fmt.Fprintf(out, "  %-36s %8s %9d %7.2f %7.2f %7.2f %5.2f\n", k.name, fmt.Sprintf("%d/%d", k.ok, k.run), k.counters, rc, ru, wc, wu)
+		for _, line := range k.ops.perRequest(k.ok) {
+			fmt.Fprintf(out, "      %s\n", line)
+		}
+		if f := float64(max(k.ok, 1)); k.tx.calls > 0 {
+			fmt.Fprintf(out, "      transactions: %.2f items per request (%.2f puts, largest put %d B), %.2f index entries; AWS estimate %.1f WCU per request\n",
+				float64(k.tx.items)/f, float64(k.tx.puts)/f, k.tx.maxPut, float64(k.tx.indexPuts)/f, k.tx.estWCU/f)
+		}
+		if k.firstErr != nil {
+			fmt.Fprintf(out, "      first error: %v\n", k.firstErr)
+		}
+	}
+	fmt.Fprintf(out, "Throughput: %d requests per scenario from %d concurrent clients (non-streamed, upstream answers at once)\n", total, clients)
+	fmt.Fprintf(out, "  %-40s %7s %7s %7s %8s %8s %8s %10s\n", "scenario", "ok", "429", "failed", "req/s", "p50 ms", "p99 ms", "calls/req")
+	for _, l := range loads {
+		p50, p99 := quantiles(l.latMs)
+		done := l.ok + l.refused + l.failed
+		fmt.Fprintf(out, "  %-40s %7d %7d %7d %8.1f %8.1f %8.1f %10.2f\n", l.name, l.ok, l.refused, l.failed,
+			float64(l.ok)/l.wall.Seconds(), p50, p99, float64(l.ops.total().calls)/float64(max(done, 1)))
+		if l.firstErr != nil {
+			fmt.Fprintf(out, "      first error: %v\n", l.firstErr)
+		}
+	}
+	fmt.Fprintf(out, "Secrets Manager: %d calls (%v) for %d proxied requests over %.0f s, one process, cache TTL %v\n",
+		sm.total(), sm.calls, allRequests, time.Since(began).Seconds(), scaleSecretTT)
+	w, e, first := plog.counts()
+	fmt.Fprintf(out, "proxy log: %d warnings, %d errors%s\n", w, e, map[bool]string{true: "; first: " + first, false: ""}[first != ""])
+	fmt.Fprintln(out, "note: DynamoDB Local's capacity figures and times on this machine, not DynamoDB's on AWS (see docs/cost.md)")
+	return nil
+}
+
+// scaleSend sends scaleBody with key and returns the status and the time
+// to the end of the body.
+func scaleSend(ctx context.Context, c *http.Client, url, key string) (int, time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/chat/completions", strings.NewReader(string(scaleBody)))
+	if err != nil {
+		return 0, 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	start := time.Now()
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, time.Since(start), err
+}
+
+// readsWrites splits ops over n requests into read and write calls and
+// capacity units per request, by operation.
+func readsWrites(ops opStats, n int) (readCalls, readUnits, writeCalls, writeUnits float64) {
+	if n <= 0 {
+		return
+	}
+	reads := []string{"GetItem", "Query", "BatchGetItem", "TransactGetItems", "Scan"}
+	for op, v := range ops {
+		base, _, _ := strings.Cut(op, " ")
+		if slices.Contains(reads, base) {
+			readCalls += float64(v.calls)
+			readUnits += v.units
+		} else {
+			writeCalls += float64(v.calls)
+			writeUnits += v.units
+		}
+	}
+	f := float64(n)
+	return readCalls / f, readUnits / f, writeCalls / f, writeUnits / f
+}
+
+// txItems counts what DynamoDB on AWS bills for the write transactions a
+// client sends, which DynamoDB Local does not report faithfully: per
+// TransactWriteItems call its items, by action, the largest Put's size,
+// and the global secondary index entries its Puts write (an item with an
+// index's key attributes). On AWS each item in a transaction costs 2 write
+// units per KB (rounded up) and each index entry written 1 more per KB.
+type txItems struct {
+	mu                     sync.Mutex
+	calls                  int64
+	items, puts, indexPuts int64
+	estWCU                 float64
+	maxPut                 int
+}
+
+// install adds the counting middleware to a DynamoDB client's options.
+func (t *txItems) install(o *dynamodb.Options) {
+	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
+		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("StipendBenchTxItems",
+			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+				if tx, ok := in.Parameters.(*dynamodb.TransactWriteItemsInput); ok {
+					t.add(tx)
+				}
+				return next.HandleInitialize(ctx, in)
+			}), middleware.After)
+	})
+}
+
+func (t *txItems) add(tx *dynamodb.TransactWriteItemsInput) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.calls++
+	for _, it := range tx.TransactItems {
+		t.items++
+		kb := 1.0 // counters, checks and deletes: small items
+		if it.Put != nil {
+			t.puts++
+			size := itemSize(it.Put.Item)
+			t.maxPut = max(t.maxPut, size)
+			kb = float64((size + 1023) / 1024)
+			for _, gsi := range []string{"gsi1pk", "gsi2pk", "gsi3pk"} {
+				if _, ok := it.Put.Item[gsi]; ok {
+					t.indexPuts++
+					t.estWCU += kb // an ALL or data projection: about the item's size
+				}
+			}
+		}
+		if it.Delete != nil && it.Delete.Key != nil {
+			if pk, ok := it.Delete.Key["pk"].(*types.AttributeValueMemberS); ok && strings.HasPrefix(pk.Value, "RES#") {
+				t.indexPuts++ // the reservation's gsi1 entry goes too
+				t.estWCU++
+			}
+		}
+		t.estWCU += 2 * kb
+	}
+}
+
+// itemSize approximates DynamoDB's item size: attribute names plus values.
+func itemSize(item map[string]types.AttributeValue) int {
+	n := 0
+	for name, v := range item {
+		n += len(name)
+		switch v := v.(type) {
+		case *types.AttributeValueMemberS:
+			n += len(v.Value)
+		case *types.AttributeValueMemberN:
+			n += len(v.Value)/2 + 1
+		case *types.AttributeValueMemberB:
+			n += len(v.Value)
+		default:
+			n += 8
+		}
+	}
+	return n
+}
+
+func (t *txItems) snapshot() txItems {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return txItems{calls: t.calls, items: t.items, puts: t.puts, indexPuts: t.indexPuts, estWCU: t.estWCU, maxPut: t.maxPut}
+}
