@@ -117,7 +117,7 @@ func TestProxy(t *testing.T) {
 	arn := st.putSecret(t, secretPrefix+"fake-upstream", upstreamKey)
 	now := time.Now().Unix()
 	prov := &provider.Setting{
-		ID: apikey.NewID(), Name: "fake-upstream", Provider: provider.OpenAICompatible,
+		ID: apikey.NewID(), Name: "fake-upstream", Provider: provider.OpenAI, // the fake speaks OpenAI; routing by model sends gpt-* there
 		BaseURL: upSrv.URL + "/v1", SecretID: arn, CreatedAt: now, UpdatedAt: now,
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)

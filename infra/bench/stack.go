@@ -164,7 +164,7 @@ func (st *stack) seed(ctx context.Context, n int) error {
 	}
 	now := time.Now().Unix()
 	p := &provider.Setting{
-		ID: apikey.NewID(), Name: "bench-fake-upstream", Provider: provider.OpenAICompatible,
+		ID: apikey.NewID(), Name: "bench-fake-upstream", Provider: provider.OpenAI, // the fake speaks OpenAI; routing by model sends gpt-* there
 		BaseURL: st.upstream + "/v1", SecretID: arn, CreatedAt: now, UpdatedAt: now,
 	}
 	if err := st.store.CreateProvider(ctx, p); err != nil {

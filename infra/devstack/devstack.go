@@ -48,6 +48,7 @@ import (
 	"github.com/stipend/stipend/infra/localstack"
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/secrets"
 )
@@ -285,8 +286,16 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 		st.closers = append(st.closers, func() { srv.Close() })
 		st.UpstreamURL = "http://" + ln.Addr().String() + "/v1"
 		o.Say("no OPENAI_API_KEY or ANTHROPIC_API_KEY: serving a fake upstream on " + st.UpstreamURL)
+		// An OpenAI-compatible setting serves only the models it names
+		// (routing by model, CONTRACT §3): the demo names every model
+		// stipend prices, all of which the fake answers.
+		table, err := pricing.Default()
+		if err != nil {
+			return nil, err
+		}
 		wanted = []map[string]any{{
 			"name": demoProviderName, "provider": "openai-compatible", "baseUrl": st.UpstreamURL, "apiKey": FakeUpstreamKey,
+			"allowedModels": table.Models(),
 		}}
 	}
 
@@ -419,6 +428,9 @@ func ensureProvider(ctx context.Context, st *Stack, body map[string]any) (string
 	for _, p := range list {
 		if p.Name == body["name"] {
 			update := map[string]any{"apiKey": body["apiKey"], "baseUrl": body["baseUrl"]}
+			if v, ok := body["allowedModels"]; ok { // also on a database from an earlier run
+				update["allowedModels"] = v
+			}
 			return p.ID, adminDo(ctx, st, http.MethodPatch, "/api/v1/providers/"+p.ID, update, nil)
 		}
 	}
