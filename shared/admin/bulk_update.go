@@ -193,6 +193,7 @@ func (h *Handler) bulkUpdate(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *Handler) doBulkUpdate(w http.ResponseWriter, r *http.Request) error {
+	h = h.withSettingPrices(r.Context()) // allowedModels may name models a setting prices
 	ctx := r.Context()
 	body, err := request.Read(w, r, request.MaxBodyBytes)
 	if err != nil {

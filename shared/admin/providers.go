@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
@@ -356,24 +357,23 @@ func applyKindFields(p *provider.Setting, req *providerRequest) error {
 func (h *Handler) withSettingPrices(ctx context.Context) *Handler {
 	c := *h
 	embedded := h.cfg.PricedModel
-	var priced map[string]bool
+	// Read once, on first need, and safe for the roster's and bulk
+	// update's concurrent workers.
+	settingPriced := sync.OnceValue(func() map[string]bool {
+		priced := map[string]bool{}
+		list, err := h.cfg.Store.ListProviders(ctx)
+		if err != nil {
+			return priced // refused as unpriced; the admin retries
+		}
+		for _, p := range list {
+			for m := range p.Prices {
+				priced[m] = true
+			}
+		}
+		return priced
+	})
 	c.cfg.PricedModel = func(model string) bool {
-		if embedded(model) {
-			return true
-		}
-		if priced == nil {
-			priced = map[string]bool{}
-			list, err := h.cfg.Store.ListProviders(ctx)
-			if err != nil {
-				return false // refused as unpriced; the admin retries
-			}
-			for _, p := range list {
-				for m := range p.Prices {
-					priced[m] = true
-				}
-			}
-		}
-		return priced[model]
+		return embedded(model) || settingPriced()[model]
 	}
 	return &c
 }

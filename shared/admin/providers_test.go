@@ -194,6 +194,8 @@ func TestProviderPrices(t *testing.T) {
 	keyBody := `{"name":"k","providerSettingIds":["` + openai.ID + `"],"allowedModels":["llama-3.1-8b-instruct"]}`
 	// Before any setting prices it, a key may not name the model.
 	wantError(t, e.do(t, "POST", "/api/v1/secret-keys", keyBody), 400, apierror.CodeInvalidRequest, "allowedModels")
+	rosterBody := `{"defaults": {"providerSettingIds": ["` + openai.ID + `"], "allowedModels": ["llama-3.1-8b-instruct"]}, "students": [{"userId": "s1", "name": "A"}]}`
+	wantProblems(t, e.post(t, "/api/v1/secret-keys/bulk", "application/json", "", rosterBody))
 
 	rec := e.do(t, "POST", "/api/v1/providers", `{"name":"vllm","provider":"openai-compatible","apiKey":"k","baseUrl":"http://gpu:8000/v1",
 		"prices":{"llama-3.1-8b-instruct":{"input":0.10,"output":0.2,"cachedInput":0.05},"gpt-4o-mini":{"input":1e-1,"output":0.000001}}}`)
@@ -215,8 +217,9 @@ func TestProviderPrices(t *testing.T) {
 	if got := created.Prices["gpt-4o-mini"]["output"]; got != "0.000001" {
 		t.Errorf("shown output %q", got)
 	}
-	// Now a key may name it.
+	// Now a key may name it, alone or through a roster.
 	decode(t, e.do(t, "POST", "/api/v1/secret-keys", keyBody), 200, nil)
+	e.roster(t, rosterBody)
 
 	// PATCH replaces the prices; {} clears them.
 	rec = e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"prices":{}}`)

@@ -71,6 +71,7 @@ func (c *settingsChecker) check(ids []string) ([]string, error) {
 // /api/v1/secret-keys and POST /api/v1/users and builds what each gets. It
 // returns every problem; an error is a storage failure.
 func (h *Handler) validateRoster(r *http.Request, in *rosterInput, now time.Time) ([]rosterRow, problems, error) {
+	h = h.withSettingPrices(r.Context()) // allowedModels may name models a setting prices
 	var ps problems
 	if len(in.students) > maxRosterStudents {
 		ps = append(ps, where{}.problem("students", fmt.Sprintf("a roster has at most %d students; this one has %d: send it in parts", maxRosterStudents, len(in.students))))
