@@ -283,6 +283,40 @@ func TestKeyLedger(t *testing.T) {
 		}
 	})
 
+	t.Run("abandon on the key's ledger: nothing charged, whether the reserve landed before or lands after", func(t *testing.T) {
+		s := newStore(t, endpoint, "abandon1")
+		l := budget.Limits{Lifetime: money.Dollar, Rate: 10, RateUnit: budget.Minute}
+		landed, late := reservation("landed", l, 30*money.Cent, now), reservation("late", l, 30*money.Cent, now)
+		if err := s.Reserve(ctx, landed); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if err := s.Abandon(ctx, landed); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := s.Abandon(ctx, late); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Reserve(ctx, late); err == nil {
+			t.Fatal("a reserve landed after its abandon")
+		}
+		for _, r := range []*budget.Reservation{landed, late} {
+			if err := s.Settle(ctx, r, &ledger.Event{ID: r.ID, KeyID: "k", Cost: money.Cent}); !errors.Is(err, budget.ErrSettled) {
+				t.Fatalf("settle after abandon: %v", err)
+			}
+		}
+		if tot, _ := s.KeyTotals(ctx, "k"); tot.Committed != 0 || tot.Cost != 0 || tot.Requests != 0 {
+			t.Fatalf("after abandons: %+v", tot)
+		}
+		if org, _ := s.OwnerTotals(ctx, "ORG", budget.LifetimeCounter); org.Committed != 0 || org.Requests != 0 {
+			t.Fatalf("organisation after abandons: %+v", org)
+		}
+		if list, _ := s.StaleReservations(ctx, now.Add(time.Hour)); len(list) != 0 {
+			t.Fatalf("the sweep would charge %d abandoned reservations", len(list))
+		}
+	})
+
 	t.Run("tombstones of released reservations go after their time", func(t *testing.T) {
 		s := newStore(t, endpoint, "tomb")
 		r := reservation("rel", budget.Limits{}, money.Cent, now)
@@ -303,4 +337,51 @@ func TestKeyLedger(t *testing.T) {
 			t.Fatalf("tombstone left: %v", n)
 		}
 	})
+}
+
+func TestShardedCounting(t *testing.T) {
+	endpoint := localtest.StartDynamoDB(t)
+	ctx := context.Background()
+	now := testclock.Now(t).Truncate(time.Hour).Add(-5 * time.Minute)
+	s := newStore(t, endpoint, "shards")
+
+	// 40 requests of 4 keys of one user, neither the user nor the
+	// organisation with a limit: counted on shards, never on their items.
+	keys := []string{"k1", "k2", "k3", "k4"}
+	admitted, _ := race(t, s, 40, keys, func(k string) budget.Request {
+		return budget.Request{KeyID: k, UserID: "u", Cost: money.Cent, Now: now}
+	}, money.Cent)
+	if admitted != 40 {
+		t.Fatalf("admitted %d", admitted)
+	}
+	for _, owner := range []string{"USER#u", "ORG"} {
+		for _, c := range []string{budget.LifetimeCounter, budget.MonthCounter(now)} {
+			tot, err := s.OwnerTotals(ctx, owner, c)
+			if err != nil || tot.Cost != 40*money.Cent || tot.Committed != 40*money.Cent || tot.Requests != 40 {
+				t.Fatalf("%s %s: %+v, %v", owner, c, tot, err)
+			}
+			out, _ := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table), Key: key(owner, c), ConsistentRead: aws.Bool(true)})
+			if out.Item != nil {
+				t.Errorf("%s %s: the counter item itself was written", owner, c)
+			}
+		}
+	}
+	plan := func(id string, cost money.Nanos) *budget.Reservation {
+		req := budget.Request{KeyID: "k1", UserID: "u", User: &budget.Limits{Lifetime: 50 * money.Cent}, Cost: cost, Now: now}
+		return &budget.Reservation{ID: id, KeyID: "k1", Charges: budget.Plan(req), Cost: cost, Deadline: now.Add(time.Minute)}
+	}
+	vals, _ := s.Counters(ctx, plan("read", money.Cent).Charges)
+	for i, c := range plan("read", money.Cent).Charges {
+		if c.Owner.Kind == budget.OwnerUser && vals[i] != int64(40*money.Cent) {
+			t.Errorf("Counters: user %s = %d", counterSK(c.Counter), vals[i])
+		}
+	}
+	// A limit set later counts the spend on the shards.
+	var le *budget.LimitError
+	if err := s.Reserve(ctx, plan("over", 11*money.Cent)); !errors.As(err, &le) || le.Charge.Scope != "user lifetime spend" {
+		t.Fatalf("40c + 11c under a 50c limit: %v", err)
+	}
+	if err := s.Reserve(ctx, plan("fits", 10*money.Cent)); err != nil {
+		t.Fatalf("40c + 10c under a 50c limit: %v", err)
+	}
 }

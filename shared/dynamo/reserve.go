@@ -122,7 +122,11 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 		items = append(items, types.TransactWriteItem{ConditionCheck: cc})
 	}
 	items = append(items, types.TransactWriteItem{Update: s.ledgerUpdate(p.keyID, e)})
-	for _, c := range p.others {
+	counted, err := s.shardValues(ctx, p.others)
+	if err != nil {
+		return false, nil, fmt.Errorf("reserve %s: %w", r.ID, err)
+	}
+	for i, c := range p.others {
 		u := &types.Update{
 			TableName:                 aws.String(s.table),
 			Key:                       key(counterKey(c.Owner, c.Counter)),
@@ -131,8 +135,12 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 		}
 		if c.Limit > 0 {
 			// Conditions cannot add, so the headroom is computed here.
+			headroom := c.Limit - c.Amount - counted[i]
+			if headroom < 0 {
+				return false, nil, &budget.LimitError{Charge: c} // the shards alone leave no room
+			}
 			u.ConditionExpression = aws.String("attribute_not_exists(v) OR v <= :max")
-			u.ExpressionAttributeValues[":max"] = num(c.Limit - c.Amount)
+			u.ExpressionAttributeValues[":max"] = num(headroom)
 		}
 		if exp := counterExpiry(c); exp > 0 {
 			u.UpdateExpression = aws.String("ADD v :a SET expiresAt = :e")
@@ -140,7 +148,7 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 		}
 		items = append(items, types.TransactWriteItem{Update: u})
 	}
-	err := s.transact(ctx, items, "reserve "+r.ID)
+	err = s.transact(ctx, items, "reserve "+r.ID)
 	var tc *types.TransactionCanceledException
 	if errors.As(err, &tc) {
 		for i, reason := range tc.CancellationReasons {
@@ -162,6 +170,20 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 		}
 	}
 	return false, nil, err
+}
+
+// shardValues returns, for each limited charge of cs whose counter has
+// shards, what its shards hold (spend counted while the counter had no
+// limit); 0 for the others. Only spend of requests admitted without that
+// limit still lands on shards, so the read does not race the limit.
+func (s *Store) shardValues(ctx context.Context, cs []budget.Charge) ([]int64, error) {
+	where := make([][]place, len(cs))
+	for i, c := range cs {
+		if c.Limit > 0 && sharded(c) {
+			where[i] = places(c)[1:]
+		}
+	}
+	return s.readCounters(ctx, where)
 }
 
 // seedLedger gives keyID's ledger the configuration version of a key
@@ -371,7 +393,7 @@ func (s *Store) settleLedger(ctx context.Context, r *budget.Reservation, p *ledg
 		return err
 	}
 	items := []types.TransactWriteItem{{Update: s.ledgerUpdate(p.keyID, e)}}
-	items = append(items, counterMoves(s.table, p.others, ev)...)
+	items = append(items, counterMoves(s.table, p.others, ev, chargeKey)...)
 	err := s.transact(ctx, items, what)
 	if failed := conditionsFailed(err); len(failed) > 0 && failed[0] == 0 {
 		return fmt.Errorf("%s: %w", what, budget.ErrSettled)
@@ -379,11 +401,11 @@ func (s *Store) settleLedger(ctx context.Context, r *budget.Reservation, p *ledg
 	return err
 }
 
-// counterMoves moves each of cs (counter items, not the ledger's) from its
+// counterMoves moves each of cs (on the item at names, not the ledger) from its
 // reserved amount to ev's actual one (a deferred charge: by the whole
 // actual cost; a release, ev nil, gives back what was reserved), adding the
 // settled figures to spend counters.
-func counterMoves(table string, cs []budget.Charge, ev *ledger.Event) []types.TransactWriteItem {
+func counterMoves(table string, cs []budget.Charge, ev *ledger.Event, at func(budget.Charge) (pk, sk string)) []types.TransactWriteItem {
 	var items []types.TransactWriteItem
 	var cost, tokens int64
 	if ev != nil {
@@ -408,7 +430,7 @@ func counterMoves(table string, cs []budget.Charge, ev *ledger.Event) []types.Tr
 			continue // a request stays counted
 		}
 		items = append(items, types.TransactWriteItem{Update: &types.Update{
-			TableName: aws.String(table), Key: key(counterKey(c.Owner, c.Counter)),
+			TableName: aws.String(table), Key: key(at(c)),
 			UpdateExpression: aws.String(e.update()), ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
 		}})
 	}
@@ -416,7 +438,7 @@ func counterMoves(table string, cs []budget.Charge, ev *ledger.Event) []types.Tr
 }
 
 // recordEvent stores ev, its reporting aggregates and the deferred charges
-// (a user's or the organisation's spend without a limit) in one
+// (a user's or the organisation's spend without a limit, on shards) in one
 // transaction, on the condition that ev is new: the aggregates and the
 // deferred counters grow exactly once per event. It returns the event as
 // stored: ev, or the one an earlier attempt stored. A nil ev (a release)
@@ -436,7 +458,8 @@ func (s *Store) recordEvent(ctx context.Context, ev *ledger.Event, deferred []bu
 	// The reporting aggregates (reports.go) grow in the same transaction,
 	// so they always equal the sum of the stored events.
 	items = append(items, s.aggregateItems(ev)...)
-	items = append(items, counterMoves(s.table, deferred, ev)...)
+	// A deferred charge is counted on a random shard (shards.go).
+	items = append(items, counterMoves(s.table, deferred, ev, anyShard)...)
 	err = s.transact(ctx, items, "record event "+ev.ID)
 	var tc *types.TransactionCanceledException
 	if !errors.As(err, &tc) || len(tc.CancellationReasons) == 0 || aws.ToString(tc.CancellationReasons[0].Code) != "ConditionalCheckFailed" {
@@ -513,53 +536,58 @@ func (s *Store) SettleStale(ctx context.Context, r *budget.Reservation) error {
 
 // Counters returns the committed value of each charge's counter (0 for
 // counters not yet written), read strongly consistently in one round trip:
-// a key's from its ledger, others' from their counter items.
+// a key's from its ledger, others' from their counter items and shards.
 func (s *Store) Counters(ctx context.Context, charges []budget.Charge) ([]int64, error) {
-	out := make([]int64, len(charges))
-	if len(charges) == 0 {
-		return out, nil
+	where := make([][]place, len(charges))
+	for i, c := range charges {
+		where[i] = places(c)
 	}
-	type place struct{ pk, sk, attr string }
-	places := make([]place, len(charges))
-	keys := make([]map[string]types.AttributeValue, 0, len(charges))
+	return s.readCounters(ctx, where)
+}
+
+// readCounters sums, for each list of places, the attributes stored there.
+func (s *Store) readCounters(ctx context.Context, where [][]place) ([]int64, error) {
+	out := make([]int64, len(where))
+	keys := []map[string]types.AttributeValue{}
 	seen := map[string]bool{}
 	proj := newExpression()
 	attrs := []string{proj.name(attrPK), proj.name(attrSK)}
-	for i, c := range charges {
-		if c.Owner.Kind == budget.OwnerKey {
-			places[i] = place{keyPK(c.Owner.ID), skUsage, counterAttr(c.Counter)}
-		} else {
-			pk, sk := counterKey(c.Owner, c.Counter)
-			places[i] = place{pk, sk, attrCommitted}
-		}
-		p := places[i]
-		if id := p.pk + "\x00" + p.sk; !seen[id] {
-			seen[id] = true
-			keys = append(keys, key(p.pk, p.sk))
-		}
-		if _, named := proj.byName[p.attr]; !named {
-			attrs = append(attrs, proj.name(p.attr))
+	for _, ps := range where {
+		for _, p := range ps {
+			if id := p.pk + "\x00" + p.sk; !seen[id] {
+				seen[id] = true
+				keys = append(keys, key(p.pk, p.sk))
+			}
+			if _, named := proj.byName[p.attr]; !named {
+				attrs = append(attrs, proj.name(p.attr))
+			}
 		}
 	}
 	items := map[string]map[string]types.AttributeValue{}
-	req := map[string]types.KeysAndAttributes{s.table: {Keys: keys, ConsistentRead: aws.Bool(true),
-		ProjectionExpression: aws.String(strings.Join(attrs, ", ")), ExpressionAttributeNames: proj.names}}
-	for attempt := 0; len(req) > 0; attempt++ {
-		res, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req, ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal})
-		if err != nil {
-			return nil, fmt.Errorf("read counters: %w", err)
-		}
-		s.accountBatch(res)
-		for _, item := range res.Responses[s.table] {
-			items[getS(item, attrPK)+"\x00"+getS(item, attrSK)] = item
-		}
-		req = res.UnprocessedKeys
-		if attempt > 5 {
-			return nil, errors.New("read counters: unprocessed keys remain")
+	for len(keys) > 0 {
+		n := min(len(keys), batchGetMax)
+		req := map[string]types.KeysAndAttributes{s.table: {Keys: keys[:n], ConsistentRead: aws.Bool(true),
+			ProjectionExpression: aws.String(strings.Join(attrs, ", ")), ExpressionAttributeNames: proj.names}}
+		keys = keys[n:]
+		for attempt := 0; len(req) > 0; attempt++ {
+			res, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req, ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal})
+			if err != nil {
+				return nil, fmt.Errorf("read counters: %w", err)
+			}
+			s.accountBatch(res)
+			for _, item := range res.Responses[s.table] {
+				items[getS(item, attrPK)+"\x00"+getS(item, attrSK)] = item
+			}
+			req = res.UnprocessedKeys
+			if attempt > 5 {
+				return nil, errors.New("read counters: unprocessed keys remain")
+			}
 		}
 	}
-	for i, p := range places {
-		out[i] = getN(items[p.pk+"\x00"+p.sk], p.attr)
+	for i, ps := range where {
+		for _, p := range ps {
+			out[i] += getN(items[p.pk+"\x00"+p.sk], p.attr)
+		}
 	}
 	return out, nil
 }
@@ -584,7 +612,11 @@ func (s *Store) OwnerTotals(ctx context.Context, owner, counter string) (Totals,
 	if err != nil {
 		return Totals{}, fmt.Errorf("get %s %s: %w", owner, counter, err)
 	}
-	return totalsOf(out.Item), nil
+	tot := totalsOf(out.Item)
+	if !strings.HasPrefix(owner, keyPK("")) {
+		err = s.shardTotals(ctx, owner, counter, &tot)
+	}
+	return tot, err
 }
 
 func totalsOf(it map[string]types.AttributeValue) Totals {

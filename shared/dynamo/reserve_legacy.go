@@ -33,7 +33,7 @@ func (s *Store) settleLegacy(ctx context.Context, r *budget.Reservation, ev *led
 		TableName: aws.String(s.table), Key: key("RES#"+r.ID, skReservation),
 		ConditionExpression: aws.String("attribute_exists(" + attrGSI1PK + ")"),
 	}}}
-	items = append(items, counterMoves(s.table, r.Charges, ev)...)
+	items = append(items, counterMoves(s.table, r.Charges, ev, chargeKey)...)
 	evItem, err := eventItem(ev, s.retention)
 	if err != nil {
 		return err
