@@ -134,15 +134,18 @@ func splitReservation(r *budget.Reservation) (*ledgerPlan, error) {
 func (p *ledgerPlan) single() bool { return len(p.others) == 0 && len(p.checks) == 0 }
 
 // ledgerEntry is an open reservation as its R#<id> attribute keeps it:
-// small, because the ledger's every write costs a unit per KB of the item.
+// small (about 200 bytes), because every write of the ledger costs a unit
+// per KB of the whole item. Field names are short and empty fields left
+// out; the event skeleton keeps what the request's own event would carry
+// before the response (the id and key are the entry's).
 type ledgerEntry struct {
 	Deadline int64          `json:"d"` // unix ms
 	Cost     money.Nanos    `json:"c"`
-	Usage    ledger.Usage   `json:"u"`
+	Usage    entryUsage     `json:"u"`
 	Own      []entryCharge  `json:"k,omitempty"`
 	Others   []storedCharge `json:"o,omitempty"`
 	Deferred []string       `json:"f,omitempty"` // "<owner> <counter>", amount Cost
-	Event    ledger.Event   `json:"e"`           // the skeleton, without bodies
+	Event    entryEvent     `json:"e"`
 }
 
 type entryCharge struct {
@@ -150,9 +153,34 @@ type entryCharge struct {
 	Amount int64  `json:"a"`
 }
 
+type entryUsage struct {
+	Prompt     int64 `json:"p,omitempty"`
+	Cached     int64 `json:"c,omitempty"`
+	Completion int64 `json:"o,omitempty"`
+	CacheWrite int64 `json:"w,omitempty"`
+}
+
+type entryEvent struct {
+	UserID         string `json:"u,omitempty"`
+	ProviderID     string `json:"p,omitempty"`
+	Model          string `json:"m,omitempty"`
+	Path           string `json:"a,omitempty"`
+	Method         string `json:"h,omitempty"`
+	Stream         bool   `json:"s,omitempty"`
+	CustomID       string `json:"i,omitempty"`
+	CreatedAt      int64  `json:"t,omitempty"`
+	RequestedModel string `json:"r,omitempty"`
+	Status         int    `json:"x,omitempty"`
+}
+
 func encodeEntry(r *budget.Reservation, p *ledgerPlan) (string, error) {
-	en := ledgerEntry{Deadline: r.Deadline.UnixMilli(), Cost: r.Cost, Usage: r.Usage, Event: r.Event}
-	en.Event.RequestBody, en.Event.ResponseBody = "", ""
+	u, ev := r.Usage, r.Event
+	en := ledgerEntry{
+		Deadline: r.Deadline.UnixMilli(), Cost: r.Cost,
+		Usage: entryUsage{Prompt: u.PromptTokens, Cached: u.CachedTokens, Completion: u.CompletionTokens, CacheWrite: u.CacheWriteTokens},
+		Event: entryEvent{UserID: ev.UserID, ProviderID: ev.ProviderID, Model: ev.Model, Path: ev.Path, Method: ev.Method,
+			Stream: ev.Stream, CustomID: ev.CustomID, CreatedAt: ev.CreatedAt, RequestedModel: ev.RequestedModel, Status: ev.Status},
+	}
 	for _, c := range p.own {
 		en.Own = append(en.Own, entryCharge{Name: counterSK(c.Counter), Amount: c.Amount})
 	}
@@ -177,7 +205,12 @@ func decodeEntry(keyID, id, data string) (*budget.Reservation, error) {
 	if err := json.Unmarshal([]byte(data), &en); err != nil {
 		return nil, fmt.Errorf("decode reservation %s of key %s: %w", id, keyID, err)
 	}
-	r := &budget.Reservation{ID: id, KeyID: keyID, Cost: en.Cost, Usage: en.Usage, Deadline: time.UnixMilli(en.Deadline), Event: en.Event}
+	e := en.Event
+	r := &budget.Reservation{ID: id, KeyID: keyID, Cost: en.Cost, Deadline: time.UnixMilli(en.Deadline),
+		Usage: ledger.Usage{PromptTokens: en.Usage.Prompt, CachedTokens: en.Usage.Cached, CompletionTokens: en.Usage.Completion, CacheWriteTokens: en.Usage.CacheWrite},
+		Event: ledger.Event{ID: id, KeyID: keyID, UserID: e.UserID, ProviderID: e.ProviderID, Model: e.Model, Path: e.Path, Method: e.Method,
+			Stream: e.Stream, CustomID: e.CustomID, CreatedAt: e.CreatedAt, RequestedModel: e.RequestedModel, Status: e.Status}}
+	r.Event.Usage, r.Event.Cost = r.Usage, r.Cost
 	for _, ec := range en.Own {
 		c, err := parseCounter(ec.Name)
 		if err != nil {

@@ -385,3 +385,51 @@ func TestShardedCounting(t *testing.T) {
 		t.Fatalf("40c + 10c under a 50c limit: %v", err)
 	}
 }
+
+// TestLedgerEntryLayout: an entry decodes to the reservation it was written
+// from (what a settle and the sweep need), and stays small: the ledger's
+// every write costs a unit per KB.
+func TestLedgerEntryLayout(t *testing.T) {
+	now := testclock.Now(t)
+	req := budget.Request{KeyID: "k4bcdefghijklmnopqrstuvwxy", UserID: "bob", Cost: 500, Tokens: 1000, Now: now, Model: "gpt-4o-mini", Family: "gpt-4o-mini",
+		Key: budget.Limits{Lifetime: 1000, PerMonth: 1000, OverTime: 100, OverTimeUnit: budget.Day, Rate: 5, RateUnit: budget.Minute,
+			Models: map[string]apikey.ModelLimit{"gpt-4o-mini": {RPM: 5, TPM: 10000}}}}
+	r := &budget.Reservation{ID: "ev1bcdefghijklmnopqrstuvwx", KeyID: req.KeyID, Cost: 500, Usage: ledger.Usage{PromptTokens: 10, CompletionTokens: 990},
+		Deadline: now.Add(time.Minute).Truncate(time.Millisecond), Charges: budget.Plan(req),
+		Event: ledger.Event{ID: "ev1bcdefghijklmnopqrstuvwx", KeyID: req.KeyID, UserID: "bob", ProviderID: "p1bcdefghijklmnopqrstuvwx", Model: "gpt-4o-mini",
+			Path: "/v1/chat/completions", Method: "POST", Stream: true, CustomID: "lab-3", CreatedAt: now.UnixMilli(), RequestBody: "not kept"}}
+	p, err := splitReservation(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := encodeEntry(r, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(data) > 512 {
+		t.Errorf("entry of %d bytes:\n%s", len(data), data)
+	}
+	got, err := decodeEntry(r.KeyID, r.ID, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := r.Event
+	want.RequestBody, want.Usage, want.Cost = "", r.Usage, r.Cost
+	if got.Event != want || got.Cost != r.Cost || got.Usage != r.Usage || !got.Deadline.Equal(r.Deadline) {
+		t.Errorf("decoded %+v\nwant %+v", got, r)
+	}
+	stored := func(c budget.Charge) budget.Charge {
+		if c.Deferred {
+			return budget.Charge{Owner: c.Owner, Counter: c.Counter, Amount: int64(r.Cost), Deferred: true}
+		}
+		return budget.Charge{Owner: c.Owner, Counter: c.Counter, Amount: c.Amount}
+	}
+	if len(got.Charges) != len(r.Charges) {
+		t.Fatalf("decoded %d charges, want %d", len(got.Charges), len(r.Charges))
+	}
+	for i, c := range r.Charges {
+		if got.Charges[i] != stored(c) {
+			t.Errorf("charge %d: %+v, want %+v", i, got.Charges[i], stored(c))
+		}
+	}
+}
