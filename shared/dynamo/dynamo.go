@@ -1,15 +1,17 @@
 // Package dynamo is stipend's storage: one DynamoDB table holding provider
 // settings, proxy keys, their usage counters and one event per request.
 //
-// It is the only package that imports the DynamoDB SDK. Every counter is
-// changed with an atomic ADD in the same transaction that writes the request's
-// event, so spend and events never disagree.
+// It is the only package that imports the DynamoDB SDK. A request on a key
+// with its own limits only is reserved with one conditional UpdateItem on
+// the key's ledger and settled with one more, after its event (with its
+// aggregates and deferred counts) is stored exactly once (keyledger.go).
 //
 // Item types (pk / sk):
 //
 //	PROVIDER#<id> / PROVIDER      provider setting          (gsi1: PROVIDERS / <createdAt>#<id>)
 //	KEY#<id>      / KEY           proxy key configuration   (gsi1: KEYS / <createdAt>#<id>)
-//	KEY#<id>      / USAGE         lifetime counters of the key
+//	KEY#<id>      / USAGE         the key's ledger: its counters, configuration version and
+//	                              open reservations (gsi1 RES while some are open)
 //	EV#<keyId>    / <ms>#<id>     one event per request, expiring via expiresAt (TTL);
 //	                              indexed by user, custom id and month (events.go)
 //	AGG#<keyId>   / DAY#<d>#<m>   the key's sums per UTC day and model (reports.go)
