@@ -398,12 +398,15 @@ func (s *Store) updateLedger(ctx context.Context, keyID string, e *expression, w
 }
 
 func (s *Store) ledgerUpdate(keyID string, e *expression) *types.Update {
-	return &types.Update{
+	u := &types.Update{
 		TableName: aws.String(s.table), Key: ledgerKey(keyID),
 		UpdateExpression: aws.String(e.update()), ConditionExpression: e.condition(),
 		ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
 	}
+	if u.ConditionExpression != nil {
+		u.ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
+	}
+	return u
 }
 
 // updateItemInput is u as one UpdateItem call.
