@@ -11,7 +11,7 @@
 //	PROVIDER#<id> / PROVIDER      provider setting          (gsi1: PROVIDERS / <createdAt>#<id>)
 //	KEY#<id>      / KEY           proxy key configuration   (gsi1: KEYS / <createdAt>#<id>)
 //	KEY#<id>      / USAGE         the key's ledger: its counters, configuration version and
-//	                              open reservations (gsi1 RES while some are open)
+//	                              open reservations (gsi3 LEDGERS while some are open)
 //	EV#<keyId>    / <ms>#<id>     one event per request, expiring via expiresAt (TTL);
 //	                              indexed by user, custom id and month (events.go)
 //	AGG#<keyId>   / DAY#<d>#<m>   the key's sums per UTC day and model (reports.go)

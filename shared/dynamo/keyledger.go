@@ -22,10 +22,14 @@ package dynamo
 //	                              the sweep need) or its tombstone ("-<unix ms>"), which
 //	                              stops a late copy of a released or abandoned reserve
 //	seq                           reservations ever opened (the sweep's change detector)
-//	gsi1pk, gsi1sk                RES / <unix ms>#K#<keyId> while reservations are open:
+//	gsi3pk, gsi3sk                LEDGERS / <unix ms>#K#<keyId> while reservations are open:
 //	                              the sweep's index (the earliest deadline of a period of
 //	                              activity, kept while the key stays busy; the sweep
-//	                              moves it forward and removes it when none is open)
+//	                              moves it forward and removes it when none is open).
+//	                              gsi3 projects only the keys and "data", which a ledger
+//	                              does not have: writes that leave the index attributes
+//	                              as they are do not write the index (gsi1 projects
+//	                              everything: each ledger write would be written twice)
 //
 // Reservations that also reserve on a user's or the organisation's counters
 // (limits there) put the same ledger update in a transaction with those
@@ -51,6 +55,7 @@ import (
 )
 
 const (
+	gsiLedgers  = "LEDGERS" // gsi3 partition of ledgers with open reservations
 	attrConfig  = "cfg"
 	attrSeq     = "seq"
 	entryPrefix = "R#"
@@ -265,8 +270,8 @@ func (p *ledgerPlan) reserveExpression(r *budget.Reservation, entry string) *exp
 	e := newExpression()
 	ea := e.name(entryAttr(r.ID))
 	e.set(ea + " = " + e.value(str(entry)))
-	e.set(e.name(attrGSI1PK) + " = " + e.value(str(gsiReservation)))
-	gs := e.name(attrGSI1SK)
+	e.set(e.name(attrGSI3PK) + " = " + e.value(str(gsiLedgers)))
+	gs := e.name(attrGSI3SK)
 	e.set(gs + " = if_not_exists(" + gs + ", " + e.value(str(ledgerDue(r.Deadline, p.keyID))) + ")")
 	e.add(attrSeq, 1)
 	e.cond("attribute_not_exists(" + ea + ")")
@@ -419,8 +424,8 @@ func updateItemInput(u *types.Update) *dynamodb.UpdateItemInput {
 	}
 }
 
-// tidyLedger reads one ledger found by the sweep's index (item, as the
-// index returned it): it returns the open reservations whose deadline has
+// tidyLedger reads one ledger found by the sweep's index (item, as a
+// consistent read returned it): it returns the open reservations whose deadline has
 // passed, removes tombstones past their time and counters of windows that
 // ended more than windowMargin ago, months apart (a settle that comes later only
 // recreates an ended window's attribute, which no reserve reads), and moves
@@ -469,8 +474,8 @@ func (s *Store) tidyLedger(ctx context.Context, keyID string, item map[string]ty
 		}
 	}
 	idx := newExpression()
-	seen := getS(item, attrGSI1SK)
-	idx.cond(idx.name(attrGSI1SK) + " = " + idx.value(str(seen)))
+	seen := getS(item, attrGSI3SK)
+	idx.cond(idx.name(attrGSI3SK) + " = " + idx.value(str(seen)))
 	if _, ok := item[attrSeq]; ok {
 		idx.cond(idx.name(attrSeq) + " = " + idx.value(num(getN(item, attrSeq))))
 	} else {
@@ -478,8 +483,8 @@ func (s *Store) tidyLedger(ctx context.Context, keyID string, item map[string]ty
 	}
 	switch due := past; {
 	case due.IsZero() && next.IsZero():
-		idx.remove(attrGSI1PK)
-		idx.remove(attrGSI1SK)
+		idx.remove(attrGSI3PK)
+		idx.remove(attrGSI3SK)
 	default:
 		if due.IsZero() {
 			due = next
@@ -487,7 +492,7 @@ func (s *Store) tidyLedger(ctx context.Context, keyID string, item map[string]ty
 		if ledgerDue(due, keyID) == seen {
 			return stale, nil
 		}
-		idx.set(idx.name(attrGSI1SK) + " = " + idx.value(str(ledgerDue(due, keyID))))
+		idx.set(idx.name(attrGSI3SK) + " = " + idx.value(str(ledgerDue(due, keyID))))
 	}
 	// A failed condition means the ledger moved on: the next sweep looks again.
 	if _, _, err := s.updateLedger(ctx, keyID, idx, "index the ledger of key "+keyID); err != nil {

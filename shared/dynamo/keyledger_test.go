@@ -202,7 +202,7 @@ func TestKeyLedger(t *testing.T) {
 			t.Fatalf("settled reservation found again: %d", len(again))
 		}
 		// The index moved to the late one's deadline.
-		if sk := getS(ledgerItem(t, s, "k"), attrGSI1SK); sk != ledgerDue(late.Deadline, "k") {
+		if sk := getS(ledgerItem(t, s, "k"), attrGSI3SK); sk != ledgerDue(late.Deadline, "k") {
 			t.Fatalf("index %q", sk)
 		}
 		stale, _ = s.StaleReservations(ctx, now.Add(11*time.Minute))
@@ -214,8 +214,8 @@ func TestKeyLedger(t *testing.T) {
 		}
 		s.StaleReservations(ctx, now.Add(20*time.Minute))
 		item := ledgerItem(t, s, "k")
-		if _, ok := item[attrGSI1PK]; ok {
-			t.Fatalf("index left on an idle ledger: %v", getS(item, attrGSI1SK))
+		if _, ok := item[attrGSI3PK]; ok {
+			t.Fatalf("index left on an idle ledger: %v", getS(item, attrGSI3SK))
 		}
 		for name := range item {
 			if strings.HasPrefix(name, "REQ#") {

@@ -475,39 +475,50 @@ func (s *Store) recordEvent(ctx context.Context, ev *ledger.Event, deferred []bu
 }
 
 // StaleReservations returns reservations whose deadline is before now: their
-// invocation died before it could settle them. It reads the ledgers the
-// sweep's index names (and the reservation items of stipend versions that
-// kept one item per reservation), and tidies each ledger it reads (tidyLedger).
+// invocation died before it could settle them. It reads (strongly
+// consistently) the ledgers the sweep's index names, tidying each
+// (tidyLedger), and the reservation items of stipend versions that kept one
+// item per reservation.
 func (s *Store) StaleReservations(ctx context.Context, now time.Time) ([]*budget.Reservation, error) {
-	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
-		TableName:              aws.String(s.table),
-		IndexName:              aws.String(indexGSI1),
-		KeyConditionExpression: aws.String("gsi1pk = :pk AND gsi1sk < :now"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": str(gsiReservation), ":now": str(fmt.Sprintf("%013d", now.UnixMilli())),
-		},
-	})
+	before := str(fmt.Sprintf("%013d", now.UnixMilli()))
 	var list []*budget.Reservation
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
+	err := s.queryAll(ctx, &dynamodb.QueryInput{
+		TableName: aws.String(s.table), IndexName: aws.String(indexGSI3),
+		KeyConditionExpression:    aws.String("gsi3pk = :pk AND gsi3sk < :now"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(gsiLedgers), ":now": before},
+	}, "query ledgers with stale reservations", func(found map[string]types.AttributeValue) error {
+		keyID, ok := strings.CutPrefix(getS(found, attrPK), keyPK(""))
+		if !ok {
+			return nil
+		}
+		item, err := s.getItem(ctx, keyPK(keyID), skUsage, "ledger of key "+keyID)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
 		if err != nil {
-			return nil, fmt.Errorf("query stale reservations: %w", err)
+			return err
 		}
-		for _, item := range page.Items {
-			if keyID, ok := strings.CutPrefix(getS(item, attrPK), keyPK("")); ok {
-				stale, err := s.tidyLedger(ctx, keyID, item, now)
-				if err != nil {
-					return nil, err
-				}
-				list = append(list, stale...)
-				continue
-			}
-			r, err := decodeReservation(getS(item, "data"))
-			if err != nil {
-				return nil, fmt.Errorf("decode reservation %s: %w", getS(item, attrPK), err)
-			}
-			list = append(list, r)
+		stale, err := s.tidyLedger(ctx, keyID, item, now)
+		list = append(list, stale...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = s.queryAll(ctx, &dynamodb.QueryInput{
+		TableName: aws.String(s.table), IndexName: aws.String(indexGSI1),
+		KeyConditionExpression:    aws.String("gsi1pk = :pk AND gsi1sk < :now"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(gsiReservation), ":now": before},
+	}, "query stale reservations", func(item map[string]types.AttributeValue) error {
+		r, err := decodeReservation(getS(item, "data"))
+		if err != nil {
+			return fmt.Errorf("decode reservation %s: %w", getS(item, attrPK), err)
 		}
+		list = append(list, r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return list, nil
 }
