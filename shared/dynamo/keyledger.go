@@ -15,7 +15,8 @@ package dynamo
 //	                              the committed value of each windowed counter of the key,
 //	                              named as the counter items were (counters.go); a new
 //	                              window is a new attribute that ADD starts from zero, so
-//	                              no condition has to guess the window; the sweep removes
+//	                              no condition has to guess the window; a reserve removes
+//	                              the windows two and three before its own, the sweep other
 //	                              ended windows shorter than a month (months stay, ~30
 //	                              bytes each: their committed amount is read afterwards)
 //	R#<reservation id>            an open reservation (JSON, "{...}": what its settle and
@@ -282,6 +283,9 @@ func (p *ledgerPlan) reserveExpression(r *budget.Reservation, entry string) *exp
 	for _, n := range names {
 		e.add(n, sums[n])
 	}
+	for _, n := range oldWindows(p.own, sums) {
+		e.remove(n)
+	}
 	for _, c := range p.own {
 		if c.Limit > 0 {
 			n := e.name(counterAttr(c.Counter))
@@ -290,6 +294,38 @@ func (p *ledgerPlan) reserveExpression(r *budget.Reservation, entry string) *exp
 		}
 	}
 	return e
+}
+
+// windowLength is the length of the fixed windows of u shorter than a month.
+var windowLength = map[budget.Unit]time.Duration{
+	budget.Second: time.Second, budget.Minute: time.Minute, budget.Hour: time.Hour, budget.Day: 24 * time.Hour,
+}
+
+// oldWindows names the attributes of the windows two and three before each
+// windowed charge's, which the reserve removes so that a busy key's ledger
+// does not grow by a window a minute between sweeps. No reserve reads them
+// any more unless its clock lags by more than a whole window; a settle that
+// comes later only recreates one, for the sweep to remove.
+func oldWindows(cs []budget.Charge, written map[string]int64) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, c := range cs {
+		d, ok := windowLength[c.Unit]
+		if !ok || c.Resets.IsZero() {
+			continue
+		}
+		for back := 3; back <= 4; back++ {
+			_, _, label := budget.Window(c.Unit, c.Resets.Add(-time.Duration(back)*d))
+			old := c.Counter
+			old.Window = label
+			n := counterAttr(old)
+			if _, adding := written[n]; !adding && !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+			}
+		}
+	}
+	return out
 }
 
 // Why a ledger's condition failed, read from its old image.

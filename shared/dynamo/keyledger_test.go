@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -314,6 +315,39 @@ func TestKeyLedger(t *testing.T) {
 		}
 		if list, _ := s.StaleReservations(ctx, now.Add(time.Hour)); len(list) != 0 {
 			t.Fatalf("the sweep would charge %d abandoned reservations", len(list))
+		}
+	})
+
+	t.Run("a busy key's reserve removes the windows two and three before its own", func(t *testing.T) {
+		s := newStore(t, endpoint, "windows")
+		l := budget.Limits{Rate: 100, RateUnit: budget.Minute, Models: map[string]apikey.ModelLimit{"gpt-4o-mini": {RPM: 100, TPM: 100_000}}}
+		windowed := func(item map[string]types.AttributeValue) []string {
+			var out []string
+			for name := range item {
+				if strings.HasPrefix(name, "REQ#") || strings.HasPrefix(name, "RPM#") || strings.HasPrefix(name, "TPM#") {
+					out = append(out, name)
+				}
+			}
+			sort.Strings(out)
+			return out
+		}
+		for i, at := range []time.Time{now, now.Add(time.Minute), now.Add(2 * time.Minute), now.Add(3 * time.Minute)} {
+			if err := s.Reserve(ctx, reservation(fmt.Sprintf("w%d", i), l, 1, at)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Minutes 2 and 3 stay (3 counters each); minute 0 went with minute 2's
+		// reserve, minute 1 with minute 3's.
+		got := windowed(ledgerItem(t, s, "k"))
+		if len(got) != 6 {
+			t.Fatalf("window attributes %v", got)
+		}
+		for _, name := range got {
+			for _, gone := range []time.Time{now, now.Add(time.Minute)} {
+				if strings.HasSuffix(name, "#"+gone.UTC().Format("20060102T1504")) {
+					t.Fatalf("%s left: %v", gone.Format("15:04"), got)
+				}
+			}
 		}
 	})
 
