@@ -164,6 +164,27 @@ func TestKeyLedger(t *testing.T) {
 		}
 	})
 
+	t.Run("seeding carries a window's value over from the counter items of the earlier layout", func(t *testing.T) {
+		s := newStore(t, endpoint, "seedwindows")
+		item, _ := keyItem(&apikey.Key{ID: "k", CreatedAt: 1, Version: 1})
+		if err := s.putItem(ctx, item, ifAbsent, 0, "key k"); err != nil {
+			t.Fatal(err)
+		}
+		// This month, before the upgrade: 90c committed on the month's own item.
+		if _, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(s.table), Key: key("KEY#k", budget.MonthCounter(now)),
+			UpdateExpression: aws.String("ADD v :a"), ExpressionAttributeValues: map[string]types.AttributeValue{":a": num(int64(90 * money.Cent))}}); err != nil {
+			t.Fatal(err)
+		}
+		check := budget.Check{Kind: budget.CheckKey, ID: "k", Version: 1}
+		var le *budget.LimitError
+		if err := s.Reserve(ctx, reservation("over", budget.Limits{PerMonth: money.Dollar}, 20*money.Cent, now, check)); !errors.As(err, &le) || le.Charge.Scope != "key monthly spend" {
+			t.Fatalf("90c + 20c under a $1 monthly limit: %v", err)
+		}
+		if err := s.Reserve(ctx, reservation("fits", budget.Limits{PerMonth: money.Dollar}, 10*money.Cent, now, check)); err != nil {
+			t.Fatalf("90c + 10c under a $1 monthly limit: %v", err)
+		}
+	})
+
 	t.Run("a retried reserve whose first attempt landed succeeds without charging twice", func(t *testing.T) {
 		s := newStore(t, endpoint, "retry")
 		r := reservation("twice", budget.Limits{Lifetime: money.Dollar}, 10*money.Cent, now)

@@ -87,7 +87,7 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 		case errors.Is(err, errLanded):
 			return nil // an earlier attempt of this very reserve was stored
 		case errors.Is(err, errUnseeded) && attempt < 3:
-			if err := s.seedLedger(ctx, p.keyID, p.keyCheck.Version); err != nil {
+			if err := s.seedLedger(ctx, p.keyID, p.keyCheck.Version, p.own); err != nil {
 				return fmt.Errorf("reserve %s: %w", r.ID, err)
 			}
 		case errors.Is(err, errRace) && attempt < 10:
@@ -189,9 +189,33 @@ func (s *Store) shardValues(ctx context.Context, cs []budget.Charge) ([]int64, e
 // seedLedger gives keyID's ledger the configuration version of a key
 // stored before ledgers had one, if the key item still has that version:
 // budget.ErrStale when it has another. Every change of a key writes the
-// version to its ledger too, so this runs once per key at most.
-func (s *Store) seedLedger(ctx context.Context, keyID string, version int64) error {
-	err := s.transact(ctx, []types.TransactWriteItem{
+// version to its ledger too, so this runs once per key at most. The values
+// of own's windows (the current month, window and rate counters of the
+// reservation being made) are carried over from the counter items of that
+// layout, so a limit's window does not start again at the upgrade; the
+// lifetime counter was already on the ledger's item.
+func (s *Store) seedLedger(ctx context.Context, keyID string, version int64, own []budget.Charge) error {
+	e := newExpression()
+	e.set(e.name(attrConfig) + " = " + e.value(num(version)))
+	e.cond("attribute_not_exists(" + e.name(attrConfig) + ")")
+	var windows []budget.Counter
+	var where [][]place
+	for _, c := range own {
+		if c.Unit != budget.Lifetime && c.Owner.ID == keyID {
+			windows = append(windows, c.Counter)
+			where = append(where, []place{{keyPK(keyID), counterSK(c.Counter), attrCommitted}})
+		}
+	}
+	legacy, err := s.readCounters(ctx, where)
+	if err != nil {
+		return err
+	}
+	for i, c := range windows {
+		if legacy[i] != 0 {
+			e.add(counterAttr(c), legacy[i])
+		}
+	}
+	err = s.transact(ctx, []types.TransactWriteItem{
 		{ConditionCheck: &types.ConditionCheck{
 			TableName: aws.String(s.table), Key: key(keyPK(keyID), skKey),
 			ConditionExpression:       aws.String("version = :v"),
@@ -199,9 +223,8 @@ func (s *Store) seedLedger(ctx context.Context, keyID string, version int64) err
 		}},
 		{Update: &types.Update{
 			TableName: aws.String(s.table), Key: ledgerKey(keyID),
-			UpdateExpression:          aws.String("SET cfg = :v"),
-			ConditionExpression:       aws.String("attribute_not_exists(cfg)"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
+			UpdateExpression: aws.String(e.update()), ConditionExpression: e.condition(),
+			ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
 		}},
 	}, "seed the ledger of key "+keyID)
 	if failed := conditionsFailed(err); len(failed) > 0 {
