@@ -91,7 +91,7 @@ func TestKeyLedger(t *testing.T) {
 				t.Errorf("%s = %d, want %d", counterAttr(c.Counter), got, want)
 			}
 		}
-		month, _ := s.OwnerTotals(ctx, "KEY#k", budget.MonthCounter(now))
+		month, _ := s.CounterTotals(ctx, budget.KeyOwner("k"), budget.MonthSpend(now))
 		if month.Cost != money.Cent/2 || month.Committed != money.Cent/2 || month.Requests != 1 || month.CompletionTokens != 40 {
 			t.Fatalf("month %+v", month)
 		}
@@ -171,7 +171,7 @@ func TestKeyLedger(t *testing.T) {
 			t.Fatal(err)
 		}
 		// This month, before the upgrade: 90c committed on the month's own item.
-		if _, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(s.table), Key: key("KEY#k", budget.MonthCounter(now)),
+		if _, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(s.table), Key: key(counterKey(budget.KeyOwner("k"), budget.MonthSpend(now))),
 			UpdateExpression: aws.String("ADD v :a"), ExpressionAttributeValues: map[string]types.AttributeValue{":a": num(int64(90 * money.Cent))}}); err != nil {
 			t.Fatal(err)
 		}
@@ -331,7 +331,7 @@ func TestKeyLedger(t *testing.T) {
 		if tot, _ := s.KeyTotals(ctx, "k"); tot.Committed != 0 || tot.Cost != 0 || tot.Requests != 0 {
 			t.Fatalf("after abandons: %+v", tot)
 		}
-		if org, _ := s.OwnerTotals(ctx, "ORG", budget.LifetimeCounter); org.Committed != 0 || org.Requests != 0 {
+		if org, _ := s.CounterTotals(ctx, budget.OrgOwner(), budget.LifetimeSpend()); org.Committed != 0 || org.Requests != 0 {
 			t.Fatalf("organisation after abandons: %+v", org)
 		}
 		if list, _ := s.StaleReservations(ctx, now.Add(time.Hour)); len(list) != 0 {
@@ -409,13 +409,13 @@ func TestShardedCounting(t *testing.T) {
 	if admitted != 40 {
 		t.Fatalf("admitted %d", admitted)
 	}
-	for _, owner := range []string{"USER#u", "ORG"} {
-		for _, c := range []string{budget.LifetimeCounter, budget.MonthCounter(now)} {
-			tot, err := s.OwnerTotals(ctx, owner, c)
+	for _, owner := range []budget.Owner{budget.UserOwner("u"), budget.OrgOwner()} {
+		for _, c := range []budget.Counter{budget.LifetimeSpend(), budget.MonthSpend(now)} {
+			tot, err := s.CounterTotals(ctx, owner, c)
 			if err != nil || tot.Cost != 40*money.Cent || tot.Committed != 40*money.Cent || tot.Requests != 40 {
 				t.Fatalf("%s %s: %+v, %v", owner, c, tot, err)
 			}
-			out, _ := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table), Key: key(owner, c), ConsistentRead: aws.Bool(true)})
+			out, _ := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table), Key: key(counterKey(owner, c)), ConsistentRead: aws.Bool(true)})
 			if out.Item != nil {
 				t.Errorf("%s %s: the counter item itself was written", owner, c)
 			}
