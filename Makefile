@@ -54,6 +54,9 @@ build-ResetFunction: ## (sam build) Build the scheduled reset job into $(ARTIFAC
 test: ## Run every test: go vet, the Go tests (race detector, DynamoDB Local included), again 400 days ahead, each fuzz target for FUZZTIME_TEST (5s), cfn-lint.
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 12m ./...
+	@echo "== the official OpenAI and Anthropic SDKs through the proxy (build tag sdk keeps them out of the other builds)"
+	$(GO) vet -tags sdk ./shared/proxy
+	$(GO) test -race -count=1 -timeout 12m -tags sdk -run '^TestIntegrationSDKs$$' ./shared/proxy
 	@echo "== the shared packages' tests again, with their clocks 400 days ahead (STIPEND_TEST_NOW, see shared/testclock)"
 	STIPEND_TEST_NOW=+400d $(GO) test -race -count=1 -timeout 12m ./shared/...
 	@$(call FUZZ_RUN,$(FUZZTIME_TEST))

@@ -1,3 +1,10 @@
+// The sdk build tag keeps the SDKs (openai-go alone is hundreds of files)
+// out of every other build of this package's tests, above all the fuzzing
+// build of FuzzParseRequest, which instruments everything it links; make
+// test runs this file with -tags sdk.
+
+//go:build sdk
+
 package proxy_test
 
 // The official SDKs against the real proxy on DynamoDB Local: OpenAI's Go
