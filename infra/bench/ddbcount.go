@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -124,20 +125,46 @@ func (c *opCounter) install(o *dynamodb.Options) {
 	})
 }
 
-// opLabel names a call for the counts: the operation, and for a write
-// transaction what it does, told by its first item as dynamo.Store builds
-// them: a reservation starts with its version checks, a settle or release
-// with deleting the reservation.
+// opLabel names a call for the counts: the operation, and what it does,
+// told by its shape as dynamo.Store builds them: a reservation's ledger
+// update opens its entry (if_not_exists sets the sweep's index), a settle's
+// or release's requires the entry open (begins_with); a settle first reads
+// the entry alone (projection "#e") and stores the event in a transaction
+// that starts with its Put; a reservation with user or organisation checks
+// is a transaction starting with those checks.
 func opLabel(op string, params any) string {
-	in, ok := params.(*dynamodb.TransactWriteItemsInput)
-	if !ok || len(in.TransactItems) == 0 {
-		return op
+	update := func(u *types.Update) string {
+		switch {
+		case u == nil:
+			return ""
+		case strings.Contains(aws.ToString(u.UpdateExpression), "if_not_exists("):
+			return " (reserve)"
+		case strings.Contains(aws.ToString(u.ConditionExpression), "begins_with("):
+			return " (settle)"
+		}
+		return ""
 	}
-	switch first := in.TransactItems[0]; {
-	case first.ConditionCheck != nil:
-		return op + " (reserve)"
-	case first.Delete != nil:
-		return op + " (settle)"
+	switch in := params.(type) {
+	case *dynamodb.UpdateItemInput:
+		return op + update(&types.Update{UpdateExpression: in.UpdateExpression, ConditionExpression: in.ConditionExpression})
+	case *dynamodb.GetItemInput:
+		if aws.ToString(in.ProjectionExpression) == "#e" {
+			return op + " (settle: entry)"
+		}
+	case *dynamodb.TransactWriteItemsInput:
+		if len(in.TransactItems) == 0 {
+			return op
+		}
+		switch first := in.TransactItems[0]; {
+		case first.ConditionCheck != nil:
+			return op + " (reserve)"
+		case first.Delete != nil:
+			return op + " (settle)"
+		case first.Put != nil:
+			return op + " (event)"
+		default:
+			return op + update(first.Update)
+		}
 	}
 	return op
 }

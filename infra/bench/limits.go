@@ -66,6 +66,7 @@ type limitsResult struct {
 	limited, unlimited, unchecked *limitPath // unchecked: the stub Limiter ("no checks")
 	keyTTL                        time.Duration
 	log                           *levelLog
+	burst                         *burstResult
 }
 
 // runLimits runs n measured requests of each kind, interleaved, after
@@ -187,6 +188,9 @@ func runLimits(ctx context.Context, st *stack, n, warmup int) (*limitsResult, er
 				return nil, ctx.Err()
 			}
 		}
+	}
+	if res.burst, err = runBurst(ctx, st, client, realURL); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
@@ -395,6 +399,9 @@ func (r report) limits(lr *limitsResult) {
 		fmt.Fprintln(r.w, "  note: DynamoDB Local reported no consumed capacity (ReturnConsumedCapacity TOTAL was asked on every call)")
 	}
 	fmt.Fprintln(r.w, "  note: calls, capacity units and times are DynamoDB Local's on this machine, not DynamoDB's on AWS")
+	if lr.burst != nil {
+		r.burst(lr.burst)
+	}
 }
 
 // limitSpans prints the latency rows of the Limits run, base against p.

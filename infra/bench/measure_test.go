@@ -300,9 +300,22 @@ func TestOpLabel(t *testing.T) {
 		{"settle starts with the delete", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
 			{Delete: &types.Delete{}}, {Update: &types.Update{}}, {Put: &types.Put{}},
 		}}, "TransactWriteItems (settle)"},
+		{"event starts with its put", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{Put: &types.Put{}}, {Update: &types.Update{}},
+		}}, "TransactWriteItems (event)"},
+		{"reserve with other owners starts with the ledger", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{Update: &types.Update{UpdateExpression: aws.String("SET #n1 = if_not_exists(#n1, :v0) ADD #n2 :v1")}}, {Update: &types.Update{}},
+		}}, "TransactWriteItems (reserve)"},
+		{"settle with other owners starts with the ledger", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+			{Update: &types.Update{ConditionExpression: aws.String("(begins_with(#n0, :v0))")}}, {Update: &types.Update{}},
+		}}, "TransactWriteItems (settle)"},
 		{"other transaction", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
-			{Put: &types.Put{}},
+			{Update: &types.Update{UpdateExpression: aws.String("SET cfg = :v")}},
 		}}, "TransactWriteItems"},
+		{"reserve on the ledger", "UpdateItem", &dynamodb.UpdateItemInput{UpdateExpression: aws.String("SET #n1 = if_not_exists(#n1, :v0)")}, "UpdateItem (reserve)"},
+		{"settle on the ledger", "UpdateItem", &dynamodb.UpdateItemInput{ConditionExpression: aws.String("(begins_with(#n0, :v0))")}, "UpdateItem (settle)"},
+		{"other update", "UpdateItem", &dynamodb.UpdateItemInput{UpdateExpression: aws.String("REMOVE #n0")}, "UpdateItem"},
+		{"the settle's read of the entry", "GetItem", &dynamodb.GetItemInput{ProjectionExpression: aws.String("#e")}, "GetItem (settle: entry)"},
 		{"empty transaction", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{}, "TransactWriteItems"},
 		{"no parameters", "ListTables", nil, "ListTables"},
 	}

@@ -146,6 +146,7 @@ func (s *Store) CreateRosterKey(ctx context.Context, k *apikey.Key) error {
 			TableName: aws.String(s.table), Item: rosterMarker(k.UserID, k.ID, k.CreatedAt),
 			ConditionExpression: aws.String("attribute_not_exists(pk)"),
 		}},
+		s.ledgerVersion(k.ID, 1),
 	}, "create roster key "+k.ID+" of user "+k.UserID)
 	if failed := conditionsFailed(err); len(failed) > 0 {
 		return fmt.Errorf("roster key of user %s: %w", k.UserID, ErrExists)
@@ -196,8 +197,9 @@ func (s *Store) ReplaceRosterKey(ctx context.Context, prevKeyID string, revoke, 
 			TableName: aws.String(s.table), Item: old,
 			ConditionExpression:       aws.String("attribute_exists(pk) AND version = :v"),
 			ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(revoke.Version)},
-		}})
+		}}, s.ledgerVersion(revoke.ID, revoked.Version))
 	}
+	items = append(items, s.ledgerVersion(k.ID, 1))
 	err = s.transact(ctx, items, "replace roster key "+prevKeyID+" of user "+k.UserID)
 	if failed := conditionsFailed(err); len(failed) > 0 {
 		if failed[0] == 0 {

@@ -110,6 +110,9 @@ func parseCounter(sk string) (budget.Counter, error) {
 // counterKey is the pk and sk of the counter a charge is on.
 func counterKey(o budget.Owner, c budget.Counter) (pk, sk string) { return ownerPK(o), counterSK(c) }
 
+// chargeKey is the key of the counter item of c.
+func chargeKey(c budget.Charge) (pk, sk string) { return counterKey(c.Owner, c.Counter) }
+
 // storedCharge is a charge as a reservation item keeps it (in "data").
 type storedCharge struct {
 	Owner    string      `json:"owner"` // pk: "KEY#<id>", "USER#<userId>", "ORG"

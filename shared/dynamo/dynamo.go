@@ -1,15 +1,17 @@
 // Package dynamo is stipend's storage: one DynamoDB table holding provider
 // settings, proxy keys, their usage counters and one event per request.
 //
-// It is the only package that imports the DynamoDB SDK. Every counter is
-// changed with an atomic ADD in the same transaction that writes the request's
-// event, so spend and events never disagree.
+// It is the only package that imports the DynamoDB SDK. A request on a key
+// with its own limits only is reserved with one conditional UpdateItem on
+// the key's ledger and settled with one more, after its event (with its
+// aggregates and deferred counts) is stored exactly once (keyledger.go).
 //
 // Item types (pk / sk):
 //
 //	PROVIDER#<id> / PROVIDER      provider setting          (gsi1: PROVIDERS / <createdAt>#<id>)
 //	KEY#<id>      / KEY           proxy key configuration   (gsi1: KEYS / <createdAt>#<id>)
-//	KEY#<id>      / USAGE         lifetime counters of the key
+//	KEY#<id>      / USAGE         the key's ledger: its counters, configuration version and
+//	                              open reservations (gsi3 LEDGERS while some are open)
 //	EV#<keyId>    / <ms>#<id>     one event per request, expiring via expiresAt (TTL);
 //	                              indexed by user, custom id and month (events.go)
 //	AGG#<keyId>   / DAY#<d>#<m>   the key's sums per UTC day and model (reports.go)
@@ -316,17 +318,20 @@ func decodeKey(item map[string]types.AttributeValue) (*apikey.Key, error) {
 }
 
 // CreateKey stores a new key with version 1; ErrExists if its id is taken.
+// The key's ledger gets the version in the same transaction (keyledger.go).
 func (s *Store) CreateKey(ctx context.Context, k *apikey.Key) error {
 	k.Version = 1
 	item, err := keyItem(k)
 	if err != nil {
 		return err
 	}
-	return s.putItem(ctx, item, ifAbsent, 0, "key "+k.ID)
+	return s.writeKey(ctx, k, item, ifAbsent, 0)
 }
 
 // UpdateKey writes k if the stored version is still k.Version, and bumps the
-// version; ErrConflict if someone else changed it first, ErrNotFound if absent.
+// version (on the key's ledger too, in the same transaction, so the next
+// reservation sees the change); ErrConflict if someone else changed it
+// first, ErrNotFound if absent.
 func (s *Store) UpdateKey(ctx context.Context, k *apikey.Key) error {
 	next := *k
 	next.Version++
@@ -334,11 +339,35 @@ func (s *Store) UpdateKey(ctx context.Context, k *apikey.Key) error {
 	if err != nil {
 		return err
 	}
-	if err := s.putItem(ctx, item, ifVersion, k.Version, "key "+k.ID); err != nil {
+	if err := s.writeKey(ctx, &next, item, ifVersion, k.Version); err != nil {
 		return err
 	}
 	k.Version = next.Version
 	return nil
+}
+
+// writeKey puts a key's item under cond, as putItem does, and its version
+// on its ledger, in one transaction.
+func (s *Store) writeKey(ctx context.Context, k *apikey.Key, item map[string]types.AttributeValue, cond string, version int64) error {
+	put := &types.Put{
+		TableName: aws.String(s.table), Item: item, ConditionExpression: aws.String(cond),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}
+	if cond == ifVersion {
+		put.ExpressionAttributeValues = map[string]types.AttributeValue{":v": num(version)}
+	}
+	err := s.transact(ctx, []types.TransactWriteItem{{Put: put}, s.ledgerVersion(k.ID, k.Version)}, "put key "+k.ID)
+	var tc *types.TransactionCanceledException
+	if !errors.As(err, &tc) || len(tc.CancellationReasons) == 0 || aws.ToString(tc.CancellationReasons[0].Code) != "ConditionalCheckFailed" {
+		return err
+	}
+	switch {
+	case cond == ifAbsent:
+		return fmt.Errorf("key %s: %w", k.ID, ErrExists)
+	case len(tc.CancellationReasons[0].Item) == 0:
+		return fmt.Errorf("key %s: %w", k.ID, ErrNotFound)
+	}
+	return fmt.Errorf("key %s: %w", k.ID, ErrConflict)
 }
 
 // GetKey returns the key id with a strongly consistent read; ErrNotFound if absent.

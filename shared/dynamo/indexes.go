@@ -15,7 +15,8 @@ import (
 
 // globalIndexes are the table's global secondary indexes, as template.yaml
 // declares them: gsi1 (listings of keys, providers, users, reservations and
-// events by user), gsi2 (events by custom id) and gsi3 (events by month).
+// events by user), gsi2 (events by custom id) and gsi3 (events by month, and
+// key ledgers with open reservations for the stale sweep: keyledger.go).
 func globalIndexes() []types.GlobalSecondaryIndex {
 	gsi := func(name, pk, sk string, p *types.Projection) types.GlobalSecondaryIndex {
 		return types.GlobalSecondaryIndex{

@@ -1,7 +1,7 @@
 package dynamo
 
 // Reporting aggregates. The settle transaction of every request that ends
-// as an event (settleItems) also adds the event to two items beside it, so
+// as an event (recordEvent) also adds the event to two items beside it, so
 // reports over any number of events read a few items:
 //
 //	AGG#<keyId> / DAY#<yyyy-mm-dd>#<model>   costNanos, requests, successes,

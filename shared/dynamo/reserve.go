@@ -2,7 +2,6 @@ package dynamo
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -19,26 +18,18 @@ import (
 	"github.com/stipend/stipend/shared/money"
 )
 
-// Counter items (pk = charge owner, sk = counter name) hold:
+// Counter items of users and the organisation (pk = charge owner, sk =
+// counter name) hold:
 //
 //	v        the committed amount: settled plus outstanding reservations
 //	costNanos, requests, successes, promptTokens, cachedTokens,
 //	completionTokens, latencyMs   settled figures (spend counters only)
 //	expiresAt  window counters expire a day after their window
 //
-// Reservation items (pk = RES#<id>, sk = RES; gsi1 RES / <deadline ms>#<id>)
-// remember what a request reserved until it settles. A settle deletes it; a
-// release (a request never forwarded) replaces it with a tombstone: the
-// same key without gsi1 attributes, expiring a day after the reservation's
-// deadline. The reserve's put is conditional on the key not existing, so a
-// reserve transaction that reaches DynamoDB after its request was released
-// (a timed-out attempt landing late) is cancelled whole: it charges nothing.
+// A key's counters and its open reservations are attributes of its ledger
+// (keyledger.go).
 
-const (
-	skReservation  = "RES"
-	gsiReservation = "RES"
-	attrCommitted  = "v"
-)
+const attrCommitted = "v"
 
 // checkKey maps a version check to the configuration item it guards.
 func checkKey(c budget.Check) (pk, sk string) {
@@ -55,24 +46,71 @@ func checkKey(c budget.Check) (pk, sk string) {
 // Reserve applies r atomically: every version check holds and every charge
 // fits under its limit, and then all amounts are added and r is stored, or
 // nothing changes. A *LimitError names the first charge that did not fit.
-// Transactions that collide with concurrent ones are retried with jitter.
-// Deferred charges are not written: Settle counts them.
+//
+// A reservation on the key's own counters only (no user or organisation
+// limit: their spend is deferred) is one conditional UpdateItem on the
+// key's ledger (keyledger.go); one that also reserves on a user's or the
+// organisation's counters, or checks their versions, is a transaction of
+// that same ledger update with those items, retried with jitter when it
+// collides with concurrent ones. Deferred charges are not written: Settle
+// counts them.
 //
 // Any other error leaves the outcome unknown (a timeout may be followed by
-// the transaction landing): the caller must then Abandon r.
+// the write landing): the caller must then Abandon r.
 func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 	for _, c := range r.Charges {
 		if !c.Fits() {
 			return &budget.LimitError{Charge: c}
 		}
 	}
-	resItem, err := reservationItem(r)
+	p, err := splitReservation(r)
 	if err != nil {
 		return err
 	}
-	items := make([]types.TransactWriteItem, 0, len(r.Checks)+len(r.Charges)+1)
-	var charged []budget.Charge // the charges written, in order
-	for _, c := range r.Checks {
+	entry, err := encodeEntry(r, p)
+	if err != nil {
+		return err
+	}
+	for attempt := 0; ; attempt++ {
+		e := p.reserveExpression(r, entry)
+		var failed bool
+		var old map[string]types.AttributeValue
+		if p.single() {
+			failed, old, err = s.updateLedger(ctx, p.keyID, e, "reserve "+r.ID)
+		} else {
+			failed, old, err = s.reserveTransaction(ctx, r, p, e)
+		}
+		if err != nil || !failed {
+			return err
+		}
+		switch err := p.refusal(r, old); {
+		case errors.Is(err, errLanded):
+			return nil // an earlier attempt of this very reserve was stored
+		case errors.Is(err, errUnseeded) && attempt < 3:
+			if err := s.seedLedger(ctx, p.keyID, p.keyCheck.Version, p.own); err != nil {
+				return fmt.Errorf("reserve %s: %w", r.ID, err)
+			}
+		case errors.Is(err, errRace) && attempt < 10:
+			// Concurrent settles changed the counters: the check passes now.
+		case errors.Is(err, errUnseeded), errors.Is(err, errRace):
+			return fmt.Errorf("reserve %s: %w", r.ID, err)
+		default:
+			var le *budget.LimitError
+			if errors.As(err, &le) {
+				return le
+			}
+			return fmt.Errorf("reserve %s: %w", r.ID, err)
+		}
+	}
+}
+
+// reserveTransaction runs the ledger update e with the checks of the user's
+// and organisation's versions and the reservations on their counters. When
+// the ledger's own condition failed it returns failed and its old image; a
+// failed check is budget.ErrStale, a counter over its limit a LimitError.
+func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p *ledgerPlan, e *expression) (bool, map[string]types.AttributeValue, error) {
+	items := make([]types.TransactWriteItem, 0, len(p.checks)+len(p.others)+1)
+	for _, c := range p.checks {
 		pk, sk := checkKey(c)
 		cc := &types.ConditionCheck{TableName: aws.String(s.table), Key: key(pk, sk)}
 		if c.Version == 0 {
@@ -83,11 +121,12 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 		}
 		items = append(items, types.TransactWriteItem{ConditionCheck: cc})
 	}
-	for _, c := range r.Charges {
-		if c.Deferred {
-			continue
-		}
-		charged = append(charged, c)
+	items = append(items, types.TransactWriteItem{Update: s.ledgerUpdate(p.keyID, e)})
+	counted, err := s.shardValues(ctx, p.others)
+	if err != nil {
+		return false, nil, fmt.Errorf("reserve %s: %w", r.ID, err)
+	}
+	for i, c := range p.others {
 		u := &types.Update{
 			TableName:                 aws.String(s.table),
 			Key:                       key(counterKey(c.Owner, c.Counter)),
@@ -96,8 +135,12 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 		}
 		if c.Limit > 0 {
 			// Conditions cannot add, so the headroom is computed here.
+			headroom := c.Limit - c.Amount - counted[i]
+			if headroom < 0 {
+				return false, nil, &budget.LimitError{Charge: c} // the shards alone leave no room
+			}
 			u.ConditionExpression = aws.String("attribute_not_exists(v) OR v <= :max")
-			u.ExpressionAttributeValues[":max"] = num(c.Limit - c.Amount)
+			u.ExpressionAttributeValues[":max"] = num(headroom)
 		}
 		if exp := counterExpiry(c); exp > 0 {
 			u.UpdateExpression = aws.String("ADD v :a SET expiresAt = :e")
@@ -105,9 +148,6 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 		}
 		items = append(items, types.TransactWriteItem{Update: u})
 	}
-	items = append(items, types.TransactWriteItem{Put: &types.Put{
-		TableName: aws.String(s.table), Item: resItem, ConditionExpression: aws.String("attribute_not_exists(pk)"),
-	}})
 	err = s.transact(ctx, items, "reserve "+r.ID)
 	var tc *types.TransactionCanceledException
 	if errors.As(err, &tc) {
@@ -116,14 +156,94 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 				continue
 			}
 			switch {
-			case i < len(r.Checks):
-				return fmt.Errorf("reserve %s: %w", r.ID, budget.ErrStale)
-			case i < len(r.Checks)+len(charged):
-				return &budget.LimitError{Charge: charged[i-len(r.Checks)]}
+			case i < len(p.checks):
+				return false, nil, fmt.Errorf("reserve %s: %w", r.ID, budget.ErrStale)
+			case i == len(p.checks):
+				old := reason.Item
+				if old == nil {
+					old = map[string]types.AttributeValue{}
+				}
+				return true, old, nil
+			default:
+				return false, nil, &budget.LimitError{Charge: p.others[i-len(p.checks)-1]}
 			}
 		}
 	}
+	return false, nil, err
+}
+
+// shardValues returns, for each limited charge of cs whose counter has
+// shards, what its shards hold (spend counted while the counter had no
+// limit); 0 for the others. Only spend of requests admitted without that
+// limit still lands on shards, so the read does not race the limit.
+func (s *Store) shardValues(ctx context.Context, cs []budget.Charge) ([]int64, error) {
+	where := make([][]place, len(cs))
+	for i, c := range cs {
+		if c.Limit > 0 && sharded(c) {
+			where[i] = places(c)[1:]
+		}
+	}
+	return s.readCounters(ctx, where)
+}
+
+// seedLedger gives keyID's ledger the configuration version of a key
+// stored before ledgers had one, if the key item still has that version:
+// budget.ErrStale when it has another. Every change of a key writes the
+// version to its ledger too, so this runs once per key at most. The values
+// of own's windows (the current month, window and rate counters of the
+// reservation being made) are carried over from the counter items of that
+// layout, so a limit's window does not start again at the upgrade; the
+// lifetime counter was already on the ledger's item.
+func (s *Store) seedLedger(ctx context.Context, keyID string, version int64, own []budget.Charge) error {
+	e := newExpression()
+	e.set(e.name(attrConfig) + " = " + e.value(num(version)))
+	e.cond("attribute_not_exists(" + e.name(attrConfig) + ")")
+	var windows []budget.Counter
+	var where [][]place
+	for _, c := range own {
+		if c.Unit != budget.Lifetime && c.Owner.ID == keyID {
+			windows = append(windows, c.Counter)
+			where = append(where, []place{{keyPK(keyID), counterSK(c.Counter), attrCommitted}})
+		}
+	}
+	legacy, err := s.readCounters(ctx, where)
+	if err != nil {
+		return err
+	}
+	for i, c := range windows {
+		if legacy[i] != 0 {
+			e.add(counterAttr(c), legacy[i])
+		}
+	}
+	err = s.transact(ctx, []types.TransactWriteItem{
+		{ConditionCheck: &types.ConditionCheck{
+			TableName: aws.String(s.table), Key: key(keyPK(keyID), skKey),
+			ConditionExpression:       aws.String("version = :v"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
+		}},
+		{Update: &types.Update{
+			TableName: aws.String(s.table), Key: ledgerKey(keyID),
+			UpdateExpression: aws.String(e.update()), ConditionExpression: e.condition(),
+			ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
+		}},
+	}, "seed the ledger of key "+keyID)
+	if failed := conditionsFailed(err); len(failed) > 0 {
+		if failed[0] == 0 {
+			return budget.ErrStale
+		}
+		return nil // seeded concurrently
+	}
 	return err
+}
+
+// ledgerVersion is the write that keeps keyID's ledger's configuration
+// version equal to the key item's, in the transaction that writes the key.
+func (s *Store) ledgerVersion(keyID string, version int64) types.TransactWriteItem {
+	return types.TransactWriteItem{Update: &types.Update{
+		TableName: aws.String(s.table), Key: ledgerKey(keyID),
+		UpdateExpression:          aws.String("SET cfg = :v"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
+	}}
 }
 
 // counterExpiry lets window counters shorter than a month expire a day after
@@ -204,107 +324,78 @@ func onlyConflicts(tc *types.TransactionCanceledException) bool {
 	return conflict
 }
 
-func encodeReservation(r *budget.Reservation) ([]byte, error) {
-	st := storedReservation{ID: r.ID, KeyID: r.KeyID, Cost: r.Cost, Usage: r.Usage, Deadline: r.Deadline, Event: r.Event}
-	for _, c := range r.Charges {
-		if c.Deferred {
-			pk, sk := counterKey(c.Owner, c.Counter)
-			st.Deferred = append(st.Deferred, pk+" "+sk)
-		} else {
-			st.Charges = append(st.Charges, storeCharge(c))
-		}
-	}
-	return json.Marshal(st)
-}
-
-func decodeReservation(data string) (*budget.Reservation, error) {
-	var st storedReservation
-	if err := json.Unmarshal([]byte(data), &st); err != nil {
-		return nil, err
-	}
-	r := &budget.Reservation{ID: st.ID, KeyID: st.KeyID, Cost: st.Cost, Usage: st.Usage, Deadline: st.Deadline, Event: st.Event}
-	for _, sc := range st.Charges {
-		c, err := loadCharge(sc)
-		if err != nil {
-			return nil, err
-		}
-		r.Charges = append(r.Charges, c)
-	}
-	for _, d := range st.Deferred {
-		owner, name, ok := strings.Cut(d, " ")
-		if !ok {
-			return nil, fmt.Errorf("deferred charge %q", d)
-		}
-		c, err := loadCharge(storedCharge{Owner: owner, Name: name, Kind: budget.Spend, Amount: int64(r.Cost), Deferred: true})
-		if err != nil {
-			return nil, err
-		}
-		r.Charges = append(r.Charges, c)
-	}
-	return r, nil
-}
-
-func reservationItem(r *budget.Reservation) (map[string]types.AttributeValue, error) {
-	b, err := encodeReservation(r)
-	if err != nil {
-		return nil, fmt.Errorf("encode reservation %s: %w", r.ID, err)
-	}
-	item := key("RES#"+r.ID, skReservation)
-	item[attrGSI1PK] = str(gsiReservation)
-	item[attrGSI1SK] = str(fmt.Sprintf("%013d#%s", r.Deadline.UnixMilli(), r.ID))
-	item["data"] = str(string(b))
-	return item, nil
-}
-
-// Settle ends r with the request's actual usage: each spend and token
-// counter moves from the reserved amount to the actual one, the settled
-// figures grow, ev is stored and r is deleted — atomically, and only once:
-// ErrSettled if r was already settled (for example by the stale sweep).
-// Actual cost above the reservation is recorded as it is (never hidden).
+// Settle ends r with the request's actual usage: ev is stored with its
+// reporting aggregates and the deferred spend of the user and the
+// organisation (one transaction, conditional on the event being new), then
+// r ends on the key's ledger (one conditional UpdateItem; a transaction with
+// the user's or organisation's counters when r reserved on them): each
+// counter moves from the reserved amount to the actual one and the settled
+// figures grow — once: ErrSettled if r was already settled (for example by
+// the stale sweep). When ev's item exists already (an earlier attempt, or
+// the sweep, stored it and did not get to the ledger), the stored event is
+// what the ledger is settled with, so the two always agree. Actual cost
+// above the reservation is recorded as it is (never hidden).
+//
+// A consistent read of r's entry comes first: a reservation that has ended
+// (settled by the sweep, released, abandoned) records no event. Nothing
+// else ends a reservation while its request may still settle it (the sweep
+// waits for its deadline, past the invocation's end), so the read and the
+// writes after it do not race.
 func (s *Store) Settle(ctx context.Context, r *budget.Reservation, ev *ledger.Event) error {
-	items, err := s.settleItems(r, ev)
+	p, err := splitReservation(r)
 	if err != nil {
 		return err
 	}
-	return s.finish(ctx, r, items, "settle")
+	if open, err := s.openOnLedger(ctx, p.keyID, r.ID); err != nil || !open {
+		if err == nil {
+			err = budget.ErrSettled
+		}
+		return fmt.Errorf("settle %s: %w", r.ID, err)
+	}
+	stored, err := s.recordEvent(ctx, ev, p.deferred)
+	if err != nil {
+		return fmt.Errorf("settle %s: %w", r.ID, err)
+	}
+	return s.settleLedger(ctx, r, p, stored, "settle")
 }
 
 // Release undoes r for a request that was never forwarded: spend and token
 // amounts are given back, the request still counts against rate limits, no
-// event is stored, and r's item becomes a tombstone, so a late copy of r's
+// event is stored, and r's entry becomes a tombstone, so a late copy of r's
 // reserve can never land. ErrSettled when r was already released or settled
 // (a retry whose earlier attempt committed).
 func (s *Store) Release(ctx context.Context, r *budget.Reservation) error {
-	items, err := s.settleItems(r, nil)
+	p, err := splitReservation(r)
 	if err != nil {
 		return err
 	}
-	return s.finish(ctx, r, items, "release")
+	return s.settleLedger(ctx, r, p, nil, "release")
 }
 
 // Abandon ends r after a Reserve whose outcome is unknown (it timed out, so
-// its transaction may have committed, may still commit later, or never
-// will), for a request answered 503 and never forwarded. It first puts r's
-// tombstone on the condition that r's key is free: when that succeeds, no
-// reserve of r has landed and none ever will (its put requires the key to
-// be free), so nothing was charged. When the key is taken, either the
-// reserve landed — then Release gives every amount back and leaves the
-// tombstone — or an earlier Abandon already did all this (Release then finds
-// no reservation: ErrSettled, which Abandon reports as done). Abandon is
+// its write may have landed, may still land later, or never will), for a
+// request answered 503 and never forwarded. It first puts r's tombstone on
+// the key's ledger on the condition that r has no entry there: when that
+// succeeds, no reserve of r has landed and none ever will (its condition
+// requires no entry), so nothing was charged. When r has an entry, either
+// the reserve landed — then Release gives every amount back and leaves the
+// tombstone — or an earlier Abandon already did all this. Abandon is
 // idempotent: call it until it returns nil or a permanent error.
 func (s *Store) Abandon(ctx context.Context, r *budget.Reservation) error {
-	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.table), Item: tombstone(r), ConditionExpression: aws.String("attribute_not_exists(pk)"),
-	})
-	var cf *types.ConditionalCheckFailedException
+	p, err := splitReservation(r)
+	if err != nil {
+		return err
+	}
+	e := newExpression()
+	ea := e.name(entryAttr(r.ID))
+	e.set(ea + " = " + e.value(str(tombstoneValue(r))))
+	e.cond("attribute_not_exists(" + ea + ")")
+	failed, old, err := s.updateLedger(ctx, p.keyID, e, "abandon "+r.ID)
 	switch {
-	case err == nil:
+	case err != nil:
+		return err
+	case !failed, strings.HasPrefix(getS(old, entryAttr(r.ID)), tombEntry):
 		return nil
-	case !errors.As(err, &cf):
-		if permanent(err) {
-			return fmt.Errorf("abandon %s: %w: %w", r.ID, budget.ErrRejected, err)
-		}
-		return fmt.Errorf("abandon %s: %w", r.ID, err)
 	}
 	if err := s.Release(ctx, r); err != nil && !errors.Is(err, budget.ErrSettled) {
 		return fmt.Errorf("abandon %s: %w", r.ID, err)
@@ -312,168 +403,225 @@ func (s *Store) Abandon(ctx context.Context, r *budget.Reservation) error {
 	return nil
 }
 
-// tombstone is the item that replaces a released reservation: its key,
-// without gsi1 attributes (the stale sweep never sees it), expiring a day
-// after the reservation's deadline, when no copy of its reserve can land.
-func tombstone(r *budget.Reservation) map[string]types.AttributeValue {
-	item := key("RES#"+r.ID, skReservation)
-	item["released"] = &types.AttributeValueMemberBOOL{Value: true}
-	item[attrExpires] = num(r.Deadline.Add(24 * time.Hour).Unix())
-	return item
-}
-
-func (s *Store) finish(ctx context.Context, r *budget.Reservation, items []types.TransactWriteItem, what string) error {
-	err := s.transact(ctx, items, what+" "+r.ID)
-	var tc *types.TransactionCanceledException
-	if errors.As(err, &tc) && len(tc.CancellationReasons) > 0 && aws.ToString(tc.CancellationReasons[0].Code) == "ConditionalCheckFailed" {
-		return fmt.Errorf("%s %s: %w", what, r.ID, budget.ErrSettled)
+// settleLedger ends r on its key's ledger with ev (a release when nil),
+// with the counters of other owners r reserved on in the same transaction.
+func (s *Store) settleLedger(ctx context.Context, r *budget.Reservation, p *ledgerPlan, ev *ledger.Event, what string) error {
+	e := p.settleExpression(r, ev)
+	what += " " + r.ID
+	if len(p.others) == 0 {
+		failed, _, err := s.updateLedger(ctx, p.keyID, e, what)
+		if failed {
+			return fmt.Errorf("%s: %w", what, budget.ErrSettled)
+		}
+		return err
+	}
+	items := []types.TransactWriteItem{{Update: s.ledgerUpdate(p.keyID, e)}}
+	items = append(items, counterMoves(s.table, p.others, ev, chargeKey)...)
+	err := s.transact(ctx, items, what)
+	if failed := conditionsFailed(err); len(failed) > 0 && failed[0] == 0 {
+		return fmt.Errorf("%s: %w", what, budget.ErrSettled)
 	}
 	return err
 }
 
-// settleItems returns the writes of one settle transaction: the
-// reservation's delete (or, for a release, its replacement by a tombstone),
-// each counter's move from reserved to actual (a deferred counter: by the
-// whole actual cost) and, when ev is not nil, the event and its reporting
-// aggregates (at most 2 items more than before: the key's day-and-model item
-// and, with a custom id, its custom-id item). The first write is conditional
-// on the reservation (not a tombstone) existing, so r ends exactly once.
-func (s *Store) settleItems(r *budget.Reservation, ev *ledger.Event) ([]types.TransactWriteItem, error) {
-	const pending = "attribute_exists(" + attrGSI1PK + ")" // a reservation, not a tombstone
-	first := types.TransactWriteItem{Delete: &types.Delete{
-		TableName: aws.String(s.table), Key: key("RES#"+r.ID, skReservation), ConditionExpression: aws.String(pending),
-	}}
-	if ev == nil {
-		first = types.TransactWriteItem{Put: &types.Put{
-			TableName: aws.String(s.table), Item: tombstone(r), ConditionExpression: aws.String(pending),
-		}}
-	}
-	items := []types.TransactWriteItem{first}
+// counterMoves moves each of cs (on the item at names, not the ledger) from its
+// reserved amount to ev's actual one (a deferred charge: by the whole
+// actual cost; a release, ev nil, gives back what was reserved), adding the
+// settled figures to spend counters.
+func counterMoves(table string, cs []budget.Charge, ev *ledger.Event, at func(budget.Charge) (pk, sk string)) []types.TransactWriteItem {
+	var items []types.TransactWriteItem
 	var cost, tokens int64
-	var u ledger.Usage
 	if ev != nil {
-		cost, u = int64(ev.Cost), ev.Usage
-		tokens = u.Total()
+		cost, tokens = int64(ev.Cost), ev.Usage.Total()
 	}
-	for _, c := range r.Charges {
-		vals := map[string]types.AttributeValue{}
-		var expr string
+	for _, c := range cs {
+		e := newExpression()
 		switch c.Kind {
 		case budget.Spend:
 			if c.Deferred && ev == nil {
 				continue // never reserved, nothing to give back
 			}
-			vals[":d"] = num(cost - c.Reserved())
-			expr = "ADD v :d"
+			e.add(attrCommitted, cost-c.Reserved())
 			if ev != nil {
-				success := int64(0)
-				if ev.Success() {
-					success = 1
+				for _, f := range settledFigures(ev) {
+					e.add(f.name, f.value)
 				}
-				expr += ", costNanos :c, requests :one, successes :s, promptTokens :p, cachedTokens :ct, completionTokens :o, latencyMs :l"
-				vals[":c"], vals[":one"], vals[":s"] = num(cost), num(1), num(success)
-				vals[":p"], vals[":ct"], vals[":o"], vals[":l"] = num(u.PromptTokens), num(u.CachedTokens), num(u.CompletionTokens), num(ev.LatencyMs)
 			}
 		case budget.Tokens:
-			vals[":d"] = num(tokens - c.Reserved())
-			expr = "ADD v :d"
+			e.add(attrCommitted, tokens-c.Reserved())
 		default:
 			continue // a request stays counted
 		}
 		items = append(items, types.TransactWriteItem{Update: &types.Update{
-			TableName: aws.String(s.table), Key: key(counterKey(c.Owner, c.Counter)),
-			UpdateExpression: aws.String(expr), ExpressionAttributeValues: vals,
+			TableName: aws.String(table), Key: key(at(c)),
+			UpdateExpression: aws.String(e.update()), ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
 		}})
 	}
-	if ev != nil {
-		evItem, err := eventItem(ev, s.retention)
-		if err != nil {
+	return items
+}
+
+// recordEvent stores ev, its reporting aggregates and the deferred charges
+// (a user's or the organisation's spend without a limit, on shards) in one
+// transaction, on the condition that ev is new: the aggregates and the
+// deferred counters grow exactly once per event. It returns the event as
+// stored: ev, or the one an earlier attempt stored. A nil ev (a release)
+// records nothing.
+func (s *Store) recordEvent(ctx context.Context, ev *ledger.Event, deferred []budget.Charge) (*ledger.Event, error) {
+	if ev == nil {
+		return nil, nil
+	}
+	evItem, err := eventItem(ev, s.retention)
+	if err != nil {
+		return nil, err
+	}
+	items := []types.TransactWriteItem{{Put: &types.Put{
+		TableName: aws.String(s.table), Item: evItem, ConditionExpression: aws.String("attribute_not_exists(pk)"),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}}}
+	// The reporting aggregates (reports.go) grow in the same transaction,
+	// so they always equal the sum of the stored events.
+	items = append(items, s.aggregateItems(ev)...)
+	// A deferred charge is counted on a random shard (shards.go).
+	items = append(items, counterMoves(s.table, deferred, ev, anyShard)...)
+	err = s.transact(ctx, items, "record event "+ev.ID)
+	var tc *types.TransactionCanceledException
+	if !errors.As(err, &tc) || len(tc.CancellationReasons) == 0 || aws.ToString(tc.CancellationReasons[0].Code) != "ConditionalCheckFailed" {
+		return ev, err
+	}
+	old := tc.CancellationReasons[0].Item
+	if len(old) == 0 {
+		if old, err = s.getItem(ctx, eventPK(ev.KeyID), eventSK(ev.CreatedAt, ev.ID), "event "+ev.ID); err != nil {
 			return nil, err
 		}
-		items = append(items, types.TransactWriteItem{Put: &types.Put{
-			TableName: aws.String(s.table), Item: evItem, ConditionExpression: aws.String("attribute_not_exists(pk)"),
-		}})
-		// The reporting aggregates (reports.go) grow in the same
-		// transaction, so they always equal the sum of the stored events.
-		items = append(items, s.aggregateItems(ev)...)
 	}
-	return items, nil
+	return decodeEvent(old)
 }
 
 // StaleReservations returns reservations whose deadline is before now: their
-// invocation died before it could settle them.
+// invocation died before it could settle them. It reads (strongly
+// consistently) the ledgers the sweep's index names, tidying each
+// (tidyLedger), and the reservation items of stipend versions that kept one
+// item per reservation.
 func (s *Store) StaleReservations(ctx context.Context, now time.Time) ([]*budget.Reservation, error) {
-	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
-		TableName:              aws.String(s.table),
-		IndexName:              aws.String(indexGSI1),
-		KeyConditionExpression: aws.String("gsi1pk = :pk AND gsi1sk < :now"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": str(gsiReservation), ":now": str(fmt.Sprintf("%013d", now.UnixMilli())),
-		},
-	})
+	before := str(fmt.Sprintf("%013d", now.UnixMilli()))
 	var list []*budget.Reservation
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
+	err := s.queryAll(ctx, &dynamodb.QueryInput{
+		TableName: aws.String(s.table), IndexName: aws.String(indexGSI3),
+		KeyConditionExpression:    aws.String("gsi3pk = :pk AND gsi3sk < :now"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(gsiLedgers), ":now": before},
+	}, "query ledgers with stale reservations", func(found map[string]types.AttributeValue) error {
+		keyID, ok := strings.CutPrefix(getS(found, attrPK), keyPK(""))
+		if !ok {
+			return nil
+		}
+		item, err := s.getItem(ctx, keyPK(keyID), skUsage, "ledger of key "+keyID)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
 		if err != nil {
-			return nil, fmt.Errorf("query stale reservations: %w", err)
+			return err
 		}
-		for _, item := range page.Items {
-			r, err := decodeReservation(getS(item, "data"))
-			if err != nil {
-				return nil, fmt.Errorf("decode reservation %s: %w", getS(item, attrPK), err)
-			}
-			list = append(list, r)
+		stale, err := s.tidyLedger(ctx, keyID, item, now)
+		list = append(list, stale...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = s.queryAll(ctx, &dynamodb.QueryInput{
+		TableName: aws.String(s.table), IndexName: aws.String(indexGSI1),
+		KeyConditionExpression:    aws.String("gsi1pk = :pk AND gsi1sk < :now"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(gsiReservation), ":now": before},
+	}, "query stale reservations", func(item map[string]types.AttributeValue) error {
+		r, err := decodeReservation(getS(item, "data"))
+		if err != nil {
+			return fmt.Errorf("decode reservation %s: %w", getS(item, attrPK), err)
 		}
+		list = append(list, r)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return list, nil
 }
 
 // SettleStale settles r at its reserved worst case — the true usage is
 // unknown and the provider may have billed it — with its event marked
-// incomplete. ErrSettled when someone settled it first.
+// incomplete (unless its invocation stored the true event before it died:
+// then the ledger is settled with that). ErrSettled when someone settled it
+// first.
 func (s *Store) SettleStale(ctx context.Context, r *budget.Reservation) error {
 	ev := r.Event
 	ev.Usage, ev.Cost = r.Usage, r.Cost
 	ev.Incomplete, ev.Estimated = true, true
 	ev.ErrorCode = "reservation_expired"
+	legacy, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.table), Key: key("RES#"+r.ID, skReservation), ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return fmt.Errorf("settle stale %s: %w", r.ID, err)
+	}
+	if legacy.Item != nil {
+		return s.settleLegacy(ctx, r, &ev)
+	}
 	return s.Settle(ctx, r, &ev)
 }
 
 // Counters returns the committed value of each charge's counter (0 for
-// counters not yet written), read strongly consistently in one round trip.
+// counters not yet written), read strongly consistently in one round trip:
+// a key's from its ledger, others' from their counter items and shards.
 func (s *Store) Counters(ctx context.Context, charges []budget.Charge) ([]int64, error) {
-	out := make([]int64, len(charges))
-	if len(charges) == 0 {
-		return out, nil
-	}
-	keys := make([]map[string]types.AttributeValue, 0, len(charges))
-	seen := map[string]bool{}
-	for _, c := range charges {
-		pk, sk := counterKey(c.Owner, c.Counter)
-		if id := pk + "\x00" + sk; !seen[id] {
-			seen[id] = true
-			keys = append(keys, key(pk, sk))
-		}
-	}
-	values := map[string]int64{}
-	req := map[string]types.KeysAndAttributes{s.table: {Keys: keys, ConsistentRead: aws.Bool(true), ProjectionExpression: aws.String("pk, sk, v")}}
-	for attempt := 0; len(req) > 0; attempt++ {
-		res, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req, ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal})
-		if err != nil {
-			return nil, fmt.Errorf("read counters: %w", err)
-		}
-		s.accountBatch(res)
-		for _, item := range res.Responses[s.table] {
-			values[getS(item, attrPK)+"\x00"+getS(item, attrSK)] = getN(item, attrCommitted)
-		}
-		req = res.UnprocessedKeys
-		if attempt > 5 {
-			return nil, errors.New("read counters: unprocessed keys remain")
-		}
-	}
+	where := make([][]place, len(charges))
 	for i, c := range charges {
-		pk, sk := counterKey(c.Owner, c.Counter)
-		out[i] = values[pk+"\x00"+sk]
+		where[i] = places(c)
+	}
+	return s.readCounters(ctx, where)
+}
+
+// readCounters sums, for each list of places, the attributes stored there.
+func (s *Store) readCounters(ctx context.Context, where [][]place) ([]int64, error) {
+	out := make([]int64, len(where))
+	keys := []map[string]types.AttributeValue{}
+	seen := map[string]bool{}
+	proj := newExpression()
+	attrs := []string{proj.name(attrPK), proj.name(attrSK)}
+	for _, ps := range where {
+		for _, p := range ps {
+			if id := p.pk + "\x00" + p.sk; !seen[id] {
+				seen[id] = true
+				keys = append(keys, key(p.pk, p.sk))
+			}
+			if _, named := proj.byName[p.attr]; !named {
+				attrs = append(attrs, proj.name(p.attr))
+			}
+		}
+	}
+	items := map[string]map[string]types.AttributeValue{}
+	for len(keys) > 0 {
+		n := min(len(keys), batchGetMax)
+		req := map[string]types.KeysAndAttributes{s.table: {Keys: keys[:n], ConsistentRead: aws.Bool(true),
+			ProjectionExpression: aws.String(strings.Join(attrs, ", ")), ExpressionAttributeNames: proj.names}}
+		keys = keys[n:]
+		for attempt := 0; len(req) > 0; attempt++ {
+			res, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req, ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal})
+			if err != nil {
+				return nil, fmt.Errorf("read counters: %w", err)
+			}
+			s.accountBatch(res)
+			for _, item := range res.Responses[s.table] {
+				items[getS(item, attrPK)+"\x00"+getS(item, attrSK)] = item
+			}
+			req = res.UnprocessedKeys
+			if attempt > 5 {
+				return nil, errors.New("read counters: unprocessed keys remain")
+			}
+		}
+	}
+	for i, ps := range where {
+		for _, p := range ps {
+			out[i] += getN(items[p.pk+"\x00"+p.sk], p.attr)
+		}
 	}
 	return out, nil
 }
@@ -484,15 +632,25 @@ func (s *Store) CounterTotals(ctx context.Context, owner budget.Owner, c budget.
 }
 
 // OwnerTotals returns the settled figures of one counter by its stored
-// names, e.g. a key's month: KEY#<id> / SPEND#mo#<yyyymm> (counters.go).
+// names, e.g. a key's month: KEY#<id> / SPEND#mo#<yyyymm> (counters.go;
+// a key's windows are attributes of its ledger: keyWindowTotals).
 func (s *Store) OwnerTotals(ctx context.Context, owner, counter string) (ledger.Totals, error) {
+	if keyID, ok := strings.CutPrefix(owner, keyPK("")); ok && counter != skUsage {
+		if c, err := parseCounter(counter); err == nil {
+			return s.keyWindowTotals(ctx, keyID, c)
+		}
+	}
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(s.table), Key: key(owner, counter), ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
 		return ledger.Totals{}, fmt.Errorf("get %s %s: %w", owner, counter, err)
 	}
-	return totalsOf(out.Item), nil
+	tot := totalsOf(out.Item)
+	if !strings.HasPrefix(owner, keyPK("")) {
+		err = s.shardTotals(ctx, owner, counter, &tot)
+	}
+	return tot, err
 }
 
 func totalsOf(it map[string]types.AttributeValue) ledger.Totals {
@@ -530,6 +688,14 @@ func (s *Store) accountBatch(out *dynamodb.BatchGetItemOutput) {
 	var units float64
 	for _, c := range out.ConsumedCapacity {
 		units += aws.ToFloat64(c.CapacityUnits)
+	}
+	s.addStats(1, units)
+}
+
+func (s *Store) accountOne(c *types.ConsumedCapacity) {
+	var units float64
+	if c != nil {
+		units = aws.ToFloat64(c.CapacityUnits)
 	}
 	s.addStats(1, units)
 }

@@ -1,0 +1,86 @@
+package dynamo
+
+// expression builds an update (or condition) expression with generated
+// placeholders, so attribute names that are not identifiers (counter names
+// such as "SPEND#mo#202612", reservation entries "R#<id>") can be used.
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+type expression struct {
+	sets, adds, removes, conds []string
+	names                      map[string]string // placeholder -> attribute
+	byName                     map[string]string // attribute -> placeholder
+	values                     map[string]types.AttributeValue
+}
+
+func newExpression() *expression {
+	return &expression{names: map[string]string{}, byName: map[string]string{}, values: map[string]types.AttributeValue{}}
+}
+
+// name returns the placeholder of attribute a.
+func (e *expression) name(a string) string {
+	if p, ok := e.byName[a]; ok {
+		return p
+	}
+	p := fmt.Sprintf("#n%d", len(e.names))
+	e.names[p], e.byName[a] = a, p
+	return p
+}
+
+// value returns a new placeholder for v.
+func (e *expression) value(v types.AttributeValue) string {
+	p := fmt.Sprintf(":v%d", len(e.values))
+	e.values[p] = v
+	return p
+}
+
+func (e *expression) set(clause string)  { e.sets = append(e.sets, clause) }
+func (e *expression) remove(attr string) { e.removes = append(e.removes, e.name(attr)) }
+func (e *expression) cond(clause string) { e.conds = append(e.conds, clause) }
+func (e *expression) add(attr string, n int64) {
+	e.adds = append(e.adds, e.name(attr)+" "+e.value(num(n)))
+}
+
+// update is the update expression.
+func (e *expression) update() string {
+	var parts []string
+	if len(e.sets) > 0 {
+		parts = append(parts, "SET "+strings.Join(e.sets, ", "))
+	}
+	if len(e.adds) > 0 {
+		parts = append(parts, "ADD "+strings.Join(e.adds, ", "))
+	}
+	if len(e.removes) > 0 {
+		parts = append(parts, "REMOVE "+strings.Join(e.removes, ", "))
+	}
+	return strings.Join(parts, " ")
+}
+
+// condition is the condition expression, nil when there is none.
+func (e *expression) condition() *string {
+	if len(e.conds) == 0 {
+		return nil
+	}
+	c := "(" + strings.Join(e.conds, ") AND (") + ")"
+	return &c
+}
+
+// valuesOrNil is nil when no value is used (DynamoDB refuses an empty map).
+func (e *expression) valuesOrNil() map[string]types.AttributeValue {
+	if len(e.values) == 0 {
+		return nil
+	}
+	return e.values
+}
+
+func (e *expression) namesOrNil() map[string]string {
+	if len(e.names) == 0 {
+		return nil
+	}
+	return e.names
+}

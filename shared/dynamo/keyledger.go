@@ -1,0 +1,617 @@
+package dynamo
+
+// The key's ledger: one item per key (pk KEY#<id>, sk USAGE, the item that
+// held only the key's lifetime counter before) with everything a
+// reservation on the key's own limits needs, so that such a reservation is
+// one conditional UpdateItem on one item and its settle one more:
+//
+//	v, costNanos, requests, successes, promptTokens, cachedTokens,
+//	completionTokens, latencyMs   lifetime: committed and settled figures (KeyTotals)
+//	cfg                           the key configuration's version, written with every
+//	                              change of the key (UpdateKey & co., in one transaction
+//	                              with the key item); a reservation's condition checks it,
+//	                              so a revocation applies to the very next request
+//	SPEND#mo#<yyyymm>, SPEND#<u>#<w>, REQ#<u>#<w>, RPM#<model>#<w>, TPM#<model>#<w>
+//	                              the committed value of each windowed counter of the key,
+//	                              named as the counter items were (counters.go); a new
+//	                              window is a new attribute that ADD starts from zero, so
+//	                              no condition has to guess the window; a reserve removes
+//	                              the windows two and three before its own, the sweep other
+//	                              ended windows shorter than a month (months stay, ~30
+//	                              bytes each: their committed amount is read afterwards)
+//	R#<reservation id>            an open reservation (JSON, "{...}": what its settle and
+//	                              the sweep need) or its tombstone ("-<unix ms>"), which
+//	                              stops a late copy of a released or abandoned reserve
+//	seq                           reservations ever opened (the sweep's change detector)
+//	gsi3pk, gsi3sk                LEDGERS / <unix ms>#K#<keyId> while reservations are open:
+//	                              the sweep's index (the earliest deadline of a period of
+//	                              activity, kept while the key stays busy; the sweep
+//	                              moves it forward and removes it when none is open).
+//	                              gsi3 projects only the keys and "data", which a ledger
+//	                              does not have: writes that leave the index attributes
+//	                              as they are do not write the index (gsi1 projects
+//	                              everything: each ledger write would be written twice)
+//
+// Reservations that also reserve on a user's or the organisation's counters
+// (limits there) put the same ledger update in a transaction with those
+// items and the checks of the user's and organisation's versions.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/stipend/stipend/shared/budget"
+	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/money"
+)
+
+const (
+	gsiLedgers  = "LEDGERS" // gsi3 partition of ledgers with open reservations
+	attrConfig  = "cfg"
+	attrSeq     = "seq"
+	entryPrefix = "R#"
+	liveEntry   = "{" // an open reservation's value starts so
+	tombEntry   = "-" // a tombstone's: "-<unix ms after which it may go>"
+	// tombstoneLife is how long after a released reservation's deadline its
+	// tombstone stays: a copy of its reserve can no longer land by then.
+	tombstoneLife = time.Hour
+	// windowMargin is how long after its end the sweep leaves a window's
+	// counter, for clocks that lag.
+	windowMargin = 5 * time.Minute
+)
+
+func ledgerKey(keyID string) map[string]types.AttributeValue { return key(keyPK(keyID), skUsage) }
+
+func entryAttr(id string) string { return entryPrefix + id }
+
+// counterAttr is the ledger attribute of one of the key's counters.
+func counterAttr(c budget.Counter) string {
+	if c.Kind == budget.Spend && c.Unit == budget.Lifetime {
+		return attrCommitted
+	}
+	return counterSK(c)
+}
+
+// ledgerDue is the sweep's index sort key for a ledger due at t.
+func ledgerDue(t time.Time, keyID string) string {
+	return fmt.Sprintf("%013d#K#%s", t.UnixMilli(), keyID)
+}
+
+func tombstoneValue(r *budget.Reservation) string {
+	return tombEntry + strconv.FormatInt(r.Deadline.Add(tombstoneLife).UnixMilli(), 10)
+}
+
+// ledgerPlan sorts a reservation's charges and checks by where they are
+// kept: the key's ledger, other owners' counter items (then the reserve
+// and settle are transactions), or nowhere until the event (deferred).
+type ledgerPlan struct {
+	keyID    string
+	keyCheck *budget.Check   // the key's version, checked on the ledger
+	checks   []budget.Check  // other versions: condition checks in a transaction
+	own      []budget.Charge // the key's charges
+	others   []budget.Charge // reserved charges of users and the organisation
+	deferred []budget.Charge // counted with the event
+}
+
+func splitReservation(r *budget.Reservation) (*ledgerPlan, error) {
+	p := &ledgerPlan{keyID: r.KeyID}
+	if p.keyID == "" {
+		for _, c := range r.Charges {
+			if c.Owner.Kind == budget.OwnerKey {
+				p.keyID = c.Owner.ID
+				break
+			}
+		}
+	}
+	if p.keyID == "" {
+		return nil, fmt.Errorf("reservation %s: no key", r.ID)
+	}
+	for _, c := range r.Charges {
+		switch {
+		case c.Deferred:
+			p.deferred = append(p.deferred, c)
+		case c.Owner == budget.KeyOwner(p.keyID):
+			p.own = append(p.own, c)
+		default:
+			p.others = append(p.others, c)
+		}
+	}
+	for i, c := range r.Checks {
+		if c.Kind == budget.CheckKey && c.ID == p.keyID && c.Version > 0 && p.keyCheck == nil {
+			p.keyCheck = &r.Checks[i]
+			continue
+		}
+		p.checks = append(p.checks, c)
+	}
+	return p, nil
+}
+
+// single reports whether the reservation is the key's alone: one item.
+func (p *ledgerPlan) single() bool { return len(p.others) == 0 && len(p.checks) == 0 }
+
+// ledgerEntry is an open reservation as its R#<id> attribute keeps it:
+// small (about 200 bytes), because every write of the ledger costs a unit
+// per KB of the whole item. Field names are short and empty fields left
+// out; the event skeleton keeps what the request's own event would carry
+// before the response (the id and key are the entry's).
+type ledgerEntry struct {
+	Deadline int64          `json:"d"` // unix ms
+	Cost     money.Nanos    `json:"c"`
+	Usage    entryUsage     `json:"u"`
+	Own      []entryCharge  `json:"k,omitempty"`
+	Others   []storedCharge `json:"o,omitempty"`
+	Deferred []string       `json:"f,omitempty"` // "<owner> <counter>", amount Cost
+	Event    entryEvent     `json:"e"`
+}
+
+type entryCharge struct {
+	Name   string `json:"n"` // the counter (counterSK)
+	Amount int64  `json:"a"`
+}
+
+type entryUsage struct {
+	Prompt     int64 `json:"p,omitempty"`
+	Cached     int64 `json:"c,omitempty"`
+	Completion int64 `json:"o,omitempty"`
+	CacheWrite int64 `json:"w,omitempty"`
+}
+
+type entryEvent struct {
+	UserID         string `json:"u,omitempty"`
+	ProviderID     string `json:"p,omitempty"`
+	Model          string `json:"m,omitempty"`
+	Path           string `json:"a,omitempty"`
+	Method         string `json:"h,omitempty"`
+	Stream         bool   `json:"s,omitempty"`
+	CustomID       string `json:"i,omitempty"`
+	CreatedAt      int64  `json:"t,omitempty"`
+	RequestedModel string `json:"r,omitempty"`
+	Status         int    `json:"x,omitempty"`
+}
+
+func encodeEntry(r *budget.Reservation, p *ledgerPlan) (string, error) {
+	u, ev := r.Usage, r.Event
+	en := ledgerEntry{
+		Deadline: r.Deadline.UnixMilli(), Cost: r.Cost,
+		Usage: entryUsage{Prompt: u.PromptTokens, Cached: u.CachedTokens, Completion: u.CompletionTokens, CacheWrite: u.CacheWriteTokens},
+		Event: entryEvent{UserID: ev.UserID, ProviderID: ev.ProviderID, Model: ev.Model, Path: ev.Path, Method: ev.Method,
+			Stream: ev.Stream, CustomID: ev.CustomID, CreatedAt: ev.CreatedAt, RequestedModel: ev.RequestedModel, Status: ev.Status},
+	}
+	for _, c := range p.own {
+		en.Own = append(en.Own, entryCharge{Name: counterSK(c.Counter), Amount: c.Amount})
+	}
+	for _, c := range p.others {
+		sc := storeCharge(c)
+		sc.Scope, sc.Limit = "", 0
+		en.Others = append(en.Others, sc)
+	}
+	for _, c := range p.deferred {
+		pk, sk := counterKey(c.Owner, c.Counter)
+		en.Deferred = append(en.Deferred, pk+" "+sk)
+	}
+	b, err := json.Marshal(en)
+	if err != nil {
+		return "", fmt.Errorf("encode reservation %s: %w", r.ID, err)
+	}
+	return string(b), nil
+}
+
+func decodeEntry(keyID, id, data string) (*budget.Reservation, error) {
+	var en ledgerEntry
+	if err := json.Unmarshal([]byte(data), &en); err != nil {
+		return nil, fmt.Errorf("decode reservation %s of key %s: %w", id, keyID, err)
+	}
+	e := en.Event
+	r := &budget.Reservation{ID: id, KeyID: keyID, Cost: en.Cost, Deadline: time.UnixMilli(en.Deadline),
+		Usage: ledger.Usage{PromptTokens: en.Usage.Prompt, CachedTokens: en.Usage.Cached, CompletionTokens: en.Usage.Completion, CacheWriteTokens: en.Usage.CacheWrite},
+		Event: ledger.Event{ID: id, KeyID: keyID, UserID: e.UserID, ProviderID: e.ProviderID, Model: e.Model, Path: e.Path, Method: e.Method,
+			Stream: e.Stream, CustomID: e.CustomID, CreatedAt: e.CreatedAt, RequestedModel: e.RequestedModel, Status: e.Status}}
+	r.Event.Usage, r.Event.Cost = r.Usage, r.Cost
+	for _, ec := range en.Own {
+		c, err := parseCounter(ec.Name)
+		if err != nil {
+			return nil, fmt.Errorf("reservation %s: %w", id, err)
+		}
+		r.Charges = append(r.Charges, budget.Charge{Owner: budget.KeyOwner(keyID), Counter: c, Amount: ec.Amount})
+	}
+	for _, sc := range en.Others {
+		c, err := loadCharge(sc)
+		if err != nil {
+			return nil, fmt.Errorf("reservation %s: %w", id, err)
+		}
+		r.Charges = append(r.Charges, c)
+	}
+	for _, d := range en.Deferred {
+		owner, name, ok := strings.Cut(d, " ")
+		if !ok {
+			return nil, fmt.Errorf("reservation %s: deferred charge %q", id, d)
+		}
+		c, err := loadCharge(storedCharge{Owner: owner, Name: name, Kind: budget.Spend, Amount: int64(en.Cost), Deferred: true})
+		if err != nil {
+			return nil, fmt.Errorf("reservation %s: %w", id, err)
+		}
+		r.Charges = append(r.Charges, c)
+	}
+	return r, nil
+}
+
+// amounts sums charges per ledger attribute, in a stable order (two charges
+// on one attribute would make an invalid update).
+func amounts(cs []budget.Charge, amount func(budget.Charge) (int64, bool)) ([]string, map[string]int64) {
+	var names []string
+	sums := map[string]int64{}
+	for _, c := range cs {
+		a, ok := amount(c)
+		if !ok {
+			continue
+		}
+		n := counterAttr(c.Counter)
+		if _, seen := sums[n]; !seen {
+			names = append(names, n)
+		}
+		sums[n] += a
+	}
+	return names, sums
+}
+
+// reserveExpression adds r's amounts to the key's counters on the condition
+// that r is new, the key's version is the one planned from and each limit
+// holds, and opens r's entry.
+func (p *ledgerPlan) reserveExpression(r *budget.Reservation, entry string) *expression {
+	e := newExpression()
+	ea := e.name(entryAttr(r.ID))
+	e.set(ea + " = " + e.value(str(entry)))
+	e.set(e.name(attrGSI3PK) + " = " + e.value(str(gsiLedgers)))
+	gs := e.name(attrGSI3SK)
+	e.set(gs + " = if_not_exists(" + gs + ", " + e.value(str(ledgerDue(r.Deadline, p.keyID))) + ")")
+	e.add(attrSeq, 1)
+	e.cond("attribute_not_exists(" + ea + ")")
+	if p.keyCheck != nil {
+		e.cond(e.name(attrConfig) + " = " + e.value(num(p.keyCheck.Version)))
+	}
+	names, sums := amounts(p.own, func(c budget.Charge) (int64, bool) { return c.Amount, true })
+	for _, n := range names {
+		e.add(n, sums[n])
+	}
+	for _, n := range oldWindows(p.own, sums) {
+		e.remove(n)
+	}
+	for _, c := range p.own {
+		if c.Limit > 0 {
+			n := e.name(counterAttr(c.Counter))
+			// Conditions cannot add, so the headroom is computed here.
+			e.cond("attribute_not_exists(" + n + ") OR " + n + " <= " + e.value(num(c.Limit-c.Amount)))
+		}
+	}
+	return e
+}
+
+// windowLength is the length of the fixed windows of u shorter than a month.
+var windowLength = map[budget.Unit]time.Duration{
+	budget.Second: time.Second, budget.Minute: time.Minute, budget.Hour: time.Hour, budget.Day: 24 * time.Hour,
+}
+
+// oldWindows names the attributes of the windows two and three before each
+// windowed charge's, which the reserve removes so that a busy key's ledger
+// does not grow by a window a minute between sweeps. No reserve reads them
+// any more unless its clock lags by more than a whole window; a settle that
+// comes later only recreates one, for the sweep to remove.
+func oldWindows(cs []budget.Charge, written map[string]int64) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, c := range cs {
+		d, ok := windowLength[c.Unit]
+		if !ok || c.Resets.IsZero() {
+			continue
+		}
+		for back := 3; back <= 4; back++ {
+			_, _, label := budget.Window(c.Unit, c.Resets.Add(-time.Duration(back)*d))
+			old := c.Counter
+			old.Window = label
+			n := counterAttr(old)
+			if _, adding := written[n]; !adding && !seen[n] {
+				seen[n] = true
+				out = append(out, n)
+			}
+		}
+	}
+	return out
+}
+
+// Why a ledger's condition failed, read from its old image.
+var (
+	errUnseeded  = errors.New("ledger has no configuration version yet")
+	errAbandoned = fmt.Errorf("reservation abandoned: %w", budget.ErrSettled)
+	errLanded    = errors.New("reservation already stored")
+	errRace      = errors.New("ledger changed between the write and its check")
+)
+
+// refusal explains a failed reserve condition from the ledger's old image:
+// errLanded (an earlier attempt of this reserve was stored), errAbandoned,
+// errUnseeded, budget.ErrStale, a *budget.LimitError, or errRace when the
+// condition would hold now (concurrent settles moved the counters).
+func (p *ledgerPlan) refusal(r *budget.Reservation, old map[string]types.AttributeValue) error {
+	if v := getS(old, entryAttr(r.ID)); v != "" {
+		if strings.HasPrefix(v, tombEntry) {
+			return errAbandoned
+		}
+		return errLanded
+	}
+	if p.keyCheck != nil {
+		if _, ok := old[attrConfig]; !ok {
+			return errUnseeded
+		}
+		if getN(old, attrConfig) != p.keyCheck.Version {
+			return budget.ErrStale
+		}
+	}
+	for _, c := range p.own {
+		if _, ok := old[counterAttr(c.Counter)]; c.Limit > 0 && ok && getN(old, counterAttr(c.Counter)) > c.Limit-c.Amount {
+			return &budget.LimitError{Charge: c}
+		}
+	}
+	return errRace
+}
+
+// settleExpression ends r on the ledger: its entry goes (settle; a
+// tombstone replaces it when ev is nil: a release), each counter of the key
+// moves from the reserved amount to the actual one (requests stay counted),
+// and the lifetime's settled figures grow. Its condition is that r is open.
+func (p *ledgerPlan) settleExpression(r *budget.Reservation, ev *ledger.Event) *expression {
+	e := newExpression()
+	ea := e.name(entryAttr(r.ID))
+	e.cond("begins_with(" + ea + ", " + e.value(str(liveEntry)) + ")")
+	var cost, tokens int64
+	if ev == nil {
+		e.set(ea + " = " + e.value(str(tombstoneValue(r))))
+	} else {
+		e.remove(entryAttr(r.ID))
+		cost, tokens = int64(ev.Cost), ev.Usage.Total()
+	}
+	names, sums := amounts(p.own, func(c budget.Charge) (int64, bool) {
+		switch c.Kind {
+		case budget.Spend:
+			return cost - c.Amount, true
+		case budget.Tokens:
+			return tokens - c.Amount, true
+		}
+		return 0, false // a request stays counted
+	})
+	for _, n := range names {
+		e.add(n, sums[n])
+	}
+	if ev != nil {
+		for _, f := range settledFigures(ev) {
+			e.add(f.name, f.value)
+		}
+	}
+	return e
+}
+
+type figure struct {
+	name  string
+	value int64
+}
+
+// settledFigures are what a settled request adds to a spend counter.
+func settledFigures(ev *ledger.Event) []figure {
+	success := int64(0)
+	if ev.Success() {
+		success = 1
+	}
+	return []figure{
+		{"costNanos", int64(ev.Cost)}, {"requests", 1}, {"successes", success},
+		{"promptTokens", ev.Usage.PromptTokens}, {"cachedTokens", ev.Usage.CachedTokens},
+		{"completionTokens", ev.Usage.CompletionTokens}, {"latencyMs", ev.LatencyMs},
+	}
+}
+
+// updateLedger applies e to keyID's ledger. When e's condition fails it
+// returns failed and the ledger as it was (empty when absent).
+func (s *Store) updateLedger(ctx context.Context, keyID string, e *expression, what string) (failed bool, old map[string]types.AttributeValue, err error) {
+	out, err := s.db.UpdateItem(ctx, updateItemInput(s.ledgerUpdate(keyID, e)))
+	if out != nil {
+		s.accountOne(out.ConsumedCapacity)
+	}
+	var ccf *types.ConditionalCheckFailedException
+	switch {
+	case err == nil:
+		return false, nil, nil
+	case errors.As(err, &ccf):
+		if ccf.Item == nil {
+			ccf.Item = map[string]types.AttributeValue{}
+		}
+		return true, ccf.Item, nil
+	case permanent(err):
+		return false, nil, fmt.Errorf("%s: %w: %w", what, budget.ErrRejected, err)
+	}
+	return false, nil, fmt.Errorf("%s: %w", what, err)
+}
+
+func (s *Store) ledgerUpdate(keyID string, e *expression) *types.Update {
+	u := &types.Update{
+		TableName: aws.String(s.table), Key: ledgerKey(keyID),
+		UpdateExpression: aws.String(e.update()), ConditionExpression: e.condition(),
+		ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
+	}
+	if u.ConditionExpression != nil {
+		u.ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
+	}
+	return u
+}
+
+// updateItemInput is u as one UpdateItem call.
+func updateItemInput(u *types.Update) *dynamodb.UpdateItemInput {
+	return &dynamodb.UpdateItemInput{
+		TableName: u.TableName, Key: u.Key, UpdateExpression: u.UpdateExpression, ConditionExpression: u.ConditionExpression,
+		ExpressionAttributeNames: u.ExpressionAttributeNames, ExpressionAttributeValues: u.ExpressionAttributeValues,
+		ReturnValuesOnConditionCheckFailure: u.ReturnValuesOnConditionCheckFailure,
+		ReturnConsumedCapacity:              types.ReturnConsumedCapacityTotal,
+	}
+}
+
+// tidyLedger reads one ledger found by the sweep's index (item, as a
+// consistent read returned it): it returns the open reservations whose deadline has
+// passed, removes tombstones past their time and counters of windows that
+// ended more than windowMargin ago, months apart (a settle that comes later only
+// recreates an ended window's attribute, which no reserve reads), and moves
+// the index to the earliest deadline still open — unless a reservation was
+// opened since the item was read (seq changed) — or removes it when none is
+// open. Expired reservations keep the index in the past until settled.
+func (s *Store) tidyLedger(ctx context.Context, keyID string, item map[string]types.AttributeValue, now time.Time) ([]*budget.Reservation, error) {
+	var stale []*budget.Reservation
+	var next, past time.Time
+	clean := newExpression()
+	for name := range item {
+		if id, ok := strings.CutPrefix(name, entryPrefix); ok {
+			val := getS(item, name)
+			if until, ok := strings.CutPrefix(val, tombEntry); ok {
+				if ms, err := strconv.ParseInt(until, 10, 64); err == nil && ms < now.UnixMilli() {
+					clean.remove(name)
+				}
+				continue
+			}
+			r, err := decodeEntry(keyID, id, val)
+			if err != nil {
+				return nil, err
+			}
+			if r.Deadline.Before(now) {
+				stale = append(stale, r)
+				if past.IsZero() || r.Deadline.Before(past) {
+					past = r.Deadline
+				}
+			} else if next.IsZero() || r.Deadline.Before(next) {
+				next = r.Deadline
+			}
+			continue
+		}
+		c, err := parseCounter(name)
+		if err != nil || c.Unit == budget.Lifetime || c.Unit == budget.Month {
+			continue // months stay: a month's committed amount is read after it ends
+		}
+		if end, ok := windowEnd(c.Unit, c.Window); ok && end.Add(windowMargin).Before(now) {
+			clean.remove(name)
+		}
+	}
+	sort.Slice(stale, func(i, j int) bool { return stale[i].Deadline.Before(stale[j].Deadline) })
+	if len(clean.removes) > 0 {
+		if _, _, err := s.updateLedger(ctx, keyID, clean, "tidy the ledger of key "+keyID); err != nil {
+			return nil, err
+		}
+	}
+	idx := newExpression()
+	seen := getS(item, attrGSI3SK)
+	idx.cond(idx.name(attrGSI3SK) + " = " + idx.value(str(seen)))
+	if _, ok := item[attrSeq]; ok {
+		idx.cond(idx.name(attrSeq) + " = " + idx.value(num(getN(item, attrSeq))))
+	} else {
+		idx.cond("attribute_not_exists(" + idx.name(attrSeq) + ")")
+	}
+	switch due := past; {
+	case due.IsZero() && next.IsZero():
+		idx.remove(attrGSI3PK)
+		idx.remove(attrGSI3SK)
+	default:
+		if due.IsZero() {
+			due = next
+		}
+		if ledgerDue(due, keyID) == seen {
+			return stale, nil
+		}
+		idx.set(idx.name(attrGSI3SK) + " = " + idx.value(str(ledgerDue(due, keyID))))
+	}
+	// A failed condition means the ledger moved on: the next sweep looks again.
+	if _, _, err := s.updateLedger(ctx, keyID, idx, "index the ledger of key "+keyID); err != nil {
+		return nil, err
+	}
+	return stale, nil
+}
+
+// windowEnd is when the window labelled label (as budget.Window names it)
+// of unit u ends.
+func windowEnd(u budget.Unit, label string) (time.Time, bool) {
+	layout, ok := map[budget.Unit]string{
+		budget.Second: "20060102T150405", budget.Minute: "20060102T1504", budget.Hour: "20060102T15",
+		budget.Day: "20060102", budget.Month: "200601",
+	}[u]
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(layout, label)
+	if err != nil {
+		return time.Time{}, false
+	}
+	_, end, _ := budget.Window(u, t)
+	return end, true
+}
+
+// openOnLedger reports whether r is open on its key's ledger (a strongly
+// consistent read of its entry alone).
+func (s *Store) openOnLedger(ctx context.Context, keyID, id string) (bool, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.table), Key: ledgerKey(keyID), ConsistentRead: aws.Bool(true),
+		ProjectionExpression: aws.String("#e"), ExpressionAttributeNames: map[string]string{"#e": entryAttr(id)},
+		ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
+	})
+	if out != nil {
+		s.accountOne(out.ConsumedCapacity)
+	}
+	if err != nil {
+		return false, fmt.Errorf("read the ledger of key %s: %w", keyID, err)
+	}
+	return strings.HasPrefix(getS(out.Item, entryAttr(id)), liveEntry), nil
+}
+
+// keyWindowTotals are the figures of one of a key's windowed counters:
+// Committed from the ledger and, for a calendar month, the settled figures
+// from the key's daily aggregates of that month (which are the sums of its
+// events, written with them).
+func (s *Store) keyWindowTotals(ctx context.Context, keyID string, c budget.Counter) (ledger.Totals, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.table), Key: ledgerKey(keyID), ConsistentRead: aws.Bool(true),
+		ProjectionExpression: aws.String("#c"), ExpressionAttributeNames: map[string]string{"#c": counterAttr(c)},
+	})
+	if err != nil {
+		return ledger.Totals{}, fmt.Errorf("read the ledger of key %s: %w", keyID, err)
+	}
+	var tot ledger.Totals
+	if c.Kind != budget.Spend || c.Unit != budget.Month {
+		tot.Committed = money.Nanos(getN(out.Item, counterAttr(c)))
+		return tot, nil
+	}
+	first, err := time.Parse("200601", c.Window)
+	if err != nil {
+		return ledger.Totals{}, fmt.Errorf("month counter %q: %w", c.Window, err)
+	}
+	err = s.queryAll(ctx, &dynamodb.QueryInput{
+		TableName:              aws.String(s.table),
+		ConsistentRead:         aws.Bool(true),
+		KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :lo AND :hi"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": str(aggPK(keyID)), ":lo": str(daySK(first, "")),
+			":hi": str(skDayPrefix + first.AddDate(0, 1, -1).Format(dayLayout) + "$"),
+		},
+	}, "month of key "+keyID, func(item map[string]types.AttributeValue) error {
+		d := totalsOf(item)
+		tot.Cost += d.Cost
+		tot.Requests += d.Requests
+		tot.Successes += d.Successes
+		tot.PromptTokens += d.PromptTokens
+		tot.CachedTokens += d.CachedTokens
+		tot.CompletionTokens += d.CompletionTokens
+		tot.LatencyMs += d.LatencyMs
+		return nil
+	})
+	tot.Committed = money.Nanos(getN(out.Item, counterAttr(c)))
+	return tot, err
+}
