@@ -411,6 +411,29 @@ func (e *itEnv) checkBudget(what string, keys []itKey, n int, body []byte, limit
 	return run
 }
 
+// drain sends body on k one request at a time until the key's spend limit
+// refuses one, and says how many were served and lowered.
+func (e *itEnv) drain(k itKey, body []byte) budgetRun {
+	e.t.Helper()
+	var run budgetRun
+	for range 100 {
+		r := e.do(context.Background(), k.plain, body)
+		switch {
+		case r.status == http.StatusOK && r.done:
+			run.served++
+			if r.lowered != "" {
+				run.lowered++
+			}
+		case r.status == http.StatusTooManyRequests && r.code == "insufficient_quota":
+			return run
+		default:
+			e.t.Fatalf("sequential request: status %d code %q (%s) err %v, want 200 or 429 insufficient_quota", r.status, r.code, r.message, r.err)
+		}
+	}
+	e.t.Fatalf("100 sequential requests served: the limit never refused one")
+	return run
+}
+
 // loweredUpstream counts the upstream requests since from whose max_tokens
 // is not want.
 func (e *itEnv) loweredUpstream(from int, want int64) (lowered, total int) {
@@ -458,13 +481,38 @@ func TestIntegrationLimits(t *testing.T) {
 		on := e.newKey(func(k *apikey.Key) { k.CostLimitLifetime = limit })
 		from = len(e.up.Requests())
 		runOn := e.checkBudget("lowering on", []itKey{on}, 200, budgetBody, limit, worst, "KEY#"+on.id, budget.LifetimeCounter)
-		l, n := e.loweredUpstream(from, maxTokens)
-		t.Logf("lowering on: %d served (off: %d), %d lowered; upstream saw %d requests, %d with a lowered max_tokens", runOn.served, runOff.served, runOn.lowered, n, l)
-		if runOn.served < runOff.served {
-			t.Errorf("lowering on served %d < lowering off %d", runOn.served, runOff.served)
+		afterBurst := limit - runOn.spent
+
+		// How many a concurrent burst serves depends on timing, so the two
+		// bursts are not compared with each other. What lowering promises
+		// is deterministic once requests come one at a time: without it a
+		// key is refused while less than a worst case is left; with it,
+		// while less than the prompt plus the smallest lowered cap is left.
+		minLowered, _ := e.worst(budgetBody, 16)
+		offTail := e.drain(off, budgetBody)
+		if offTail.lowered != 0 {
+			t.Errorf("lowering off: %d sequential responses say max_tokens was lowered", offTail.lowered)
 		}
-		if runOn.lowered == 0 || l != runOn.lowered || n != runOn.served {
-			t.Errorf("lowered: %d responses carry the header, upstream saw %d lowered of %d", runOn.lowered, l, n)
+		if left := limit - e.totals("KEY#"+off.id, budget.LifetimeCounter).Cost; left >= worst {
+			t.Errorf("lowering off: refused with $%s left, which pays for a worst case ($%s)", left, worst)
+		}
+		onTail := e.drain(on, budgetBody)
+		left := limit - e.totals("KEY#"+on.id, budget.LifetimeCounter).Cost
+		if left >= minLowered {
+			t.Errorf("lowering on: refused with $%s left, which pays for the prompt and 16 output tokens ($%s)", left, minLowered)
+		}
+		if afterBurst >= minLowered && onTail.lowered == 0 {
+			t.Errorf("lowering on: $%s was left after the burst, yet no sequential request was lowered", afterBurst)
+		}
+		lowered := runOn.lowered + onTail.lowered
+		l, n := e.loweredUpstream(from, maxTokens)
+		t.Logf("lowering on: burst served %d (%d lowered), then %d sequential (%d lowered), $%s left; lowering off: burst %d, then %d sequential; upstream saw %d requests, %d with a lowered max_tokens",
+			runOn.served, runOn.lowered, onTail.served, onTail.lowered, left, runOff.served, offTail.served, n, l)
+		if l != lowered || n != runOn.served+onTail.served+offTail.served {
+			t.Errorf("lowered: %d responses carry the header, upstream saw %d lowered of %d", lowered, l, n)
+		}
+		if lowered == 0 && afterBurst >= minLowered {
+			t.Error("lowering on never lowered a request")
 		}
 	})
 
