@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
-	"sort"
 	"strconv"
 	"strings"
 )
@@ -63,14 +62,28 @@ func (n *number) UnmarshalJSON(b []byte) error {
 // ("claude-sonnet-4-5-20250929" finds an override of "claude-sonnet-4-5"),
 // unless the table has a separate entry for that dated name. A model the table
 // lacks is priced as a chat model with the Custom* limits and cl100k_base.
-// The returned table is immutable; t is not changed.
-func (t *Table) WithPrices(prices []byte) (*Table, error) {
+// The returned Overlay is immutable; t is not changed.
+func (t *Table) WithPrices(prices []byte) (*Overlay, error) {
 	rates, err := t.ParseRates(prices)
-	if err != nil || len(rates) == 0 {
-		return t, err
+	if err != nil {
+		return nil, err
 	}
 	return t.WithRates(rates)
 }
+
+// Overlay is a provider setting's prices laid over a Table: Lookup resolves
+// a name as Table.Lookup does, trying the setting's entries before the
+// table's at each step. Building one costs only the setting's own entries
+// (the table is shared, not copied), so it can be built per request. It is
+// immutable and safe for concurrent use.
+type Overlay struct {
+	base *Table
+	own  map[string]Price
+}
+
+// Lookup finds the price of model: the setting's own entry for it (or for
+// its undated name) first, else the table's.
+func (o *Overlay) Lookup(model string) (Price, bool) { return resolve(model, o.own, o.base.prices) }
 
 // Rates is an admin-set price of one model in integer pico-dollars per token
 // (micro-dollars per 1M tokens), every figure resolved: what a provider
@@ -111,18 +124,12 @@ func (t *Table) ParseRates(prices []byte) (map[string]Rates, error) {
 // WithRates returns t with rates laid over it, as WithPrices does; rates
 // are checked again (non-negative, at most MaxCustomPrice, cachedInput at
 // most input), since they may come from storage.
-func (t *Table) WithRates(rates map[string]Rates) (*Table, error) {
+func (t *Table) WithRates(rates map[string]Rates) (*Overlay, error) {
+	out := &Overlay{base: t}
 	if len(rates) == 0 {
-		return t, nil
+		return out, nil
 	}
-	out := &Table{
-		asOf:   t.asOf,
-		source: t.source,
-		prices: make(map[string]Price, len(t.prices)+len(rates)),
-	}
-	for name, p := range t.prices {
-		out.prices[name] = p
-	}
+	out.own = make(map[string]Price, len(rates))
 	for name, r := range rates {
 		if err := validName(name); err != nil {
 			return nil, fmt.Errorf("pricing: prices: model %q: %w", name, err)
@@ -130,13 +137,8 @@ func (t *Table) WithRates(rates map[string]Rates) (*Table, error) {
 		if err := r.check(); err != nil {
 			return nil, fmt.Errorf("pricing: prices: model %q: %w", name, err)
 		}
-		out.prices[name] = t.customPrice(name, r)
+		out.own[name] = t.customPrice(name, r)
 	}
-	out.names = make([]string, 0, len(out.prices))
-	for name := range out.prices {
-		out.names = append(out.names, name)
-	}
-	sort.Strings(out.names)
 	return out, nil
 }
 

@@ -62,9 +62,6 @@ func TestWithPrices(t *testing.T) {
 	if _, ok := base.Lookup("llama-3.1-8b-instruct"); ok {
 		t.Error("base table gained an admin-priced model")
 	}
-	if names := tab.Models(); len(names) != len(base.Models())+3 {
-		t.Errorf("Models: %d entries, want %d", len(names), len(base.Models())+3)
-	}
 	// A cost at custom prices, exact: 1,000,000 prompt tokens of which
 	// 250,000 cached, 10 output, at 0.10 / 0.05 / 0.20 USD per 1M:
 	// 750,000*1e5 + 250,000*5e4 + 10*2e5 pico = 87,502,000,000 pico = 87,502,000 nanos.
@@ -79,8 +76,8 @@ func TestWithPricesEmpty(t *testing.T) {
 	base := defaultTable(t)
 	for _, in := range []string{``, `null`, ` {} `} {
 		tab, err := base.WithPrices([]byte(in))
-		if err != nil || tab != base {
-			t.Errorf("WithPrices(%q) = %p, %v; want the table itself", in, tab, err)
+		if err != nil || tab.base != base || len(tab.own) != 0 {
+			t.Errorf("WithPrices(%q) = %+v, %v; want the table itself", in, tab, err)
 		}
 	}
 }
@@ -192,5 +189,42 @@ func TestOneHourCacheWrites(t *testing.T) {
 	}
 	if g, _ := table.Lookup("gpt-4o-mini"); g.CacheWrite1h != g.Input {
 		t.Errorf("gpt-4o-mini 1h write %d", g.CacheWrite1h)
+	}
+}
+
+// TestOverlayResolvesLikeAMergedTable: an overlay prices every name as a
+// copy of the table with the setting's entries written over it would, dated
+// and suffixed names included, and the table's own dated entry still wins
+// over an override of its undated name.
+func TestOverlayResolvesLikeAMergedTable(t *testing.T) {
+	base := defaultTable(t)
+	rates := map[string]Rates{
+		"gpt-4o-mini":            {Input: 1, CachedInput: 1, CacheWrite: 1, Output: 2},
+		"omni-moderation-latest": {Input: 3, CachedInput: 3, CacheWrite: 3, Output: 3},
+		"claude-sonnet-4-5":      {Input: 4, CachedInput: 4, CacheWrite: 5, Output: 6},
+		"my-model":               {Input: 7, CachedInput: 7, CacheWrite: 7, Output: 8},
+	}
+	o, err := base.WithRates(rates)
+	if err != nil {
+		t.Fatal(err)
+	}
+	merged := map[string]Price{}
+	for name, p := range base.prices {
+		merged[name] = p
+	}
+	for name, r := range rates {
+		merged[name] = base.customPrice(name, r)
+	}
+	names := append(base.Models(), "gpt-4o-mini-2024-07-18", "gpt-4o-mini-0718", "omni-moderation-2024-09-26",
+		"claude-sonnet-4-5-20250929", "my-model", "my-model-preview", "my-model-2025-01-01", "unknown", "", "ft:gpt-4o-mini:x")
+	for _, name := range names {
+		want, wantOK := resolve(name, nil, merged)
+		got, ok := o.Lookup(name)
+		if ok != wantOK || got != want {
+			t.Errorf("Lookup(%q) = %+v, %v; a merged table says %+v, %v", name, got, ok, want, wantOK)
+		}
+	}
+	if p, _ := o.Lookup("gpt-4o-mini-2024-07-18"); p.Input != 1 {
+		t.Errorf("a dated name of an overridden model: %+v", p)
 	}
 }

@@ -11,9 +11,11 @@
 //
 // Prices an admin sets on a provider setting (its "prices" field, JSON
 // numbers of US dollars per 1M tokens) are laid over the embedded table with
-// Table.WithPrices, which returns that setting's own Table: it overrides the
-// embedded prices and prices models the table lacks. The numbers are read as
-// exact decimals and converted to pico-dollars once, there.
+// Table.WithPrices (or, for the integers a setting stores, Table.WithRates),
+// which returns an Overlay: the setting's own entries, looked up before the
+// embedded ones, so it overrides the embedded prices and prices models the
+// table lacks without copying the table. The numbers are read as exact
+// decimals and converted to pico-dollars once, there.
 //
 // A Table is immutable once parsed and safe for concurrent use.
 package pricing
@@ -304,25 +306,37 @@ func (t *Table) Models() []string {
 // omni-moderation-latest); the name without a "-preview" or "-latest" suffix.
 // There is no other prefix matching: gpt-4o-mini-tts is not gpt-4o-mini.
 // Fine-tuned models ("ft:...") and unknown models report false.
-func (t *Table) Lookup(model string) (Price, bool) {
+func (t *Table) Lookup(model string) (Price, bool) { return resolve(model, nil, t.prices) }
+
+// resolve finds model's entry as Table.Lookup describes, trying each name in
+// own before base, so an overlay's entry (and its dated names) wins over the
+// embedded one at every step of the resolution.
+func resolve(model string, own, base map[string]Price) (Price, bool) {
 	if model == "" || strings.Contains(model, ":") {
 		return Price{}, false
 	}
-	if p, ok := t.prices[model]; ok {
-		return p, true
-	}
-	base := stripVersion(model)
-	if base != model {
-		if p, ok := t.prices[base]; ok {
+	get := func(name string) (Price, bool) {
+		if p, ok := own[name]; ok {
 			return p, true
 		}
-		if p, ok := t.prices[base+"-latest"]; ok {
+		p, ok := base[name]
+		return p, ok
+	}
+	if p, ok := get(model); ok {
+		return p, true
+	}
+	stem := stripVersion(model)
+	if stem != model {
+		if p, ok := get(stem); ok {
+			return p, true
+		}
+		if p, ok := get(stem + "-latest"); ok {
 			return p, true
 		}
 	}
 	for _, suffix := range []string{"-preview", "-latest"} {
-		if trimmed, ok := strings.CutSuffix(base, suffix); ok && trimmed != "" {
-			if p, ok := t.prices[trimmed]; ok {
+		if trimmed, ok := strings.CutSuffix(stem, suffix); ok && trimmed != "" {
+			if p, ok := get(trimmed); ok {
 				return p, true
 			}
 		}

@@ -58,7 +58,7 @@ type forgetter interface{ Forget(id string) }
 type Prices interface {
 	Lookup(model string) (pricing.Price, bool)
 	Models() []string
-	WithRates(rates map[string]pricing.Rates) (*pricing.Table, error)
+	WithRates(rates map[string]pricing.Rates) (*pricing.Overlay, error)
 }
 
 // Tokenizer counts tokens when upstream reports no usage.

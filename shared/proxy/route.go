@@ -98,7 +98,8 @@ type noPrices struct{}
 func (noPrices) Lookup(string) (pricing.Price, bool) { return pricing.Price{}, false }
 
 // pricesOn returns setting p's prices: its own laid over the embedded table
-// (pricing.Table.WithRates), or the embedded table alone.
+// (a pricing.Overlay, which shares the table rather than copying it), or
+// the embedded table alone.
 func (h *Handler) pricesOn(ctx context.Context, p *provider.Setting) pricer {
 	if len(p.Prices) == 0 {
 		return h.cfg.Prices
