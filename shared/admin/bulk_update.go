@@ -404,7 +404,7 @@ func (h *Handler) updateOne(ctx context.Context, k *apikey.Key, change func(*api
 	}, h.cfg.Store.UpdateKey)
 	if err != nil {
 		h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "bulk key update failed", slog.String("key", k.ID), slog.String("cause", err.Error()))
-		res.Status, res.Error = statusFailed, apierror.From(err).Message
+		res.Status, res.Error = statusFailed, apierror.Message(err)
 		return res
 	}
 	res.Status = status
@@ -436,7 +436,7 @@ func (h *Handler) updateUserOne(ctx context.Context, u *user.User, req *userRequ
 	}, h.cfg.Store.UpdateUser)
 	if err != nil {
 		h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "bulk user update failed", slog.String("user", u.UserID), slog.String("cause", err.Error()))
-		res.Status, res.Error = statusFailed, apierror.From(err).Message
+		res.Status, res.Error = statusFailed, apierror.Message(err)
 		return res
 	}
 	res.Status = statusUpdated

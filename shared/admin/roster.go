@@ -428,13 +428,13 @@ func (h *Handler) enrol(r *http.Request, row *rosterRow, rk apikey.RosterKey, fo
 		}
 	}
 	h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "roster student failed",
-		slog.String("user", row.userID), slog.String("cause", fmt.Sprint(err)))
+		slog.String("user", row.userID), slog.String("cause", apierror.Redact(fmt.Sprint(err))))
 	e.status, e.KeyID, e.Key = statusFailed, "", ""
 	var ae *apierror.Error
 	if !errors.As(err, &ae) {
 		ae = apierror.From(storeError(err, "roster key of user "+row.userID))
 	}
-	e.Error = ae.Message
+	e.Error = apierror.Message(ae)
 	return e
 }
 

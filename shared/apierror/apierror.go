@@ -116,6 +116,11 @@ func From(err error) *Error {
 	return Wrap(err, http.StatusInternalServerError, CodeInternal, "internal error")
 }
 
+// Message is the message a client may see for err (From(err).Message),
+// with anything that looks like an API key hidden (Redact): what a result
+// that is not written by Write, such as one row of a bulk answer, carries.
+func Message(err error) string { return Redact(From(err).Message) }
+
 // CodeHeader carries stipend's own error code beside an Anthropic-shaped
 // error, whose body has no place for it.
 const CodeHeader = "X-Stipend-Error-Code"

@@ -127,3 +127,21 @@ func TestWriteAnthropic(t *testing.T) {
 		}
 	}
 }
+
+// TestMessage: a result row's message is the client message of its error,
+// redacted, and never an internal cause.
+func TestMessage(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{New(400, CodeInvalidRequest, `model "sk-proj-AbCdEf0123456789xyz" has no known price`), `model "sk-…(hidden)" has no known price`},
+		{fmt.Errorf("roster: %w", New(404, CodeNotFound, "user s1 not found")), "user s1 not found"},
+		{errors.New("dial tcp: sk-proj-AbCdEf0123456789xyz refused"), "internal error"},
+	}
+	for _, tt := range tests {
+		if got := Message(tt.err); got != tt.want {
+			t.Errorf("Message(%v) = %q, want %q", tt.err, got, tt.want)
+		}
+	}
+}
