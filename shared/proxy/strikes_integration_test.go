@@ -310,6 +310,17 @@ func TestModerationStrikesConcurrent(t *testing.T) {
 	if c, _ := e.forwarded(); c != 0 {
 		t.Fatalf("%d flagged or suspended requests reached the model", c)
 	}
+	// Which of the burst's requests came after the suspension landed is
+	// timing; that every request after the burst is refused is not, on both
+	// proxies, clean or flagged.
+	for i, text := range []string{"hello", "fake:flag once more"} {
+		if r := e.chat(i%2, key, text); r.status != http.StatusUnauthorized || r.code != "key_suspended" {
+			t.Fatalf("after the burst, %q: %+v, want 401 key_suspended", text, r)
+		}
+	}
+	if st := e.keyState(id); *st.ModerationStrikes != int64(flagged) {
+		t.Fatalf("a refused request counted a strike: %d, want %d", *st.ModerationStrikes, flagged)
+	}
 }
 
 // TestModerationTurnedOnAppliesAtNextRequest: a key cached without
