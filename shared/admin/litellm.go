@@ -50,7 +50,9 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/shared/admin/audit"
+	"github.com/stipend/stipend/shared/admin/form"
 	"github.com/stipend/stipend/shared/admin/request"
+	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/money"
@@ -61,7 +63,6 @@ import (
 // Rules of LiteLLM's fields ("<field> must be <rule>").
 const (
 	ruleLiteDuration = `a positive integer followed by a unit (s, m, h, d or w; "30s", "20m", "30min", "1h", "7d"), or null for a key that never expires`
-	ruleAliases      = "an object mapping requested model names to the model names that serve them"
 	// liteDefaultDuration is the lifetime of a key whose request has no duration.
 	liteDefaultDuration = "1h"
 	// liteTimeLayout is Python's datetime.isoformat() for an aware UTC time.
@@ -69,8 +70,6 @@ const (
 	// zeroBudget stands for a max_budget of 0: the smallest limit that can
 	// be stored, under which no request fits.
 	zeroBudget = money.Nanos(1)
-	// maxAliases bounds a key's aliases; they travel with every request.
-	maxAliases = 256
 )
 
 // liteKeyRequest is the body of POST /key/generate and POST /user/new.
@@ -186,33 +185,13 @@ func liteDuration(s string) (string, time.Duration, error) {
 	return ttl, d, nil
 }
 
-// validAliases checks a key's aliases: non-empty, trimmed model names on
-// both sides, at most maxAliases of them. It returns nil for an empty map.
-func validAliases(field string, in map[string]string) (map[string]string, error) {
-	if len(in) > maxAliases {
-		return nil, invalid(field, "%s may map at most %d model names", field, maxAliases)
-	}
-	if len(in) == 0 {
-		return nil, nil
-	}
-	out := make(map[string]string, len(in))
-	for from, to := range in {
-		from, to = strings.TrimSpace(from), strings.TrimSpace(to)
-		if from == "" || to == "" || len(from) > 256 || len(to) > 256 {
-			return nil, mustBe(field, ruleAliases)
-		}
-		out[from] = to
-	}
-	return out, nil
-}
-
 // budgetOf turns a max_budget into a lifetime limit (see zeroBudget).
 func budgetOf(field string, b *money.Nanos) (money.Nanos, error) {
 	switch {
 	case b == nil:
 		return 0, nil
 	case *b < 0:
-		return 0, mustBe(field, ruleDollars)
+		return 0, mustBe(field, form.RuleDollars)
 	case *b == 0:
 		return zeroBudget, nil
 	}
@@ -225,8 +204,8 @@ func liteUserID(req *liteKeyRequest) (string, error) {
 		return "", nil
 	}
 	id := strings.TrimSpace(*req.UserID)
-	if id != "" && !validUserID(id) {
-		return "", mustBe("user_id", ruleUserID)
+	if id != "" && !form.ValidUserID(id) {
+		return "", mustBe("user_id", form.RuleUserID)
 	}
 	return id, nil
 }
@@ -250,7 +229,7 @@ func (h *Handler) liteSettings(r *http.Request, ids *[]string) ([]string, error)
 				if storeerr.IsNotFound(err) {
 					return nil, invalid(field, "provider setting %q does not exist", id)
 				}
-				return nil, storeError(err, "provider "+id)
+				return nil, response.StoreError(err, "provider "+id)
 			}
 			out = append(out, id)
 		}
@@ -261,7 +240,7 @@ func (h *Handler) liteSettings(r *http.Request, ids *[]string) ([]string, error)
 	}
 	list, err := h.cfg.Store.ListProviders(r.Context())
 	if err != nil {
-		return nil, storeError(err, "providers")
+		return nil, response.StoreError(err, "providers")
 	}
 	if len(list) == 0 {
 		return nil, invalid(field, "no provider setting exists yet: create one with POST /api/v1/providers first")
@@ -273,7 +252,7 @@ func (h *Handler) liteSettings(r *http.Request, ids *[]string) ([]string, error)
 // yet stored, with its plaintext. userID is the key's user (already
 // checked); budget says whether max_budget is the key's.
 func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull bool, userID string, budget bool) (*apikey.Key, string, error) {
-	kr := keyRequest{UserID: &userID, Metadata: req.Metadata, AllowedModels: req.Models}
+	kr := form.KeyRequest{UserID: &userID, Metadata: req.Metadata, AllowedModels: req.Models}
 	switch {
 	case req.Duration != nil:
 		ttl, _, err := liteDuration(*req.Duration)
@@ -292,12 +271,12 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 	if req.KeyAlias != nil {
 		name = *req.KeyAlias
 	}
-	if err := validName("key_alias", &name); err != nil {
+	if err := form.ValidName("key_alias", &name); err != nil {
 		return nil, "", err
 	}
 	kr.Name = &name
 	if req.Models != nil {
-		models, err := validModels("models", req.Models)
+		models, err := form.ValidModels("models", req.Models)
 		if err != nil {
 			return nil, "", err
 		}
@@ -305,12 +284,12 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 		if req.Aliases != nil {
 			aliases = *req.Aliases
 		}
-		if err := h.withSettingPrices(r.Context()).checkPriced("models", models, aliases); err != nil {
+		if err := h.rules.WithSettingPrices(r.Context(), h.cfg.Store).CheckPriced("models", models, aliases); err != nil {
 			return nil, "", err
 		}
 	}
 	if req.Metadata != nil {
-		if err := checkMetadata("metadata", *req.Metadata); err != nil {
+		if err := form.CheckMetadata("metadata", *req.Metadata); err != nil {
 			return nil, "", err
 		}
 	}
@@ -330,9 +309,9 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 	id, plaintext := apikey.Generate()
 	k := &apikey.Key{
 		ID: id, Hash: apikey.Hash(plaintext), Tags: []string{},
-		CreatedAt: now.Unix(), UpdatedAt: now.Unix(), KeyRetrievalMethod: RetrieveOnce,
+		CreatedAt: now.Unix(), UpdatedAt: now.Unix(), KeyRetrievalMethod: form.RetrieveOnce,
 	}
-	if err := h.withSettingPrices(r.Context()).apply(&kr, settings, k, now); err != nil {
+	if err := h.rules.WithSettingPrices(r.Context(), h.cfg.Store).ApplyKey(&kr, settings, k, now); err != nil {
 		return nil, "", err
 	}
 	return k, plaintext, nil
@@ -341,7 +320,7 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 // storeLiteKey stores k and notes it for the audit trail.
 func (h *Handler) storeLiteKey(r *http.Request, k *apikey.Key) error {
 	if err := h.cfg.Store.CreateKey(r.Context(), k); err != nil {
-		return storeError(err, "secret key "+k.ID)
+		return response.StoreError(err, "secret key "+k.ID)
 	}
 	audit.NoteTargets(r, k.ID, k.UserID)
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key created", slog.String("key", k.ID), slog.String("via", "litellm"))
@@ -375,7 +354,7 @@ func (h *Handler) liteGenerate(w http.ResponseWriter, r *http.Request) error {
 	if k.UserID != "" {
 		out.UserID = &k.UserID
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return response.JSON(w, http.StatusOK, out)
 }
 
 // ensureUser creates user userID, with no limits, unless it exists.
@@ -383,14 +362,14 @@ func (h *Handler) ensureUser(r *http.Request, userID string) error {
 	_, err := h.cfg.Store.GetUser(r.Context(), userID)
 	if err == nil || !storeerr.IsNotFound(err) {
 		if err != nil {
-			return storeError(err, "user "+userID)
+			return response.StoreError(err, "user "+userID)
 		}
 		return nil
 	}
 	now := h.cfg.Now().Unix()
 	u := &user.User{ID: apikey.NewID(), UserID: userID, Name: userID, Tags: []string{}, CreatedAt: now, UpdatedAt: now}
 	if err := h.cfg.Store.CreateUser(r.Context(), u); err != nil && !errors.Is(err, storeerr.ErrExists) {
-		return storeError(err, "user "+userID)
+		return response.StoreError(err, "user "+userID)
 	}
 	audit.NoteTargets(r, userID)
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "user created", slog.String("user", u.ID), slog.String("via", "litellm"))
@@ -431,7 +410,7 @@ func (h *Handler) liteNewUser(w http.ResponseWriter, r *http.Request) error {
 			return apierror.New(http.StatusConflict, CodeConflict, fmt.Sprintf(
 				"user %q already exists; create more keys for it with POST /key/generate and user_id", userID)).WithParam("user_id")
 		}
-		return storeError(err, "user "+userID)
+		return response.StoreError(err, "user "+userID)
 	}
 	audit.NoteTargets(r, userID)
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "user created", slog.String("user", u.ID), slog.String("via", "litellm"))
@@ -443,7 +422,7 @@ func (h *Handler) liteNewUser(w http.ResponseWriter, r *http.Request) error {
 		b := *req.MaxBudget
 		out.MaxBudget = &b
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return response.JSON(w, http.StatusOK, out)
 }
 
 // errLiteKeyNotFound answers /key/info for a key that is malformed, unknown,
@@ -465,18 +444,18 @@ func (h *Handler) liteKeyInfo(w http.ResponseWriter, r *http.Request) error {
 		if storeerr.IsNotFound(err) {
 			return errLiteKeyNotFound
 		}
-		return storeError(err, "secret key "+id)
+		return response.StoreError(err, "secret key "+id)
 	}
 	if !apikey.Matches(plain, k.Hash) {
 		return errLiteKeyNotFound
 	}
 	tot, err := h.cfg.Store.KeyTotals(r.Context(), k.ID)
 	if err != nil {
-		return storeError(err, "spend of secret key "+k.ID)
+		return response.StoreError(err, "spend of secret key "+k.ID)
 	}
 	st := liteKeyState{
 		Token: k.ID, Spend: tot.Cost, Expires: liteTime(k.ExpiresAt),
-		Models: nonEmpty(k.AllowedModels), Aliases: k.Aliases, Config: map[string]any{},
+		Models: response.NonEmpty(k.AllowedModels), Aliases: k.Aliases, Config: map[string]any{},
 		Metadata: k.Metadata, KeyName: k.Name,
 	}
 	if st.Aliases == nil {
@@ -495,5 +474,5 @@ func (h *Handler) liteKeyInfo(w http.ResponseWriter, r *http.Request) error {
 		}
 		st.MaxBudget = &b
 	}
-	return writeJSON(w, http.StatusOK, liteInfo{Key: plain, Info: st})
+	return response.JSON(w, http.StatusOK, liteInfo{Key: plain, Info: st})
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/shared/admin/request"
+	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/ledger"
@@ -109,8 +110,8 @@ func TestKeyGenerateSeedExamples(t *testing.T) {
 			if k.Hash != apikey.Hash(got["key"].(string)) {
 				t.Errorf("hash does not match the key")
 			}
-			if !reflect.DeepEqual(nonEmpty(k.AllowedModels), tc.models) || !reflect.DeepEqual(k.Aliases, tc.aliases) ||
-				k.TTL != tc.ttl || len(k.SettingIDs) != 0 || // none named: routed among every setting k.KeyRetrievalMethod != RetrieveOnce ||
+			if !reflect.DeepEqual(response.NonEmpty(k.AllowedModels), tc.models) || !reflect.DeepEqual(k.Aliases, tc.aliases) ||
+				k.TTL != tc.ttl || len(k.SettingIDs) != 0 || // none named: routed among every setting k.KeyRetrievalMethod != form.RetrieveOnce ||
 				k.CostLimitLifetime != 0 || k.UserID != "" || k.Sealed != "" {
 				t.Errorf("stored %+v", k)
 			}
