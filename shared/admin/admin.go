@@ -28,6 +28,7 @@ import (
 
 	"github.com/stipend/stipend/shared/admin/audit"
 	"github.com/stipend/stipend/shared/admin/form"
+	"github.com/stipend/stipend/shared/admin/litellm"
 	"github.com/stipend/stipend/shared/admin/reporting"
 	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/admin/response"
@@ -174,7 +175,12 @@ func New(cfg Config) *Handler {
 	h.mux.Handle("POST /api/v1/reporting/events-by-day", h.handle(h.reports.EventsByDay))
 	h.mux.Handle("GET /api/v1/custom-ids", h.handle(h.reports.CustomIDs))
 	h.routeLifecycle()
-	h.routeLiteLLM()
+	lite := litellm.New(litellm.Config{
+		Keys: cfg.Store, Users: cfg.Store, Providers: cfg.Store, Rules: h.rules, Log: cfg.Log, Now: cfg.Now,
+	})
+	h.mux.Handle("POST /key/generate", h.handle(lite.Generate))
+	h.mux.Handle("GET /key/info", h.handle(lite.KeyInfo))
+	h.mux.Handle("POST /user/new", h.handle(lite.NewUser))
 	h.routeAudit()
 	h.mux.Handle("GET /api/v1/events", h.handle(h.reports.ListEvents))
 	h.mux.Handle("GET /api/events", h.handle(h.reports.LegacyEvents)) // BricksLLM's, kept for its clients

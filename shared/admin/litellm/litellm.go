@@ -1,5 +1,10 @@
-package admin
-
+// Package litellm is the admin API's LiteLLM-compatible key management:
+// POST /key/generate, GET /key/info and POST /user/new, with LiteLLM's
+// snake_case fields and answers. Package admin wires the routes behind the
+// admin bearer key (LiteLLM's "master key"); this package builds keys with
+// the rules of package form and reaches the store through the small
+// interfaces below.
+//
 // LiteLLM-compatible key management (LiteLLM's key management API):
 // POST /key/generate, GET /key/info?key=, POST /user/new, with LiteLLM's
 // snake_case fields and response shapes, behind the same admin bearer key
@@ -36,9 +41,11 @@ package admin
 //     query string, which carries it, is never logged.
 //   - Times are ISO 8601 in UTC with microseconds and "+00:00", as
 //     Python's datetime.isoformat() writes them; null means never.
+package litellm
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -55,6 +62,7 @@ import (
 	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/storeerr"
 	"github.com/stipend/stipend/shared/user"
@@ -67,9 +75,9 @@ const (
 	liteDefaultDuration = "1h"
 	// liteTimeLayout is Python's datetime.isoformat() for an aware UTC time.
 	liteTimeLayout = "2006-01-02T15:04:05.000000+00:00"
-	// zeroBudget stands for a max_budget of 0: the smallest limit that can
+	// ZeroBudget stands for a max_budget of 0: the smallest limit that can
 	// be stored, under which no request fits.
-	zeroBudget = money.Nanos(1)
+	ZeroBudget = money.Nanos(1)
 )
 
 // liteKeyRequest is the body of POST /key/generate and POST /user/new.
@@ -119,12 +127,43 @@ type liteKeyState struct {
 	KeyName   string            `json:"key_name"`
 }
 
-// routeLiteLLM registers the LiteLLM-compatible routes.
-func (h *Handler) routeLiteLLM() {
-	h.mux.Handle("POST /key/generate", h.handle(h.liteGenerate))
-	h.mux.Handle("GET /key/info", h.handle(h.liteKeyInfo))
-	h.mux.Handle("POST /user/new", h.handle(h.liteNewUser))
+// Keys stores and reads the keys the LiteLLM routes make and show.
+type Keys interface {
+	CreateKey(ctx context.Context, k *apikey.Key) error
+	GetKey(ctx context.Context, id string) (*apikey.Key, error)
+	// KeyTotals returns a key's lifetime counters (zero when it has none yet).
+	KeyTotals(ctx context.Context, id string) (ledger.Totals, error)
 }
+
+// Users stores and reads the users the LiteLLM routes name.
+type Users interface {
+	GetUser(ctx context.Context, userID string) (*user.User, error)
+	// CreateUser is storeerr.ErrExists when the userId is taken.
+	CreateUser(ctx context.Context, u *user.User) error
+}
+
+// Config wires a Handler; every field is required.
+type Config struct {
+	Keys  Keys
+	Users Users
+	// Providers are read to check stipend_provider_setting_ids and to price
+	// the models their prices name.
+	Providers form.ProviderReader
+	// Rules are the key forms' rules (prices).
+	Rules form.Rules
+	Log   *slog.Logger
+	Now   func() time.Time
+}
+
+// Handler answers the LiteLLM routes; each method answers one route and
+// returns its error for package admin's one error writer. It is safe for
+// concurrent use.
+type Handler struct {
+	cfg Config
+}
+
+// New returns a Handler for cfg.
+func New(cfg Config) *Handler { return &Handler{cfg: cfg} }
 
 // liteTime formats unix seconds as LiteLLM does; 0 (never) is nil.
 func liteTime(unix int64) *string {
@@ -159,7 +198,7 @@ var durationPattern = regexp.MustCompile(`^\s*(\d{1,9})\s*([A-Za-z]+)\s*$`)
 func liteDuration(s string) (string, time.Duration, error) {
 	m := durationPattern.FindStringSubmatch(s)
 	if m == nil {
-		return "", 0, mustBe("duration", ruleLiteDuration)
+		return "", 0, request.MustBe("duration", ruleLiteDuration)
 	}
 	n, _ := strconv.ParseInt(m[1], 10, 64)
 	var unit string
@@ -175,25 +214,25 @@ func liteDuration(s string) (string, time.Duration, error) {
 	case "w", "wk", "wks", "week", "weeks":
 		n, unit = n*7, "d"
 	default:
-		return "", 0, mustBe("duration", ruleLiteDuration)
+		return "", 0, request.MustBe("duration", ruleLiteDuration)
 	}
 	ttl := strconv.FormatInt(n, 10) + unit
 	d, err := apikey.ParseDuration(ttl)
 	if err != nil {
-		return "", 0, mustBe("duration", ruleLiteDuration)
+		return "", 0, request.MustBe("duration", ruleLiteDuration)
 	}
 	return ttl, d, nil
 }
 
-// budgetOf turns a max_budget into a lifetime limit (see zeroBudget).
+// budgetOf turns a max_budget into a lifetime limit (see ZeroBudget).
 func budgetOf(field string, b *money.Nanos) (money.Nanos, error) {
 	switch {
 	case b == nil:
 		return 0, nil
 	case *b < 0:
-		return 0, mustBe(field, form.RuleDollars)
+		return 0, request.MustBe(field, form.RuleDollars)
 	case *b == 0:
-		return zeroBudget, nil
+		return ZeroBudget, nil
 	}
 	return *b, nil
 }
@@ -205,7 +244,7 @@ func liteUserID(req *liteKeyRequest) (string, error) {
 	}
 	id := strings.TrimSpace(*req.UserID)
 	if id != "" && !form.ValidUserID(id) {
-		return "", mustBe("user_id", form.RuleUserID)
+		return "", request.MustBe("user_id", form.RuleUserID)
 	}
 	return id, nil
 }
@@ -216,7 +255,7 @@ func (h *Handler) liteSettings(r *http.Request, ids *[]string) ([]string, error)
 	const field = "stipend_provider_setting_ids"
 	if ids != nil {
 		if len(*ids) == 0 {
-			return nil, mustBe(field, "a non-empty list of provider setting ids")
+			return nil, request.MustBe(field, "a non-empty list of provider setting ids")
 		}
 		out := make([]string, 0, len(*ids))
 		seen := map[string]bool{}
@@ -225,25 +264,25 @@ func (h *Handler) liteSettings(r *http.Request, ids *[]string) ([]string, error)
 				continue
 			}
 			seen[id] = true
-			if _, err := h.cfg.Store.GetProvider(r.Context(), id); err != nil {
+			if _, err := h.cfg.Providers.GetProvider(r.Context(), id); err != nil {
 				if storeerr.IsNotFound(err) {
-					return nil, invalid(field, "provider setting %q does not exist", id)
+					return nil, request.Invalid(field, "provider setting %q does not exist", id)
 				}
 				return nil, response.StoreError(err, "provider "+id)
 			}
 			out = append(out, id)
 		}
 		if len(out) == 0 {
-			return nil, mustBe(field, "a non-empty list of provider setting ids")
+			return nil, request.MustBe(field, "a non-empty list of provider setting ids")
 		}
 		return out, nil
 	}
-	list, err := h.cfg.Store.ListProviders(r.Context())
+	list, err := h.cfg.Providers.ListProviders(r.Context())
 	if err != nil {
 		return nil, response.StoreError(err, "providers")
 	}
 	if len(list) == 0 {
-		return nil, invalid(field, "no provider setting exists yet: create one with POST /api/v1/providers first")
+		return nil, request.Invalid(field, "no provider setting exists yet: create one with POST /api/v1/providers first")
 	}
 	return []string{}, nil // none named: every setting, routed by model
 }
@@ -284,7 +323,7 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 		if req.Aliases != nil {
 			aliases = *req.Aliases
 		}
-		if err := h.rules.WithSettingPrices(r.Context(), h.cfg.Store).CheckPriced("models", models, aliases); err != nil {
+		if err := h.cfg.Rules.WithSettingPrices(r.Context(), h.cfg.Providers).CheckPriced("models", models, aliases); err != nil {
 			return nil, "", err
 		}
 	}
@@ -311,7 +350,7 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 		ID: id, Hash: apikey.Hash(plaintext), Tags: []string{},
 		CreatedAt: now.Unix(), UpdatedAt: now.Unix(), KeyRetrievalMethod: form.RetrieveOnce,
 	}
-	if err := h.rules.WithSettingPrices(r.Context(), h.cfg.Store).ApplyKey(&kr, settings, k, now); err != nil {
+	if err := h.cfg.Rules.WithSettingPrices(r.Context(), h.cfg.Providers).ApplyKey(&kr, settings, k, now); err != nil {
 		return nil, "", err
 	}
 	return k, plaintext, nil
@@ -319,7 +358,7 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 
 // storeLiteKey stores k and notes it for the audit trail.
 func (h *Handler) storeLiteKey(r *http.Request, k *apikey.Key) error {
-	if err := h.cfg.Store.CreateKey(r.Context(), k); err != nil {
+	if err := h.cfg.Keys.CreateKey(r.Context(), k); err != nil {
 		return response.StoreError(err, "secret key "+k.ID)
 	}
 	audit.NoteTargets(r, k.ID, k.UserID)
@@ -327,8 +366,8 @@ func (h *Handler) storeLiteKey(r *http.Request, k *apikey.Key) error {
 	return nil
 }
 
-// liteGenerate answers POST /key/generate.
-func (h *Handler) liteGenerate(w http.ResponseWriter, r *http.Request) error {
+// Generate answers POST /key/generate.
+func (h *Handler) Generate(w http.ResponseWriter, r *http.Request) error {
 	var req liteKeyRequest
 	durationNull, err := decodeLite(w, r, &req)
 	if err != nil {
@@ -359,7 +398,7 @@ func (h *Handler) liteGenerate(w http.ResponseWriter, r *http.Request) error {
 
 // ensureUser creates user userID, with no limits, unless it exists.
 func (h *Handler) ensureUser(r *http.Request, userID string) error {
-	_, err := h.cfg.Store.GetUser(r.Context(), userID)
+	_, err := h.cfg.Users.GetUser(r.Context(), userID)
 	if err == nil || !storeerr.IsNotFound(err) {
 		if err != nil {
 			return response.StoreError(err, "user "+userID)
@@ -368,7 +407,7 @@ func (h *Handler) ensureUser(r *http.Request, userID string) error {
 	}
 	now := h.cfg.Now().Unix()
 	u := &user.User{ID: apikey.NewID(), UserID: userID, Name: userID, Tags: []string{}, CreatedAt: now, UpdatedAt: now}
-	if err := h.cfg.Store.CreateUser(r.Context(), u); err != nil && !errors.Is(err, storeerr.ErrExists) {
+	if err := h.cfg.Users.CreateUser(r.Context(), u); err != nil && !errors.Is(err, storeerr.ErrExists) {
 		return response.StoreError(err, "user "+userID)
 	}
 	audit.NoteTargets(r, userID)
@@ -376,9 +415,9 @@ func (h *Handler) ensureUser(r *http.Request, userID string) error {
 	return nil
 }
 
-// liteNewUser answers POST /user/new: a new user whose max_budget is shared
+// NewUser answers POST /user/new: a new user whose max_budget is shared
 // by all of its keys, and a first key for it.
-func (h *Handler) liteNewUser(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) NewUser(w http.ResponseWriter, r *http.Request) error {
 	var req liteKeyRequest
 	durationNull, err := decodeLite(w, r, &req)
 	if err != nil {
@@ -405,9 +444,9 @@ func (h *Handler) liteNewUser(w http.ResponseWriter, r *http.Request) error {
 		ID: apikey.NewID(), UserID: userID, Name: userID, Tags: []string{},
 		CreatedAt: now, UpdatedAt: now, CostLimitLifetime: limit,
 	}
-	if err := h.cfg.Store.CreateUser(r.Context(), u); err != nil {
+	if err := h.cfg.Users.CreateUser(r.Context(), u); err != nil {
 		if errors.Is(err, storeerr.ErrExists) {
-			return apierror.New(http.StatusConflict, CodeConflict, fmt.Sprintf(
+			return apierror.New(http.StatusConflict, response.CodeConflict, fmt.Sprintf(
 				"user %q already exists; create more keys for it with POST /key/generate and user_id", userID)).WithParam("user_id")
 		}
 		return response.StoreError(err, "user "+userID)
@@ -429,17 +468,17 @@ func (h *Handler) liteNewUser(w http.ResponseWriter, r *http.Request) error {
 // or does not match its record: the three are not told apart.
 var errLiteKeyNotFound = apierror.New(http.StatusNotFound, apierror.CodeNotFound, "key not found").WithParam("key")
 
-// liteKeyInfo answers GET /key/info?key=<plaintext key>.
-func (h *Handler) liteKeyInfo(w http.ResponseWriter, r *http.Request) error {
+// KeyInfo answers GET /key/info?key=<plaintext key>.
+func (h *Handler) KeyInfo(w http.ResponseWriter, r *http.Request) error {
 	plain := strings.TrimSpace(r.URL.Query().Get("key"))
 	if plain == "" {
-		return invalid("key", "key is required: GET /key/info?key=<the key>")
+		return request.Invalid("key", "key is required: GET /key/info?key=<the key>")
 	}
 	id, err := apikey.Parse(plain)
 	if err != nil {
 		return errLiteKeyNotFound
 	}
-	k, err := h.cfg.Store.GetKey(r.Context(), id)
+	k, err := h.cfg.Keys.GetKey(r.Context(), id)
 	if err != nil {
 		if storeerr.IsNotFound(err) {
 			return errLiteKeyNotFound
@@ -449,7 +488,7 @@ func (h *Handler) liteKeyInfo(w http.ResponseWriter, r *http.Request) error {
 	if !apikey.Matches(plain, k.Hash) {
 		return errLiteKeyNotFound
 	}
-	tot, err := h.cfg.Store.KeyTotals(r.Context(), k.ID)
+	tot, err := h.cfg.Keys.KeyTotals(r.Context(), k.ID)
 	if err != nil {
 		return response.StoreError(err, "spend of secret key "+k.ID)
 	}
@@ -469,7 +508,7 @@ func (h *Handler) liteKeyInfo(w http.ResponseWriter, r *http.Request) error {
 	}
 	if k.CostLimitLifetime > 0 {
 		b := k.CostLimitLifetime
-		if b == zeroBudget {
+		if b == ZeroBudget {
 			b = 0
 		}
 		st.MaxBudget = &b
