@@ -42,7 +42,8 @@ import (
 )
 
 // Store is all the storage the admin API uses, composed of the small
-// interfaces each job declares; *dynamo.Store implements it. A missing item
+// interfaces each job declares, here and in packages roster, reporting and
+// litellm; New hands each handler only its own. *dynamo.Store implements it. A missing item
 // is storeerr.ErrNotFound (or any error with a NotFound() bool method that
 // returns true); a write that lost a race is storeerr.ErrConflict, a create
 // of an existing item storeerr.ErrExists (all wrapped).
@@ -121,7 +122,15 @@ type Config struct {
 
 // Handler serves the admin API. It is safe for concurrent use.
 type Handler struct {
-	cfg     Config
+	cfg Config
+	// The store, through the small interface each job of this package
+	// declares (cfg.Store is them all, for the packages wired below).
+	providers ProviderStore
+	keys      KeyStore
+	users     UserStore
+	spend     SpendReader
+	auditLog  AuditStore
+
 	rules   form.Rules // the key and user forms' rules, with cfg's prices and vault
 	reports *reporting.Handler
 	mux     *http.ServeMux
@@ -140,6 +149,7 @@ func New(cfg Config) *Handler {
 		cfg.PricedModel = form.EmbeddedPrices()
 	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux(), audit: &audit.Recorder{Store: cfg.Store, Log: cfg.Log, Now: cfg.Now}}
+	h.providers, h.keys, h.users, h.spend, h.auditLog = cfg.Store, cfg.Store, cfg.Store, cfg.Store, cfg.Store
 	h.rules = form.Rules{PricedModel: cfg.PricedModel}
 	if cfg.Vault != nil {
 		h.rules.Vault = cfg.Vault

@@ -81,7 +81,7 @@ func (h *Handler) listAudit(w http.ResponseWriter, r *http.Request) error {
 	if len(target) > 128 {
 		return mustBe("targetId", "at most 128 characters")
 	}
-	page, err := h.cfg.Store.ListAudit(r.Context(), auditlog.Query{
+	page, err := h.auditLog.ListAudit(r.Context(), auditlog.Query{
 		Start: time.Unix(start, 0), End: time.Unix(end, 0), TargetID: target,
 		Cursor: vals.Get("cursor"), Limit: limit,
 	})

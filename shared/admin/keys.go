@@ -145,11 +145,11 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 
-	settings, err := form.CheckSettings(r.Context(), h.cfg.Store, *req.ProviderSettingIDs)
+	settings, err := form.CheckSettings(r.Context(), h.providers, *req.ProviderSettingIDs)
 	if err != nil {
 		return err
 	}
-	if err := form.CheckUser(r.Context(), h.cfg.Store, req.UserID); err != nil {
+	if err := form.CheckUser(r.Context(), h.users, req.UserID); err != nil {
 		return err
 	}
 
@@ -159,13 +159,13 @@ func (h *Handler) createKey(w http.ResponseWriter, r *http.Request) error {
 		ID: id, Hash: apikey.Hash(plaintext), Tags: []string{},
 		CreatedAt: now.Unix(), UpdatedAt: now.Unix(), KeyRetrievalMethod: method,
 	}
-	if err := h.rules.WithSettingPrices(r.Context(), h.cfg.Store).ApplyKey(&req, settings, k, now); err != nil {
+	if err := h.rules.WithSettingPrices(r.Context(), h.providers).ApplyKey(&req, settings, k, now); err != nil {
 		return err
 	}
 	if err := h.rules.Seal(r.Context(), k, plaintext); err != nil {
 		return err
 	}
-	if err := h.cfg.Store.CreateKey(r.Context(), k); err != nil {
+	if err := h.keys.CreateKey(r.Context(), k); err != nil {
 		return response.StoreError(err, "secret key "+k.ID)
 	}
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key created", slog.String("key", k.ID))
@@ -186,11 +186,11 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request) error {
 	var settings []string
 	if req.ProviderSettingIDs != nil {
 		var err error
-		if settings, err = form.CheckSettings(r.Context(), h.cfg.Store, *req.ProviderSettingIDs); err != nil {
+		if settings, err = form.CheckSettings(r.Context(), h.providers, *req.ProviderSettingIDs); err != nil {
 			return err
 		}
 	}
-	if err := form.CheckUser(r.Context(), h.cfg.Store, req.UserID); err != nil {
+	if err := form.CheckUser(r.Context(), h.users, req.UserID); err != nil {
 		return err
 	}
 	if req.Suspended != nil {
@@ -206,7 +206,7 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	k, err := response.Update(r.Context(), "secret key "+id,
-		func(ctx context.Context) (*apikey.Key, error) { return h.cfg.Store.GetKey(ctx, id) },
+		func(ctx context.Context) (*apikey.Key, error) { return h.keys.GetKey(ctx, id) },
 		func(k *apikey.Key) error {
 			if req.KeyRetrievalMethod != nil && *req.KeyRetrievalMethod != k.KeyRetrievalMethod &&
 				!(*req.KeyRetrievalMethod == form.RetrieveOnce && k.KeyRetrievalMethod == "") {
@@ -216,7 +216,7 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request) error {
 				return invalid("revoked", "secret key %s is archived and cannot be reinstated; create a new key", id)
 			}
 			now := h.cfg.Now()
-			if err := h.rules.WithSettingPrices(r.Context(), h.cfg.Store).ApplyKey(&req, settings, k, now); err != nil {
+			if err := h.rules.WithSettingPrices(r.Context(), h.providers).ApplyKey(&req, settings, k, now); err != nil {
 				return err
 			}
 			form.SetRevoked(req.Revoked, req.RevokedReason, &k.Revoked, &k.RevokedReason)
@@ -226,7 +226,7 @@ func (h *Handler) updateKey(w http.ResponseWriter, r *http.Request) error {
 			k.UpdatedAt = now.Unix()
 			return nil
 		},
-		h.cfg.Store.UpdateKey)
+		h.keys.UpdateKey)
 	if err != nil {
 		return err
 	}

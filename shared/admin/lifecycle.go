@@ -60,7 +60,7 @@ type retrievedKey struct {
 
 func (h *Handler) retrieveKey(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("keyId")
-	k, err := h.cfg.Store.GetKey(r.Context(), id)
+	k, err := h.keys.GetKey(r.Context(), id)
 	if err != nil {
 		return response.StoreError(err, "secret key "+id)
 	}
@@ -113,7 +113,7 @@ func (h *Handler) archiveKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	archived := false
 	k, err := response.Update(r.Context(), "secret key "+id,
-		func(ctx context.Context) (*apikey.Key, error) { return h.cfg.Store.GetKey(ctx, id) },
+		func(ctx context.Context) (*apikey.Key, error) { return h.keys.GetKey(ctx, id) },
 		func(k *apikey.Key) error {
 			if k.Archived {
 				return response.ErrNoWrite // archiving twice changes nothing
@@ -129,7 +129,7 @@ func (h *Handler) archiveKey(w http.ResponseWriter, r *http.Request) error {
 			archived = true
 			return nil
 		},
-		h.cfg.Store.UpdateKey)
+		h.keys.UpdateKey)
 	if err != nil {
 		return err
 	}

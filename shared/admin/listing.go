@@ -24,7 +24,7 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	list, err := h.cfg.Store.ListKeys(r.Context())
+	list, err := h.keys.ListKeys(r.Context())
 	if err != nil {
 		return response.StoreError(err, "secret keys")
 	}
@@ -54,7 +54,7 @@ func (h *Handler) getKey(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	k, err := h.cfg.Store.GetKey(r.Context(), id)
+	k, err := h.keys.GetKey(r.Context(), id)
 	if err != nil {
 		return response.StoreError(err, "secret key "+id)
 	}

@@ -91,7 +91,7 @@ func perMillion(pico int64) json.Number {
 }
 
 func (h *Handler) listProviders(w http.ResponseWriter, r *http.Request) error {
-	list, err := h.cfg.Store.ListProviders(r.Context())
+	list, err := h.providers.ListProviders(r.Context())
 	if err != nil {
 		return response.StoreError(err, "providers")
 	}
@@ -140,7 +140,7 @@ func (h *Handler) createProvider(w http.ResponseWriter, r *http.Request) error {
 	if p.SecretID, err = h.putSecret(r, p.ID, apiKey); err != nil {
 		return err
 	}
-	if err := h.cfg.Store.CreateProvider(r.Context(), p); err != nil {
+	if err := h.providers.CreateProvider(r.Context(), p); err != nil {
 		// The secret stays behind; it is harmless without a setting that names it.
 		return response.StoreError(err, "provider "+p.ID)
 	}
@@ -155,7 +155,7 @@ func (h *Handler) updateProvider(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeObject(w, r, &req); err != nil {
 		return err
 	}
-	p, err := h.cfg.Store.GetProvider(r.Context(), id)
+	p, err := h.providers.GetProvider(r.Context(), id)
 	if err != nil {
 		return response.StoreError(err, "provider "+id)
 	}
@@ -196,7 +196,7 @@ func (h *Handler) updateProvider(w http.ResponseWriter, r *http.Request) error {
 		p.KeyVersion++
 	}
 	p.UpdatedAt = h.cfg.Now().Unix()
-	if err := h.cfg.Store.UpdateProvider(r.Context(), p); err != nil {
+	if err := h.providers.UpdateProvider(r.Context(), p); err != nil {
 		return response.StoreError(err, "provider "+id)
 	}
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "provider updated",

@@ -10,6 +10,7 @@ import (
 	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/budget"
+	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/user"
 )
@@ -43,7 +44,7 @@ func userViewOf(u *user.User) userView {
 }
 
 func (h *Handler) listUsers(w http.ResponseWriter, r *http.Request) error {
-	list, err := h.cfg.Store.ListUsers(r.Context())
+	list, err := h.users.ListUsers(r.Context())
 	if err != nil {
 		return response.StoreError(err, "users")
 	}
@@ -56,7 +57,7 @@ func (h *Handler) listUsers(w http.ResponseWriter, r *http.Request) error {
 
 func (h *Handler) getUser(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("userId")
-	u, err := h.cfg.Store.GetUser(r.Context(), id)
+	u, err := h.users.GetUser(r.Context(), id)
 	if err != nil {
 		return response.StoreError(err, "user "+id)
 	}
@@ -90,7 +91,7 @@ func (h *Handler) createUser(w http.ResponseWriter, r *http.Request) error {
 	if err := form.ApplyUser(&req, u, now); err != nil {
 		return err
 	}
-	if err := h.cfg.Store.CreateUser(r.Context(), u); err != nil {
+	if err := h.users.CreateUser(r.Context(), u); err != nil {
 		return response.StoreError(err, "user "+userID)
 	}
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "user created", slog.String("user", u.ID))
@@ -112,7 +113,7 @@ func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	u, err := response.Update(r.Context(), "user "+id,
-		func(ctx context.Context) (*user.User, error) { return h.cfg.Store.GetUser(ctx, id) },
+		func(ctx context.Context) (*user.User, error) { return h.users.GetUser(ctx, id) },
 		func(u *user.User) error {
 			now := h.cfg.Now()
 			if err := form.ApplyUser(&req, u, now); err != nil {
@@ -122,7 +123,7 @@ func (h *Handler) updateUser(w http.ResponseWriter, r *http.Request) error {
 			u.UpdatedAt = now.Unix()
 			return nil
 		},
-		h.cfg.Store.UpdateUser)
+		h.users.UpdateUser)
 	if err != nil {
 		return err
 	}
@@ -142,7 +143,7 @@ type orgRequest struct {
 // getOrg answers GET /api/v1/organization with the organisation-wide limits
 // (user.Org's JSON: costLimitInUsd, costLimitInUsdPerMonth, updatedAt).
 func (h *Handler) getOrg(w http.ResponseWriter, r *http.Request) error {
-	o, err := h.cfg.Store.GetOrg(r.Context())
+	o, err := h.users.GetOrg(r.Context())
 	if err != nil {
 		return response.StoreError(err, "organization")
 	}
@@ -165,13 +166,13 @@ func (h *Handler) updateOrg(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if req.CostLimitLifetime == nil && req.CostLimitPerMonth == nil {
-		o, err := h.cfg.Store.GetOrg(r.Context())
+		o, err := h.users.GetOrg(r.Context())
 		if err != nil {
 			return response.StoreError(err, "organization")
 		}
 		return h.writeOrg(w, r, o)
 	}
-	o, err := response.Update(r.Context(), "organization", h.cfg.Store.GetOrg,
+	o, err := response.Update(r.Context(), "organization", h.users.GetOrg,
 		func(o *user.Org) error {
 			if req.CostLimitLifetime != nil {
 				o.CostLimitLifetime = *req.CostLimitLifetime
@@ -182,7 +183,7 @@ func (h *Handler) updateOrg(w http.ResponseWriter, r *http.Request) error {
 			o.UpdatedAt = h.cfg.Now().Unix()
 			return nil
 		},
-		h.cfg.Store.PutOrg)
+		h.users.PutOrg)
 	if err != nil {
 		return err
 	}
@@ -190,6 +191,13 @@ func (h *Handler) updateOrg(w http.ResponseWriter, r *http.Request) error {
 		slog.String("costLimitInUsd", o.CostLimitLifetime.String()),
 		slog.String("costLimitInUsdPerMonth", o.CostLimitPerMonth.String()))
 	return h.writeOrg(w, r, o)
+}
+
+// SpendReader reads what a user or the organisation has spent (users.go);
+// reporting.Statements has it too.
+type SpendReader interface {
+	// OwnerTotals returns the settled figures of one of an owner's counters.
+	OwnerTotals(ctx context.Context, owner, counter string) (ledger.Totals, error)
 }
 
 // spent is what an owner (a user, the organisation) has spent, settled:
@@ -201,11 +209,11 @@ type spent struct {
 
 // spendOf reads what owner ("USER#<id>", "ORG") has spent.
 func (h *Handler) spendOf(ctx context.Context, owner string) (spent, error) {
-	life, err := h.cfg.Store.OwnerTotals(ctx, owner, budget.LifetimeCounter)
+	life, err := h.spend.OwnerTotals(ctx, owner, budget.LifetimeCounter)
 	if err != nil {
 		return spent{}, response.StoreError(err, "spend")
 	}
-	month, err := h.cfg.Store.OwnerTotals(ctx, owner, budget.MonthCounter(h.cfg.Now()))
+	month, err := h.spend.OwnerTotals(ctx, owner, budget.MonthCounter(h.cfg.Now()))
 	if err != nil {
 		return spent{}, response.StoreError(err, "spend")
 	}
