@@ -35,7 +35,6 @@ import (
 	"github.com/stipend/stipend/shared/admin/roster"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/pages"
 	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/user"
@@ -43,10 +42,11 @@ import (
 
 // Store is all the storage the admin API uses, composed of the small
 // interfaces each job declares, here and in packages roster, reporting and
-// litellm; New hands each handler only its own. *dynamo.Store implements it. A missing item
-// is storeerr.ErrNotFound (or any error with a NotFound() bool method that
-// returns true); a write that lost a race is storeerr.ErrConflict, a create
-// of an existing item storeerr.ErrExists (all wrapped).
+// litellm; New hands each handler only its own. *dynamo.Store implements
+// it. A missing item is storeerr.ErrNotFound (or any error with a
+// NotFound() bool method that returns true); a write that lost a race is
+// storeerr.ErrConflict, a create of an existing item storeerr.ErrExists
+// (all wrapped).
 type Store interface {
 	ProviderStore
 	KeyStore
@@ -56,6 +56,7 @@ type Store interface {
 	reporting.Statements
 	AuditStore       // audit.go
 	roster.Enrolment // package roster
+	litellm.Keys     // package litellm (KeyTotals)
 }
 
 // ProviderStore keeps provider settings (providers.go).
@@ -66,16 +67,13 @@ type ProviderStore interface {
 	ListProviders(ctx context.Context) ([]*provider.Setting, error)
 }
 
-// KeyStore keeps proxy secret keys (keys.go) and reads their lifetime
-// counters (metrics.go).
+// KeyStore keeps proxy secret keys (keys.go, lifecycle.go, listing.go).
 type KeyStore interface {
 	CreateKey(ctx context.Context, k *apikey.Key) error
 	// UpdateKey writes only over k.Version (storeerr.ErrConflict otherwise).
 	UpdateKey(ctx context.Context, k *apikey.Key) error
 	GetKey(ctx context.Context, id string) (*apikey.Key, error)
 	ListKeys(ctx context.Context) ([]*apikey.Key, error)
-	// KeyTotals returns a key's lifetime counters (zero when it has none yet).
-	KeyTotals(ctx context.Context, id string) (ledger.Totals, error)
 }
 
 // UserStore keeps users, keyed by UserID, and the organisation's settings

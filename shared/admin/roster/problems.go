@@ -56,7 +56,7 @@ func (ps Problems) Error() string {
 // writeProblems answers a Problems error with a 400: the error body of every
 // route (message quoting the first problems, param naming the first field)
 // plus "errors" listing all of them. Any other error is returned as is, for
-// Handler.handle.
+// admin.Handler.handle.
 func writeProblems(w http.ResponseWriter, err error) error {
 	var ps Problems
 	if !errors.As(err, &ps) || len(ps) == 0 {
