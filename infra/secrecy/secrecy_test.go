@@ -8,19 +8,15 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stipend/stipend/infra/fakeupstream"
-	"github.com/stipend/stipend/infra/localstack/localtest"
+	"github.com/stipend/stipend/infra/teststack"
 	"github.com/stipend/stipend/shared/admin"
-	"github.com/stipend/stipend/shared/dynamo/dynamotest"
-	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/proxy"
-	"github.com/stipend/stipend/shared/tokenizer"
 )
 
 // The known secrets. Their tails are distinctive: no id, hash or timestamp
@@ -86,8 +82,7 @@ type exchange struct {
 // openaiUpstream answers like OpenAI: the good key is served by the fake
 // upstream, any other gets OpenAI's 401, which names the key it was sent by
 // its first and last characters.
-func openaiUpstream(good string) http.Handler {
-	fake := fakeupstream.New(fakeupstream.Options{Interval: -1, Chunks: 3})
+func openaiUpstream(good string, fake http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if got != good {
@@ -116,28 +111,19 @@ func typo(k string) string {
 }
 
 func TestSecretsNeverLeave(t *testing.T) {
-	endpoint := localtest.StartDynamoDB(t)
-	store := dynamotest.Store(t, endpoint, "secrecy")
 	secrets := &vault{m: map[string]string{}}
 	logs := &logBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	up := httptest.NewServer(openaiUpstream(providerKey))
-	t.Cleanup(up.Close)
-	prices, err := pricing.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := httptest.NewServer(proxy.New(proxy.Config{
-		ReserveTimeout: time.Minute, KeyTTL: time.Millisecond,
-		Keys: store, Providers: store, Secrets: secrets, Limiter: store, Owners: store, Strikes: store,
-		Prices: prices, Tokenizer: tokenizer.New(), Log: log,
-	}))
-	t.Cleanup(px.Close)
-	adm := httptest.NewServer(admin.New(admin.Config{
-		Store: store, Secrets: secrets, SecretPrefix: "stipend/secrecy/", Log: log,
-		AdminKey: func(context.Context) (string, error) { return adminKey, nil },
-	}))
-	t.Cleanup(adm.Close)
+	st := teststack.Start(t, teststack.Options{
+		Table: "secrecy", Secrets: secrets, Strikes: true,
+		Upstream:     fakeupstream.Options{Interval: -1, Chunks: 3},
+		WrapUpstream: func(fake http.Handler) http.Handler { return openaiUpstream(providerKey, fake) },
+		Proxy:        func(c *proxy.Config) { c.KeyTTL, c.Log = time.Millisecond, log },
+		AdminKey:     adminKey,
+		Admin:        func(c *admin.Config) { c.SecretPrefix, c.Log = "stipend/secrecy/", log },
+	})
+	px, adm := st.Proxy, st.Admin
+	upURL := st.UpstreamURL
 
 	var seen []*exchange
 	do := func(label, method, url string, header map[string]string, body string) *exchange {
@@ -186,7 +172,7 @@ func TestSecretsNeverLeave(t *testing.T) {
 		map[string]string{"Authorization": "Bearer " + adminKey + "x"}, `{"name":"p","provider":"openai","apiKey":"`+providerKey+`"}`), 401)
 	want(do("provider, admin key in x-api-key", "GET", adm.URL+"/api/v1/providers", map[string]string{"X-Api-Key": adminKey}, ""), 401)
 	want(do("provider, misspelt field", "POST", adm.URL+"/api/v1/providers", asAdmin,
-		`{"name":"p","provider":"openai","apikey":"`+providerKey+`","baseUrl":"`+up.URL+`/v1"}`), 400)
+		`{"name":"p","provider":"openai","apikey":"`+providerKey+`","baseUrl":"`+upURL+`/v1"}`), 400)
 	want(do("provider, key in the wrong field", "POST", adm.URL+"/api/v1/providers", asAdmin,
 		`{"name":"p","provider":"`+providerKey+`","apiKey":"`+providerKey+`"}`), 400)
 	want(do("provider, key as the base URL", "POST", adm.URL+"/api/v1/providers", asAdmin,
@@ -194,11 +180,11 @@ func TestSecretsNeverLeave(t *testing.T) {
 	want(do("provider, broken JSON", "POST", adm.URL+"/api/v1/providers", asAdmin,
 		`{"name":"p","provider":"openai","apiKey":"`+providerKey+`",`), 400)
 	good := do("provider", "POST", adm.URL+"/api/v1/providers", asAdmin,
-		`{"name":"good","provider":"openai","apiKey":"`+providerKey+`","baseUrl":"`+up.URL+`/v1"}`)
+		`{"name":"good","provider":"openai","apiKey":"`+providerKey+`","baseUrl":"`+upURL+`/v1"}`)
 	want(good, 200)
 	goodID := idOf(good, "id")
 	stale := do("stale provider", "POST", adm.URL+"/api/v1/providers", asAdmin,
-		`{"name":"stale","provider":"openai","apiKey":"`+wrongKey+`","baseUrl":"`+up.URL+`/v1"}`)
+		`{"name":"stale","provider":"openai","apiKey":"`+wrongKey+`","baseUrl":"`+upURL+`/v1"}`)
 	want(stale, 200)
 	staleID := idOf(stale, "id")
 	want(do("provider key rotated", "PATCH", adm.URL+"/api/v1/providers/"+goodID, asAdmin, `{"apiKey":"`+providerKey+`"}`), 200)

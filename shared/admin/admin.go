@@ -18,7 +18,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,30 +27,36 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/shared/admin/audit"
+	"github.com/stipend/stipend/shared/admin/form"
+	"github.com/stipend/stipend/shared/admin/litellm"
+	"github.com/stipend/stipend/shared/admin/reporting"
 	"github.com/stipend/stipend/shared/admin/request"
+	"github.com/stipend/stipend/shared/admin/response"
+	"github.com/stipend/stipend/shared/admin/roster"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/pages"
 	"github.com/stipend/stipend/shared/provider"
-	"github.com/stipend/stipend/shared/storeerr"
 	"github.com/stipend/stipend/shared/user"
 )
 
 // Store is all the storage the admin API uses, composed of the small
-// interfaces each job declares; *dynamo.Store implements it. A missing item
-// is storeerr.ErrNotFound (or any error with a NotFound() bool method that
-// returns true); a write that lost a race is storeerr.ErrConflict, a create
-// of an existing item storeerr.ErrExists (all wrapped).
+// interfaces each job declares, here and in packages roster, reporting and
+// litellm; New hands each handler only its own. *dynamo.Store implements
+// it. A missing item is storeerr.ErrNotFound (or any error with a
+// NotFound() bool method that returns true); a write that lost a race is
+// storeerr.ErrConflict, a create of an existing item storeerr.ErrExists
+// (all wrapped).
 type Store interface {
 	ProviderStore
 	KeyStore
 	UserStore
-	EventStore     // events.go
-	Reports        // reporting.go
-	StatementStore // statements.go
-	AuditStore     // audit.go
-	RosterStore    // bulk.go
+	reporting.Events
+	reporting.Aggregates
+	reporting.Statements
+	AuditStore       // audit.go
+	roster.Enrolment // package roster
+	litellm.Keys     // package litellm (KeyTotals)
 }
 
 // ProviderStore keeps provider settings (providers.go).
@@ -62,16 +67,13 @@ type ProviderStore interface {
 	ListProviders(ctx context.Context) ([]*provider.Setting, error)
 }
 
-// KeyStore keeps proxy secret keys (keys.go) and reads their lifetime
-// counters (metrics.go).
+// KeyStore keeps proxy secret keys (keys.go, lifecycle.go, listing.go).
 type KeyStore interface {
 	CreateKey(ctx context.Context, k *apikey.Key) error
 	// UpdateKey writes only over k.Version (storeerr.ErrConflict otherwise).
 	UpdateKey(ctx context.Context, k *apikey.Key) error
 	GetKey(ctx context.Context, id string) (*apikey.Key, error)
 	ListKeys(ctx context.Context) ([]*apikey.Key, error)
-	// KeyTotals returns a key's lifetime counters (zero when it has none yet).
-	KeyTotals(ctx context.Context, id string) (ledger.Totals, error)
 }
 
 // UserStore keeps users, keyed by UserID, and the organisation's settings
@@ -118,9 +120,19 @@ type Config struct {
 
 // Handler serves the admin API. It is safe for concurrent use.
 type Handler struct {
-	cfg   Config
-	mux   *http.ServeMux
-	audit *audit.Recorder
+	cfg Config
+	// The store, through the small interface each job of this package
+	// declares (cfg.Store is them all, for the packages wired below).
+	providers ProviderStore
+	keys      KeyStore
+	users     UserStore
+	spend     SpendReader
+	auditLog  AuditStore
+
+	rules   form.Rules // the key and user forms' rules, with cfg's prices and vault
+	reports *reporting.Handler
+	mux     *http.ServeMux
+	audit   *audit.Recorder
 }
 
 // New returns a Handler for cfg.
@@ -132,9 +144,14 @@ func New(cfg Config) *Handler {
 		cfg.Now = time.Now
 	}
 	if cfg.PricedModel == nil {
-		cfg.PricedModel = embeddedPrices()
+		cfg.PricedModel = form.EmbeddedPrices()
 	}
 	h := &Handler{cfg: cfg, mux: http.NewServeMux(), audit: &audit.Recorder{Store: cfg.Store, Log: cfg.Log, Now: cfg.Now}}
+	h.providers, h.keys, h.users, h.spend, h.auditLog = cfg.Store, cfg.Store, cfg.Store, cfg.Store, cfg.Store
+	h.rules = form.Rules{PricedModel: cfg.PricedModel}
+	if cfg.Vault != nil {
+		h.rules.Vault = cfg.Vault
+	}
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"status":"ok"}`)
@@ -146,21 +163,37 @@ func New(cfg Config) *Handler {
 	h.mux.Handle("POST /api/v1/secret-keys", h.handle(h.createKey))
 	h.mux.Handle("GET /api/v1/secret-keys/{keyId}", h.handle(h.getKey))
 	h.mux.Handle("PATCH /api/v1/secret-keys/{keyId}", h.handle(h.updateKey))
-	h.mux.Handle("POST /api/v1/secret-keys/bulk", h.handle(h.createRoster))
-	h.mux.Handle("POST /api/v1/secret-keys/bulk-update", h.handle(h.bulkUpdate))
-	h.mux.Handle("POST /api/v1/secret-keys/bulk-revoke", h.handle(h.bulkRevoke))
+	h.reports = reporting.New(reporting.Config{
+		Owners: cfg.Store, Events: cfg.Store, Aggregates: cfg.Store, Statements: cfg.Store, Now: cfg.Now,
+	})
+	bulk := roster.New(roster.Config{
+		Enrolment: cfg.Store, Keys: cfg.Store, Users: cfg.Store, Providers: cfg.Store,
+		Rules: h.rules, Log: cfg.Log, Now: cfg.Now,
+	})
+	h.mux.Handle("POST /api/v1/secret-keys/bulk", h.handle(bulk.Enrol))
+	h.mux.Handle("POST /api/v1/secret-keys/bulk-update", h.handle(bulk.Update))
+	h.mux.Handle("POST /api/v1/secret-keys/bulk-revoke", h.handle(bulk.Revoke))
 	h.mux.Handle("GET /api/v1/users", h.handle(h.listUsers))
 	h.mux.Handle("POST /api/v1/users", h.handle(h.createUser))
 	h.mux.Handle("GET /api/v1/users/{userId}", h.handle(h.getUser))
 	h.mux.Handle("PATCH /api/v1/users/{userId}", h.handle(h.updateUser))
 	h.mux.Handle("GET /api/v1/organization", h.handle(h.getOrg))
 	h.mux.Handle("PATCH /api/v1/organization", h.handle(h.updateOrg))
-	h.registerReporting()
+	h.mux.Handle("POST /api/v1/reporting/events", h.handle(h.reports.ReportEvents))
+	h.mux.Handle("POST /api/v1/reporting/events-by-day", h.handle(h.reports.EventsByDay))
+	h.mux.Handle("GET /api/v1/custom-ids", h.handle(h.reports.CustomIDs))
 	h.routeLifecycle()
-	h.routeLiteLLM()
+	lite := litellm.New(litellm.Config{
+		Keys: cfg.Store, Users: cfg.Store, Providers: cfg.Store, Rules: h.rules, Log: cfg.Log, Now: cfg.Now,
+	})
+	h.mux.Handle("POST /key/generate", h.handle(lite.Generate))
+	h.mux.Handle("GET /key/info", h.handle(lite.KeyInfo))
+	h.mux.Handle("POST /user/new", h.handle(lite.NewUser))
 	h.routeAudit()
-	h.routeEvents()
-	h.routeStatements()
+	h.mux.Handle("GET /api/v1/events", h.handle(h.reports.ListEvents))
+	h.mux.Handle("GET /api/events", h.handle(h.reports.LegacyEvents)) // BricksLLM's, kept for its clients
+	h.mux.Handle("GET /api/v1/secret-keys/{keyId}/statements", h.handle(h.reports.KeyStatements))
+	h.mux.Handle("GET /api/v1/users/{userId}/statements", h.handle(h.reports.UserStatements))
 	h.mux.Handle("GET /{$}", pages.Dashboard()) // the dashboard (shared/pages); its API calls authenticate
 	h.mux.Handle("GET "+pages.AssetPrefix, pages.Assets())
 	h.mux.Handle("/", h.handle(h.unknown))
@@ -211,7 +244,7 @@ func (h *Handler) handle(fn func(http.ResponseWriter, *http.Request) error) http
 }
 
 // CodeConflict answers a write that lost a race with another writer.
-const CodeConflict = "conflict"
+const CodeConflict = response.CodeConflict
 
 var errUnauthorized = apierror.New(http.StatusUnauthorized, apierror.CodeInvalidAPIKey,
 	"invalid admin key: send it as 'Authorization: Bearer <admin key>'")
@@ -246,35 +279,6 @@ func (h *Handler) authenticate(r *http.Request) error {
 	return nil
 }
 
-// writeJSON sends v with status. It encodes before writing anything, so an
-// encoding failure can still become an error response.
-func writeJSON(w http.ResponseWriter, status int, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return fmt.Errorf("encode response: %w", err)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(b, '\n'))
-	return nil
-}
-
-// storeError turns a storage failure into the client's error; what names the
-// item ("secret key abc").
-func storeError(err error, what string) error {
-	switch {
-	case storeerr.IsNotFound(err):
-		return apierror.New(http.StatusNotFound, apierror.CodeNotFound, what+" not found")
-	case errors.Is(err, storeerr.ErrConflict):
-		return apierror.New(http.StatusConflict, CodeConflict, what+" was changed concurrently, try again")
-	case errors.Is(err, storeerr.ErrExists):
-		return apierror.New(http.StatusConflict, CodeConflict, what+" already exists")
-	default:
-		return apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
-			"storage is unavailable, try again later")
-	}
-}
-
 // invalid is request.Invalid: a 400 naming the offending field.
 func invalid(param, format string, args ...any) error { return request.Invalid(param, format, args...) }
 
@@ -285,23 +289,4 @@ func mustBe(field, rule string) error { return request.MustBe(field, rule) }
 // struct of pointer fields; unknown and mistyped fields are 400s naming them.
 func decodeObject(w http.ResponseWriter, r *http.Request, dst any) error {
 	return request.Decode(w, r, dst)
-}
-
-// validName checks a required display name.
-func validName(field string, s *string) error {
-	if s == nil || strings.TrimSpace(*s) == "" {
-		return invalid(field, "%s is required and must be a non-empty string", field)
-	}
-	if len(*s) > 256 {
-		return invalid(field, "%s must be at most 256 characters", field)
-	}
-	return nil
-}
-
-// nonEmpty returns list, or an empty (non-nil) slice, so JSON shows [] rather than null.
-func nonEmpty[T any](list []T) []T {
-	if list == nil {
-		return []T{}
-	}
-	return list
 }

@@ -285,6 +285,14 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
+// configure changes e's configuration: the handler is built again from it,
+// over the same store, secrets and logs.
+func (e *env) configure(change func(c *Config)) {
+	cfg := e.h.cfg
+	change(&cfg)
+	e.h = New(cfg)
+}
+
 // do sends a request with the admin key and returns the response.
 func (e *env) do(t *testing.T, method, path, body string) *httptest.ResponseRecorder {
 	t.Helper()

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/shared/admin/audit"
+	"github.com/stipend/stipend/shared/admin/request"
+	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/auditlog"
 )
 
@@ -50,7 +52,7 @@ func (h *Handler) listAudit(w http.ResponseWriter, r *http.Request) error {
 			return def, nil
 		}
 		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || v < 0 || v > maxUnixTime {
+		if err != nil || v < 0 || v > request.MaxUnixTime {
 			return 0, mustBe(name, "a time in whole seconds since the epoch")
 		}
 		return v, nil
@@ -79,7 +81,7 @@ func (h *Handler) listAudit(w http.ResponseWriter, r *http.Request) error {
 	if len(target) > 128 {
 		return mustBe("targetId", "at most 128 characters")
 	}
-	page, err := h.cfg.Store.ListAudit(r.Context(), auditlog.Query{
+	page, err := h.auditLog.ListAudit(r.Context(), auditlog.Query{
 		Start: time.Unix(start, 0), End: time.Unix(end, 0), TargetID: target,
 		Cursor: vals.Get("cursor"), Limit: limit,
 	})
@@ -87,16 +89,16 @@ func (h *Handler) listAudit(w http.ResponseWriter, r *http.Request) error {
 		return mustBe("cursor", "a cursor returned by a previous GET /api/v1/audit")
 	}
 	if err != nil {
-		return storeError(err, "audit entries")
+		return response.StoreError(err, "audit entries")
 	}
-	out := auditPage{Entries: nonEmpty(page.Entries)}
+	out := auditPage{Entries: response.NonEmpty(page.Entries)}
 	for _, e := range out.Entries {
-		e.TargetIDs, e.Fields = nonEmpty(e.TargetIDs), nonEmpty(e.Fields)
+		e.TargetIDs, e.Fields = response.NonEmpty(e.TargetIDs), response.NonEmpty(e.Fields)
 	}
 	if page.Cursor != "" {
 		out.Cursor = &page.Cursor
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return response.JSON(w, http.StatusOK, out)
 }
 
 // routeAudit registers the audit routes.

@@ -118,7 +118,7 @@ func adminKeyHash() string {
 func TestAuditMutatingRoutes(t *testing.T) {
 	const providerSecret = "sk-provider-TOPSECRET-0123456789"
 	e := newEnv(t)
-	e.h.cfg.Vault = newFakeVault()
+	e.configure(func(c *Config) { c.Vault = newFakeVault() })
 	e.addProvider("p1")
 	existing := e.createKey(t, `{"name":"k","providerSettingIds":["p1"],"keyRetrievalMethod":"ANYTIME_BY_VIEWER"}`)
 	before := len(e.store.auditEntries())
@@ -282,7 +282,7 @@ func TestListAudit(t *testing.T) {
 	e := newEnv(t)
 	e.addProvider("p1")
 	clock := testNow
-	e.h.cfg.Now = func() time.Time { return clock }
+	e.configure(func(c *Config) { c.Now = func() time.Time { return clock } })
 	var ids []string
 	for i := range 5 {
 		clock = testNow.Add(time.Duration(i) * time.Minute)

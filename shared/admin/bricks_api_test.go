@@ -16,7 +16,6 @@ package admin_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -29,13 +28,9 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/infra/fakeupstream"
-	"github.com/stipend/stipend/infra/localstack/localtest"
+	"github.com/stipend/stipend/infra/teststack"
 	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo/dynamotest"
-	"github.com/stipend/stipend/shared/pricing"
-	"github.com/stipend/stipend/shared/proxy"
-	"github.com/stipend/stipend/shared/tokenizer"
 )
 
 // The seed's example request bodies. "some-provider-id" and "some-key-id"
@@ -295,31 +290,6 @@ var bricksValueNotes = []string{
 	`tags of keys and users: the seed shows the organization's id (["clskya3uu0005ye8ggt5bp775"]); stipend answers [] unless tags are set`,
 }
 
-// bricksSecrets is the Secrets Manager stand-in for both handlers: what the
-// admin API puts, the proxy gets.
-type bricksSecrets struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func (s *bricksSecrets) Put(_ context.Context, name, value string) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	arn := "arn:aws:secretsmanager:local:" + name
-	s.m[arn] = value
-	return arn, nil
-}
-
-func (s *bricksSecrets) Get(_ context.Context, id string) (string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.m[id]
-	if !ok {
-		return "", fmt.Errorf("no secret %q", id)
-	}
-	return v, nil
-}
-
 // bricksClock runs at the real pace from a fixed start, inside the seed's
 // reporting range (start 1710460800, end 1711492257), so that the seed's
 // reporting bodies, used verbatim, cover the traffic.
@@ -346,7 +316,7 @@ type bricksEnv struct {
 	proxy    *httptest.Server
 	upstream string // the fake upstream's base URL, /v1
 	client   *http.Client
-	inflight sync.WaitGroup
+	inflight interface{ Wait() } // proxy handlers still running
 
 	mu     sync.Mutex
 	bodies []string // "METHOD path: body" of every admin response
@@ -354,37 +324,19 @@ type bricksEnv struct {
 
 func newSeed003Env(t *testing.T) *bricksEnv {
 	t.Helper()
-	endpoint := localtest.StartDynamoDB(t)
-	store := dynamotest.Store(t, endpoint, "bricks")
-	prices, err := pricing.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
 	clock := bricksClock{start: time.Date(2024, 3, 20, 12, 0, 0, 0, time.UTC), setAt: time.Now()}
-	secrets := &bricksSecrets{m: map[string]string{}}
-	e := &bricksEnv{t: t, client: &http.Client{Timeout: 30 * time.Second}}
-
-	up := httptest.NewServer(fakeupstream.New(fakeupstream.Options{APIKey: bricksUpstreamKey, Interval: time.Millisecond, Chunks: 4}))
-	t.Cleanup(up.Close)
-	e.upstream = up.URL + "/v1"
-	ph := proxy.New(proxy.Config{
-		ReserveTimeout: time.Minute, // a loaded test machine is not a stalled store (trust_integration_test.go tests the 3 s default)
-		Keys:           store, Providers: store, Secrets: secrets, Limiter: store, Owners: store,
-		Prices: prices, Tokenizer: tokenizer.New(), Now: clock.Now,
+	// The Secrets Manager stand-in of both handlers: what the admin API
+	// puts, the proxy gets.
+	st := teststack.Start(t, teststack.Options{
+		Table: "bricks", Now: clock.Now, Secrets: teststack.NewMapSecrets(nil),
+		Upstream: fakeupstream.Options{APIKey: bricksUpstreamKey, Interval: time.Millisecond, Chunks: 4},
+		AdminKey: bricksAdminKey,
+		Admin:    func(c *admin.Config) { c.SecretPrefix = "stipend/bricks/" },
 	})
-	e.proxy = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.inflight.Add(1)
-		defer e.inflight.Done()
-		ph.ServeHTTP(w, r)
-	}))
-	t.Cleanup(e.proxy.Close)
-	e.admin = httptest.NewServer(admin.New(admin.Config{
-		Store: store, Secrets: secrets, SecretPrefix: "stipend/bricks/",
-		AdminKey: func(context.Context) (string, error) { return bricksAdminKey, nil },
-		Now:      clock.Now,
-	}))
-	t.Cleanup(e.admin.Close)
-	return e
+	return &bricksEnv{
+		t: t, admin: st.Admin, proxy: st.Proxy, upstream: st.UpstreamURL + "/v1", inflight: st,
+		client: &http.Client{Timeout: 30 * time.Second},
+	}
 }
 
 // call sends body (JSON, or none when "") to the admin API, wants a 200, and

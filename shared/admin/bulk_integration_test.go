@@ -18,6 +18,7 @@ import (
 
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/admin"
+	"github.com/stipend/stipend/shared/admin/roster"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/dynamo/dynamotest"
@@ -126,12 +127,12 @@ func TestRosterOnDynamoDB(t *testing.T) {
 	})}
 	const n = 100
 	const defaults = "providerSettingIds=p1&costLimitInUsdLifetime=1&costLimitInUsdPerMonth=0.2&allowedModels=gpt-4o-mini&ttl=2160h&tags=cs101&user.costLimitInUsd=2"
-	roster := classCSV("stu", n)
+	class := classCSV("stu", n)
 
 	// One call creates the class, answered as CSV for a mail merge.
 	var rows [][]string
 	timed(t, "create 100 students (CSV in, CSV out)", func() {
-		rec := e.post("/api/v1/secret-keys/bulk?"+defaults, "text/csv", "text/csv", roster)
+		rec := e.post("/api/v1/secret-keys/bulk?"+defaults, "text/csv", "text/csv", class)
 		if rec.Code != 200 {
 			t.Fatalf("create: %d %s", rec.Code, rec.Body)
 		}
@@ -159,7 +160,7 @@ func TestRosterOnDynamoDB(t *testing.T) {
 	}
 	k, _ := store.GetKey(ctx, keyOf["stu042"])
 	if k.CostLimitLifetime != money.Dollar || k.CostLimitPerMonth != 20*money.Cent || k.AllowedModels[0] != "gpt-4o-mini" ||
-		k.Metadata["email"] != "stu042@example.edu" || strings.Join(k.Tags, ",") != "cs101,"+admin.RosterTag || k.ExpiresAt == 0 {
+		k.Metadata["email"] != "stu042@example.edu" || strings.Join(k.Tags, ",") != "cs101,"+roster.Tag || k.ExpiresAt == 0 {
 		t.Errorf("stored key %+v", k)
 	}
 	if u, err := store.GetUser(ctx, "stu042"); err != nil || u.CostLimitLifetime != 2*money.Dollar || u.Name != "Student, No. 42" {
@@ -168,7 +169,7 @@ func TestRosterOnDynamoDB(t *testing.T) {
 
 	// The same CSV again: nothing new, everyone existing.
 	var again rosterAnswer
-	timed(t, "same 100 again (nothing new)", func() { again = e.roster(defaults, roster) })
+	timed(t, "same 100 again (nothing new)", func() { again = e.roster(defaults, class) })
 	if again.Summary.Existing != n || again.Summary.Created+again.Summary.Rotated+again.Summary.Failed+again.Summary.UsersCreated != 0 {
 		t.Fatalf("again: %+v", again.Summary)
 	}
@@ -238,7 +239,7 @@ func TestRosterOnDynamoDB(t *testing.T) {
 
 	// Rotate one student: a new key, the old one revoked.
 	var rot rosterAnswer
-	timed(t, "rotate one of 100", func() { rot = e.roster(defaults+"&rotate=stu007", roster) })
+	timed(t, "rotate one of 100", func() { rot = e.roster(defaults+"&rotate=stu007", class) })
 	if len(rot.Rotated) != 1 || rot.Summary.Existing != n-1 || rot.Rotated[0].RevokedKeyID != keyOf["stu007"] {
 		t.Fatalf("rotate: %+v", rot)
 	}
@@ -279,7 +280,7 @@ func TestRosterOnDynamoDB(t *testing.T) {
 
 	// Next term, the same roster reissues every key.
 	var next rosterAnswer
-	timed(t, "next term: reissue 100 revoked keys", func() { next = e.roster(defaults, roster) })
+	timed(t, "next term: reissue 100 revoked keys", func() { next = e.roster(defaults, class) })
 	if next.Summary.Created != n || next.Summary.UsersCreated != 0 {
 		t.Fatalf("next term: %+v", next.Summary)
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/form"
+	"github.com/stipend/stipend/shared/admin/roster"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/money"
@@ -139,9 +141,9 @@ func (e *env) post(t *testing.T, path, contentType, accept, body string) *httpte
 }
 
 // roster sends a JSON roster and decodes a 200 answer.
-func (e *env) roster(t *testing.T, body string) rosterResponse {
+func (e *env) roster(t *testing.T, body string) roster.Response {
 	t.Helper()
-	var res rosterResponse
+	var res roster.Response
 	decode(t, e.post(t, "/api/v1/secret-keys/bulk", "application/json", "", body), 200, &res)
 	return res
 }
@@ -149,7 +151,7 @@ func (e *env) roster(t *testing.T, body string) rosterResponse {
 // problemsBody is a 400 from a bulk route.
 type problemsBody struct {
 	apierror.Body
-	Errors []problem `json:"errors"`
+	Errors []roster.Problem `json:"errors"`
 }
 
 func wantProblems(t *testing.T, rec *httptest.ResponseRecorder) problemsBody {
@@ -162,7 +164,7 @@ func wantProblems(t *testing.T, rec *httptest.ResponseRecorder) problemsBody {
 	return b
 }
 
-func fields(ps []problem) []string {
+func fields(ps []roster.Problem) []string {
 	var out []string
 	for _, p := range ps {
 		out = append(out, p.Field)
@@ -201,7 +203,7 @@ func (s *fakeStore) storedUser(t *testing.T, id string) *user.User {
 
 // checkKeys checks that every created or rotated entry carries a plaintext
 // that parses to its keyId and hashes to the stored hash.
-func checkKeys(t *testing.T, s *fakeStore, entries ...[]rosterEntry) {
+func checkKeys(t *testing.T, s *fakeStore, entries ...[]roster.Entry) {
 	t.Helper()
 	for _, list := range entries {
 		for _, c := range list {
@@ -216,7 +218,7 @@ func checkKeys(t *testing.T, s *fakeStore, entries ...[]rosterEntry) {
 	}
 }
 
-func userIDsOf(list []rosterEntry) []string {
+func userIDsOf(list []roster.Entry) []string {
 	var out []string
 	for _, e := range list {
 		out = append(out, e.UserID)
@@ -256,7 +258,7 @@ func TestRosterCreatesThenIsIdempotent(t *testing.T) {
 	if got := userIDsOf(res.Created); !reflect.DeepEqual(got, []string{"s1", "s2", "12345", "student-7"}) {
 		t.Fatalf("created %v", got)
 	}
-	want := rosterSummary{Students: 4, Created: 4, UsersCreated: 3}
+	want := roster.Summary{Students: 4, Created: 4, UsersCreated: 3}
 	if res.Summary != want || len(res.Existing)+len(res.Rotated)+len(res.Failed) != 0 {
 		t.Fatalf("summary %+v; %+v", res.Summary, res)
 	}
@@ -269,12 +271,12 @@ func TestRosterCreatesThenIsIdempotent(t *testing.T) {
 	// and the email.
 	ada := e.store.key(t, res.Created[0].KeyID)
 	wantAda := apikey.Key{
-		ID: ada.ID, Hash: ada.Hash, Name: "Ada Lovelace", UserID: "s1", Tags: []string{"cs101", RosterTag},
+		ID: ada.ID, Hash: ada.Hash, Name: "Ada Lovelace", UserID: "s1", Tags: []string{"cs101", roster.Tag},
 		SettingIDs: []string{"p1"}, CreatedAt: testNow.Unix(), UpdatedAt: testNow.Unix(),
 		TTL: "720h", ExpiresAt: testNow.Add(720 * time.Hour).Unix(),
 		CostLimitLifetime: money.Dollar, CostLimitPerMonth: 20 * money.Cent,
 		AllowedModels: []string{"gpt-4o-mini"}, ModelLimits: map[string]apikey.ModelLimit{"gpt-4o-mini": {RPM: 35, TPM: 1600}},
-		KeyRetrievalMethod: RetrieveOnce, Metadata: map[string]any{"email": "ada@example.edu"}, Version: 1,
+		KeyRetrievalMethod: form.RetrieveOnce, Metadata: map[string]any{"email": "ada@example.edu"}, Version: 1,
 	}
 	if !reflect.DeepEqual(*ada, wantAda) {
 		t.Errorf("stored key\n%+v\nwant\n%+v", *ada, wantAda)
@@ -284,12 +286,12 @@ func TestRosterCreatesThenIsIdempotent(t *testing.T) {
 		t.Errorf("overrides not applied: %+v", alan)
 	}
 	grace := e.store.key(t, res.Created[2].KeyID)
-	if grace.UserID != "12345" || !slices.Equal(grace.Tags, []string{"cs101", "ta", RosterTag}) || grace.Metadata["seat"] != float64(4) {
+	if grace.UserID != "12345" || !slices.Equal(grace.Tags, []string{"cs101", "ta", roster.Tag}) || grace.Metadata["seat"] != float64(4) {
 		t.Errorf("grace %+v", grace)
 	}
 	u := e.store.storedUser(t, "s2")
 	wantUser := user.User{
-		ID: u.ID, UserID: "s2", Name: "Alan Turing", Tags: []string{RosterTag}, CreatedAt: testNow.Unix(), UpdatedAt: testNow.Unix(),
+		ID: u.ID, UserID: "s2", Name: "Alan Turing", Tags: []string{roster.Tag}, CreatedAt: testNow.Unix(), UpdatedAt: testNow.Unix(),
 		CostLimitLifetime: 4 * money.Dollar, CostLimitOverTime: 50 * money.Cent, CostLimitUnit: "mo", Version: 1,
 	}
 	if !reflect.DeepEqual(*u, wantUser) {
@@ -305,7 +307,7 @@ func TestRosterCreatesThenIsIdempotent(t *testing.T) {
 	// The same roster again creates nothing and reports every student.
 	keys := e.store.keyCount()
 	again := e.roster(t, classJSON)
-	if again.Summary != (rosterSummary{Students: 4, Existing: 4}) || len(again.Created) != 0 {
+	if again.Summary != (roster.Summary{Students: 4, Existing: 4}) || len(again.Created) != 0 {
 		t.Fatalf("second call: %+v", again)
 	}
 	for i, ex := range again.Existing {
@@ -337,7 +339,7 @@ func TestRosterRotateAndReissue(t *testing.T) {
 		t.Fatalf("rotate one: %+v", res)
 	}
 	checkKeys(t, e.store, res.Rotated)
-	if k := e.store.key(t, old["s2"]); !k.Revoked || k.RevokedReason != revokedRotated || k.Version != 2 {
+	if k := e.store.key(t, old["s2"]); !k.Revoked || k.RevokedReason != roster.RevokedRotated || k.Version != 2 {
 		t.Errorf("old key after rotate: %+v", k)
 	}
 	if e.store.marker("s2") != res.Rotated[0].KeyID {
@@ -380,7 +382,7 @@ func TestRosterInvalid(t *testing.T) {
 	student := func(s string) string {
 		return `{"defaults": {"providerSettingIds": ["p1"]}, "students": [` + s + `]}`
 	}
-	many := make([]string, maxRosterStudents+1)
+	many := make([]string, roster.MaxStudents+1)
 	for i := range many {
 		many[i] = fmt.Sprintf(`{"userId": "s%d", "name": "S"}`, i)
 	}
@@ -395,7 +397,7 @@ func TestRosterInvalid(t *testing.T) {
 		{"not an object", "", "", `[1]`, []string{""}, "JSON object"},
 		{"no students", "", "", `{"defaults": {"providerSettingIds": ["p1"]}}`, []string{"students"}, "students is required"},
 		{"empty students", "", "", student(``), []string{"students"}, "non-empty"},
-		{"every problem of every row",
+		{"every roster.Problem of every row",
 			"", "", student(`{"userId": "bad id!", "name": "", "email": "nope"}, {"userId": "ok", "name": "Ok", "costLimitInUsdLifetime": -1}, {"name": "No id"}`),
 			[]string{"students[0].userId", "students[0].name", "students[0].email", "students[1].costLimitInUsdLifetime", "students[2].userId"},
 			`students[0] (userId "bad id!"): userId must be`},
@@ -518,7 +520,7 @@ func TestRosterCSV(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.addProvider("p1")
-			var res rosterResponse
+			var res roster.Response
 			decode(t, e.post(t, "/api/v1/secret-keys/bulk"+tc.query, tc.ctype, "", tc.body), 200, &res)
 			if len(res.Created) != len(tc.want) {
 				t.Fatalf("created %+v", res)
@@ -603,7 +605,7 @@ func TestRosterCSVInvalid(t *testing.T) {
 			for i, w := range tc.want {
 				p := b.Errors[i]
 				if p.Line != w.line || p.Column != w.column || p.Field != w.field || !strings.Contains(p.Message, w.msg) {
-					t.Errorf("problem %d = %+v, want %+v", i, p, w)
+					t.Errorf("roster.Problem %d = %+v, want %+v", i, p, w)
 				}
 			}
 			if e.store.keyCount() != 0 || e.store.rosterWrites != 0 {
@@ -614,7 +616,7 @@ func TestRosterCSVInvalid(t *testing.T) {
 }
 
 func TestRosterCSVAnswer(t *testing.T) {
-	const roster = "userId,name,email\ns1,\"=HYPERLINK(\"\"x\"\")\",ada@example.edu\ns2,Alan Turing,\n"
+	const csvRoster = "userId,name,email\ns1,\"=HYPERLINK(\"\"x\"\")\",ada@example.edu\ns2,Alan Turing,\n"
 	tests := []struct {
 		name   string
 		query  string
@@ -630,7 +632,7 @@ func TestRosterCSVAnswer(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t)
 			e.addProvider("p1")
-			rec := e.post(t, "/api/v1/secret-keys/bulk?providerSettingIds=p1"+tc.query, "text/csv", tc.accept, roster)
+			rec := e.post(t, "/api/v1/secret-keys/bulk?providerSettingIds=p1"+tc.query, "text/csv", tc.accept, csvRoster)
 			if rec.Code != 200 || rec.Header().Get("Cache-Control") != "no-store" {
 				t.Fatalf("status %d, headers %v: %s", rec.Code, rec.Header(), rec.Body)
 			}
@@ -648,7 +650,7 @@ func TestRosterCSVAnswer(t *testing.T) {
 			if !slices.Equal(rows[0], []string{"userId", "name", "email", "keyId", "key", "status"}) {
 				t.Fatalf("header %q", rows[0])
 			}
-			if rows[1][0] != "s1" || rows[1][1] != `'=HYPERLINK("x")` || rows[1][2] != "ada@example.edu" || rows[1][5] != statusCreated {
+			if rows[1][0] != "s1" || rows[1][1] != `'=HYPERLINK("x")` || rows[1][2] != "ada@example.edu" || rows[1][5] != roster.StatusCreated {
 				t.Errorf("row %q", rows[1])
 			}
 			for _, row := range rows[1:] {
@@ -657,10 +659,10 @@ func TestRosterCSVAnswer(t *testing.T) {
 				}
 			}
 			// Again: every student is existing, without a key.
-			rec = e.post(t, "/api/v1/secret-keys/bulk?providerSettingIds=p1"+tc.query, "text/csv", tc.accept, roster)
+			rec = e.post(t, "/api/v1/secret-keys/bulk?providerSettingIds=p1"+tc.query, "text/csv", tc.accept, csvRoster)
 			rows, _ = csv.NewReader(strings.NewReader(rec.Body.String())).ReadAll()
 			for _, row := range rows[1:] {
-				if row[4] != "" || row[5] != statusExisting || row[3] == "" {
+				if row[4] != "" || row[5] != roster.StatusExisting || row[3] == "" {
 					t.Errorf("second call row %q", row)
 				}
 			}
@@ -680,7 +682,7 @@ func TestRosterRequestErrors(t *testing.T) {
 		{"bad format", "?format=xml", "application/json", `{}`, 400, "format"},
 		{"unsupported type", "", "application/xml", `<roster/>`, 415, ""},
 		{"unreadable type", "", "text/csv; charset", `x`, 415, ""},
-		{"too large", "", "text/csv", strings.Repeat("a", maxRosterBytes+1), 413, ""},
+		{"too large", "", "text/csv", strings.Repeat("a", roster.MaxBytes+1), 413, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -706,7 +708,7 @@ func TestRosterConcurrentCalls(t *testing.T) {
 		fmt.Fprintf(&b, "s%02d,Student %d\n", i, i)
 	}
 	const calls = 4
-	results := make([]rosterResponse, calls)
+	results := make([]roster.Response, calls)
 	var wg sync.WaitGroup
 	for i := range calls {
 		wg.Go(func() {
@@ -743,6 +745,12 @@ func TestRosterConcurrentCalls(t *testing.T) {
 	}
 }
 
+// otherCallsKey is the roster key another roster call makes for student s1.
+func otherCallsKey() *apikey.Key {
+	id, plaintext := apikey.Generate()
+	return &apikey.Key{ID: id, Hash: apikey.Hash(plaintext), UserID: "s1", Name: "Ada"}
+}
+
 func TestRosterLosesRaces(t *testing.T) {
 	ctx := context.Background()
 	const one = `{"defaults": {"providerSettingIds": ["p1"]}, "rotate": %s, "students": [{"userId": "s1", "name": "Ada"}]}`
@@ -751,7 +759,7 @@ func TestRosterLosesRaces(t *testing.T) {
 		e.addProvider("p1")
 		var theirs string
 		e.store.rosterHook = func() {
-			k, _ := (&rosterRow{keyTemplate: apikey.Key{UserID: "s1", Name: "Ada"}}).newKey()
+			k := otherCallsKey()
 			if err := e.store.CreateRosterKey(ctx, k); err != nil {
 				t.Error(err)
 			}
@@ -771,7 +779,7 @@ func TestRosterLosesRaces(t *testing.T) {
 			m, _ := e.store.RosterKeys(ctx, []string{"s1"})
 			old := *m["s1"].Key
 			old.Revoked = true
-			k, _ := (&rosterRow{keyTemplate: apikey.Key{UserID: "s1", Name: "Ada"}}).newKey()
+			k := otherCallsKey()
 			if err := e.store.ReplaceRosterKey(ctx, first.KeyID, &old, k); err != nil {
 				t.Error(err)
 			}
@@ -807,7 +815,7 @@ func TestRosterStorageFailures(t *testing.T) {
 	e.addProvider("p1")
 	body := `{"defaults": {"providerSettingIds": ["p1"]}, "students": [{"userId": "s1", "name": "A"}, {"userId": "s2", "name": "B"}]}`
 	e.store.rosterFail = map[string]error{"s2": errors.New("throttled")}
-	var res rosterResponse
+	var res roster.Response
 	decode(t, e.post(t, "/api/v1/secret-keys/bulk", "application/json", "", body), 207, &res)
 	if len(res.Created) != 1 || len(res.Failed) != 1 || res.Failed[0].UserID != "s2" || res.Failed[0].Key != "" ||
 		!strings.Contains(res.Failed[0].Error, "try again") || strings.Contains(res.Failed[0].Error, "throttled") {
@@ -869,7 +877,7 @@ func TestBulkUpdate(t *testing.T) {
 				e.do(t, "PATCH", "/api/v1/secret-keys/"+ids["s2"], `{"revoked": true}`)
 			}
 			body := strings.ReplaceAll(tc.body, "$other", ids["other"])
-			var res bulkUpdateResponse
+			var res roster.UpdateResponse
 			decode(t, e.post(t, "/api/v1/secret-keys/bulk-update", "application/json", "", body), 200, &res)
 			if res.Updated != len(tc.updated) || res.Skipped != tc.skipped || res.Failed != 0 || res.Matched != len(tc.updated)+tc.skipped {
 				t.Fatalf("%+v", res)
@@ -894,7 +902,7 @@ func TestBulkUpdateUsersAndConflicts(t *testing.T) {
 	// on the fresh key, keeping the other change.
 	e.store.conflicts = 1
 	e.store.otherWriter = func(k *apikey.Key) { k.Moderation = true }
-	var res bulkUpdateResponse
+	var res roster.UpdateResponse
 	decode(t, e.post(t, "/api/v1/secret-keys/bulk-update", "application/json", "",
 		`{"userIds": ["s1", "s2"], "set": {"rateLimitOverTime": 30, "rateLimitUnit": "m", "user": {"costLimitInUsdOverTime": 0.3, "costLimitInUsdUnit": "mo"}}}`), 200, &res)
 	if res.Updated != 3 || res.UsersUpdated != 2 || len(res.Users) != 2 {
@@ -972,7 +980,7 @@ func TestBulkUpdateInvalid(t *testing.T) {
 
 func TestBulkRevoke(t *testing.T) {
 	e, ids := enrolled(t)
-	var res bulkRevokeResponse
+	var res roster.RevokeResponse
 	decode(t, e.post(t, "/api/v1/secret-keys/bulk-revoke", "application/json", "", `{"tag": "roster", "reason": "end of term"}`), 200, &res)
 	if res.Matched != 3 || res.Revoked != 3 || res.AlreadyRevoked != 0 || len(res.Keys) != 3 {
 		t.Fatalf("%+v", res)
@@ -1023,7 +1031,7 @@ func TestBulkRevoke(t *testing.T) {
 		Now: func() time.Time { return testNow },
 	})
 	decode(t, e2.post(t, "/api/v1/secret-keys/bulk-revoke", "application/json", "", `{"tag": "roster"}`), 207, &res)
-	if res.Failed != 1 || res.Revoked != 2 || !strings.Contains(res.Keys[slices.IndexFunc(res.Keys, func(k keyResult) bool { return k.Status == statusFailed })].Error, "try again") {
+	if res.Failed != 1 || res.Revoked != 2 || !strings.Contains(res.Keys[slices.IndexFunc(res.Keys, func(k roster.KeyResult) bool { return k.Status == roster.StatusFailed })].Error, "try again") {
 		t.Fatalf("%+v", res)
 	}
 	if e2.store.key(t, ids2["s2"]).Revoked {

@@ -11,28 +11,21 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/stipend/stipend/infra/localstack/localtest"
+	"github.com/stipend/stipend/infra/fakeupstream"
+	"github.com/stipend/stipend/infra/teststack"
 	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/apikey"
-	"github.com/stipend/stipend/shared/dynamo/dynamotest"
-	"github.com/stipend/stipend/shared/pricing"
-	"github.com/stipend/stipend/shared/provider"
-	"github.com/stipend/stipend/shared/proxy"
-	"github.com/stipend/stipend/shared/tokenizer"
 	"github.com/stipend/stipend/shared/user"
 )
 
 func TestEventsEndToEnd(t *testing.T) {
 	ctx := context.Background()
-	endpoint := localtest.StartDynamoDB(t)
-	store := dynamotest.Store(t, endpoint, "events-it")
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+rtUpstreamKey {
 			w.WriteHeader(http.StatusUnauthorized)
 			return
@@ -43,13 +36,15 @@ func TestEventsEndToEnd(t *testing.T) {
 			http.NewResponseController(w).Flush()
 		}
 		io.WriteString(w, "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3}}\n\ndata: [DONE]\n\n")
-	}))
-	t.Cleanup(up.Close)
+	})
+	st := teststack.Start(t, teststack.Options{
+		Table: "events-it", Upstream: fakeupstream.Options{APIKey: rtUpstreamKey},
+		WrapUpstream: func(http.Handler) http.Handler { return upstream },
+		ProviderID:   rtProviderID, SecretID: rtSecretID, AdminKey: rtAdminKey,
+		Admin: func(c *admin.Config) { c.SecretPrefix = "stipend/it/" },
+	})
+	store, px, adm := st.Store, st.Proxy, st.Admin
 	now := time.Now()
-	if err := store.CreateProvider(ctx, &provider.Setting{ID: rtProviderID, Name: "fake", Provider: provider.OpenAI,
-		BaseURL: up.URL + "/v1", SecretID: rtSecretID, CreatedAt: now.Unix()}); err != nil {
-		t.Fatal(err)
-	}
 	if err := store.CreateUser(ctx, &user.User{ID: apikey.NewID(), UserID: "student-7", Name: "Student 7", CreatedAt: now.Unix()}); err != nil {
 		t.Fatal(err)
 	}
@@ -61,21 +56,6 @@ func TestEventsEndToEnd(t *testing.T) {
 		}
 		return plain
 	}
-	prices, err := pricing.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	px := httptest.NewServer(proxy.New(proxy.Config{
-		ReserveTimeout: time.Minute, // a loaded test machine is not a stalled store (trust_integration_test.go tests the 3 s default)
-		Keys:           store, Providers: store, Secrets: rtSecrets{}, Limiter: store, Owners: store,
-		Prices: prices, Tokenizer: tokenizer.New(),
-	}))
-	t.Cleanup(px.Close)
-	adm := httptest.NewServer(admin.New(admin.Config{
-		Store: store, Secrets: rtSecrets{}, SecretPrefix: "stipend/it/",
-		AdminKey: func(context.Context) (string, error) { return rtAdminKey, nil },
-	}))
-	t.Cleanup(adm.Close)
 
 	logged1, logged2, quiet := newKey("student-7", true), newKey("student-7", true), newKey("", false)
 	type sent struct{ key, customID, body, got string }

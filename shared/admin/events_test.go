@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/reporting"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/ledger"
 )
@@ -37,7 +38,7 @@ func (s *fakeStore) ListEvents(_ context.Context, q ledger.EventQuery) ([]*ledge
 			list = append(list, &c)
 		}
 	}
-	slices.SortFunc(list, newestFirst)
+	slices.SortFunc(list, reporting.NewestFirst)
 	from := 0
 	if q.Cursor != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(q.Cursor, "fake-"))
@@ -185,13 +186,13 @@ func TestListEvents(t *testing.T) {
 	t.Run("what reaches the store", func(t *testing.T) {
 		var got []ledger.EventQuery
 		e := eventsEnv(t)
-		e.h.cfg.Store = recordingEvents{fakeStore: e.store, queries: &got}
+		e.configure(func(c *Config) { c.Store = recordingEvents{fakeStore: e.store, queries: &got} })
 		e.do(t, "GET", "/api/v1/events?userId=u1&customId=run&keyId=kB&includeBodies=false&limit=7", "")
 		e.do(t, "GET", "/api/v1/events?all=true", "")
 		want := []ledger.EventQuery{
 			{KeyID: "kB", UserID: "u1", CustomID: "run", Start: testNow.Add(-30 * 24 * time.Hour), End: testNow,
-				Limit: 7, OmitBodies: true, BodyBudget: eventBodyBudget},
-			{All: true, Start: testNow.Add(-30 * 24 * time.Hour), End: testNow, Limit: 50, BodyBudget: eventBodyBudget},
+				Limit: 7, OmitBodies: true, BodyBudget: reporting.EventBodyBudget},
+			{All: true, Start: testNow.Add(-30 * 24 * time.Hour), End: testNow, Limit: 50, BodyBudget: reporting.EventBodyBudget},
 		}
 		if len(got) != len(want) {
 			t.Fatalf("queries = %+v", got)
@@ -210,7 +211,7 @@ func TestListEvents(t *testing.T) {
 
 func TestListEventsErrors(t *testing.T) {
 	e := eventsEnv(t)
-	long := strings.Repeat("x", maxEventFilterLen+1)
+	long := strings.Repeat("x", reporting.MaxEventFilterLen+1)
 	tests := []struct {
 		name, query string
 		status      int
@@ -248,9 +249,11 @@ func TestListEventsErrors(t *testing.T) {
 
 	t.Run("a cursor the store refuses", func(t *testing.T) {
 		e := eventsEnv(t)
-		e.h.cfg.Store = recordingEvents{fakeStore: e.store, queries: new([]ledger.EventQuery), change: func(q *ledger.EventQuery) {
-			q.Cursor = "refuse"
-		}}
+		e.configure(func(c *Config) {
+			c.Store = recordingEvents{fakeStore: e.store, queries: new([]ledger.EventQuery), change: func(q *ledger.EventQuery) {
+				q.Cursor = "refuse"
+			}}
+		})
 		// The fake refuses the cursor: a cursor error names the cursor.
 		wantError(t, e.do(t, "GET", "/api/v1/events?all=true", ""), 400, apierror.CodeInvalidRequest, "cursor")
 	})
@@ -272,29 +275,6 @@ func TestListEventsErrors(t *testing.T) {
 			wantError(t, e.doAuth(t, "GET", path, "", ""), 401, apierror.CodeInvalidAPIKey, "")
 		}
 	})
-}
-
-func TestEventsErrorMapping(t *testing.T) {
-	tests := []struct {
-		err           error
-		status        int
-		param         string
-		mentionsInput string
-	}{
-		{fmt.Errorf("%w: the cursor belongs to a different query", ledger.ErrBadCursor), 400, "cursor", "different query"},
-		{fmt.Errorf("%w: a listing of all events may span at most 120 months", ledger.ErrInvalidQuery), 400, "start", "120 months"},
-		{errors.New("throttled"), 503, "", ""},
-	}
-	for _, tt := range tests {
-		var ae *apierror.Error
-		if err := eventsError(tt.err); !errors.As(err, &ae) || ae.Status != tt.status {
-			t.Errorf("eventsError(%v) = %v", tt.err, err)
-			continue
-		}
-		if tt.param != "" && (ae.Param != tt.param || !strings.Contains(ae.Message, tt.mentionsInput)) {
-			t.Errorf("eventsError(%v) = %+v", tt.err, ae)
-		}
-	}
 }
 
 func TestLegacyEvents(t *testing.T) {
@@ -335,11 +315,13 @@ func TestLegacyEvents(t *testing.T) {
 		// kA's listing gets pages of 1: e5 and a cursor. kB's has e4 and
 		// e1; e1 is older than e5, and kA's e2 (not listed) is older than
 		// e5 but newer than e1, so the list must stop at e5.
-		e.h.cfg.Store = recordingEvents{fakeStore: e.store, queries: new([]ledger.EventQuery), change: func(q *ledger.EventQuery) {
-			if q.KeyID == "kA" {
-				q.Limit = 1
-			}
-		}}
+		e.configure(func(c *Config) {
+			c.Store = recordingEvents{fakeStore: e.store, queries: new([]ledger.EventQuery), change: func(q *ledger.EventQuery) {
+				if q.KeyID == "kA" {
+					q.Limit = 1
+				}
+			}}
+		})
 		rec := e.do(t, "GET", "/api/events?keyIds=kA,kB", "")
 		var list []struct {
 			ID string `json:"id"`
@@ -351,7 +333,7 @@ func TestLegacyEvents(t *testing.T) {
 	})
 
 	t.Run("too many keyIds", func(t *testing.T) {
-		ids := make([]string, maxLegacyKeyIDs+1)
+		ids := make([]string, reporting.MaxLegacyKeyIDs+1)
 		for i := range ids {
 			ids[i] = "k" + strconv.Itoa(i)
 		}

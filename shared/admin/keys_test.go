@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/form"
+	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/money"
@@ -80,7 +82,7 @@ func TestCreateKey(t *testing.T) {
 		AllowedPaths:  []apikey.PathRule{{Path: "/v1/chat/completions", Method: "POST"}},
 		ModelLimits:   map[string]apikey.ModelLimit{"gpt-4o-mini": {RPM: 60, TPM: 100000}},
 		UserID:        "student-7", ShouldLogRequest: true, Moderation: true,
-		KeyRetrievalMethod: RetrieveOncePerViewer,
+		KeyRetrievalMethod: form.RetrieveOncePerViewer,
 		Metadata:           map[string]any{"section": "A", "seat": float64(12)},
 		Version:            1,
 	}
@@ -210,7 +212,7 @@ func TestPatchKeyChangesOnlyNamedFields(t *testing.T) {
 	before := e.store.key(t, c.ID)
 
 	later := testNow.Add(time.Hour)
-	e.h.cfg.Now = func() time.Time { return later }
+	e.configure(func(c *Config) { c.Now = func() time.Time { return later } })
 
 	tests := []struct {
 		name   string
@@ -331,8 +333,8 @@ func TestPatchKeyRetriesOnConflict(t *testing.T) {
 	e.store.conflicts = 100
 	e.store.otherWriter = nil
 	wantError(t, e.do(t, "PATCH", "/api/v1/secret-keys/"+c.ID, `{"name":"x"}`), 409, CodeConflict, "")
-	if e.store.updateCalls != updateAttempts {
-		t.Errorf("UpdateKey calls = %d, want %d", e.store.updateCalls, updateAttempts)
+	if e.store.updateCalls != response.UpdateAttempts {
+		t.Errorf("UpdateKey calls = %d, want %d", e.store.updateCalls, response.UpdateAttempts)
 	}
 }
 

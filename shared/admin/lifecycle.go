@@ -23,7 +23,9 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/stipend/stipend/shared/admin/form"
 	"github.com/stipend/stipend/shared/admin/request"
+	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 )
@@ -44,51 +46,10 @@ const (
 	ReasonArchived = "archived"
 )
 
-// errRetrievalOff is the 400 for ANYTIME_BY_VIEWER when no Vault is set.
-var errRetrievalOff = invalid("keyRetrievalMethod", "key retrieval is not configured")
-
 // routeLifecycle registers archiving and key retrieval.
 func (h *Handler) routeLifecycle() {
 	h.mux.Handle("DELETE /api/v1/secret-keys/{keyId}", h.handle(h.archiveKey))
 	h.mux.Handle("GET /api/v1/secret-keys/{keyId}/key", h.handle(h.retrieveKey))
-}
-
-// retrievalMethodSealed is retrievalMethod for a route that seals its keys
-// with sealKey: it also accepts ANYTIME_BY_VIEWER, when a Vault is set.
-func (h *Handler) retrievalMethodSealed(req *keyRequest) (string, error) {
-	if req.KeyRetrievalMethod == nil {
-		return retrievalMethod(req)
-	}
-	switch *req.KeyRetrievalMethod {
-	case RetrieveAnytimeByViewer:
-		if h.cfg.Vault == nil {
-			return "", errRetrievalOff
-		}
-		return RetrieveAnytimeByViewer, nil
-	case "", RetrieveOnce, RetrieveOncePerViewer:
-		return retrievalMethod(req)
-	}
-	return "", mustBe("keyRetrievalMethod", "ONCE, ONCE_PER_VIEWER or ANYTIME_BY_VIEWER")
-}
-
-// sealKey keeps plaintext, sealed, in k when k's retrieval method is
-// ANYTIME_BY_VIEWER; other methods keep nothing. It is called before the key
-// is stored. Without a Vault, ANYTIME_BY_VIEWER is a 400.
-func (h *Handler) sealKey(r *http.Request, k *apikey.Key, plaintext string) error {
-	if k.KeyRetrievalMethod != RetrieveAnytimeByViewer {
-		k.Sealed = ""
-		return nil
-	}
-	if h.cfg.Vault == nil {
-		return errRetrievalOff
-	}
-	sealed, err := h.cfg.Vault.Seal(r.Context(), k.ID, plaintext)
-	if err != nil {
-		return apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
-			"key encryption is unavailable, try again later")
-	}
-	k.Sealed = sealed
-	return nil
 }
 
 // retrievedKey is the answer to GET /api/v1/secret-keys/{keyId}/key.
@@ -99,15 +60,15 @@ type retrievedKey struct {
 
 func (h *Handler) retrieveKey(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("keyId")
-	k, err := h.cfg.Store.GetKey(r.Context(), id)
+	k, err := h.keys.GetKey(r.Context(), id)
 	if err != nil {
-		return storeError(err, "secret key "+id)
+		return response.StoreError(err, "secret key "+id)
 	}
 	method := k.KeyRetrievalMethod
 	if method == "" {
-		method = RetrieveOnce
+		method = form.RetrieveOnce
 	}
-	if method != RetrieveAnytimeByViewer {
+	if method != form.RetrieveAnytimeByViewer {
 		return apierror.New(http.StatusForbidden, CodeNotRetrievable, fmt.Sprintf(
 			"secret key %s has keyRetrievalMethod %s: only its hash is kept, so it cannot be shown again", id, method))
 	}
@@ -129,7 +90,7 @@ func (h *Handler) retrieveKey(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key retrieved", slog.String("key", k.ID))
 	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, http.StatusOK, retrievedKey{KeyID: k.ID, Key: plain})
+	return response.JSON(w, http.StatusOK, retrievedKey{KeyID: k.ID, Key: plain})
 }
 
 // archiveRequest is the optional body of DELETE /api/v1/secret-keys/{keyId}.
@@ -151,11 +112,11 @@ func (h *Handler) archiveKey(w http.ResponseWriter, r *http.Request) error {
 		return mustBe("revokedReason", "at most 1024 characters")
 	}
 	archived := false
-	k, err := update(r.Context(), "secret key "+id,
-		func(ctx context.Context) (*apikey.Key, error) { return h.cfg.Store.GetKey(ctx, id) },
+	k, err := response.Update(r.Context(), "secret key "+id,
+		func(ctx context.Context) (*apikey.Key, error) { return h.keys.GetKey(ctx, id) },
 		func(k *apikey.Key) error {
 			if k.Archived {
-				return errNoWrite // archiving twice changes nothing
+				return response.ErrNoWrite // archiving twice changes nothing
 			}
 			now := h.cfg.Now().Unix()
 			switch {
@@ -168,14 +129,14 @@ func (h *Handler) archiveKey(w http.ResponseWriter, r *http.Request) error {
 			archived = true
 			return nil
 		},
-		h.cfg.Store.UpdateKey)
+		h.keys.UpdateKey)
 	if err != nil {
 		return err
 	}
 	if archived {
 		h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key archived", slog.String("key", k.ID))
 	}
-	return writeJSON(w, http.StatusOK, viewOf(k))
+	return response.JSON(w, http.StatusOK, viewOf(k))
 }
 
 // withoutArchived returns list without its archived keys, unless the

@@ -25,6 +25,7 @@ import (
 	"github.com/stipend/stipend/infra/localstack"
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/admin"
+	"github.com/stipend/stipend/shared/admin/form"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/auditlog"
 	"github.com/stipend/stipend/shared/dynamo"
@@ -158,7 +159,7 @@ func TestAnytimeByViewerIntegration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other.KeyRetrievalMethod, other.Sealed = admin.RetrieveAnytimeByViewer, stored.Sealed
+	other.KeyRetrievalMethod, other.Sealed = form.RetrieveAnytimeByViewer, stored.Sealed
 	if err := store.UpdateKey(ctx, other); err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/stipend/stipend/shared/admin/form"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/ledger"
@@ -83,7 +84,9 @@ func TestCreateAnytimeByViewer(t *testing.T) {
 	t.Run("vault fails", func(t *testing.T) {
 		e := newEnv(t)
 		e.addProvider("p1")
-		e.h.cfg.Vault = &fakeVault{failSeal: errors.New("secretsmanager: AccessDenied on arn:secret")}
+		e.configure(func(c *Config) {
+			c.Vault = &fakeVault{failSeal: errors.New("secretsmanager: AccessDenied on arn:secret")}
+		})
 		rec := e.do(t, "POST", "/api/v1/secret-keys", anytimeBody)
 		wantError(t, rec, 503, apierror.CodeServiceUnavailable, "")
 		if strings.Contains(rec.Body.String(), "arn:secret") || len(e.store.keys) != 0 {
@@ -94,11 +97,11 @@ func TestCreateAnytimeByViewer(t *testing.T) {
 		e := newEnv(t)
 		e.addProvider("p1")
 		v := newFakeVault()
-		e.h.cfg.Vault = v
+		e.configure(func(c *Config) { c.Vault = v })
 		rec := e.do(t, "POST", "/api/v1/secret-keys", anytimeBody)
 		var c createdKey
 		decode(t, rec, 200, &c)
-		if c.KeyRetrievalMethod != RetrieveAnytimeByViewer {
+		if c.KeyRetrievalMethod != form.RetrieveAnytimeByViewer {
 			t.Errorf("keyRetrievalMethod = %q", c.KeyRetrievalMethod)
 		}
 		stored := e.store.key(t, c.ID)
@@ -139,7 +142,7 @@ func TestRetrieveKey(t *testing.T) {
 	e := newEnv(t)
 	e.addProvider("p1")
 	v := newFakeVault()
-	e.h.cfg.Vault = v
+	e.configure(func(c *Config) { c.Vault = v })
 	anytime := e.createKey(t, anytimeBody)
 	once := e.createKey(t, `{"name":"o","providerSettingIds":["p1"]}`)
 	perViewer := e.createKey(t, `{"name":"o","providerSettingIds":["p1"],"keyRetrievalMethod":"ONCE_PER_VIEWER"}`)
@@ -163,10 +166,12 @@ func TestRetrieveKey(t *testing.T) {
 		{"legacy (no method)", legacy.ID, nil, 403, CodeNotRetrievable},
 		{"nothing sealed", unsealed.ID, nil, 403, CodeNotRetrievable},
 		{"unknown", "nope", nil, 404, apierror.CodeNotFound},
-		{"vault gone", anytime.ID, func() { e.h.cfg.Vault = nil }, 503, apierror.CodeServiceUnavailable},
-		{"vault fails", anytime.ID, func() { e.h.cfg.Vault = &fakeVault{failOpen: errors.New("kms: AccessDenied")} }, 500, apierror.CodeInternal},
-		{"opens to another key", anytime.ID, func() { e.h.cfg.Vault = &fakeVault{wrong: true} }, 500, apierror.CodeInternal},
-		{"ok", anytime.ID, func() { e.h.cfg.Vault = v }, 200, ""},
+		{"vault gone", anytime.ID, func() { e.configure(func(c *Config) { c.Vault = nil }) }, 503, apierror.CodeServiceUnavailable},
+		{"vault fails", anytime.ID, func() {
+			e.configure(func(c *Config) { c.Vault = &fakeVault{failOpen: errors.New("kms: AccessDenied")} })
+		}, 500, apierror.CodeInternal},
+		{"opens to another key", anytime.ID, func() { e.configure(func(c *Config) { c.Vault = &fakeVault{wrong: true} }) }, 500, apierror.CodeInternal},
+		{"ok", anytime.ID, func() { e.configure(func(c *Config) { c.Vault = v }) }, 200, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -10,7 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/litellm"
 	"github.com/stipend/stipend/shared/admin/request"
+	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/ledger"
@@ -109,8 +111,8 @@ func TestKeyGenerateSeedExamples(t *testing.T) {
 			if k.Hash != apikey.Hash(got["key"].(string)) {
 				t.Errorf("hash does not match the key")
 			}
-			if !reflect.DeepEqual(nonEmpty(k.AllowedModels), tc.models) || !reflect.DeepEqual(k.Aliases, tc.aliases) ||
-				k.TTL != tc.ttl || len(k.SettingIDs) != 0 || // none named: routed among every setting k.KeyRetrievalMethod != RetrieveOnce ||
+			if !reflect.DeepEqual(response.NonEmpty(k.AllowedModels), tc.models) || !reflect.DeepEqual(k.Aliases, tc.aliases) ||
+				k.TTL != tc.ttl || len(k.SettingIDs) != 0 || // none named: routed among every setting k.KeyRetrievalMethod != form.RetrieveOnce ||
 				k.CostLimitLifetime != 0 || k.UserID != "" || k.Sealed != "" {
 				t.Errorf("stored %+v", k)
 			}
@@ -167,7 +169,7 @@ func TestKeyGenerateFields(t *testing.T) {
 			}
 		}},
 		{"zero budget allows no spend", `{"max_budget":0}`, func(t *testing.T, e *env, _ map[string]any, k *apikey.Key) {
-			if k.CostLimitLifetime != zeroBudget {
+			if k.CostLimitLifetime != litellm.ZeroBudget {
 				t.Errorf("limit %v", k.CostLimitLifetime)
 			}
 		}},
@@ -393,7 +395,7 @@ func TestUserNew(t *testing.T) {
 	if k.UserID != u.UserID || k.CostLimitLifetime != 0 || !reflect.DeepEqual(k.AllowedModels, []string{"gpt-4o-mini"}) {
 		t.Errorf("key %+v", k)
 	}
-	if u.CostLimitLifetime != zeroBudget || u.Name != "krrish3@berri.ai" {
+	if u.CostLimitLifetime != litellm.ZeroBudget || u.Name != "krrish3@berri.ai" {
 		t.Errorf("user %+v: a max_budget of 0 must allow no spend", u)
 	}
 
@@ -439,36 +441,6 @@ func TestUserNew(t *testing.T) {
 	}
 	if strings.Contains(e.logs.String(), "sk-stp-") {
 		t.Errorf("logs show a key")
-	}
-}
-
-func TestLiteDuration(t *testing.T) {
-	tests := []struct {
-		in   string
-		ttl  string
-		d    time.Duration
-		fail bool
-	}{
-		{"30s", "30s", 30 * time.Second, false},
-		{"20m", "20m", 20 * time.Minute, false},
-		{"30min", "30m", 30 * time.Minute, false},
-		{"30h", "30h", 30 * time.Hour, false},
-		{"30d", "30d", 30 * 24 * time.Hour, false},
-		{" 2 Hours ", "2h", 2 * time.Hour, false},
-		{"1week", "7d", 7 * 24 * time.Hour, false},
-		{"45secs", "45s", 45 * time.Second, false},
-		{"0s", "", 0, true},
-		{"1", "", 0, true},
-		{"m", "", 0, true},
-		{"1.5h", "", 0, true},
-		{"-1h", "", 0, true},
-		{"1mo", "", 0, true},
-	}
-	for _, tc := range tests {
-		ttl, d, err := liteDuration(tc.in)
-		if (err != nil) != tc.fail || ttl != tc.ttl || d != tc.d {
-			t.Errorf("liteDuration(%q) = %q, %v, %v", tc.in, ttl, d, err)
-		}
 	}
 }
 

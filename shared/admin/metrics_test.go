@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stipend/stipend/shared/admin/reporting"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
@@ -37,16 +38,16 @@ func TestMetrics(t *testing.T) {
 	e.addEvent(k1.ID, ms+180_000, 200, money.Dollar, 1, 1, 1) // at end: excluded
 	e.addEvent(k2.ID, ms+5_000, 200, 7*money.Cent, 3, 4, 42)
 
-	total1 := Metrics{NumberOfRequests: 4, SuccessCount: 3, CostInUsd: 3500 * money.Micro, LatencyInMs: 100,
+	total1 := reporting.Metrics{NumberOfRequests: 4, SuccessCount: 3, CostInUsd: 3500 * money.Micro, LatencyInMs: 100,
 		PromptTokenCount: 35, CompletionTokenCount: 16}
-	total2 := Metrics{NumberOfRequests: 1, SuccessCount: 1, CostInUsd: 7 * money.Cent, LatencyInMs: 42,
+	total2 := reporting.Metrics{NumberOfRequests: 1, SuccessCount: 1, CostInUsd: 7 * money.Cent, LatencyInMs: 42,
 		PromptTokenCount: 3, CompletionTokenCount: 4}
 
 	t.Run("list", func(t *testing.T) {
 		rec := e.do(t, "GET", fmt.Sprintf("/api/v1/secret-keys?includeMetrics=true&start=%d&end=%d", start, start+180), "")
 		var views []keyView
 		decode(t, rec, 200, &views)
-		got := map[string]Metrics{}
+		got := map[string]reporting.Metrics{}
 		for _, v := range views {
 			if v.Metrics == nil {
 				t.Fatalf("no metrics for %s", v.KeyID)
@@ -57,7 +58,7 @@ func TestMetrics(t *testing.T) {
 		// aggregates), the time series' the median.
 		mean1 := total1
 		mean1.LatencyInMs = (100 + 300 + 50 + 1000 + 2) / 4
-		if !reflect.DeepEqual(got, map[string]Metrics{k1.ID: mean1, k2.ID: total2}) {
+		if !reflect.DeepEqual(got, map[string]reporting.Metrics{k1.ID: mean1, k2.ID: total2}) {
 			t.Errorf("metrics = %+v", got)
 		}
 		if !strings.Contains(rec.Body.String(), `"costInUsd":0.0035,`) {
@@ -76,11 +77,11 @@ func TestMetrics(t *testing.T) {
 			t.Fatalf("want an array of one key, got %s", rec.Body)
 		}
 		d := got[0]
-		want := []DataPoint{
-			{TimeStamp: start, Metrics: Metrics{NumberOfRequests: 2, SuccessCount: 2, CostInUsd: 3 * money.Micro * 1000,
+		want := []reporting.DataPoint{
+			{TimeStamp: start, Metrics: reporting.Metrics{NumberOfRequests: 2, SuccessCount: 2, CostInUsd: 3 * money.Micro * 1000,
 				LatencyInMs: 100, PromptTokenCount: 30, CompletionTokenCount: 15}},
-			{TimeStamp: start + 60, Metrics: Metrics{NumberOfRequests: 1, LatencyInMs: 50}},
-			{TimeStamp: start + 120, Metrics: Metrics{NumberOfRequests: 1, SuccessCount: 1, CostInUsd: 500 * money.Micro,
+			{TimeStamp: start + 60, Metrics: reporting.Metrics{NumberOfRequests: 1, LatencyInMs: 50}},
+			{TimeStamp: start + 120, Metrics: reporting.Metrics{NumberOfRequests: 1, SuccessCount: 1, CostInUsd: 500 * money.Micro,
 				LatencyInMs: 1000, PromptTokenCount: 5, CompletionTokenCount: 1}},
 		}
 		if !reflect.DeepEqual(d.DataPoints, want) {
@@ -157,40 +158,10 @@ func TestMetricsQueryValidation(t *testing.T) {
 	decode(t, e.do(t, "GET", one+"?includeMetrics=1&start=0&end=10000&increment=1", ""), 200, nil)
 }
 
-func TestPercentile(t *testing.T) {
-	seq := func(n int) []int64 {
-		s := make([]int64, n)
-		for i := range s {
-			s[i] = int64(i + 1)
-		}
-		return s
-	}
-	tests := []struct {
-		sorted []int64
-		p      int
-		want   int64
-	}{
-		{nil, 50, 0},
-		{[]int64{7}, 50, 7},
-		{[]int64{7}, 99, 7},
-		{[]int64{1, 2}, 50, 1},
-		{[]int64{1, 2, 3}, 50, 2},
-		{seq(100), 50, 50},
-		{seq(100), 99, 99},
-		{seq(200), 99, 198},
-		{seq(10), 99, 10},
-	}
-	for _, tc := range tests {
-		if got := percentile(tc.sorted, tc.p); got != tc.want {
-			t.Errorf("percentile(%d values, %d) = %d, want %d", len(tc.sorted), tc.p, got, tc.want)
-		}
-	}
-}
-
 func TestMetricsManyKeys(t *testing.T) {
 	e := newEnv(t)
 	e.addProvider("p1")
-	const n = 3*listConcurrency + 1
+	const n = 3*reporting.ListConcurrency + 1
 	want := map[string]int64{}
 	for i := range n {
 		k := e.createKey(t, `{"name":"k","providerSettingIds":["p1"]}`)

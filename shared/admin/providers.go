@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -10,8 +9,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 
+	"github.com/stipend/stipend/shared/admin/form"
+	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/pricing"
@@ -66,7 +66,7 @@ type providerJSON struct {
 func providerView(p *provider.Setting) providerJSON {
 	v := providerJSON{
 		ID: p.ID, Name: p.Name, Provider: p.Provider, BaseURL: p.BaseURL,
-		AllowedModels: nonEmpty(p.AllowedModels), APIVersion: p.APIVersion, Deployments: p.Deployments,
+		AllowedModels: response.NonEmpty(p.AllowedModels), APIVersion: p.APIVersion, Deployments: p.Deployments,
 		CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt,
 		RequestsPerMinute: p.RequestsPerMinute, TokensPerMinute: p.TokensPerMinute,
 	}
@@ -91,15 +91,15 @@ func perMillion(pico int64) json.Number {
 }
 
 func (h *Handler) listProviders(w http.ResponseWriter, r *http.Request) error {
-	list, err := h.cfg.Store.ListProviders(r.Context())
+	list, err := h.providers.ListProviders(r.Context())
 	if err != nil {
-		return storeError(err, "providers")
+		return response.StoreError(err, "providers")
 	}
 	out := make([]providerJSON, 0, len(list))
 	for _, p := range list {
 		out = append(out, providerView(p))
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return response.JSON(w, http.StatusOK, out)
 }
 
 func (h *Handler) createProvider(w http.ResponseWriter, r *http.Request) error {
@@ -107,7 +107,7 @@ func (h *Handler) createProvider(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeObject(w, r, &req); err != nil {
 		return err
 	}
-	if err := validName("name", req.Name); err != nil {
+	if err := form.ValidName("name", req.Name); err != nil {
 		return err
 	}
 	if req.Provider == nil || !provider.ValidKind(*req.Provider) {
@@ -124,7 +124,7 @@ func (h *Handler) createProvider(w http.ResponseWriter, r *http.Request) error {
 	if err := validBaseURL(*req.Provider, baseURL); err != nil {
 		return err
 	}
-	models, err := validModels("allowedModels", req.AllowedModels)
+	models, err := form.ValidModels("allowedModels", req.AllowedModels)
 	if err != nil {
 		return err
 	}
@@ -140,13 +140,13 @@ func (h *Handler) createProvider(w http.ResponseWriter, r *http.Request) error {
 	if p.SecretID, err = h.putSecret(r, p.ID, apiKey); err != nil {
 		return err
 	}
-	if err := h.cfg.Store.CreateProvider(r.Context(), p); err != nil {
+	if err := h.providers.CreateProvider(r.Context(), p); err != nil {
 		// The secret stays behind; it is harmless without a setting that names it.
-		return storeError(err, "provider "+p.ID)
+		return response.StoreError(err, "provider "+p.ID)
 	}
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "provider created",
 		slog.String("provider", p.ID), slog.String("kind", p.Provider))
-	return writeJSON(w, http.StatusOK, providerView(p))
+	return response.JSON(w, http.StatusOK, providerView(p))
 }
 
 func (h *Handler) updateProvider(w http.ResponseWriter, r *http.Request) error {
@@ -155,12 +155,12 @@ func (h *Handler) updateProvider(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeObject(w, r, &req); err != nil {
 		return err
 	}
-	p, err := h.cfg.Store.GetProvider(r.Context(), id)
+	p, err := h.providers.GetProvider(r.Context(), id)
 	if err != nil {
-		return storeError(err, "provider "+id)
+		return response.StoreError(err, "provider "+id)
 	}
 	if req.Name != nil {
-		if err := validName("name", req.Name); err != nil {
+		if err := form.ValidName("name", req.Name); err != nil {
 			return err
 		}
 		p.Name = strings.TrimSpace(*req.Name)
@@ -175,7 +175,7 @@ func (h *Handler) updateProvider(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	if req.AllowedModels != nil {
-		if p.AllowedModels, err = validModels("allowedModels", req.AllowedModels); err != nil {
+		if p.AllowedModels, err = form.ValidModels("allowedModels", req.AllowedModels); err != nil {
 			return err
 		}
 	}
@@ -196,12 +196,12 @@ func (h *Handler) updateProvider(w http.ResponseWriter, r *http.Request) error {
 		p.KeyVersion++
 	}
 	p.UpdatedAt = h.cfg.Now().Unix()
-	if err := h.cfg.Store.UpdateProvider(r.Context(), p); err != nil {
-		return storeError(err, "provider "+id)
+	if err := h.providers.UpdateProvider(r.Context(), p); err != nil {
+		return response.StoreError(err, "provider "+id)
 	}
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "provider updated",
 		slog.String("provider", p.ID), slog.Bool("apiKeyChanged", apiKey != ""))
-	return writeJSON(w, http.StatusOK, providerView(p))
+	return response.JSON(w, http.StatusOK, providerView(p))
 }
 
 // putSecret stores a provider's API key and returns the id to read it by.
@@ -255,22 +255,6 @@ func validBaseURL(kind, base string) error {
 		return invalid("baseUrl", "baseUrl must not have a query or fragment")
 	}
 	return nil
-}
-
-// validModels checks a list of model names and returns it, never nil.
-func validModels(field string, list *[]string) ([]string, error) {
-	if list == nil {
-		return []string{}, nil
-	}
-	out := make([]string, 0, len(*list))
-	for _, m := range *list {
-		m = strings.TrimSpace(m)
-		if m == "" {
-			return nil, mustBe(field, "a list of non-empty model names")
-		}
-		out = append(out, m)
-	}
-	return out, nil
 }
 
 // maxCeiling bounds a setting's per-minute ceilings.
@@ -347,33 +331,4 @@ func applyKindFields(p *provider.Setting, req *providerRequest) error {
 		return invalid("baseUrl", "an azure provider's baseUrl is the resource endpoint, like https://example.openai.azure.com, without /openai: stipend adds /openai/deployments/<deployment>/...")
 	}
 	return nil
-}
-
-// withSettingPrices returns a copy of h for one request whose PricedModel
-// also accepts the models some provider setting's prices price, so a key's
-// allowedModels may name them (a vLLM server's llama-3.1-8b-instruct). The
-// settings are listed at most once, and only for a model the embedded table
-// lacks.
-func (h *Handler) withSettingPrices(ctx context.Context) *Handler {
-	c := *h
-	embedded := h.cfg.PricedModel
-	// Read once, on first need, and safe for the roster's and bulk
-	// update's concurrent workers.
-	settingPriced := sync.OnceValue(func() map[string]bool {
-		priced := map[string]bool{}
-		list, err := h.cfg.Store.ListProviders(ctx)
-		if err != nil {
-			return priced // refused as unpriced; the admin retries
-		}
-		for _, p := range list {
-			for m := range p.Prices {
-				priced[m] = true
-			}
-		}
-		return priced
-	})
-	c.cfg.PricedModel = func(model string) bool {
-		return embedded(model) || settingPriced()[model]
-	}
-	return &c
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/stipend/stipend/infra/localstack/localtest"
+	"github.com/stipend/stipend/infra/teststack"
 	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/dynamo/dynamotest"
 	"github.com/stipend/stipend/shared/testclock"
@@ -24,7 +25,7 @@ func TestTyposAreRefusedEverywhere(t *testing.T) {
 	store := dynamotest.Store(t, localtest.StartDynamoDB(t), "refusals")
 	clock := testclock.Running(testclock.Now(t))
 	srv := httptest.NewServer(admin.New(admin.Config{
-		Store: store, Secrets: &bricksSecrets{m: map[string]string{}}, SecretPrefix: "stipend/refusals/",
+		Store: store, Secrets: teststack.NewMapSecrets(nil), SecretPrefix: "stipend/refusals/",
 		AdminKey: func(context.Context) (string, error) { return adminKey, nil },
 		Now:      clock.Now,
 	}))

@@ -24,18 +24,13 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/infra/fakeupstream"
-	"github.com/stipend/stipend/infra/localstack/localtest"
+	"github.com/stipend/stipend/infra/teststack"
 	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/dynamo"
-	"github.com/stipend/stipend/shared/dynamo/dynamotest"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
-	"github.com/stipend/stipend/shared/pricing"
-	"github.com/stipend/stipend/shared/provider"
-	"github.com/stipend/stipend/shared/proxy"
 	"github.com/stipend/stipend/shared/testclock"
-	"github.com/stipend/stipend/shared/tokenizer"
 )
 
 const (
@@ -44,18 +39,6 @@ const (
 	rtProviderID  = "fake-openai"
 	rtAdminKey    = "adm-reporting-integration-key-0123456789"
 )
-
-// rtSecrets is the Secrets Manager stand-in for both handlers.
-type rtSecrets struct{}
-
-func (rtSecrets) Get(_ context.Context, id string) (string, error) {
-	if id != rtSecretID {
-		return "", fmt.Errorf("no secret %q", id)
-	}
-	return rtUpstreamKey, nil
-}
-
-func (rtSecrets) Put(_ context.Context, name, _ string) (string, error) { return "arn:" + name, nil }
 
 // rtClock is the proxy's clock: it runs at the real pace from the time it
 // was last set to, so latencies are real while the traffic lands on the
@@ -78,7 +61,7 @@ func (c *rtClock) Set(t time.Time) {
 	c.mu.Unlock()
 }
 
-// rtEnv is the proxy and the admin API over one store.
+// rtEnv is the proxy and the admin API over one store (a teststack.Env).
 type rtEnv struct {
 	t        *testing.T
 	store    *dynamo.Store
@@ -86,44 +69,23 @@ type rtEnv struct {
 	admin    *httptest.Server
 	client   *http.Client
 	clock    *rtClock
-	inflight sync.WaitGroup
+	inflight interface{ Wait() }
 }
 
 func newRTEnv(t *testing.T, start time.Time) *rtEnv {
 	t.Helper()
-	endpoint := localtest.StartDynamoDB(t)
-	ctx := context.Background()
-	store := dynamotest.Store(t, endpoint, "reporting-it")
-	prices, err := pricing.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &rtEnv{t: t, store: store, clock: &rtClock{t: start, setAt: time.Now()}}
-	up := httptest.NewServer(fakeupstream.New(fakeupstream.Options{APIKey: rtUpstreamKey, Interval: time.Millisecond, Chunks: 8}))
-	t.Cleanup(up.Close)
-	if err := store.CreateProvider(ctx, &provider.Setting{
-		ID: rtProviderID, Name: "fake", Provider: provider.OpenAI, BaseURL: up.URL + "/v1", SecretID: rtSecretID, CreatedAt: start.Unix(),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	ph := proxy.New(proxy.Config{
-		ReserveTimeout: time.Minute, // a loaded test machine is not a stalled store (trust_integration_test.go tests the 3 s default)
-		Keys:           store, Providers: store, Secrets: rtSecrets{}, Limiter: store, Owners: store,
-		Prices: prices, Tokenizer: tokenizer.New(), Now: e.clock.Now,
+	clock := &rtClock{t: start, setAt: time.Now()}
+	st := teststack.Start(t, teststack.Options{
+		Table: "reporting-it", Now: clock.Now,
+		Upstream:   fakeupstream.Options{APIKey: rtUpstreamKey, Interval: time.Millisecond, Chunks: 8},
+		ProviderID: rtProviderID, SecretID: rtSecretID, AdminKey: rtAdminKey,
+		// The admin API keeps the real clock; only the proxy's is set.
+		Admin: func(c *admin.Config) { c.Now, c.SecretPrefix = nil, "stipend/it/" },
 	})
-	e.proxy = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.inflight.Add(1)
-		defer e.inflight.Done()
-		ph.ServeHTTP(w, r)
-	}))
-	t.Cleanup(e.proxy.Close)
-	e.admin = httptest.NewServer(admin.New(admin.Config{
-		Store: store, Secrets: rtSecrets{}, SecretPrefix: "stipend/it/",
-		AdminKey: func(context.Context) (string, error) { return rtAdminKey, nil },
-	}))
-	t.Cleanup(e.admin.Close)
-	e.client = &http.Client{Timeout: 30 * time.Second}
-	return e
+	return &rtEnv{
+		t: t, store: st.Store, proxy: st.Proxy, admin: st.Admin, clock: clock, inflight: st,
+		client: &http.Client{Timeout: 30 * time.Second},
+	}
 }
 
 // newKey stores a key and returns its id and plaintext.

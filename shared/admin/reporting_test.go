@@ -1,14 +1,11 @@
 package admin
 
 import (
-	"bytes"
 	"cmp"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
@@ -17,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/reporting"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/ledger"
@@ -33,10 +31,10 @@ func (s *fakeStore) DailyAggregates(_ context.Context, keyIDs []string, start, e
 	if s.fail != nil {
 		return nil, s.fail
 	}
-	first := start.Unix() - start.Unix()%secondsPerDay
+	first := start.Unix() - start.Unix()%reporting.SecondsPerDay
 	rows := map[[2]string]map[int64]*ledger.DailyAggregate{}
 	for _, ev := range s.events {
-		day := ev.CreatedAt / 1000 / secondsPerDay * secondsPerDay
+		day := ev.CreatedAt / 1000 / reporting.SecondsPerDay * reporting.SecondsPerDay
 		if !slices.Contains(keyIDs, ev.KeyID) || day < first || day >= end.Unix() {
 			continue
 		}
@@ -138,55 +136,55 @@ func reportEnv(t *testing.T) *env {
 
 func TestReportEvents(t *testing.T) {
 	e := reportEnv(t)
-	m := func(n, ok int64, cost money.Nanos, lat, p, c int64) Metrics {
-		return Metrics{NumberOfRequests: n, SuccessCount: ok, CostInUsd: cost, LatencyInMs: lat, PromptTokenCount: p, CompletionTokenCount: c}
+	m := func(n, ok int64, cost money.Nanos, lat, p, c int64) reporting.Metrics {
+		return reporting.Metrics{NumberOfRequests: n, SuccessCount: ok, CostInUsd: cost, LatencyInMs: lat, PromptTokenCount: p, CompletionTokenCount: c}
 	}
 	t0, t1, t2 := repStart, repStart+60, repStart+120
 	tests := []struct {
 		name        string
 		extra       string // more body fields
-		want        []reportPoint
+		want        []reporting.Point
 		median, p99 int64
 	}{
-		{"everything together", ``, []reportPoint{
+		{"everything together", ``, []reporting.Point{
 			{TimeStamp: t0, Metrics: m(3, 3, 7000, 100, 33, 19)},
 			{TimeStamp: t1, Metrics: m(1, 0, 0, 50, 0, 0)},
 			{TimeStamp: t2, Metrics: m(1, 1, 8000, 7, 1, 1)},
 		}, 50, 300},
-		{"by key", `,"groupBy":["keyId"]`, []reportPoint{
+		{"by key", `,"groupBy":["keyId"]`, []reporting.Point{
 			{TimeStamp: t0, Metrics: m(2, 2, 3000, 100, 30, 15), KeyID: "k1"},
 			{TimeStamp: t0, Metrics: m(1, 1, 4000, 42, 3, 4), KeyID: "k2"},
 			{TimeStamp: t1, Metrics: m(1, 0, 0, 50, 0, 0), KeyID: "k1"},
 			{TimeStamp: t2, Metrics: m(1, 1, 8000, 7, 1, 1), KeyID: "k2"},
 		}, 50, 300},
-		{"custom id a by custom id and model", `,"customIds":["a"],"groupBy":["customId","model"]`, []reportPoint{
+		{"custom id a by custom id and model", `,"customIds":["a"],"groupBy":["customId","model"]`, []reporting.Point{
 			{TimeStamp: t0, Metrics: m(1, 1, 1000, 100, 10, 5), CustomID: "a", Model: "m1"},
 			{TimeStamp: t1, Metrics: m(1, 0, 0, 50, 0, 0), CustomID: "a", Model: "m1"},
 			{TimeStamp: t2, Metrics: m(1, 1, 8000, 7, 1, 1), CustomID: "a", Model: "m1"},
 		}, 50, 100},
-		{"no custom id or b, by model", `,"customIds":["","b"],"groupBy":["model","model"]`, []reportPoint{
+		{"no custom id or b, by model", `,"customIds":["","b"],"groupBy":["model","model"]`, []reporting.Point{
 			{TimeStamp: t0, Metrics: m(1, 1, 4000, 42, 3, 4), Model: "m1"},
 			{TimeStamp: t0, Metrics: m(1, 1, 2000, 300, 20, 10), Model: "m2"},
 		}, 42, 300},
-		{"by everything", `,"groupBy":["model","customId","keyId"]`, []reportPoint{
+		{"by everything", `,"groupBy":["model","customId","keyId"]`, []reporting.Point{
 			{TimeStamp: t0, Metrics: m(1, 1, 1000, 100, 10, 5), KeyID: "k1", CustomID: "a", Model: "m1"},
 			{TimeStamp: t0, Metrics: m(1, 1, 2000, 300, 20, 10), KeyID: "k1", CustomID: "b", Model: "m2"},
 			{TimeStamp: t0, Metrics: m(1, 1, 4000, 42, 3, 4), KeyID: "k2", Model: "m1"},
 			{TimeStamp: t1, Metrics: m(1, 0, 0, 50, 0, 0), KeyID: "k1", CustomID: "a", Model: "m1"},
 			{TimeStamp: t2, Metrics: m(1, 1, 8000, 7, 1, 1), KeyID: "k2", CustomID: "a", Model: "m1"},
 		}, 50, 300},
-		{"empty groupBy and customIds mean none", `,"groupBy":[],"customIds":[]`, []reportPoint{
+		{"empty groupBy and customIds mean none", `,"groupBy":[],"customIds":[]`, []reporting.Point{
 			{TimeStamp: t0, Metrics: m(3, 3, 7000, 100, 33, 19)},
 			{TimeStamp: t1, Metrics: m(1, 0, 0, 50, 0, 0)},
 			{TimeStamp: t2, Metrics: m(1, 1, 8000, 7, 1, 1)},
 		}, 50, 300},
-		{"unknown custom id", `,"customIds":["zzz"]`, []reportPoint{}, 0, 0},
+		{"unknown custom id", `,"customIds":["zzz"]`, []reporting.Point{}, 0, 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			body := fmt.Sprintf(`{"start":%d,"end":%d,"increment":60,"keyIds":["k1","k2","k1"]%s}`, repStart, repStart+180, tc.extra)
 			rec := e.do(t, "POST", "/api/v1/reporting/events", body)
-			var got reportResponse
+			var got reporting.Report
 			decode(t, rec, 200, &got)
 			if !reflect.DeepEqual(got.DataPoints, tc.want) {
 				t.Errorf("dataPoints\n %+v\nwant\n %+v", got.DataPoints, tc.want)
@@ -253,40 +251,40 @@ func sortedKeys[V any](m map[string]V) []string {
 func TestReportEventsByDay(t *testing.T) {
 	e := reportEnv(t)
 	// A second day: k1 m1 twice, and a day later a k2 event.
-	e.addReportEvent("k1", secondsPerDay+5, "m1", "c", 200, 100, 7, 8, 11)
-	e.addReportEvent("k1", 2*secondsPerDay-1, "m1", "", 429, 0, 0, 0, 2)
-	e.addReportEvent("k2", 2*secondsPerDay, "m2", "", 200, 50, 1, 2, 3)
-	m := func(n, ok int64, cost money.Nanos, lat, p, c int64) Metrics {
-		return Metrics{NumberOfRequests: n, SuccessCount: ok, CostInUsd: cost, LatencyInMs: lat, PromptTokenCount: p, CompletionTokenCount: c}
+	e.addReportEvent("k1", reporting.SecondsPerDay+5, "m1", "c", 200, 100, 7, 8, 11)
+	e.addReportEvent("k1", 2*reporting.SecondsPerDay-1, "m1", "", 429, 0, 0, 0, 2)
+	e.addReportEvent("k2", 2*reporting.SecondsPerDay, "m2", "", 200, 50, 1, 2, 3)
+	m := func(n, ok int64, cost money.Nanos, lat, p, c int64) reporting.Metrics {
+		return reporting.Metrics{NumberOfRequests: n, SuccessCount: ok, CostInUsd: cost, LatencyInMs: lat, PromptTokenCount: p, CompletionTokenCount: c}
 	}
-	d0, d1, d2 := repStart, repStart+secondsPerDay, repStart+2*secondsPerDay
+	d0, d1, d2 := repStart, repStart+reporting.SecondsPerDay, repStart+2*reporting.SecondsPerDay
 	// k1's m1 on day 0: +10, +70 and +180 (-1 s is the day before).
-	day0k1m1 := m(3, 2, money.Dollar+1000, meanLatency(100+50+1, 3), 11, 6)
+	day0k1m1 := m(3, 2, money.Dollar+1000, reporting.MeanLatency(100+50+1, 3), 11, 6)
 	tests := []struct {
 		name       string
 		start, end int64
 		keys       string
-		want       []dayPoint
+		want       []reporting.DayPoint
 	}{
-		{"two whole days", d0, d2, `["k1","k2"]`, []dayPoint{
+		{"two whole days", d0, d2, `["k1","k2"]`, []reporting.DayPoint{
 			{TimeStamp: d0, Metrics: day0k1m1, Model: "m1", KeyID: "k1"},
 			{TimeStamp: d0, Metrics: m(1, 1, 2000, 300, 20, 10), Model: "m2", KeyID: "k1"},
-			{TimeStamp: d0, Metrics: m(2, 2, 12000, meanLatency(42+7, 2), 4, 5), Model: "m1", KeyID: "k2"},
-			{TimeStamp: d1, Metrics: m(2, 1, 100, meanLatency(11+2, 2), 7, 8), Model: "m1", KeyID: "k1"},
+			{TimeStamp: d0, Metrics: m(2, 2, 12000, reporting.MeanLatency(42+7, 2), 4, 5), Model: "m1", KeyID: "k2"},
+			{TimeStamp: d1, Metrics: m(2, 1, 100, reporting.MeanLatency(11+2, 2), 7, 8), Model: "m1", KeyID: "k1"},
 		}},
-		{"a second of day 1 and one of day 2: both whole days", d1 + 10, d2 + 1, `["k2","k1"]`, []dayPoint{
+		{"a second of day 1 and one of day 2: both whole days", d1 + 10, d2 + 1, `["k2","k1"]`, []reporting.DayPoint{
 			{TimeStamp: d1, Metrics: m(2, 1, 100, 7, 7, 8), Model: "m1", KeyID: "k1"},
 			{TimeStamp: d2, Metrics: m(1, 1, 50, 3, 1, 2), Model: "m2", KeyID: "k2"},
 		}},
-		{"one key", d0, d0 + 1, `["k2"]`, []dayPoint{
+		{"one key", d0, d0 + 1, `["k2"]`, []reporting.DayPoint{
 			{TimeStamp: d0, Metrics: m(2, 2, 12000, 25, 4, 5), Model: "m1", KeyID: "k2"},
 		}},
-		{"no usage", d2 + secondsPerDay, d2 + 10*secondsPerDay, `["k1","k2","k3"]`, []dayPoint{}},
+		{"no usage", d2 + reporting.SecondsPerDay, d2 + 10*reporting.SecondsPerDay, `["k1","k2","k3"]`, []reporting.DayPoint{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := e.do(t, "POST", "/api/v1/reporting/events-by-day", fmt.Sprintf(`{"start":%d,"end":%d,"keyIds":%s}`, tc.start, tc.end, tc.keys))
-			var got dayResponse
+			var got reporting.DayReport
 			decode(t, rec, 200, &got)
 			if !reflect.DeepEqual(got.DataPoints, tc.want) {
 				t.Errorf("dataPoints\n %+v\nwant\n %+v", got.DataPoints, tc.want)
@@ -427,7 +425,7 @@ func TestReportEventsDeadline(t *testing.T) {
 	e := reportEnv(t)
 	h := New(Config{Store: slowEvents{e.store}, Secrets: e.secrets, AdminKey: func(context.Context) (string, error) { return adminKey, nil }})
 	// The invocation has 2.3 s left: the report stops 2 s before that.
-	ctx, cancel := context.WithTimeout(context.Background(), deadlineReserve+300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), reporting.DeadlineReserve+300*time.Millisecond)
 	defer cancel()
 	body := fmt.Sprintf(`{"start":%d,"end":%d,"increment":60,"keyIds":["k1","k2"]}`, repStart, repStart+60)
 	req := httptest.NewRequest("POST", "/api/v1/reporting/events", strings.NewReader(body)).WithContext(ctx)
@@ -448,20 +446,20 @@ func TestListMetricsFromAggregates(t *testing.T) {
 	e := reportEnv(t)
 	// Whole days: the listing must not read events.
 	e.store.failEvents = errors.New("events must not be read for whole days")
-	path := fmt.Sprintf("/api/v1/secret-keys?includeMetrics=true&start=%d&end=%d", repStart, repStart+secondsPerDay)
+	path := fmt.Sprintf("/api/v1/secret-keys?includeMetrics=true&start=%d&end=%d", repStart, repStart+reporting.SecondsPerDay)
 	var views []keyView
 	decode(t, e.do(t, "GET", path, ""), 200, &views)
-	got := map[string]Metrics{}
+	got := map[string]reporting.Metrics{}
 	for _, v := range views {
 		if v.Metrics == nil {
 			t.Fatalf("key %s has no metrics", v.KeyID)
 		}
 		got[v.KeyID] = *v.Metrics
 	}
-	want := map[string]Metrics{
+	want := map[string]reporting.Metrics{
 		// +10, +20, +70 and +180 (the same day), the mean latency.
-		"k1": {NumberOfRequests: 4, SuccessCount: 3, CostInUsd: money.Dollar + 3000, LatencyInMs: meanLatency(100+300+50+1, 4), PromptTokenCount: 31, CompletionTokenCount: 16},
-		"k2": {NumberOfRequests: 2, SuccessCount: 2, CostInUsd: 12000, LatencyInMs: meanLatency(42+7, 2), PromptTokenCount: 4, CompletionTokenCount: 5},
+		"k1": {NumberOfRequests: 4, SuccessCount: 3, CostInUsd: money.Dollar + 3000, LatencyInMs: reporting.MeanLatency(100+300+50+1, 4), PromptTokenCount: 31, CompletionTokenCount: 16},
+		"k2": {NumberOfRequests: 2, SuccessCount: 2, CostInUsd: 12000, LatencyInMs: reporting.MeanLatency(42+7, 2), PromptTokenCount: 4, CompletionTokenCount: 5},
 		"k3": {NumberOfRequests: 1, SuccessCount: 1, CostInUsd: money.Dollar, LatencyInMs: 1, PromptTokenCount: 1, CompletionTokenCount: 1},
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -472,7 +470,7 @@ func TestListMetricsFromAggregates(t *testing.T) {
 	// not whole days) add up to the same.
 	e.store.failEvents = nil
 	var fromEvents []keyView
-	decode(t, e.do(t, "GET", fmt.Sprintf("/api/v1/secret-keys?includeMetrics=true&start=%d&end=%d", repStart, repStart+secondsPerDay-1), ""), 200, &fromEvents)
+	decode(t, e.do(t, "GET", fmt.Sprintf("/api/v1/secret-keys?includeMetrics=true&start=%d&end=%d", repStart, repStart+reporting.SecondsPerDay-1), ""), 200, &fromEvents)
 	for _, v := range fromEvents {
 		if *v.Metrics != want[v.KeyID] {
 			t.Errorf("key %s: from events %+v, from aggregates %+v", v.KeyID, *v.Metrics, want[v.KeyID])
@@ -481,84 +479,10 @@ func TestListMetricsFromAggregates(t *testing.T) {
 
 	// A range that is not whole days reads events.
 	e.store.failEvents = errors.New("dynamodb: throttled")
-	wantError(t, e.do(t, "GET", fmt.Sprintf("/api/v1/secret-keys?includeMetrics=true&start=%d&end=%d", repStart+1, repStart+secondsPerDay), ""),
+	wantError(t, e.do(t, "GET", fmt.Sprintf("/api/v1/secret-keys?includeMetrics=true&start=%d&end=%d", repStart+1, repStart+reporting.SecondsPerDay), ""),
 		503, apierror.CodeServiceUnavailable, "")
 }
 
-func TestWriteReport(t *testing.T) {
-	big := map[string]string{"pad": strings.Repeat("a", maxReportBytes)}
-	small := map[string]int{"n": 1}
-	tests := []struct {
-		name           string
-		v              any
-		acceptEncoding string
-		status         int
-		gzipped        bool
-	}{
-		{"small, plain", small, "", 200, false},
-		{"small, not worth gzip", small, "gzip", 200, false},
-		{"big, plain: refused", big, "", 400, false},
-		{"big, gzip refused by q=0", big, "gzip;q=0, identity", 400, false},
-		{"big, gzipped", big, "deflate, GZIP", 200, true},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			req := httptest.NewRequest("GET", "/", nil)
-			if tc.acceptEncoding != "" {
-				req.Header.Set("Accept-Encoding", tc.acceptEncoding)
-			}
-			rec := httptest.NewRecorder()
-			err := writeReport(rec, req, tc.v)
-			if tc.status != 200 {
-				var ae *apierror.Error
-				if !errors.As(err, &ae) || ae.Status != tc.status || !strings.Contains(ae.Message, "gzip") {
-					t.Fatalf("err %v, want a %d that mentions gzip", err, tc.status)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got := rec.Header().Get("Content-Encoding") == "gzip"; got != tc.gzipped {
-				t.Fatalf("gzipped %v, want %v", got, tc.gzipped)
-			}
-			body := io.Reader(rec.Body)
-			if tc.gzipped {
-				zr, err := gzip.NewReader(rec.Body)
-				if err != nil {
-					t.Fatal(err)
-				}
-				body = zr
-			}
-			b, _ := io.ReadAll(body)
-			want, _ := json.Marshal(tc.v)
-			if !bytes.Equal(bytes.TrimSpace(b), want) {
-				t.Errorf("body differs (%d bytes, want %d)", len(b), len(want))
-			}
-		})
-	}
-}
-
-func TestLambdaBodySize(t *testing.T) {
-	tests := []struct {
-		body   string
-		binary bool
-		want   int
-	}{
-		{`{"a":1}`, false, 7 + 2},
-		{`"<&>"\`, false, 6 + 2 + 15 + 1},
-		{"abc", true, 4},
-		{"abcd", true, 8},
-		{"", true, 0},
-	}
-	for _, tc := range tests {
-		if got := lambdaBodySize([]byte(tc.body), tc.binary); got != tc.want {
-			t.Errorf("lambdaBodySize(%q, %v) = %d, want %d", tc.body, tc.binary, got, tc.want)
-		}
-	}
-}
-
-// The gzip encoding reaches a real HTTP client, which undoes it.
 func TestReportGzipOverHTTP(t *testing.T) {
 	e := reportEnv(t)
 	for i := range 200 {
@@ -574,7 +498,7 @@ func TestReportGzipOverHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var got reportResponse
+	var got reporting.Report
 	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
 		t.Fatal(err)
 	}

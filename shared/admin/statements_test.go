@@ -32,7 +32,7 @@ func TestStatements(t *testing.T) {
 	e.addProvider("p1")
 	c := e.createKey(t, `{"name":"n","providerSettingIds":["p1"]}`)
 	now := time.Date(2026, 12, 14, 9, 0, 0, 0, time.UTC)
-	e.h.cfg.Now = func() time.Time { return now }
+	e.configure(func(c *Config) { c.Now = func() time.Time { return now } })
 	e.store.statements = map[string][]ledger.Statement{"KEY#" + c.ID: {{Owner: "KEY#" + c.ID, Month: "2026-11", Cost: 3 * money.Cent, Requests: 7}}}
 	e.store.counters = map[string]ledger.Totals{"KEY#" + c.ID + "/SPEND#mo#202612": {Cost: money.Cent, Requests: 2, Successes: 1}}
 

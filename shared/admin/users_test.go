@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/form"
+	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/budget"
@@ -305,7 +307,7 @@ func TestCreateUserGeneratesUserID(t *testing.T) {
 	seen := map[string]bool{}
 	for _, body := range []string{`{"name":"a","ttl":"never"}`, `{"name":"b","ttl":"never","userId":""}`, `{"name":"c","ttl":"never","userId":null}`} {
 		v := e.createUser(t, body)
-		if !validUserID(v.UserID) || seen[v.UserID] || v.UserID == v.ID {
+		if !form.ValidUserID(v.UserID) || seen[v.UserID] || v.UserID == v.ID {
 			t.Errorf("%s: generated userId %q (id %q)", body, v.UserID, v.ID)
 		}
 		seen[v.UserID] = true
@@ -314,7 +316,7 @@ func TestCreateUserGeneratesUserID(t *testing.T) {
 }
 
 func TestCreateUserValidation(t *testing.T) {
-	long := strings.Repeat("a", maxUserIDLen+1)
+	long := strings.Repeat("a", form.MaxUserIDLen+1)
 	tests := []struct {
 		name, body, param, msg string
 	}{
@@ -379,7 +381,7 @@ func TestGetAndListUsers(t *testing.T) {
 	}
 
 	a := e.createUser(t, `{"userId":"b-first","name":"First","ttl":"never","tags":["x"]}`)
-	e.h.cfg.Now = func() time.Time { return testNow.Add(time.Second) }
+	e.configure(func(c *Config) { c.Now = func() time.Time { return testNow.Add(time.Second) } })
 	b := e.createUser(t, `{"userId":"a-second","name":"Second","ttl":"168h","costLimitInUsd":5}`)
 
 	var list []userView
@@ -409,7 +411,7 @@ func TestPatchUserChangesOnlyNamedFields(t *testing.T) {
 	before := e.store.user(t, "s1")
 
 	later := testNow.Add(time.Hour)
-	e.h.cfg.Now = func() time.Time { return later }
+	e.configure(func(c *Config) { c.Now = func() time.Time { return later } })
 
 	tests := []struct {
 		name   string
@@ -510,8 +512,8 @@ func TestPatchUserRetriesOnConflict(t *testing.T) {
 	e.store.userConflicts = 100
 	e.store.userWriter = nil
 	wantError(t, e.do(t, "PATCH", "/api/v1/users/s1", `{"name":"x"}`), 409, CodeConflict, "")
-	if e.store.userUpdateCalls != updateAttempts {
-		t.Errorf("UpdateUser calls = %d, want %d", e.store.userUpdateCalls, updateAttempts)
+	if e.store.userUpdateCalls != response.UpdateAttempts {
+		t.Errorf("UpdateUser calls = %d, want %d", e.store.userUpdateCalls, response.UpdateAttempts)
 	}
 }
 
@@ -582,7 +584,7 @@ func TestOrg(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			later = later.Add(time.Minute)
-			e.h.cfg.Now = func() time.Time { return later }
+			e.configure(func(c *Config) { c.Now = func() time.Time { return later } })
 			rec := e.do(t, "PATCH", "/api/v1/organization", tc.body)
 			var got user.Org
 			decode(t, rec, 200, &got)
@@ -653,8 +655,8 @@ func TestOrgRetriesOnConflict(t *testing.T) {
 	e.store.orgConflicts = 100
 	e.store.orgWriter = nil
 	wantError(t, e.do(t, "PATCH", "/api/v1/organization", `{"costLimitInUsd":1}`), 409, CodeConflict, "")
-	if e.store.orgPutCalls != updateAttempts {
-		t.Errorf("PutOrg calls = %d, want %d", e.store.orgPutCalls, updateAttempts)
+	if e.store.orgPutCalls != response.UpdateAttempts {
+		t.Errorf("PutOrg calls = %d, want %d", e.store.orgPutCalls, response.UpdateAttempts)
 	}
 }
 
@@ -707,7 +709,7 @@ func TestPatchSaysWhatIsSpent(t *testing.T) {
 	e := newUserEnv(t)
 	e.createUser(t, `{"userId":"dora","name":"Dora","ttl":"never"}`)
 	now := testNow
-	e.h.cfg.Now = func() time.Time { return now }
+	e.configure(func(c *Config) { c.Now = func() time.Time { return now } })
 	month := budget.MonthCounter(now)
 	e.store.mu.Lock()
 	e.store.counters = map[string]ledger.Totals{

@@ -22,14 +22,13 @@ import (
 
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack/localtest"
+	"github.com/stipend/stipend/infra/teststack"
 	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/cache"
 	"github.com/stipend/stipend/shared/dynamo"
-	"github.com/stipend/stipend/shared/dynamo/dynamotest"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
-	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/proxy"
 	"github.com/stipend/stipend/shared/testclock"
 	"github.com/stipend/stipend/shared/tokenizer"
@@ -113,34 +112,31 @@ type edgeEnv struct {
 // upstream accepts.
 func newEdgeEnv(t *testing.T, endpoint, table, providerKey string) *edgeEnv {
 	t.Helper()
-	e := &edgeEnv{t: t, store: dynamotest.Store(t, endpoint, table), secrets: &edgeSecrets{values: map[string]string{}},
+	e := &edgeEnv{t: t, secrets: &edgeSecrets{values: map[string]string{}},
 		tok: &countingTokenizer{Tokenizer: tokenizer.New()}, clock: testclock.Running(testclock.Now(t)),
 		log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
-	e.up = &keySwitch{next: fakeupstream.New(fakeupstream.Options{Interval: time.Millisecond, Chunks: itChunks})}
-	e.up.accepted.Store(providerKey)
-	upSrv := httptest.NewServer(e.up)
-	t.Cleanup(upSrv.Close)
-	e.upURL = upSrv.URL
-	e.admin = admin.New(admin.Config{Store: e.store, Secrets: e.secrets, SecretPrefix: "stipend/edge/providers/",
-		AdminKey: func(context.Context) (string, error) { return edgeAdminKey, nil }, Now: e.clock.Now})
+	st := teststack.Start(t, teststack.Options{
+		Endpoint: endpoint, Table: table, Now: e.clock.Now, Secrets: e.secrets,
+		Upstream: fakeupstream.Options{Interval: time.Millisecond, Chunks: itChunks},
+		WrapUpstream: func(fake http.Handler) http.Handler {
+			e.up = &keySwitch{next: fake}
+			e.up.accepted.Store(providerKey)
+			return e.up
+		},
+		AdminKey: edgeAdminKey,
+		Admin:    func(c *admin.Config) { c.SecretPrefix = "stipend/edge/providers/" },
+		Proxy: func(c *proxy.Config) {
+			// As functions/proxy wires it: Secrets Manager behind a 5-minute cache.
+			c.Secrets = cache.New(5*time.Minute, e.secrets.Get)
+			c.Tokenizer = e.tok
+			c.Log = slog.New(slog.NewTextHandler(lockedWriter{mu: e.logMu, w: e.log}, nil))
+		},
+	})
+	e.store, e.upURL, e.admin, e.proxy = st.Store, st.UpstreamURL, st.AdminHandler, st.Proxy
 	var prov struct{ ID string }
 	e.adminCall("POST", "/api/v1/providers", fmt.Sprintf(`{"name":"fake","provider":"openai","apiKey":%q,"baseUrl":%q}`,
-		providerKey, upSrv.URL+"/v1"), &prov)
+		providerKey, e.upURL+"/v1"), &prov)
 	e.providerID = prov.ID
-	prices, err := pricing.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := proxy.New(proxy.Config{
-		ReserveTimeout: time.Minute, // a loaded test machine is not a stalled store (trust_integration_test.go tests the 3 s default)
-		Keys:           e.store, Providers: e.store, Limiter: e.store, Owners: e.store,
-		// As functions/proxy wires it: Secrets Manager behind a 5-minute cache.
-		Secrets: cache.New(5*time.Minute, e.secrets.Get),
-		Prices:  prices, Tokenizer: e.tok, Now: e.clock.Now,
-		Log: slog.New(slog.NewTextHandler(lockedWriter{mu: e.logMu, w: e.log}, nil)),
-	})
-	e.proxy = httptest.NewServer(h)
-	t.Cleanup(e.proxy.Close)
 	return e
 }
 

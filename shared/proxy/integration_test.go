@@ -20,14 +20,13 @@ import (
 
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack/localtest"
+	"github.com/stipend/stipend/infra/teststack"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/dynamo"
-	"github.com/stipend/stipend/shared/dynamo/dynamotest"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/pricing"
-	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/proxy"
 	"github.com/stipend/stipend/shared/testclock"
 	"github.com/stipend/stipend/shared/tokenizer"
@@ -47,17 +46,8 @@ const (
 	itChunks = 12
 )
 
-// itSecrets is the Secrets Manager stand-in: it knows the upstream's key.
-type itSecrets struct{}
-
-func (itSecrets) Get(_ context.Context, id string) (string, error) {
-	if id != itSecretID {
-		return "", fmt.Errorf("no secret %q", id)
-	}
-	return itUpstreamKey, nil
-}
-
-// itEnv is one proxy on its own table, with its own fake upstream.
+// itEnv is one proxy on its own table, with its own fake upstream: a
+// teststack.Env with the proxy tests' names and clock.
 type itEnv struct {
 	t        *testing.T
 	store    *dynamo.Store
@@ -68,7 +58,7 @@ type itEnv struct {
 	clock    *testclock.Clock
 	prices   *pricing.Table
 	tok      *tokenizer.Counter
-	inflight sync.WaitGroup // proxy handlers still running
+	inflight interface{ Wait() } // proxy handlers still running
 }
 
 // newITEnv builds a proxy over table in the DynamoDB Local at endpoint; now
@@ -92,54 +82,24 @@ type itOptions struct {
 // newITEnvWith is newITEnv with options.
 func newITEnvWith(t *testing.T, endpoint, table string, now time.Time, opts itOptions) *itEnv {
 	t.Helper()
-	ctx := context.Background()
-	store := dynamotest.Store(t, endpoint, table)
-	prices, err := pricing.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
 	clock := testclock.Fixed(now)
 	if now.IsZero() {
 		clock = testclock.Running(testclock.Now(t))
 	}
-	e := &itEnv{t: t, store: store, clock: clock, prices: prices, tok: tokenizer.New()}
 	upOpts := fakeupstream.Options{APIKey: itUpstreamKey, Interval: time.Millisecond, Chunks: itChunks}
 	if opts.upstream != nil {
 		opts.upstream(&upOpts)
 	}
-	e.up = fakeupstream.New(upOpts)
-	upSrv := httptest.NewServer(e.up)
-	t.Cleanup(upSrv.Close)
-	e.upURL = upSrv.URL
-	if err := store.CreateProvider(ctx, &provider.Setting{
-		ID: itProviderID, Name: "fake", Provider: provider.OpenAI, BaseURL: upSrv.URL + "/v1",
-		SecretID: itSecretID, CreatedAt: e.clock.Now().Unix(),
-	}); err != nil {
-		t.Fatal(err)
+	st := teststack.Start(t, teststack.Options{
+		Endpoint: endpoint, Table: table, Now: clock.Now, Upstream: upOpts,
+		ProviderID: itProviderID, SecretID: itSecretID,
+		// The stall tests set ReserveTimeout back to the production default.
+		Proxy: opts.config, Invocation: opts.invocation,
+	})
+	e := &itEnv{
+		t: t, store: st.Store, up: st.Upstream, upURL: st.UpstreamURL, proxy: st.Proxy, clock: clock,
+		prices: st.Prices, tok: st.Tokenizer, inflight: st,
 	}
-	cfg := proxy.Config{
-		Keys: store, Providers: store, Secrets: itSecrets{}, Limiter: store, Owners: store,
-		Prices: prices, Tokenizer: e.tok, Now: e.clock.Now,
-		// Hundreds of transactions conflicting on one counter of DynamoDB
-		// Local, under -race on a shared machine, can retry for longer than
-		// the production default (3 s) allows; the stall tests set it back.
-		ReserveTimeout: time.Minute,
-	}
-	if opts.config != nil {
-		opts.config(&cfg)
-	}
-	h := proxy.New(cfg)
-	e.proxy = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		e.inflight.Add(1)
-		defer e.inflight.Done()
-		if opts.invocation > 0 {
-			ctx, cancel := context.WithTimeout(r.Context(), opts.invocation)
-			defer cancel()
-			r = r.WithContext(ctx)
-		}
-		h.ServeHTTP(w, r)
-	}))
-	t.Cleanup(e.proxy.Close)
 	e.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 60 * time.Second}
 	t.Cleanup(e.client.CloseIdleConnections)
 	return e

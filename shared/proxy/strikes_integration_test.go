@@ -23,13 +23,11 @@ import (
 
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack/localtest"
+	"github.com/stipend/stipend/infra/teststack"
 	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/dynamo"
-	"github.com/stipend/stipend/shared/dynamo/dynamotest"
-	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/proxy"
 	"github.com/stipend/stipend/shared/testclock"
-	"github.com/stipend/stipend/shared/tokenizer"
 )
 
 // strikeEnv is one table, one fake upstream, the admin API and two proxies
@@ -50,30 +48,24 @@ func newStrikeEnv(t *testing.T, endpoint, table string) *strikeEnv {
 	t.Helper()
 	const providerKey = "sk-strikes-provider-key"
 	clock := testclock.Running(testclock.Now(t))
-	e := &strikeEnv{t: t, store: dynamotest.Store(t, endpoint, table), log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
-	secrets := &edgeSecrets{values: map[string]string{}}
-	e.up = fakeupstream.New(fakeupstream.Options{APIKey: providerKey, Interval: -1, Chunks: 2})
-	upSrv := httptest.NewServer(e.up)
-	t.Cleanup(upSrv.Close)
-	e.admin = admin.New(admin.Config{Store: e.store, Secrets: secrets, SecretPrefix: "stipend/strikes/",
-		AdminKey: func(context.Context) (string, error) { return edgeAdminKey, nil }, Now: clock.Now})
+	e := &strikeEnv{t: t, log: &bytes.Buffer{}, logMu: &sync.Mutex{}}
+	st := teststack.Start(t, teststack.Options{
+		Endpoint: endpoint, Table: table, Now: clock.Now, Secrets: &edgeSecrets{values: map[string]string{}},
+		Upstream: fakeupstream.Options{APIKey: providerKey, Interval: -1, Chunks: 2},
+		AdminKey: edgeAdminKey,
+		Admin:    func(c *admin.Config) { c.SecretPrefix = "stipend/strikes/" },
+		Proxies:  len(e.proxies), Strikes: true,
+		Proxy: func(c *proxy.Config) {
+			c.KeyTTL = time.Hour // a cached key must not hide a suspension
+			c.Log = slog.New(slog.NewTextHandler(lockedWriter{mu: e.logMu, w: e.log}, nil))
+		},
+	})
+	e.store, e.up, e.admin = st.Store, st.Upstream, st.AdminHandler
+	copy(e.proxies[:], st.Proxies)
 	var prov struct{ ID string }
 	e.adminJSON("POST", "/api/v1/providers", fmt.Sprintf(`{"name":"fake","provider":"openai","apiKey":%q,"baseUrl":%q}`,
-		providerKey, upSrv.URL+"/v1"), http.StatusOK, &prov)
+		providerKey, st.UpstreamURL+"/v1"), http.StatusOK, &prov)
 	e.provider = prov.ID
-	prices, err := pricing.Default()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range e.proxies {
-		e.proxies[i] = httptest.NewServer(proxy.New(proxy.Config{
-			ReserveTimeout: time.Minute, KeyTTL: time.Hour, // a cached key must not hide a suspension
-			Keys: e.store, Providers: e.store, Limiter: e.store, Owners: e.store, Strikes: e.store,
-			Secrets: secrets, Prices: prices, Tokenizer: tokenizer.New(), Now: clock.Now,
-			Log: slog.New(slog.NewTextHandler(lockedWriter{mu: e.logMu, w: e.log}, nil)),
-		}))
-		t.Cleanup(e.proxies[i].Close)
-	}
 	return e
 }
 

@@ -22,6 +22,10 @@ import (
 // MaxBodyBytes bounds request bodies; DynamoDB items are at most 400 KB.
 const MaxBodyBytes = 256 << 10
 
+// MaxUnixTime is the latest time a request may give, in seconds since the
+// epoch: 9999-12-31T23:59:59Z.
+const MaxUnixTime = 253402300799
+
 // Read reads r's body, of at most limit bytes: a larger one is a 413, a
 // failed read a 400.
 func Read(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {

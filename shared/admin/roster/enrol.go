@@ -1,4 +1,4 @@
-package admin
+package roster
 
 // Enrolling a validated roster: a user and a key per student, at most
 // bulkConcurrency at a time, and the answer as JSON or CSV.
@@ -20,7 +20,9 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/shared/admin/audit"
+	"github.com/stipend/stipend/shared/admin/form"
 	"github.com/stipend/stipend/shared/admin/request"
+	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/storeerr"
@@ -62,7 +64,7 @@ func (c *settingsChecker) check(ids []string) ([]string, error) {
 	if res, ok := c.seen[k]; ok {
 		return res.ids, res.err
 	}
-	out, err := c.h.validSettings(c.r, ids)
+	out, err := form.CheckSettings(c.r.Context(), c.h.cfg.Providers, ids)
 	c.seen[k] = settingsResult{out, err}
 	return out, err
 }
@@ -70,11 +72,11 @@ func (c *settingsChecker) check(ids []string) ([]string, error) {
 // validateRoster checks every student against the rules of POST
 // /api/v1/secret-keys and POST /api/v1/users and builds what each gets. It
 // returns every problem; an error is a storage failure.
-func (h *Handler) validateRoster(r *http.Request, in *rosterInput, now time.Time) ([]rosterRow, problems, error) {
+func (h *Handler) validateRoster(r *http.Request, in *rosterInput, now time.Time) ([]rosterRow, Problems, error) {
 	h = h.withSettingPrices(r.Context()) // allowedModels may name models a setting prices
-	var ps problems
-	if len(in.students) > maxRosterStudents {
-		ps = append(ps, where{}.problem("students", fmt.Sprintf("a roster has at most %d students; this one has %d: send it in parts", maxRosterStudents, len(in.students))))
+	var ps Problems
+	if len(in.students) > MaxStudents {
+		ps = append(ps, where{}.Problem("students", fmt.Sprintf("a roster has at most %d students; this one has %d: send it in parts", MaxStudents, len(in.students))))
 	}
 	sc := &settingsChecker{h: h, r: r, seen: map[string]settingsResult{}}
 
@@ -93,12 +95,12 @@ func (h *Handler) validateRoster(r *http.Request, in *rosterInput, now time.Time
 			ps, defaultsOK = append(ps, p), false
 		}
 	}
-	if _, err := h.retrievalMethodSealed(&in.defaults); err != nil {
+	if _, err := h.cfg.Rules.RetrievalMethod(&in.defaults); err != nil {
 		p, _ := in.defaultsAt.from(err, "")
 		ps, defaultsOK = append(ps, p), false
 	}
 	var scratch apikey.Key
-	if err := h.apply(&in.defaults, nil, &scratch, now); err != nil {
+	if err := h.cfg.Rules.ApplyKey(&in.defaults, nil, &scratch, now); err != nil {
 		var ae *apierror.Error
 		if errors.As(err, &ae) && isSet(in.defaults, ae.Param) {
 			p, _ := in.defaultsAt.from(err, "")
@@ -106,7 +108,7 @@ func (h *Handler) validateRoster(r *http.Request, in *rosterInput, now time.Time
 		}
 	}
 	var scratchUser user.User
-	if err := applyUser(&in.userDefaults, &scratchUser, now); err != nil {
+	if err := form.ApplyUser(&in.userDefaults, &scratchUser, now); err != nil {
 		var ae *apierror.Error
 		if errors.As(err, &ae) && isSet(in.userDefaults, ae.Param) {
 			p, _ := in.defaultsAt.from(err, "user.")
@@ -119,7 +121,7 @@ func (h *Handler) validateRoster(r *http.Request, in *rosterInput, now time.Time
 	for _, st := range in.students {
 		if st.userID != "" {
 			if prev, dup := first[st.userID]; dup {
-				ps = append(ps, st.at.problem("userId", fmt.Sprintf("userId %q is already on the roster at %s", st.userID, prev.label)))
+				ps = append(ps, st.at.Problem("userId", fmt.Sprintf("userId %q is already on the roster at %s", st.userID, prev.label)))
 			} else {
 				first[st.userID] = st.at
 			}
@@ -137,7 +139,7 @@ func (h *Handler) validateRoster(r *http.Request, in *rosterInput, now time.Time
 	}
 	for _, id := range in.rotate {
 		if _, ok := first[id]; !ok {
-			ps = append(ps, in.rotateAt.problem("", fmt.Sprintf("rotate names userId %q, who is not on the roster", id)))
+			ps = append(ps, in.rotateAt.Problem("", fmt.Sprintf("rotate names userId %q, who is not on the roster", id)))
 		}
 	}
 	rotate := map[string]bool{}
@@ -152,9 +154,9 @@ func (h *Handler) validateRoster(r *http.Request, in *rosterInput, now time.Time
 
 // buildRow builds the key and user of one student from the defaults and the
 // student's own fields, with the rules of the single-item routes.
-func (h *Handler) buildRow(row *rosterRow, in *rosterInput, sc *settingsChecker, defaultSettings []string, now time.Time) (problems, error) {
+func (h *Handler) buildRow(row *rosterRow, in *rosterInput, sc *settingsChecker, defaultSettings []string, now time.Time) (Problems, error) {
 	at := row.at
-	var ps problems
+	var ps Problems
 	add := func(err error, sub string) error {
 		p, err := at.from(err, sub)
 		if err == nil {
@@ -174,17 +176,17 @@ func (h *Handler) buildRow(row *rosterRow, in *rosterInput, sc *settingsChecker,
 			}
 		}
 	case in.defaults.ProviderSettingIDs == nil:
-		ps = append(ps, at.problem("providerSettingIds", "providerSettingIds is required: give it in the defaults or for this student"))
+		ps = append(ps, at.Problem("providerSettingIds", "providerSettingIds is required: give it in the defaults or for this student"))
 	}
-	method, err := h.retrievalMethodSealed(&req)
+	method, err := h.cfg.Rules.RetrievalMethod(&req)
 	if err != nil {
 		_ = add(err, "")
 	}
 	row.keyTemplate = apikey.Key{Tags: []string{}, CreatedAt: now.Unix(), UpdatedAt: now.Unix(), KeyRetrievalMethod: method}
-	if err := h.apply(&req, settings, &row.keyTemplate, now); err != nil {
+	if err := h.cfg.Rules.ApplyKey(&req, settings, &row.keyTemplate, now); err != nil {
 		_ = add(err, "")
 	}
-	row.keyTemplate.Tags = withTag(row.keyTemplate.Tags, RosterTag)
+	row.keyTemplate.Tags = withTag(row.keyTemplate.Tags, Tag)
 	if row.email != "" {
 		row.keyTemplate.Metadata = maps.Clone(row.keyTemplate.Metadata)
 		if row.keyTemplate.Metadata == nil {
@@ -200,10 +202,10 @@ func (h *Handler) buildRow(row *rosterRow, in *rosterInput, sc *settingsChecker,
 		ureq.TTL = &never
 	}
 	row.userTemplate = user.User{UserID: row.userID, Tags: []string{}, CreatedAt: now.Unix(), UpdatedAt: now.Unix()}
-	if err := applyUser(&ureq, &row.userTemplate, now); err != nil {
+	if err := form.ApplyUser(&ureq, &row.userTemplate, now); err != nil {
 		_ = add(err, "user.")
 	}
-	row.userTemplate.Tags = withTag(row.userTemplate.Tags, RosterTag)
+	row.userTemplate.Tags = withTag(row.userTemplate.Tags, Tag)
 	return ps, nil
 }
 
@@ -230,8 +232,8 @@ func withTag(tags []string, tag string) []string {
 
 // ---- roster ----
 
-// rosterEntry is one student in a roster's answer.
-type rosterEntry struct {
+// Entry is one student in a roster's answer.
+type Entry struct {
 	UserID string `json:"userId"`
 	Name   string `json:"name"`
 	Email  string `json:"email,omitempty"`
@@ -247,8 +249,8 @@ type rosterEntry struct {
 	status        string
 }
 
-// rosterSummary counts a roster's outcome.
-type rosterSummary struct {
+// Summary counts a roster's outcome.
+type Summary struct {
 	Students     int `json:"students"`
 	Created      int `json:"created"`
 	Existing     int `json:"existing"`
@@ -257,17 +259,17 @@ type rosterSummary struct {
 	UsersCreated int `json:"usersCreated"`
 }
 
-// rosterResponse is the JSON answer to a roster, each list in roster order.
-type rosterResponse struct {
-	Summary  rosterSummary `json:"summary"`
-	Created  []rosterEntry `json:"created"`
-	Existing []rosterEntry `json:"existing"`
-	Rotated  []rosterEntry `json:"rotated"`
-	Failed   []rosterEntry `json:"failed"`
+// Response is the JSON answer to a roster, each list in roster order.
+type Response struct {
+	Summary  Summary `json:"summary"`
+	Created  []Entry `json:"created"`
+	Existing []Entry `json:"existing"`
+	Rotated  []Entry `json:"rotated"`
+	Failed   []Entry `json:"failed"`
 }
 
-// createRoster serves POST /api/v1/secret-keys/bulk.
-func (h *Handler) createRoster(w http.ResponseWriter, r *http.Request) error {
+// Enrol serves POST /api/v1/secret-keys/bulk.
+func (h *Handler) Enrol(w http.ResponseWriter, r *http.Request) error {
 	return writeProblems(w, h.roster(w, r))
 }
 
@@ -276,7 +278,7 @@ func (h *Handler) roster(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	body, err := request.Read(w, r, maxRosterBytes)
+	body, err := request.Read(w, r, MaxBytes)
 	if err != nil {
 		return err
 	}
@@ -285,7 +287,7 @@ func (h *Handler) roster(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var in *rosterInput
-	var ps problems
+	var ps Problems
 	if isCSV {
 		in, ps = parseRosterCSV(body, r.URL.Query())
 	} else {
@@ -301,7 +303,7 @@ func (h *Handler) roster(w http.ResponseWriter, r *http.Request) error {
 	}
 	if ps = append(ps, vps...); len(ps) > 0 {
 		// Problems of the request as a whole first, then row by row.
-		slices.SortStableFunc(ps, func(a, b problem) int { return cmp.Compare(a.row(), b.row()) })
+		slices.SortStableFunc(ps, func(a, b Problem) int { return cmp.Compare(a.row(), b.row()) })
 		return ps
 	}
 
@@ -311,28 +313,28 @@ func (h *Handler) roster(w http.ResponseWriter, r *http.Request) error {
 	for i := range rows {
 		ids[i] = rows[i].userID
 	}
-	markers, err := h.cfg.Store.RosterKeys(ctx, ids)
+	markers, err := h.cfg.Enrolment.RosterKeys(ctx, ids)
 	if err != nil {
-		return storeError(err, "roster keys")
+		return response.StoreError(err, "roster keys")
 	}
-	entries := make([]rosterEntry, len(rows))
+	entries := make([]Entry, len(rows))
 	forEach(len(rows), bulkConcurrency, func(i int) {
 		rk, found := markers[rows[i].userID]
 		entries[i] = h.enrol(r, &rows[i], rk, found, now)
 	})
 
-	res := rosterResponse{Created: []rosterEntry{}, Existing: []rosterEntry{}, Rotated: []rosterEntry{}, Failed: []rosterEntry{}}
+	res := Response{Created: []Entry{}, Existing: []Entry{}, Rotated: []Entry{}, Failed: []Entry{}}
 	res.Summary.Students = len(entries)
 	for _, e := range entries {
 		if e.UserCreated {
 			res.Summary.UsersCreated++
 		}
 		switch e.status {
-		case statusCreated:
+		case StatusCreated:
 			res.Created = append(res.Created, e)
-		case statusExisting:
+		case StatusExisting:
 			res.Existing = append(res.Existing, e)
-		case statusRotated:
+		case StatusRotated:
 			res.Rotated = append(res.Rotated, e)
 		default:
 			res.Failed = append(res.Failed, e)
@@ -362,22 +364,22 @@ func (h *Handler) roster(w http.ResponseWriter, r *http.Request) error {
 		}
 		return writeRosterCSV(w, status, entries)
 	}
-	return writeJSON(w, status, res)
+	return response.JSON(w, status, res)
 }
 
 // enrol gives one student a roster key unless they have an active one (and
 // are not rotated). rk is the student's marker as read before, if found.
 // Losing a race to another roster call is not an error: the student is then
 // "existing" with the key the other call made.
-func (h *Handler) enrol(r *http.Request, row *rosterRow, rk apikey.RosterKey, found bool, now time.Time) rosterEntry {
+func (h *Handler) enrol(r *http.Request, row *rosterRow, rk apikey.RosterKey, found bool, now time.Time) Entry {
 	ctx := r.Context()
-	e := rosterEntry{UserID: row.userID, Name: row.name, Email: row.email}
+	e := Entry{UserID: row.userID, Name: row.name, Email: row.email}
 	rotate, userReady := row.rotate, false
 	var err error
-	for range updateAttempts {
+	for range response.UpdateAttempts {
 		active := found && rk.Key != nil && !rk.Key.Revoked && !rk.Key.Expired(now)
 		if active && !rotate {
-			e.status, e.KeyID = statusExisting, rk.KeyID
+			e.status, e.KeyID = StatusExisting, rk.KeyID
 			return e
 		}
 		if !userReady {
@@ -387,23 +389,23 @@ func (h *Handler) enrol(r *http.Request, row *rosterRow, rk apikey.RosterKey, fo
 			userReady = true
 		}
 		k, plaintext := row.newKey()
-		if err = h.sealKey(r, k, plaintext); err != nil {
+		if err = h.cfg.Rules.Seal(r.Context(), k, plaintext); err != nil {
 			break
 		}
 		switch {
 		case !found:
-			err = h.cfg.Store.CreateRosterKey(ctx, k)
+			err = h.cfg.Enrolment.CreateRosterKey(ctx, k)
 		case active: // rotate
 			old := *rk.Key
-			old.Revoked, old.RevokedReason, old.UpdatedAt = true, revokedRotated, now.Unix()
-			err = h.cfg.Store.ReplaceRosterKey(ctx, rk.KeyID, &old, k)
+			old.Revoked, old.RevokedReason, old.UpdatedAt = true, RevokedRotated, now.Unix()
+			err = h.cfg.Enrolment.ReplaceRosterKey(ctx, rk.KeyID, &old, k)
 		default: // the roster key was revoked, expired or lost: reissue
-			err = h.cfg.Store.ReplaceRosterKey(ctx, rk.KeyID, nil, k)
+			err = h.cfg.Enrolment.ReplaceRosterKey(ctx, rk.KeyID, nil, k)
 		}
 		if err == nil {
-			e.KeyID, e.Key, e.status = k.ID, plaintext, statusCreated
+			e.KeyID, e.Key, e.status = k.ID, plaintext, StatusCreated
 			if active {
-				e.status, e.RevokedKeyID = statusRotated, rk.KeyID
+				e.status, e.RevokedKeyID = StatusRotated, rk.KeyID
 			} else if found {
 				e.PreviousKeyID = rk.KeyID
 			}
@@ -419,7 +421,7 @@ func (h *Handler) enrol(r *http.Request, row *rosterRow, rk apikey.RosterKey, fo
 		// student, and its key stands: no second rotation.
 		prev, wasFound := rk.KeyID, found
 		var m map[string]apikey.RosterKey
-		if m, err = h.cfg.Store.RosterKeys(ctx, []string{row.userID}); err != nil {
+		if m, err = h.cfg.Enrolment.RosterKeys(ctx, []string{row.userID}); err != nil {
 			break
 		}
 		rk, found = m[row.userID]
@@ -429,10 +431,10 @@ func (h *Handler) enrol(r *http.Request, row *rosterRow, rk apikey.RosterKey, fo
 	}
 	h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "roster student failed",
 		slog.String("user", row.userID), slog.String("cause", apierror.Redact(fmt.Sprint(err))))
-	e.status, e.KeyID, e.Key = statusFailed, "", ""
+	e.status, e.KeyID, e.Key = StatusFailed, "", ""
 	var ae *apierror.Error
 	if !errors.As(err, &ae) {
-		ae = apierror.From(storeError(err, "roster key of user "+row.userID))
+		ae = apierror.From(response.StoreError(err, "roster key of user "+row.userID))
 	}
 	e.Error = apierror.Message(ae)
 	return e
@@ -444,7 +446,7 @@ func (h *Handler) ensureRosterUser(ctx context.Context, row *rosterRow) (bool, e
 	u := row.userTemplate
 	u.ID = apikey.NewID()
 	u.Tags = slices.Clone(row.userTemplate.Tags)
-	err := h.cfg.Store.CreateUser(ctx, &u)
+	err := h.cfg.Enrolment.CreateUser(ctx, &u)
 	if errors.Is(err, storeerr.ErrExists) {
 		return false, nil
 	}
@@ -476,7 +478,7 @@ func wantCSV(r *http.Request) (bool, error) {
 		return false, nil
 	case "":
 	default:
-		return false, mustBe("format", "csv or json")
+		return false, request.MustBe("format", "csv or json")
 	}
 	for _, part := range strings.Split(r.Header.Get("Accept"), ",") {
 		mt, _, _ := strings.Cut(part, ";")
@@ -516,7 +518,7 @@ func csvBody(r *http.Request, body []byte) (bool, error) {
 }
 
 // writeRosterCSV writes the roster's answer as CSV for a mail merge.
-func writeRosterCSV(w http.ResponseWriter, status int, entries []rosterEntry) error {
+func writeRosterCSV(w http.ResponseWriter, status int, entries []Entry) error {
 	var buf bytes.Buffer
 	cw := csv.NewWriter(&buf)
 	_ = cw.Write([]string{"userId", "name", "email", "keyId", "key", "status"})

@@ -1,4 +1,4 @@
-package admin
+package reporting
 
 import (
 	"cmp"
@@ -10,12 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/request"
+	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/ledger"
 )
 
-// EventStore lists the events requests left; *dynamo.Store implements it.
-type EventStore interface {
+// Events lists the events requests left; *dynamo.Store implements it.
+type Events interface {
 	// ListEvents returns one page of the events q selects, newest first,
 	// and the next page's cursor ("" after the last page). A cursor that
 	// was altered or belongs to another query is ledger.ErrBadCursor, a
@@ -31,25 +33,16 @@ const (
 	// defaultEventRange is the time range listed when start is absent:
 	// the default retention of events.
 	defaultEventRange = 30 * 24 * time.Hour
-	// eventBodyBudget bounds the bodies one response carries: the admin
+	// EventBodyBudget bounds the bodies one response carries: the admin
 	// API answers through a buffered function URL, whose responses are at
 	// most 6 MB, and JSON escaping can grow a body (a quote becomes \").
-	eventBodyBudget = 2 << 20
-	// maxEventFilterLen bounds keyId, userId and customId (the proxy
+	EventBodyBudget = 2 << 20
+	// MaxEventFilterLen bounds keyId, userId and customId (the proxy
 	// accepts custom ids of up to 256 bytes).
-	maxEventFilterLen = 256
-	// maxLegacyKeyIDs bounds the keyIds of GET /api/events.
-	maxLegacyKeyIDs = 20
+	MaxEventFilterLen = 256
+	// MaxLegacyKeyIDs bounds the keyIds of GET /api/events.
+	MaxLegacyKeyIDs = 20
 )
-
-// routeEvents registers the events routes:
-//
-//	GET /api/v1/events?keyId=&userId=&customId=&all=&start=&end=&limit=&cursor=&includeBodies=
-//	GET /api/events?customId=&userId=&keyIds=&start=&end=   (BricksLLM's, kept for its clients)
-func (h *Handler) routeEvents() {
-	h.mux.Handle("GET /api/v1/events", h.handle(h.listEvents))
-	h.mux.Handle("GET /api/events", h.handle(h.legacyEvents))
-}
 
 // eventView is an event as the admin API shows it: ledger.Event's fields,
 // with createdAt in seconds like every time of this API, and the exact
@@ -75,14 +68,14 @@ type eventPage struct {
 	NextCursor *string     `json:"nextCursor"`
 }
 
-// listEvents answers GET /api/v1/events: the events of a key, a user, a
+// ListEvents answers GET /api/v1/events: the events of a key, a user, a
 // custom id (any combination: events must match them all), or all=true for
 // every event, created in [start, end) (seconds; default: the 30 days up to
 // now), newest first, limit (default 50, at most 500) a page. Each event
 // carries the request and response bodies its key logged, unless
 // includeBodies=false; a page with many bodies may end before limit (with a
 // cursor). cursor is the previous page's nextCursor, with the same query.
-func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) ListEvents(w http.ResponseWriter, r *http.Request) error {
 	vals := r.URL.Query()
 	var q ledger.EventQuery
 	var err error
@@ -98,7 +91,7 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if q.KeyID == "" && q.UserID == "" && q.CustomID == "" && !q.All {
-		return invalid("keyId", "name the events to list with keyId, userId or customId, or ask for every event with all=true")
+		return request.Invalid("keyId", "name the events to list with keyId, userId or customId, or ask for every event with all=true")
 	}
 	if q.Start, q.End, err = h.eventRange(vals); err != nil {
 		return err
@@ -107,7 +100,7 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if s := vals.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > ledger.MaxEventLimit {
-			return mustBe("limit", "an integer from 1 to "+strconv.Itoa(ledger.MaxEventLimit))
+			return request.MustBe("limit", "an integer from 1 to "+strconv.Itoa(ledger.MaxEventLimit))
 		}
 		q.Limit = n
 	}
@@ -116,8 +109,8 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q.OmitBodies, q.BodyBudget = !bodies, eventBodyBudget
-	list, next, err := h.cfg.Store.ListEvents(r.Context(), q)
+	q.OmitBodies, q.BodyBudget = !bodies, EventBodyBudget
+	list, next, err := h.cfg.Events.ListEvents(r.Context(), q)
 	if err != nil {
 		return eventsError(err)
 	}
@@ -125,16 +118,16 @@ func (h *Handler) listEvents(w http.ResponseWriter, r *http.Request) error {
 	if next != "" {
 		page.NextCursor = &next
 	}
-	return writeJSON(w, http.StatusOK, page)
+	return response.JSON(w, http.StatusOK, page)
 }
 
-// legacyEvents answers BricksLLM's GET /api/events: customId, userId and
+// LegacyEvents answers BricksLLM's GET /api/events: customId, userId and
 // keyIds (repeated or comma-separated; at least one of the three), start
 // and end (seconds; default: the 30 days up to now). It returns a plain
 // array, newest first, of at most 500 events, with their bodies; when more
 // match, the newest are returned and X-Stipend-Truncated is "true" (GET
 // /api/v1/events pages through them all).
-func (h *Handler) legacyEvents(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) LegacyEvents(w http.ResponseWriter, r *http.Request) error {
 	vals := r.URL.Query()
 	var q ledger.EventQuery
 	var err error
@@ -153,12 +146,12 @@ func (h *Handler) legacyEvents(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	switch {
-	case len(keyIDs) > maxLegacyKeyIDs:
-		return invalid("keyIds", "keyIds may name at most %d keys; use GET /api/v1/events for more", maxLegacyKeyIDs)
-	case slices.ContainsFunc(keyIDs, func(id string) bool { return len(id) > maxEventFilterLen }):
-		return invalid("keyIds", "keyIds must be at most %d characters each", maxEventFilterLen)
+	case len(keyIDs) > MaxLegacyKeyIDs:
+		return request.Invalid("keyIds", "keyIds may name at most %d keys; use GET /api/v1/events for more", MaxLegacyKeyIDs)
+	case slices.ContainsFunc(keyIDs, func(id string) bool { return len(id) > MaxEventFilterLen }):
+		return request.Invalid("keyIds", "keyIds must be at most %d characters each", MaxEventFilterLen)
 	case len(keyIDs) == 0 && q.CustomID == "" && q.UserID == "":
-		return invalid("customId", "customId, userId and keyIds are all empty; one of them is required")
+		return request.Invalid("customId", "customId, userId and keyIds are all empty; one of them is required")
 	}
 	if q.Start, q.End, err = h.eventRange(vals); err != nil {
 		return err
@@ -168,29 +161,29 @@ func (h *Handler) legacyEvents(w http.ResponseWriter, r *http.Request) error {
 		keyIDs = []string{""}
 	}
 	// One page per key, each with its share of the body budget, merged.
-	q.BodyBudget = eventBodyBudget / len(keyIDs)
+	q.BodyBudget = EventBodyBudget / len(keyIDs)
 	var all []*ledger.Event
 	truncated := false
 	var cutoff *ledger.Event // the newest "last event" of a key that has more
 	for _, id := range keyIDs {
 		q.KeyID = id
-		list, next, err := h.cfg.Store.ListEvents(r.Context(), q)
+		list, next, err := h.cfg.Events.ListEvents(r.Context(), q)
 		if err != nil {
 			return eventsError(err)
 		}
 		all = append(all, list...)
 		if next != "" && len(list) > 0 {
 			truncated = true
-			if last := list[len(list)-1]; cutoff == nil || newestFirst(last, cutoff) < 0 {
+			if last := list[len(list)-1]; cutoff == nil || NewestFirst(last, cutoff) < 0 {
 				cutoff = last
 			}
 		}
 	}
-	slices.SortFunc(all, newestFirst)
+	slices.SortFunc(all, NewestFirst)
 	// Past a key's cut, that key's events are missing: stop there so that
 	// what is returned is every matching event down to some time.
 	if cutoff != nil {
-		n, _ := slices.BinarySearchFunc(all, cutoff, newestFirst)
+		n, _ := slices.BinarySearchFunc(all, cutoff, NewestFirst)
 		all = all[:n+1]
 	}
 	if len(all) > ledger.MaxEventLimit {
@@ -199,11 +192,11 @@ func (h *Handler) legacyEvents(w http.ResponseWriter, r *http.Request) error {
 	if truncated {
 		w.Header().Set("X-Stipend-Truncated", "true")
 	}
-	return writeJSON(w, http.StatusOK, viewEvents(all))
+	return response.JSON(w, http.StatusOK, viewEvents(all))
 }
 
-// newestFirst orders events by creation time, newest first, then by id.
-func newestFirst(a, b *ledger.Event) int {
+// NewestFirst orders events by creation time, newest first, then by id.
+func NewestFirst(a, b *ledger.Event) int {
 	return cmp.Or(cmp.Compare(b.CreatedAt, a.CreatedAt), strings.Compare(b.ID, a.ID))
 }
 
@@ -214,8 +207,8 @@ func eventFilter(vals map[string][]string, name string) (string, error) {
 	if !ok {
 		return "", nil
 	}
-	if len(v) != 1 || v[0] == "" || len(v[0]) > maxEventFilterLen {
-		return "", mustBe(name, "one non-empty value of at most "+strconv.Itoa(maxEventFilterLen)+" characters")
+	if len(v) != 1 || v[0] == "" || len(v[0]) > MaxEventFilterLen {
+		return "", request.MustBe(name, "one non-empty value of at most "+strconv.Itoa(MaxEventFilterLen)+" characters")
 	}
 	return v[0], nil
 }
@@ -228,7 +221,7 @@ func boolParam(vals map[string][]string, name string, def bool) (bool, error) {
 	}
 	b, err := strconv.ParseBool(v[0])
 	if err != nil {
-		return def, mustBe(name, "true or false")
+		return def, request.MustBe(name, "true or false")
 	}
 	return b, nil
 }
@@ -243,8 +236,8 @@ func (h *Handler) eventRange(vals map[string][]string) (start, end time.Time, er
 			return time.Time{}, false, nil
 		}
 		n, err := strconv.ParseInt(v[0], 10, 64)
-		if err != nil || n < 0 || n > maxUnixTime {
-			return time.Time{}, false, mustBe(name, "a time in whole seconds since the epoch")
+		if err != nil || n < 0 || n > request.MaxUnixTime {
+			return time.Time{}, false, request.MustBe(name, "a time in whole seconds since the epoch")
 		}
 		return time.Unix(n, 0), true, nil
 	}
@@ -263,7 +256,7 @@ func (h *Handler) eventRange(vals map[string][]string) (start, end time.Time, er
 		start = end.Add(-defaultEventRange)
 	}
 	if !end.After(start) {
-		return start, end, invalid("end", "end must be greater than start")
+		return start, end, request.Invalid("end", "end must be greater than start")
 	}
 	return start, end, nil
 }
@@ -278,6 +271,6 @@ func eventsError(err error) error {
 		// What the handler does not check itself: the span of all=true.
 		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, err.Error()).WithParam("start")
 	default:
-		return storeError(err, "events")
+		return response.StoreError(err, "events")
 	}
 }

@@ -1,4 +1,4 @@
-package admin
+package roster
 
 // POST /api/v1/secret-keys/bulk-update and bulk-revoke.
 
@@ -15,7 +15,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/stipend/stipend/shared/admin/form"
 	"github.com/stipend/stipend/shared/admin/request"
+	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/storeerr"
@@ -49,8 +51,8 @@ type bulkRevokeRequest struct {
 	Reason  *string   `json:"reason" rule:"a string"`
 }
 
-// keyResult is one key in a bulk update's or revoke's answer.
-type keyResult struct {
+// KeyResult is one key in a bulk update's or revoke's answer.
+type KeyResult struct {
 	KeyID  string `json:"keyId"`
 	UserID string `json:"userId,omitempty"`
 	Name   string `json:"name"`
@@ -58,32 +60,32 @@ type keyResult struct {
 	Error  string `json:"error,omitempty"`
 }
 
-// userResult is one user in a bulk update's answer.
-type userResult struct {
+// UserResult is one user in a bulk update's answer.
+type UserResult struct {
 	UserID string `json:"userId"`
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
 }
 
-// bulkUpdateResponse answers POST /api/v1/secret-keys/bulk-update.
-type bulkUpdateResponse struct {
+// UpdateResponse answers POST /api/v1/secret-keys/bulk-update.
+type UpdateResponse struct {
 	Matched      int          `json:"matched"`
 	Updated      int          `json:"updated"`
 	Skipped      int          `json:"skipped"`
 	Failed       int          `json:"failed"`
-	Keys         []keyResult  `json:"keys"`
+	Keys         []KeyResult  `json:"keys"`
 	UsersUpdated int          `json:"usersUpdated"`
 	UsersFailed  int          `json:"usersFailed"`
-	Users        []userResult `json:"users"`
+	Users        []UserResult `json:"users"`
 }
 
-// bulkRevokeResponse answers POST /api/v1/secret-keys/bulk-revoke.
-type bulkRevokeResponse struct {
+// RevokeResponse answers POST /api/v1/secret-keys/bulk-revoke.
+type RevokeResponse struct {
 	Matched        int         `json:"matched"`
 	Revoked        int         `json:"revoked"`
 	AlreadyRevoked int         `json:"alreadyRevoked"`
 	Failed         int         `json:"failed"`
-	Keys           []keyResult `json:"keys"`
+	Keys           []KeyResult `json:"keys"`
 }
 
 // target is a resolved selector.
@@ -95,7 +97,7 @@ type target struct {
 
 // resolve returns the keys sel names, checking that named users and keys
 // exist.
-func (h *Handler) resolve(ctx context.Context, sel selector) (*target, problems, error) {
+func (h *Handler) resolve(ctx context.Context, sel selector) (*target, Problems, error) {
 	at := where{}
 	n := 0
 	for _, set := range []bool{sel.UserIDs != nil, sel.KeyIDs != nil, sel.Tag != nil} {
@@ -104,19 +106,19 @@ func (h *Handler) resolve(ctx context.Context, sel selector) (*target, problems,
 		}
 	}
 	if n != 1 {
-		return nil, problems{at.problem("userIds", "give exactly one of userIds, keyIds or tag to select the keys")}, nil
+		return nil, Problems{at.Problem("userIds", "give exactly one of userIds, keyIds or tag to select the keys")}, nil
 	}
 	t := &target{}
-	var ps problems
+	var ps Problems
 	switch {
 	case sel.Tag != nil:
 		tag := strings.TrimSpace(*sel.Tag)
 		if tag == "" {
-			return nil, problems{at.problem("tag", "tag must be a non-empty string")}, nil
+			return nil, Problems{at.Problem("tag", "tag must be a non-empty string")}, nil
 		}
-		all, err := h.cfg.Store.ListKeys(ctx)
+		all, err := h.cfg.Keys.ListKeys(ctx)
 		if err != nil {
-			return nil, nil, storeError(err, "secret keys")
+			return nil, nil, response.StoreError(err, "secret keys")
 		}
 		for _, k := range all {
 			if slices.Contains(k.Tags, tag) {
@@ -126,29 +128,29 @@ func (h *Handler) resolve(ctx context.Context, sel selector) (*target, problems,
 	case sel.KeyIDs != nil:
 		ids := dedupe(*sel.KeyIDs)
 		if len(ids) == 0 {
-			return nil, problems{at.problem("keyIds", "keyIds must be a non-empty list of secret key ids")}, nil
+			return nil, Problems{at.Problem("keyIds", "keyIds must be a non-empty list of secret key ids")}, nil
 		}
 		keys := make([]*apikey.Key, len(ids))
 		errs := make([]error, len(ids))
-		forEach(len(ids), bulkConcurrency, func(i int) { keys[i], errs[i] = h.cfg.Store.GetKey(ctx, ids[i]) })
+		forEach(len(ids), bulkConcurrency, func(i int) { keys[i], errs[i] = h.cfg.Keys.GetKey(ctx, ids[i]) })
 		for i, err := range errs {
 			switch {
 			case err == nil:
 				t.keys = append(t.keys, keys[i])
 			case storeerr.IsNotFound(err):
-				ps = append(ps, where{label: fmt.Sprintf("keyIds[%d]", i), prefix: fmt.Sprintf("keyIds[%d]", i), keyID: ids[i]}.problem("", fmt.Sprintf("secret key %q does not exist", ids[i])))
+				ps = append(ps, where{label: fmt.Sprintf("keyIds[%d]", i), prefix: fmt.Sprintf("keyIds[%d]", i), keyID: ids[i]}.Problem("", fmt.Sprintf("secret key %q does not exist", ids[i])))
 			default:
-				return nil, nil, storeError(err, "secret key "+ids[i])
+				return nil, nil, response.StoreError(err, "secret key "+ids[i])
 			}
 		}
 	default:
 		t.userIDs = dedupe(*sel.UserIDs)
 		if len(t.userIDs) == 0 {
-			return nil, problems{at.problem("userIds", "userIds must be a non-empty list of userIds")}, nil
+			return nil, Problems{at.Problem("userIds", "userIds must be a non-empty list of userIds")}, nil
 		}
-		users, err := h.cfg.Store.ListUsers(ctx)
+		users, err := h.cfg.Users.ListUsers(ctx)
 		if err != nil {
-			return nil, nil, storeError(err, "users")
+			return nil, nil, response.StoreError(err, "users")
 		}
 		t.users = make(map[string]*user.User, len(users))
 		for _, u := range users {
@@ -158,12 +160,12 @@ func (h *Handler) resolve(ctx context.Context, sel selector) (*target, problems,
 		for i, id := range t.userIDs {
 			want[id] = true
 			if t.users[id] == nil {
-				ps = append(ps, where{label: fmt.Sprintf("userIds[%d]", i), prefix: fmt.Sprintf("userIds[%d]", i), userID: id}.problem("", fmt.Sprintf("user %q does not exist", id)))
+				ps = append(ps, where{label: fmt.Sprintf("userIds[%d]", i), prefix: fmt.Sprintf("userIds[%d]", i), userID: id}.Problem("", fmt.Sprintf("user %q does not exist", id)))
 			}
 		}
-		all, err := h.cfg.Store.ListKeys(ctx)
+		all, err := h.cfg.Keys.ListKeys(ctx)
 		if err != nil {
-			return nil, nil, storeError(err, "secret keys")
+			return nil, nil, response.StoreError(err, "secret keys")
 		}
 		for _, k := range all {
 			if want[k.UserID] {
@@ -187,8 +189,8 @@ func dedupe(ids []string) []string {
 	return out
 }
 
-// bulkUpdate serves POST /api/v1/secret-keys/bulk-update.
-func (h *Handler) bulkUpdate(w http.ResponseWriter, r *http.Request) error {
+// Update serves POST /api/v1/secret-keys/bulk-update.
+func (h *Handler) Update(w http.ResponseWriter, r *http.Request) error {
 	return writeProblems(w, h.doBulkUpdate(w, r))
 }
 
@@ -206,11 +208,11 @@ func (h *Handler) doBulkUpdate(w http.ResponseWriter, r *http.Request) error {
 	var req bulkUpdateRequest
 	ps := decodeFields(raw, &req, nil, where{}, "")
 	setAt := where{label: "set", prefix: "set."}
-	var kreq keyRequest
-	var ureq userRequest
+	var kreq form.KeyRequest
+	var ureq form.UserRequest
 	if req.Set == nil {
 		if _, given := raw["set"]; !given || request.IsNull(raw["set"]) {
-			ps = append(ps, where{}.problem("set", "set is required: an object of the secret key fields to change"))
+			ps = append(ps, where{}.Problem("set", "set is required: an object of the secret key fields to change"))
 		}
 	} else {
 		set := maps.Clone(*req.Set)
@@ -219,17 +221,17 @@ func (h *Handler) doBulkUpdate(w http.ResponseWriter, r *http.Request) error {
 			if ur, ok := request.Object(u); ok {
 				ps = append(ps, decodeFields(ur, &ureq, updateUserRefused, setAt, "user.")...)
 			} else if !request.IsNull(u) {
-				ps = append(ps, setAt.problem("user", "user must be an object of user fields"))
+				ps = append(ps, setAt.Problem("user", "user must be an object of user fields"))
 			}
 		}
 		ps = append(ps, decodeFields(set, &kreq, updateKeyRefused, setAt, "")...)
 		if len(ps) == 0 && reflect.ValueOf(kreq).IsZero() && reflect.ValueOf(ureq).IsZero() {
-			ps = append(ps, where{}.problem("set", "set names no field to change"))
+			ps = append(ps, where{}.Problem("set", "set names no field to change"))
 		}
 	}
 	var settings []string
 	if kreq.ProviderSettingIDs != nil {
-		if settings, err = h.validSettings(r, *kreq.ProviderSettingIDs); err != nil {
+		if settings, err = form.CheckSettings(r.Context(), h.cfg.Providers, *kreq.ProviderSettingIDs); err != nil {
 			p, err := setAt.from(err, "")
 			if err != nil {
 				return err
@@ -241,14 +243,14 @@ func (h *Handler) doBulkUpdate(w http.ResponseWriter, r *http.Request) error {
 	// key; rules across fields wait for the keys, which may hold the other half.
 	now := h.cfg.Now()
 	var scratch apikey.Key
-	if err := h.apply(&kreq, nil, &scratch, now); err != nil {
+	if err := h.cfg.Rules.ApplyKey(&kreq, nil, &scratch, now); err != nil {
 		if ae := (*apierror.Error)(nil); errors.As(err, &ae) && isSet(kreq, ae.Param) {
 			p, _ := setAt.from(err, "")
 			ps = append(ps, p)
 		}
 	}
 	var scratchUser user.User
-	if err := applyUser(&ureq, &scratchUser, now); err != nil {
+	if err := form.ApplyUser(&ureq, &scratchUser, now); err != nil {
 		if ae := (*apierror.Error)(nil); errors.As(err, &ae) && isSet(ureq, ae.Param) {
 			p, _ := setAt.from(err, "user.")
 			ps = append(ps, p)
@@ -270,7 +272,7 @@ func (h *Handler) doBulkUpdate(w http.ResponseWriter, r *http.Request) error {
 			continue
 		}
 		c := copyKey(k)
-		if err := h.apply(&kreq, settings, c, now); err != nil {
+		if err := h.cfg.Rules.ApplyKey(&kreq, settings, c, now); err != nil {
 			p, _ := where{label: "secret key " + k.ID, prefix: "set.", keyID: k.ID, userID: k.UserID}.from(err, "")
 			ps = append(ps, p)
 		}
@@ -282,7 +284,7 @@ func (h *Handler) doBulkUpdate(w http.ResponseWriter, r *http.Request) error {
 		}
 		for _, u := range users {
 			c := *u
-			if err := applyUser(&ureq, &c, now); err != nil {
+			if err := form.ApplyUser(&ureq, &c, now); err != nil {
 				p, _ := where{label: "user " + u.UserID, prefix: "set.", userID: u.UserID}.from(err, "user.")
 				ps = append(ps, p)
 			}
@@ -292,36 +294,36 @@ func (h *Handler) doBulkUpdate(w http.ResponseWriter, r *http.Request) error {
 		return ps
 	}
 
-	res := bulkUpdateResponse{Matched: len(t.keys), Keys: make([]keyResult, len(t.keys)), Users: make([]userResult, len(users))}
+	res := UpdateResponse{Matched: len(t.keys), Keys: make([]KeyResult, len(t.keys)), Users: make([]UserResult, len(users))}
 	forEach(len(t.keys), bulkConcurrency, func(i int) {
 		k := t.keys[i]
 		if !keyChange {
-			res.Keys[i] = keyResult{KeyID: k.ID, UserID: k.UserID, Name: k.Name, Status: statusSkipped}
+			res.Keys[i] = KeyResult{KeyID: k.ID, UserID: k.UserID, Name: k.Name, Status: StatusSkipped}
 			return
 		}
 		res.Keys[i] = h.updateOne(ctx, k, func(k *apikey.Key) (string, error) {
 			if k.Revoked && !includeRevoked {
-				return statusSkipped, nil
+				return StatusSkipped, nil
 			}
-			if err := h.apply(&kreq, settings, k, now); err != nil {
+			if err := h.cfg.Rules.ApplyKey(&kreq, settings, k, now); err != nil {
 				return "", err
 			}
-			return statusUpdated, nil
+			return StatusUpdated, nil
 		})
 	})
 	forEach(len(users), bulkConcurrency, func(i int) { res.Users[i] = h.updateUserOne(ctx, users[i], &ureq, now) })
 	for _, k := range res.Keys {
 		switch k.Status {
-		case statusUpdated:
+		case StatusUpdated:
 			res.Updated++
-		case statusSkipped:
+		case StatusSkipped:
 			res.Skipped++
 		default:
 			res.Failed++
 		}
 	}
 	for _, u := range res.Users {
-		if u.Status == statusUpdated {
+		if u.Status == StatusUpdated {
 			res.UsersUpdated++
 		} else {
 			res.UsersFailed++
@@ -335,7 +337,7 @@ func (h *Handler) doBulkUpdate(w http.ResponseWriter, r *http.Request) error {
 }
 
 // cmpErr returns err, or ps when err is nil and ps is not empty.
-func cmpErr(err error, ps problems) error {
+func cmpErr(err error, ps Problems) error {
 	if err != nil {
 		return err
 	}
@@ -359,9 +361,9 @@ func (h *Handler) targetUsers(ctx context.Context, t *target) ([]*user.User, err
 		ids = dedupe(all)
 	}
 	if t.users == nil {
-		list, err := h.cfg.Store.ListUsers(ctx)
+		list, err := h.cfg.Users.ListUsers(ctx)
 		if err != nil {
-			return nil, storeError(err, "users")
+			return nil, response.StoreError(err, "users")
 		}
 		t.users = make(map[string]*user.User, len(list))
 		for _, u := range list {
@@ -380,35 +382,35 @@ func (h *Handler) targetUsers(ctx context.Context, t *target) ([]*user.User, err
 // updateOne changes key k with change (which returns the key's status, or a
 // 400 for a key the change no longer fits) and stores it, reading it again
 // and retrying when another writer changed it first, as PATCH does.
-func (h *Handler) updateOne(ctx context.Context, k *apikey.Key, change func(*apikey.Key) (string, error)) keyResult {
-	res := keyResult{KeyID: k.ID, UserID: k.UserID, Name: k.Name}
+func (h *Handler) updateOne(ctx context.Context, k *apikey.Key, change func(*apikey.Key) (string, error)) KeyResult {
+	res := KeyResult{KeyID: k.ID, UserID: k.UserID, Name: k.Name}
 	first := true
 	get := func(ctx context.Context) (*apikey.Key, error) {
 		if first { // the key as listed; a retry reads it again
 			first = false
 			return copyKey(k), nil
 		}
-		return h.cfg.Store.GetKey(ctx, k.ID)
+		return h.cfg.Keys.GetKey(ctx, k.ID)
 	}
 	var status string
-	cur, err := update(ctx, "secret key "+k.ID, get, func(cur *apikey.Key) error {
+	cur, err := response.Update(ctx, "secret key "+k.ID, get, func(cur *apikey.Key) error {
 		var err error
 		if status, err = change(cur); err != nil {
 			return err
 		}
-		if status != statusUpdated && status != statusRevoked {
-			return errNoWrite
+		if status != StatusUpdated && status != StatusRevoked {
+			return response.ErrNoWrite
 		}
 		cur.UpdatedAt = h.cfg.Now().Unix()
 		return nil
-	}, h.cfg.Store.UpdateKey)
+	}, h.cfg.Keys.UpdateKey)
 	if err != nil {
 		h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "bulk key update failed", slog.String("key", k.ID), slog.String("cause", err.Error()))
-		res.Status, res.Error = statusFailed, apierror.Message(err)
+		res.Status, res.Error = StatusFailed, apierror.Message(err)
 		return res
 	}
 	res.Status = status
-	if status == statusUpdated || status == statusRevoked {
+	if status == StatusUpdated || status == StatusRevoked {
 		h.cfg.Log.LogAttrs(ctx, slog.LevelInfo, "secret key updated",
 			slog.String("key", cur.ID), slog.Bool("revoked", cur.Revoked), slog.Bool("bulk", true))
 	}
@@ -416,8 +418,8 @@ func (h *Handler) updateOne(ctx context.Context, k *apikey.Key, change func(*api
 }
 
 // updateUserOne applies req to user u and stores it, retrying on conflicts.
-func (h *Handler) updateUserOne(ctx context.Context, u *user.User, req *userRequest, now time.Time) userResult {
-	res := userResult{UserID: u.UserID}
+func (h *Handler) updateUserOne(ctx context.Context, u *user.User, req *form.UserRequest, now time.Time) UserResult {
+	res := UserResult{UserID: u.UserID}
 	first := true
 	get := func(ctx context.Context) (*user.User, error) {
 		if first { // the user as listed; a retry reads it again
@@ -425,26 +427,26 @@ func (h *Handler) updateUserOne(ctx context.Context, u *user.User, req *userRequ
 			cur := *u
 			return &cur, nil
 		}
-		return h.cfg.Store.GetUser(ctx, u.UserID)
+		return h.cfg.Users.GetUser(ctx, u.UserID)
 	}
-	_, err := update(ctx, "user "+u.UserID, get, func(cur *user.User) error {
-		if err := applyUser(req, cur, now); err != nil {
+	_, err := response.Update(ctx, "user "+u.UserID, get, func(cur *user.User) error {
+		if err := form.ApplyUser(req, cur, now); err != nil {
 			return err
 		}
 		cur.UpdatedAt = h.cfg.Now().Unix()
 		return nil
-	}, h.cfg.Store.UpdateUser)
+	}, h.cfg.Users.UpdateUser)
 	if err != nil {
 		h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "bulk user update failed", slog.String("user", u.UserID), slog.String("cause", err.Error()))
-		res.Status, res.Error = statusFailed, apierror.Message(err)
+		res.Status, res.Error = StatusFailed, apierror.Message(err)
 		return res
 	}
-	res.Status = statusUpdated
+	res.Status = StatusUpdated
 	return res
 }
 
-// bulkRevoke serves POST /api/v1/secret-keys/bulk-revoke.
-func (h *Handler) bulkRevoke(w http.ResponseWriter, r *http.Request) error {
+// Revoke serves POST /api/v1/secret-keys/bulk-revoke.
+func (h *Handler) Revoke(w http.ResponseWriter, r *http.Request) error {
 	return writeProblems(w, h.doBulkRevoke(w, r))
 }
 
@@ -465,28 +467,28 @@ func (h *Handler) doBulkRevoke(w http.ResponseWriter, r *http.Request) error {
 	reason := ""
 	if req.Reason != nil {
 		if reason = strings.TrimSpace(*req.Reason); len(reason) > 256 {
-			return problems{where{}.problem("reason", "reason must be at most 256 characters")}
+			return Problems{where{}.Problem("reason", "reason must be at most 256 characters")}
 		}
 	}
 	t, ps, err := h.resolve(ctx, selector{UserIDs: req.UserIDs, KeyIDs: req.KeyIDs, Tag: req.Tag})
 	if err != nil || len(ps) > 0 {
 		return cmpErr(err, ps)
 	}
-	res := bulkRevokeResponse{Matched: len(t.keys), Keys: make([]keyResult, len(t.keys))}
+	res := RevokeResponse{Matched: len(t.keys), Keys: make([]KeyResult, len(t.keys))}
 	forEach(len(t.keys), bulkConcurrency, func(i int) {
 		res.Keys[i] = h.updateOne(ctx, t.keys[i], func(k *apikey.Key) (string, error) {
 			if k.Revoked {
-				return statusAlreadyRevoked, nil
+				return StatusAlreadyRevoked, nil
 			}
 			k.Revoked, k.RevokedReason = true, reason
-			return statusRevoked, nil
+			return StatusRevoked, nil
 		})
 	})
 	for _, k := range res.Keys {
 		switch k.Status {
-		case statusRevoked:
+		case StatusRevoked:
 			res.Revoked++
-		case statusAlreadyRevoked:
+		case StatusAlreadyRevoked:
 			res.AlreadyRevoked++
 		default:
 			res.Failed++
@@ -503,11 +505,11 @@ func (h *Handler) doBulkRevoke(w http.ResponseWriter, r *http.Request) error {
 func writeBulk(w http.ResponseWriter, failed, done int, v any) error {
 	switch {
 	case failed == 0:
-		return writeJSON(w, http.StatusOK, v)
+		return response.JSON(w, http.StatusOK, v)
 	case done == 0:
 		return apierror.New(http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
 			"no key could be changed (storage unavailable, or keys changed concurrently); nothing was changed, try again later")
 	default:
-		return writeJSON(w, http.StatusMultiStatus, v)
+		return response.JSON(w, http.StatusMultiStatus, v)
 	}
 }

@@ -1,4 +1,4 @@
-package admin
+package form
 
 import (
 	"strings"
@@ -26,7 +26,7 @@ func setTTL(raw *string, rule string, allowNever bool, now time.Time, ttl *strin
 	}
 	d, err := apikey.ParseDuration(v)
 	if err != nil {
-		return mustBe("ttl", rule)
+		return request.MustBe("ttl", rule)
 	}
 	*ttl, *expiresAt = v, now.Add(d).Unix()
 	return nil
@@ -36,13 +36,13 @@ func setTTL(raw *string, rule string, allowNever bool, now time.Time, ttl *strin
 func setRate(count *request.WholeNumber, unit *string, dstCount *int64, dstUnit *string) error {
 	if count != nil {
 		if *count < 0 {
-			return mustBe("rateLimitOverTime", ruleCount)
+			return request.MustBe("rateLimitOverTime", RuleCount)
 		}
 		*dstCount = int64(*count)
 	}
 	if unit != nil {
 		if *unit != "" && !budget.ValidRateUnit(*unit) {
-			return mustBe("rateLimitUnit", ruleRateUnit)
+			return request.MustBe("rateLimitUnit", RuleRateUnit)
 		}
 		*dstUnit = *unit
 	}
@@ -55,7 +55,7 @@ func setDollars(field string, v *money.Nanos, dst *money.Nanos) error {
 		return nil
 	}
 	if *v < 0 {
-		return mustBe(field, ruleDollars)
+		return request.MustBe(field, RuleDollars)
 	}
 	*dst = *v
 	return nil
@@ -67,15 +67,15 @@ func setCostUnit(v *string, dst *string) error {
 		return nil
 	}
 	if *v != "" && !budget.ValidCostUnit(*v) {
-		return mustBe("costLimitInUsdUnit", ruleCostUnit)
+		return request.MustBe("costLimitInUsdUnit", RuleCostUnit)
 	}
 	*dst = *v
 	return nil
 }
 
-// setRevoked applies revoked and revokedReason: revoking or reinstating
+// SetRevoked applies revoked and revokedReason: revoking or reinstating
 // replaces the reason; a reason alone changes it only on a revoked item.
-func setRevoked(revoked *bool, reason *string, dstRevoked *bool, dstReason *string) {
+func SetRevoked(revoked *bool, reason *string, dstRevoked *bool, dstReason *string) {
 	switch {
 	case revoked != nil:
 		*dstRevoked, *dstReason = *revoked, ""

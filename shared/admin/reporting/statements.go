@@ -1,16 +1,17 @@
-package admin
+package reporting
 
 import (
 	"context"
 	"net/http"
 
+	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 )
 
-// StatementStore reads monthly statements and running counters.
-type StatementStore interface {
+// Statements reads monthly statements and running counters.
+type Statements interface {
 	// Statements returns an owner's closed months ("KEY#<id>" or "USER#<userId>").
 	Statements(ctx context.Context, owner string) ([]ledger.Statement, error)
 	// OwnerTotals returns the settled figures of one of an owner's counters.
@@ -28,36 +29,37 @@ type monthToDate struct {
 	CompletionTokens int64       `json:"completionTokenCount"`
 }
 
-func (h *Handler) routeStatements() {
-	h.mux.Handle("GET /api/v1/secret-keys/{keyId}/statements", h.handle(func(w http.ResponseWriter, r *http.Request) error {
-		id := r.PathValue("keyId")
-		if _, err := h.cfg.Store.GetKey(r.Context(), id); err != nil {
-			return storeError(err, "key")
-		}
-		return h.statements(w, r, "KEY#"+id)
-	}))
-	h.mux.Handle("GET /api/v1/users/{userId}/statements", h.handle(func(w http.ResponseWriter, r *http.Request) error {
-		id := r.PathValue("userId")
-		if _, err := h.cfg.Store.GetUser(r.Context(), id); err != nil {
-			return storeError(err, "user")
-		}
-		return h.statements(w, r, "USER#"+id)
-	}))
+// KeyStatements answers GET /api/v1/secret-keys/{keyId}/statements.
+func (h *Handler) KeyStatements(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("keyId")
+	if _, err := h.cfg.Owners.GetKey(r.Context(), id); err != nil {
+		return response.StoreError(err, "key")
+	}
+	return h.statements(w, r, "KEY#"+id)
+}
+
+// UserStatements answers GET /api/v1/users/{userId}/statements.
+func (h *Handler) UserStatements(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("userId")
+	if _, err := h.cfg.Owners.GetUser(r.Context(), id); err != nil {
+		return response.StoreError(err, "user")
+	}
+	return h.statements(w, r, "USER#"+id)
 }
 
 // statements answers an owner's closed months and its running month.
 func (h *Handler) statements(w http.ResponseWriter, r *http.Request, owner string) error {
 	ctx := r.Context()
-	list, err := h.cfg.Store.Statements(ctx, owner)
+	list, err := h.cfg.Statements.Statements(ctx, owner)
 	if err != nil {
-		return storeError(err, "statements")
+		return response.StoreError(err, "statements")
 	}
 	now := h.cfg.Now().UTC()
-	tot, err := h.cfg.Store.OwnerTotals(ctx, owner, budget.MonthCounter(now))
+	tot, err := h.cfg.Statements.OwnerTotals(ctx, owner, budget.MonthCounter(now))
 	if err != nil {
-		return storeError(err, "month to date")
+		return response.StoreError(err, "month to date")
 	}
-	return writeJSON(w, http.StatusOK, struct {
+	return response.JSON(w, http.StatusOK, struct {
 		Statements  []ledger.Statement `json:"statements"`
 		MonthToDate monthToDate        `json:"monthToDate"`
 	}{list, monthToDate{

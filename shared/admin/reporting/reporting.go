@@ -1,5 +1,10 @@
-package admin
-
+// Package reporting is the admin API's usage reports: the time series of
+// POST /api/v1/reporting/events, the daily sums of
+// /api/v1/reporting/events-by-day, custom ids, the events list (GET
+// /api/v1/events and BricksLLM's GET /api/events), monthly statements, and
+// the metrics of the key listing. Package admin wires the routes; this
+// package reads through the small store interfaces below and answers.
+//
 // Usage reporting: the seed's "Proxy Secret Keys Usage" (POST
 // /api/v1/reporting/events), "by Day" (POST /api/v1/reporting/events-by-day)
 // and "Custom IDs" (GET /api/v1/custom-ids?keyId=).
@@ -16,6 +21,7 @@ package admin
 // function URL can return (6 MB) is refused with a 400 that says how to
 // narrow it, as is a time series that cannot be read before the
 // invocation's deadline.
+package reporting
 
 import (
 	"bytes"
@@ -31,14 +37,18 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stipend/stipend/shared/user"
+
 	"github.com/stipend/stipend/shared/admin/request"
+	"github.com/stipend/stipend/shared/admin/response"
+	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/storeerr"
 )
 
-// Reports is the storage reporting reads besides events; *dynamo.Store
-// implements it.
-type Reports interface {
+// Aggregates are the sums the proxy's settle keeps beside each key;
+// *dynamo.Store implements it.
+type Aggregates interface {
 	// DailyAggregates returns the sums of keyIDs' events per key, UTC day
 	// and model, for every day that overlaps [start, end); days without
 	// events have no rows.
@@ -50,7 +60,7 @@ type Reports interface {
 
 // Bounds of the reporting endpoints.
 const (
-	secondsPerDay = 24 * 60 * 60
+	SecondsPerDay = 24 * 60 * 60
 	// maxReportKeys bounds keyIds in one report.
 	maxReportKeys = 1000
 	// maxReportBytes is what a report may weigh as the Lambda response
@@ -59,17 +69,37 @@ const (
 	maxReportBytes = 6_000_000
 	// gzipMinBytes: smaller reports are not worth compressing.
 	gzipMinBytes = 1 << 10
-	// deadlineReserve is the time a report keeps, before the invocation's
+	// DeadlineReserve is the time a report keeps, before the invocation's
 	// deadline, to encode and send its answer.
-	deadlineReserve = 2 * time.Second
+	DeadlineReserve = 2 * time.Second
 )
 
-// registerReporting adds the reporting routes to h.
-func (h *Handler) registerReporting() {
-	h.mux.Handle("POST /api/v1/reporting/events", h.handle(h.reportEvents))
-	h.mux.Handle("POST /api/v1/reporting/events-by-day", h.handle(h.reportEventsByDay))
-	h.mux.Handle("GET /api/v1/custom-ids", h.handle(h.listCustomIDs))
+// Owners reads the keys and users reports are about: a report's keyIds and
+// a statement's owner must exist.
+type Owners interface {
+	ListKeys(ctx context.Context) ([]*apikey.Key, error)
+	GetKey(ctx context.Context, id string) (*apikey.Key, error)
+	GetUser(ctx context.Context, userID string) (*user.User, error)
 }
+
+// Config wires a Handler; every store is required.
+type Config struct {
+	Owners     Owners
+	Events     Events
+	Aggregates Aggregates
+	Statements Statements
+	Now        func() time.Time
+}
+
+// Handler answers the reporting routes; each method answers one route and
+// returns its error for package admin's one error writer. It is safe for
+// concurrent use.
+type Handler struct {
+	cfg Config
+}
+
+// New returns a Handler for cfg.
+func New(cfg Config) *Handler { return &Handler{cfg: cfg} }
 
 // reportBody is the request body of both reporting POSTs.
 type reportBody struct {
@@ -95,15 +125,15 @@ type reportQuery struct {
 func (h *Handler) parseReport(w http.ResponseWriter, r *http.Request, withIncrement bool) (reportQuery, error) {
 	var b reportBody
 	var q reportQuery
-	if err := decodeObject(w, r, &b); err != nil {
+	if err := request.Decode(w, r, &b); err != nil {
 		return q, err
 	}
 	timeField := func(name string, v *request.WholeNumber) (int64, error) {
 		if v == nil {
-			return 0, invalid(name, "%s is required", name)
+			return 0, request.Invalid(name, "%s is required", name)
 		}
-		if *v < 0 || *v > maxUnixTime {
-			return 0, mustBe(name, "a time in whole seconds since the epoch")
+		if *v < 0 || *v > request.MaxUnixTime {
+			return 0, request.MustBe(name, "a time in whole seconds since the epoch")
 		}
 		return int64(*v), nil
 	}
@@ -115,32 +145,32 @@ func (h *Handler) parseReport(w http.ResponseWriter, r *http.Request, withIncrem
 		return q, err
 	}
 	if q.end <= q.start {
-		return q, invalid("end", "end must be greater than start")
+		return q, request.Invalid("end", "end must be greater than start")
 	}
 	if withIncrement {
 		if b.Increment == nil {
-			return q, invalid("increment", "increment is required")
+			return q, request.Invalid("increment", "increment is required")
 		}
 		if q.increment = int64(*b.Increment); q.increment <= 0 {
-			return q, mustBe("increment", "a positive whole number of seconds")
+			return q, request.MustBe("increment", "a positive whole number of seconds")
 		}
 		if n := (q.end - q.start + q.increment - 1) / q.increment; n > maxDataPoints {
-			return q, invalid("increment", "increment is too small: (end - start) / increment must be at most %d data points, not %d", maxDataPoints, n)
+			return q, request.Invalid("increment", "increment is too small: (end - start) / increment must be at most %d data points, not %d", maxDataPoints, n)
 		}
 	}
 	if b.KeyIDs == nil || len(*b.KeyIDs) == 0 {
-		return q, invalid("keyIds", "keyIds is required and must be a non-empty list of secret key ids")
+		return q, request.Invalid("keyIds", "keyIds is required and must be a non-empty list of secret key ids")
 	}
 	for _, id := range *b.KeyIDs {
 		if id == "" {
-			return q, mustBe("keyIds", "a list of secret key ids, none empty")
+			return q, request.MustBe("keyIds", "a list of secret key ids, none empty")
 		}
 		if !slices.Contains(q.keyIDs, id) {
 			q.keyIDs = append(q.keyIDs, id)
 		}
 	}
 	if len(q.keyIDs) > maxReportKeys {
-		return q, invalid("keyIds", "keyIds must hold at most %d secret key ids, not %d", maxReportKeys, len(q.keyIDs))
+		return q, request.Invalid("keyIds", "keyIds must hold at most %d secret key ids, not %d", maxReportKeys, len(q.keyIDs))
 	}
 	if !withIncrement {
 		return q, nil
@@ -161,7 +191,7 @@ func (h *Handler) parseReport(w http.ResponseWriter, r *http.Request, withIncrem
 			case "model":
 				q.byModel = true
 			default:
-				return q, invalid("groupBy", `groupBy must hold only "keyId", "customId" or "model", not %q`, f)
+				return q, request.Invalid("groupBy", `groupBy must hold only "keyId", "customId" or "model", not %q`, f)
 			}
 		}
 	}
@@ -172,9 +202,9 @@ func (h *Handler) parseReport(w http.ResponseWriter, r *http.Request, withIncrem
 // key. One listing answers most; an id it misses (the listing's index is
 // eventually consistent) is read by id before it counts as unknown.
 func (h *Handler) checkKeys(ctx context.Context, ids []string) error {
-	list, err := h.cfg.Store.ListKeys(ctx)
+	list, err := h.cfg.Owners.ListKeys(ctx)
 	if err != nil {
-		return storeError(err, "secret keys")
+		return response.StoreError(err, "secret keys")
 	}
 	known := make(map[string]bool, len(list))
 	for _, k := range list {
@@ -184,21 +214,21 @@ func (h *Handler) checkKeys(ctx context.Context, ids []string) error {
 		if known[id] {
 			continue
 		}
-		_, err := h.cfg.Store.GetKey(ctx, id)
+		_, err := h.cfg.Owners.GetKey(ctx, id)
 		if storeerr.IsNotFound(err) {
-			return invalid("keyIds", "keyIds: there is no secret key %q", id)
+			return request.Invalid("keyIds", "keyIds: there is no secret key %q", id)
 		}
 		if err != nil {
-			return storeError(err, "secret key "+id)
+			return response.StoreError(err, "secret key "+id)
 		}
 	}
 	return nil
 }
 
-// reportPoint is one data point of /reporting/events: the usage of one
+// Point is one data point of /reporting/events: the usage of one
 // increment starting at TimeStamp, for one group. A field not grouped by
 // is "".
-type reportPoint struct {
+type Point struct {
 	TimeStamp int64 `json:"timeStamp"`
 	Metrics
 	Model    string `json:"model"`
@@ -206,11 +236,11 @@ type reportPoint struct {
 	CustomID string `json:"customId"`
 }
 
-// reportResponse is the answer of /reporting/events.
-type reportResponse struct {
-	DataPoints        []reportPoint `json:"dataPoints"`
-	LatencyInMsMedian int64         `json:"latencyInMsMedian"`
-	LatencyInMs99th   int64         `json:"latencyInMs99th"`
+// Report is the answer of /reporting/events.
+type Report struct {
+	DataPoints        []Point `json:"dataPoints"`
+	LatencyInMsMedian int64   `json:"latencyInMsMedian"`
+	LatencyInMs99th   int64   `json:"latencyInMs99th"`
 }
 
 // group is one data point's identity: its increment and grouped fields.
@@ -219,10 +249,10 @@ type group struct {
 	keyID, customID, model string
 }
 
-// reportEvents answers POST /api/v1/reporting/events from the events: per
+// ReportEvents answers POST /api/v1/reporting/events from the events: per
 // increment (only those with events) and per group, the sums and the
 // median latency; over everything, the median and 99th percentile latency.
-func (h *Handler) reportEvents(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) ReportEvents(w http.ResponseWriter, r *http.Request) error {
 	q, err := h.parseReport(w, r, true)
 	if err != nil {
 		return err
@@ -234,16 +264,16 @@ func (h *Handler) reportEvents(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	resp := reportResponse{DataPoints: make([]reportPoint, 0, len(groups))}
+	resp := Report{DataPoints: make([]Point, 0, len(groups))}
 	var all []int64
 	for g, a := range groups {
 		all = append(all, a.lat...)
-		resp.DataPoints = append(resp.DataPoints, reportPoint{
+		resp.DataPoints = append(resp.DataPoints, Point{
 			TimeStamp: q.start + g.bucket*q.increment, Metrics: a.result(),
 			Model: g.model, KeyID: g.keyID, CustomID: g.customID,
 		})
 	}
-	slices.SortFunc(resp.DataPoints, func(a, b reportPoint) int {
+	slices.SortFunc(resp.DataPoints, func(a, b Point) int {
 		return cmp.Or(cmp.Compare(a.TimeStamp, b.TimeStamp), strings.Compare(a.KeyID, b.KeyID),
 			strings.Compare(a.CustomID, b.CustomID), strings.Compare(a.Model, b.Model))
 	})
@@ -265,7 +295,7 @@ func (h *Handler) readGroups(ctx context.Context, q reportQuery) (map[group]*acc
 	startMs, endMs, incMs := q.start*1000, q.end*1000, q.increment*1000
 	err := forKeys(ctx, q.keyIDs, func(ctx context.Context, keyID string) error {
 		local := map[group]*acc{}
-		err := h.cfg.Store.Events(ctx, keyID, time.Unix(q.start, 0), time.Unix(q.end, 0), func(ev *ledger.Event) error {
+		err := h.cfg.Events.Events(ctx, keyID, time.Unix(q.start, 0), time.Unix(q.end, 0), func(ev *ledger.Event) error {
 			if ev.CreatedAt < startMs || ev.CreatedAt >= endMs || (q.customIDs != nil && !q.customIDs[ev.CustomID]) {
 				return nil
 			}
@@ -303,29 +333,29 @@ func (h *Handler) readGroups(ctx context.Context, q reportQuery) (map[group]*acc
 	})
 	if err != nil {
 		if errors.Is(context.Cause(ctx), errReserveReached) {
-			return nil, invalid("end", "the range holds more events than one request can read in time: "+
+			return nil, request.Invalid("end", "the range holds more events than one request can read in time: "+
 				"narrow start and end or pass fewer keyIds, or use /api/v1/reporting/events-by-day")
 		}
-		return nil, storeError(err, "events")
+		return nil, response.StoreError(err, "events")
 	}
 	return groups, nil
 }
 
 // errReserveReached is the cause of a report's context ending
-// deadlineReserve before the invocation's deadline.
+// DeadlineReserve before the invocation's deadline.
 var errReserveReached = errors.New("report deadline reached")
 
-// withDeadlineReserve returns ctx ending deadlineReserve before ctx's own
+// withDeadlineReserve returns ctx ending DeadlineReserve before ctx's own
 // deadline (a Lambda invocation's), if it has one.
 func withDeadlineReserve(ctx context.Context) (context.Context, context.CancelFunc) {
 	d, ok := ctx.Deadline()
 	if !ok {
 		return context.WithCancel(ctx)
 	}
-	return context.WithDeadlineCause(ctx, d.Add(-deadlineReserve), errReserveReached)
+	return context.WithDeadlineCause(ctx, d.Add(-DeadlineReserve), errReserveReached)
 }
 
-// forKeys calls fn for each key id, listConcurrency at a time; the first
+// forKeys calls fn for each key id, ListConcurrency at a time; the first
 // error cancels the rest and is returned.
 func forKeys(ctx context.Context, ids []string, fn func(ctx context.Context, keyID string) error) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -334,7 +364,7 @@ func forKeys(ctx context.Context, ids []string, fn func(ctx context.Context, key
 		wg    sync.WaitGroup
 		once  sync.Once
 		first error
-		sem   = make(chan struct{}, listConcurrency)
+		sem   = make(chan struct{}, ListConcurrency)
 	)
 	for _, id := range ids {
 		sem <- struct{}{}
@@ -354,30 +384,30 @@ func forKeys(ctx context.Context, ids []string, fn func(ctx context.Context, key
 	return first
 }
 
-// dayPoint is one data point of /reporting/events-by-day: one key's usage
+// DayPoint is one data point of /reporting/events-by-day: one key's usage
 // of one model on one UTC day starting at TimeStamp. LatencyInMs is the
 // mean latency of its requests: the daily aggregates keep sums, not
 // distributions.
-type dayPoint struct {
+type DayPoint struct {
 	TimeStamp int64 `json:"timeStamp"`
 	Metrics
 	Model string `json:"model"`
 	KeyID string `json:"keyId"`
 }
 
-// dayResponse is the answer of /reporting/events-by-day. The seed marks
+// DayReport is the answer of /reporting/events-by-day. The seed marks
 // latencyInMsMedian and latencyInMs99th "ignore": they are always 0.
-type dayResponse struct {
-	DataPoints        []dayPoint `json:"dataPoints"`
+type DayReport struct {
+	DataPoints        []DayPoint `json:"dataPoints"`
 	LatencyInMsMedian int64      `json:"latencyInMsMedian"`
 	LatencyInMs99th   int64      `json:"latencyInMs99th"`
 }
 
-// reportEventsByDay answers POST /api/v1/reporting/events-by-day from the
+// EventsByDay answers POST /api/v1/reporting/events-by-day from the
 // daily aggregates: one point per key, UTC day and model with usage, for
 // every day that overlaps [start, end) — whole days, so the first point
 // may start before start. Ordered by day, key and model.
-func (h *Handler) reportEventsByDay(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) EventsByDay(w http.ResponseWriter, r *http.Request) error {
 	q, err := h.parseReport(w, r, false)
 	if err != nil {
 		return err
@@ -385,15 +415,15 @@ func (h *Handler) reportEventsByDay(w http.ResponseWriter, r *http.Request) erro
 	if err := h.checkKeys(r.Context(), q.keyIDs); err != nil {
 		return err
 	}
-	rows, err := h.cfg.Store.DailyAggregates(r.Context(), q.keyIDs, time.Unix(q.start, 0), time.Unix(q.end, 0))
+	rows, err := h.cfg.Aggregates.DailyAggregates(r.Context(), q.keyIDs, time.Unix(q.start, 0), time.Unix(q.end, 0))
 	if err != nil {
-		return storeError(err, "daily usage")
+		return response.StoreError(err, "daily usage")
 	}
-	resp := dayResponse{DataPoints: make([]dayPoint, 0, len(rows))}
+	resp := DayReport{DataPoints: make([]DayPoint, 0, len(rows))}
 	for _, row := range rows {
-		resp.DataPoints = append(resp.DataPoints, dayPoint{TimeStamp: row.Day, Metrics: metricsOf(row.Totals), Model: row.Model, KeyID: row.KeyID})
+		resp.DataPoints = append(resp.DataPoints, DayPoint{TimeStamp: row.Day, Metrics: metricsOf(row.Totals), Model: row.Model, KeyID: row.KeyID})
 	}
-	slices.SortFunc(resp.DataPoints, func(a, b dayPoint) int {
+	slices.SortFunc(resp.DataPoints, func(a, b DayPoint) int {
 		return cmp.Or(cmp.Compare(a.TimeStamp, b.TimeStamp), strings.Compare(a.KeyID, b.KeyID), strings.Compare(a.Model, b.Model))
 	})
 	return writeReport(w, r, resp)
@@ -403,7 +433,7 @@ func (h *Handler) reportEventsByDay(w http.ResponseWriter, r *http.Request) erro
 func metricsOf(t ledger.Totals) Metrics {
 	return Metrics{
 		NumberOfRequests: t.Requests, SuccessCount: t.Successes, CostInUsd: t.Cost,
-		LatencyInMs: meanLatency(t.LatencyMs, t.Requests), PromptTokenCount: t.PromptTokens, CompletionTokenCount: t.CompletionTokens,
+		LatencyInMs: MeanLatency(t.LatencyMs, t.Requests), PromptTokenCount: t.PromptTokens, CompletionTokenCount: t.CompletionTokens,
 	}
 }
 
@@ -416,8 +446,8 @@ func addTotals(m *Metrics, t ledger.Totals) {
 	m.CompletionTokenCount += t.CompletionTokens
 }
 
-// meanLatency is sum / n rounded to the nearest millisecond (0 when n is 0).
-func meanLatency(sum, n int64) int64 {
+// MeanLatency is sum / n rounded to the nearest millisecond (0 when n is 0).
+func MeanLatency(sum, n int64) int64 {
 	if n <= 0 {
 		return 0
 	}
@@ -429,21 +459,21 @@ type customIDsResponse struct {
 	CustomIDs []string `json:"customIds"`
 }
 
-// listCustomIDs answers GET /api/v1/custom-ids?keyId=: the custom ids the
+// CustomIDs answers GET /api/v1/custom-ids?keyId=: the custom ids the
 // key's requests carried, in byte order.
-func (h *Handler) listCustomIDs(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) CustomIDs(w http.ResponseWriter, r *http.Request) error {
 	id := r.URL.Query().Get("keyId")
 	if id == "" {
-		return invalid("keyId", "keyId is required")
+		return request.Invalid("keyId", "keyId is required")
 	}
-	if _, err := h.cfg.Store.GetKey(r.Context(), id); err != nil {
-		return storeError(err, "secret key "+id)
+	if _, err := h.cfg.Owners.GetKey(r.Context(), id); err != nil {
+		return response.StoreError(err, "secret key "+id)
 	}
-	ids, err := h.cfg.Store.CustomIDs(r.Context(), id)
+	ids, err := h.cfg.Aggregates.CustomIDs(r.Context(), id)
 	if err != nil {
-		return storeError(err, "custom ids of secret key "+id)
+		return response.StoreError(err, "custom ids of secret key "+id)
 	}
-	return writeReport(w, r, customIDsResponse{CustomIDs: nonEmpty(ids)})
+	return writeReport(w, r, customIDsResponse{CustomIDs: response.NonEmpty(ids)})
 }
 
 // writeReport sends v as JSON with status 200, gzipped when the client
@@ -470,7 +500,7 @@ func writeReport(w http.ResponseWriter, r *http.Request, v any) error {
 		if !gz {
 			hint = " (sending Accept-Encoding: gzip makes it about ten times smaller)"
 		}
-		return invalid("end", "the report would be %d bytes, more than the %d one response may carry%s: "+
+		return request.Invalid("end", "the report would be %d bytes, more than the %d one response may carry%s: "+
 			"narrow start and end, pass fewer keyIds, a larger increment or fewer groupBy fields", n, maxReportBytes, hint)
 	}
 	w.Header().Set("Content-Type", "application/json")

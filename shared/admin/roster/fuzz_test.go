@@ -1,4 +1,4 @@
-package admin
+package roster
 
 import (
 	"bytes"
@@ -46,10 +46,10 @@ func FuzzRosterCSV(f *testing.F) {
 		lines := 1 + bytes.Count(body, []byte("\n"))
 		for _, p := range ps {
 			if p.Message == "" {
-				t.Fatalf("problem without a message: %+v", p)
+				t.Fatalf("Problem without a message: %+v", p)
 			}
 			if p.Line < 0 || p.Line > lines {
-				t.Fatalf("problem on line %d of a %d-line body: %+v", p.Line, lines, p)
+				t.Fatalf("Problem on line %d of a %d-line body: %+v", p.Line, lines, p)
 			}
 		}
 		if len(ps) > 0 || in == nil || len(in.students) == 0 {

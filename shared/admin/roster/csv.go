@@ -1,4 +1,4 @@
-package admin
+package roster
 
 // Reading a CSV roster and its defaults from the query string.
 
@@ -17,6 +17,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/stipend/stipend/shared/admin/form"
 	"github.com/stipend/stipend/shared/admin/request"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/money"
@@ -29,8 +30,8 @@ func csvColumns() (canon map[string]string, types map[string]reflect.Type) {
 		"userId": reflect.TypeFor[string](), "name": reflect.TypeFor[string](),
 		"email": reflect.TypeFor[string](), "rotate": reflect.TypeFor[bool](),
 	}
-	maps.Copy(types, request.FieldTypes(reflect.TypeFor[keyRequest](), rosterKeyRefused))
-	for name, t := range request.FieldTypes(reflect.TypeFor[userRequest](), rosterUserRefused) {
+	maps.Copy(types, request.FieldTypes(reflect.TypeFor[form.KeyRequest](), rosterKeyRefused))
+	for name, t := range request.FieldTypes(reflect.TypeFor[form.UserRequest](), rosterUserRefused) {
 		types["user."+name] = t
 	}
 	canon = make(map[string]string, len(types))
@@ -41,7 +42,7 @@ func csvColumns() (canon map[string]string, types map[string]reflect.Type) {
 }
 
 // parseRosterCSV reads a CSV roster, with defaults from the query.
-func parseRosterCSV(body []byte, q url.Values) (*rosterInput, problems) {
+func parseRosterCSV(body []byte, q url.Values) (*rosterInput, Problems) {
 	in := &rosterInput{defaultsAt: where{label: "defaults in the query"}, rotateAt: where{label: "query parameter rotate", prefix: "rotate"}}
 	ps := in.parseQuery(q)
 	in.defaultsBroken = len(ps) > 0
@@ -57,7 +58,7 @@ func parseRosterCSV(body []byte, q url.Values) (*rosterInput, problems) {
 			bad += size
 		}
 		line := 1 + bytes.Count(body[:bad], []byte("\n"))
-		return in, append(ps, problem{Line: line, Message: fmt.Sprintf("line %d: the CSV is not UTF-8; save it as \"CSV UTF-8\"", line)})
+		return in, append(ps, Problem{Line: line, Message: fmt.Sprintf("line %d: the CSV is not UTF-8; save it as \"CSV UTF-8\"", line)})
 	}
 	firstLine, _, _ := bytes.Cut(bytes.TrimLeft(body, "\r\n"), []byte("\n"))
 	comma, listSep := ',', ";"
@@ -74,7 +75,7 @@ func parseRosterCSV(body []byte, q url.Values) (*rosterInput, problems) {
 	rd.FieldsPerRecord = -1
 	header, err := rd.Read()
 	if err == io.EOF {
-		return in, append(ps, problem{Message: "the CSV is empty; its first line must name the columns, at least userId,name"})
+		return in, append(ps, Problem{Message: "the CSV is empty; its first line must name the columns, at least userId,name"})
 	}
 	if err != nil {
 		return in, append(ps, csvProblem(err))
@@ -95,10 +96,10 @@ func parseRosterCSV(body []byte, q url.Values) (*rosterInput, problems) {
 		switch {
 		case !ok:
 			cols[i] = skipColumn
-			ps = append(ps, at.problem(h, fmt.Sprintf("unknown column %q; columns are userId, name, email, rotate, key fields such as costLimitInUsdLifetime, and user fields such as user.costLimitInUsd", h)))
+			ps = append(ps, at.Problem(h, fmt.Sprintf("unknown column %q; columns are userId, name, email, rotate, key fields such as costLimitInUsdLifetime, and user fields such as user.costLimitInUsd", h)))
 		case colOf[name] > 0:
 			cols[i] = skipColumn
-			ps = append(ps, at.problem(name, fmt.Sprintf("column %s appears twice (also column %d)", name, colOf[name])))
+			ps = append(ps, at.Problem(name, fmt.Sprintf("column %s appears twice (also column %d)", name, colOf[name])))
 		default:
 			cols[i] = name
 			colOf[name] = i + 1
@@ -106,7 +107,7 @@ func parseRosterCSV(body []byte, q url.Values) (*rosterInput, problems) {
 	}
 	for _, need := range []string{"userId", "name"} {
 		if colOf[need] == 0 {
-			ps = append(ps, problem{Line: headerLine, Field: need, Message: fmt.Sprintf("line %d: the header has no %s column; the first line must name the columns, at least userId,name", headerLine, need)})
+			ps = append(ps, Problem{Line: headerLine, Field: need, Message: fmt.Sprintf("line %d: the header has no %s column; the first line must name the columns, at least userId,name", headerLine, need)})
 		}
 	}
 	if colOf["userId"] == 0 || colOf["name"] == 0 {
@@ -129,7 +130,7 @@ func parseRosterCSV(body []byte, q url.Values) (*rosterInput, problems) {
 		in.students = append(in.students, st)
 	}
 	if len(in.students) == 0 {
-		ps = append(ps, problem{Message: "the CSV has no student rows below its header"})
+		ps = append(ps, Problem{Message: "the CSV has no student rows below its header"})
 	}
 	return in, ps
 }
@@ -138,16 +139,16 @@ func parseRosterCSV(body []byte, q url.Values) (*rosterInput, problems) {
 const skipColumn = "\x00"
 
 // csvProblem describes a CSV syntax error by line and column.
-func csvProblem(err error) problem {
+func csvProblem(err error) Problem {
 	var pe *csv.ParseError
 	if errors.As(err, &pe) {
-		return problem{Line: pe.Line, Column: pe.Column, Message: fmt.Sprintf("line %d, column %d: %v", pe.Line, pe.Column, pe.Err)}
+		return Problem{Line: pe.Line, Column: pe.Column, Message: fmt.Sprintf("line %d, column %d: %v", pe.Line, pe.Column, pe.Err)}
 	}
-	return problem{Message: "the CSV cannot be read: " + err.Error()}
+	return Problem{Message: "the CSV cannot be read: " + err.Error()}
 }
 
 // parseCSVRow reads one student row.
-func parseCSVRow(rec, cols []string, colOf map[string]int, types map[string]reflect.Type, line int, listSep string) (studentInput, problems) {
+func parseCSVRow(rec, cols []string, colOf map[string]int, types map[string]reflect.Type, line int, listSep string) (studentInput, Problems) {
 	cell := func(name string) string {
 		if c := colOf[name]; c > 0 && c <= len(rec) {
 			return strings.TrimSpace(rec[c-1])
@@ -156,13 +157,13 @@ func parseCSVRow(rec, cols []string, colOf map[string]int, types map[string]refl
 	}
 	st := studentInput{at: where{label: fmt.Sprintf("line %d", line), line: line, columns: colOf}}
 	st.at.userID = cell("userId")
-	var ps problems
+	var ps Problems
 	if len(rec) != len(cols) {
-		ps = append(ps, st.at.problem("", fmt.Sprintf("the row has %d fields but the header has %d", len(rec), len(cols))))
+		ps = append(ps, st.at.Problem("", fmt.Sprintf("the row has %d fields but the header has %d", len(rec), len(cols))))
 	}
 	for i, c := range rec {
 		if i < len(cols) && cols[i] == "" && strings.TrimSpace(c) != "" {
-			p := st.at.problem("", fmt.Sprintf("column %d has a value but no name in the header", i+1))
+			p := st.at.Problem("", fmt.Sprintf("column %d has a value but no name in the header", i+1))
 			p.Column = i + 1
 			ps = append(ps, p)
 		}
@@ -176,7 +177,7 @@ func parseCSVRow(rec, cols []string, colOf map[string]int, types map[string]refl
 	ps = append(ps, st.fill(id, &name, &email)...)
 	if v := cell("rotate"); v != "" {
 		if err := json.Unmarshal(cellJSON(types["rotate"], v, listSep), &st.rotate); err != nil {
-			ps = append(ps, st.at.problem("rotate", "rotate must be true or false"))
+			ps = append(ps, st.at.Problem("rotate", "rotate must be true or false"))
 		}
 	}
 	keyRaw, userRaw := map[string]json.RawMessage{}, map[string]json.RawMessage{}
@@ -261,17 +262,17 @@ func splitList(v, seps string) []string {
 }
 
 // parseQuery reads a CSV roster's defaults and rotation from the query.
-func (in *rosterInput) parseQuery(q url.Values) problems {
-	var ps problems
+func (in *rosterInput) parseQuery(q url.Values) Problems {
+	var ps Problems
 	if d := q.Get("defaults"); d != "" {
 		if dr, ok := request.Object([]byte(d)); ok {
 			ps = append(ps, in.parseDefaults(dr, in.defaultsAt)...)
 		} else {
-			ps = append(ps, where{label: "query parameter defaults"}.problem("defaults", "defaults must be a JSON object of key fields"))
+			ps = append(ps, where{label: "query parameter defaults"}.Problem("defaults", "defaults must be a JSON object of key fields"))
 		}
 	}
-	keyTypes := request.FieldTypes(reflect.TypeFor[keyRequest](), rosterKeyRefused)
-	userTypes := request.FieldTypes(reflect.TypeFor[userRequest](), rosterUserRefused)
+	keyTypes := request.FieldTypes(reflect.TypeFor[form.KeyRequest](), rosterKeyRefused)
+	userTypes := request.FieldTypes(reflect.TypeFor[form.UserRequest](), rosterUserRefused)
 	keyRaw, userRaw := map[string]json.RawMessage{}, map[string]json.RawMessage{}
 	at := where{label: "query parameter"}
 	for _, name := range slices.Sorted(maps.Keys(q)) {
@@ -301,15 +302,15 @@ func (in *rosterInput) parseQuery(q url.Values) problems {
 				why, refused = rosterUserRefused[u]
 			}
 			if refused {
-				ps = append(ps, at.problem(name, fmt.Sprintf("%s cannot be given here: %s", name, why)))
+				ps = append(ps, at.Problem(name, fmt.Sprintf("%s cannot be given here: %s", name, why)))
 			} else {
-				ps = append(ps, at.problem(name, fmt.Sprintf("unknown query parameter %s; defaults are key fields such as costLimitInUsdLifetime and user fields such as user.costLimitInUsd", name)))
+				ps = append(ps, at.Problem(name, fmt.Sprintf("unknown query parameter %s; defaults are key fields such as costLimitInUsdLifetime and user fields such as user.costLimitInUsd", name)))
 			}
 			continue
 		}
 		v := strings.Join(vals, ";")
 		if t != reflect.TypeFor[[]string]() && t != reflect.TypeFor[[]apikey.PathRule]() && len(vals) > 1 {
-			ps = append(ps, at.problem(name, fmt.Sprintf("query parameter %s is given %d times", name, len(vals))))
+			ps = append(ps, at.Problem(name, fmt.Sprintf("query parameter %s is given %d times", name, len(vals))))
 			continue
 		}
 		if isUser {
@@ -318,8 +319,8 @@ func (in *rosterInput) parseQuery(q url.Values) problems {
 			keyRaw[name] = cellJSON(t, strings.TrimSpace(v), ",;")
 		}
 	}
-	var ud userRequest
-	var kd keyRequest
+	var ud form.UserRequest
+	var kd form.KeyRequest
 	ps = append(ps, decodeFields(userRaw, &ud, rosterUserRefused, at, "user.")...)
 	ps = append(ps, decodeFields(keyRaw, &kd, rosterKeyRefused, at, "")...)
 	in.userDefaults = overlay(in.userDefaults, ud)

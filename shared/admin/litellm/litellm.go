@@ -1,5 +1,10 @@
-package admin
-
+// Package litellm is the admin API's LiteLLM-compatible key management:
+// POST /key/generate, GET /key/info and POST /user/new, with LiteLLM's
+// snake_case fields and answers. Package admin wires the routes behind the
+// admin bearer key (LiteLLM's "master key"); this package builds keys with
+// the rules of package form and reaches the store through the small
+// interfaces below.
+//
 // LiteLLM-compatible key management (LiteLLM's key management API):
 // POST /key/generate, GET /key/info?key=, POST /user/new, with LiteLLM's
 // snake_case fields and response shapes, behind the same admin bearer key
@@ -36,9 +41,11 @@ package admin
 //     query string, which carries it, is never logged.
 //   - Times are ISO 8601 in UTC with microseconds and "+00:00", as
 //     Python's datetime.isoformat() writes them; null means never.
+package litellm
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -50,9 +57,12 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/shared/admin/audit"
+	"github.com/stipend/stipend/shared/admin/form"
 	"github.com/stipend/stipend/shared/admin/request"
+	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/storeerr"
 	"github.com/stipend/stipend/shared/user"
@@ -61,16 +71,13 @@ import (
 // Rules of LiteLLM's fields ("<field> must be <rule>").
 const (
 	ruleLiteDuration = `a positive integer followed by a unit (s, m, h, d or w; "30s", "20m", "30min", "1h", "7d"), or null for a key that never expires`
-	ruleAliases      = "an object mapping requested model names to the model names that serve them"
 	// liteDefaultDuration is the lifetime of a key whose request has no duration.
 	liteDefaultDuration = "1h"
 	// liteTimeLayout is Python's datetime.isoformat() for an aware UTC time.
 	liteTimeLayout = "2006-01-02T15:04:05.000000+00:00"
-	// zeroBudget stands for a max_budget of 0: the smallest limit that can
+	// ZeroBudget stands for a max_budget of 0: the smallest limit that can
 	// be stored, under which no request fits.
-	zeroBudget = money.Nanos(1)
-	// maxAliases bounds a key's aliases; they travel with every request.
-	maxAliases = 256
+	ZeroBudget = money.Nanos(1)
 )
 
 // liteKeyRequest is the body of POST /key/generate and POST /user/new.
@@ -120,12 +127,43 @@ type liteKeyState struct {
 	KeyName   string            `json:"key_name"`
 }
 
-// routeLiteLLM registers the LiteLLM-compatible routes.
-func (h *Handler) routeLiteLLM() {
-	h.mux.Handle("POST /key/generate", h.handle(h.liteGenerate))
-	h.mux.Handle("GET /key/info", h.handle(h.liteKeyInfo))
-	h.mux.Handle("POST /user/new", h.handle(h.liteNewUser))
+// Keys stores and reads the keys the LiteLLM routes make and show.
+type Keys interface {
+	CreateKey(ctx context.Context, k *apikey.Key) error
+	GetKey(ctx context.Context, id string) (*apikey.Key, error)
+	// KeyTotals returns a key's lifetime counters (zero when it has none yet).
+	KeyTotals(ctx context.Context, id string) (ledger.Totals, error)
 }
+
+// Users stores and reads the users the LiteLLM routes name.
+type Users interface {
+	GetUser(ctx context.Context, userID string) (*user.User, error)
+	// CreateUser is storeerr.ErrExists when the userId is taken.
+	CreateUser(ctx context.Context, u *user.User) error
+}
+
+// Config wires a Handler; every field is required.
+type Config struct {
+	Keys  Keys
+	Users Users
+	// Providers are read to check stipend_provider_setting_ids and to price
+	// the models their prices name.
+	Providers form.ProviderReader
+	// Rules are the key forms' rules (prices).
+	Rules form.Rules
+	Log   *slog.Logger
+	Now   func() time.Time
+}
+
+// Handler answers the LiteLLM routes; each method answers one route and
+// returns its error for package admin's one error writer. It is safe for
+// concurrent use.
+type Handler struct {
+	cfg Config
+}
+
+// New returns a Handler for cfg.
+func New(cfg Config) *Handler { return &Handler{cfg: cfg} }
 
 // liteTime formats unix seconds as LiteLLM does; 0 (never) is nil.
 func liteTime(unix int64) *string {
@@ -160,7 +198,7 @@ var durationPattern = regexp.MustCompile(`^\s*(\d{1,9})\s*([A-Za-z]+)\s*$`)
 func liteDuration(s string) (string, time.Duration, error) {
 	m := durationPattern.FindStringSubmatch(s)
 	if m == nil {
-		return "", 0, mustBe("duration", ruleLiteDuration)
+		return "", 0, request.MustBe("duration", ruleLiteDuration)
 	}
 	n, _ := strconv.ParseInt(m[1], 10, 64)
 	var unit string
@@ -176,45 +214,25 @@ func liteDuration(s string) (string, time.Duration, error) {
 	case "w", "wk", "wks", "week", "weeks":
 		n, unit = n*7, "d"
 	default:
-		return "", 0, mustBe("duration", ruleLiteDuration)
+		return "", 0, request.MustBe("duration", ruleLiteDuration)
 	}
 	ttl := strconv.FormatInt(n, 10) + unit
 	d, err := apikey.ParseDuration(ttl)
 	if err != nil {
-		return "", 0, mustBe("duration", ruleLiteDuration)
+		return "", 0, request.MustBe("duration", ruleLiteDuration)
 	}
 	return ttl, d, nil
 }
 
-// validAliases checks a key's aliases: non-empty, trimmed model names on
-// both sides, at most maxAliases of them. It returns nil for an empty map.
-func validAliases(field string, in map[string]string) (map[string]string, error) {
-	if len(in) > maxAliases {
-		return nil, invalid(field, "%s may map at most %d model names", field, maxAliases)
-	}
-	if len(in) == 0 {
-		return nil, nil
-	}
-	out := make(map[string]string, len(in))
-	for from, to := range in {
-		from, to = strings.TrimSpace(from), strings.TrimSpace(to)
-		if from == "" || to == "" || len(from) > 256 || len(to) > 256 {
-			return nil, mustBe(field, ruleAliases)
-		}
-		out[from] = to
-	}
-	return out, nil
-}
-
-// budgetOf turns a max_budget into a lifetime limit (see zeroBudget).
+// budgetOf turns a max_budget into a lifetime limit (see ZeroBudget).
 func budgetOf(field string, b *money.Nanos) (money.Nanos, error) {
 	switch {
 	case b == nil:
 		return 0, nil
 	case *b < 0:
-		return 0, mustBe(field, ruleDollars)
+		return 0, request.MustBe(field, form.RuleDollars)
 	case *b == 0:
-		return zeroBudget, nil
+		return ZeroBudget, nil
 	}
 	return *b, nil
 }
@@ -225,8 +243,8 @@ func liteUserID(req *liteKeyRequest) (string, error) {
 		return "", nil
 	}
 	id := strings.TrimSpace(*req.UserID)
-	if id != "" && !validUserID(id) {
-		return "", mustBe("user_id", ruleUserID)
+	if id != "" && !form.ValidUserID(id) {
+		return "", request.MustBe("user_id", form.RuleUserID)
 	}
 	return id, nil
 }
@@ -237,7 +255,7 @@ func (h *Handler) liteSettings(r *http.Request, ids *[]string) ([]string, error)
 	const field = "stipend_provider_setting_ids"
 	if ids != nil {
 		if len(*ids) == 0 {
-			return nil, mustBe(field, "a non-empty list of provider setting ids")
+			return nil, request.MustBe(field, "a non-empty list of provider setting ids")
 		}
 		out := make([]string, 0, len(*ids))
 		seen := map[string]bool{}
@@ -246,25 +264,25 @@ func (h *Handler) liteSettings(r *http.Request, ids *[]string) ([]string, error)
 				continue
 			}
 			seen[id] = true
-			if _, err := h.cfg.Store.GetProvider(r.Context(), id); err != nil {
+			if _, err := h.cfg.Providers.GetProvider(r.Context(), id); err != nil {
 				if storeerr.IsNotFound(err) {
-					return nil, invalid(field, "provider setting %q does not exist", id)
+					return nil, request.Invalid(field, "provider setting %q does not exist", id)
 				}
-				return nil, storeError(err, "provider "+id)
+				return nil, response.StoreError(err, "provider "+id)
 			}
 			out = append(out, id)
 		}
 		if len(out) == 0 {
-			return nil, mustBe(field, "a non-empty list of provider setting ids")
+			return nil, request.MustBe(field, "a non-empty list of provider setting ids")
 		}
 		return out, nil
 	}
-	list, err := h.cfg.Store.ListProviders(r.Context())
+	list, err := h.cfg.Providers.ListProviders(r.Context())
 	if err != nil {
-		return nil, storeError(err, "providers")
+		return nil, response.StoreError(err, "providers")
 	}
 	if len(list) == 0 {
-		return nil, invalid(field, "no provider setting exists yet: create one with POST /api/v1/providers first")
+		return nil, request.Invalid(field, "no provider setting exists yet: create one with POST /api/v1/providers first")
 	}
 	return []string{}, nil // none named: every setting, routed by model
 }
@@ -273,7 +291,7 @@ func (h *Handler) liteSettings(r *http.Request, ids *[]string) ([]string, error)
 // yet stored, with its plaintext. userID is the key's user (already
 // checked); budget says whether max_budget is the key's.
 func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull bool, userID string, budget bool) (*apikey.Key, string, error) {
-	kr := keyRequest{UserID: &userID, Metadata: req.Metadata, AllowedModels: req.Models}
+	kr := form.KeyRequest{UserID: &userID, Metadata: req.Metadata, AllowedModels: req.Models}
 	switch {
 	case req.Duration != nil:
 		ttl, _, err := liteDuration(*req.Duration)
@@ -292,12 +310,12 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 	if req.KeyAlias != nil {
 		name = *req.KeyAlias
 	}
-	if err := validName("key_alias", &name); err != nil {
+	if err := form.ValidName("key_alias", &name); err != nil {
 		return nil, "", err
 	}
 	kr.Name = &name
 	if req.Models != nil {
-		models, err := validModels("models", req.Models)
+		models, err := form.ValidModels("models", req.Models)
 		if err != nil {
 			return nil, "", err
 		}
@@ -305,12 +323,12 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 		if req.Aliases != nil {
 			aliases = *req.Aliases
 		}
-		if err := h.withSettingPrices(r.Context()).checkPriced("models", models, aliases); err != nil {
+		if err := h.cfg.Rules.WithSettingPrices(r.Context(), h.cfg.Providers).CheckPriced("models", models, aliases); err != nil {
 			return nil, "", err
 		}
 	}
 	if req.Metadata != nil {
-		if err := checkMetadata("metadata", *req.Metadata); err != nil {
+		if err := form.CheckMetadata("metadata", *req.Metadata); err != nil {
 			return nil, "", err
 		}
 	}
@@ -330,9 +348,9 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 	id, plaintext := apikey.Generate()
 	k := &apikey.Key{
 		ID: id, Hash: apikey.Hash(plaintext), Tags: []string{},
-		CreatedAt: now.Unix(), UpdatedAt: now.Unix(), KeyRetrievalMethod: RetrieveOnce,
+		CreatedAt: now.Unix(), UpdatedAt: now.Unix(), KeyRetrievalMethod: form.RetrieveOnce,
 	}
-	if err := h.withSettingPrices(r.Context()).apply(&kr, settings, k, now); err != nil {
+	if err := h.cfg.Rules.WithSettingPrices(r.Context(), h.cfg.Providers).ApplyKey(&kr, settings, k, now); err != nil {
 		return nil, "", err
 	}
 	return k, plaintext, nil
@@ -340,16 +358,16 @@ func (h *Handler) liteKey(r *http.Request, req *liteKeyRequest, durationNull boo
 
 // storeLiteKey stores k and notes it for the audit trail.
 func (h *Handler) storeLiteKey(r *http.Request, k *apikey.Key) error {
-	if err := h.cfg.Store.CreateKey(r.Context(), k); err != nil {
-		return storeError(err, "secret key "+k.ID)
+	if err := h.cfg.Keys.CreateKey(r.Context(), k); err != nil {
+		return response.StoreError(err, "secret key "+k.ID)
 	}
 	audit.NoteTargets(r, k.ID, k.UserID)
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "secret key created", slog.String("key", k.ID), slog.String("via", "litellm"))
 	return nil
 }
 
-// liteGenerate answers POST /key/generate.
-func (h *Handler) liteGenerate(w http.ResponseWriter, r *http.Request) error {
+// Generate answers POST /key/generate.
+func (h *Handler) Generate(w http.ResponseWriter, r *http.Request) error {
 	var req liteKeyRequest
 	durationNull, err := decodeLite(w, r, &req)
 	if err != nil {
@@ -375,31 +393,31 @@ func (h *Handler) liteGenerate(w http.ResponseWriter, r *http.Request) error {
 	if k.UserID != "" {
 		out.UserID = &k.UserID
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return response.JSON(w, http.StatusOK, out)
 }
 
 // ensureUser creates user userID, with no limits, unless it exists.
 func (h *Handler) ensureUser(r *http.Request, userID string) error {
-	_, err := h.cfg.Store.GetUser(r.Context(), userID)
+	_, err := h.cfg.Users.GetUser(r.Context(), userID)
 	if err == nil || !storeerr.IsNotFound(err) {
 		if err != nil {
-			return storeError(err, "user "+userID)
+			return response.StoreError(err, "user "+userID)
 		}
 		return nil
 	}
 	now := h.cfg.Now().Unix()
 	u := &user.User{ID: apikey.NewID(), UserID: userID, Name: userID, Tags: []string{}, CreatedAt: now, UpdatedAt: now}
-	if err := h.cfg.Store.CreateUser(r.Context(), u); err != nil && !errors.Is(err, storeerr.ErrExists) {
-		return storeError(err, "user "+userID)
+	if err := h.cfg.Users.CreateUser(r.Context(), u); err != nil && !errors.Is(err, storeerr.ErrExists) {
+		return response.StoreError(err, "user "+userID)
 	}
 	audit.NoteTargets(r, userID)
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "user created", slog.String("user", u.ID), slog.String("via", "litellm"))
 	return nil
 }
 
-// liteNewUser answers POST /user/new: a new user whose max_budget is shared
+// NewUser answers POST /user/new: a new user whose max_budget is shared
 // by all of its keys, and a first key for it.
-func (h *Handler) liteNewUser(w http.ResponseWriter, r *http.Request) error {
+func (h *Handler) NewUser(w http.ResponseWriter, r *http.Request) error {
 	var req liteKeyRequest
 	durationNull, err := decodeLite(w, r, &req)
 	if err != nil {
@@ -426,12 +444,12 @@ func (h *Handler) liteNewUser(w http.ResponseWriter, r *http.Request) error {
 		ID: apikey.NewID(), UserID: userID, Name: userID, Tags: []string{},
 		CreatedAt: now, UpdatedAt: now, CostLimitLifetime: limit,
 	}
-	if err := h.cfg.Store.CreateUser(r.Context(), u); err != nil {
+	if err := h.cfg.Users.CreateUser(r.Context(), u); err != nil {
 		if errors.Is(err, storeerr.ErrExists) {
-			return apierror.New(http.StatusConflict, CodeConflict, fmt.Sprintf(
+			return apierror.New(http.StatusConflict, response.CodeConflict, fmt.Sprintf(
 				"user %q already exists; create more keys for it with POST /key/generate and user_id", userID)).WithParam("user_id")
 		}
-		return storeError(err, "user "+userID)
+		return response.StoreError(err, "user "+userID)
 	}
 	audit.NoteTargets(r, userID)
 	h.cfg.Log.LogAttrs(r.Context(), slog.LevelInfo, "user created", slog.String("user", u.ID), slog.String("via", "litellm"))
@@ -443,40 +461,40 @@ func (h *Handler) liteNewUser(w http.ResponseWriter, r *http.Request) error {
 		b := *req.MaxBudget
 		out.MaxBudget = &b
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return response.JSON(w, http.StatusOK, out)
 }
 
 // errLiteKeyNotFound answers /key/info for a key that is malformed, unknown,
 // or does not match its record: the three are not told apart.
 var errLiteKeyNotFound = apierror.New(http.StatusNotFound, apierror.CodeNotFound, "key not found").WithParam("key")
 
-// liteKeyInfo answers GET /key/info?key=<plaintext key>.
-func (h *Handler) liteKeyInfo(w http.ResponseWriter, r *http.Request) error {
+// KeyInfo answers GET /key/info?key=<plaintext key>.
+func (h *Handler) KeyInfo(w http.ResponseWriter, r *http.Request) error {
 	plain := strings.TrimSpace(r.URL.Query().Get("key"))
 	if plain == "" {
-		return invalid("key", "key is required: GET /key/info?key=<the key>")
+		return request.Invalid("key", "key is required: GET /key/info?key=<the key>")
 	}
 	id, err := apikey.Parse(plain)
 	if err != nil {
 		return errLiteKeyNotFound
 	}
-	k, err := h.cfg.Store.GetKey(r.Context(), id)
+	k, err := h.cfg.Keys.GetKey(r.Context(), id)
 	if err != nil {
 		if storeerr.IsNotFound(err) {
 			return errLiteKeyNotFound
 		}
-		return storeError(err, "secret key "+id)
+		return response.StoreError(err, "secret key "+id)
 	}
 	if !apikey.Matches(plain, k.Hash) {
 		return errLiteKeyNotFound
 	}
-	tot, err := h.cfg.Store.KeyTotals(r.Context(), k.ID)
+	tot, err := h.cfg.Keys.KeyTotals(r.Context(), k.ID)
 	if err != nil {
-		return storeError(err, "spend of secret key "+k.ID)
+		return response.StoreError(err, "spend of secret key "+k.ID)
 	}
 	st := liteKeyState{
 		Token: k.ID, Spend: tot.Cost, Expires: liteTime(k.ExpiresAt),
-		Models: nonEmpty(k.AllowedModels), Aliases: k.Aliases, Config: map[string]any{},
+		Models: response.NonEmpty(k.AllowedModels), Aliases: k.Aliases, Config: map[string]any{},
 		Metadata: k.Metadata, KeyName: k.Name,
 	}
 	if st.Aliases == nil {
@@ -490,10 +508,10 @@ func (h *Handler) liteKeyInfo(w http.ResponseWriter, r *http.Request) error {
 	}
 	if k.CostLimitLifetime > 0 {
 		b := k.CostLimitLifetime
-		if b == zeroBudget {
+		if b == ZeroBudget {
 			b = 0
 		}
 		st.MaxBudget = &b
 	}
-	return writeJSON(w, http.StatusOK, liteInfo{Key: plain, Info: st})
+	return response.JSON(w, http.StatusOK, liteInfo{Key: plain, Info: st})
 }

@@ -1,4 +1,4 @@
-package admin
+package roster
 
 // The problems of a bulk request: each located (students[3], CSV line and
 // column, key id) so one 400 can list them all.
@@ -12,13 +12,14 @@ import (
 	"strings"
 
 	"github.com/stipend/stipend/shared/admin/request"
+	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/apierror"
 )
 
 // ---- problems ----
 
-// problem is one thing wrong with a bulk request.
-type problem struct {
+// Problem is one thing wrong with a bulk request.
+type Problem struct {
 	Line   int  `json:"line,omitempty"`   // CSV: the line of the body, from 1
 	Column int  `json:"column,omitempty"` // CSV: the column, from 1
 	Index  *int `json:"index,omitempty"`  // JSON: the position in students, from 0
@@ -33,31 +34,31 @@ type problem struct {
 
 // row orders problems: 0 for the request as a whole, then by CSV line or
 // position in students.
-func (p problem) row() int {
+func (p Problem) row() int {
 	if p.Index != nil {
 		return *p.Index + 1
 	}
 	return p.Line
 }
 
-// problems is everything wrong with a bulk request; writeProblems answers
+// Problems is everything wrong with a bulk request; writeProblems answers
 // it with one 400 listing them all.
-type problems []problem
+type Problems []Problem
 
-func (ps problems) Error() string {
+func (ps Problems) Error() string {
 	msgs := make([]string, 0, len(ps))
 	for _, p := range ps {
 		msgs = append(msgs, p.Message)
 	}
-	return fmt.Sprintf("%d problems: %s", len(ps), strings.Join(msgs, "; "))
+	return fmt.Sprintf("%d Problems: %s", len(ps), strings.Join(msgs, "; "))
 }
 
-// writeProblems answers a problems error with a 400: the error body of every
+// writeProblems answers a Problems error with a 400: the error body of every
 // route (message quoting the first problems, param naming the first field)
 // plus "errors" listing all of them. Any other error is returned as is, for
-// Handler.handle.
+// admin.Handler.handle.
 func writeProblems(w http.ResponseWriter, err error) error {
-	var ps problems
+	var ps Problems
 	if !errors.As(err, &ps) || len(ps) == 0 {
 		return err
 	}
@@ -65,7 +66,7 @@ func writeProblems(w http.ResponseWriter, err error) error {
 	for _, p := range ps[:min(len(ps), problemsInMessage)] {
 		msgs = append(msgs, p.Message)
 	}
-	msg := fmt.Sprintf("%d problems, nothing was changed: %s", len(ps), strings.Join(msgs, "; "))
+	msg := fmt.Sprintf("%d Problems, nothing was changed: %s", len(ps), strings.Join(msgs, "; "))
 	if len(ps) == 1 {
 		msg = "nothing was changed: " + msgs[0]
 	}
@@ -75,14 +76,14 @@ func writeProblems(w http.ResponseWriter, err error) error {
 	e := apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, msg)
 	var body struct {
 		apierror.Body
-		Errors problems `json:"errors"`
+		Errors Problems `json:"errors"`
 	}
 	body.Error.Message, body.Error.Type, body.Error.Code = e.Message, e.Type, e.Code
 	if param := ps[0].Field; param != "" {
 		body.Error.Param = &param
 	}
 	body.Errors = ps
-	return writeJSON(w, http.StatusBadRequest, body)
+	return response.JSON(w, http.StatusBadRequest, body)
 }
 
 // where locates problems in a bulk request.
@@ -98,8 +99,8 @@ type where struct {
 
 // problem returns the problem msg about field (a path below w: "ttl",
 // "user.ttl"); msg should name the field.
-func (w where) problem(field, msg string) problem {
-	p := problem{Field: w.prefix + field, Line: w.line, Index: w.index, UserID: w.userID, KeyID: w.keyID}
+func (w where) Problem(field, msg string) Problem {
+	p := Problem{Field: w.prefix + field, Line: w.line, Index: w.index, UserID: w.userID, KeyID: w.keyID}
 	if field == "" {
 		p.Field = strings.TrimSuffix(w.prefix, ".")
 	}
@@ -125,10 +126,10 @@ func (w where) problem(field, msg string) problem {
 // from turns a validation error (a 400 naming its field) into a problem; the
 // field and its mention in the message get sub ("user."). Any other error
 // (storage unavailable) is returned.
-func (w where) from(err error, sub string) (problem, error) {
+func (w where) from(err error, sub string) (Problem, error) {
 	var ae *apierror.Error
 	if !errors.As(err, &ae) || ae.Status != http.StatusBadRequest {
-		return problem{}, err
+		return Problem{}, err
 	}
 	msg := ae.Message
 	if sub != "" && ae.Param != "" && strings.HasPrefix(msg, ae.Param) {
@@ -138,7 +139,7 @@ func (w where) from(err error, sub string) (problem, error) {
 	if field != "" {
 		field = sub + field
 	}
-	return w.problem(field, msg), nil
+	return w.Problem(field, msg), nil
 }
 
 // ---- decoding ----
@@ -147,18 +148,18 @@ func (w where) from(err error, sub string) (problem, error) {
 // field it could not take as a problem at at: refused fields (with the
 // reason), values of the wrong type (with the field's rule) and unknown
 // names. sub prefixes the field names ("user.").
-func decodeFields(raw map[string]json.RawMessage, dst any, refused map[string]string, at where, sub string) problems {
-	var ps problems
+func decodeFields(raw map[string]json.RawMessage, dst any, refused map[string]string, at where, sub string) Problems {
+	var ps Problems
 	bad, unknown := request.Fields(raw, dst, refused)
 	for _, f := range bad {
 		if f.Refused != "" {
-			ps = append(ps, at.problem(sub+f.Name, fmt.Sprintf("%s%s cannot be given here: %s", sub, f.Name, f.Refused)))
+			ps = append(ps, at.Problem(sub+f.Name, fmt.Sprintf("%s%s cannot be given here: %s", sub, f.Name, f.Refused)))
 		} else {
-			ps = append(ps, at.problem(sub+f.Name, fmt.Sprintf("%s%s must be %s", sub, f.Name, f.Rule)))
+			ps = append(ps, at.Problem(sub+f.Name, fmt.Sprintf("%s%s must be %s", sub, f.Name, f.Rule)))
 		}
 	}
 	for _, name := range unknown {
-		ps = append(ps, at.problem(sub+name, fmt.Sprintf("unknown field %s%s", sub, name)))
+		ps = append(ps, at.Problem(sub+name, fmt.Sprintf("unknown field %s%s", sub, name)))
 	}
 	return ps
 }

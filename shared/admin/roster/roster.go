@@ -1,5 +1,10 @@
-package admin
-
+// Package roster is the admin API's bulk routes on secret keys, made for
+// class rosters: enrolling a roster (a user and a key per student, from JSON
+// or CSV), and updating or revoking many keys at once. Package admin wires
+// the routes (authentication, audit, the error response); this package
+// validates with the rules of package form, enrols with its own worker pool,
+// and reaches the store through the small interfaces below.
+//
 // Bulk operations on secret keys, made for class rosters:
 //
 //	POST /api/v1/secret-keys/bulk          a user and a key per student, in one call
@@ -27,7 +32,7 @@ package admin
 // rateLimitOverTime, rateLimitUnit, tags) except userId and name; a user's
 // ttl defaults to "never". A field given for a student replaces the default
 // (lists and objects too, they are not merged). Every key also gets the tag
-// "roster" (RosterTag), every new user too, and a student's email is kept in
+// "roster" (Tag), every new user too, and a student's email is kept in
 // the key's metadata as "email".
 //
 // A CSV body (Content-Type: text/csv) has a header row naming its columns:
@@ -97,16 +102,22 @@ package admin
 // 503 when all of them did. Bulk routes are stipend's own: unlike the
 // BricksAI-shaped routes, they refuse unknown fields, so a misspelt limit is
 // never silently dropped.
+package roster
 
 import (
 	"context"
+	"log/slog"
+	"time"
 
+	"github.com/stipend/stipend/shared/admin/form"
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/user"
 )
 
-// RosterStore is the storage of roster markers, each user's one roster key;
-// *dynamo.Store implements it (shared/dynamo/bulk.go).
-type RosterStore interface {
+// Enrolment is the storage a roster writes: each user's one roster key,
+// tracked by a marker written in the same transaction as the key, and the
+// users it creates; *dynamo.Store implements it (shared/dynamo/bulk.go).
+type Enrolment interface {
 	// RosterKeys returns the marker of each of userIDs that has one, with
 	// the key it names (Key nil when that key does not exist).
 	RosterKeys(ctx context.Context, userIDs []string) (map[string]apikey.RosterKey, error)
@@ -117,33 +128,84 @@ type RosterStore interface {
 	// and writes revoke (the previous key, revoked) when not nil;
 	// storeerr.ErrConflict when the marker or that key changed first.
 	ReplaceRosterKey(ctx context.Context, prevKeyID string, revoke, k *apikey.Key) error
+	// CreateUser stores a new user; storeerr.ErrExists when the userId is
+	// taken (the roster then leaves that user as it is).
+	CreateUser(ctx context.Context, u *user.User) error
 }
 
-// RosterTag marks every key (and new user) a roster creates.
-const RosterTag = "roster"
+// Keys are the keys a bulk update or revoke selects and changes.
+type Keys interface {
+	ListKeys(ctx context.Context) ([]*apikey.Key, error)
+	GetKey(ctx context.Context, id string) (*apikey.Key, error)
+	// UpdateKey writes only over k.Version (storeerr.ErrConflict otherwise).
+	UpdateKey(ctx context.Context, k *apikey.Key) error
+}
+
+// Users are the users a bulk update selects and changes.
+type Users interface {
+	ListUsers(ctx context.Context) ([]*user.User, error)
+	GetUser(ctx context.Context, userID string) (*user.User, error)
+	// UpdateUser writes only over u.Version (storeerr.ErrConflict otherwise).
+	UpdateUser(ctx context.Context, u *user.User) error
+}
+
+// Config wires a Handler; every field is required.
+type Config struct {
+	Enrolment Enrolment
+	Keys      Keys
+	Users     Users
+	// Providers are read to check providerSettingIds and to price the
+	// models their prices name.
+	Providers form.ProviderReader
+	// Rules are the key and user forms' rules (prices, vault).
+	Rules form.Rules
+	Log   *slog.Logger
+	Now   func() time.Time
+}
+
+// Handler serves the bulk routes; each method answers one route and returns
+// its error for package admin's one error writer. It is safe for concurrent
+// use.
+type Handler struct {
+	cfg Config
+}
+
+// New returns a Handler for cfg.
+func New(cfg Config) *Handler { return &Handler{cfg: cfg} }
+
+// withSettingPrices returns a copy of h for one request whose rules also
+// accept the models provider settings price (form.Rules.WithSettingPrices).
+func (h *Handler) withSettingPrices(ctx context.Context) *Handler {
+	c := *h
+	c.cfg.Rules = h.cfg.Rules.WithSettingPrices(ctx, h.cfg.Providers)
+	return &c
+}
+
+// Tag marks every key (and new user) a roster creates.
+const Tag = "roster"
 
 const (
-	// maxRosterBytes bounds a roster body (a 1000-row CSV is about 100 KB).
-	maxRosterBytes = 2 << 20
-	// maxRosterStudents bounds one roster call, so it ends well within the
+	// MaxBytes bounds a roster body (a 1000-row CSV is about 100 KB).
+	MaxBytes = 2 << 20
+	// MaxStudents bounds one roster call, so it ends well within the
 	// admin function's 30 s timeout.
-	maxRosterStudents = 1000
+	MaxStudents = 1000
 	// bulkConcurrency is how many students (or keys) are written at once.
 	bulkConcurrency = 16
 	// problemsInMessage is how many problems the error message quotes; the
 	// "errors" list has all of them.
 	problemsInMessage = 5
 
-	statusCreated        = "created"
-	statusExisting       = "existing"
-	statusRotated        = "rotated"
-	statusFailed         = "failed"
-	statusUpdated        = "updated"
-	statusSkipped        = "skipped"
-	statusRevoked        = "revoked"
-	statusAlreadyRevoked = "alreadyRevoked"
+	StatusCreated        = "created"
+	StatusExisting       = "existing"
+	StatusRotated        = "rotated"
+	StatusFailed         = "failed"
+	StatusUpdated        = "updated"
+	StatusSkipped        = "skipped"
+	StatusRevoked        = "revoked"
+	StatusAlreadyRevoked = "alreadyRevoked"
 
-	revokedRotated = "rotated"
+	RevokedRotated = "rotated"
 
 	ruleEmail = "an email address like ada@example.edu"
 )

@@ -1,4 +1,4 @@
-package admin
+package roster
 
 // Reading a JSON roster (POST /api/v1/secret-keys/bulk): defaults,
 // students and rotate, every problem collected.
@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/stipend/stipend/shared/admin/form"
 	"github.com/stipend/stipend/shared/admin/request"
 )
 
@@ -19,8 +20,8 @@ import (
 
 // rosterInput is a parsed roster, before validation.
 type rosterInput struct {
-	defaults     keyRequest
-	userDefaults userRequest
+	defaults     form.KeyRequest
+	userDefaults form.UserRequest
 	defaultsAt   where
 	// defaultsBroken is set when the defaults could not be read: the rows
 	// are then not checked against them, which would repeat one problem per
@@ -38,8 +39,8 @@ type studentInput struct {
 	at                  where
 	userID, name, email string
 	rotate              bool
-	key                 keyRequest
-	user                userRequest
+	key                 form.KeyRequest
+	user                form.UserRequest
 }
 
 // studentRequest is the part of a student entry that is not a key field.
@@ -75,29 +76,29 @@ func (u *userIDValue) UnmarshalJSON(b []byte) error {
 var studentFields = []string{"userId", "name", "email", "rotate", "user"}
 
 // parseRosterJSON reads a JSON roster.
-func parseRosterJSON(body []byte, q url.Values) (*rosterInput, problems) {
+func parseRosterJSON(body []byte, q url.Values) (*rosterInput, Problems) {
 	in := &rosterInput{defaultsAt: where{label: "defaults", prefix: "defaults."}, rotateAt: where{label: "rotate", prefix: "rotate"}}
-	var ps problems
+	var ps Problems
 	for name := range q {
 		if name != "format" {
-			ps = append(ps, where{}.problem(name,
+			ps = append(ps, where{}.Problem(name,
 				fmt.Sprintf("query parameter %s is only read with a CSV body; with JSON, put defaults in \"defaults\" and rotation in \"rotate\"", name)))
 		}
 	}
 	raw, ok := request.Object(body)
 	if !ok {
-		return nil, append(ps, problem{Message: "request body must be a JSON object {\"defaults\", \"students\", \"rotate\"}"})
+		return nil, append(ps, Problem{Message: "request body must be a JSON object {\"defaults\", \"students\", \"rotate\"}"})
 	}
 	for _, name := range slices.Sorted(maps.Keys(raw)) {
 		switch name {
 		case "defaults", "students", "rotate":
 		default:
-			ps = append(ps, where{}.problem(name, "unknown field "+name+"; a roster has defaults, students and rotate"))
+			ps = append(ps, where{}.Problem(name, "unknown field "+name+"; a roster has defaults, students and rotate"))
 		}
 	}
 	if d, ok := raw["defaults"]; ok && !request.IsNull(d) {
 		dr, ok := request.Object(d)
-		dps := problems{where{}.problem("defaults", "defaults must be an object of key fields")}
+		dps := Problems{where{}.Problem("defaults", "defaults must be an object of key fields")}
 		if ok {
 			dps = in.parseDefaults(dr, in.defaultsAt)
 		}
@@ -108,13 +109,13 @@ func parseRosterJSON(body []byte, q url.Values) (*rosterInput, problems) {
 
 	var list []json.RawMessage
 	if s, ok := raw["students"]; !ok || json.Unmarshal(s, &list) != nil || len(list) == 0 {
-		return in, append(ps, where{}.problem("students", "students is required and must be a non-empty list of {userId, name, ...} objects"))
+		return in, append(ps, where{}.Problem("students", "students is required and must be a non-empty list of {userId, name, ...} objects"))
 	}
 	for i, s := range list {
 		at := where{label: fmt.Sprintf("students[%d]", i), prefix: fmt.Sprintf("students[%d].", i), index: &i}
 		obj, ok := request.Object(s)
 		if !ok {
-			ps = append(ps, at.problem("", fmt.Sprintf("students[%d] must be an object {userId, name, ...}", i)))
+			ps = append(ps, at.Problem("", fmt.Sprintf("students[%d] must be an object {userId, name, ...}", i)))
 			continue
 		}
 		st, sps := parseStudent(obj, at)
@@ -125,14 +126,14 @@ func parseRosterJSON(body []byte, q url.Values) (*rosterInput, problems) {
 }
 
 // parseDefaults reads a defaults object: key fields and "user".
-func (in *rosterInput) parseDefaults(raw map[string]json.RawMessage, at where) problems {
-	var ps problems
+func (in *rosterInput) parseDefaults(raw map[string]json.RawMessage, at where) Problems {
+	var ps Problems
 	if u, ok := raw["user"]; ok {
 		delete(raw, "user")
 		if !request.IsNull(u) {
 			ur, ok := request.Object(u)
 			if !ok {
-				ps = append(ps, at.problem("user", "user must be an object of user fields"))
+				ps = append(ps, at.Problem("user", "user must be an object of user fields"))
 			} else {
 				ps = append(ps, decodeFields(ur, &in.userDefaults, rosterUserRefused, at, "user.")...)
 			}
@@ -142,7 +143,7 @@ func (in *rosterInput) parseDefaults(raw map[string]json.RawMessage, at where) p
 }
 
 // parseRotate reads "rotate": true, false or a list of userIds.
-func (in *rosterInput) parseRotate(m json.RawMessage) problems {
+func (in *rosterInput) parseRotate(m json.RawMessage) Problems {
 	if m == nil || request.IsNull(m) {
 		return nil
 	}
@@ -151,7 +152,7 @@ func (in *rosterInput) parseRotate(m json.RawMessage) problems {
 	}
 	var ids []userIDValue
 	if err := json.Unmarshal(m, &ids); err != nil {
-		return problems{in.rotateAt.problem("", "rotate must be true, false or a list of userIds")}
+		return Problems{in.rotateAt.Problem("", "rotate must be true, false or a list of userIds")}
 	}
 	for _, id := range ids {
 		in.rotate = append(in.rotate, strings.TrimSpace(string(id)))
@@ -160,7 +161,7 @@ func (in *rosterInput) parseRotate(m json.RawMessage) problems {
 }
 
 // parseStudent reads one student entry of a JSON roster.
-func parseStudent(obj map[string]json.RawMessage, at where) (studentInput, problems) {
+func parseStudent(obj map[string]json.RawMessage, at where) (studentInput, Problems) {
 	st := studentInput{at: at}
 	var sr studentRequest
 	own := make(map[string]json.RawMessage, len(studentFields))
@@ -190,7 +191,7 @@ func parseStudent(obj map[string]json.RawMessage, at where) (studentInput, probl
 		if ur, ok := request.Object(userRaw); ok {
 			ps = append(ps, decodeFields(ur, &st.user, rosterUserRefused, st.at, "user.")...)
 		} else {
-			ps = append(ps, st.at.problem("user", "user must be an object of user fields"))
+			ps = append(ps, st.at.Problem("user", "user must be an object of user fields"))
 		}
 	}
 	ps = append(ps, decodeFields(obj, &st.key, rosterKeyRefused, st.at, "")...)
@@ -199,7 +200,7 @@ func parseStudent(obj map[string]json.RawMessage, at where) (studentInput, probl
 
 // firstPerField keeps the first problem of each field: a userId of the wrong
 // type is not also reported as missing.
-func firstPerField(ps problems) problems {
+func firstPerField(ps Problems) Problems {
 	seen := map[string]bool{}
 	out := ps[:0]
 	for _, p := range ps {
@@ -212,15 +213,15 @@ func firstPerField(ps problems) problems {
 }
 
 // fill checks and sets the student's userId, name and email.
-func (st *studentInput) fill(id *userIDValue, name, email *string) problems {
-	var ps problems
+func (st *studentInput) fill(id *userIDValue, name, email *string) Problems {
+	var ps Problems
 	if id == nil || strings.TrimSpace(string(*id)) == "" {
-		ps = append(ps, st.at.problem("userId", "userId is required and must be "+ruleUserID))
-	} else if st.userID = strings.TrimSpace(string(*id)); !validUserID(st.userID) {
-		ps = append(ps, st.at.problem("userId", "userId must be "+ruleUserID))
+		ps = append(ps, st.at.Problem("userId", "userId is required and must be "+form.RuleUserID))
+	} else if st.userID = strings.TrimSpace(string(*id)); !form.ValidUserID(st.userID) {
+		ps = append(ps, st.at.Problem("userId", "userId must be "+form.RuleUserID))
 	}
 	st.at.userID = st.userID
-	if err := validName("name", name); err != nil {
+	if err := form.ValidName("name", name); err != nil {
 		p, _ := st.at.from(err, "")
 		ps = append(ps, p)
 	} else {
@@ -229,7 +230,7 @@ func (st *studentInput) fill(id *userIDValue, name, email *string) problems {
 	if email != nil && strings.TrimSpace(*email) != "" {
 		st.email = strings.TrimSpace(*email)
 		if a, err := mail.ParseAddress(st.email); err != nil || a.Address != st.email || a.Name != "" || len(st.email) > 254 {
-			ps = append(ps, st.at.problem("email", "email must be "+ruleEmail))
+			ps = append(ps, st.at.Problem("email", "email must be "+ruleEmail))
 		}
 	}
 	return ps

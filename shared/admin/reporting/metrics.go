@@ -1,4 +1,4 @@
-package admin
+package reporting
 
 import (
 	"context"
@@ -8,7 +8,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/admin/request"
+	"github.com/stipend/stipend/shared/admin/response"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 )
@@ -33,51 +34,42 @@ type DataPoint struct {
 	Metrics
 }
 
-// keyDetail is one key with its time series, for GET /api/v1/secret-keys/{keyId}.
-type keyDetail struct {
-	keyView
-	DataPoints        []DataPoint `json:"dataPoints"`
-	LatencyInMsMedian int64       `json:"latencyInMsMedian"`
-	LatencyInMs99th   int64       `json:"latencyInMs99th"`
-}
-
 // Bounds of the metrics query.
 const (
 	maxDataPoints = 10000
-	maxUnixTime   = 253402300799 // 9999-12-31T23:59:59Z
-	// listConcurrency bounds the event queries of one list request.
-	listConcurrency = 8
+	// ListConcurrency bounds the event queries of one list request.
+	ListConcurrency = 8
 )
 
-// metricsQuery is the includeMetrics, start, end and increment of a GET.
-type metricsQuery struct {
-	include               bool
+// MetricsQuery is the includeMetrics, start, end and increment of a GET.
+type MetricsQuery struct {
+	Include               bool  // includeMetrics: the rest is set only when true
 	start, end, increment int64 // unix seconds; increment only for one key
 }
 
-// parseMetricsQuery reads the query; withIncrement makes increment required
+// ParseMetricsQuery reads the query; withIncrement makes increment required
 // along with start and end.
-func parseMetricsQuery(r *http.Request, withIncrement bool) (metricsQuery, error) {
-	var q metricsQuery
+func ParseMetricsQuery(r *http.Request, withIncrement bool) (MetricsQuery, error) {
+	var q MetricsQuery
 	vals := r.URL.Query()
 	if s := vals.Get("includeMetrics"); s != "" {
 		b, err := strconv.ParseBool(s)
 		if err != nil {
-			return q, mustBe("includeMetrics", "true or false")
+			return q, request.MustBe("includeMetrics", "true or false")
 		}
-		q.include = b
+		q.Include = b
 	}
-	if !q.include {
+	if !q.Include {
 		return q, nil
 	}
 	num := func(name string) (int64, error) {
 		s := vals.Get(name)
 		if s == "" {
-			return 0, invalid(name, "%s is required when includeMetrics is true", name)
+			return 0, request.Invalid(name, "%s is required when includeMetrics is true", name)
 		}
 		v, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || v < 0 || v > maxUnixTime {
-			return 0, mustBe(name, "a time in whole seconds since the epoch")
+		if err != nil || v < 0 || v > request.MaxUnixTime {
+			return 0, request.MustBe(name, "a time in whole seconds since the epoch")
 		}
 		return v, nil
 	}
@@ -89,30 +81,30 @@ func parseMetricsQuery(r *http.Request, withIncrement bool) (metricsQuery, error
 		return q, err
 	}
 	if q.end <= q.start {
-		return q, invalid("end", "end must be greater than start")
+		return q, request.Invalid("end", "end must be greater than start")
 	}
 	if !withIncrement {
 		return q, nil
 	}
 	s := vals.Get("increment")
 	if s == "" {
-		return q, invalid("increment", "increment is required when includeMetrics is true")
+		return q, request.Invalid("increment", "increment is required when includeMetrics is true")
 	}
 	if q.increment, err = strconv.ParseInt(s, 10, 64); err != nil || q.increment <= 0 {
-		return q, mustBe("increment", "a positive number of seconds")
+		return q, request.MustBe("increment", "a positive number of seconds")
 	}
 	if n := (q.end - q.start + q.increment - 1) / q.increment; n > maxDataPoints {
-		return q, invalid("increment", "increment is too small: (end - start) / increment must be at most %d data points, not %d", maxDataPoints, n)
+		return q, request.Invalid("increment", "increment is too small: (end - start) / increment must be at most %d data points, not %d", maxDataPoints, n)
 	}
 	return q, nil
 }
 
-// usage is what the events of one key over a range add up to.
-type usage struct {
-	total       Metrics
-	points      []DataPoint // non-empty increments only, oldest first
-	median, p99 int64
-	mean        int64 // mean latency
+// Usage is what the events of one key over a range add up to.
+type Usage struct {
+	Total       Metrics
+	Points      []DataPoint // non-empty increments only, oldest first
+	Median, P99 int64       // latencies
+	Mean        int64       // mean latency
 }
 
 // acc adds up events.
@@ -155,13 +147,13 @@ func percentile(sorted []int64, p int) int64 {
 	return sorted[min(max(rank, 1), n)-1]
 }
 
-// usageOf reads the events of keyID in [q.start, q.end) and adds them up,
+// Usage reads the events of keyID in [q.start, q.end) and adds them up,
 // per increment when q.increment > 0.
-func (h *Handler) usageOf(ctx context.Context, keyID string, q metricsQuery) (usage, error) {
+func (h *Handler) Usage(ctx context.Context, keyID string, q MetricsQuery) (Usage, error) {
 	startMs, endMs := q.start*1000, q.end*1000
 	var total acc
 	buckets := map[int64]*acc{}
-	err := h.cfg.Store.Events(ctx, keyID, time.Unix(q.start, 0), time.Unix(q.end, 0), func(ev *ledger.Event) error {
+	err := h.cfg.Events.Events(ctx, keyID, time.Unix(q.start, 0), time.Unix(q.end, 0), func(ev *ledger.Event) error {
 		if ev.CreatedAt < startMs || ev.CreatedAt >= endMs {
 			return nil
 		}
@@ -178,49 +170,21 @@ func (h *Handler) usageOf(ctx context.Context, keyID string, q metricsQuery) (us
 		return nil
 	})
 	if err != nil {
-		return usage{}, storeError(err, "events of secret key "+keyID)
+		return Usage{}, response.StoreError(err, "events of secret key "+keyID)
 	}
-	u := usage{points: []DataPoint{}}
+	u := Usage{Points: []DataPoint{}}
 	idx := make([]int64, 0, len(buckets))
 	for i := range buckets {
 		idx = append(idx, i)
 	}
 	slices.Sort(idx)
 	for _, i := range idx {
-		u.points = append(u.points, DataPoint{TimeStamp: q.start + i*q.increment, Metrics: buckets[i].result()})
+		u.Points = append(u.Points, DataPoint{TimeStamp: q.start + i*q.increment, Metrics: buckets[i].result()})
 	}
-	u.total = total.result()
-	u.median, u.p99 = u.total.LatencyInMs, percentile(total.lat, 99)
-	u.mean = meanLatency(total.latSum, total.m.NumberOfRequests)
+	u.Total = total.result()
+	u.Median, u.P99 = u.Total.LatencyInMs, percentile(total.lat, 99)
+	u.Mean = MeanLatency(total.latSum, total.m.NumberOfRequests)
 	return u, nil
-}
-
-func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) error {
-	q, err := parseMetricsQuery(r, false)
-	if err != nil {
-		return err
-	}
-	list, err := h.cfg.Store.ListKeys(r.Context())
-	if err != nil {
-		return storeError(err, "secret keys")
-	}
-	if list, err = withoutArchived(r, list); err != nil {
-		return err
-	}
-	views := make([]keyView, len(list))
-	for i, k := range list {
-		views[i] = viewOf(k)
-	}
-	if q.include {
-		add := h.addMetrics
-		if q.wholeDays() {
-			add = h.addDailyMetrics
-		}
-		if err := add(r.Context(), list, views, q); err != nil {
-			return err
-		}
-	}
-	return writeJSON(w, http.StatusOK, views)
 }
 
 // wholeDays reports whether q's range starts and ends at 00:00 UTC. The
@@ -230,26 +194,38 @@ func (h *Handler) listKeys(w http.ResponseWriter, r *http.Request) error {
 // the events query ranges over. One difference, in the aggregates' favour:
 // they outlive the events, which expire after the retention. The latency is
 // the mean either way (see addMetrics): the aggregates keep no medians.
-func (q metricsQuery) wholeDays() bool {
-	return q.start%secondsPerDay == 0 && q.end%secondsPerDay == 0
+func (q MetricsQuery) wholeDays() bool {
+	return q.start%SecondsPerDay == 0 && q.end%SecondsPerDay == 0
 }
 
-// addDailyMetrics sets views[i].Metrics to the usage of list[i] from the
-// daily aggregates of the whole days in [q.start, q.end).
-func (h *Handler) addDailyMetrics(ctx context.Context, list []*apikey.Key, views []keyView, q metricsQuery) error {
-	ids := make([]string, len(list))
-	for i, k := range list {
-		ids[i] = k.ID
+// KeyMetrics returns the usage of each of ids over q's range (q.Include
+// set), for the key listing: from the daily aggregates when the range is
+// whole UTC days (wholeDays), else from the events. Its latencyInMs is the
+// mean latency either way.
+func (h *Handler) KeyMetrics(ctx context.Context, ids []string, q MetricsQuery) ([]Metrics, error) {
+	out := make([]Metrics, len(ids))
+	add := h.addMetrics
+	if q.wholeDays() {
+		add = h.addDailyMetrics
 	}
-	rows, err := h.cfg.Store.DailyAggregates(ctx, ids, time.Unix(q.start, 0), time.Unix(q.end, 0))
+	if err := add(ctx, ids, out, q); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// addDailyMetrics sets out[i] to the usage of ids[i] from the daily
+// aggregates of the whole days in [q.start, q.end).
+func (h *Handler) addDailyMetrics(ctx context.Context, ids []string, out []Metrics, q MetricsQuery) error {
+	rows, err := h.cfg.Aggregates.DailyAggregates(ctx, ids, time.Unix(q.start, 0), time.Unix(q.end, 0))
 	if err != nil {
-		return storeError(err, "daily usage")
+		return response.StoreError(err, "daily usage")
 	}
 	type sums struct {
 		m       Metrics
 		latency int64
 	}
-	per := make(map[string]*sums, len(list))
+	per := make(map[string]*sums, len(ids))
 	for _, id := range ids {
 		per[id] = &sums{}
 	}
@@ -261,26 +237,26 @@ func (h *Handler) addDailyMetrics(ctx context.Context, list []*apikey.Key, views
 	}
 	for i, id := range ids {
 		s := per[id]
-		s.m.LatencyInMs = meanLatency(s.latency, s.m.NumberOfRequests)
-		views[i].Metrics = &s.m
+		s.m.LatencyInMs = MeanLatency(s.latency, s.m.NumberOfRequests)
+		out[i] = s.m
 	}
 	return nil
 }
 
-// addMetrics sets views[i].Metrics to the usage of list[i], reading the keys'
+// addMetrics sets out[i] to the usage of ids[i], reading the keys'
 // events a few at a time; the first failure cancels the rest. The listing's
 // latencyInMs is the mean latency, as from the daily aggregates
 // (addDailyMetrics), so that it means the same whatever the range.
-func (h *Handler) addMetrics(ctx context.Context, list []*apikey.Key, views []keyView, q metricsQuery) error {
+func (h *Handler) addMetrics(ctx context.Context, ids []string, out []Metrics, q MetricsQuery) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
 		wg    sync.WaitGroup
 		once  sync.Once
 		first error
-		sem   = make(chan struct{}, listConcurrency)
+		sem   = make(chan struct{}, ListConcurrency)
 	)
-	for i, k := range list {
+	for i, id := range ids {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
@@ -288,44 +264,16 @@ func (h *Handler) addMetrics(ctx context.Context, list []*apikey.Key, views []ke
 			if ctx.Err() != nil {
 				return
 			}
-			u, err := h.usageOf(ctx, k.ID, q)
+			u, err := h.Usage(ctx, id, q)
 			if err != nil {
 				once.Do(func() { first = err; cancel() })
 				return
 			}
-			m := u.total
-			m.LatencyInMs = u.mean
-			views[i].Metrics = &m
+			m := u.Total
+			m.LatencyInMs = u.Mean
+			out[i] = m
 		}()
 	}
 	wg.Wait()
 	return first
-}
-
-func (h *Handler) getKey(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("keyId")
-	q, err := parseMetricsQuery(r, true)
-	if err != nil {
-		return err
-	}
-	k, err := h.cfg.Store.GetKey(r.Context(), id)
-	if err != nil {
-		return storeError(err, "secret key "+id)
-	}
-	// The seed answers "Fetch one" with an array of one key; clients written
-	// for BricksAI read element [0], so stipend does the same.
-	v := viewOf(k)
-	if err := h.withStrikes(r.Context(), &v); err != nil {
-		return err
-	}
-	if !q.include {
-		return writeJSON(w, http.StatusOK, []keyView{v})
-	}
-	u, err := h.usageOf(r.Context(), k.ID, q)
-	if err != nil {
-		return err
-	}
-	d := keyDetail{keyView: v, DataPoints: u.points, LatencyInMsMedian: u.median, LatencyInMs99th: u.p99}
-	d.Metrics = &u.total
-	return writeJSON(w, http.StatusOK, []keyDetail{d})
 }
