@@ -6,7 +6,8 @@
 // AWS_ENDPOINT_URL_DYNAMODB, ...).
 //
 // GET /healthz answers without touching anything; GET /readyz reports
-// whether DynamoDB and Secrets Manager answer.
+// whether DynamoDB and Secrets Manager answer. Outside Lambda,
+// STIPEND_PROFILE_ADDR serves CPU and heap profiles (make bench -cpuprofile).
 package main
 
 import (
@@ -41,6 +42,11 @@ func main() {
 	if cfg.MemoryLimit > 0 {
 		debug.SetMemoryLimit(cfg.MemoryLimit)
 	}
+	// Collect less often than every doubling of the small live heap (see
+	// config.DefaultGCPercent); the memory limit still bounds the heap.
+	if cfg.GCPercent > 0 {
+		debug.SetGCPercent(cfg.GCPercent)
+	}
 	h, err := build(context.Background(), cfg, log)
 	if err != nil {
 		log.Error("proxy cannot start", slog.String("cause", err.Error()))
@@ -49,6 +55,13 @@ func main() {
 	if server.InLambda() {
 		lambdaurl.Start(h)
 		return
+	}
+	if cfg.ProfileAddr != "" {
+		go func() {
+			if err := server.ServeProfiles(context.Background(), cfg.ProfileAddr, log); err != nil {
+				log.Error("profiles unavailable", slog.String("cause", err.Error()))
+			}
+		}()
 	}
 	if err := server.Serve(context.Background(), cfg.Addr, h, log); err != nil {
 		log.Error("proxy stopped", slog.String("cause", err.Error()))

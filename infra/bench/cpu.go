@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,8 +34,11 @@ type cpuResult struct {
 }
 
 // runCPU sends n non-streamed completions through the proxy from clients
-// concurrent clients and measures the proxy's CPU time over them.
-func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int) (cpuResult, error) {
+// concurrent clients and measures the proxy's CPU time over them. With
+// profile set, it then sends them again while the proxy records a CPU
+// profile (about as long as the measured run took) into that file; the
+// figures are the first run's, unperturbed by the profiler.
+func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int, profile string) (cpuResult, error) {
 	clients = min(clients, len(st.keys))
 	body := fmt.Appendf(nil, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":%q}]}`, cpuPrompt)
 	res := cpuResult{clients: clients}
@@ -67,22 +72,63 @@ func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int) (cpu
 		return res, err
 	}
 	start := time.Now()
-	var next atomic.Int64
-	for i := range clients {
-		wg.Go(func() {
-			for next.Add(1) <= int64(n) && ctx.Err() == nil {
-				send(st.keys[i])
-			}
-		})
+	load := func() {
+		var next atomic.Int64
+		for i := range clients {
+			wg.Go(func() {
+				for next.Add(1) <= int64(n) && ctx.Err() == nil {
+					send(st.keys[i])
+				}
+			})
+		}
+		wg.Wait()
 	}
-	wg.Wait()
+	load()
 	res.wall = time.Since(start)
 	cpu1, err := cpuTime(pid)
 	if err != nil {
 		return res, err
 	}
 	res.cpu = cpu1 - cpu0
-	return res, ctx.Err()
+	if profile == "" || ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	say("cpu: the same %d requests again, recording the proxy's CPU profile into %s", n, profile)
+	counted := res
+	errc := make(chan error, 1)
+	go func() { errc <- fetchProfile(ctx, st.profiles, res.wall*9/10, profile) }()
+	load()
+	if err := <-errc; err != nil {
+		return counted, fmt.Errorf("CPU profile: %w", err)
+	}
+	return counted, ctx.Err()
+}
+
+// fetchProfile records the proxy's CPU profile over d into file.
+func fetchProfile(ctx context.Context, base string, d time.Duration, file string) error {
+	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%.3f", base, d.Seconds())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("%s: %s: %s", url, resp.Status, b)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func (r report) cpu(res cpuResult) {

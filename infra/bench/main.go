@@ -45,7 +45,7 @@
 //
 // Flags (pass with make bench ARGS="..."): -streams, -concurrency, -events,
 // -interval, -warmup, -limits, -coldstarts, -coldstart-from, -cpu-requests,
-// -cpu-clients, -only coldstart, and -only scale with -scale-requests,
+// -cpu-clients, -cpuprofile, -only coldstart, -only cpu, and -only scale with -scale-requests,
 // -scale-clients and -scale-total: the Scale section (scale.go), alone,
 // for docs/cost.md and docs/scale.md.
 package main
@@ -83,6 +83,7 @@ type config struct {
 	coldStarts, cpuRequests, cpuClients          int
 	coldFrom                                     string
 	only                                         string
+	cpuProfile                                   string
 	scaleN, scaleClients, scaleTotal             int
 }
 
@@ -98,15 +99,16 @@ func main() {
 	flag.StringVar(&cfg.coldFrom, "coldstart-from", "", "build the Cold start run's functions from this checkout instead (to compare)")
 	flag.IntVar(&cfg.cpuRequests, "cpu-requests", 2000, "non-streamed requests in the CPU run (0 skips it)")
 	flag.IntVar(&cfg.cpuClients, "cpu-clients", 32, "concurrent clients in the CPU run (at most -concurrency)")
-	flag.StringVar(&cfg.only, "only", "", `"coldstart": run only the Cold start section; "scale": only the Scale section (scale.go)`)
+	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "after the CPU run, repeat it while recording the proxy's CPU profile into this file (go tool pprof reads it)")
+	flag.StringVar(&cfg.only, "only", "", `"coldstart": run only the Cold start section; "cpu": only the CPU section; "scale": only the Scale section (scale.go)`)
 	flag.IntVar(&cfg.scaleN, "scale-requests", 100, "Scale section: sequential requests per kind for the capacity figures")
 	flag.IntVar(&cfg.scaleClients, "scale-clients", 32, "Scale section: concurrent clients per throughput scenario")
 	flag.IntVar(&cfg.scaleTotal, "scale-total", 1000, "Scale section: requests per throughput scenario")
 	flag.Parse()
 	if cfg.streams < 1 || cfg.concurrency < 1 || cfg.events < 1 || cfg.warmup < 0 || cfg.limits < 0 || cfg.interval <= 0 ||
-		cfg.coldStarts < 0 || cfg.cpuRequests < 0 || cfg.cpuClients < 1 || (cfg.only != "" && cfg.only != "coldstart" && cfg.only != "scale") ||
+		cfg.coldStarts < 0 || cfg.cpuRequests < 0 || cfg.cpuClients < 1 || (cfg.only != "" && cfg.only != "coldstart" && cfg.only != "cpu" && cfg.only != "scale") ||
 		cfg.scaleN < 1 || cfg.scaleClients < 1 || cfg.scaleTotal < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events, -interval and the -scale- flags must be positive, -warmup, -limits and -coldstarts not negative, -only empty, coldstart or scale")
+		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events, -interval and the -scale- flags must be positive, -warmup, -limits and -coldstarts not negative, -only empty, coldstart, cpu or scale")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -135,7 +137,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		return runScale(ctx, out, cfg.scaleN, cfg.scaleClients, cfg.scaleTotal)
 	}
 	// Cold start first, while nothing else of the benchmark runs.
-	if cfg.coldStarts > 0 || cfg.only == "coldstart" {
+	if (cfg.coldStarts > 0 && cfg.only == "") || cfg.only == "coldstart" {
 		if err := runColdStart(ctx, out, max(cfg.coldStarts, 1), cfg.coldFrom); err != nil {
 			return fmt.Errorf("cold start run: %w", err)
 		}
@@ -156,6 +158,17 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	say("stack up in %.1f s; proxy pid %d on %s", setup.Seconds(), st.proxyCmd.Process.Pid, st.proxy)
 
 	client := newClient()
+	if cfg.only == "cpu" {
+		say("cpu: %d non-streamed requests through the proxy from %d clients", cfg.cpuRequests, cfg.cpuClients)
+		cpu, err := runCPU(ctx, client, st, cfg.cpuClients, max(cfg.cpuRequests, 1), cfg.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("CPU run: %w", err)
+		}
+		fmt.Fprintf(out, "\n%s %s/%s, %d CPUs, load average %s at start and %s at end\n\n",
+			runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), loadBefore, loadAverage())
+		report{w: out}.cpu(cpu)
+		return nil
+	}
 	direct := target{name: "direct", url: st.upstream + "/v1/chat/completions", apiKey: upstreamKey}
 	proxied := target{name: "proxy", url: st.proxy + "/v1/chat/completions", apiKey: st.keys[0].key}
 	paths := []target{direct, proxied}
@@ -222,7 +235,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	var cpu cpuResult
 	if cfg.cpuRequests > 0 {
 		say("cpu: %d non-streamed requests through the proxy from %d clients", cfg.cpuRequests, cfg.cpuClients)
-		if cpu, err = runCPU(ctx, client, st, cfg.cpuClients, cfg.cpuRequests); err != nil {
+		if cpu, err = runCPU(ctx, client, st, cfg.cpuClients, cfg.cpuRequests, cfg.cpuProfile); err != nil {
 			return fmt.Errorf("CPU run: %w", err)
 		}
 	}

@@ -41,6 +41,7 @@ type stack struct {
 	proxy    string // proxy base URL
 	proxyCmd *exec.Cmd
 	proxyLog string
+	profiles string        // base URL of the proxy's profiles (STIPEND_PROFILE_ADDR)
 	exited   chan struct{} // closed when the proxy process has exited
 	store    *dynamo.Store
 	keys     []benchKey
@@ -206,13 +207,19 @@ func (st *stack) startProxy(ctx context.Context, bin string) error {
 		return err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
+	pport, err := freePort()
+	if err != nil {
+		return err
+	}
+	paddr := "127.0.0.1:" + strconv.Itoa(pport)
+	st.profiles = "http://" + paddr
 	st.proxyLog = filepath.Join(st.dir, "proxy.log")
 	logf, err := os.Create(st.proxyLog)
 	if err != nil {
 		return err
 	}
 	cmd := exec.Command(bin)
-	cmd.Env = append(os.Environ(), "STIPEND_PROXY_ADDR="+addr, "AWS_LAMBDA_RUNTIME_API=")
+	cmd.Env = append(os.Environ(), "STIPEND_PROXY_ADDR="+addr, "STIPEND_PROFILE_ADDR="+paddr, "AWS_LAMBDA_RUNTIME_API=")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {

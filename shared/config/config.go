@@ -46,6 +46,7 @@ func Variables() []Variable {
 		{"STIPEND_TABLE", all, "`stipend`", "the DynamoDB table"},
 		{"STIPEND_EVENT_RETENTION_DAYS", all, "`30`", "days a usage event is kept before DynamoDB's TTL removes it (whichever function writes it); a positive whole number"},
 		{"STIPEND_PROXY_ADDR", []string{FuncProxy}, "`127.0.0.1:8080`", "listen address outside Lambda"},
+		{"STIPEND_PROFILE_ADDR", []string{FuncProxy}, "unset (none)", "outside Lambda, an address to serve CPU and heap profiles on (GET /debug/pprof/profile?seconds=N, /heap, /allocs), for benchmarks; never set it where others can reach it"},
 		{"STIPEND_KEY_CACHE_TTL", []string{FuncProxy}, "`5s`", "how long key, user, organisation and provider settings are cached (a Go duration)"},
 		{"STIPEND_SECRET_CACHE_TTL", []string{FuncProxy}, "`5m`", "how long provider API keys are cached (a Go duration)"},
 		{"STIPEND_RESERVATION_TTL", []string{FuncProxy}, "`20m`", "when an unsettled reservation counts as abandoned; keep it above the function timeout"},
@@ -53,6 +54,7 @@ func Variables() []Variable {
 		{"STIPEND_MAX_LOGGED_BODY_BYTES", []string{FuncProxy}, "`" + strconv.Itoa(ledger.DefaultBodyBytes) + "`", "how much of each body an event keeps for keys that log bodies, at most " + strconv.Itoa(ledger.MaxBodyBytes)},
 		{"STIPEND_SECRET_PREFIX", []string{FuncProxy, FuncAdmin}, "`stipend/providers/`", "Secrets Manager name prefix of provider API keys (the admin API writes them; the proxy's readiness check probes it)"},
 		{"GOMEMLIMIT", []string{FuncProxy}, "3/4 of `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` in Lambda, else 32 MiB", "the Go runtime's soft memory limit; set, the runtime applies it and the proxy sets none"},
+		{"GOGC", []string{FuncProxy}, "`" + strconv.Itoa(DefaultGCPercent) + "`", "the Go collector's heap growth between collections (percent); the soft memory limit still bounds the heap. Set, the runtime applies it and the proxy sets none"},
 		{"AWS_LAMBDA_FUNCTION_MEMORY_SIZE", []string{FuncProxy}, "set by Lambda", "the function's memory (MB), from which the proxy's memory limit is derived"},
 		{"STIPEND_ADMIN_ADDR", []string{FuncAdmin}, "`127.0.0.1:8081`", "listen address outside Lambda"},
 		{"STIPEND_ADMIN_KEY", []string{FuncAdmin}, "unset", "the admin bearer key itself (local use); this or `STIPEND_ADMIN_KEY_SECRET` is required"},
@@ -77,6 +79,10 @@ type Proxy struct {
 	// Addr is the listen address outside Lambda (STIPEND_PROXY_ADDR,
 	// default 127.0.0.1:8080).
 	Addr string
+	// ProfileAddr (STIPEND_PROFILE_ADDR, default unset) is where the proxy
+	// serves its profiles outside Lambda (server.ServeProfiles); unset, it
+	// serves none. Lambda ignores it.
+	ProfileAddr string
 	// KeyCacheTTL (STIPEND_KEY_CACHE_TTL, default 5s) bounds how stale a
 	// cached key, user, organisation or provider setting may be.
 	KeyCacheTTL time.Duration
@@ -102,6 +108,9 @@ type Proxy struct {
 	// set (the runtime applies it), else 3/4 of
 	// AWS_LAMBDA_FUNCTION_MEMORY_SIZE (MB) when set, else 32 MiB.
 	MemoryLimit int64
+	// GCPercent is the collector's target heap growth main sets: 0 when
+	// GOGC is set (the runtime applies it), else DefaultGCPercent.
+	GCPercent int
 }
 
 // Admin is the admin function's configuration.
@@ -148,6 +157,15 @@ const (
 	// 48 MiB while the tables were live: 40 MiB made the collector run often
 	// enough to add latency to streams.)
 	DefaultMemoryLimit = 32 << 20
+	// DefaultGCPercent is the proxy's GOGC. The live heap is small (4-5 MB
+	// in make bench) and nearly everything a request allocates dies with
+	// it, so at Go's default of 100 the collector ran every few megabytes
+	// of allocation: its work was about a tenth of the proxy's CPU per
+	// request (make bench -cpuprofile). At 400 it runs a quarter as often;
+	// the heap may grow to about five times the live data, and the soft
+	// memory limit (above) still makes it collect sooner when that would
+	// not fit.
+	DefaultGCPercent = 400
 )
 
 // LoadProxy reads the proxy's configuration. The error names every bad
@@ -157,6 +175,7 @@ func LoadProxy(getenv Getenv) (Proxy, error) {
 	c := Proxy{
 		Common:             r.common(),
 		Addr:               r.str("STIPEND_PROXY_ADDR", DefaultProxyAddr),
+		ProfileAddr:        getenv("STIPEND_PROFILE_ADDR"),
 		KeyCacheTTL:        r.duration("STIPEND_KEY_CACHE_TTL", 5*time.Second, false),
 		SecretCacheTTL:     r.duration("STIPEND_SECRET_CACHE_TTL", 5*time.Minute, false),
 		ReservationTTL:     r.duration("STIPEND_RESERVATION_TTL", 20*time.Minute, true),
@@ -164,6 +183,10 @@ func LoadProxy(getenv Getenv) (Proxy, error) {
 		MaxLoggedBodyBytes: r.intIn("STIPEND_MAX_LOGGED_BODY_BYTES", ledger.DefaultBodyBytes, 1, ledger.MaxBodyBytes, "a number of bytes"),
 		SecretPrefix:       r.str("STIPEND_SECRET_PREFIX", DefaultSecretPrefix),
 		MemoryLimit:        DefaultMemoryLimit,
+		GCPercent:          DefaultGCPercent,
+	}
+	if getenv("GOGC") != "" {
+		c.GCPercent = 0
 	}
 	if getenv("GOMEMLIMIT") != "" {
 		c.MemoryLimit = 0

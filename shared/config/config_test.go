@@ -27,6 +27,7 @@ func TestLoadProxy(t *testing.T) {
 		MaxLoggedBodyBytes: ledger.DefaultBodyBytes,
 		SecretPrefix:       "stipend/providers/",
 		MemoryLimit:        32 << 20,
+		GCPercent:          400,
 	}
 	with := func(f func(*Proxy)) Proxy { c := def; f(&c); return c }
 	tests := []struct {
@@ -43,10 +44,11 @@ func TestLoadProxy(t *testing.T) {
 		}, Proxy{
 			Common: Common{Table: "t1", EventRetention: 7 * 24 * time.Hour}, Addr: ":9",
 			KeyCacheTTL: time.Second, SecretCacheTTL: 0, ReservationTTL: 30 * time.Minute,
-			ReserveTimeout: 2 * time.Second, MaxLoggedBodyBytes: 100, SecretPrefix: "p/", MemoryLimit: 192 << 20,
+			ReserveTimeout: 2 * time.Second, MaxLoggedBodyBytes: 100, SecretPrefix: "p/", MemoryLimit: 192 << 20, GCPercent: 400,
 		}, nil},
 		{"GOMEMLIMIT wins", map[string]string{"GOMEMLIMIT": "100MiB", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256"},
 			with(func(c *Proxy) { c.MemoryLimit = 0 }), nil},
+		{"GOGC wins", map[string]string{"GOGC": "100"}, with(func(c *Proxy) { c.GCPercent = 0 }), nil},
 		{"retention zero", map[string]string{"STIPEND_EVENT_RETENTION_DAYS": "0"}, def, []string{"STIPEND_EVENT_RETENTION_DAYS=\"0\""}},
 		{"retention words", map[string]string{"STIPEND_EVENT_RETENTION_DAYS": "thirty"}, def, []string{"STIPEND_EVENT_RETENTION_DAYS"}},
 		{"bad durations", map[string]string{"STIPEND_KEY_CACHE_TTL": "5", "STIPEND_SECRET_CACHE_TTL": "-1m", "STIPEND_RESERVATION_TTL": "0s"},

@@ -17,7 +17,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -82,10 +81,9 @@ type auditCursor struct {
 	SK    string `json:"sk"`
 }
 
-var (
-	monthPattern = regexp.MustCompile(`^\d{4}-(0[1-9]|1[0-2])$`)
-	skPattern    = regexp.MustCompile(`^\d{13}#[A-Za-z0-9]{1,64}$`)
-)
+// isAuditSK reports whether sk is an audit entry's sort key: a stamp, '#'
+// and up to 64 letters and digits.
+func isAuditSK(sk string) bool { return isStampedSK(sk, 64, "") }
 
 func encodeCursor(c auditCursor) string {
 	b, _ := json.Marshal(c)
@@ -95,7 +93,7 @@ func encodeCursor(c auditCursor) string {
 func decodeCursor(s string) (auditCursor, error) {
 	var c auditCursor
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || json.Unmarshal(b, &c) != nil || !monthPattern.MatchString(c.Month) || !skPattern.MatchString(c.SK) {
+	if err != nil || json.Unmarshal(b, &c) != nil || !isMonth(c.Month) || !isAuditSK(c.SK) {
 		return auditCursor{}, ErrBadAuditCursor
 	}
 	return c, nil

@@ -31,6 +31,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	smithyendpoints "github.com/aws/smithy-go/endpoints"
 
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/ledger"
@@ -66,13 +67,56 @@ type Store struct {
 	stats   Stats
 }
 
-// NewClient returns a DynamoDB client for cfg. Response checksum validation is
-// off: DynamoDB Local sends no CRC32 on errors, and TLS already protects data
-// in transit on AWS.
+// NewClient returns a DynamoDB client for cfg, configured for less work per
+// call (every proxied request makes several):
+//   - response checksum validation is off: DynamoDB Local sends no CRC32 on
+//     errors, and TLS already protects data in transit on AWS;
+//   - account-based endpoints are off (stipend's credentials carry no
+//     account id, so the SDK's rules would pick the regional endpoint
+//     anyway), and the endpoint, which then depends only on the client's
+//     region, endpoint override, FIPS and dual-stack settings, is resolved
+//     by the SDK's rules once and reused (resolvedOnce).
 func NewClient(cfg aws.Config, optFns ...func(*dynamodb.Options)) *dynamodb.Client {
 	return dynamodb.NewFromConfig(cfg, append([]func(*dynamodb.Options){func(o *dynamodb.Options) {
 		o.DisableValidateResponseChecksum = true
+		o.AccountIDEndpointMode = aws.AccountIDEndpointModeDisabled
+		o.EndpointResolverV2 = &resolvedOnce{next: dynamodb.NewDefaultEndpointResolverV2()}
 	}}, optFns...)...)
+}
+
+// resolvedOnce remembers the endpoint its resolver returned for the
+// parameters that matter without account-based endpoints, and returns it
+// again while they stay the same (for one client, always).
+type resolvedOnce struct {
+	next dynamodb.EndpointResolverV2
+
+	mu       sync.Mutex
+	key      string
+	endpoint smithyendpoints.Endpoint
+	ok       bool
+}
+
+func (r *resolvedOnce) ResolveEndpoint(ctx context.Context, p dynamodb.EndpointParameters) (smithyendpoints.Endpoint, error) {
+	if aws.ToString(p.AccountIdEndpointMode) != string(aws.AccountIDEndpointModeDisabled) {
+		return r.next.ResolveEndpoint(ctx, p)
+	}
+	key := aws.ToString(p.Region) + "\x00" + aws.ToString(p.Endpoint) + "\x00" +
+		strconv.FormatBool(aws.ToBool(p.UseFIPS)) + strconv.FormatBool(aws.ToBool(p.UseDualStack))
+	r.mu.Lock()
+	if r.ok && r.key == key {
+		e := r.endpoint
+		r.mu.Unlock()
+		return e, nil
+	}
+	r.mu.Unlock()
+	e, err := r.next.ResolveEndpoint(ctx, p)
+	if err != nil {
+		return e, err
+	}
+	r.mu.Lock()
+	r.key, r.endpoint, r.ok = key, e, true
+	r.mu.Unlock()
+	return e, nil
 }
 
 // NewClientAt returns a client for the DynamoDB endpoint url, such as

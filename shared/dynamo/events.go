@@ -37,7 +37,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"regexp"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -289,7 +288,9 @@ type cursor struct {
 	SK    string `json:"s"` // <13-digit ms>#<eventId>
 }
 
-var cursorSK = regexp.MustCompile(`^[0-9]{13}#[A-Za-z0-9_.\-]{1,128}$`)
+// isEventSK reports whether sk is an event's sort key: a stamp, '#' and up
+// to 128 letters, digits, '_', '.' or '-'.
+func isEventSK(sk string) bool { return isStampedSK(sk, 128, "_.-") }
 
 func (p *eventPlan) encodeCursor(ev *ledger.Event) string {
 	b, _ := json.Marshal(cursor{V: 1, Query: p.fingerprint, KeyID: ev.KeyID, SK: eventSK(ev.CreatedAt, ev.ID)})
@@ -306,7 +307,7 @@ func (p *eventPlan) decodeCursor(s string) (*cursor, int64, error) {
 	var c cursor
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil || dec.More() || c.V != 1 || !cursorSK.MatchString(c.SK) ||
+	if err := dec.Decode(&c); err != nil || dec.More() || c.V != 1 || !isEventSK(c.SK) ||
 		c.KeyID == "" || len(c.KeyID) > 256 || !utf8.ValidString(c.KeyID) {
 		return nil, 0, fmt.Errorf("%w: not a cursor returned by this API", ErrBadCursor)
 	}

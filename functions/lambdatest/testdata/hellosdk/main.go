@@ -1,0 +1,30 @@
+// Command hellosdk is the hello-world function plus what every stipend
+// function links and builds before its first /next: the AWS SDK's
+// configuration (awsenv) and its DynamoDB and Secrets Manager clients. make
+// bench (Cold start) shows its start next to hello-world's: the part of the
+// functions' cold start that is the SDK's package initialisation and client
+// construction, which no change to stipend's own code can remove.
+package main
+
+import (
+	"context"
+	"log"
+
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/stipend/stipend/shared/awsenv"
+	"github.com/stipend/stipend/shared/dynamo"
+)
+
+func main() {
+	cfg, err := awsenv.Load(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	db, sm := dynamo.NewClient(cfg), secretsmanager.NewFromConfig(cfg)
+	lambda.Start(func(context.Context) (string, error) {
+		_, _ = db, sm
+		return "hello", nil
+	})
+}

@@ -1,0 +1,121 @@
+package awsenv
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+func TestFromEnv(t *testing.T) {
+	base := map[string]string{"AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKID", "AWS_SECRET_ACCESS_KEY": "secret"}
+	with := func(kv map[string]string) map[string]string {
+		m := map[string]string{}
+		for k, v := range base {
+			m[k] = v
+		}
+		for k, v := range kv {
+			if v == "" {
+				delete(m, k)
+			} else {
+				m[k] = v
+			}
+		}
+		return m
+	}
+	tests := []struct {
+		name       string
+		env        map[string]string
+		wantRegion string
+		wantToken  string
+		wantBase   string
+		wantErr    []string // each missing variable is named
+	}{
+		{"lambda's variables", with(map[string]string{"AWS_SESSION_TOKEN": "tok"}), "eu-west-1", "tok", "", nil},
+		{"default region", with(map[string]string{"AWS_REGION": "", "AWS_DEFAULT_REGION": "us-west-2"}), "us-west-2", "", "", nil},
+		{"global endpoint", with(map[string]string{"AWS_ENDPOINT_URL": "http://localhost:4566"}), "eu-west-1", "", "http://localhost:4566", nil},
+		{"nothing", map[string]string{}, "", "", "", []string{"AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "profiles"}},
+		{"no secret", with(map[string]string{"AWS_SECRET_ACCESS_KEY": ""}), "", "", "", []string{"AWS_SECRET_ACCESS_KEY"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := FromEnv(func(k string) string { return tt.env[k] })
+			if tt.wantErr != nil {
+				if err == nil {
+					t.Fatalf("FromEnv = nil error, want one naming %v", tt.wantErr)
+				}
+				for _, w := range tt.wantErr {
+					if !strings.Contains(err.Error(), w) {
+						t.Errorf("error %q does not name %s", err, w)
+					}
+				}
+				if strings.Contains(err.Error(), "secret") && tt.env["AWS_SECRET_ACCESS_KEY"] != "" {
+					t.Errorf("error %q shows the secret", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.Region != tt.wantRegion {
+				t.Errorf("Region = %q, want %q", cfg.Region, tt.wantRegion)
+			}
+			creds, err := cfg.Credentials.Retrieve(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if creds.AccessKeyID != "AKID" || creds.SecretAccessKey != "secret" || creds.SessionToken != tt.wantToken {
+				t.Errorf("credentials = %q/%q/%q, want AKID/secret/%q", creds.AccessKeyID, creds.SecretAccessKey, creds.SessionToken, tt.wantToken)
+			}
+			got := ""
+			if cfg.BaseEndpoint != nil {
+				got = *cfg.BaseEndpoint
+			}
+			if got != tt.wantBase {
+				t.Errorf("BaseEndpoint = %q, want %q", got, tt.wantBase)
+			}
+			if cfg.HTTPClient == nil {
+				t.Error("no HTTP client: the SDK's default has no timeouts")
+			}
+		})
+	}
+}
+
+// TestServiceEndpoints checks the lookup the SDK's service clients make
+// among ConfigSources for AWS_ENDPOINT_URL_<SERVICE>.
+func TestServiceEndpoints(t *testing.T) {
+	env := map[string]string{"AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:8000", "AWS_ENDPOINT_URL_SECRETS_MANAGER": "http://127.0.0.1:5000"}
+	cfg, err := FromEnv(func(k string) string {
+		if v, ok := env[k]; ok {
+			return v
+		}
+		return map[string]string{"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type provider interface {
+		GetServiceBaseEndpoint(context.Context, string) (string, bool, error)
+	}
+	var p provider
+	for _, s := range cfg.ConfigSources {
+		if q, ok := s.(provider); ok {
+			p = q
+		}
+	}
+	if p == nil {
+		t.Fatal("no ConfigSources entry answers GetServiceBaseEndpoint: the SDK would ignore AWS_ENDPOINT_URL_<SERVICE>")
+	}
+	for _, tt := range []struct {
+		sdkID, want string
+		found       bool
+	}{
+		{"DynamoDB", "http://127.0.0.1:8000", true},
+		{"Secrets Manager", "http://127.0.0.1:5000", true},
+		{"STS", "", false},
+	} {
+		got, found, err := p.GetServiceBaseEndpoint(context.Background(), tt.sdkID)
+		if err != nil || got != tt.want || found != tt.found {
+			t.Errorf("GetServiceBaseEndpoint(%q) = %q, %v, %v; want %q, %v", tt.sdkID, got, found, err, tt.want, tt.found)
+		}
+	}
+}
