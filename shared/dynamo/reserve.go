@@ -90,9 +90,13 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 			if err := s.seedLedger(ctx, p.keyID, p.keyCheck.Version, p.own); err != nil {
 				return fmt.Errorf("reserve %s: %w", r.ID, err)
 			}
+		case errors.Is(err, errUserBehind) && attempt < 3:
+			if err := s.seedUserVersion(ctx, p.keyID, p.userCheck.ID, p.userCheck.Version); err != nil {
+				return fmt.Errorf("reserve %s: %w", r.ID, err)
+			}
 		case errors.Is(err, errRace) && attempt < 10:
 			// Concurrent settles changed the counters: the check passes now.
-		case errors.Is(err, errUnseeded), errors.Is(err, errRace):
+		case errors.Is(err, errUnseeded), errors.Is(err, errUserBehind), errors.Is(err, errRace):
 			return fmt.Errorf("reserve %s: %w", r.ID, err)
 		default:
 			var le *budget.LimitError
@@ -238,12 +242,57 @@ func (s *Store) seedLedger(ctx context.Context, keyID string, version int64, own
 
 // ledgerVersion is the write that keeps keyID's ledger's configuration
 // version equal to the key item's, in the transaction that writes the key.
+// It removes the user's version: the key's user may have changed, and the
+// next reserve planned from a user seeds it again (seedUserVersion).
 func (s *Store) ledgerVersion(keyID string, version int64) types.TransactWriteItem {
 	return types.TransactWriteItem{Update: &types.Update{
 		TableName: aws.String(s.table), Key: ledgerKey(keyID),
-		UpdateExpression:          aws.String("SET cfg = :v"),
+		UpdateExpression:          aws.String("SET cfg = :v REMOVE ucfg"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
 	}}
+}
+
+// seedUserVersion gives keyID's ledger the version of its user userID, if
+// the user item still has that version (budget.ErrStale when it has
+// another): a transaction of a check on the user item and the ledger's
+// update, on the condition that the ledger has no newer one. It runs after
+// each change of the key and when a user change could not reach the
+// ledger (UpdateUser writes the user's version to its keys' ledgers).
+func (s *Store) seedUserVersion(ctx context.Context, keyID, userID string, version int64) error {
+	err := s.transact(ctx, []types.TransactWriteItem{
+		{ConditionCheck: &types.ConditionCheck{
+			TableName: aws.String(s.table), Key: key(userPK(userID), skUser),
+			ConditionExpression:       aws.String("version = :v"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
+		}},
+		{Update: &types.Update{
+			TableName: aws.String(s.table), Key: ledgerKey(keyID),
+			UpdateExpression:          aws.String("SET ucfg = :v"),
+			ConditionExpression:       aws.String("attribute_not_exists(ucfg) OR ucfg < :v"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
+		}},
+	}, "seed the user version of the ledger of key "+keyID)
+	if failed := conditionsFailed(err); len(failed) > 0 {
+		if failed[0] == 0 {
+			return budget.ErrStale
+		}
+		return nil // seeded concurrently, or a newer version is there: the reserve tells
+	}
+	return err
+}
+
+// userLedgers are the writes of a user's new version to the ledgers of
+// the user's keys, for the transaction that writes the user.
+func (s *Store) userLedgers(keyIDs []string, version int64) []types.TransactWriteItem {
+	items := make([]types.TransactWriteItem, 0, len(keyIDs))
+	for _, id := range keyIDs {
+		items = append(items, types.TransactWriteItem{Update: &types.Update{
+			TableName: aws.String(s.table), Key: ledgerKey(id),
+			UpdateExpression:          aws.String("SET ucfg = :v"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
+		}})
+	}
+	return items
 }
 
 // counterExpiry lets window counters shorter than a month expire a day after
@@ -670,8 +719,9 @@ func totalsOf(it map[string]types.AttributeValue) ledger.Totals {
 
 // Stats are the DynamoDB calls a Store made and the capacity units they consumed.
 type Stats struct {
-	Calls    int64
-	Capacity float64
+	Calls        int64
+	Transactions int64 // of Calls, TransactWriteItems
+	Capacity     float64
 }
 
 func (s *Store) account(calls int64, out *dynamodb.TransactWriteItemsOutput) {
@@ -681,6 +731,9 @@ func (s *Store) account(calls int64, out *dynamodb.TransactWriteItemsOutput) {
 			units += aws.ToFloat64(c.CapacityUnits)
 		}
 	}
+	s.statsMu.Lock()
+	s.stats.Transactions += calls
+	s.statsMu.Unlock()
 	s.addStats(calls, units)
 }
 
