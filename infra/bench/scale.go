@@ -206,6 +206,14 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 	if err := store.CreateUser(ctx, u); err != nil {
 		return err
 	}
+	free := &user.User{ID: apikey.NewID(), UserID: "scale-free", Name: "scale, no limit", CreatedAt: now.Unix(), UpdatedAt: now.Unix()}
+	if err := store.CreateUser(ctx, free); err != nil {
+		return err
+	}
+	_, freeKey, err := newKey("scale-free-user", func(k *apikey.Key) { k.UserID = free.UserID })
+	if err != nil {
+		return err
+	}
 	var class, userKeys []string
 	for i := range scaleKeys {
 		_, k, err := newKey(fmt.Sprintf("scale-class-%d", i), noop)
@@ -336,6 +344,7 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 	kinds := []*scaleKind{
 		capacity("key without limits", plain, planCount(&apikey.Key{}, budget.Request{})),
 		capacity("key with limits", limited, planCount(limitedKey, budget.Request{})),
+		capacity("key of a user without a limit", freeKey, planCount(&apikey.Key{}, budget.Request{UserID: free.UserID})),
 		capacity("key of a user with a limit", userKeys[0], planCount(&apikey.Key{}, budget.Request{UserID: u.UserID, User: &userLimits})),
 	}
 	say("scale: throughput, %d requests per scenario from %d clients", total, clients)

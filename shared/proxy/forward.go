@@ -47,9 +47,12 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	// A key whose request window this process saw full is refused before
 	// any read; the others of a burst on one key wait at its gate, not on
 	// its ledger item (refusals.go).
-	release, err := h.fullWindows.enter(r.Context(), key.ID)
-	if err != nil {
+	release, refused, full, err := h.fullWindows.enter(r.Context(), key, h.cfg.Now)
+	switch {
+	case err != nil:
 		return apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable, "the request was cancelled")
+	case full:
+		return limitError(refused, h.cfg.Now())
 	}
 	entered := true
 	leave := func() {
@@ -59,9 +62,6 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		}
 	}
 	defer leave()
-	if c, ok := h.fullWindows.refused(key, h.cfg.Now()); ok {
-		return limitError(c, h.cfg.Now())
-	}
 	if err := h.route(x); err != nil {
 		return err
 	}

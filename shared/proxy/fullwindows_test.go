@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -50,4 +51,55 @@ func TestFullWindows(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFullWindowsGate: requests of a key wait at its gate while gateWidth
+// others hold it, and are refused the moment one of those notes the window
+// full, without waiting for a place.
+func TestFullWindowsGate(t *testing.T) {
+	now := testclock.Now(t)
+	clock := func() time.Time { return now }
+	k := &apikey.Key{ID: "k", Version: 1}
+	_, end, label := budget.Window(budget.Minute, now)
+	c := budget.Charge{Owner: budget.KeyOwner("k"), Counter: budget.Counter{Kind: budget.Requests, Unit: budget.Minute, Window: label},
+		Amount: 1, Limit: 10, Resets: end}
+	var f fullWindows
+	var releases []func()
+	for range gateWidth {
+		release, _, full, err := f.enter(context.Background(), k, clock)
+		if err != nil || full {
+			t.Fatalf("enter: full %v, %v", full, err)
+		}
+		releases = append(releases, release)
+	}
+	type result struct {
+		full bool
+		err  error
+		took time.Duration
+	}
+	done := make(chan result, 1)
+	go func() {
+		t0 := time.Now()
+		_, _, full, err := f.enter(context.Background(), k, clock)
+		done <- result{full, err, time.Since(t0)}
+	}()
+	time.Sleep(20 * time.Millisecond)
+	f.note(k, c, now)
+	res := <-done
+	if res.err != nil || !res.full || res.took >= gateWait/2 {
+		t.Fatalf("the waiting request: full %v, %v, after %v", res.full, res.err, res.took)
+	}
+	// A request arriving now is refused at once; once the places are
+	// back, a request of another version (a raised limit) enters.
+	if _, refused, full, _ := f.enter(context.Background(), k, clock); !full || refused != c {
+		t.Fatalf("after the note: full %v, refused %+v", full, refused)
+	}
+	for _, r := range releases {
+		r()
+	}
+	release, _, full, err := f.enter(context.Background(), &apikey.Key{ID: "k", Version: 2}, clock)
+	if err != nil || full {
+		t.Fatalf("another version: full %v, %v", full, err)
+	}
+	release()
 }

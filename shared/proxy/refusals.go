@@ -27,12 +27,13 @@ import (
 // The gates keep a burst on one key in one process from queueing all its
 // reserves on the key's ledger at once: at most gateWidth requests of a key
 // (of keys sharing a stripe) read their provider and reserve at a time; the
-// others wait, and find the window full as soon as one of those was
-// refused. In Lambda an execution environment serves one request at a time
+// others wait, and are refused the moment one of those was refused on the
+// window. In Lambda an execution environment serves one request at a time
 // and the gate never waits.
 type fullWindows struct {
-	mu   sync.Mutex
-	full map[string]fullWindow // by key id
+	mu    sync.Mutex
+	full  map[string]fullWindow // by key id
+	noted chan struct{}         // closed (and replaced) by each note: wakes the waiters
 
 	gatesOnce sync.Once
 	seed      maphash.Seed
@@ -41,14 +42,16 @@ type fullWindows struct {
 
 const (
 	gateStripes = 64
-	gateWidth   = 4
+	gateWidth   = 8
 	// gateWait bounds the wait at a gate: past it (a store that stalls
 	// the requests ahead) a request goes on without a place.
 	gateWait = time.Second
 )
 
-// enter waits for a place at keyID's gate; release gives it back.
-func (f *fullWindows) enter(ctx context.Context, keyID string) (release func(), err error) {
+// enter waits for a place at k's gate and returns its release, or the
+// charge k's request is refused on when k's window is (or, while it waits,
+// becomes) full: then it holds no place.
+func (f *fullWindows) enter(ctx context.Context, k *apikey.Key, now func() time.Time) (release func(), refused budget.Charge, full bool, err error) {
 	f.gatesOnce.Do(func() {
 		f.seed = maphash.MakeSeed()
 		f.gates = make([]chan struct{}, gateStripes)
@@ -56,22 +59,39 @@ func (f *fullWindows) enter(ctx context.Context, keyID string) (release func(), 
 			f.gates[i] = make(chan struct{}, gateWidth)
 		}
 	})
-	g := f.gates[maphash.String(f.seed, keyID)%gateStripes]
-	select {
-	case g <- struct{}{}:
-		return func() { <-g }, nil
-	default:
-	}
+	g := f.gates[maphash.String(f.seed, k.ID)%gateStripes]
 	wait := time.NewTimer(gateWait)
 	defer wait.Stop()
-	select {
-	case g <- struct{}{}:
-		return func() { <-g }, nil
-	case <-wait.C:
-		return func() {}, nil // a stalled store: go on without a place
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	for {
+		if c, ok := f.refused(k, now()); ok {
+			return nil, c, true, nil
+		}
+		select {
+		case g <- struct{}{}:
+			// A refusal noted while this request waited: no need to enter.
+			if c, ok := f.refused(k, now()); ok {
+				<-g
+				return nil, c, true, nil
+			}
+			return func() { <-g }, budget.Charge{}, false, nil
+		case <-f.notes():
+			// Some window was noted full: look again.
+		case <-wait.C:
+			return func() {}, budget.Charge{}, false, nil // a stalled store: go on without a place
+		case <-ctx.Done():
+			return nil, budget.Charge{}, false, ctx.Err()
+		}
 	}
+}
+
+// notes is closed at the next note.
+func (f *fullWindows) notes() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.noted == nil {
+		f.noted = make(chan struct{})
+	}
+	return f.noted
 }
 
 type fullWindow struct {
@@ -115,4 +135,8 @@ func (f *fullWindows) note(k *apikey.Key, c budget.Charge, now time.Time) {
 		}
 	}
 	f.full[k.ID] = fullWindow{version: k.Version, charge: c}
+	if f.noted != nil {
+		close(f.noted)
+		f.noted = nil
+	}
 }
