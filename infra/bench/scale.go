@@ -57,7 +57,8 @@ import (
 // Throughput: `total` requests per scenario from `clients` concurrent
 // clients: 32 keys without limits (the baseline), all clients on one key
 // without limits, on one key with limits, on 32 keys of one user with a
-// limit, and on 32 keys under an organisation limit.
+// limit, the 32 keys without limits again, and the 32 keys under an
+// organisation limit, with the ratio of the last two.
 const (
 	scaleTable    = "stipend-scale"
 	scaleSecretID = "stipend-bench/scale-upstream"
@@ -173,7 +174,7 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 		return fmt.Errorf("create table: %w", err)
 	}
 	now := time.Now()
-	prov := &provider.Setting{ID: apikey.NewID(), Name: "scale-upstream", Provider: provider.OpenAICompatible,
+	prov := &provider.Setting{ID: apikey.NewID(), Name: "scale-upstream", Provider: provider.OpenAI,
 		BaseURL: upURL + "/v1", SecretID: scaleSecretID, CreatedAt: now.Unix(), UpdatedAt: now.Unix()}
 	if err := store.CreateProvider(ctx, prov); err != nil {
 		return err
@@ -203,6 +204,14 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 	u := &user.User{ID: apikey.NewID(), UserID: "scale-student", Name: "scale", CreatedAt: now.Unix(), UpdatedAt: now.Unix(),
 		CostLimitLifetime: 1000 * money.Dollar}
 	if err := store.CreateUser(ctx, u); err != nil {
+		return err
+	}
+	free := &user.User{ID: apikey.NewID(), UserID: "scale-free", Name: "scale, no limit", CreatedAt: now.Unix(), UpdatedAt: now.Unix()}
+	if err := store.CreateUser(ctx, free); err != nil {
+		return err
+	}
+	_, freeKey, err := newKey("scale-free-user", func(k *apikey.Key) { k.UserID = free.UserID })
+	if err != nil {
 		return err
 	}
 	var class, userKeys []string
@@ -335,6 +344,7 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 	kinds := []*scaleKind{
 		capacity("key without limits", plain, planCount(&apikey.Key{}, budget.Request{})),
 		capacity("key with limits", limited, planCount(limitedKey, budget.Request{})),
+		capacity("key of a user without a limit", freeKey, planCount(&apikey.Key{}, budget.Request{UserID: free.UserID})),
 		capacity("key of a user with a limit", userKeys[0], planCount(&apikey.Key{}, budget.Request{UserID: u.UserID, User: &userLimits})),
 	}
 	say("scale: throughput, %d requests per scenario from %d clients", total, clients)
@@ -343,6 +353,9 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 		load("one key, no limits", []string{plain}),
 		load("one key with limits", []string{limited}),
 		load(fmt.Sprintf("%d keys of one user with a limit", scaleKeys), userKeys),
+		// Again, right before the organisation limit: the ratio below
+		// compares neighbours, the machine's load drifts.
+		load(fmt.Sprintf("%d keys, no limits (again)", scaleKeys), class),
 	}
 	// The organisation limit applies to every key: set it last, on a fresh
 	// Handler (empty caches).
@@ -386,6 +399,11 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 		if l.firstErr != nil {
 			fmt.Fprintf(out, "      first error: %v\n", l.firstErr)
 		}
+	}
+	if base, org := loads[len(loads)-2], loads[len(loads)-1]; base.ok > 0 && org.wall > 0 {
+		ratio := (float64(org.ok) / org.wall.Seconds()) / (float64(base.ok) / base.wall.Seconds())
+		fmt.Fprintf(out, "  organisation limit with %d keys / the same keys without, run just before: %.2f   target >= 0.80 %s\n",
+			scaleKeys, ratio, map[bool]string{true: "PASS", false: "MISS"}[ratio >= 0.8])
 	}
 	fmt.Fprintf(out, "Secrets Manager: %d calls (%v) for %d proxied requests over %.0f s, one process, cache TTL %v\n",
 		sm.total(), sm.calls, allRequests, time.Since(began).Seconds(), scaleSecretTT)

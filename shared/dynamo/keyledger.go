@@ -11,6 +11,14 @@ package dynamo
 //	                              change of the key (UpdateKey & co., in one transaction
 //	                              with the key item); a reservation's condition checks it,
 //	                              so a revocation applies to the very next request
+//	ucfg                          the version of the key's user, written by every change
+//	                              of that user (UpdateUser, in one transaction with the
+//	                              user item) and removed by every change of the key (its
+//	                              user may have changed); a reserve planned from a user
+//	                              checks it here, so a key with a user but no user limit
+//	                              still reserves with one UpdateItem, and a revoked user
+//	                              stops at the next request; a reserve that finds it
+//	                              absent or older seeds it (seedUserVersion)
 //	SPEND#mo#<yyyymm>, SPEND#<u>#<w>, REQ#<u>#<w>, RPM#<model>#<w>, TPM#<model>#<w>
 //	                              the committed value of each windowed counter of the key,
 //	                              named as the counter items were (counters.go); a new
@@ -34,7 +42,8 @@ package dynamo
 //
 // Reservations that also reserve on a user's or the organisation's counters
 // (limits there) put the same ledger update in a transaction with those
-// items and the checks of the user's and organisation's versions.
+// items and the check of the organisation's version (the user's version is
+// checked on the ledger, ucfg).
 
 import (
 	"context"
@@ -58,6 +67,7 @@ import (
 const (
 	gsiLedgers  = "LEDGERS" // gsi3 partition of ledgers with open reservations
 	attrConfig  = "cfg"
+	attrUserCfg = "ucfg"
 	attrSeq     = "seq"
 	entryPrefix = "R#"
 	liveEntry   = "{" // an open reservation's value starts so
@@ -95,12 +105,13 @@ func tombstoneValue(r *budget.Reservation) string {
 // kept: the key's ledger, other owners' counter items (then the reserve
 // and settle are transactions), or nowhere until the event (deferred).
 type ledgerPlan struct {
-	keyID    string
-	keyCheck *budget.Check   // the key's version, checked on the ledger
-	checks   []budget.Check  // other versions: condition checks in a transaction
-	own      []budget.Charge // the key's charges
-	others   []budget.Charge // reserved charges of users and the organisation
-	deferred []budget.Charge // counted with the event
+	keyID     string
+	keyCheck  *budget.Check   // the key's version, checked on the ledger
+	userCheck *budget.Check   // the user's version, checked on the ledger (ucfg)
+	checks    []budget.Check  // other versions: condition checks in a transaction
+	own       []budget.Charge // the key's charges
+	others    []budget.Charge // reserved charges of users and the organisation
+	deferred  []budget.Charge // counted with the event
 }
 
 func splitReservation(r *budget.Reservation) (*ledgerPlan, error) {
@@ -129,6 +140,10 @@ func splitReservation(r *budget.Reservation) (*ledgerPlan, error) {
 	for i, c := range r.Checks {
 		if c.Kind == budget.CheckKey && c.ID == p.keyID && c.Version > 0 && p.keyCheck == nil {
 			p.keyCheck = &r.Checks[i]
+			continue
+		}
+		if c.Kind == budget.CheckUser && c.Version > 0 && p.userCheck == nil {
+			p.userCheck = &r.Checks[i]
 			continue
 		}
 		p.checks = append(p.checks, c)
@@ -279,6 +294,9 @@ func (p *ledgerPlan) reserveExpression(r *budget.Reservation, entry string) *exp
 	if p.keyCheck != nil {
 		e.cond(e.name(attrConfig) + " = " + e.value(num(p.keyCheck.Version)))
 	}
+	if p.userCheck != nil {
+		e.cond(e.name(attrUserCfg) + " = " + e.value(num(p.userCheck.Version)))
+	}
 	names, sums := amounts(p.own, func(c budget.Charge) (int64, bool) { return c.Amount, true })
 	for _, n := range names {
 		e.add(n, sums[n])
@@ -330,15 +348,16 @@ func oldWindows(cs []budget.Charge, written map[string]int64) []string {
 
 // Why a ledger's condition failed, read from its old image.
 var (
-	errUnseeded  = errors.New("ledger has no configuration version yet")
-	errAbandoned = fmt.Errorf("reservation abandoned: %w", budget.ErrSettled)
-	errLanded    = errors.New("reservation already stored")
-	errRace      = errors.New("ledger changed between the write and its check")
+	errUnseeded   = errors.New("ledger has no configuration version yet")
+	errUserBehind = errors.New("ledger has no or an older version of the key's user")
+	errAbandoned  = fmt.Errorf("reservation abandoned: %w", budget.ErrSettled)
+	errLanded     = errors.New("reservation already stored")
+	errRace       = errors.New("ledger changed between the write and its check")
 )
 
 // refusal explains a failed reserve condition from the ledger's old image:
 // errLanded (an earlier attempt of this reserve was stored), errAbandoned,
-// errUnseeded, budget.ErrStale, a *budget.LimitError, or errRace when the
+// errUnseeded, errUserBehind, budget.ErrStale, a *budget.LimitError, or errRace when the
 // condition would hold now (concurrent settles moved the counters).
 func (p *ledgerPlan) refusal(r *budget.Reservation, old map[string]types.AttributeValue) error {
 	if v := getS(old, entryAttr(r.ID)); v != "" {
@@ -352,6 +371,15 @@ func (p *ledgerPlan) refusal(r *budget.Reservation, old map[string]types.Attribu
 			return errUnseeded
 		}
 		if getN(old, attrConfig) != p.keyCheck.Version {
+			return budget.ErrStale
+		}
+	}
+	if p.userCheck != nil {
+		_, ok := old[attrUserCfg]
+		switch v := getN(old, attrUserCfg); {
+		case !ok || v < p.userCheck.Version:
+			return errUserBehind
+		case v > p.userCheck.Version:
 			return budget.ErrStale
 		}
 	}

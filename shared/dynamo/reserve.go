@@ -90,9 +90,13 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 			if err := s.seedLedger(ctx, p.keyID, p.keyCheck.Version, p.own); err != nil {
 				return fmt.Errorf("reserve %s: %w", r.ID, err)
 			}
+		case errors.Is(err, errUserBehind) && attempt < 3:
+			if err := s.seedUserVersion(ctx, p.keyID, p.userCheck.ID, p.userCheck.Version); err != nil {
+				return fmt.Errorf("reserve %s: %w", r.ID, err)
+			}
 		case errors.Is(err, errRace) && attempt < 10:
 			// Concurrent settles changed the counters: the check passes now.
-		case errors.Is(err, errUnseeded), errors.Is(err, errRace):
+		case errors.Is(err, errUnseeded), errors.Is(err, errUserBehind), errors.Is(err, errRace):
 			return fmt.Errorf("reserve %s: %w", r.ID, err)
 		default:
 			var le *budget.LimitError
@@ -238,12 +242,57 @@ func (s *Store) seedLedger(ctx context.Context, keyID string, version int64, own
 
 // ledgerVersion is the write that keeps keyID's ledger's configuration
 // version equal to the key item's, in the transaction that writes the key.
+// It removes the user's version: the key's user may have changed, and the
+// next reserve planned from a user seeds it again (seedUserVersion).
 func (s *Store) ledgerVersion(keyID string, version int64) types.TransactWriteItem {
 	return types.TransactWriteItem{Update: &types.Update{
 		TableName: aws.String(s.table), Key: ledgerKey(keyID),
-		UpdateExpression:          aws.String("SET cfg = :v"),
+		UpdateExpression:          aws.String("SET cfg = :v REMOVE ucfg"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
 	}}
+}
+
+// seedUserVersion gives keyID's ledger the version of its user userID, if
+// the user item still has that version (budget.ErrStale when it has
+// another): a transaction of a check on the user item and the ledger's
+// update, on the condition that the ledger has no newer one. It runs after
+// each change of the key and when a user change could not reach the
+// ledger (UpdateUser writes the user's version to its keys' ledgers).
+func (s *Store) seedUserVersion(ctx context.Context, keyID, userID string, version int64) error {
+	err := s.transact(ctx, []types.TransactWriteItem{
+		{ConditionCheck: &types.ConditionCheck{
+			TableName: aws.String(s.table), Key: key(userPK(userID), skUser),
+			ConditionExpression:       aws.String("version = :v"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
+		}},
+		{Update: &types.Update{
+			TableName: aws.String(s.table), Key: ledgerKey(keyID),
+			UpdateExpression:          aws.String("SET ucfg = :v"),
+			ConditionExpression:       aws.String("attribute_not_exists(ucfg) OR ucfg < :v"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
+		}},
+	}, "seed the user version of the ledger of key "+keyID)
+	if failed := conditionsFailed(err); len(failed) > 0 {
+		if failed[0] == 0 {
+			return budget.ErrStale
+		}
+		return nil // seeded concurrently, or a newer version is there: the reserve tells
+	}
+	return err
+}
+
+// userLedgers are the writes of a user's new version to the ledgers of
+// the user's keys, for the transaction that writes the user.
+func (s *Store) userLedgers(keyIDs []string, version int64) []types.TransactWriteItem {
+	items := make([]types.TransactWriteItem, 0, len(keyIDs))
+	for _, id := range keyIDs {
+		items = append(items, types.TransactWriteItem{Update: &types.Update{
+			TableName: aws.String(s.table), Key: ledgerKey(id),
+			UpdateExpression:          aws.String("SET ucfg = :v"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
+		}})
+	}
+	return items
 }
 
 // counterExpiry lets window counters shorter than a month expire a day after
@@ -336,27 +385,31 @@ func onlyConflicts(tc *types.TransactionCanceledException) bool {
 // what the ledger is settled with, so the two always agree. Actual cost
 // above the reservation is recorded as it is (never hidden).
 //
-// A consistent read of r's entry comes first: a reservation that has ended
-// (settled by the sweep, released, abandoned) records no event. Nothing
-// else ends a reservation while its request may still settle it (the sweep
-// waits for its deadline, past the invocation's end), so the read and the
-// writes after it do not race.
+// The ledger is the judge of whether r is still open, after the event: a
+// reservation that had ended (released or abandoned: its request was never
+// forwarded, so no handler settles it; settled by the sweep: then the
+// event, of the same id and time, was stored already) has the event this
+// call stored taken back, with its aggregates and counts, in one
+// transaction conditional on the event still being there. Nothing else
+// ends a reservation while its request may still settle it (the sweep waits
+// for its deadline, past the invocation's end), so that path is a guard,
+// not a step of the common case, which is two writes and no read.
 func (s *Store) Settle(ctx context.Context, r *budget.Reservation, ev *ledger.Event) error {
 	p, err := splitReservation(r)
 	if err != nil {
 		return err
 	}
-	if open, err := s.openOnLedger(ctx, p.keyID, r.ID); err != nil || !open {
-		if err == nil {
-			err = budget.ErrSettled
-		}
-		return fmt.Errorf("settle %s: %w", r.ID, err)
-	}
-	stored, err := s.recordEvent(ctx, ev, p.deferred)
+	stored, fresh, err := s.storeEvent(ctx, ev, p.deferred)
 	if err != nil {
 		return fmt.Errorf("settle %s: %w", r.ID, err)
 	}
-	return s.settleLedger(ctx, r, p, stored, "settle")
+	err = s.settleLedger(ctx, r, p, stored, "settle")
+	if fresh && errors.Is(err, budget.ErrSettled) {
+		if uerr := s.unrecordEvent(ctx, stored, p.deferred); uerr != nil {
+			return fmt.Errorf("%w; and taking its event back: %w", err, uerr)
+		}
+	}
+	return err
 }
 
 // Release undoes r for a request that was never forwarded: spend and token
@@ -467,12 +520,19 @@ func counterMoves(table string, cs []budget.Charge, ev *ledger.Event, at func(bu
 // stored: ev, or the one an earlier attempt stored. A nil ev (a release)
 // records nothing.
 func (s *Store) recordEvent(ctx context.Context, ev *ledger.Event, deferred []budget.Charge) (*ledger.Event, error) {
+	stored, _, err := s.storeEvent(ctx, ev, deferred)
+	return stored, err
+}
+
+// storeEvent is recordEvent, and reports whether this call stored the
+// event (fresh) rather than an earlier one.
+func (s *Store) storeEvent(ctx context.Context, ev *ledger.Event, deferred []budget.Charge) (*ledger.Event, bool, error) {
 	if ev == nil {
-		return nil, nil
+		return nil, false, nil
 	}
 	evItem, err := eventItem(ev, s.retention)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	items := []types.TransactWriteItem{{Put: &types.Put{
 		TableName: aws.String(s.table), Item: evItem, ConditionExpression: aws.String("attribute_not_exists(pk)"),
@@ -486,15 +546,50 @@ func (s *Store) recordEvent(ctx context.Context, ev *ledger.Event, deferred []bu
 	err = s.transact(ctx, items, "record event "+ev.ID)
 	var tc *types.TransactionCanceledException
 	if !errors.As(err, &tc) || len(tc.CancellationReasons) == 0 || aws.ToString(tc.CancellationReasons[0].Code) != "ConditionalCheckFailed" {
-		return ev, err
+		return ev, err == nil, err
 	}
 	old := tc.CancellationReasons[0].Item
 	if len(old) == 0 {
 		if old, err = s.getItem(ctx, eventPK(ev.KeyID), eventSK(ev.CreatedAt, ev.ID), "event "+ev.ID); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
-	return decodeEvent(old)
+	stored, err := decodeEvent(old)
+	return stored, false, err
+}
+
+// unrecordEvent takes back what storeEvent(ev, deferred) stored: the
+// event's delete, on the condition that it is there, and the opposite of
+// each amount it added to the aggregates and the shards, in one
+// transaction (a custom id's lastSeen stays).
+func (s *Store) unrecordEvent(ctx context.Context, ev *ledger.Event, deferred []budget.Charge) error {
+	items := []types.TransactWriteItem{{Delete: &types.Delete{
+		TableName: aws.String(s.table), Key: key(eventPK(ev.KeyID), eventSK(ev.CreatedAt, ev.ID)),
+		ConditionExpression: aws.String("attribute_exists(pk)"),
+	}}}
+	figures := settledFigures(ev)
+	minus := func(k map[string]types.AttributeValue, fs []figure) types.TransactWriteItem {
+		e := newExpression()
+		for _, f := range fs {
+			e.add(f.name, -f.value)
+		}
+		return types.TransactWriteItem{Update: &types.Update{
+			TableName: aws.String(s.table), Key: k,
+			UpdateExpression: aws.String(e.update()), ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
+		}}
+	}
+	items = append(items, minus(key(aggPK(ev.KeyID), daySK(time.UnixMilli(ev.CreatedAt), ev.Model)), figures))
+	if ev.CustomID != "" {
+		items = append(items, minus(key(aggPK(ev.KeyID), customIDSK(ev.CustomID)), []figure{{"requests", 1}, {"costNanos", int64(ev.Cost)}}))
+	}
+	for _, c := range deferred {
+		items = append(items, minus(key(anyShard(c)), append([]figure{{attrCommitted, int64(ev.Cost)}}, figures...)))
+	}
+	err := s.transact(ctx, items, "take back event "+ev.ID)
+	if failed := conditionsFailed(err); len(failed) > 0 && failed[0] == 0 {
+		return nil // taken back already
+	}
+	return err
 }
 
 // StaleReservations returns reservations whose deadline is before now: their
@@ -670,8 +765,9 @@ func totalsOf(it map[string]types.AttributeValue) ledger.Totals {
 
 // Stats are the DynamoDB calls a Store made and the capacity units they consumed.
 type Stats struct {
-	Calls    int64
-	Capacity float64
+	Calls        int64
+	Transactions int64 // of Calls, TransactWriteItems
+	Capacity     float64
 }
 
 func (s *Store) account(calls int64, out *dynamodb.TransactWriteItemsOutput) {
@@ -681,6 +777,9 @@ func (s *Store) account(calls int64, out *dynamodb.TransactWriteItemsOutput) {
 			units += aws.ToFloat64(c.CapacityUnits)
 		}
 	}
+	s.statsMu.Lock()
+	s.stats.Transactions += calls
+	s.statsMu.Unlock()
 	s.addStats(calls, units)
 }
 

@@ -13,6 +13,7 @@ package dynamo
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -65,6 +66,13 @@ func (s *Store) CreateUser(ctx context.Context, u *user.User) error {
 
 // UpdateUser writes u if the stored version is still u.Version, and bumps the
 // version; ErrConflict if someone else changed it first, ErrNotFound if absent.
+// The new version goes to the ledgers of the user's keys in the same
+// transaction (keyledger.go, ucfg), so the next reserve of any of them sees
+// the change without a transaction of its own. A user with more than
+// maxUserLedgers keys has the rest written right after; a key created or
+// given to the user moments before (the key listing is an index, eventually
+// consistent) may be missed: the proxies' user cache expiring (KeyTTL)
+// makes its next reserve seed it from the user item.
 func (s *Store) UpdateUser(ctx context.Context, u *user.User) error {
 	next := *u
 	next.Version++
@@ -72,11 +80,67 @@ func (s *Store) UpdateUser(ctx context.Context, u *user.User) error {
 	if err != nil {
 		return err
 	}
-	if err := s.putItem(ctx, item, ifVersion, u.Version, "user "+u.UserID); err != nil {
+	keyIDs, err := s.userKeyIDs(ctx, u.UserID)
+	if err != nil {
+		return err
+	}
+	if len(keyIDs) == 0 {
+		if err := s.putItem(ctx, item, ifVersion, u.Version, "user "+u.UserID); err != nil {
+			return err
+		}
+		u.Version = next.Version
+		return nil
+	}
+	first := keyIDs[:min(len(keyIDs), maxUserLedgers)]
+	items := []types.TransactWriteItem{{Put: &types.Put{
+		TableName: aws.String(s.table), Item: item, ConditionExpression: aws.String(ifVersion),
+		ExpressionAttributeValues:           map[string]types.AttributeValue{":v": num(u.Version)},
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}}}
+	items = append(items, s.userLedgers(first, next.Version)...)
+	err = s.transact(ctx, items, "put user "+u.UserID)
+	var tc *types.TransactionCanceledException
+	if errors.As(err, &tc) && len(tc.CancellationReasons) > 0 && aws.ToString(tc.CancellationReasons[0].Code) == "ConditionalCheckFailed" {
+		if len(tc.CancellationReasons[0].Item) == 0 {
+			return fmt.Errorf("user %s: %w", u.UserID, ErrNotFound)
+		}
+		return fmt.Errorf("user %s: %w", u.UserID, ErrConflict)
+	}
+	if err != nil {
 		return err
 	}
 	u.Version = next.Version
+	for rest := keyIDs[len(first):]; len(rest) > 0; {
+		n := min(len(rest), maxTransactItems)
+		if err := s.transact(ctx, s.userLedgers(rest[:n], next.Version), "versions of user "+u.UserID); err != nil {
+			return err
+		}
+		rest = rest[n:]
+	}
 	return nil
+}
+
+const (
+	maxTransactItems = 100
+	// maxUserLedgers is how many of a user's keys' ledgers UpdateUser
+	// writes in the user's own transaction.
+	maxUserLedgers = maxTransactItems - 1
+)
+
+// userKeyIDs lists the ids of userID's keys.
+func (s *Store) userKeyIDs(ctx context.Context, userID string) ([]string, error) {
+	var ids []string
+	err := s.queryGSI(ctx, gsiKeys, func(item map[string]types.AttributeValue) error {
+		k, err := decodeKey(item)
+		if err == nil && k.UserID == userID {
+			ids = append(ids, k.ID)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("keys of user %s: %w", userID, err)
+	}
+	return ids, nil
 }
 
 // GetUser returns the user userID with a strongly consistent read;

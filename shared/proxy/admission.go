@@ -181,6 +181,7 @@ func (h *Handler) admit(r *http.Request, key *apikey.Key, req *request, body []b
 			setCap(req, r.URL.Path, fit)
 			continue
 		case errors.As(err, &le):
+			h.fullWindows.note(key, le.Charge, h.cfg.Now())
 			return nil, limitError(le.Charge, h.cfg.Now())
 		default:
 			return nil, &pendingRelease{res: res, err: storeUnavailable(err)}

@@ -44,6 +44,24 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	if err := h.readRequest(w, x); err != nil {
 		return err
 	}
+	// A key whose request window this process saw full is refused before
+	// any read; the others of a burst on one key wait at its gate, not on
+	// its ledger item (refusals.go).
+	release, refused, full, err := h.fullWindows.enter(r.Context(), key, h.cfg.Now)
+	switch {
+	case err != nil:
+		return apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable, "the request was cancelled")
+	case full:
+		return limitError(refused, h.cfg.Now())
+	}
+	entered := true
+	leave := func() {
+		if entered {
+			entered = false
+			release()
+		}
+	}
+	defer leave()
 	if err := h.route(x); err != nil {
 		return err
 	}
@@ -57,6 +75,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	if err := h.reserve(x); err != nil {
 		return err
 	}
+	leave()
 	m := h.newMeter(x)
 	defer h.end(x, m) // meter and settle: the one ending of a reserved request
 	return h.forwardUpstream(w, x, m)

@@ -161,6 +161,8 @@ type Handler struct {
 
 	keyVersionMu sync.Mutex
 	keyVersions  map[string]int64 // secret id -> highest provider KeyVersion seen
+
+	fullWindows fullWindows // keys whose request window is full (refusals.go)
 }
 
 // New returns a Handler for cfg.
