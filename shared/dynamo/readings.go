@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
