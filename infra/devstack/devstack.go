@@ -41,7 +41,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/stipend/stipend/infra/fakeupstream"
@@ -485,12 +484,16 @@ func createTable(ctx context.Context, endpoint, table string) error {
 // local stack's credentials and region, whatever this process's environment
 // says.
 func localAWS(ctx context.Context, endpoint string) (aws.Config, error) {
-	cfg, err := awsenv.Load(ctx)
+	local := map[string]string{
+		"AWS_REGION":            localstack.Region,
+		"AWS_ACCESS_KEY_ID":     localstack.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY": localstack.SecretAccessKey,
+		"AWS_ENDPOINT_URL":      endpoint,
+	}
+	cfg, err := awsenv.FromEnv(func(name string) string { return local[name] })
 	if err != nil {
 		return aws.Config{}, err
 	}
-	cfg.Region = localstack.Region
-	cfg.Credentials = credentials.NewStaticCredentialsProvider(localstack.AccessKeyID, localstack.SecretAccessKey, "")
 	cfg.BaseEndpoint = &endpoint
 	return cfg, nil
 }
