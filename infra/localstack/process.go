@@ -1,12 +1,15 @@
 package localstack
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -29,6 +32,8 @@ const (
 	// termGrace is how long Close waits after SIGTERM before SIGKILL, for
 	// processes that keep data on disk.
 	termGrace = 5 * time.Second
+	// stallTimeout bounds how long Stall waits for every thread to stop.
+	stallTimeout = 10 * time.Second
 	// tailSize is how much of a process's output is kept for error messages.
 	tailSize = 8 << 10
 )
@@ -93,7 +98,64 @@ func (p *Process) stop() error {
 // Stall freezes the process and everything in its process group (SIGSTOP),
 // for tests of a service that stops answering: connections are still
 // accepted by the kernel, and requests wait, unanswered, until Resume.
-func (p *Process) Stall() error { return killGroup(p.cmd.Process.Pid, syscall.SIGSTOP) }
+//
+// Stall returns once every thread of the process has stopped. The signal
+// alone is not enough: kill(2) returns when SIGSTOP is queued, and the
+// group stop starts only when one of the process's threads is next
+// scheduled, so on a busy machine another thread of a JVM could still
+// answer a request sent right after kill returned.
+func (p *Process) Stall() error {
+	pid := p.cmd.Process.Pid
+	if err := killGroup(pid, syscall.SIGSTOP); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(stallTimeout)
+	for {
+		stopped, err := threadsStopped(pid)
+		if err != nil || stopped {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("localstack: %s: threads still running %v after SIGSTOP", p.name, stallTimeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// threadsStopped reports whether every thread of pid is stopped (state T
+// or t in /proc/<pid>/task/<tid>/stat). A process that is gone counts as
+// stopped: it answers nothing.
+func threadsStopped(pid int) (bool, error) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("localstack: list threads: %w", err)
+	}
+	for _, task := range tasks {
+		stat, err := os.ReadFile(dir + "/" + task.Name() + "/stat")
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // the thread ended
+		}
+		if err != nil {
+			return false, fmt.Errorf("localstack: read thread state: %w", err)
+		}
+		// The state follows the command name, which is in parentheses
+		// and may itself contain spaces or parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 || i+2 >= len(stat) {
+			return false, fmt.Errorf("localstack: unexpected %s", dir+"/"+task.Name()+"/stat")
+		}
+		switch stat[i+2] {
+		case 'T', 't', 'Z', 'X':
+		default:
+			return false, nil
+		}
+	}
+	return true, nil
+}
 
 // Resume lets a stalled process run again (SIGCONT); it answers what
 // waited. Resuming a process that is not stalled does nothing.
