@@ -1,15 +1,12 @@
 package localstack
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -111,7 +108,7 @@ func (p *Process) Stall() error {
 	}
 	deadline := time.Now().Add(stallTimeout)
 	for {
-		stopped, err := threadsStopped(pid)
+		stopped, err := groupStopped(pid)
 		if err != nil || stopped {
 			return err
 		}
@@ -120,41 +117,6 @@ func (p *Process) Stall() error {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-// threadsStopped reports whether every thread of pid is stopped (state T
-// or t in /proc/<pid>/task/<tid>/stat). A process that is gone counts as
-// stopped: it answers nothing.
-func threadsStopped(pid int) (bool, error) {
-	dir := "/proc/" + strconv.Itoa(pid) + "/task"
-	tasks, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return true, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("localstack: list threads: %w", err)
-	}
-	for _, task := range tasks {
-		stat, err := os.ReadFile(dir + "/" + task.Name() + "/stat")
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // the thread ended
-		}
-		if err != nil {
-			return false, fmt.Errorf("localstack: read thread state: %w", err)
-		}
-		// The state follows the command name, which is in parentheses
-		// and may itself contain spaces or parentheses.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 || i+2 >= len(stat) {
-			return false, fmt.Errorf("localstack: unexpected %s", dir+"/"+task.Name()+"/stat")
-		}
-		switch stat[i+2] {
-		case 'T', 't', 'Z', 'X':
-		default:
-			return false, nil
-		}
-	}
-	return true, nil
 }
 
 // Resume lets a stalled process run again (SIGCONT); it answers what

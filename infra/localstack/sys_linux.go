@@ -115,3 +115,43 @@ func groupMembers(pgid int) ([]int, error) {
 	}
 	return pids, nil
 }
+
+// groupStopped reports whether every thread of every process in the group
+// pgid is stopped (state T or t in /proc/<pid>/task/<tid>/stat). Processes
+// and threads that have ended count as stopped: they answer nothing.
+func groupStopped(pgid int) (bool, error) {
+	pids, err := groupMembers(pgid)
+	if err != nil {
+		return false, err
+	}
+	for _, pid := range pids {
+		dir := filepath.Join("/proc", strconv.Itoa(pid), "task")
+		tasks, err := os.ReadDir(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("list threads of %d: %w", pid, err)
+		}
+		for _, task := range tasks {
+			stat, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+			if errors.Is(err, fs.ErrNotExist) {
+				continue
+			}
+			if err != nil {
+				return false, fmt.Errorf("read thread state: %w", err)
+			}
+			// pid (comm) state ...; comm may hold spaces and parens.
+			i := strings.LastIndexByte(string(stat), ')')
+			if i < 0 || i+2 >= len(stat) {
+				return false, fmt.Errorf("unexpected %s", filepath.Join(dir, task.Name(), "stat"))
+			}
+			switch stat[i+2] {
+			case 'T', 't', 'Z', 'X':
+			default:
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}

@@ -151,3 +151,45 @@ func TestListeningInodesMissingTable(t *testing.T) {
 		t.Fatalf("directory as table: %v", err)
 	}
 }
+
+// TestGroupStopped checks the state Stall waits for: a running group is
+// not stopped, and it is once SIGSTOP has taken effect on every thread.
+func TestGroupStopped(t *testing.T) {
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = sysProcAttr()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pgid := cmd.Process.Pid
+	t.Cleanup(func() {
+		_ = killGroup(pgid, syscall.SIGKILL)
+		_ = cmd.Wait()
+	})
+	if stopped, err := groupStopped(pgid); err != nil || stopped {
+		t.Fatalf("running: groupStopped = %v, %v; want false", stopped, err)
+	}
+	p := &Process{name: "sleep", cmd: cmd}
+	if err := p.Stall(); err != nil {
+		t.Fatal(err)
+	}
+	if stopped, err := groupStopped(pgid); err != nil || !stopped {
+		t.Fatalf("stalled: groupStopped = %v, %v; want true", stopped, err)
+	}
+	if err := p.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		stopped, err := groupStopped(pgid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !stopped {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("resumed: still stopped")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
