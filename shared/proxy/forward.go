@@ -13,6 +13,7 @@ import (
 
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
@@ -26,9 +27,9 @@ import (
 //  1. read the request: its body, model and alias (request.go, alias.go);
 //  2. route it: the key's provider settings that serve its model and price
 //     it, in the order they are tried (route.go);
-//  3. check it against its price, read the custom id, read the first
-//     setting fresh with its provider key and upstream URL;
-//  4. reserve the worst case on every limit (admission.go);
+//  3. check it against its price, read the custom id;
+//  4. reserve the worst case on every limit (admission.go) while the first
+//     setting is read fresh with its provider key and upstream URL;
 //  5. forward it upstream, screened first when the key moderates; a
 //     setting that fails before any byte reached the client is replaced
 //     by the next route, once;
@@ -68,11 +69,7 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 	if err := h.price(x); err != nil {
 		return err
 	}
-	if err := h.load(r.Context(), x, x.route[0]); err != nil {
-		return err
-	}
-	x.prov, x.apiKey, x.endpoint = x.route[0].prov, x.route[0].apiKey, x.route[0].endpoint
-	if err := h.reserve(x); err != nil {
+	if err := h.reserveWhileLoading(x); err != nil {
 		return err
 	}
 	leave()
@@ -160,6 +157,59 @@ func (h *Handler) price(x *exchange) error {
 			fmt.Sprintf("X-Custom-Id is longer than %d bytes", maxCustomID))
 	}
 	return nil
+}
+
+// reserveWhileLoading reserves (reserve) on the first route's setting as
+// the configuration cache has it, while that setting is read fresh (fetch)
+// at the same time: one round trip to the store before forwarding instead
+// of two in turn. The fresh setting is what the request is sent with (its
+// provider key applies to the very next request). When the fresh read
+// fails, the reservation is released and the read's error answered; when
+// it shows other ceilings than the cached one (the setting changed within
+// the cache's life), the reservation is released and made again on the
+// fresh ceilings, so a provider's ceiling is never judged on a stale copy
+// (that request then counts twice in its request windows, since a release
+// keeps the request counted: the price of a race with an admin's change).
+// The price reserved at was always the cached route's (route).
+func (h *Handler) reserveWhileLoading(x *exchange) error {
+	c := x.route[0]
+	cached := c.prov
+	fresh := make(chan fetched, 1)
+	id, path, query, model := cached.ID, x.r.URL.Path, x.r.URL.RawQuery, x.req.Model
+	go func() { fresh <- h.fetch(x.r.Context(), id, path, query, model) }()
+	x.prov = cached
+	err := h.reserve(x)
+	f := <-fresh
+	if err != nil {
+		return err
+	}
+	if f.err != nil {
+		h.unreserve(x)
+		return f.err
+	}
+	c.prov, c.apiKey, c.endpoint = f.prov, f.apiKey, f.endpoint
+	x.prov, x.apiKey, x.endpoint = c.prov, c.apiKey, c.endpoint
+	if sameCeiling(ceilingOf(cached), ceilingOf(f.prov)) {
+		return nil
+	}
+	h.unreserve(x)
+	return h.reserve(x)
+}
+
+// unreserve releases x's reservation (a request never forwarded) and waits
+// for the limit headers' read it started.
+func (h *Handler) unreserve(x *exchange) {
+	h.release(x.r.Context(), x.adm.res)
+	x.headers.wait()
+	x.adm, x.ev, x.headers = nil, nil, nil
+}
+
+// sameCeiling reports whether a and b (nil: none) are the same ceilings.
+func sameCeiling(a, b *budget.ProviderCeiling) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 // reserve opens the request's event and reserves its worst case on every

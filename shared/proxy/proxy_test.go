@@ -50,6 +50,10 @@ type fakeStore struct {
 	recorded  chan struct{}
 	failKeys  bool
 	reads     int // Counters calls
+	// beforeGetProvider and beforeReserve, when set, run first in
+	// GetProvider and Reserve, outside the lock.
+	beforeGetProvider func() error
+	beforeReserve     func()
 }
 
 func (s *fakeStore) GetUser(_ context.Context, id string) (*user.User, error) {
@@ -71,6 +75,12 @@ func (s *fakeStore) GetOrg(context.Context) (*user.Org, error) {
 
 // Reserve applies a reservation all or nothing, like the real store.
 func (s *fakeStore) Reserve(_ context.Context, r *budget.Reservation) error {
+	s.mu.Lock()
+	hook := s.beforeReserve
+	s.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range r.Charges {
@@ -155,6 +165,14 @@ func (s *fakeStore) GetKey(_ context.Context, id string) (*apikey.Key, error) {
 }
 
 func (s *fakeStore) GetProvider(_ context.Context, id string) (*provider.Setting, error) {
+	s.mu.Lock()
+	hook := s.beforeGetProvider
+	s.mu.Unlock()
+	if hook != nil {
+		if err := hook(); err != nil {
+			return nil, err
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.providers[id]

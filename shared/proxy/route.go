@@ -220,20 +220,39 @@ func ceiling(a, b pricing.Price) pricing.Price {
 // (a changed provider key applies to the very next request), its provider
 // key and the upstream URL for the request.
 func (h *Handler) load(ctx context.Context, x *exchange, c *candidate) error {
-	p, secret, err := h.readSetting(ctx, c.prov.ID)
-	if err != nil {
-		return err
+	f := h.fetch(ctx, c.prov.ID, x.r.URL.Path, x.r.URL.RawQuery, x.req.Model)
+	if f.err != nil {
+		return f.err
 	}
-	endpoint, err := p.Endpoint(x.r.URL.Path, x.r.URL.RawQuery, x.req.Model)
-	if errors.Is(err, provider.ErrPathNotServed) {
-		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest,
-			fmt.Sprintf("this key's provider setting (%s) does not serve %s", p.Provider, x.r.URL.Path))
-	}
-	if err != nil {
-		return apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError, "the provider setting has no usable base URL")
-	}
-	c.prov, c.apiKey, c.endpoint = p, secret, endpoint
+	c.prov, c.apiKey, c.endpoint = f.prov, f.apiKey, f.endpoint
 	return nil
+}
+
+// fetched is what fetch read: a setting read fresh, its provider key and
+// the upstream URL for one request, or the client-safe error that stops it.
+type fetched struct {
+	prov             *provider.Setting
+	apiKey, endpoint string
+	err              error
+}
+
+// fetch reads setting id fresh with its provider key and the upstream URL
+// for path, query and model. It changes nothing, so it may run while the
+// request's reservation is made (forward).
+func (h *Handler) fetch(ctx context.Context, id, path, query, model string) fetched {
+	p, secret, err := h.readSetting(ctx, id)
+	if err != nil {
+		return fetched{err: err}
+	}
+	endpoint, err := p.Endpoint(path, query, model)
+	if errors.Is(err, provider.ErrPathNotServed) {
+		return fetched{err: apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest,
+			fmt.Sprintf("this key's provider setting (%s) does not serve %s", p.Provider, path))}
+	}
+	if err != nil {
+		return fetched{err: apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError, "the provider setting has no usable base URL")}
+	}
+	return fetched{prov: p, apiKey: secret, endpoint: endpoint}
 }
 
 // readSetting reads setting id fresh and its provider key.
