@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -86,11 +87,46 @@ func (s opStats) perRequest(n int) []string {
 // TOTAL where the caller did not, so the reads the Store does not count
 // (provider, user and organisation settings) are measured too.
 type opCounter struct {
-	mu  sync.Mutex
-	ops opStats
+	mu    sync.Mutex
+	ops   opStats
+	spans []callSpan // the latest maxSpans calls, in the order they ended
 }
 
+// callSpan is one call: its label (opLabel) and when it began and ended,
+// in Unix nanoseconds.
+type callSpan struct {
+	op         string
+	start, end int64
+}
+
+// maxSpans bounds the calls an opCounter remembers the times of.
+const maxSpans = 1 << 16
+
 func newOpCounter() *opCounter { return &opCounter{ops: opStats{}} }
+
+// roundTrips counts the calls that began in [from, to), but for those
+// labelled one of skip, and the round trips they took: calls whose times
+// overlap (run concurrently) are one round trip of latency, calls one
+// after another are one each.
+func (c *opCounter) roundTrips(from, to int64, skip ...string) (calls, trips int) {
+	c.mu.Lock()
+	var in []callSpan
+	for _, s := range c.spans {
+		if s.start >= from && s.start < to && !slices.Contains(skip, s.op) {
+			in = append(in, s)
+		}
+	}
+	c.mu.Unlock()
+	slices.SortFunc(in, func(a, b callSpan) int { return cmp.Compare(a.start, b.start) })
+	var end int64
+	for i, s := range in {
+		if i == 0 || s.start >= end {
+			trips++
+		}
+		end = max(end, s.end)
+	}
+	return len(in), trips
+}
 
 // snapshot returns a copy of the counts so far.
 func (c *opCounter) snapshot() opStats {
@@ -119,6 +155,10 @@ func (c *opCounter) install(o *dynamodb.Options) {
 					s.units += units
 				}
 				c.ops[op] = s
+				if len(c.spans) == maxSpans {
+					c.spans = append(c.spans[:0], c.spans[maxSpans/2:]...)
+				}
+				c.spans = append(c.spans, callSpan{op, start.UnixNano(), start.Add(elapsed).UnixNano()})
 				c.mu.Unlock()
 				return out, md, err
 			}), middleware.After)

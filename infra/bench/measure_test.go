@@ -437,3 +437,29 @@ func TestMarks(t *testing.T) {
 		t.Fatalf("marks left behind: %v", ms.m)
 	}
 }
+
+func TestRoundTrips(t *testing.T) {
+	tests := []struct {
+		name             string
+		spans            []callSpan
+		from, to         int64
+		wantCalls, trips int
+	}{
+		{name: "none", from: 0, to: 100},
+		{name: "in turn", spans: []callSpan{{"", 10, 20}, {"", 20, 30}, {"", 31, 40}}, from: 0, to: 100, wantCalls: 3, trips: 3},
+		{name: "concurrent are one", spans: []callSpan{{"", 10, 30}, {"", 12, 25}, {"", 40, 50}}, from: 0, to: 100, wantCalls: 3, trips: 2},
+		{name: "a chain of overlaps is one", spans: []callSpan{{"", 25, 40}, {"", 10, 30}, {"", 38, 45}}, from: 0, to: 100, wantCalls: 3, trips: 1},
+		{name: "outside the window left out", spans: []callSpan{{"", 5, 15}, {"", 10, 20}, {"", 100, 120}}, from: 10, to: 100, wantCalls: 1, trips: 1},
+		{name: "skipped operations left out", spans: []callSpan{{"GetItem", 10, 20}, {"BatchGetItem", 20, 30}, {"UpdateItem (reserve)", 12, 18}}, from: 0, to: 100, wantCalls: 2, trips: 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newOpCounter()
+			c.spans = tt.spans
+			calls, trips := c.roundTrips(tt.from, tt.to, "BatchGetItem")
+			if calls != tt.wantCalls || trips != tt.trips {
+				t.Errorf("roundTrips = %d calls, %d trips; want %d, %d", calls, trips, tt.wantCalls, tt.trips)
+			}
+		})
+	}
+}
