@@ -261,7 +261,10 @@ func (h *Handler) end(x *exchange, m *meter) {
 // be reached, timed out before its headers, or answered 429 or 5xx), the
 // request goes once to the route's other setting, under the same
 // reservation; the event names the setting that answered and counts the
-// attempts. Once a byte reached the client, nothing is retried.
+// attempts, and is charged the prompt of an attempt that may have reached
+// its provider before it failed (meter.dropAttempt: a timeout, not a
+// refused connection, 429 or 5xx, which providers do not bill). Once a byte
+// reached the client, nothing is retried.
 func (h *Handler) forwardUpstream(w http.ResponseWriter, x *exchange, m *meter) error {
 	r := x.r
 	if x.key.Moderation && r.URL.Path != "/v1/moderations" {
@@ -328,6 +331,7 @@ func (h *Handler) attempt(w http.ResponseWriter, x *exchange, m *meter, retry bo
 		// Do fails before the response's headers: nothing reached the
 		// client yet. A client that left is not a provider's failure.
 		if retry && r.Context().Err() == nil {
+			m.dropAttempt(err)
 			return "no response: " + err.Error(), nil
 		}
 		return "", m.upstreamFailed(ctx, err)

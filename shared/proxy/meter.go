@@ -15,6 +15,7 @@ import (
 
 	"github.com/stipend/stipend/shared/apierror"
 	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/sse"
@@ -26,6 +27,12 @@ type meter struct {
 	price  pricing.Price
 	prompt int64 // the request's prompt tokens as reserved, for when usage is missing
 	ev     *ledger.Event
+
+	// dropped is what earlier attempts, which failed before their headers
+	// after the request may have reached the provider, are charged: their
+	// prompt, at their setting's price (dropAttempt).
+	dropped     ledger.Usage
+	droppedCost money.Nanos
 
 	served bool          // upstream accepted the request (2xx)
 	usage  *ledger.Usage // as reported by upstream
@@ -137,5 +144,26 @@ func (m *meter) finish() {
 		}
 	}
 	m.ev.Cost = m.price.Cost(m.ev.Usage)
+	if m.dropped != (ledger.Usage{}) {
+		m.ev.Estimated = true
+		m.ev.Usage.PromptTokens += m.dropped.PromptTokens
+		m.ev.Cost += m.droppedCost
+	}
 	m.bodies.record(m.ev)
+}
+
+// dropAttempt notes an attempt that failed before its response's headers
+// and is tried again on another setting (forwardUpstream). Unless it never
+// reached the provider (its connection was refused or failed to dial), the
+// provider may have processed, and billed, its prompt, and kept generating
+// until it noticed the request gone: the prompt is charged at the dropped
+// setting's price, the event marked estimated. What it generated is not
+// known and not charged.
+func (m *meter) dropAttempt(err error) {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Op == "dial" {
+		return
+	}
+	m.dropped.PromptTokens += m.prompt
+	m.droppedCost += m.price.Cost(ledger.Usage{PromptTokens: m.prompt})
 }

@@ -445,6 +445,10 @@ func TestIntegrationFailover(t *testing.T) {
 			}
 			var retried int
 			var spent money.Nanos
+			// Only the slow setting may have processed (and billed) the
+			// prompt before it failed: a retried event is charged it too.
+			mayHaveBilled := bad == "slow"
+			var once, twice []*ledger.Event
 			for _, ev := range e.events(key) {
 				spent += ev.Cost
 				if ev.ProviderID != itProviderID || ev.Status != 200 || ev.ReservedCost < ev.Cost || ev.Incomplete {
@@ -453,13 +457,27 @@ func TestIntegrationFailover(t *testing.T) {
 				switch ev.Attempts {
 				case 2:
 					retried++
+					twice = append(twice, ev)
 				case 1:
+					once = append(once, ev)
 				default:
 					t.Errorf("attempts %d", ev.Attempts)
 				}
 			}
 			if retried == 0 || retried == n {
 				t.Errorf("%d of %d requests retried; the first setting is chosen at random", retried, n)
+			}
+			if len(once) > 0 {
+				base := once[0]
+				for _, ev := range twice {
+					// The dropped attempt's prompt is stipend's own count of it.
+					charged := ev.Usage.PromptTokens > base.Usage.PromptTokens && ev.Cost > base.Cost && ev.Estimated
+					same := ev.Usage == base.Usage && ev.Cost == base.Cost && ev.Estimated == base.Estimated
+					if mayHaveBilled && !charged || !mayHaveBilled && !same {
+						t.Errorf("retried event: prompt %d, estimated %v, cost %d; one attempt: prompt %d, cost %d",
+							ev.Usage.PromptTokens, ev.Estimated, ev.Cost, base.Usage.PromptTokens, base.Cost)
+					}
+				}
 			}
 			// One reservation per request, settled to what was served.
 			if tot := e.totals("KEY#"+key.id, budget.LifetimeCounter); tot.Cost != spent || tot.Requests != n {
