@@ -397,6 +397,16 @@ func (r report) limits(lr *limitsResult) {
 	a, b, d = count(perReq(nc, float64(nc.ops.total().calls)), perReq(l, float64(l.ops.total().calls)))
 	r.row("  DynamoDB calls per request (all, SDK)", a, b, d, "", "")
 	r.limitSpans(nc, l)
+	// The target: a key without limits adds to the time to first
+	// byte at most one store round trip (its reserve) plus 1 ms.
+	if rs := nl.ops["UpdateItem (reserve)"]; rs.calls > 0 && len(nc.ttfbMs) > 0 && len(nl.ttfbMs) > 0 {
+		a50, _ := quantiles(nc.ttfbMs)
+		b50, _ := quantiles(nl.ttfbMs)
+		bound := float64(rs.elapsed)/float64(rs.calls)/1e6 + 1
+		r.row("  added time to first byte, no limits p50", ms(a50), ms(b50), ms(b50-a50),
+			"<= "+ms(bound), passFail(b50-a50 <= bound))
+		fmt.Fprintln(r.w, "  (no checks against the no-limits key; the bound is the mean reserve UpdateItem plus 1 ms)")
+	}
 
 	fmt.Fprintf(r.w, "  DynamoDB calls per request by operation (capacity units per request, mean time per call);\n"+
 		"  GetItem is the key, provider and organisation reads, cached %v:\n", lr.keyTTL)
