@@ -384,6 +384,24 @@ type Reservation struct {
 	Deadline time.Time
 	// Event is recorded, marked incomplete, if the reservation goes stale.
 	Event ledger.Event
+	// Counted is set by a Reserve that learned them: the counters' values
+	// with this reservation included, one per charge (Counted[i] is
+	// Charges[i]'s; -1 where not learned). It is nil when the store
+	// returned none (a reserve in a transaction, or one whose landing was
+	// only found on a retry).
+	Counted []int64
+}
+
+// Reached returns the limited charges whose counters this reservation
+// brought to their limit, as Counted shows them.
+func (r *Reservation) Reached() []Charge {
+	var out []Charge
+	for i, n := range r.Counted {
+		if i < len(r.Charges) && r.Charges[i].Limit > 0 && n >= r.Charges[i].Limit {
+			out = append(out, r.Charges[i])
+		}
+	}
+	return out
 }
 
 // LimitError reports the charge whose limit a reservation would break.

@@ -14,7 +14,11 @@ import (
 // window is full: a key's request counter only grows within its window (a
 // request that was released stays counted), so while the key's
 // configuration is the version the store refused, every later request of
-// that key before the window ends would be refused too. Such a request is
+// that key before the window ends would be refused too. The same holds from
+// the moment a reserve of that version brought the counter to the limit (the
+// store returns the counters it wrote, budget.Reservation.Reached): the
+// window is noted full then, not only at the first refusal, so a burst's
+// waiters need not wait for a refused write. Such a request is
 // refused here, before its prompt is tokenized and without a write that
 // would queue behind the others on the key's one ledger item — a burst on
 // one key gets its 429s at once. Nothing is admitted that the store would
@@ -27,8 +31,8 @@ import (
 // The gates keep a burst on one key in one process from queueing all its
 // reserves on the key's ledger at once: at most gateWidth requests of a key
 // (of keys sharing a stripe) read their provider and reserve at a time; the
-// others wait, and are refused the moment one of those was refused on the
-// window. In Lambda an execution environment serves one request at a time
+// others wait, and are refused the moment one of those filled the window or
+// was refused on it. In Lambda an execution environment serves one request at a time
 // and the gate never waits.
 type fullWindows struct {
 	mu    sync.Mutex
