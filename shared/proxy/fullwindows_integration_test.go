@@ -12,21 +12,36 @@ import (
 
 // TestIntegrationFullWindowReached: the request that takes the last place
 // in its key's request window notes the window full, so the next one is
-// refused without a call to the store; a key whose window still has room
-// is not.
+// refused without a call to the store; a request that still finds room
+// makes no more calls than one of a key without limits: its limit headers
+// come from the counters its reserve returned, not from a read.
 func TestIntegrationFullWindowReached(t *testing.T) {
 	endpoint := localtest.StartDynamoDB(t)
 	e := newITEnv(t, endpoint, "full-window-reached", testclock.Now(t)) // a fixed clock: one window
 	ctx := context.Background()
 	body := chatBody("Say hello", itChunks)
+	// calls is the store calls of one request of key, handlers included.
+	calls := func(key itKey) (itResult, int64) {
+		e.inflight.Wait()
+		before := e.store.Stats().Calls
+		r := e.do(ctx, key.plain, body)
+		e.inflight.Wait()
+		return r, e.store.Stats().Calls - before
+	}
+	unlimited := e.newKey(nil)
+	e.do(ctx, unlimited.plain, body) // the key and its provider setting are cached
+	r, plain := calls(unlimited)
+	if r.status != http.StatusOK {
+		t.Fatalf("key without limits: %+v", r)
+	}
 	tests := []struct {
-		name      string
-		limit     int64
-		storeCall bool // the third request reaches the store
-		status    int  // the third request's
+		name   string
+		limit  int64
+		status int // the third request's
+		calls  int64
 	}{
-		{"two per minute: the second fills the window", 2, false, http.StatusTooManyRequests},
-		{"three per minute: room left after two", 3, true, http.StatusOK},
+		{"two per minute: the second fills the window", 2, http.StatusTooManyRequests, 0},
+		{"three per minute: room left after two", 3, http.StatusOK, plain},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -36,15 +51,12 @@ func TestIntegrationFullWindowReached(t *testing.T) {
 					t.Fatalf("request %d: %+v", i, r)
 				}
 			}
-			e.inflight.Wait() // the settles have returned
-			before := e.store.Stats().Calls
-			r := e.do(ctx, key.plain, body)
-			e.inflight.Wait()
+			r, n := calls(key)
 			if r.status != tt.status {
 				t.Fatalf("third request: %+v, want status %d", r, tt.status)
 			}
-			if called := e.store.Stats().Calls > before; called != tt.storeCall {
-				t.Fatalf("third request called the store: %v, want %v", called, tt.storeCall)
+			if n != tt.calls {
+				t.Fatalf("third request made %d store calls, want %d", n, tt.calls)
 			}
 		})
 	}
