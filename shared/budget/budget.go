@@ -392,18 +392,6 @@ type Reservation struct {
 	Counted []int64
 }
 
-// Reached returns the limited charges whose counters this reservation
-// brought to their limit, as Counted shows them.
-func (r *Reservation) Reached() []Charge {
-	var out []Charge
-	for i, n := range r.Counted {
-		if i < len(r.Charges) && r.Charges[i].Limit > 0 && n >= r.Charges[i].Limit {
-			out = append(out, r.Charges[i])
-		}
-	}
-	return out
-}
-
 // LimitError reports the charge whose limit a reservation would break.
 type LimitError struct{ Charge Charge }
 

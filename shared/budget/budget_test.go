@@ -1,7 +1,6 @@
 package budget
 
 import (
-	"reflect"
 	"testing"
 	"time"
 
@@ -166,35 +165,5 @@ func TestFitOutput(t *testing.T) {
 		if got > 0 && cost > tt.remaining {
 			t.Errorf("FitOutput overshoots: %d tokens cost %d > %d", got, cost, tt.remaining)
 		}
-	}
-}
-
-// TestReached: a charge is reached when the counter its reserve returned
-// is at (or past) its limit; an unlimited charge, an unknown count (-1)
-// and a reservation without counts reach nothing.
-func TestReached(t *testing.T) {
-	requests := Charge{Counter: Counter{Kind: Requests, Unit: Minute, Window: "w"}, Amount: 1, Limit: 3}
-	spend := Charge{Counter: Counter{Kind: Spend, Unit: Month, Window: "m"}, Amount: 5, Limit: 100}
-	unlimited := Charge{Counter: Counter{Kind: Spend, Unit: Lifetime}, Amount: 5}
-	tests := []struct {
-		name    string
-		charges []Charge
-		counted []int64
-		want    []Charge
-	}{
-		{"below the limit", []Charge{requests}, []int64{2}, nil},
-		{"at the limit", []Charge{requests}, []int64{3}, []Charge{requests}},
-		{"two at their limits", []Charge{spend, requests}, []int64{100, 3}, []Charge{spend, requests}},
-		{"not learned", []Charge{requests}, []int64{-1}, nil},
-		{"no counts", []Charge{requests}, nil, nil},
-		{"no limit", []Charge{unlimited}, []int64{1 << 40}, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			r := &Reservation{Charges: tt.charges, Counted: tt.counted}
-			if got := r.Reached(); !reflect.DeepEqual(got, tt.want) {
-				t.Fatalf("Reached() = %+v, want %+v", got, tt.want)
-			}
-		})
 	}
 }
