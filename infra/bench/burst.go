@@ -27,11 +27,15 @@ const (
 type burstResult struct {
 	admitted, refused, other int
 	refusedMs, admittedMs    []float64 // time to the response's status line
-	wall                     time.Duration
-	crossedMinute            bool
+	// The proxy's side, of the refused requests: its handler's entry after
+	// the burst's start (the client's connection and the server's accept),
+	// and the handler's time from entry to return.
+	enteredMs, handledMs []float64
+	wall                 time.Duration
+	crossedMinute        bool
 }
 
-func runBurst(ctx context.Context, st *stack, client *http.Client, url string) (*burstResult, error) {
+func runBurst(ctx context.Context, st *stack, client *http.Client, url string, run int) (*burstResult, error) {
 	k, err := st.limitsKey(ctx, "bench-burst", func(k *apikey.Key) {
 		k.RateLimitOverTime, k.RateLimitUnit = burstAdmitted+1, string(budget.Minute)
 	})
@@ -42,13 +46,16 @@ func runBurst(ctx context.Context, st *stack, client *http.Client, url string) (
 	if now := time.Now(); now.Second() > 45 {
 		time.Sleep(time.Minute - time.Duration(now.Second())*time.Second + time.Second)
 	}
-	do := func() (int, time.Duration, error) {
+	do := func(id string) (int, time.Duration, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodPost, url+"/v1/chat/completions", bytes.NewReader(limitsBody))
 		if err != nil {
 			return 0, 0, err
 		}
 		req.Header.Set("Authorization", "Bearer "+k.key)
 		req.Header.Set("Content-Type", "application/json")
+		if id != "" {
+			req.Header.Set(markHeader, id)
+		}
 		t0 := time.Now()
 		resp, err := client.Do(req)
 		if err != nil {
@@ -59,7 +66,7 @@ func runBurst(ctx context.Context, st *stack, client *http.Client, url string) (
 		resp.Body.Close()
 		return resp.StatusCode, d, nil
 	}
-	if code, _, err := do(); err != nil || code != http.StatusOK {
+	if code, _, err := do(""); err != nil || code != http.StatusOK {
 		return nil, fmt.Errorf("burst warm-up: %d %v", code, err)
 	}
 	res := &burstResult{}
@@ -67,12 +74,19 @@ func runBurst(ctx context.Context, st *stack, client *http.Client, url string) (
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	minute := time.Now().Truncate(time.Minute)
-	for range burstRequests {
+	t0 := time.Now()
+	id := func(i int) string { return fmt.Sprintf("burst-%d-%d", run, i) }
+	defer func() {
+		for i := range burstRequests {
+			st.marks.take(id(i))
+		}
+	}()
+	for i := range burstRequests {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			<-start
-			code, d, err := do()
+			code, d, err := do(id(i))
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -82,12 +96,15 @@ func runBurst(ctx context.Context, st *stack, client *http.Client, url string) (
 			case err == nil && code == http.StatusTooManyRequests:
 				res.refused++
 				res.refusedMs = append(res.refusedMs, float64(d)/1e6)
+				if m, ok := st.marks.take(id(i)); ok && m.enter > 0 && m.left > 0 {
+					res.enteredMs = append(res.enteredMs, float64(m.enter-t0.UnixNano())/1e6)
+					res.handledMs = append(res.handledMs, float64(m.left-m.enter)/1e6)
+				}
 			default:
 				res.other++
 			}
 		}()
 	}
-	t0 := time.Now()
 	close(start)
 	wg.Wait()
 	res.wall = time.Since(t0)
@@ -111,5 +128,9 @@ func (r report) burst(b *burstResult) {
 	a50, a99 := quantiles(b.admittedMs)
 	fmt.Fprintf(r.w, "  time to the 429 p50 / p99                      %s / %s   target p50 < 100 ms\n", ms(r50), ms(r99))
 	fmt.Fprintf(r.w, "  time to the 200's status p50 / p99             %s / %s\n", ms(a50), ms(a99))
+	e50, e99 := quantiles(b.enteredMs)
+	h50, h99 := quantiles(b.handledMs)
+	fmt.Fprintf(r.w, "  429s: proxy handler entered after start p50 / p99  %s / %s   (client connection, server accept)\n", ms(e50), ms(e99))
+	fmt.Fprintf(r.w, "  429s: proxy handler entry to return p50 / p99      %s / %s\n", ms(h50), ms(h99))
 	fmt.Fprintf(r.w, "  whole burst, wall time                         %.0f ms\n", float64(b.wall)/1e6)
 }

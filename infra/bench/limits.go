@@ -70,12 +70,12 @@ type limitsResult struct {
 	limited, unlimited, unchecked *limitPath // unchecked: the stub Limiter ("no checks")
 	keyTTL                        time.Duration
 	log                           *levelLog
-	burst                         *burstResult
+	bursts                        []*burstResult
 }
 
 // runLimits runs n measured requests of each kind, interleaved, after
 // warmup unmeasured ones each.
-func runLimits(ctx context.Context, st *stack, n, warmup int) (*limitsResult, error) {
+func runLimits(ctx context.Context, st *stack, n, warmup, bursts int) (*limitsResult, error) {
 	cfg, err := awsenv.Load(ctx)
 	if err != nil {
 		return nil, err
@@ -199,8 +199,12 @@ func runLimits(ctx context.Context, st *stack, n, warmup int) (*limitsResult, er
 			}
 		}
 	}
-	if res.burst, err = runBurst(ctx, st, client, realURL); err != nil {
-		return nil, err
+	for range bursts {
+		b, err := runBurst(ctx, st, client, realURL, len(res.bursts))
+		if err != nil {
+			return nil, err
+		}
+		res.bursts = append(res.bursts, b)
 	}
 	return res, nil
 }
@@ -294,6 +298,10 @@ func (ms *marks) proxy(h http.Handler) http.Handler {
 		if id := r.Header.Get(markHeader); id != "" {
 			now := time.Now().UnixNano()
 			ms.stamp(id, func(m *mark) { m.enter = now })
+			defer func() {
+				left := time.Now().UnixNano()
+				ms.stamp(id, func(m *mark) { m.left = left })
+			}()
 		}
 		h.ServeHTTP(w, r)
 	})
@@ -423,8 +431,8 @@ func (r report) limits(lr *limitsResult) {
 		fmt.Fprintln(r.w, "  note: DynamoDB Local reported no consumed capacity (ReturnConsumedCapacity TOTAL was asked on every call)")
 	}
 	fmt.Fprintln(r.w, "  note: calls, capacity units and times are DynamoDB Local's on this machine, not DynamoDB's on AWS")
-	if lr.burst != nil {
-		r.burst(lr.burst)
+	for _, b := range lr.bursts {
+		r.burst(b)
 	}
 }
 

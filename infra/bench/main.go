@@ -85,6 +85,7 @@ type config struct {
 	only                                         string
 	cpuProfile                                   string
 	scaleN, scaleClients, scaleTotal             int
+	bursts                                       int
 }
 
 func main() {
@@ -100,15 +101,16 @@ func main() {
 	flag.IntVar(&cfg.cpuRequests, "cpu-requests", 2000, "non-streamed requests in the CPU run (0 skips it)")
 	flag.IntVar(&cfg.cpuClients, "cpu-clients", 32, "concurrent clients in the CPU run (at most -concurrency)")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "after the CPU run, repeat it while recording the proxy's CPU profile into this file (go tool pprof reads it)")
-	flag.StringVar(&cfg.only, "only", "", `"coldstart": run only the Cold start section; "cpu": only the CPU section; "scale": only the Scale section (scale.go)`)
+	flag.StringVar(&cfg.only, "only", "", `"coldstart": run only the Cold start section; "cpu": only the CPU section; "scale": only the Scale section (scale.go); "burst": only the Burst (burst.go)`)
+	flag.IntVar(&cfg.bursts, "bursts", 1, "bursts in the Limits run (each on a new key)")
 	flag.IntVar(&cfg.scaleN, "scale-requests", 100, "Scale section: sequential requests per kind for the capacity figures")
 	flag.IntVar(&cfg.scaleClients, "scale-clients", 32, "Scale section: concurrent clients per throughput scenario")
 	flag.IntVar(&cfg.scaleTotal, "scale-total", 1000, "Scale section: requests per throughput scenario")
 	flag.Parse()
 	if cfg.streams < 1 || cfg.concurrency < 1 || cfg.events < 1 || cfg.warmup < 0 || cfg.limits < 0 || cfg.interval <= 0 ||
-		cfg.coldStarts < 0 || cfg.cpuRequests < 0 || cfg.cpuClients < 1 || (cfg.only != "" && cfg.only != "coldstart" && cfg.only != "cpu" && cfg.only != "scale") ||
-		cfg.scaleN < 1 || cfg.scaleClients < 1 || cfg.scaleTotal < 1 {
-		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events, -interval and the -scale- flags must be positive, -warmup, -limits and -coldstarts not negative, -only empty, coldstart, cpu or scale")
+		cfg.coldStarts < 0 || cfg.cpuRequests < 0 || cfg.cpuClients < 1 || (cfg.only != "" && cfg.only != "coldstart" && cfg.only != "cpu" && cfg.only != "scale" && cfg.only != "burst") ||
+		cfg.scaleN < 1 || cfg.scaleClients < 1 || cfg.scaleTotal < 1 || cfg.bursts < 0 {
+		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events, -interval and the -scale- flags must be positive, -warmup, -limits and -coldstarts not negative, -bursts not negative, -only empty, coldstart, cpu, scale or burst")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -157,6 +159,19 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	setup := time.Since(began)
 	say("stack up in %.1f s; proxy pid %d on %s", setup.Seconds(), st.proxyCmd.Process.Pid, st.proxy)
 
+	if cfg.only == "burst" {
+		say("burst: in-process proxy, %d bursts of %d concurrent requests on one key", max(cfg.bursts, 1), burstRequests)
+		lim, err := runLimits(ctx, st, 0, 1, max(cfg.bursts, 1))
+		if err != nil {
+			return fmt.Errorf("burst run: %w", err)
+		}
+		fmt.Fprintf(out, "\n%s %s/%s, %d CPUs, load average %s at start and %s at end\n\n",
+			runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), loadBefore, loadAverage())
+		for _, b := range lim.bursts {
+			report{w: out}.burst(b)
+		}
+		return nil
+	}
 	client := newClient()
 	if cfg.only == "cpu" {
 		say("cpu: %d non-streamed requests through the proxy from %d clients", cfg.cpuRequests, cfg.cpuClients)
@@ -243,7 +258,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	var lim *limitsResult
 	if cfg.limits > 0 {
 		say("limits: in-process proxy, %d streams per kind (limits, no limits, no checks), interleaved", cfg.limits)
-		if lim, err = runLimits(ctx, st, cfg.limits, max(cfg.warmup, 3)); err != nil {
+		if lim, err = runLimits(ctx, st, cfg.limits, max(cfg.warmup, 3), cfg.bursts); err != nil {
 			return fmt.Errorf("limits run: %w", err)
 		}
 	}

@@ -165,8 +165,9 @@ func quantiles(xs []float64) (p50, p99 float64) {
 
 // mark is one request of the Limits run as the servers saw it (Unix ns):
 // when the proxy's handler got it, when the upstream's handler got it, and
-// when the upstream's handler returned (its last byte written).
-type mark struct{ enter, arrive, upDone int64 }
+// when the upstream's handler returned (its last byte written), and when
+// the proxy's handler returned.
+type mark struct{ enter, arrive, upDone, left int64 }
 
 // limitSpans are one request of the Limits run, in milliseconds.
 type limitSpans struct {

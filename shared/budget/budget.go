@@ -384,6 +384,12 @@ type Reservation struct {
 	Deadline time.Time
 	// Event is recorded, marked incomplete, if the reservation goes stale.
 	Event ledger.Event
+	// Counted is set by a Reserve that learned them: the counters' values
+	// with this reservation included, one per charge (Counted[i] is
+	// Charges[i]'s; -1 where not learned). It is nil when the store
+	// returned none (a reserve in a transaction, or one whose landing was
+	// only found on a retry).
+	Counted []int64
 }
 
 // LimitError reports the charge whose limit a reservation would break.

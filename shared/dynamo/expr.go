@@ -16,6 +16,10 @@ type expression struct {
 	names                      map[string]string // placeholder -> attribute
 	byName                     map[string]string // attribute -> placeholder
 	values                     map[string]types.AttributeValue
+	// updated, when set, asks an UpdateItem for the attributes it wrote
+	// and is given them once it succeeded (not in a transaction, which
+	// returns none).
+	updated func(map[string]types.AttributeValue)
 }
 
 func newExpression() *expression {

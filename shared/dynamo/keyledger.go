@@ -311,7 +311,24 @@ func (p *ledgerPlan) reserveExpression(r *budget.Reservation, entry string) *exp
 			e.cond("attribute_not_exists(" + n + ") OR " + n + " <= " + e.value(num(c.Limit-c.Amount)))
 		}
 	}
+	e.updated = func(item map[string]types.AttributeValue) { r.Counted = p.counted(r, item) }
 	return e
+}
+
+// counted reads the key's own counters of r from the attributes its
+// reserve wrote (budget.Reservation.Counted).
+func (p *ledgerPlan) counted(r *budget.Reservation, item map[string]types.AttributeValue) []int64 {
+	out := make([]int64, len(r.Charges))
+	for i, c := range r.Charges {
+		out[i] = -1
+		if c.Deferred || c.Owner != budget.KeyOwner(p.keyID) {
+			continue
+		}
+		if _, ok := item[counterAttr(c.Counter)]; ok {
+			out[i] = getN(item, counterAttr(c.Counter))
+		}
+	}
+	return out
 }
 
 // windowLength is the length of the fixed windows of u shorter than a month.
@@ -447,13 +464,20 @@ func settledFigures(ev *ledger.Event) []figure {
 // updateLedger applies e to keyID's ledger. When e's condition fails it
 // returns failed and the ledger as it was (empty when absent).
 func (s *Store) updateLedger(ctx context.Context, keyID string, e *expression, what string) (failed bool, old map[string]types.AttributeValue, err error) {
-	out, err := s.db.UpdateItem(ctx, updateItemInput(s.ledgerUpdate(keyID, e)))
+	in := updateItemInput(s.ledgerUpdate(keyID, e))
+	if e.updated != nil {
+		in.ReturnValues = types.ReturnValueUpdatedNew
+	}
+	out, err := s.db.UpdateItem(ctx, in)
 	if out != nil {
 		s.accountOne(out.ConsumedCapacity)
 	}
 	var ccf *types.ConditionalCheckFailedException
 	switch {
 	case err == nil:
+		if e.updated != nil {
+			e.updated(out.Attributes)
+		}
 		return false, nil, nil
 	case errors.As(err, &ccf):
 		if ccf.Item == nil {

@@ -54,6 +54,51 @@ func TestKeyLedger(t *testing.T) {
 			Event: ledger.Event{ID: id, KeyID: "k", Model: "gpt-4o-mini", Status: 200, CreatedAt: at.UnixMilli()}}
 	}
 
+	t.Run("a reserve on the ledger returns the key's counters with it included", func(t *testing.T) {
+		s := newStore(t, endpoint, "counted")
+		if err := s.CreateKey(ctx, &apikey.Key{ID: "k", CreatedAt: 1}); err != nil {
+			t.Fatal(err)
+		}
+		limits := budget.Limits{Lifetime: money.Dollar, Rate: 2, RateUnit: budget.Minute}
+		check := budget.Check{Kind: budget.CheckKey, ID: "k", Version: 1}
+		requestsOf := func(r *budget.Reservation) int {
+			for i, c := range r.Charges {
+				if c.Kind == budget.Requests && c.Limit == 2 {
+					return i
+				}
+			}
+			t.Fatalf("no request window among %+v", r.Charges)
+			return -1
+		}
+		for n := int64(1); n <= 2; n++ {
+			r := reservation(fmt.Sprint("c", n), limits, money.Cent, now, check)
+			if err := s.Reserve(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			if len(r.Counted) != len(r.Charges) {
+				t.Fatalf("reserve %d: Counted %v for %d charges", n, r.Counted, len(r.Charges))
+			}
+			i := requestsOf(r)
+			if r.Counted[i] != n {
+				t.Fatalf("reserve %d: request window counted %d, want %d (%v)", n, r.Counted[i], n, r.Counted)
+			}
+			for j, c := range r.Charges {
+				if c.Deferred && r.Counted[j] != -1 {
+					t.Fatalf("reserve %d: deferred %s counted %d", n, c.Scope, r.Counted[j])
+				}
+				if c.Owner == budget.KeyOwner("k") && c.Kind == budget.Spend && c.Unit == budget.Lifetime && r.Counted[j] != n*int64(money.Cent) {
+					t.Fatalf("reserve %d: lifetime spend counted %d, want %d (%+v)", n, r.Counted[j], n*int64(money.Cent), r.Charges)
+				}
+			}
+		}
+		// The third is refused and learns nothing.
+		r := reservation("c3", limits, money.Cent, now, check)
+		var le *budget.LimitError
+		if err := s.Reserve(ctx, r); !errors.As(err, &le) || r.Counted != nil {
+			t.Fatalf("third reserve: %v, counted %v", err, r.Counted)
+		}
+	})
+
 	t.Run("a key's own limits: the reserve is one UpdateItem, the settle the event and one UpdateItem", func(t *testing.T) {
 		s := newStore(t, endpoint, "onewrite")
 		if err := s.CreateKey(ctx, &apikey.Key{ID: "k", CreatedAt: 1}); err != nil {

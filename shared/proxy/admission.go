@@ -149,6 +149,10 @@ func (h *Handler) admit(r *http.Request, key *apikey.Key, req *request, body []b
 		res := h.plan(r.Context(), key, usr, org, req, price, ceiling, w, ev)
 		err = h.cfg.Limiter.Reserve(ctx, res)
 		if err == nil {
+			// The places left in the key's window, and at the last one
+			// the requests after it refused here, not by the store
+			// (refusals.go).
+			h.fullWindows.reserved(key, res, h.cfg.Now())
 			adm.res, adm.key = res, key
 			return adm, nil
 		}

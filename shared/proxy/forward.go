@@ -239,7 +239,7 @@ func (h *Handler) reserve(x *exchange) error {
 			return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not a JSON object")
 		}
 	}
-	x.headers = h.startLimitHeaders(r.Context(), adm.res.Charges)
+	x.headers = h.startLimitHeaders(r.Context(), adm.res)
 	return nil
 }
 

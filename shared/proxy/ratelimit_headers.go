@@ -17,16 +17,51 @@ import (
 // counters while upstream works; nil when the key has no limits to show.
 type limitHeader struct{ ch chan http.Header }
 
-// startLimitHeaders starts reading the limited counters among charges for
-// the response's headers; the read outlives the client's cancellation, not
-// the request (limitHeader.wait).
-func (h *Handler) startLimitHeaders(ctx context.Context, charges []budget.Charge) *limitHeader {
-	if !limited(charges) {
+// startLimitHeaders starts reading the limited counters among res's
+// charges for the response's headers; the read outlives the client's
+// cancellation, not the request (limitHeader.wait). When the reserve
+// returned every limited counter (res.Counted), nothing is read.
+func (h *Handler) startLimitHeaders(ctx context.Context, res *budget.Reservation) *limitHeader {
+	if !limited(res.Charges) {
 		return nil
 	}
 	l := &limitHeader{ch: make(chan http.Header, 1)}
-	go func() { l.ch <- h.limitHeaders(context.WithoutCancel(ctx), charges) }()
+	if counted, ok := countedLimits(res); ok {
+		l.ch <- h.describeLimits(limitedOnly(res.Charges), counted)
+		return l
+	}
+	go func() { l.ch <- h.limitHeaders(context.WithoutCancel(ctx), res.Charges) }()
 	return l
+}
+
+// countedLimits returns the values res's reserve returned for its limited
+// charges, in their order, when it returned all of them.
+func countedLimits(res *budget.Reservation) ([]int64, bool) {
+	if len(res.Counted) != len(res.Charges) {
+		return nil, false
+	}
+	var out []int64
+	for i, c := range res.Charges {
+		if c.Limit <= 0 {
+			continue
+		}
+		if res.Counted[i] < 0 {
+			return nil, false
+		}
+		out = append(out, res.Counted[i])
+	}
+	return out, true
+}
+
+// limitedOnly is the charges with a limit (only they have a header to show).
+func limitedOnly(all []budget.Charge) []budget.Charge {
+	var charges []budget.Charge
+	for _, c := range all {
+		if c.Limit > 0 {
+			charges = append(charges, c)
+		}
+	}
+	return charges
 }
 
 // wait returns the headers once read: nil when there are none, or on a
@@ -54,18 +89,19 @@ func limited(charges []budget.Charge) bool {
 // request, token and spend limits in OpenAI's x-ratelimit-* headers and
 // stipend's x-stipend-budget-remaining (US dollars).
 func (h *Handler) limitHeaders(ctx context.Context, all []budget.Charge) http.Header {
-	out := http.Header{}
-	var charges []budget.Charge // only limited counters have a header to show
-	for _, c := range all {
-		if c.Limit > 0 {
-			charges = append(charges, c)
-		}
-	}
+	charges := limitedOnly(all)
 	vals, err := h.cfg.Limiter.Counters(ctx, charges)
 	if err != nil {
 		h.cfg.Log.LogAttrs(ctx, slog.LevelWarn, "could not read counters for headers", slog.String("cause", err.Error()))
-		return out
+		return http.Header{}
 	}
+	return h.describeLimits(charges, vals)
+}
+
+// describeLimits is the headers of charges (all limited) whose counters
+// hold vals.
+func (h *Handler) describeLimits(charges []budget.Charge, vals []int64) http.Header {
+	out := http.Header{}
 	now := h.cfg.Now()
 	var req, tok, spend *budget.Charge
 	var reqLeft, tokLeft, spendLeft int64

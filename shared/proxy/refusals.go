@@ -14,7 +14,11 @@ import (
 // window is full: a key's request counter only grows within its window (a
 // request that was released stays counted), so while the key's
 // configuration is the version the store refused, every later request of
-// that key before the window ends would be refused too. Such a request is
+// that key before the window ends would be refused too. The same holds from
+// the moment a reserve of that version brought the counter to the limit (the
+// store returns the counters it wrote, budget.Reservation.Reached): the
+// window is noted full then, not only at the first refusal, so a burst's
+// waiters need not wait for a refused write. Such a request is
 // refused here, before its prompt is tokenized and without a write that
 // would queue behind the others on the key's one ledger item — a burst on
 // one key gets its 429s at once. Nothing is admitted that the store would
@@ -27,13 +31,22 @@ import (
 // The gates keep a burst on one key in one process from queueing all its
 // reserves on the key's ledger at once: at most gateWidth requests of a key
 // (of keys sharing a stripe) read their provider and reserve at a time; the
-// others wait, and are refused the moment one of those was refused on the
-// window. In Lambda an execution environment serves one request at a time
-// and the gate never waits.
+// others wait, and are refused the moment one of those filled the window or
+// was refused on it. Once a reserve returned how many places its window has
+// left, no more of the key's requests hold a place at once than that: the
+// others wait for those to end, so a burst's last places are not raced by
+// reserves the store would refuse, and they are refused when the window
+// fills (or enter when a request holding a place failed). Waiting changes
+// when, never whether, a request is admitted. In Lambda an execution
+// environment serves one request at a time and the gate never waits.
 type fullWindows struct {
 	mu    sync.Mutex
 	full  map[string]fullWindow // by key id
-	noted chan struct{}         // closed (and replaced) by each note: wakes the waiters
+	noted chan struct{}         // closed (and replaced) by each note or leave: wakes the waiters
+	// room is the places each key's request window had left after its
+	// latest reserve; inside, the key's requests holding a place.
+	room   map[string]windowRoom
+	inside map[string]int
 
 	gatesOnce sync.Once
 	seed      maphash.Seed
@@ -66,16 +79,25 @@ func (f *fullWindows) enter(ctx context.Context, k *apikey.Key, now func() time.
 		if c, ok := f.refused(k, now()); ok {
 			return nil, c, true, nil
 		}
+		changed := f.notes()
+		var place chan<- struct{} // nil (never ready) while the window has no room for one more
+		if f.hasRoom(k, now()) {
+			place = g
+		}
 		select {
-		case g <- struct{}{}:
+		case place <- struct{}{}:
 			// A refusal noted while this request waited: no need to enter.
 			if c, ok := f.refused(k, now()); ok {
 				<-g
 				return nil, c, true, nil
 			}
-			return func() { <-g }, budget.Charge{}, false, nil
-		case <-f.notes():
-			// Some window was noted full: look again.
+			if !f.take(k, now()) {
+				<-g // the room went to another: wait for it to end
+				continue
+			}
+			return func() { <-g; f.leave(k) }, budget.Charge{}, false, nil
+		case <-changed:
+			// Some window was noted full, or a request left: look again.
 		case <-wait.C:
 			return func() {}, budget.Charge{}, false, nil // a stalled store: go on without a place
 		case <-ctx.Done():
@@ -84,7 +106,100 @@ func (f *fullWindows) enter(ctx context.Context, k *apikey.Key, now func() time.
 	}
 }
 
-// notes is closed at the next note.
+// windowRoom is the places a key's request window had left after a reserve.
+type windowRoom struct {
+	version int64
+	resets  time.Time
+	left    int64
+}
+
+// roomLocked reports whether one more of k's requests may hold a place:
+// while no reserve told how many places its window has left, always.
+func (f *fullWindows) roomLocked(k *apikey.Key, now time.Time) bool {
+	r, ok := f.room[k.ID]
+	if !ok || r.version != k.Version || !now.Before(r.resets) {
+		return true
+	}
+	return int64(f.inside[k.ID]) < r.left
+}
+
+func (f *fullWindows) hasRoom(k *apikey.Key, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.roomLocked(k, now)
+}
+
+// take counts one more of k's requests holding a place, if there is room.
+func (f *fullWindows) take(k *apikey.Key, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.roomLocked(k, now) {
+		return false
+	}
+	if f.inside == nil {
+		f.inside = map[string]int{}
+	}
+	f.inside[k.ID]++
+	return true
+}
+
+// leave ends a place of k's taken by take, and wakes the waiters.
+func (f *fullWindows) leave(k *apikey.Key) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.inside[k.ID]--; f.inside[k.ID] <= 0 {
+		delete(f.inside, k.ID)
+	}
+	f.wakeLocked()
+}
+
+// reserved learns from a reserve of k that returned its counters
+// (budget.Reservation.Counted) how many places k's own request window has
+// left, and notes the window full when none.
+func (f *fullWindows) reserved(k *apikey.Key, res *budget.Reservation, now time.Time) {
+	if len(res.Counted) != len(res.Charges) {
+		return
+	}
+	for i, c := range res.Charges {
+		if !ownRequests(k, c) || res.Counted[i] < 0 {
+			continue
+		}
+		if res.Counted[i] >= c.Limit {
+			f.note(k, c, now)
+			continue
+		}
+		f.mu.Lock()
+		if f.room == nil {
+			f.room = map[string]windowRoom{}
+		}
+		if len(f.room) >= maxFullWindows {
+			for id, r := range f.room {
+				if !now.Before(r.resets) {
+					delete(f.room, id)
+				}
+			}
+			if len(f.room) >= maxFullWindows {
+				clear(f.room)
+			}
+		}
+		left := c.Limit - res.Counted[i]
+		// Reserves return out of order: the window's fewest places left
+		// is the latest news.
+		if r, ok := f.room[k.ID]; !ok || r.version != k.Version || !r.resets.Equal(c.Resets) || left < r.left {
+			f.room[k.ID] = windowRoom{version: k.Version, resets: c.Resets, left: left}
+		}
+		f.mu.Unlock()
+	}
+}
+
+// ownRequests reports whether c is k's own request window (not a model's,
+// whose limit may match by family, nor a user's, whose version the key
+// does not carry).
+func ownRequests(k *apikey.Key, c budget.Charge) bool {
+	return c.Owner == budget.KeyOwner(k.ID) && c.Kind == budget.Requests && c.Model == "" && !c.Resets.IsZero() && c.Limit > 0
+}
+
+// notes is closed at the next note or leave.
 func (f *fullWindows) notes() <-chan struct{} {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -116,7 +231,7 @@ func (f *fullWindows) refused(k *apikey.Key, now time.Time) (budget.Charge, bool
 // note remembers a refusal of k's request on c, when c is k's own request
 // window.
 func (f *fullWindows) note(k *apikey.Key, c budget.Charge, now time.Time) {
-	if c.Owner != budget.KeyOwner(k.ID) || c.Kind != budget.Requests || c.Model != "" || c.Resets.IsZero() || c.Limit <= 0 {
+	if !ownRequests(k, c) {
 		return
 	}
 	f.mu.Lock()
@@ -135,6 +250,11 @@ func (f *fullWindows) note(k *apikey.Key, c budget.Charge, now time.Time) {
 		}
 	}
 	f.full[k.ID] = fullWindow{version: k.Version, charge: c}
+	f.wakeLocked()
+}
+
+// wakeLocked wakes every waiter to look again.
+func (f *fullWindows) wakeLocked() {
 	if f.noted != nil {
 		close(f.noted)
 		f.noted = nil
