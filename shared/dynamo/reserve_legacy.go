@@ -8,7 +8,6 @@ package dynamo
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -26,28 +25,43 @@ const (
 
 // settleLegacy settles r, kept as its own item, with ev, in the one
 // transaction of those versions: the reservation's delete (conditional on
-// it being open, not a tombstone, so r ends once), each counter's move, the
-// event and its aggregates. ErrSettled when r had already ended.
+// it being open, not a tombstone, so r ends once), each counter's move and
+// the event. ErrSettled when r had already ended. No ledger protects the
+// event from the fold (fold.go): when the key's watermark has not passed
+// the event, the transaction bumps the fold's generation (a concurrent fold
+// reads again and counts it); when it has, the transaction adds the event
+// to the aggregates itself.
 func (s *Store) settleLegacy(ctx context.Context, r *budget.Reservation, ev *ledger.Event) error {
-	items := []types.TransactWriteItem{{Delete: &types.Delete{
+	base := []types.TransactWriteItem{{Delete: &types.Delete{
 		TableName: aws.String(s.table), Key: key("RES#"+r.ID, skReservation),
 		ConditionExpression: aws.String("attribute_exists(" + attrGSI1PK + ")"),
 	}}}
-	items = append(items, counterMoves(s.table, r.Charges, ev, chargeKey)...)
+	base = append(base, counterMoves(s.table, r.Charges, ev, chargeKey)...)
 	evItem, err := eventItem(ev, s.retention)
 	if err != nil {
 		return err
 	}
-	items = append(items, types.TransactWriteItem{Put: &types.Put{
+	base = append(base, types.TransactWriteItem{Put: &types.Put{
 		TableName: aws.String(s.table), Item: evItem, ConditionExpression: aws.String("attribute_not_exists(pk)"),
 	}})
-	items = append(items, s.aggregateItems(ev)...)
-	err = s.transact(ctx, items, "settle stale "+r.ID)
-	var tc *types.TransactionCanceledException
-	if errors.As(err, &tc) && len(tc.CancellationReasons) > 0 && aws.ToString(tc.CancellationReasons[0].Code) == "ConditionalCheckFailed" {
-		return fmt.Errorf("settle stale %s: %w", r.ID, budget.ErrSettled)
+	for _, folded := range []bool{false, true} {
+		items := append(append([]types.TransactWriteItem(nil), base...), s.foldGuard(ev.KeyID, ev.CreatedAt, folded))
+		if folded {
+			sums := newAggSums()
+			sums.add(ev)
+			items = append(items, s.aggregateUpdates(ev.KeyID, sums)...)
+		}
+		err = s.transact(ctx, items, "settle stale "+r.ID)
+		failed := conditionsFailed(err)
+		switch {
+		case len(failed) > 0 && failed[0] == 0:
+			return fmt.Errorf("settle stale %s: %w", r.ID, budget.ErrSettled)
+		case len(failed) > 0 && failed[0] == len(base):
+			continue // the watermark is on the other side: the other form
+		}
+		return err
 	}
-	return err
+	return fmt.Errorf("settle stale %s: the fold kept moving", r.ID)
 }
 
 func encodeReservation(r *budget.Reservation) ([]byte, error) {

@@ -65,6 +65,8 @@ func (f *fakeStore) SettleStale(_ context.Context, r *budget.Reservation) error 
 	return nil
 }
 
+func (f *fakeStore) Fold(context.Context, time.Time) (int, error) { return 0, nil }
+
 func newFake() *fakeStore {
 	dec := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 	return &fakeStore{
