@@ -370,3 +370,51 @@ func TestFoldRacesSettles(t *testing.T) {
 	}
 	check("all folded")
 }
+
+// TestSweepKeepsUnfoldedKeys: the sweep takes an idle ledger out of its
+// index (the fold's list of keys with traffic) only once the key's events
+// are all folded; until then the next run folds it again.
+func TestSweepKeepsUnfoldedKeys(t *testing.T) {
+	endpoint := localtest.StartDynamoDB(t)
+	ctx := context.Background()
+	s := newStore(t, endpoint, "foldsweep")
+	at := testclock.Now(t).Add(-time.Hour)
+	ev := &ledger.Event{ID: "e1", KeyID: "ks", Model: "m", Status: 200, Cost: money.Cent, CreatedAt: at.UnixMilli()}
+	r := &budget.Reservation{ID: "e1", KeyID: "ks", Charges: budget.Plan(budget.Request{KeyID: "ks", Cost: money.Cent, Now: at}),
+		Cost: money.Cent, Deadline: at.Add(10 * time.Second), Event: *ev}
+	if err := s.Reserve(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Settle(ctx, r, ev); err != nil {
+		t.Fatal(err)
+	}
+	indexed := func() int {
+		t.Helper()
+		n, err := s.Fold(ctx, at.Add(30*time.Second)) // a fold too early to fold anything
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for i, step := range []struct {
+		now     time.Duration
+		indexed int
+	}{
+		{30 * time.Second, 1}, // the event is within the fold's margin: not folded, the key stays
+		{5 * time.Minute, 0},  // folded, then taken out
+	} {
+		if stale, err := s.StaleReservations(ctx, at.Add(step.now)); err != nil || len(stale) != 0 {
+			t.Fatalf("sweep %d: %d stale, %v", i, len(stale), err)
+		}
+		if n := indexed(); n != step.indexed {
+			t.Fatalf("after sweep %d, %d ledgers indexed, want %d", i, n, step.indexed)
+		}
+	}
+	days, err := s.DailyAggregates(ctx, []string{"ks"}, at.Add(-time.Hour), at.Add(time.Hour))
+	if err != nil || len(days) != 1 || days[0].Requests != 1 || days[0].Cost != money.Cent {
+		t.Fatalf("aggregates %+v, %v", days, err)
+	}
+	if st, err := s.readFold(ctx, "ks"); err != nil || st.w <= ev.CreatedAt {
+		t.Fatalf("watermark %+v, %v: the event is not folded", st, err)
+	}
+}

@@ -18,14 +18,15 @@ import (
 
 // fakeStore keeps statements and reservations in maps.
 type fakeStore struct {
-	mu         sync.Mutex
-	keys       []*apikey.Key
-	users      []*user.User
-	months     map[string]ledger.Statement // owner -> figures of the closed month
-	statements map[string]ledger.Statement // owner/month -> statement
-	open       map[string]*budget.Reservation
-	settled    []string
-	failList   bool
+	mu          sync.Mutex
+	keys        []*apikey.Key
+	users       []*user.User
+	months      map[string]ledger.Statement // owner -> figures of the closed month
+	statements  map[string]ledger.Statement // owner/month -> statement
+	open        map[string]*budget.Reservation
+	settled     []string
+	failList    bool
+	foldedAfter []int // per Fold call, the settles before it
 }
 
 func (f *fakeStore) ListKeys(context.Context) ([]*apikey.Key, error) {
@@ -65,7 +66,11 @@ func (f *fakeStore) SettleStale(_ context.Context, r *budget.Reservation) error 
 	return nil
 }
 
-func (f *fakeStore) Fold(context.Context, time.Time) (int, error) { return 0, nil }
+// Fold records that it ran, and after how many stale reservations were settled.
+func (f *fakeStore) Fold(_ context.Context, now time.Time) (int, error) {
+	f.foldedAfter = append(f.foldedAfter, len(f.settled))
+	return len(f.open), nil
+}
 
 func newFake() *fakeStore {
 	dec := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
@@ -106,6 +111,10 @@ func TestRun(t *testing.T) {
 			}
 			if err == nil && (rep.Period != tt.period || rep.Statements != tt.statements || rep.Settled != tt.settled) {
 				t.Fatalf("report = %+v", rep)
+			}
+			// Every run folds once, after the sweep.
+			if err == nil && (len(f.foldedAfter) != 1 || f.foldedAfter[0] != tt.settled || rep.Folded != len(f.open)) {
+				t.Fatalf("folds after %v settles, report %+v", f.foldedAfter, rep)
 			}
 		})
 	}
