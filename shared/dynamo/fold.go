@@ -1,16 +1,15 @@
 package dynamo
 
 // The fold: events are the source of truth of the reporting aggregates
-// (reports.go); the settle stores the event alone, and the scheduled
-// function folds a key's events into its aggregates in batches. A key's
-// fold item holds how far that went:
+// (reports.go); the settle stores the event alone, marked "fold" (the
+// events of earlier versions, imported events and those of the legacy
+// sweep are not: their aggregates were written with them), and the
+// scheduled function folds a key's marked events into its aggregates in
+// batches. A key's fold item holds how far that went:
 //
-//	AGG#<keyId> / FOLD   w  the watermark (unix ms): every event of the key created
-//	                        before w is in the aggregates (or was skipped: below);
-//	                        none created at or after it is
-//	                     g  a generation, bumped by writers that store or delete an
-//	                        event outside the fold's horizon (the legacy sweep), so a
-//	                        fold that read the events before them fails its condition
+//	AGG#<keyId> / FOLD   w  the watermark (unix ms): every marked event of the key
+//	                        created before w is in the aggregates (or was skipped:
+//	                        below); none created at or after it is
 //
 // and the key's ledger holds the fence fw (unix ms): no reservation created
 // (Event.CreatedAt) before fw can be opened any more (reserveExpression
@@ -27,13 +26,12 @@ package dynamo
 // settle's event, taken back at once (Settle), is skipped by the fold (the
 // tombstone outlives any settle of it). The fold reads the key's events in
 // [w, H) (strongly consistent) and, in one transaction, adds their sums to
-// the aggregates and sets w to H, on the condition that w and g are still
-// what it read: two folds, or a fold and a legacy settle, never both
-// count an event. More than a transaction's worth of aggregates are
+// the aggregates and sets w to H, on the condition that w is still what it
+// read: two folds never both count an event. More than a transaction's worth of aggregates are
 // folded in several steps, each advancing w as far as it folded.
 //
-// Readers (reports.go) return the aggregates plus the events created at or
-// after w, summed the same way, reading w before and after and retrying
+// Readers (reports.go) return the aggregates plus the marked events created
+// at or after w, summed the same way, reading w before and after and retrying
 // when a fold committed in between: every report sees each stored event
 // exactly once. The fold lags the traffic by at most the sweep's interval
 // (5 minutes), foldMargin, and the deadline of a reservation left open by
@@ -61,8 +59,10 @@ import (
 const (
 	skFold        = "FOLD"
 	attrWatermark = "w"
-	attrFoldGen   = "g"
 	attrFence     = "fw"
+	// attrByFold marks the events whose figures reach the aggregates by
+	// the fold (storeEvent).
+	attrByFold = "fold"
 	// foldMargin is how far behind now the fold's fence stays: a reserve
 	// lands within milliseconds of its request's start (CreatedAt), on a
 	// clock that may differ from the scheduled function's by a little;
@@ -79,8 +79,8 @@ func foldKey(keyID string) map[string]types.AttributeValue { return key(aggPK(ke
 
 // foldState is a key's fold item as read.
 type foldState struct {
-	w, g       int64
-	hasW, hasG bool
+	w    int64
+	hasW bool
 }
 
 func (s *Store) readFold(ctx context.Context, keyID string) (foldState, error) {
@@ -91,8 +91,7 @@ func (s *Store) readFold(ctx context.Context, keyID string) (foldState, error) {
 		return foldState{}, fmt.Errorf("read the fold of key %s: %w", keyID, err)
 	}
 	_, hasW := out.Item[attrWatermark]
-	_, hasG := out.Item[attrFoldGen]
-	return foldState{w: getN(out.Item, attrWatermark), g: getN(out.Item, attrFoldGen), hasW: hasW, hasG: hasG}, nil
+	return foldState{w: getN(out.Item, attrWatermark), hasW: hasW}, nil
 }
 
 // Fold folds the events of every key whose ledger had reservations since
@@ -170,7 +169,7 @@ func (s *Store) FoldKey(ctx context.Context, keyID string, now time.Time) (compl
 		items = append(items, s.foldAdvance(keyID, st, upto))
 		err = s.transact(ctx, items, "fold key "+keyID)
 		if failed := conditionsFailed(err); len(failed) > 0 {
-			continue // another fold, or a legacy settle, moved it: read again
+			continue // another fold moved it: read again
 		}
 		if err != nil {
 			return false, err
@@ -215,21 +214,16 @@ func (s *Store) fence(ctx context.Context, keyID string, h int64) (map[string]ty
 	return nil, fmt.Errorf("fence the ledger of key %s: %w", keyID, err)
 }
 
-// foldAdvance moves the watermark to upto on the condition that the fold
-// item is as st.
+// foldAdvance moves the watermark to upto on the condition that it is
+// still st's.
 func (s *Store) foldAdvance(keyID string, st foldState, upto int64) types.TransactWriteItem {
 	e := newExpression()
-	w, g := e.name(attrWatermark), e.name(attrFoldGen)
+	w := e.name(attrWatermark)
 	e.set(w + " = " + e.value(num(upto)))
 	if st.hasW {
 		e.cond(w + " = " + e.value(num(st.w)))
 	} else {
 		e.cond("attribute_not_exists(" + w + ")")
-	}
-	if st.hasG {
-		e.cond(g + " = " + e.value(num(st.g)))
-	} else {
-		e.cond("attribute_not_exists(" + g + ")")
 	}
 	return types.TransactWriteItem{Update: &types.Update{
 		TableName: aws.String(s.table), Key: foldKey(keyID),
@@ -238,32 +232,9 @@ func (s *Store) foldAdvance(keyID string, st foldState, upto int64) types.Transa
 	}}
 }
 
-// foldGuard is the write a writer of an event created at createdAt outside
-// the ledger's protection (the legacy sweep) puts in its transaction: when
-// the event is not folded yet, it bumps the generation (so a fold that read
-// the events before fails and reads again), on the condition that the
-// watermark has not passed createdAt; folded is then the check, for the
-// other case, that it has (the writer then writes the aggregates itself).
-func (s *Store) foldGuard(keyID string, createdAt int64, folded bool) types.TransactWriteItem {
-	vals := map[string]types.AttributeValue{":t": num(createdAt)}
-	names := map[string]string{"#w": attrWatermark}
-	if folded {
-		return types.TransactWriteItem{ConditionCheck: &types.ConditionCheck{
-			TableName: aws.String(s.table), Key: foldKey(keyID), ConditionExpression: aws.String("#w > :t"),
-			ExpressionAttributeNames: names, ExpressionAttributeValues: vals,
-		}}
-	}
-	names["#g"], vals[":one"] = attrFoldGen, num(1)
-	return types.TransactWriteItem{Update: &types.Update{
-		TableName: aws.String(s.table), Key: foldKey(keyID), UpdateExpression: aws.String("ADD #g :one"),
-		ConditionExpression:      aws.String("attribute_not_exists(#w) OR #w <= :t"),
-		ExpressionAttributeNames: names, ExpressionAttributeValues: vals,
-	}}
-}
-
-// eventsFrom returns keyID's events created in [from, to) (to 0: no end),
-// oldest first, at most limit of them (0: all), and whether more exist.
-// Strongly consistent; bodies are not read.
+// eventsFrom returns keyID's events marked for the fold created in
+// [from, to) (to 0: no end), oldest first, at most limit of them (0: all),
+// and whether more exist. Strongly consistent; bodies are not read.
 func (s *Store) eventsFrom(ctx context.Context, keyID string, from, to int64, limit int) ([]*ledger.Event, bool, error) {
 	cond := "pk = :pk AND sk >= :lo"
 	vals := map[string]types.AttributeValue{":pk": str(eventPK(keyID)), ":lo": str(eventSK(from, ""))}
@@ -274,7 +245,8 @@ func (s *Store) eventsFrom(ctx context.Context, keyID string, from, to int64, li
 	in := &dynamodb.QueryInput{
 		TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
 		KeyConditionExpression: aws.String(cond), ExpressionAttributeValues: vals,
-		ProjectionExpression: aws.String("#d"), ExpressionAttributeNames: map[string]string{"#d": attrData},
+		FilterExpression:     aws.String("attribute_exists(#f)"),
+		ProjectionExpression: aws.String("#d"), ExpressionAttributeNames: map[string]string{"#d": attrData, "#f": attrByFold},
 		ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
 	}
 	var evs []*ledger.Event

@@ -418,3 +418,46 @@ func TestSweepKeepsUnfoldedKeys(t *testing.T) {
 		t.Fatalf("watermark %+v, %v: the event is not folded", st, err)
 	}
 }
+
+// TestFoldLeavesEarlierEvents: events stored with their aggregates (by
+// earlier versions, the legacy sweep, or imported) are not marked for the
+// fold: reports count them once, through the aggregates, before and after
+// a fold, beside the marked events of new settles.
+func TestFoldLeavesEarlierEvents(t *testing.T) {
+	endpoint := localtest.StartDynamoDB(t)
+	ctx := context.Background()
+	s := newStore(t, endpoint, "foldold")
+	const keyID = "ko"
+	base := testclock.Now(t).Truncate(24*time.Hour).AddDate(0, 0, -2).Add(time.Hour)
+	month := budget.Counter{Kind: budget.Spend, Unit: budget.Month, Window: base.Format("200601")}
+	var evs []*ledger.Event
+	// An earlier version's: the event and its aggregates, one at a time.
+	for n := range 5 {
+		ev := &ledger.Event{ID: fmt.Sprint("old-", n), KeyID: keyID, Model: "gpt-4o", Status: 200, Cost: money.Nanos(500 + n),
+			CustomID: "lab-1", CreatedAt: base.Add(time.Duration(n) * time.Minute).UnixMilli()}
+		sums := newAggSums()
+		sums.add(ev)
+		if err := s.ImportEvents(ctx, []*ledger.Event{ev}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.transact(ctx, s.aggregateUpdates(keyID, sums), "old settle"); err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	for n := range 10 {
+		ev, err := foldRequest(ctx, s, keyID, n, base.Add(time.Duration(3+n)*time.Minute))
+		if err != nil {
+			t.Fatal(err)
+		}
+		evs = append(evs, ev)
+	}
+	for _, stage := range []string{"before the fold", "after the fold"} {
+		if got, want := readReport(t, s, keyID, base.Add(-24*time.Hour), base.Add(24*time.Hour), month), wantReport(keyID, evs, month.Window); !sameReport(got, want) {
+			t.Fatalf("%s: report\n %+v\nwant\n %+v", stage, got, want)
+		}
+		if _, err := s.FoldKey(ctx, keyID, base.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}

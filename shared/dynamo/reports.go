@@ -12,8 +12,9 @@ package dynamo
 //	                                         folded event's start)
 //	AGG#<keyId> / FOLD                       the fold's watermark (fold.go)
 //
-// Every reader returns the aggregates plus the key's events created at or
-// after the watermark, summed the same way (withUnfolded), so a report is
+// Every reader returns the aggregates plus the key's events marked for the
+// fold and created at or after the watermark, summed the same way
+// (withUnfolded), so a report is
 // the sum of the stored events, folded or not. The day is the UTC day of
 // the event's CreatedAt, the time the events query ranges over, so a
 // whole-day range of aggregates and of events cover the same requests.
@@ -252,7 +253,8 @@ func forEach(ctx context.Context, n, limit int, fn func(ctx context.Context, i i
 
 // ---- bulk import: backfills and benchmarks ----
 
-// ImportEvents stores evs as they are, without counters or aggregates,
+// ImportEvents stores evs as they are, without counters or aggregates and
+// not marked for the fold (fold.go),
 // with BatchWriteItem (25 at a time, unprocessed items retried). It is for
 // loading history and synthetic data, not for live traffic, which settles.
 func (s *Store) ImportEvents(ctx context.Context, evs []*ledger.Event) error {
@@ -268,15 +270,11 @@ func (s *Store) ImportEvents(ctx context.Context, evs []*ledger.Event) error {
 }
 
 // ImportDailyAggregates writes rows as day-and-model aggregates, replacing
-// any stored for the same key, day and model, and moves each key's fold
-// watermark to the end of its latest imported day: the events of those
-// days count as folded into the rows. Like ImportEvents it is for loading
-// history and synthetic data, of days without live traffic.
+// any stored for the same key, day and model. Like ImportEvents it is for
+// loading history and synthetic data.
 func (s *Store) ImportDailyAggregates(ctx context.Context, rows []ledger.DailyAggregate) error {
 	reqs := make([]types.WriteRequest, 0, len(rows))
-	ends := map[string]int64{}
 	for _, r := range rows {
-		ends[r.KeyID] = max(ends[r.KeyID], time.Unix(r.Day, 0).UTC().Truncate(24*time.Hour).AddDate(0, 0, 1).UnixMilli())
 		t := r.Totals
 		item := key(aggPK(r.KeyID), daySK(time.Unix(r.Day, 0), r.Model))
 		item["costNanos"], item["requests"], item["successes"] = num(int64(t.Cost)), num(t.Requests), num(t.Successes)
@@ -284,22 +282,7 @@ func (s *Store) ImportDailyAggregates(ctx context.Context, rows []ledger.DailyAg
 		item["completionTokens"], item["latencyMs"] = num(t.CompletionTokens), num(t.LatencyMs)
 		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
 	}
-	if err := s.batchWrite(ctx, reqs, "import daily aggregates"); err != nil {
-		return err
-	}
-	for keyID, end := range ends {
-		_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-			TableName: aws.String(s.table), Key: foldKey(keyID),
-			UpdateExpression:          aws.String("SET #w = :e"),
-			ConditionExpression:       aws.String("attribute_not_exists(#w) OR #w < :e"),
-			ExpressionAttributeNames:  map[string]string{"#w": attrWatermark},
-			ExpressionAttributeValues: map[string]types.AttributeValue{":e": num(end)},
-		})
-		if err != nil && !isConditionFailed(err) {
-			return fmt.Errorf("import daily aggregates: watermark of key %s: %w", keyID, err)
-		}
-	}
-	return nil
+	return s.batchWrite(ctx, reqs, "import daily aggregates")
 }
 
 // batchWrite sends reqs in batches of 25, retrying unprocessed items with

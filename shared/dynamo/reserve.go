@@ -464,6 +464,7 @@ func (s *Store) storeEvent(ctx context.Context, ev *ledger.Event, deferred []bud
 	if err != nil {
 		return nil, false, err
 	}
+	evItem[attrByFold] = num(1) // its aggregates follow by the fold
 	put := &types.Put{
 		TableName: aws.String(s.table), Item: evItem, ConditionExpression: aws.String("attribute_not_exists(pk)"),
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,

@@ -25,43 +25,30 @@ const (
 
 // settleLegacy settles r, kept as its own item, with ev, in the one
 // transaction of those versions: the reservation's delete (conditional on
-// it being open, not a tombstone, so r ends once), each counter's move and
-// the event. ErrSettled when r had already ended. No ledger protects the
-// event from the fold (fold.go): when the key's watermark has not passed
-// the event, the transaction bumps the fold's generation (a concurrent fold
-// reads again and counts it); when it has, the transaction adds the event
-// to the aggregates itself.
+// it being open, not a tombstone, so r ends once), each counter's move, the
+// event and its aggregates (the event is not marked for the fold, fold.go).
+// ErrSettled when r had already ended.
 func (s *Store) settleLegacy(ctx context.Context, r *budget.Reservation, ev *ledger.Event) error {
-	base := []types.TransactWriteItem{{Delete: &types.Delete{
+	items := []types.TransactWriteItem{{Delete: &types.Delete{
 		TableName: aws.String(s.table), Key: key("RES#"+r.ID, skReservation),
 		ConditionExpression: aws.String("attribute_exists(" + attrGSI1PK + ")"),
 	}}}
-	base = append(base, counterMoves(s.table, r.Charges, ev, chargeKey)...)
+	items = append(items, counterMoves(s.table, r.Charges, ev, chargeKey)...)
 	evItem, err := eventItem(ev, s.retention)
 	if err != nil {
 		return err
 	}
-	base = append(base, types.TransactWriteItem{Put: &types.Put{
+	items = append(items, types.TransactWriteItem{Put: &types.Put{
 		TableName: aws.String(s.table), Item: evItem, ConditionExpression: aws.String("attribute_not_exists(pk)"),
 	}})
-	for _, folded := range []bool{false, true} {
-		items := append(append([]types.TransactWriteItem(nil), base...), s.foldGuard(ev.KeyID, ev.CreatedAt, folded))
-		if folded {
-			sums := newAggSums()
-			sums.add(ev)
-			items = append(items, s.aggregateUpdates(ev.KeyID, sums)...)
-		}
-		err = s.transact(ctx, items, "settle stale "+r.ID)
-		failed := conditionsFailed(err)
-		switch {
-		case len(failed) > 0 && failed[0] == 0:
-			return fmt.Errorf("settle stale %s: %w", r.ID, budget.ErrSettled)
-		case len(failed) > 0 && failed[0] == len(base):
-			continue // the watermark is on the other side: the other form
-		}
-		return err
+	sums := newAggSums()
+	sums.add(ev)
+	items = append(items, s.aggregateUpdates(ev.KeyID, sums)...)
+	err = s.transact(ctx, items, "settle stale "+r.ID)
+	if failed := conditionsFailed(err); len(failed) > 0 && failed[0] == 0 {
+		return fmt.Errorf("settle stale %s: %w", r.ID, budget.ErrSettled)
 	}
-	return fmt.Errorf("settle stale %s: the fold kept moving", r.ID)
+	return err
 }
 
 func encodeReservation(r *budget.Reservation) ([]byte, error) {
