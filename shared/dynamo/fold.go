@@ -16,7 +16,8 @@ package dynamo
 // checks it), so after the fold set it, every event created before it
 // either exists or belongs to a reservation visible on the ledger.
 //
-// A fold of one key (FoldKey): set the fence to now - foldMargin (an
+// A fold of one key (FoldKey): set the fence to now - foldMargin, or just
+// past the key's newest event if earlier (an
 // UpdateItem that returns the ledger as written: a strongly consistent
 // image); the horizon H is the fence, or the creation time of the oldest
 // reservation still open if earlier (its event is stored before its entry
@@ -46,6 +47,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -125,7 +127,14 @@ func (s *Store) Fold(ctx context.Context, now time.Time) (int, error) {
 // reservation is open and no event at or after the watermark exists, so
 // the sweep may take the ledger out of its index.
 func (s *Store) FoldKey(ctx context.Context, keyID string, now time.Time) (complete bool, err error) {
-	led, err := s.fence(ctx, keyID, now.Add(-foldMargin).UnixMilli())
+	// The fence need not pass the newest event: a key that went quiet is
+	// folded completely without refusing a request that starts later on a
+	// clock behind the fold's.
+	newest, err := s.newestEvent(ctx, keyID)
+	if err != nil {
+		return false, err
+	}
+	led, err := s.fence(ctx, keyID, min(now.Add(-foldMargin).UnixMilli(), newest+1))
 	if err != nil || led == nil {
 		return led == nil && err == nil, err
 	}
@@ -184,6 +193,27 @@ func (s *Store) FoldKey(ctx context.Context, keyID string, now time.Time) (compl
 	}
 	left, _, err := s.eventsFrom(ctx, keyID, st.w, 0, 1)
 	return len(left) == 0, err
+}
+
+// newestEvent is the creation time of keyID's newest event (0 when none).
+func (s *Store) newestEvent(ctx context.Context, keyID string) (int64, error) {
+	out, err := s.db.Query(ctx, &dynamodb.QueryInput{
+		TableName: aws.String(s.table), ConsistentRead: aws.Bool(true), ScanIndexForward: aws.Bool(false), Limit: aws.Int32(1),
+		KeyConditionExpression:    aws.String("pk = :pk"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(eventPK(keyID))},
+		ProjectionExpression:      aws.String("sk"),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("query the newest event of key %s: %w", keyID, err)
+	}
+	if len(out.Items) == 0 {
+		return 0, nil
+	}
+	ms, _, ok := strings.Cut(getS(out.Items[0], attrSK), "#")
+	if !ok {
+		return 0, fmt.Errorf("event of key %s: malformed sort key", keyID)
+	}
+	return strconv.ParseInt(ms, 10, 64)
 }
 
 // fence sets keyID's fence to h (unless it is there already) and returns
