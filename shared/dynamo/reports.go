@@ -270,11 +270,16 @@ func (s *Store) ImportEvents(ctx context.Context, evs []*ledger.Event) error {
 }
 
 // ImportDailyAggregates writes rows as day-and-model aggregates, replacing
-// any stored for the same key, day and model. Like ImportEvents it is for
-// loading history and synthetic data.
+// any stored for the same key, day and model, and moves each key's fold
+// watermark (fold.go) to the end of its latest imported day, so reports do
+// not read the events of those days again (imported events are not marked
+// for the fold: the rows already hold them). Like ImportEvents it is for
+// loading history and synthetic data, of days without live traffic.
 func (s *Store) ImportDailyAggregates(ctx context.Context, rows []ledger.DailyAggregate) error {
 	reqs := make([]types.WriteRequest, 0, len(rows))
+	ends := map[string]int64{}
 	for _, r := range rows {
+		ends[r.KeyID] = max(ends[r.KeyID], time.Unix(r.Day, 0).UTC().Truncate(24*time.Hour).AddDate(0, 0, 1).UnixMilli())
 		t := r.Totals
 		item := key(aggPK(r.KeyID), daySK(time.Unix(r.Day, 0), r.Model))
 		item["costNanos"], item["requests"], item["successes"] = num(int64(t.Cost)), num(t.Requests), num(t.Successes)
@@ -282,7 +287,22 @@ func (s *Store) ImportDailyAggregates(ctx context.Context, rows []ledger.DailyAg
 		item["completionTokens"], item["latencyMs"] = num(t.CompletionTokens), num(t.LatencyMs)
 		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
 	}
-	return s.batchWrite(ctx, reqs, "import daily aggregates")
+	if err := s.batchWrite(ctx, reqs, "import daily aggregates"); err != nil {
+		return err
+	}
+	for keyID, end := range ends {
+		_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName: aws.String(s.table), Key: foldKey(keyID),
+			UpdateExpression:          aws.String("SET #w = :e"),
+			ConditionExpression:       aws.String("attribute_not_exists(#w) OR #w < :e"),
+			ExpressionAttributeNames:  map[string]string{"#w": attrWatermark},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":e": num(end)},
+		})
+		if err != nil && !isConditionFailed(err) {
+			return fmt.Errorf("import daily aggregates: the watermark of key %s: %w", keyID, err)
+		}
+	}
+	return nil
 }
 
 // batchWrite sends reqs in batches of 25, retrying unprocessed items with
