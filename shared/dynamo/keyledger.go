@@ -291,6 +291,9 @@ func (p *ledgerPlan) reserveExpression(r *budget.Reservation, entry string) *exp
 	e.set(gs + " = if_not_exists(" + gs + ", " + e.value(str(ledgerDue(r.Deadline, p.keyID))) + ")")
 	e.add(attrSeq, 1)
 	e.cond("attribute_not_exists(" + ea + ")")
+	// The fold's fence (fold.go): a reservation older than it is refused.
+	fw := e.name(attrFence)
+	e.cond("attribute_not_exists(" + fw + ") OR " + fw + " <= " + e.value(num(r.Event.CreatedAt)))
 	if p.keyCheck != nil {
 		e.cond(e.name(attrConfig) + " = " + e.value(num(p.keyCheck.Version)))
 	}
@@ -370,10 +373,11 @@ var (
 	errAbandoned  = fmt.Errorf("reservation abandoned: %w", budget.ErrSettled)
 	errLanded     = errors.New("reservation already stored")
 	errRace       = errors.New("ledger changed between the write and its check")
+	errFenced     = errors.New("reservation created before the fold's fence (its reserve came too late, or its clock lags)")
 )
 
 // refusal explains a failed reserve condition from the ledger's old image:
-// errLanded (an earlier attempt of this reserve was stored), errAbandoned,
+// errLanded (an earlier attempt of this reserve was stored), errAbandoned, errFenced,
 // errUnseeded, errUserBehind, budget.ErrStale, a *budget.LimitError, or errRace when the
 // condition would hold now (concurrent settles moved the counters).
 func (p *ledgerPlan) refusal(r *budget.Reservation, old map[string]types.AttributeValue) error {
@@ -382,6 +386,9 @@ func (p *ledgerPlan) refusal(r *budget.Reservation, old map[string]types.Attribu
 			return errAbandoned
 		}
 		return errLanded
+	}
+	if _, ok := old[attrFence]; ok && getN(old, attrFence) > r.Event.CreatedAt {
+		return errFenced
 	}
 	if p.keyCheck != nil {
 		if _, ok := old[attrConfig]; !ok {
@@ -571,6 +578,11 @@ func (s *Store) tidyLedger(ctx context.Context, keyID string, item map[string]ty
 	}
 	switch due := past; {
 	case due.IsZero() && next.IsZero():
+		// The ledger leaves the index, the fold's list of keys with
+		// traffic, only once all its events are folded (fold.go).
+		if complete, err := s.FoldKey(ctx, keyID, now); err != nil || !complete {
+			return stale, err
+		}
 		idx.remove(attrGSI3PK)
 		idx.remove(attrGSI3SK)
 	default:
@@ -622,48 +634,4 @@ func (s *Store) openOnLedger(ctx context.Context, keyID, id string) (bool, error
 		return false, fmt.Errorf("read the ledger of key %s: %w", keyID, err)
 	}
 	return strings.HasPrefix(getS(out.Item, entryAttr(id)), liveEntry), nil
-}
-
-// keyWindowTotals are the figures of one of a key's windowed counters:
-// Committed from the ledger and, for a calendar month, the settled figures
-// from the key's daily aggregates of that month (which are the sums of its
-// events, written with them).
-func (s *Store) keyWindowTotals(ctx context.Context, keyID string, c budget.Counter) (ledger.Totals, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(s.table), Key: ledgerKey(keyID), ConsistentRead: aws.Bool(true),
-		ProjectionExpression: aws.String("#c"), ExpressionAttributeNames: map[string]string{"#c": counterAttr(c)},
-	})
-	if err != nil {
-		return ledger.Totals{}, fmt.Errorf("read the ledger of key %s: %w", keyID, err)
-	}
-	var tot ledger.Totals
-	if c.Kind != budget.Spend || c.Unit != budget.Month {
-		tot.Committed = money.Nanos(getN(out.Item, counterAttr(c)))
-		return tot, nil
-	}
-	first, err := time.Parse("200601", c.Window)
-	if err != nil {
-		return ledger.Totals{}, fmt.Errorf("month counter %q: %w", c.Window, err)
-	}
-	err = s.queryAll(ctx, &dynamodb.QueryInput{
-		TableName:              aws.String(s.table),
-		ConsistentRead:         aws.Bool(true),
-		KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :lo AND :hi"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": str(aggPK(keyID)), ":lo": str(daySK(first, "")),
-			":hi": str(skDayPrefix + first.AddDate(0, 1, -1).Format(dayLayout) + "$"),
-		},
-	}, "month of key "+keyID, func(item map[string]types.AttributeValue) error {
-		d := totalsOf(item)
-		tot.Cost += d.Cost
-		tot.Requests += d.Requests
-		tot.Successes += d.Successes
-		tot.PromptTokens += d.PromptTokens
-		tot.CachedTokens += d.CachedTokens
-		tot.CompletionTokens += d.CompletionTokens
-		tot.LatencyMs += d.LatencyMs
-		return nil
-	})
-	tot.Committed = money.Nanos(getN(out.Item, counterAttr(c)))
-	return tot, err
 }

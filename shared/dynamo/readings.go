@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -163,4 +164,39 @@ func (s *Store) Stats() Stats {
 	s.statsMu.Lock()
 	defer s.statsMu.Unlock()
 	return s.stats
+}
+
+// keyWindowTotals are the figures of one of a key's windowed counters:
+// Committed from the ledger and, for a calendar month, the settled figures
+// from the key's daily rows of that month (the sums of its events: folded
+// aggregates and the events not folded yet).
+func (s *Store) keyWindowTotals(ctx context.Context, keyID string, c budget.Counter) (ledger.Totals, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.table), Key: ledgerKey(keyID), ConsistentRead: aws.Bool(true),
+		ProjectionExpression: aws.String("#c"), ExpressionAttributeNames: map[string]string{"#c": counterAttr(c)},
+	})
+	if err != nil {
+		return ledger.Totals{}, fmt.Errorf("read the ledger of key %s: %w", keyID, err)
+	}
+	var tot ledger.Totals
+	if c.Kind != budget.Spend || c.Unit != budget.Month {
+		tot.Committed = money.Nanos(getN(out.Item, counterAttr(c)))
+		return tot, nil
+	}
+	first, err := time.Parse("200601", c.Window)
+	if err != nil {
+		return ledger.Totals{}, fmt.Errorf("month counter %q: %w", c.Window, err)
+	}
+	days, err := s.dayRows(ctx, keyID, first, first.AddDate(0, 1, -1))
+	for _, d := range days {
+		tot.Cost += d.Cost
+		tot.Requests += d.Requests
+		tot.Successes += d.Successes
+		tot.PromptTokens += d.PromptTokens
+		tot.CachedTokens += d.CachedTokens
+		tot.CompletionTokens += d.CompletionTokens
+		tot.LatencyMs += d.LatencyMs
+	}
+	tot.Committed = money.Nanos(getN(out.Item, counterAttr(c)))
+	return tot, err
 }

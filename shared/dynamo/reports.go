@@ -1,27 +1,33 @@
 package dynamo
 
-// Reporting aggregates. The settle transaction of every request that ends
-// as an event (recordEvent) also adds the event to two items beside it, so
-// reports over any number of events read a few items:
+// Reporting aggregates. Events are the source of truth; the scheduled
+// function folds them (fold.go) into two items per key, so reports over
+// any number of events read a few items plus the events not folded yet:
 //
 //	AGG#<keyId> / DAY#<yyyy-mm-dd>#<model>   costNanos, requests, successes,
 //	                                         promptTokens, cachedTokens,
 //	                                         completionTokens, latencyMs (sum)
 //	AGG#<keyId> / CID#<customId>             requests, costNanos,
 //	                                         lastSeen (unix ms of the latest
-//	                                         settled event's start)
+//	                                         folded event's start)
+//	AGG#<keyId> / FOLD                       the fold's watermark (fold.go)
 //
-// The day is the UTC day of the event's CreatedAt, the time the events
-// query ranges over, so a whole-day range of aggregates and of events
-// cover the same requests. Aggregates never expire: they outlive the events
-// they summarise (events expire after the Store's retention). They only
-// hold sums; medians and percentiles need the events.
+// Every reader returns the aggregates plus the key's events marked for the
+// fold and created at or after the watermark, summed the same way
+// (withUnfolded), so a report is
+// the sum of the stored events, folded or not. The day is the UTC day of
+// the event's CreatedAt, the time the events query ranges over, so a
+// whole-day range of aggregates and of events cover the same requests.
+// Aggregates never expire: they outlive the events they summarise (events
+// expire after the Store's retention, which must exceed the fold's lag).
+// They only hold sums; medians and percentiles need the events.
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -54,64 +60,22 @@ func daySK(t time.Time, model string) string {
 
 func customIDSK(id string) string { return skCustomIDPrefix + id }
 
-// aggregateItems returns the updates that add ev to its key's aggregates:
-// its day-and-model item and, when it carries a custom id, that id's item.
-func (s *Store) aggregateItems(ev *ledger.Event) []types.TransactWriteItem {
-	success := int64(0)
-	if ev.Success() {
-		success = 1
-	}
-	created := time.UnixMilli(ev.CreatedAt)
-	items := []types.TransactWriteItem{{Update: &types.Update{
-		TableName: aws.String(s.table), Key: key(aggPK(ev.KeyID), daySK(created, ev.Model)),
-		UpdateExpression: aws.String("ADD costNanos :c, requests :one, successes :s, promptTokens :p, " +
-			"cachedTokens :ct, completionTokens :o, latencyMs :l"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":c": num(int64(ev.Cost)), ":one": num(1), ":s": num(success),
-			":p": num(ev.Usage.PromptTokens), ":ct": num(ev.Usage.CachedTokens),
-			":o": num(ev.Usage.CompletionTokens), ":l": num(ev.LatencyMs),
-		},
-	}}}
-	if ev.CustomID != "" {
-		items = append(items, types.TransactWriteItem{Update: &types.Update{
-			TableName: aws.String(s.table), Key: key(aggPK(ev.KeyID), customIDSK(ev.CustomID)),
-			UpdateExpression: aws.String("ADD requests :one, costNanos :c SET lastSeen = :t"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":one": num(1), ":c": num(int64(ev.Cost)), ":t": num(ev.CreatedAt),
-			},
-		}})
-	}
-	return items
-}
-
 // DailyAggregates returns the aggregates of keyIDs for every UTC day that
 // overlaps [start, end): per key in the order given, then per day and
-// model, oldest first. Days without events have no rows. It runs one
-// paginated query per key, a few at a time.
+// model, oldest first. Days without events have no rows. Each key's rows
+// are its folded aggregates plus its events not folded yet (fold.go),
+// read a few keys at a time.
 func (s *Store) DailyAggregates(ctx context.Context, keyIDs []string, start, end time.Time) ([]ledger.DailyAggregate, error) {
 	if !end.After(start) || len(keyIDs) == 0 {
 		return nil, nil
 	}
-	// "#" < "$": every model of the last day sorts below "DAY#<last>$".
-	lo := skDayPrefix + start.UTC().Format(dayLayout)
-	hi := skDayPrefix + end.Add(-time.Nanosecond).UTC().Format(dayLayout) + "$"
+	first := start.UTC().Truncate(24 * time.Hour)
+	last := end.Add(-time.Nanosecond).UTC().Truncate(24 * time.Hour)
 	perKey := make([][]ledger.DailyAggregate, len(keyIDs))
 	err := forEach(ctx, len(keyIDs), reportConcurrency, func(ctx context.Context, i int) error {
-		keyID := keyIDs[i]
-		return s.queryAll(ctx, &dynamodb.QueryInput{
-			TableName:              aws.String(s.table),
-			KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :lo AND :hi"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{
-				":pk": str(aggPK(keyID)), ":lo": str(lo), ":hi": str(hi),
-			},
-		}, "daily aggregates of key "+keyID, func(item map[string]types.AttributeValue) error {
-			row, err := decodeDay(keyID, item)
-			if err != nil {
-				return err
-			}
-			perKey[i] = append(perKey[i], row)
-			return nil
-		})
+		rows, err := s.dayRows(ctx, keyIDs[i], first, last)
+		perKey[i] = rows
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -119,6 +83,53 @@ func (s *Store) DailyAggregates(ctx context.Context, keyIDs []string, start, end
 	var out []ledger.DailyAggregate
 	for _, rows := range perKey {
 		out = append(out, rows...)
+	}
+	return out, nil
+}
+
+// dayRows returns keyID's day-and-model rows of the UTC days first to last
+// (both midnight), in sort key order: the folded aggregates and the
+// unfolded events summed the same way.
+func (s *Store) dayRows(ctx context.Context, keyID string, first, last time.Time) ([]ledger.DailyAggregate, error) {
+	// "#" < "$": every model of the last day sorts below "DAY#<last>$".
+	lo := skDayPrefix + first.Format(dayLayout)
+	hi := skDayPrefix + last.Format(dayLayout) + "$"
+	var rows map[string]ledger.DailyAggregate
+	evs, err := s.withUnfolded(ctx, keyID, first.UnixMilli(), last.AddDate(0, 0, 1).UnixMilli(), func() error {
+		rows = map[string]ledger.DailyAggregate{}
+		return s.queryAll(ctx, &dynamodb.QueryInput{
+			TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
+			KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :lo AND :hi"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":pk": str(aggPK(keyID)), ":lo": str(lo), ":hi": str(hi),
+			},
+		}, "daily aggregates of key "+keyID, func(item map[string]types.AttributeValue) error {
+			row, err := decodeDay(keyID, item)
+			rows[getS(item, attrSK)] = row
+			return err
+		})
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, ev := range evs {
+		created := time.UnixMilli(ev.CreatedAt)
+		sk := daySK(created, ev.Model)
+		row, ok := rows[sk]
+		if !ok {
+			row = ledger.DailyAggregate{KeyID: keyID, Day: created.UTC().Truncate(24 * time.Hour).Unix(), Model: ev.Model}
+		}
+		addEvent(&row.Totals, ev)
+		rows[sk] = row
+	}
+	sks := make([]string, 0, len(rows))
+	for sk := range rows {
+		sks = append(sks, sk)
+	}
+	sort.Strings(sks)
+	out := make([]ledger.DailyAggregate, 0, len(sks))
+	for _, sk := range sks {
+		out = append(out, rows[sk])
 	}
 	return out, nil
 }
@@ -140,40 +151,53 @@ func decodeDay(keyID string, item map[string]types.AttributeValue) (ledger.Daily
 // CustomIDs returns the custom ids that keyID's settled events carried,
 // in byte order (empty when none did).
 func (s *Store) CustomIDs(ctx context.Context, keyID string) ([]string, error) {
-	var ids []string
-	err := s.queryAll(ctx, &dynamodb.QueryInput{
-		TableName:                aws.String(s.table),
-		KeyConditionExpression:   aws.String("pk = :pk AND begins_with(sk, :p)"),
-		ProjectionExpression:     aws.String("#sk"),
-		ExpressionAttributeNames: map[string]string{"#sk": attrSK},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": str(aggPK(keyID)), ":p": str(skCustomIDPrefix),
-		},
-	}, "custom ids of key "+keyID, func(item map[string]types.AttributeValue) error {
-		ids = append(ids, strings.TrimPrefix(getS(item, attrSK), skCustomIDPrefix))
-		return nil
-	})
+	totals, err := s.CustomIDTotals(ctx, keyID)
+	ids := make([]string, 0, len(totals))
+	for _, t := range totals {
+		ids = append(ids, t.CustomID)
+	}
 	return ids, err
 }
 
-// ledger.CustomIDTotals returns the per-custom-id figures of keyID, in byte order
-// of the ids.
+// CustomIDTotals returns the per-custom-id figures of keyID, in byte order
+// of the ids: the folded aggregates and the unfolded events.
 func (s *Store) CustomIDTotals(ctx context.Context, keyID string) ([]ledger.CustomIDTotals, error) {
-	var list []ledger.CustomIDTotals
-	err := s.queryAll(ctx, &dynamodb.QueryInput{
-		TableName:              aws.String(s.table),
-		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :p)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": str(aggPK(keyID)), ":p": str(skCustomIDPrefix),
-		},
-	}, "custom ids of key "+keyID, func(item map[string]types.AttributeValue) error {
-		list = append(list, ledger.CustomIDTotals{
-			CustomID: strings.TrimPrefix(getS(item, attrSK), skCustomIDPrefix),
-			Requests: getN(item, "requests"), Cost: money.Nanos(getN(item, "costNanos")), LastSeen: getN(item, "lastSeen"),
+	var byID map[string]ledger.CustomIDTotals
+	evs, err := s.withUnfolded(ctx, keyID, 0, 0, func() error {
+		byID = map[string]ledger.CustomIDTotals{}
+		return s.queryAll(ctx, &dynamodb.QueryInput{
+			TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
+			KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :p)"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{
+				":pk": str(aggPK(keyID)), ":p": str(skCustomIDPrefix),
+			},
+		}, "custom ids of key "+keyID, func(item map[string]types.AttributeValue) error {
+			id := strings.TrimPrefix(getS(item, attrSK), skCustomIDPrefix)
+			byID[id] = ledger.CustomIDTotals{CustomID: id, Requests: getN(item, "requests"),
+				Cost: money.Nanos(getN(item, "costNanos")), LastSeen: getN(item, "lastSeen")}
+			return nil
 		})
-		return nil
 	})
-	return list, err
+	if err != nil {
+		return nil, err
+	}
+	for _, ev := range evs {
+		if ev.CustomID == "" {
+			continue
+		}
+		c := byID[ev.CustomID]
+		c.CustomID = ev.CustomID
+		c.Requests++
+		c.Cost += ev.Cost
+		c.LastSeen = max(c.LastSeen, ev.CreatedAt)
+		byID[ev.CustomID] = c
+	}
+	list := make([]ledger.CustomIDTotals, 0, len(byID))
+	for _, c := range byID {
+		list = append(list, c)
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].CustomID < list[j].CustomID })
+	return list, nil
 }
 
 // queryAll runs in page by page and calls each for every item.
@@ -229,7 +253,8 @@ func forEach(ctx context.Context, n, limit int, fn func(ctx context.Context, i i
 
 // ---- bulk import: backfills and benchmarks ----
 
-// ImportEvents stores evs as they are, without counters or aggregates,
+// ImportEvents stores evs as they are, without counters or aggregates and
+// not marked for the fold (fold.go),
 // with BatchWriteItem (25 at a time, unprocessed items retried). It is for
 // loading history and synthetic data, not for live traffic, which settles.
 func (s *Store) ImportEvents(ctx context.Context, evs []*ledger.Event) error {
@@ -245,11 +270,16 @@ func (s *Store) ImportEvents(ctx context.Context, evs []*ledger.Event) error {
 }
 
 // ImportDailyAggregates writes rows as day-and-model aggregates, replacing
-// any stored for the same key, day and model. Like ImportEvents it is for
-// loading history and synthetic data.
+// any stored for the same key, day and model, and moves each key's fold
+// watermark (fold.go) to the end of its latest imported day, so reports do
+// not read the events of those days again (imported events are not marked
+// for the fold: the rows already hold them). Like ImportEvents it is for
+// loading history and synthetic data, of days without live traffic.
 func (s *Store) ImportDailyAggregates(ctx context.Context, rows []ledger.DailyAggregate) error {
 	reqs := make([]types.WriteRequest, 0, len(rows))
+	ends := map[string]int64{}
 	for _, r := range rows {
+		ends[r.KeyID] = max(ends[r.KeyID], time.Unix(r.Day, 0).UTC().Truncate(24*time.Hour).AddDate(0, 0, 1).UnixMilli())
 		t := r.Totals
 		item := key(aggPK(r.KeyID), daySK(time.Unix(r.Day, 0), r.Model))
 		item["costNanos"], item["requests"], item["successes"] = num(int64(t.Cost)), num(t.Requests), num(t.Successes)
@@ -257,7 +287,22 @@ func (s *Store) ImportDailyAggregates(ctx context.Context, rows []ledger.DailyAg
 		item["completionTokens"], item["latencyMs"] = num(t.CompletionTokens), num(t.LatencyMs)
 		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
 	}
-	return s.batchWrite(ctx, reqs, "import daily aggregates")
+	if err := s.batchWrite(ctx, reqs, "import daily aggregates"); err != nil {
+		return err
+	}
+	for keyID, end := range ends {
+		_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+			TableName: aws.String(s.table), Key: foldKey(keyID),
+			UpdateExpression:          aws.String("SET #w = :e"),
+			ConditionExpression:       aws.String("attribute_not_exists(#w) OR #w < :e"),
+			ExpressionAttributeNames:  map[string]string{"#w": attrWatermark},
+			ExpressionAttributeValues: map[string]types.AttributeValue{":e": num(end)},
+		})
+		if err != nil && !isConditionFailed(err) {
+			return fmt.Errorf("import daily aggregates: the watermark of key %s: %w", keyID, err)
+		}
+	}
+	return nil
 }
 
 // batchWrite sends reqs in batches of 25, retrying unprocessed items with

@@ -22,7 +22,7 @@ type dayModel struct {
 	day        int64
 }
 
-// sumEvents adds up evs, in the order they were settled, as the aggregates
+// sumEvents adds up evs as the aggregates
 // should: per key, day and model, and per key and custom id.
 func sumEvents(evs []*ledger.Event) (map[dayModel]ledger.Totals, map[string]map[string]ledger.CustomIDTotals) {
 	days := map[dayModel]ledger.Totals{}
@@ -49,7 +49,7 @@ func sumEvents(evs []*ledger.Event) (map[dayModel]ledger.Totals, map[string]map[
 			c.CustomID = ev.CustomID
 			c.Requests++
 			c.Cost += ev.Cost
-			c.LastSeen = ev.CreatedAt // the last one settled: evs is in settle order
+			c.LastSeen = max(c.LastSeen, ev.CreatedAt) // the latest start (a stale one settles late)
 			cids[ev.KeyID][ev.CustomID] = c
 		}
 	}

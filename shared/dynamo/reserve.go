@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/smithy-go"
 
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
@@ -303,78 +301,10 @@ func counterExpiry(c budget.Charge) int64 {
 	return c.Resets.Add(24 * time.Hour).Unix()
 }
 
-// transact runs a write transaction, retrying cancellations caused only by
-// conflicts with concurrent transactions on the same items.
-func (s *Store) transact(ctx context.Context, items []types.TransactWriteItem, what string) error {
-	in := &dynamodb.TransactWriteItemsInput{TransactItems: items, ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal}
-	backoff := 5 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		out, err := s.db.TransactWriteItems(ctx, in)
-		s.account(1, out)
-		if err == nil {
-			return nil
-		}
-		var tc *types.TransactionCanceledException
-		if !errors.As(err, &tc) || !onlyConflicts(tc) || attempt >= 30 {
-			if permanent(err) {
-				return fmt.Errorf("%s: %w: %w", what, budget.ErrRejected, err)
-			}
-			return fmt.Errorf("%s: %w", what, err)
-		}
-		sleep := backoff/2 + rand.N(backoff)
-		backoff = min(backoff*2, 200*time.Millisecond)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w", what, ctx.Err())
-		case <-time.After(sleep):
-		}
-	}
-}
-
-// permanent reports an error no retry can cure: DynamoDB refused the
-// request itself (malformed, an item too large), as opposed to a timeout, a
-// throttle, a server error or a conflict. Conditional check failures are
-// the callers' to interpret and are not permanent here.
-func permanent(err error) bool {
-	var tc *types.TransactionCanceledException
-	if errors.As(err, &tc) {
-		for _, r := range tc.CancellationReasons {
-			switch aws.ToString(r.Code) {
-			case "ValidationError", "ItemCollectionSizeLimitExceeded":
-				return true
-			}
-		}
-		return false
-	}
-	var ae smithy.APIError
-	if !errors.As(err, &ae) || ae.ErrorFault() != smithy.FaultClient {
-		return false
-	}
-	switch ae.ErrorCode() {
-	case "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
-		"TransactionInProgressException", "LimitExceededException", "ConditionalCheckFailedException":
-		return false
-	}
-	return true
-}
-
-func onlyConflicts(tc *types.TransactionCanceledException) bool {
-	conflict := false
-	for _, r := range tc.CancellationReasons {
-		switch aws.ToString(r.Code) {
-		case "TransactionConflict":
-			conflict = true
-		case "None", "":
-		default:
-			return false
-		}
-	}
-	return conflict
-}
-
-// Settle ends r with the request's actual usage: ev is stored with its
-// reporting aggregates and the deferred spend of the user and the
-// organisation (one transaction, conditional on the event being new), then
+// Settle ends r with the request's actual usage: ev is stored with the
+// deferred spend of the user and the organisation (one transaction,
+// conditional on the event being new; a conditional PutItem when nothing is
+// deferred; the reporting aggregates follow by the fold, fold.go), then
 // r ends on the key's ledger (one conditional UpdateItem; a transaction with
 // the user's or organisation's counters when r reserved on them): each
 // counter moves from the reserved amount to the actual one and the settled
@@ -388,8 +318,9 @@ func onlyConflicts(tc *types.TransactionCanceledException) bool {
 // reservation that had ended (released or abandoned: its request was never
 // forwarded, so no handler settles it; settled by the sweep: then the
 // event, of the same id and time, was stored already) has the event this
-// call stored taken back, with its aggregates and counts, in one
-// transaction conditional on the event still being there. Nothing else
+// call stored taken back, with its deferred counts, in one transaction
+// conditional on the event still being there (the fold skips the events of
+// reservations that are tombstones, so the aggregates never counted it). Nothing else
 // ends a reservation while its request may still settle it (the sweep waits
 // for its deadline, past the invocation's end), so that path is a guard,
 // not a step of the common case, which is two writes and no read.
@@ -512,10 +443,10 @@ func counterMoves(table string, cs []budget.Charge, ev *ledger.Event, at func(bu
 	return items
 }
 
-// recordEvent stores ev, its reporting aggregates and the deferred charges
-// (a user's or the organisation's spend without a limit, on shards) in one
-// transaction, on the condition that ev is new: the aggregates and the
-// deferred counters grow exactly once per event. It returns the event as
+// recordEvent stores ev and the deferred charges (a user's or the
+// organisation's spend without a limit, on shards) in one transaction, on
+// the condition that ev is new: the deferred counters grow exactly once per
+// event (the aggregates follow by the fold). It returns the event as
 // stored: ev, or the one an earlier attempt stored. A nil ev (a release)
 // records nothing.
 func (s *Store) recordEvent(ctx context.Context, ev *ledger.Event, deferred []budget.Charge) (*ledger.Event, error) {
@@ -533,21 +464,39 @@ func (s *Store) storeEvent(ctx context.Context, ev *ledger.Event, deferred []bud
 	if err != nil {
 		return nil, false, err
 	}
-	items := []types.TransactWriteItem{{Put: &types.Put{
+	evItem[attrByFold] = num(1) // its aggregates follow by the fold
+	put := &types.Put{
 		TableName: aws.String(s.table), Item: evItem, ConditionExpression: aws.String("attribute_not_exists(pk)"),
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	}}}
-	// The reporting aggregates (reports.go) grow in the same transaction,
-	// so they always equal the sum of the stored events.
-	items = append(items, s.aggregateItems(ev)...)
-	// A deferred charge is counted on a random shard (shards.go).
-	items = append(items, counterMoves(s.table, deferred, ev, anyShard)...)
-	err = s.transact(ctx, items, "record event "+ev.ID)
-	var tc *types.TransactionCanceledException
-	if !errors.As(err, &tc) || len(tc.CancellationReasons) == 0 || aws.ToString(tc.CancellationReasons[0].Code) != "ConditionalCheckFailed" {
-		return ev, err == nil, err
 	}
-	old := tc.CancellationReasons[0].Item
+	var old map[string]types.AttributeValue
+	if moves := counterMoves(s.table, deferred, ev, anyShard); len(moves) > 0 {
+		// A deferred charge is counted on a random shard (shards.go).
+		err = s.transact(ctx, append([]types.TransactWriteItem{{Put: put}}, moves...), "record event "+ev.ID)
+		var tc *types.TransactionCanceledException
+		if !errors.As(err, &tc) || len(tc.CancellationReasons) == 0 || aws.ToString(tc.CancellationReasons[0].Code) != "ConditionalCheckFailed" {
+			return ev, err == nil, err
+		}
+		old = tc.CancellationReasons[0].Item
+	} else {
+		out, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
+			TableName: put.TableName, Item: put.Item, ConditionExpression: put.ConditionExpression,
+			ReturnValuesOnConditionCheckFailure: put.ReturnValuesOnConditionCheckFailure,
+			ReturnConsumedCapacity:              types.ReturnConsumedCapacityTotal,
+		})
+		var ccf *types.ConditionalCheckFailedException
+		switch {
+		case err == nil:
+			s.accountOne(out.ConsumedCapacity)
+			return ev, true, nil
+		case !errors.As(err, &ccf):
+			if permanent(err) {
+				return nil, false, fmt.Errorf("record event %s: %w: %w", ev.ID, budget.ErrRejected, err)
+			}
+			return nil, false, fmt.Errorf("record event %s: %w", ev.ID, err)
+		}
+		old = ccf.Item
+	}
 	if len(old) == 0 {
 		if old, err = s.getItem(ctx, eventPK(ev.KeyID), eventSK(ev.CreatedAt, ev.ID), "event "+ev.ID); err != nil {
 			return nil, false, err
@@ -559,30 +508,23 @@ func (s *Store) storeEvent(ctx context.Context, ev *ledger.Event, deferred []bud
 
 // unrecordEvent takes back what storeEvent(ev, deferred) stored: the
 // event's delete, on the condition that it is there, and the opposite of
-// each amount it added to the aggregates and the shards, in one
-// transaction (a custom id's lastSeen stays).
+// each amount it added to the shards, in one transaction. The fold never
+// counted it: its reservation is a tombstone (Settle), which the fold skips.
 func (s *Store) unrecordEvent(ctx context.Context, ev *ledger.Event, deferred []budget.Charge) error {
 	items := []types.TransactWriteItem{{Delete: &types.Delete{
 		TableName: aws.String(s.table), Key: key(eventPK(ev.KeyID), eventSK(ev.CreatedAt, ev.ID)),
 		ConditionExpression: aws.String("attribute_exists(pk)"),
 	}}}
 	figures := settledFigures(ev)
-	minus := func(k map[string]types.AttributeValue, fs []figure) types.TransactWriteItem {
+	for _, c := range deferred {
 		e := newExpression()
-		for _, f := range fs {
+		for _, f := range append([]figure{{attrCommitted, int64(ev.Cost)}}, figures...) {
 			e.add(f.name, -f.value)
 		}
-		return types.TransactWriteItem{Update: &types.Update{
-			TableName: aws.String(s.table), Key: k,
+		items = append(items, types.TransactWriteItem{Update: &types.Update{
+			TableName: aws.String(s.table), Key: key(anyShard(c)),
 			UpdateExpression: aws.String(e.update()), ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
-		}}
-	}
-	items = append(items, minus(key(aggPK(ev.KeyID), daySK(time.UnixMilli(ev.CreatedAt), ev.Model)), figures))
-	if ev.CustomID != "" {
-		items = append(items, minus(key(aggPK(ev.KeyID), customIDSK(ev.CustomID)), []figure{{"requests", 1}, {"costNanos", int64(ev.Cost)}}))
-	}
-	for _, c := range deferred {
-		items = append(items, minus(key(anyShard(c)), append([]figure{{attrCommitted, int64(ev.Cost)}}, figures...)))
+		}})
 	}
 	err := s.transact(ctx, items, "take back event "+ev.ID)
 	if failed := conditionsFailed(err); len(failed) > 0 && failed[0] == 0 {

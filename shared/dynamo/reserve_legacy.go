@@ -8,7 +8,6 @@ package dynamo
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -27,7 +26,8 @@ const (
 // settleLegacy settles r, kept as its own item, with ev, in the one
 // transaction of those versions: the reservation's delete (conditional on
 // it being open, not a tombstone, so r ends once), each counter's move, the
-// event and its aggregates. ErrSettled when r had already ended.
+// event and its aggregates (the event is not marked for the fold, fold.go).
+// ErrSettled when r had already ended.
 func (s *Store) settleLegacy(ctx context.Context, r *budget.Reservation, ev *ledger.Event) error {
 	items := []types.TransactWriteItem{{Delete: &types.Delete{
 		TableName: aws.String(s.table), Key: key("RES#"+r.ID, skReservation),
@@ -41,10 +41,11 @@ func (s *Store) settleLegacy(ctx context.Context, r *budget.Reservation, ev *led
 	items = append(items, types.TransactWriteItem{Put: &types.Put{
 		TableName: aws.String(s.table), Item: evItem, ConditionExpression: aws.String("attribute_not_exists(pk)"),
 	}})
-	items = append(items, s.aggregateItems(ev)...)
+	sums := newAggSums()
+	sums.add(ev)
+	items = append(items, s.aggregateUpdates(ev.KeyID, sums)...)
 	err = s.transact(ctx, items, "settle stale "+r.ID)
-	var tc *types.TransactionCanceledException
-	if errors.As(err, &tc) && len(tc.CancellationReasons) > 0 && aws.ToString(tc.CancellationReasons[0].Code) == "ConditionalCheckFailed" {
+	if failed := conditionsFailed(err); len(failed) > 0 && failed[0] == 0 {
 		return fmt.Errorf("settle stale %s: %w", r.ID, budget.ErrSettled)
 	}
 	return err

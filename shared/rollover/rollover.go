@@ -1,6 +1,6 @@
 // Package rollover is the scheduled reset's work: closing a calendar month
-// into statements, and settling reservations that killed invocations left
-// behind.
+// into statements, settling reservations that killed invocations left
+// behind, and folding recent events into the reporting aggregates.
 //
 // Enforcement never depends on it: counters are named by their period, so a
 // new month starts from zero whether this runs on time, late, twice or never.
@@ -31,6 +31,9 @@ type Store interface {
 	PutStatement(ctx context.Context, st ledger.Statement) error
 	StaleReservations(ctx context.Context, now time.Time) ([]*budget.Reservation, error)
 	SettleStale(ctx context.Context, r *budget.Reservation) error
+	// Fold moves the events of keys with recent traffic into their
+	// reporting aggregates and returns how many keys it folded.
+	Fold(ctx context.Context, now time.Time) (int, error)
 }
 
 // Task names what a scheduled event asks for.
@@ -51,6 +54,7 @@ type Report struct {
 	Period     string `json:"period,omitempty"` // the month closed, e.g. "2026-11"
 	Statements int    `json:"statements"`
 	Settled    int    `json:"settled"` // stale reservations settled at their worst case
+	Folded     int    `json:"folded"`  // keys whose events were folded into their aggregates
 	Keys       int    `json:"keys"`
 }
 
@@ -70,6 +74,10 @@ func Run(ctx context.Context, st Store, task Task, at time.Time, log *slog.Logge
 	if err != nil {
 		return rep, err
 	}
+	// After the sweep, whose settles let the fold pass the stale ones.
+	if rep.Folded, err = st.Fold(ctx, at); err != nil {
+		return rep, fmt.Errorf("fold events: %w", err)
+	}
 	if task == MonthlyClose {
 		closed := time.Date(at.Year(), at.Month(), 1, 0, 0, 0, 0, time.UTC).AddDate(0, -1, 0)
 		rep.Period = closed.Format("2006-01")
@@ -78,7 +86,7 @@ func Run(ctx context.Context, st Store, task Task, at time.Time, log *slog.Logge
 		}
 	}
 	log.LogAttrs(ctx, slog.LevelInfo, "rollover done", slog.String("task", string(task)), slog.String("period", rep.Period),
-		slog.Int("statements", rep.Statements), slog.Int("settled", rep.Settled))
+		slog.Int("statements", rep.Statements), slog.Int("settled", rep.Settled), slog.Int("folded", rep.Folded))
 	return rep, nil
 }
 

@@ -18,14 +18,15 @@ import (
 
 // fakeStore keeps statements and reservations in maps.
 type fakeStore struct {
-	mu         sync.Mutex
-	keys       []*apikey.Key
-	users      []*user.User
-	months     map[string]ledger.Statement // owner -> figures of the closed month
-	statements map[string]ledger.Statement // owner/month -> statement
-	open       map[string]*budget.Reservation
-	settled    []string
-	failList   bool
+	mu          sync.Mutex
+	keys        []*apikey.Key
+	users       []*user.User
+	months      map[string]ledger.Statement // owner -> figures of the closed month
+	statements  map[string]ledger.Statement // owner/month -> statement
+	open        map[string]*budget.Reservation
+	settled     []string
+	failList    bool
+	foldedAfter []int // per Fold call, the settles before it
 }
 
 func (f *fakeStore) ListKeys(context.Context) ([]*apikey.Key, error) {
@@ -63,6 +64,12 @@ func (f *fakeStore) SettleStale(_ context.Context, r *budget.Reservation) error 
 	delete(f.open, r.ID)
 	f.settled = append(f.settled, r.ID)
 	return nil
+}
+
+// Fold records that it ran, and after how many stale reservations were settled.
+func (f *fakeStore) Fold(_ context.Context, now time.Time) (int, error) {
+	f.foldedAfter = append(f.foldedAfter, len(f.settled))
+	return len(f.open), nil
 }
 
 func newFake() *fakeStore {
@@ -104,6 +111,10 @@ func TestRun(t *testing.T) {
 			}
 			if err == nil && (rep.Period != tt.period || rep.Statements != tt.statements || rep.Settled != tt.settled) {
 				t.Fatalf("report = %+v", rep)
+			}
+			// Every run folds once, after the sweep.
+			if err == nil && (len(f.foldedAfter) != 1 || f.foldedAfter[0] != tt.settled || rep.Folded != len(f.open)) {
+				t.Fatalf("folds after %v settles, report %+v", f.foldedAfter, rep)
 			}
 		})
 	}

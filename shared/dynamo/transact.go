@@ -1,0 +1,88 @@
+package dynamo
+
+// Write transactions: retried while they only collide with concurrent
+// ones, and the errors no retry can cure.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/stipend/stipend/shared/budget"
+)
+
+// transact runs a write transaction, retrying cancellations caused only by
+// conflicts with concurrent transactions on the same items.
+func (s *Store) transact(ctx context.Context, items []types.TransactWriteItem, what string) error {
+	in := &dynamodb.TransactWriteItemsInput{TransactItems: items, ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal}
+	backoff := 5 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		out, err := s.db.TransactWriteItems(ctx, in)
+		s.account(1, out)
+		if err == nil {
+			return nil
+		}
+		var tc *types.TransactionCanceledException
+		if !errors.As(err, &tc) || !onlyConflicts(tc) || attempt >= 30 {
+			if permanent(err) {
+				return fmt.Errorf("%s: %w: %w", what, budget.ErrRejected, err)
+			}
+			return fmt.Errorf("%s: %w", what, err)
+		}
+		sleep := backoff/2 + rand.N(backoff)
+		backoff = min(backoff*2, 200*time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		case <-time.After(sleep):
+		}
+	}
+}
+
+// permanent reports an error no retry can cure: DynamoDB refused the
+// request itself (malformed, an item too large), as opposed to a timeout, a
+// throttle, a server error or a conflict. Conditional check failures are
+// the callers' to interpret and are not permanent here.
+func permanent(err error) bool {
+	var tc *types.TransactionCanceledException
+	if errors.As(err, &tc) {
+		for _, r := range tc.CancellationReasons {
+			switch aws.ToString(r.Code) {
+			case "ValidationError", "ItemCollectionSizeLimitExceeded":
+				return true
+			}
+		}
+		return false
+	}
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorFault() != smithy.FaultClient {
+		return false
+	}
+	switch ae.ErrorCode() {
+	case "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+		"TransactionInProgressException", "LimitExceededException", "ConditionalCheckFailedException":
+		return false
+	}
+	return true
+}
+
+func onlyConflicts(tc *types.TransactionCanceledException) bool {
+	conflict := false
+	for _, r := range tc.CancellationReasons {
+		switch aws.ToString(r.Code) {
+		case "TransactionConflict":
+			conflict = true
+		case "None", "":
+		default:
+			return false
+		}
+	}
+	return conflict
+}
