@@ -189,13 +189,7 @@ func (s *Store) keyWindowTotals(ctx context.Context, keyID string, c budget.Coun
 	}
 	days, err := s.dayRows(ctx, keyID, first, first.AddDate(0, 1, -1))
 	for _, d := range days {
-		tot.Cost += d.Cost
-		tot.Requests += d.Requests
-		tot.Successes += d.Successes
-		tot.PromptTokens += d.PromptTokens
-		tot.CachedTokens += d.CachedTokens
-		tot.CompletionTokens += d.CompletionTokens
-		tot.LatencyMs += d.LatencyMs
+		tot.Add(d.Totals) // a day's Committed is 0
 	}
 	tot.Committed = money.Nanos(getN(out.Item, counterAttr(c)))
 	return tot, err

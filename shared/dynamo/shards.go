@@ -70,15 +70,7 @@ func (s *Store) shardTotals(ctx context.Context, owner, counter string, tot *led
 			":pk": str(owner), ":p": str(counter + "#s"),
 		},
 	}, "shards of "+owner+" "+counter, func(item map[string]types.AttributeValue) error {
-		d := totalsOf(item)
-		tot.Cost += d.Cost
-		tot.Committed += d.Committed
-		tot.Requests += d.Requests
-		tot.Successes += d.Successes
-		tot.PromptTokens += d.PromptTokens
-		tot.CachedTokens += d.CachedTokens
-		tot.CompletionTokens += d.CompletionTokens
-		tot.LatencyMs += d.LatencyMs
+		tot.Add(totalsOf(item))
 		return nil
 	})
 }

@@ -23,6 +23,18 @@ type Totals struct {
 	LatencyMs        int64 // sum over requests
 }
 
+// Add adds every figure of d to t.
+func (t *Totals) Add(d Totals) {
+	t.Cost += d.Cost
+	t.Committed += d.Committed
+	t.Requests += d.Requests
+	t.Successes += d.Successes
+	t.PromptTokens += d.PromptTokens
+	t.CachedTokens += d.CachedTokens
+	t.CompletionTokens += d.CompletionTokens
+	t.LatencyMs += d.LatencyMs
+}
+
 // DailyAggregate is what one key's settled events of one model added up to
 // on one UTC day. Totals.Committed is always 0.
 type DailyAggregate struct {
