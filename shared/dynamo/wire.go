@@ -1,0 +1,397 @@
+package dynamo
+
+// wire: the client a Store calls. The request path's five operations
+// (GetItem, PutItem, UpdateItem, BatchGetItem, TransactWriteItems) are sent
+// by wire itself: the SDK's input struct appended to DynamoDB's JSON
+// protocol (wirejson.go), signed with the SDK's own SigV4 signer, posted on
+// the SDK client's HTTP client (awsenv's timeouts), and the response or
+// error decoded into the SDK's output and error types. The SDK's
+// middleware stack (serialisation by schema, endpoint rules, user agent,
+// invocation ids, retry bookkeeping) cost about two thirds of the CPU of
+// each call (BenchmarkCall); the proxy makes four calls a request. Every
+// other operation is the SDK client's.
+//
+// What the SDK did that wire does too: TransactWriteItems gets a client
+// request token when it has none (set on the input, so a caller retrying
+// the same input repeats the token, as with the SDK); throttling, server
+// errors and failed connections are retried, three attempts in all, with
+// jittered exponential backoff; errors are the SDK's types
+// (*types.ConditionalCheckFailedException with its Item,
+// *types.TransactionCanceledException with its reasons, ...), wrapped in a
+// *CallError naming the operation.
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/smithy-go"
+)
+
+// api is the DynamoDB operations a Store calls, with the SDK client's
+// signatures.
+type api interface {
+	BatchGetItem(context.Context, *dynamodb.BatchGetItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error)
+	BatchWriteItem(context.Context, *dynamodb.BatchWriteItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
+	CreateTable(context.Context, *dynamodb.CreateTableInput, ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error)
+	DeleteItem(context.Context, *dynamodb.DeleteItemInput, ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	DescribeTable(context.Context, *dynamodb.DescribeTableInput, ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	TransactWriteItems(context.Context, *dynamodb.TransactWriteItemsInput, ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	UpdateTable(context.Context, *dynamodb.UpdateTableInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateTableOutput, error)
+	UpdateTimeToLive(context.Context, *dynamodb.UpdateTimeToLiveInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateTimeToLiveOutput, error)
+}
+
+// Middleware wraps each DynamoDB call of a Store: op is the operation's
+// name ("UpdateItem"), in its *dynamodb.<op>Input (which the middleware
+// may change before calling next), and next makes the call, returning its
+// *dynamodb.<op>Output. Benchmarks count calls and capacity with it.
+type Middleware func(ctx context.Context, op string, in any, next func(context.Context) (any, error)) (any, error)
+
+// Option changes how New builds a Store.
+type Option func(*Store)
+
+// WithMiddleware wraps every call of the Store in m, the first given
+// outermost.
+func WithMiddleware(m ...Middleware) Option {
+	return func(s *Store) { s.wire.mw = append(s.wire.mw, m...) }
+}
+
+// CallError is an error answer, or no answer, to a call wire sent:
+// Unwrap gives the SDK's typed error (or the transport's).
+type CallError struct {
+	Operation string
+	Status    int // 0 when no response arrived
+	Attempts  int
+	Err       error
+}
+
+func (e *CallError) Error() string {
+	if e.Status == 0 {
+		return fmt.Sprintf("dynamodb %s (%d attempts): %v", e.Operation, e.Attempts, e.Err)
+	}
+	return fmt.Sprintf("dynamodb %s: status %d: %v", e.Operation, e.Status, e.Err)
+}
+
+func (e *CallError) Unwrap() error { return e.Err }
+
+// errLegacyInput: an input uses parameters wire does not send; the SDK
+// sends it instead.
+var errLegacyInput = errors.New("legacy parameters")
+
+const (
+	wireAttempts   = 3
+	wireBackoff    = 50 * time.Millisecond
+	wireMaxBackoff = time.Second
+	targetPrefix   = "DynamoDB_20120810."
+)
+
+// wire is the client of one Store; safe for concurrent use.
+type wire struct {
+	sdk    *dynamodb.Client
+	http   dynamodb.HTTPClient
+	creds  aws.CredentialsProvider
+	region string
+	base   *string // the configured endpoint, if any
+	rules  dynamodb.EndpointResolverV2
+	signer *v4.Signer
+	mw     []Middleware
+
+	mu       sync.Mutex
+	endpoint string // resolved on first use when base is nil
+}
+
+func newWire(sdk *dynamodb.Client) *wire {
+	o := sdk.Options()
+	return &wire{
+		sdk: sdk, http: o.HTTPClient, creds: o.Credentials, region: o.Region,
+		base: o.BaseEndpoint, rules: o.EndpointResolverV2, signer: v4.NewSigner(),
+	}
+}
+
+// invoke runs call through the middlewares.
+func invoke[O any](ctx context.Context, w *wire, op string, in any, call func(context.Context) (*O, error)) (*O, error) {
+	next := func(ctx context.Context) (any, error) { return call(ctx) }
+	for i := len(w.mw) - 1; i >= 0; i-- {
+		m, inner := w.mw[i], next
+		next = func(ctx context.Context) (any, error) { return m(ctx, op, in, inner) }
+	}
+	out, err := next(ctx)
+	o, _ := out.(*O)
+	return o, err
+}
+
+// direct reports whether wire sends a call itself: not when the caller
+// passes per-call SDK options, which only the SDK understands.
+func direct(optFns []func(*dynamodb.Options)) bool { return len(optFns) == 0 }
+
+func (w *wire) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	return invoke(ctx, w, "GetItem", in, func(ctx context.Context) (*dynamodb.GetItemOutput, error) {
+		body, err := encodeGetItem(in)
+		if !direct(optFns) || errors.Is(err, errLegacyInput) {
+			return w.sdk.GetItem(ctx, in, optFns...)
+		}
+		if err != nil {
+			return nil, &CallError{Operation: "GetItem", Err: err}
+		}
+		res, err := w.send(ctx, "GetItem", body)
+		if err != nil {
+			return nil, err
+		}
+		return decodeGetItem(res)
+	})
+}
+
+func (w *wire) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	return invoke(ctx, w, "PutItem", in, func(ctx context.Context) (*dynamodb.PutItemOutput, error) {
+		body, err := encodePutItem(in)
+		if !direct(optFns) || errors.Is(err, errLegacyInput) {
+			return w.sdk.PutItem(ctx, in, optFns...)
+		}
+		if err != nil {
+			return nil, &CallError{Operation: "PutItem", Err: err}
+		}
+		res, err := w.send(ctx, "PutItem", body)
+		if err != nil {
+			return nil, err
+		}
+		attrs, cc, err := decodeWrite("PutItem", res)
+		if err != nil {
+			return nil, err
+		}
+		return &dynamodb.PutItemOutput{Attributes: attrs, ConsumedCapacity: cc}, nil
+	})
+}
+
+func (w *wire) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	return invoke(ctx, w, "UpdateItem", in, func(ctx context.Context) (*dynamodb.UpdateItemOutput, error) {
+		body, err := encodeUpdateItem(in)
+		if !direct(optFns) || errors.Is(err, errLegacyInput) {
+			return w.sdk.UpdateItem(ctx, in, optFns...)
+		}
+		if err != nil {
+			return nil, &CallError{Operation: "UpdateItem", Err: err}
+		}
+		res, err := w.send(ctx, "UpdateItem", body)
+		if err != nil {
+			return nil, err
+		}
+		attrs, cc, err := decodeWrite("UpdateItem", res)
+		if err != nil {
+			return nil, err
+		}
+		return &dynamodb.UpdateItemOutput{Attributes: attrs, ConsumedCapacity: cc}, nil
+	})
+}
+
+func (w *wire) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
+	return invoke(ctx, w, "BatchGetItem", in, func(ctx context.Context) (*dynamodb.BatchGetItemOutput, error) {
+		body, err := encodeBatchGetItem(in)
+		if !direct(optFns) || errors.Is(err, errLegacyInput) {
+			return w.sdk.BatchGetItem(ctx, in, optFns...)
+		}
+		if err != nil {
+			return nil, &CallError{Operation: "BatchGetItem", Err: err}
+		}
+		res, err := w.send(ctx, "BatchGetItem", body)
+		if err != nil {
+			return nil, err
+		}
+		return decodeBatchGetItem(res)
+	})
+}
+
+func (w *wire) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	return invoke(ctx, w, "TransactWriteItems", in, func(ctx context.Context) (*dynamodb.TransactWriteItemsOutput, error) {
+		if !direct(optFns) {
+			return w.sdk.TransactWriteItems(ctx, in, optFns...)
+		}
+		if in.ClientRequestToken == nil {
+			token, err := requestToken()
+			if err != nil {
+				return nil, &CallError{Operation: "TransactWriteItems", Err: err}
+			}
+			in.ClientRequestToken = &token
+		}
+		body, err := encodeTransactWriteItems(in)
+		if errors.Is(err, errLegacyInput) {
+			return w.sdk.TransactWriteItems(ctx, in, optFns...)
+		}
+		if err != nil {
+			return nil, &CallError{Operation: "TransactWriteItems", Err: err}
+		}
+		res, err := w.send(ctx, "TransactWriteItems", body)
+		if err != nil {
+			return nil, err
+		}
+		return decodeTransactWriteItems(res)
+	})
+}
+
+func (w *wire) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+	return invoke(ctx, w, "BatchWriteItem", in, func(ctx context.Context) (*dynamodb.BatchWriteItemOutput, error) {
+		return w.sdk.BatchWriteItem(ctx, in, optFns...)
+	})
+}
+
+func (w *wire) CreateTable(ctx context.Context, in *dynamodb.CreateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.CreateTableOutput, error) {
+	return invoke(ctx, w, "CreateTable", in, func(ctx context.Context) (*dynamodb.CreateTableOutput, error) {
+		return w.sdk.CreateTable(ctx, in, optFns...)
+	})
+}
+
+func (w *wire) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	return invoke(ctx, w, "DeleteItem", in, func(ctx context.Context) (*dynamodb.DeleteItemOutput, error) {
+		return w.sdk.DeleteItem(ctx, in, optFns...)
+	})
+}
+
+func (w *wire) DescribeTable(ctx context.Context, in *dynamodb.DescribeTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error) {
+	return invoke(ctx, w, "DescribeTable", in, func(ctx context.Context) (*dynamodb.DescribeTableOutput, error) {
+		return w.sdk.DescribeTable(ctx, in, optFns...)
+	})
+}
+
+func (w *wire) Query(ctx context.Context, in *dynamodb.QueryInput, optFns ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	return invoke(ctx, w, "Query", in, func(ctx context.Context) (*dynamodb.QueryOutput, error) {
+		return w.sdk.Query(ctx, in, optFns...)
+	})
+}
+
+func (w *wire) UpdateTable(ctx context.Context, in *dynamodb.UpdateTableInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateTableOutput, error) {
+	return invoke(ctx, w, "UpdateTable", in, func(ctx context.Context) (*dynamodb.UpdateTableOutput, error) {
+		return w.sdk.UpdateTable(ctx, in, optFns...)
+	})
+}
+
+func (w *wire) UpdateTimeToLive(ctx context.Context, in *dynamodb.UpdateTimeToLiveInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateTimeToLiveOutput, error) {
+	return invoke(ctx, w, "UpdateTimeToLive", in, func(ctx context.Context) (*dynamodb.UpdateTimeToLiveOutput, error) {
+		return w.sdk.UpdateTimeToLive(ctx, in, optFns...)
+	})
+}
+
+// requestToken is a new TransactWriteItems idempotency token.
+func requestToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("request token: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// url returns the endpoint: the configured one (AWS_ENDPOINT_URL_DYNAMODB,
+// a test's server), or the one the SDK's rules give for the region,
+// resolved once.
+func (w *wire) url(ctx context.Context) (string, error) {
+	if w.base != nil {
+		return *w.base, nil
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.endpoint != "" {
+		return w.endpoint, nil
+	}
+	e, err := w.rules.ResolveEndpoint(ctx, dynamodb.EndpointParameters{
+		Region: aws.String(w.region), UseDualStack: aws.Bool(false), UseFIPS: aws.Bool(false),
+		AccountIdEndpointMode: aws.String(string(aws.AccountIDEndpointModeDisabled)),
+	})
+	if err != nil {
+		return "", fmt.Errorf("resolve the DynamoDB endpoint of %s: %w", w.region, err)
+	}
+	w.endpoint = e.URI.String()
+	return w.endpoint, nil
+}
+
+// send posts body as op and returns the response body of a 2xx answer;
+// anything else is a *CallError. Throttling, 5xx answers and transport
+// failures are retried (wireAttempts in all) while ctx lasts.
+func (w *wire) send(ctx context.Context, op string, body []byte) ([]byte, error) {
+	endpoint, err := w.url(ctx)
+	if err != nil {
+		return nil, &CallError{Operation: op, Err: err}
+	}
+	sum := sha256.Sum256(body)
+	payloadHash := hex.EncodeToString(sum[:])
+	for attempt := 1; ; attempt++ {
+		res, status, err := w.attempt(ctx, op, endpoint, body, payloadHash)
+		if err == nil {
+			return res, nil
+		}
+		if attempt >= wireAttempts || ctx.Err() != nil || !retryable(status, err) {
+			return nil, &CallError{Operation: op, Status: status, Attempts: attempt, Err: err}
+		}
+		pause := mrand.N(min(wireBackoff<<attempt, wireMaxBackoff))
+		select {
+		case <-ctx.Done():
+			return nil, &CallError{Operation: op, Status: status, Attempts: attempt, Err: err}
+		case <-time.After(pause):
+		}
+	}
+}
+
+// attempt makes one request: the response body of a 2xx answer, or the
+// status (0 without a response) and the error.
+func (w *wire) attempt(ctx context.Context, op, endpoint string, body []byte, payloadHash string) ([]byte, int, error) {
+	creds, err := w.creds.Retrieve(ctx)
+	if err != nil {
+		return nil, 0, fmt.Errorf("credentials: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
+	if err != nil {
+		return nil, 0, err
+	}
+	req.Header.Set("Content-Type", "application/x-amz-json-1.0")
+	req.Header.Set("X-Amz-Target", targetPrefix+op)
+	req.Header.Set("Accept-Encoding", "identity")
+	if err := w.signer.SignHTTP(ctx, creds, req, payloadHash, "dynamodb", w.region, time.Now().UTC()); err != nil {
+		return nil, 0, fmt.Errorf("sign: %w", err)
+	}
+	resp, err := w.http.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	res, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, resp.StatusCode, fmt.Errorf("read the response: %w", err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return res, resp.StatusCode, nil
+	}
+	return nil, resp.StatusCode, decodeError(resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), res)
+}
+
+// retryable reports whether another attempt may succeed: no answer (the
+// connection failed or timed out), a server error, or throttling.
+func retryable(status int, err error) bool {
+	if status == 0 || status >= 500 {
+		return true
+	}
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.ErrorCode() {
+	case "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
+		"TransactionInProgressException", "LimitExceededException", "Throttling", "RequestThrottled":
+		return true
+	}
+	return false
+}
+
+var _ api = (*wire)(nil)
