@@ -1,0 +1,479 @@
+package dynamo
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/stipend/stipend/shared/awsenv"
+)
+
+// wireServer records the requests it gets and answers each with the next
+// of its canned answers (the last one repeats).
+type wireServer struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []recorded
+	answers  []answer
+}
+
+type recorded struct {
+	header http.Header
+	body   []byte
+}
+
+type answer struct {
+	status int
+	body   string
+}
+
+func newWireServer(t *testing.T, answers ...answer) *wireServer {
+	t.Helper()
+	s := &wireServer{answers: answers}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		s.requests = append(s.requests, recorded{r.Header.Clone(), body})
+		a := answer{200, "{}"}
+		if len(s.answers) > 0 {
+			a = s.answers[0]
+			if len(s.answers) > 1 {
+				s.answers = s.answers[1:]
+			}
+		}
+		s.mu.Unlock()
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.WriteHeader(a.status)
+		_, _ = io.WriteString(w, a.body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *wireServer) last(t *testing.T) recorded {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.requests) == 0 {
+		t.Fatal("the server got no request")
+	}
+	return s.requests[len(s.requests)-1]
+}
+
+func (s *wireServer) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.requests)
+}
+
+// wireClients returns the SDK client the functions build for url and the
+// wire client made from it.
+func wireClients(t *testing.T, url string, env map[string]string) (*dynamodb.Client, *wire) {
+	t.Helper()
+	base := map[string]string{"AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIDWIRE", "AWS_SECRET_ACCESS_KEY": "wire-secret"}
+	for k, v := range env {
+		base[k] = v
+	}
+	cfg, err := awsenv.FromEnv(func(k string) string { return base[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	sdk := NewClientAt(cfg, url)
+	return sdk, newWire(sdk)
+}
+
+// everyKind is an item with every kind of attribute value, and strings
+// that need escaping.
+func everyKind() map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{
+		"pk":      &types.AttributeValueMemberS{Value: "KEY#a\"b\\c\n\t\x01 é 日本 \u2028 </script>"},
+		"n":       &types.AttributeValueMemberN{Value: "-12.5e3"},
+		"b":       &types.AttributeValueMemberB{Value: []byte{0, 1, 2, 250, 255}},
+		"t":       &types.AttributeValueMemberBOOL{Value: true},
+		"f":       &types.AttributeValueMemberBOOL{Value: false},
+		"null":    &types.AttributeValueMemberNULL{Value: true},
+		"ss":      &types.AttributeValueMemberSS{Value: []string{"x", "y"}},
+		"ns":      &types.AttributeValueMemberNS{Value: []string{"1", "2.5"}},
+		"bs":      &types.AttributeValueMemberBS{Value: [][]byte{{1}, {2, 3}}},
+		"empty":   &types.AttributeValueMemberS{Value: ""},
+		"m":       &types.AttributeValueMemberM{Value: map[string]types.AttributeValue{"in": &types.AttributeValueMemberN{Value: "1"}, "deep": &types.AttributeValueMemberM{Value: map[string]types.AttributeValue{}}}},
+		"l":       &types.AttributeValueMemberL{Value: []types.AttributeValue{&types.AttributeValueMemberS{Value: "x"}, &types.AttributeValueMemberL{Value: nil}, &types.AttributeValueMemberNULL{Value: true}}},
+		"R#abc12": &types.AttributeValueMemberS{Value: `{"d":1,"c":2}`},
+	}
+}
+
+func wireKey() map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{"pk": &types.AttributeValueMemberS{Value: "KEY#k1"}, "sk": &types.AttributeValueMemberS{Value: "USAGE"}}
+}
+
+// TestWireMatchesSDK sends each input through the SDK and through wire and
+// compares the JSON bodies DynamoDB would get, and the target header.
+func TestWireMatchesSDK(t *testing.T) {
+	names := map[string]string{"#e": "R#abc12", "#v": "v"}
+	values := map[string]types.AttributeValue{":a": &types.AttributeValueMemberN{Value: "5"}, ":s": &types.AttributeValueMemberS{Value: "x\u00e9"}}
+	tests := []struct {
+		op   string
+		call func(ctx context.Context, c api) error
+	}{
+		{"GetItem", func(ctx context.Context, c api) error {
+			_, err := c.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("t"), Key: wireKey(), ConsistentRead: aws.Bool(true),
+				ProjectionExpression: aws.String("#e, #v"), ExpressionAttributeNames: names, ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal})
+			return err
+		}},
+		{"GetItem", func(ctx context.Context, c api) error {
+			_, err := c.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("t"), Key: wireKey()})
+			return err
+		}},
+		{"PutItem", func(ctx context.Context, c api) error {
+			_, err := c.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String("t"), Item: everyKind(),
+				ConditionExpression: aws.String("attribute_not_exists(pk)"), ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+				ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal})
+			return err
+		}},
+		{"UpdateItem", func(ctx context.Context, c api) error {
+			_, err := c.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String("t"), Key: wireKey(),
+				UpdateExpression: aws.String("ADD #v :a SET #e = :s"), ConditionExpression: aws.String("attribute_not_exists(#e)"),
+				ExpressionAttributeNames: names, ExpressionAttributeValues: values, ReturnValues: types.ReturnValueUpdatedNew,
+				ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld, ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal})
+			return err
+		}},
+		{"BatchGetItem", func(ctx context.Context, c api) error {
+			_, err := c.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{
+				"t":     {Keys: []map[string]types.AttributeValue{wireKey(), {"pk": &types.AttributeValueMemberS{Value: "ORG"}, "sk": &types.AttributeValueMemberS{Value: "SPEND#s1"}}}, ConsistentRead: aws.Bool(true), ProjectionExpression: aws.String("#v"), ExpressionAttributeNames: map[string]string{"#v": "v"}},
+				"other": {Keys: []map[string]types.AttributeValue{wireKey()}},
+			}, ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal})
+			return err
+		}},
+		{"TransactWriteItems", func(ctx context.Context, c api) error {
+			_, err := c.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{ClientRequestToken: aws.String("token-1"), ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
+				TransactItems: []types.TransactWriteItem{
+					{ConditionCheck: &types.ConditionCheck{TableName: aws.String("t"), Key: wireKey(), ConditionExpression: aws.String("version = :a"), ExpressionAttributeValues: map[string]types.AttributeValue{":a": &types.AttributeValueMemberN{Value: "3"}}}},
+					{Put: &types.Put{TableName: aws.String("t"), Item: everyKind(), ConditionExpression: aws.String("attribute_not_exists(pk)"), ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld}},
+					{Update: &types.Update{TableName: aws.String("t"), Key: wireKey(), UpdateExpression: aws.String("ADD #v :a"), ExpressionAttributeNames: map[string]string{"#v": "v"}, ExpressionAttributeValues: map[string]types.AttributeValue{":a": &types.AttributeValueMemberN{Value: "-7"}}}},
+					{Delete: &types.Delete{TableName: aws.String("t"), Key: wireKey(), ConditionExpression: aws.String("attribute_exists(pk)")}},
+				}})
+			return err
+		}},
+	}
+	srv := newWireServer(t)
+	sdk, w := wireClients(t, srv.URL, nil)
+	ctx := context.Background()
+	for _, tt := range tests {
+		t.Run(tt.op, func(t *testing.T) {
+			if err := tt.call(ctx, sdk); err != nil {
+				t.Fatalf("SDK: %v", err)
+			}
+			want := srv.last(t)
+			if err := tt.call(ctx, w); err != nil {
+				t.Fatalf("wire: %v", err)
+			}
+			got := srv.last(t)
+			if g, w := got.header.Get("X-Amz-Target"), want.header.Get("X-Amz-Target"); g != w || g != "DynamoDB_20120810."+tt.op {
+				t.Errorf("X-Amz-Target = %q, the SDK's %q", g, w)
+			}
+			if g, w := got.header.Get("Content-Type"), want.header.Get("Content-Type"); g != w {
+				t.Errorf("Content-Type = %q, the SDK's %q", g, w)
+			}
+			var g, wa any
+			if err := json.Unmarshal(got.body, &g); err != nil {
+				t.Fatalf("wire's body is not JSON: %v\n%s", err, got.body)
+			}
+			if err := json.Unmarshal(want.body, &wa); err != nil {
+				t.Fatalf("the SDK's body is not JSON: %v\n%s", err, want.body)
+			}
+			if !reflect.DeepEqual(g, wa) {
+				t.Errorf("bodies differ\nwire: %s\nSDK:  %s", got.body, want.body)
+			}
+		})
+	}
+}
+
+// TestWireInvalidUTF8 checks strings that are not UTF-8 reach DynamoDB as
+// valid JSON with U+FFFD in place of each bad byte, as encoding/json
+// writes them.
+func TestWireInvalidUTF8(t *testing.T) {
+	j := &jsonBuf{}
+	j.str("a\xffb\xc3")
+	var s string
+	if err := json.Unmarshal(j.b, &s); err != nil {
+		t.Fatalf("%s: %v", j.b, err)
+	}
+	want, _ := json.Marshal("a\xffb\xc3")
+	if string(j.b) != string(want) || s != "a\ufffdb\ufffd" {
+		t.Errorf("str = %s (%q), want %s", j.b, s, want)
+	}
+}
+
+// TestWireDecodesAsSDK has the SDK and wire decode the same answers and
+// compares what they return.
+func TestWireDecodesAsSDK(t *testing.T) {
+	item := `{"pk":{"S":"KEY#k1"},"n":{"N":"42"},"b":{"B":"AAEC+v8="},"t":{"BOOL":true},"z":{"NULL":true},` +
+		`"ss":{"SS":["x","y"]},"ns":{"NS":["1"]},"bs":{"BS":["AQ==","AgM="]},"m":{"M":{"in":{"L":[{"S":"é"},{"M":{}}]}}},"e":{"L":[]}}`
+	capacity := `{"TableName":"t","CapacityUnits":2.5,"WriteCapacityUnits":2,"Table":{"CapacityUnits":1.5},"GlobalSecondaryIndexes":{"gsi3":{"CapacityUnits":1}}}`
+	tests := []struct {
+		name string
+		body string
+		call func(ctx context.Context, c api) (any, error)
+	}{
+		{"GetItem item", `{"Item":` + item + `,"ConsumedCapacity":` + capacity + `}`, func(ctx context.Context, c api) (any, error) {
+			return c.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("t"), Key: wireKey()})
+		}},
+		{"GetItem none", `{}`, func(ctx context.Context, c api) (any, error) {
+			return c.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("t"), Key: wireKey()})
+		}},
+		{"UpdateItem", `{"Attributes":` + item + `,"ConsumedCapacity":` + capacity + `}`, func(ctx context.Context, c api) (any, error) {
+			return c.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String("t"), Key: wireKey(), UpdateExpression: aws.String("ADD v :a")})
+		}},
+		{"PutItem", `{"ConsumedCapacity":` + capacity + `}`, func(ctx context.Context, c api) (any, error) {
+			return c.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String("t"), Item: wireKey()})
+		}},
+		{"BatchGetItem", `{"Responses":{"t":[` + item + `,{"pk":{"S":"x"}}],"u":[]},"UnprocessedKeys":{"t":{"Keys":[{"pk":{"S":"KEY#k2"},"sk":{"S":"USAGE"}}],"ConsistentRead":true,"ProjectionExpression":"#v","ExpressionAttributeNames":{"#v":"v"}}},"ConsumedCapacity":[` + capacity + `,{"TableName":"u","CapacityUnits":0.5}]}`,
+			func(ctx context.Context, c api) (any, error) {
+				return c.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: map[string]types.KeysAndAttributes{"t": {Keys: []map[string]types.AttributeValue{wireKey()}}}})
+			}},
+		{"TransactWriteItems", `{"ConsumedCapacity":[` + capacity + `]}`, func(ctx context.Context, c api) (any, error) {
+			return c.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{ClientRequestToken: aws.String("x"), TransactItems: []types.TransactWriteItem{{Put: &types.Put{TableName: aws.String("t"), Item: wireKey()}}}})
+		}},
+	}
+	ctx := context.Background()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newWireServer(t, answer{200, tt.body})
+			sdk, w := wireClients(t, srv.URL, nil)
+			want, err := tt.call(ctx, sdk)
+			if err != nil {
+				t.Fatalf("SDK: %v", err)
+			}
+			got, err := tt.call(ctx, w)
+			if err != nil {
+				t.Fatalf("wire: %v", err)
+			}
+			clearMetadata(want)
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("wire decoded\n%#v\nthe SDK\n%#v", got, want)
+			}
+		})
+	}
+}
+
+// clearMetadata zeroes an SDK output's ResultMetadata, which wire does not
+// fill (nothing in stipend reads it).
+func clearMetadata(out any) {
+	v := reflect.ValueOf(out).Elem().FieldByName("ResultMetadata")
+	v.Set(reflect.Zero(v.Type()))
+}
+
+// TestWireErrors checks error answers become the SDK's typed errors with
+// their details, that retryable ones are retried and others are not.
+func TestWireErrors(t *testing.T) {
+	const prefix = "com.amazonaws.dynamodb.v20120810#"
+	update := func(ctx context.Context, c api) error {
+		_, err := c.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String("t"), Key: wireKey(), UpdateExpression: aws.String("ADD v :a")})
+		return err
+	}
+	transact := func(ctx context.Context, c api) error {
+		_, err := c.TransactWriteItems(ctx, &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{{Put: &types.Put{TableName: aws.String("t"), Item: wireKey()}}}})
+		return err
+	}
+	tests := []struct {
+		name     string
+		answers  []answer
+		call     func(context.Context, api) error
+		requests int
+		check    func(t *testing.T, err error)
+	}{
+		{"conditional check failed, with the item", []answer{{400, `{"__type":"` + prefix + `ConditionalCheckFailedException","message":"The conditional request failed","Item":{"v":{"N":"7"}}}`}},
+			update, 1, func(t *testing.T, err error) {
+				var ccf *types.ConditionalCheckFailedException
+				if !errors.As(err, &ccf) {
+					t.Fatalf("error %v is not a ConditionalCheckFailedException", err)
+				}
+				if n, ok := ccf.Item["v"].(*types.AttributeValueMemberN); !ok || n.Value != "7" || aws.ToString(ccf.Message) != "The conditional request failed" {
+					t.Errorf("item %#v, message %q", ccf.Item, aws.ToString(ccf.Message))
+				}
+			}},
+		{"transaction cancelled, with reasons", []answer{{400, `{"__type":"` + prefix + `TransactionCanceledException","Message":"Transaction cancelled","CancellationReasons":[{"Code":"None"},{"Code":"ConditionalCheckFailed","Message":"The conditional request failed","Item":{"pk":{"S":"x"}}},{"Code":"TransactionConflict"}]}`}},
+			transact, 1, func(t *testing.T, err error) {
+				var tc *types.TransactionCanceledException
+				if !errors.As(err, &tc) {
+					t.Fatalf("error %v is not a TransactionCanceledException", err)
+				}
+				codes := []string{}
+				for _, r := range tc.CancellationReasons {
+					codes = append(codes, aws.ToString(r.Code))
+				}
+				if strings.Join(codes, ",") != "None,ConditionalCheckFailed,TransactionConflict" || tc.CancellationReasons[1].Item["pk"] == nil {
+					t.Errorf("reasons %v, second item %v", codes, tc.CancellationReasons[1].Item)
+				}
+				if !onlyConflicts(&types.TransactionCanceledException{CancellationReasons: tc.CancellationReasons[2:]}) {
+					t.Error("a conflict reason is not read as one")
+				}
+			}},
+		{"validation: a client error, not retried", []answer{{400, `{"__type":"` + prefix + `ValidationException","message":"bad expression"}`}},
+			update, 1, func(t *testing.T, err error) {
+				var ae smithy.APIError
+				if !errors.As(err, &ae) || ae.ErrorCode() != "ValidationException" || ae.ErrorMessage() != "bad expression" {
+					t.Fatalf("error %v: want a ValidationException API error", err)
+				}
+			}},
+		{"not found: typed", []answer{{400, `{"__type":"` + prefix + `ResourceNotFoundException","message":"no table"}`}},
+			update, 1, func(t *testing.T, err error) {
+				var nf *types.ResourceNotFoundException
+				if !errors.As(err, &nf) || !permanent(err) {
+					t.Fatalf("error %v: want a permanent ResourceNotFoundException", err)
+				}
+			}},
+		{"throttled, then served", []answer{{400, `{"__type":"` + prefix + `ThrottlingException","message":"slow down"}`}, {200, `{}`}},
+			update, 2, func(t *testing.T, err error) {
+				if err != nil {
+					t.Fatalf("error %v after a retry", err)
+				}
+			}},
+		{"server errors: three attempts", []answer{{500, `{"__type":"` + prefix + `InternalServerError","message":"oops"}`}},
+			transact, 3, func(t *testing.T, err error) {
+				var ise *types.InternalServerError
+				var ce *CallError
+				if !errors.As(err, &ise) || !errors.As(err, &ce) || ce.Attempts != 3 || ce.Operation != "TransactWriteItems" || permanent(err) {
+					t.Fatalf("error %v: want an InternalServerError after 3 attempts, not permanent", err)
+				}
+			}},
+		{"an error type in the header", []answer{{503, ``}},
+			update, 3, func(t *testing.T, err error) {
+				var ae smithy.APIError
+				if !errors.As(err, &ae) || ae.ErrorCode() != "HTTP 503" {
+					t.Fatalf("error %v: want an API error naming the status", err)
+				}
+			}},
+	}
+	ctx := context.Background()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := newWireServer(t, tt.answers...)
+			_, w := wireClients(t, srv.URL, nil)
+			err := tt.call(ctx, w)
+			tt.check(t, err)
+			if n := srv.count(); n != tt.requests {
+				t.Errorf("the server got %d requests, want %d", n, tt.requests)
+			}
+		})
+	}
+}
+
+// TestWireKeepsToken checks a transaction without a token gets one, kept
+// on the input so that a caller's retry repeats it (as the SDK does), and
+// that the server's retry of one call repeats it too.
+func TestWireKeepsToken(t *testing.T) {
+	srv := newWireServer(t, answer{500, `{}`}, answer{200, `{}`})
+	_, w := wireClients(t, srv.URL, nil)
+	in := &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{{Put: &types.Put{TableName: aws.String("t"), Item: wireKey()}}}}
+	if _, err := w.TransactWriteItems(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	token := aws.ToString(in.ClientRequestToken)
+	if len(token) < 16 || len(token) > 36 {
+		t.Fatalf("token %q: want 16 to 36 characters", token)
+	}
+	for i, r := range srv.requests {
+		var body struct{ ClientRequestToken string }
+		if err := json.Unmarshal(r.body, &body); err != nil || body.ClientRequestToken != token {
+			t.Errorf("attempt %d sent token %q (%v), want %q", i+1, body.ClientRequestToken, err, token)
+		}
+	}
+}
+
+// TestWireSigns checks each request carries a SigV4 signature for the
+// region and service, over the target header, that the SDK's signer
+// reproduces from the request as sent, and the session token.
+func TestWireSigns(t *testing.T) {
+	srv := newWireServer(t)
+	_, w := wireClients(t, srv.URL, map[string]string{"AWS_SESSION_TOKEN": "session-tok"})
+	if _, err := w.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String("t"), Key: wireKey()}); err != nil {
+		t.Fatal(err)
+	}
+	got := srv.last(t)
+	auth := got.header.Get("Authorization")
+	date := got.header.Get("X-Amz-Date")
+	if !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 Credential=AKIDWIRE/"+date[:8]+"/eu-west-1/dynamodb/aws4_request, SignedHeaders=") {
+		t.Fatalf("Authorization = %q", auth)
+	}
+	for _, h := range []string{"host", "x-amz-date", "x-amz-target", "x-amz-security-token", "content-type"} {
+		if !strings.Contains(auth, h) {
+			t.Errorf("Authorization %q does not sign %s", auth, h)
+		}
+	}
+	if got.header.Get("X-Amz-Security-Token") != "session-tok" {
+		t.Errorf("X-Amz-Security-Token = %q", got.header.Get("X-Amz-Security-Token"))
+	}
+	// Sign the request as received again: the same signature.
+	at, err := time.Parse("20060102T150405Z", date)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(string(got.body)))
+	for _, h := range []string{"Content-Type", "X-Amz-Target", "Accept-Encoding"} {
+		req.Header.Set(h, got.header.Get(h))
+	}
+	creds, _ := w.creds.Retrieve(context.Background())
+	digest := sha256.Sum256(got.body)
+	sum := hex.EncodeToString(digest[:])
+	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, sum, "dynamodb", "eu-west-1", at); err != nil {
+		t.Fatal(err)
+	}
+	if req.Header.Get("Authorization") != auth {
+		t.Errorf("signature does not verify:\n got %s\nwant %s", auth, req.Header.Get("Authorization"))
+	}
+}
+
+// TestWireMiddleware checks middlewares see every call, wire's and the
+// SDK's, in order, and may change the input.
+func TestWireMiddleware(t *testing.T) {
+	srv := newWireServer(t, answer{200, `{"Items":[],"Count":0}`})
+	sdk, _ := wireClients(t, srv.URL, nil)
+	var seen []string
+	s := New(sdk, "t", 0, WithMiddleware(
+		func(ctx context.Context, op string, in any, next func(context.Context) (any, error)) (any, error) {
+			seen = append(seen, "outer "+op)
+			if g, ok := in.(*dynamodb.GetItemInput); ok {
+				g.ReturnConsumedCapacity = types.ReturnConsumedCapacityTotal
+			}
+			return next(ctx)
+		},
+		func(ctx context.Context, op string, in any, next func(context.Context) (any, error)) (any, error) {
+			seen = append(seen, "inner "+op)
+			out, err := next(ctx)
+			if _, ok := out.(*dynamodb.GetItemOutput); op == "GetItem" && !ok {
+				t.Errorf("GetItem's output is %T", out)
+			}
+			return out, err
+		}))
+	ctx := context.Background()
+	if _, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("t"), Key: wireKey()}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(srv.last(t).body), `"ReturnConsumedCapacity":"TOTAL"`) {
+		t.Errorf("the middleware's change did not reach the request: %s", srv.last(t).body)
+	}
+	if _, err := s.db.Query(ctx, &dynamodb.QueryInput{TableName: aws.String("t"), KeyConditionExpression: aws.String("pk = :p"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{":p": &types.AttributeValueMemberS{Value: "x"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if want := "outer GetItem,inner GetItem,outer Query,inner Query"; strings.Join(seen, ",") != want {
+		t.Errorf("middlewares saw %v, want %s", seen, want)
+	}
+}
