@@ -11,10 +11,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/smithy-go/middleware"
 )
 
 // opStat is what one DynamoDB operation cost over some calls: how many
@@ -135,34 +133,29 @@ func (c *opCounter) snapshot() opStats {
 	return maps.Clone(c.ops)
 }
 
-// install adds the counting middleware to a DynamoDB client's options.
-func (c *opCounter) install(o *dynamodb.Options) {
-	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
-		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("StipendBenchCount",
-			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-				askConsumedCapacity(in.Parameters)
-				start := time.Now()
-				out, md, err := next.HandleInitialize(ctx, in)
-				elapsed := time.Since(start)
-				units, reported := consumedUnits(out.Result)
-				op := opLabel(awsmiddleware.GetOperationName(ctx), in.Parameters)
-				c.mu.Lock()
-				s := c.ops[op]
-				s.calls++
-				s.elapsed += elapsed
-				if reported {
-					s.reported++
-					s.units += units
-				}
-				c.ops[op] = s
-				if len(c.spans) == maxSpans {
-					c.spans = append(c.spans[:0], c.spans[maxSpans/2:]...)
-				}
-				c.spans = append(c.spans, callSpan{op, start.UnixNano(), start.Add(elapsed).UnixNano()})
-				c.mu.Unlock()
-				return out, md, err
-			}), middleware.After)
-	})
+// count is the counting middleware of a Store (dynamo.WithMiddleware).
+func (c *opCounter) count(ctx context.Context, op string, in any, next func(context.Context) (any, error)) (any, error) {
+	askConsumedCapacity(in)
+	start := time.Now()
+	out, err := next(ctx)
+	elapsed := time.Since(start)
+	units, reported := consumedUnits(out)
+	label := opLabel(op, in)
+	c.mu.Lock()
+	s := c.ops[label]
+	s.calls++
+	s.elapsed += elapsed
+	if reported {
+		s.reported++
+		s.units += units
+	}
+	c.ops[label] = s
+	if len(c.spans) == maxSpans {
+		c.spans = append(c.spans[:0], c.spans[maxSpans/2:]...)
+	}
+	c.spans = append(c.spans, callSpan{label, start.UnixNano(), start.Add(elapsed).UnixNano()})
+	c.mu.Unlock()
+	return out, err
 }
 
 // opLabel names a call for the counts: the operation, and what it does,

@@ -81,7 +81,7 @@ func runLimits(ctx context.Context, st *stack, n, warmup, bursts int) (*limitsRe
 		return nil, err
 	}
 	ops := newOpCounter()
-	store := dynamo.New(dynamo.NewClient(cfg, ops.install), benchTable, 24*time.Hour)
+	store := dynamo.New(dynamo.NewClient(cfg), benchTable, 24*time.Hour, dynamo.WithMiddleware(ops.count))
 	prices, err := pricing.Default()
 	if err != nil {
 		return nil, err

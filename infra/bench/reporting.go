@@ -112,7 +112,7 @@ func runReporting(ctx context.Context, out io.Writer, size reportingSize) error 
 	ops := newOpCounter()
 	// Events are kept for the whole term, as a deployment reporting over
 	// a term from events would have to (EventRetentionDays >= 120).
-	store := dynamo.New(dynamo.NewClient(cfg, ops.install), reportingTable, time.Duration(size.days+30)*24*time.Hour)
+	store := dynamo.New(dynamo.NewClient(cfg), reportingTable, time.Duration(size.days+30)*24*time.Hour, dynamo.WithMiddleware(ops.count))
 	if err := store.CreateTable(ctx); err != nil {
 		return fmt.Errorf("create table: %w", err)
 	}

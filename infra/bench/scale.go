@@ -19,7 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"github.com/aws/smithy-go/middleware"
 
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack"
@@ -169,7 +168,7 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 	defer stopUp()
 
 	ops, tx := newOpCounter(), &txItems{}
-	store := dynamo.New(dynamo.NewClient(cfg, ops.install, tx.install), scaleTable, 24*time.Hour)
+	store := dynamo.New(dynamo.NewClient(cfg), scaleTable, 24*time.Hour, dynamo.WithMiddleware(ops.count, tx.count))
 	if err := store.CreateTable(ctx); err != nil {
 		return fmt.Errorf("create table: %w", err)
 	}
@@ -467,17 +466,12 @@ type txItems struct {
 	maxPut                 int
 }
 
-// install adds the counting middleware to a DynamoDB client's options.
-func (t *txItems) install(o *dynamodb.Options) {
-	o.APIOptions = append(o.APIOptions, func(stack *middleware.Stack) error {
-		return stack.Initialize.Add(middleware.InitializeMiddlewareFunc("StipendBenchTxItems",
-			func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-				if tx, ok := in.Parameters.(*dynamodb.TransactWriteItemsInput); ok {
-					t.add(tx)
-				}
-				return next.HandleInitialize(ctx, in)
-			}), middleware.After)
-	})
+// count is the counting middleware of a Store (dynamo.WithMiddleware).
+func (t *txItems) count(ctx context.Context, _ string, in any, next func(context.Context) (any, error)) (any, error) {
+	if tx, ok := in.(*dynamodb.TransactWriteItemsInput); ok {
+		t.add(tx)
+	}
+	return next(ctx)
 }
 
 func (t *txItems) add(tx *dynamodb.TransactWriteItemsInput) {

@@ -59,7 +59,8 @@ const (
 
 // Store reads and writes stipend's table. It is safe for concurrent use.
 type Store struct {
-	db        *dynamodb.Client
+	db        api   // wire, or the SDK client
+	wire      *wire // the same, for options
 	table     string
 	retention time.Duration
 
@@ -125,12 +126,19 @@ func NewClientAt(cfg aws.Config, url string) *dynamodb.Client {
 	return NewClient(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(url) })
 }
 
-// New returns a Store on table. Events expire after retention (0 means 30 days).
-func New(db *dynamodb.Client, table string, retention time.Duration) *Store {
+// New returns a Store on table that calls DynamoDB through db's
+// configuration: the request path's operations by wire (wire.go), the
+// others by db. Events expire after retention (0 means 30 days).
+func New(db *dynamodb.Client, table string, retention time.Duration, opts ...Option) *Store {
 	if retention <= 0 {
 		retention = 30 * 24 * time.Hour
 	}
-	return &Store{db: db, table: table, retention: retention}
+	w := newWire(db)
+	s := &Store{db: w, wire: w, table: table, retention: retention}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
 }
 
 // TableOption changes how CreateTable creates the table.

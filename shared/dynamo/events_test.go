@@ -200,7 +200,7 @@ func TestEvents(t *testing.T) {
 
 	t.Run("expiry is createdAt plus retention", func(t *testing.T) {
 		for _, retention := range []time.Duration{0, 7 * 24 * time.Hour} {
-			rs := New(s.db, s.table, retention)
+			rs := New(s.wire.sdk, s.table, retention)
 			ev := &ledger.Event{ID: "ttl" + strconv.Itoa(int(retention.Hours())), KeyID: "kTTL", CreatedAt: at(0) + 123}
 			if err := record(ctx, rs, ev); err != nil {
 				t.Fatal(err)
@@ -211,7 +211,7 @@ func TestEvents(t *testing.T) {
 				t.Errorf("retention %v: expiresAt = %d, want %d", retention, got, want)
 			}
 		}
-		if d := New(s.db, s.table, 0).retention; d != 30*24*time.Hour {
+		if d := New(s.wire.sdk, s.table, 0).retention; d != 30*24*time.Hour {
 			t.Errorf("default retention = %v", d)
 		}
 	})
