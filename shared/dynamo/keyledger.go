@@ -619,19 +619,3 @@ func windowEnd(u budget.Unit, label string) (time.Time, bool) {
 	return end, true
 }
 
-// openOnLedger reports whether r is open on its key's ledger (a strongly
-// consistent read of its entry alone).
-func (s *Store) openOnLedger(ctx context.Context, keyID, id string) (bool, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(s.table), Key: ledgerKey(keyID), ConsistentRead: aws.Bool(true),
-		ProjectionExpression: aws.String("#e"), ExpressionAttributeNames: map[string]string{"#e": entryAttr(id)},
-		ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
-	})
-	if out != nil {
-		s.accountOne(out.ConsumedCapacity)
-	}
-	if err != nil {
-		return false, fmt.Errorf("read the ledger of key %s: %w", keyID, err)
-	}
-	return strings.HasPrefix(getS(out.Item, entryAttr(id)), liveEntry), nil
-}
