@@ -618,4 +618,3 @@ func windowEnd(u budget.Unit, label string) (time.Time, bool) {
 	_, end, _ := budget.Window(u, t)
 	return end, true
 }
-

@@ -136,111 +136,71 @@ func invoke[O any](ctx context.Context, w *wire, op string, in any, call func(co
 	return o, err
 }
 
-// direct reports whether wire sends a call itself: not when the caller
-// passes per-call SDK options, which only the SDK understands.
-func direct(optFns []func(*dynamodb.Options)) bool { return len(optFns) == 0 }
-
-func (w *wire) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	return invoke(ctx, w, "GetItem", in, func(ctx context.Context) (*dynamodb.GetItemOutput, error) {
-		body, err := encodeGetItem(in)
-		if !direct(optFns) || errors.Is(err, errLegacyInput) {
-			return w.sdk.GetItem(ctx, in, optFns...)
+// call makes op by wire: in encoded by enc, the answer decoded by dec; or
+// by the SDK's sdk when the caller passes per-call SDK options or enc finds
+// parameters wire does not send.
+func call[I, O any](ctx context.Context, w *wire, op string, in *I, optFns []func(*dynamodb.Options),
+	enc func(*I) ([]byte, error), dec func([]byte) (*O, error),
+	sdk func(context.Context, *I, ...func(*dynamodb.Options)) (*O, error),
+) (*O, error) {
+	return invoke(ctx, w, op, in, func(ctx context.Context) (*O, error) {
+		if len(optFns) > 0 {
+			return sdk(ctx, in, optFns...)
+		}
+		body, err := enc(in)
+		if errors.Is(err, errLegacyInput) {
+			return sdk(ctx, in)
 		}
 		if err != nil {
-			return nil, &CallError{Operation: "GetItem", Err: err}
+			return nil, &CallError{Operation: op, Err: err}
 		}
-		res, err := w.send(ctx, "GetItem", body)
+		res, err := w.send(ctx, op, body)
 		if err != nil {
 			return nil, err
 		}
-		return decodeGetItem(res)
+		return dec(res)
 	})
 }
 
+func (w *wire) GetItem(ctx context.Context, in *dynamodb.GetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	return call(ctx, w, "GetItem", in, optFns, encodeGetItem, decodeGetItem, w.sdk.GetItem)
+}
+
 func (w *wire) PutItem(ctx context.Context, in *dynamodb.PutItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	return invoke(ctx, w, "PutItem", in, func(ctx context.Context) (*dynamodb.PutItemOutput, error) {
-		body, err := encodePutItem(in)
-		if !direct(optFns) || errors.Is(err, errLegacyInput) {
-			return w.sdk.PutItem(ctx, in, optFns...)
-		}
-		if err != nil {
-			return nil, &CallError{Operation: "PutItem", Err: err}
-		}
-		res, err := w.send(ctx, "PutItem", body)
-		if err != nil {
-			return nil, err
-		}
+	return call(ctx, w, "PutItem", in, optFns, encodePutItem, func(res []byte) (*dynamodb.PutItemOutput, error) {
 		attrs, cc, err := decodeWrite("PutItem", res)
 		if err != nil {
 			return nil, err
 		}
 		return &dynamodb.PutItemOutput{Attributes: attrs, ConsumedCapacity: cc}, nil
-	})
+	}, w.sdk.PutItem)
 }
 
 func (w *wire) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
-	return invoke(ctx, w, "UpdateItem", in, func(ctx context.Context) (*dynamodb.UpdateItemOutput, error) {
-		body, err := encodeUpdateItem(in)
-		if !direct(optFns) || errors.Is(err, errLegacyInput) {
-			return w.sdk.UpdateItem(ctx, in, optFns...)
-		}
-		if err != nil {
-			return nil, &CallError{Operation: "UpdateItem", Err: err}
-		}
-		res, err := w.send(ctx, "UpdateItem", body)
-		if err != nil {
-			return nil, err
-		}
+	return call(ctx, w, "UpdateItem", in, optFns, encodeUpdateItem, func(res []byte) (*dynamodb.UpdateItemOutput, error) {
 		attrs, cc, err := decodeWrite("UpdateItem", res)
 		if err != nil {
 			return nil, err
 		}
 		return &dynamodb.UpdateItemOutput{Attributes: attrs, ConsumedCapacity: cc}, nil
-	})
+	}, w.sdk.UpdateItem)
 }
 
 func (w *wire) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchGetItemOutput, error) {
-	return invoke(ctx, w, "BatchGetItem", in, func(ctx context.Context) (*dynamodb.BatchGetItemOutput, error) {
-		body, err := encodeBatchGetItem(in)
-		if !direct(optFns) || errors.Is(err, errLegacyInput) {
-			return w.sdk.BatchGetItem(ctx, in, optFns...)
-		}
-		if err != nil {
-			return nil, &CallError{Operation: "BatchGetItem", Err: err}
-		}
-		res, err := w.send(ctx, "BatchGetItem", body)
-		if err != nil {
-			return nil, err
-		}
-		return decodeBatchGetItem(res)
-	})
+	return call(ctx, w, "BatchGetItem", in, optFns, encodeBatchGetItem, decodeBatchGetItem, w.sdk.BatchGetItem)
 }
 
+// TransactWriteItems gives in a client request token when it has none,
+// before the middlewares see it, whoever sends it.
 func (w *wire) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
-	return invoke(ctx, w, "TransactWriteItems", in, func(ctx context.Context) (*dynamodb.TransactWriteItemsOutput, error) {
-		if !direct(optFns) {
-			return w.sdk.TransactWriteItems(ctx, in, optFns...)
-		}
-		if in.ClientRequestToken == nil {
-			token, err := requestToken()
-			if err != nil {
-				return nil, &CallError{Operation: "TransactWriteItems", Err: err}
-			}
-			in.ClientRequestToken = &token
-		}
-		body, err := encodeTransactWriteItems(in)
-		if errors.Is(err, errLegacyInput) {
-			return w.sdk.TransactWriteItems(ctx, in, optFns...)
-		}
+	if in.ClientRequestToken == nil {
+		token, err := requestToken()
 		if err != nil {
 			return nil, &CallError{Operation: "TransactWriteItems", Err: err}
 		}
-		res, err := w.send(ctx, "TransactWriteItems", body)
-		if err != nil {
-			return nil, err
-		}
-		return decodeTransactWriteItems(res)
-	})
+		in.ClientRequestToken = &token
+	}
+	return call(ctx, w, "TransactWriteItems", in, optFns, encodeTransactWriteItems, decodeTransactWriteItems, w.sdk.TransactWriteItems)
 }
 
 func (w *wire) BatchWriteItem(ctx context.Context, in *dynamodb.BatchWriteItemInput, optFns ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
