@@ -31,7 +31,6 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -107,21 +106,38 @@ type wire struct {
 	http   dynamodb.HTTPClient
 	creds  aws.CredentialsProvider
 	region string
-	base   *string // the configured endpoint, if any
-	rules  dynamodb.EndpointResolverV2
 	signer *v4.Signer
 	mw     []Middleware
 
-	mu       sync.Mutex
-	endpoint string // resolved on first use when base is nil
+	// endpoint is the URL every call posts to, or endpointErr why there is
+	// none (the region has no DynamoDB endpoint): each call returns it.
+	endpoint    string
+	endpointErr error
 }
 
 func newWire(sdk *dynamodb.Client) *wire {
 	o := sdk.Options()
-	return &wire{
-		sdk: sdk, http: o.HTTPClient, creds: o.Credentials, region: o.Region,
-		base: o.BaseEndpoint, rules: o.EndpointResolverV2, signer: v4.NewSigner(),
+	w := &wire{sdk: sdk, http: o.HTTPClient, creds: o.Credentials, region: o.Region, signer: v4.NewSigner()}
+	w.endpoint, w.endpointErr = endpointOf(o)
+	return w
+}
+
+// endpointOf is the URL of the DynamoDB endpoint o's client calls: the
+// configured one (AWS_ENDPOINT_URL_DYNAMODB, a test's server), else the
+// one the SDK's endpoint rules give for the region (a computation, no
+// call).
+func endpointOf(o dynamodb.Options) (string, error) {
+	if o.BaseEndpoint != nil {
+		return *o.BaseEndpoint, nil
 	}
+	e, err := o.EndpointResolverV2.ResolveEndpoint(context.Background(), dynamodb.EndpointParameters{
+		Region: aws.String(o.Region), UseDualStack: aws.Bool(false), UseFIPS: aws.Bool(false),
+		AccountIdEndpointMode: aws.String(string(aws.AccountIDEndpointModeDisabled)),
+	})
+	if err != nil {
+		return "", fmt.Errorf("resolve the DynamoDB endpoint of region %q: %w", o.Region, err)
+	}
+	return e.URI.String(), nil
 }
 
 // invoke runs call through the middlewares.
@@ -254,37 +270,14 @@ func requestToken() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-// url returns the endpoint: the configured one (AWS_ENDPOINT_URL_DYNAMODB,
-// a test's server), or the one the SDK's rules give for the region,
-// resolved once.
-func (w *wire) url(ctx context.Context) (string, error) {
-	if w.base != nil {
-		return *w.base, nil
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.endpoint != "" {
-		return w.endpoint, nil
-	}
-	e, err := w.rules.ResolveEndpoint(ctx, dynamodb.EndpointParameters{
-		Region: aws.String(w.region), UseDualStack: aws.Bool(false), UseFIPS: aws.Bool(false),
-		AccountIdEndpointMode: aws.String(string(aws.AccountIDEndpointModeDisabled)),
-	})
-	if err != nil {
-		return "", fmt.Errorf("resolve the DynamoDB endpoint of %s: %w", w.region, err)
-	}
-	w.endpoint = e.URI.String()
-	return w.endpoint, nil
-}
-
 // send posts body as op and returns the response body of a 2xx answer;
 // anything else is a *CallError. Throttling, 5xx answers and transport
 // failures are retried (wireAttempts in all) while ctx lasts.
 func (w *wire) send(ctx context.Context, op string, body []byte) ([]byte, error) {
-	endpoint, err := w.url(ctx)
-	if err != nil {
-		return nil, &CallError{Operation: op, Err: err}
+	if w.endpointErr != nil {
+		return nil, &CallError{Operation: op, Err: w.endpointErr}
 	}
+	endpoint := w.endpoint
 	sum := sha256.Sum256(body)
 	payloadHash := hex.EncodeToString(sum[:])
 	for attempt := 1; ; attempt++ {

@@ -477,3 +477,57 @@ func TestWireMiddleware(t *testing.T) {
 		t.Errorf("middlewares saw %v, want %s", seen, want)
 	}
 }
+
+// recordingHTTP answers every request with an error after noting its URL.
+type recordingHTTP struct {
+	mu   sync.Mutex
+	urls []string
+}
+
+func (r *recordingHTTP) Do(req *http.Request) (*http.Response, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.urls = append(r.urls, req.URL.Scheme+"://"+req.URL.Host)
+	return nil, errors.New("recorded")
+}
+
+// TestWireEndpoint checks wire posts where the SDK would: the region's
+// endpoint by the SDK's rules, or the configured one.
+func TestWireEndpoint(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"region", map[string]string{"AWS_REGION": "eu-west-1"}, "https://dynamodb.eu-west-1.amazonaws.com"},
+		{"China partition", map[string]string{"AWS_REGION": "cn-north-1"}, "https://dynamodb.cn-north-1.amazonaws.com.cn"},
+		{"GovCloud", map[string]string{"AWS_REGION": "us-gov-west-1"}, "https://dynamodb.us-gov-west-1.amazonaws.com"},
+		{"configured", map[string]string{"AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:8000"}, "http://127.0.0.1:8000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"AWS_ACCESS_KEY_ID": "AKIDWIRE", "AWS_SECRET_ACCESS_KEY": "wire-secret"}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			cfg, err := awsenv.FromEnv(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := &recordingHTTP{}
+			cfg.HTTPClient = rec
+			sdk := NewClient(cfg, func(o *dynamodb.Options) { o.RetryMaxAttempts = 1 })
+			w := newWire(sdk)
+			in := &dynamodb.GetItemInput{TableName: aws.String("t"), Key: wireKey()}
+			_, _ = sdk.GetItem(context.Background(), in)
+			_, _ = w.GetItem(context.Background(), in)
+			if len(rec.urls) < 2 {
+				t.Fatalf("requests to %v, want the SDK's and wire's", rec.urls)
+			}
+			sdkURL, wireURL := rec.urls[0], rec.urls[len(rec.urls)-1]
+			if sdkURL != tt.want || wireURL != tt.want {
+				t.Errorf("SDK posted to %s, wire to %s, want %s", sdkURL, wireURL, tt.want)
+			}
+		})
+	}
+}
