@@ -46,9 +46,11 @@ var layers = map[string][]string{
 	"shared/user":     {"shared/money"},
 	"shared/provider": {"shared/ledger"},
 	"shared/pricing":  {"shared/ledger", "shared/money"},
-	"shared/budget":   {"shared/apikey", "shared/ledger", "shared/money"},
-	"shared/secrets":  {"shared/cache"},
-	"shared/config":   {"shared/ledger", "shared/rollover"},
+	// a go generate command
+	"shared/pricing/internal/gen": {"shared/pricing"},
+	"shared/budget":               {"shared/apikey", "shared/ledger", "shared/money"},
+	"shared/secrets":              {"shared/cache"},
+	"shared/config":               {"shared/ledger", "shared/rollover"},
 	// services
 	"shared/proxy": {"shared/apierror", "shared/apikey", "shared/budget", "shared/cache", "shared/ledger",
 		"shared/money", "shared/pages", "shared/pricing", "shared/provider", "shared/sse", "shared/user"},

@@ -1,7 +1,10 @@
 // Package pricing holds the dated table of OpenAI and Anthropic list prices
 // that stipend charges requests against, and turns token usage into money.
 //
-// The table is embedded (prices.json) so nothing is fetched at run time.
+// The table is compiled in so nothing is fetched at run time: prices.json is
+// its source, which go generate turns into default_prices.go (Go values,
+// checked by Parse at generation time), so starting a function decodes no
+// JSON.
 // Prices are written in the file as exact decimal strings of US dollars per
 // one million tokens and held as integer pico-dollars (1e-12 USD) per token;
 // a price that does not convert exactly is rejected when the table is parsed.
@@ -22,7 +25,6 @@ package pricing
 
 import (
 	"bytes"
-	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,8 +39,7 @@ import (
 	"github.com/stipend/stipend/shared/money"
 )
 
-//go:embed prices.json
-var files embed.FS
+//go:generate go run ./internal/gen -in prices.json -out default_prices.go
 
 // Kinds of model.
 const (
@@ -127,14 +128,23 @@ type fileModel struct {
 	Source string `json:"source"`
 }
 
-// Default parses the embedded price table. Callers call it once at startup
-// and share the result.
+// Default returns the compiled-in price table (prices.json, as generated
+// into default_prices.go). Callers call it once at startup and share the
+// result. It returns no error today; the signature leaves room for a table
+// that can be invalid.
 func Default() (*Table, error) {
-	b, err := files.ReadFile("prices.json")
-	if err != nil {
-		return nil, fmt.Errorf("pricing: %w", err)
+	ps := defaultPrices()
+	t := &Table{
+		asOf:   defaultAsOf,
+		source: defaultSource,
+		prices: make(map[string]Price, len(ps)),
+		names:  make([]string, 0, len(ps)),
 	}
-	return Parse(b)
+	for _, p := range ps {
+		t.prices[p.Model] = p
+		t.names = append(t.names, p.Model)
+	}
+	return t, nil
 }
 
 // Parse reads and validates a price table in the prices.json format: the
