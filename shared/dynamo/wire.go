@@ -21,22 +21,16 @@ package dynamo
 // *CallError naming the operation.
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	mrand "math/rand/v2"
-	"net/http"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/smithy-go"
+
+	"github.com/stipend/stipend/shared/awsjson"
 )
 
 // api is the DynamoDB operations a Store calls, with the SDK client's
@@ -93,33 +87,31 @@ func (e *CallError) Unwrap() error { return e.Err }
 // sends it instead.
 var errLegacyInput = errors.New("legacy parameters")
 
-const (
-	wireAttempts   = 3
-	wireBackoff    = 50 * time.Millisecond
-	wireMaxBackoff = time.Second
-	targetPrefix   = "DynamoDB_20120810."
-)
-
 // wire is the client of one Store; safe for concurrent use.
 type wire struct {
-	sdk    *dynamodb.Client
-	http   dynamodb.HTTPClient
-	creds  aws.CredentialsProvider
-	region string
-	signer *v4.Signer
-	mw     []Middleware
+	sdk *dynamodb.Client
+	c   *awsjson.Client
+	mw  []Middleware
 
-	// endpoint is the URL every call posts to, or endpointErr why there is
-	// none (the region has no DynamoDB endpoint): each call returns it.
-	endpoint    string
+	// endpointErr is why there is no endpoint to call (the region has no
+	// DynamoDB endpoint): each call wire sends returns it.
 	endpointErr error
+}
+
+// dynamoService is DynamoDB's JSON protocol.
+var dynamoService = awsjson.Service{
+	SigningName: "dynamodb", TargetPrefix: "DynamoDB_20120810.", ContentType: "application/x-amz-json-1.0",
 }
 
 func newWire(sdk *dynamodb.Client) *wire {
 	o := sdk.Options()
-	w := &wire{sdk: sdk, http: o.HTTPClient, creds: o.Credentials, region: o.Region, signer: v4.NewSigner()}
-	w.endpoint, w.endpointErr = endpointOf(o)
-	return w
+	endpoint, err := endpointOf(o)
+	return &wire{
+		sdk: sdk, endpointErr: err,
+		c: awsjson.New(awsjson.Config{
+			Service: dynamoService, Endpoint: endpoint, Region: o.Region, Credentials: o.Credentials, HTTPClient: o.HTTPClient,
+		}),
+	}
 }
 
 // endpointOf is the URL of the DynamoDB endpoint o's client calls: the
@@ -270,81 +262,23 @@ func requestToken() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-// send posts body as op and returns the response body of a 2xx answer;
-// anything else is a *CallError. Throttling, 5xx answers and transport
-// failures are retried (wireAttempts in all) while ctx lasts.
+// send posts body as op and returns the body of a 2xx answer; anything
+// else is a *CallError whose Err is the SDK's typed error (or the
+// transport's). awsjson retries what the SDK would.
 func (w *wire) send(ctx context.Context, op string, body []byte) ([]byte, error) {
 	if w.endpointErr != nil {
 		return nil, &CallError{Operation: op, Err: w.endpointErr}
 	}
-	endpoint := w.endpoint
-	sum := sha256.Sum256(body)
-	payloadHash := hex.EncodeToString(sum[:])
-	for attempt := 1; ; attempt++ {
-		res, status, err := w.attempt(ctx, op, endpoint, body, payloadHash)
-		if err == nil {
-			return res, nil
-		}
-		if attempt >= wireAttempts || ctx.Err() != nil || !retryable(status, err) {
-			return nil, &CallError{Operation: op, Status: status, Attempts: attempt, Err: err}
-		}
-		pause := mrand.N(min(wireBackoff<<attempt, wireMaxBackoff))
-		select {
-		case <-ctx.Done():
-			return nil, &CallError{Operation: op, Status: status, Attempts: attempt, Err: err}
-		case <-time.After(pause):
-		}
-	}
-}
-
-// attempt makes one request: the response body of a 2xx answer, or the
-// status (0 without a response) and the error.
-func (w *wire) attempt(ctx context.Context, op, endpoint string, body []byte, payloadHash string) ([]byte, int, error) {
-	creds, err := w.creds.Retrieve(ctx)
-	if err != nil {
-		return nil, 0, fmt.Errorf("credentials: %w", err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(body))
-	if err != nil {
-		return nil, 0, err
-	}
-	req.Header.Set("Content-Type", "application/x-amz-json-1.0")
-	req.Header.Set("X-Amz-Target", targetPrefix+op)
-	req.Header.Set("Accept-Encoding", "identity")
-	if err := w.signer.SignHTTP(ctx, creds, req, payloadHash, "dynamodb", w.region, time.Now().UTC()); err != nil {
-		return nil, 0, fmt.Errorf("sign: %w", err)
-	}
-	resp, err := w.http.Do(req)
-	if err != nil {
-		return nil, 0, err
-	}
-	defer resp.Body.Close()
-	res, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, resp.StatusCode, fmt.Errorf("read the response: %w", err)
-	}
-	if resp.StatusCode/100 == 2 {
-		return res, resp.StatusCode, nil
-	}
-	return nil, resp.StatusCode, decodeError(resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), res)
-}
-
-// retryable reports whether another attempt may succeed: no answer (the
-// connection failed or timed out), a server error, or throttling.
-func retryable(status int, err error) bool {
-	if status == 0 || status >= 500 {
-		return true
-	}
-	var ae smithy.APIError
+	res, err := w.c.Call(ctx, op, body)
+	var ae *awsjson.Error
 	if !errors.As(err, &ae) {
-		return false
+		return res, err
 	}
-	switch ae.ErrorCode() {
-	case "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded",
-		"TransactionInProgressException", "LimitExceededException", "Throttling", "RequestThrottled":
-		return true
+	ce := &CallError{Operation: op, Status: ae.Status, Attempts: ae.Attempts, Err: ae.Err}
+	if ae.Status != 0 {
+		ce.Err = decodeError(ae)
 	}
-	return false
+	return nil, ce
 }
 
 var _ api = (*wire)(nil)

@@ -429,7 +429,7 @@ func TestWireSigns(t *testing.T) {
 	for _, h := range []string{"Content-Type", "X-Amz-Target", "Accept-Encoding"} {
 		req.Header.Set(h, got.header.Get(h))
 	}
-	creds, _ := w.creds.Retrieve(context.Background())
+	creds, _ := w.sdk.Options().Credentials.Retrieve(context.Background())
 	digest := sha256.Sum256(got.body)
 	sum := hex.EncodeToString(digest[:])
 	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, sum, "dynamodb", "eu-west-1", at); err != nil {

@@ -12,13 +12,14 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/stipend/stipend/shared/awsjson"
 )
 
 // jsonBuf appends a JSON object field by field.
@@ -616,11 +617,9 @@ func decodeTransactWriteItems(body []byte) (*dynamodb.TransactWriteItemsOutput, 
 	return &dynamodb.TransactWriteItemsOutput{ConsumedCapacity: consumedList(r.ConsumedCapacity)}, nil
 }
 
-// jsonError is an error response's body.
+// jsonError is what an error answer's body holds beyond its code and
+// message.
 type jsonError struct {
-	Type                string   `json:"__type"`
-	Message             string   `json:"message"`
-	MessageUpper        string   `json:"Message"`
 	Item                jsonItem `json:"Item"`
 	CancellationReasons []struct {
 		Code    *string  `json:"Code"`
@@ -629,31 +628,13 @@ type jsonError struct {
 	} `json:"CancellationReasons"`
 }
 
-// errorCode is the error's name alone: "com.amazonaws.dynamodb.v20120810#
-// ConditionalCheckFailedException" and "X:http://..." forms shortened as
-// the SDK does.
-func errorCode(s string) string {
-	s, _, _ = strings.Cut(s, ":")
-	if i := strings.LastIndexByte(s, '#'); i >= 0 {
-		s = s[i+1:]
-	}
-	return s
-}
-
 // decodeError turns an error response into the error the SDK would have
 // returned inside its wrapping: the typed exception for the codes this
 // package tests for or retries on, a smithy.GenericAPIError otherwise.
-func decodeError(status int, headerType string, body []byte) error {
+func decodeError(ae *awsjson.Error) error {
 	var e jsonError
-	_ = json.Unmarshal(body, &e) // an undecodable body leaves the status to speak
-	code := errorCode(headerType)
-	if code == "" {
-		code = errorCode(e.Type)
-	}
-	msg := e.Message
-	if msg == "" {
-		msg = e.MessageUpper
-	}
+	_ = json.Unmarshal(ae.Body, &e) // an undecodable body leaves the status to speak
+	code, msg := ae.Code, ae.Message
 	var m *string
 	if msg != "" {
 		m = aws.String(msg)
@@ -688,7 +669,7 @@ func decodeError(status int, headerType string, body []byte) error {
 	case "IdempotentParameterMismatchException":
 		return &types.IdempotentParameterMismatchException{Message: m}
 	case "":
-		code = "HTTP " + strconv.Itoa(status)
+		code = "HTTP " + strconv.Itoa(ae.Status)
 	}
 	return &smithy.GenericAPIError{Code: code, Message: msg}
 }

@@ -25,6 +25,7 @@ var layers = map[string][]string{
 	// leaves
 	"shared/apierror":  nil,
 	"shared/awsenv":    nil,
+	"shared/awsjson":   nil,
 	"shared/cache":     nil,
 	"shared/imports":   nil,
 	"shared/keyvault":  nil,
@@ -49,7 +50,7 @@ var layers = map[string][]string{
 	// a go generate command
 	"shared/pricing/internal/gen": {"shared/pricing"},
 	"shared/budget":               {"shared/apikey", "shared/ledger", "shared/money"},
-	"shared/secrets":              {"shared/cache"},
+	"shared/secrets":              {"shared/awsjson", "shared/cache"},
 	"shared/config":               {"shared/ledger", "shared/rollover"},
 	// services
 	"shared/proxy": {"shared/apierror", "shared/apikey", "shared/budget", "shared/cache", "shared/ledger",
@@ -71,7 +72,7 @@ var layers = map[string][]string{
 		"shared/provider", "shared/user"},
 	"shared/rollover": {"shared/apikey", "shared/budget", "shared/ledger", "shared/user"},
 	// storage
-	"shared/dynamo":            {"shared/apikey", "shared/auditlog", "shared/budget", "shared/ledger", "shared/money", "shared/provider", "shared/storeerr", "shared/user"},
+	"shared/dynamo":            {"shared/apikey", "shared/auditlog", "shared/awsjson", "shared/budget", "shared/ledger", "shared/money", "shared/provider", "shared/storeerr", "shared/user"},
 	"shared/dynamo/dynamotest": {"shared/dynamo"},
 }
 

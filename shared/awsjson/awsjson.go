@@ -1,0 +1,242 @@
+// Package awsjson calls AWS services that speak the JSON protocol
+// (awsJson1_0 and awsJson1_1: DynamoDB, Secrets Manager): a JSON body
+// POSTed with an X-Amz-Target header naming the operation, signed with
+// SigV4 by the SDK's signer, on the caller's HTTP client (with its
+// timeouts). It carries bytes: callers encode their inputs and decode the
+// answers, and get an answer that is not 2xx as an *Error with the
+// service's error code, message and body.
+//
+// It retries what the SDK's standard retryer retries: no answer (a failed
+// or timed-out connection), 5xx answers and throttling codes, three
+// attempts in all with jittered exponential backoff, while the context
+// lasts. Callers keep their writes idempotent across attempts (conditions,
+// client request tokens), as they had to with the SDK.
+//
+// The SDK's service clients spend most of a call's CPU in their middleware
+// stacks, and their packages' schema and endpoint tables cost every cold
+// start milliseconds of initialisation; this package links neither.
+package awsjson
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+)
+
+// Service names a JSON-protocol service as its requests need it.
+type Service struct {
+	SigningName  string // SigV4 service name: "dynamodb", "secretsmanager"
+	TargetPrefix string // prefixed to the operation in X-Amz-Target: "DynamoDB_20120810."
+	ContentType  string // "application/x-amz-json-1.0" or "application/x-amz-json-1.1"
+}
+
+// HTTPClient sends a request; *http.Client and the SDK's clients are ones.
+type HTTPClient interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+// Config is what a Client calls with.
+type Config struct {
+	Service     Service
+	Endpoint    string // the URL requests are POSTed to
+	Region      string // the signing region
+	Credentials aws.CredentialsProvider
+	HTTPClient  HTTPClient
+}
+
+// Client calls one service at one endpoint. It is safe for concurrent use.
+type Client struct {
+	cfg    Config
+	signer *v4.Signer
+}
+
+// New returns a Client for cfg.
+func New(cfg Config) *Client { return &Client{cfg: cfg, signer: v4.NewSigner()} }
+
+// Attempts and backoff of a call: the pause before attempt n+1 is random
+// up to min(backoff << n, maxBackoff).
+const (
+	attempts   = 3
+	backoff    = 50 * time.Millisecond
+	maxBackoff = time.Second
+)
+
+// Error is a call that got no 2xx answer.
+type Error struct {
+	Operation string
+	Status    int    // the answer's status; 0 when none arrived (Err says why)
+	Code      string // the error's name alone ("ThrottlingException"); "" when the answer named none
+	Message   string
+	Body      []byte // the answer's body, for callers that decode more of it
+	Attempts  int
+	Err       error // why no answer arrived, when Status is 0
+}
+
+func (e *Error) Error() string {
+	switch {
+	case e.Status == 0:
+		return fmt.Sprintf("%s (%d attempts): %v", e.Operation, e.Attempts, e.Err)
+	case e.Code == "":
+		return fmt.Sprintf("%s: status %d", e.Operation, e.Status)
+	default:
+		return fmt.Sprintf("%s: status %d: %s: %s", e.Operation, e.Status, e.Code, e.Message)
+	}
+}
+
+// Unwrap gives the transport's error when no answer arrived.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Call POSTs body as operation op and returns the body of a 2xx answer;
+// anything else is an *Error.
+func (c *Client) Call(ctx context.Context, op string, body []byte) ([]byte, error) {
+	sum := sha256.Sum256(body)
+	payloadHash := hex.EncodeToString(sum[:])
+	for attempt := 1; ; attempt++ {
+		res, err := c.attempt(ctx, op, body, payloadHash)
+		if err == nil {
+			return res, nil
+		}
+		err.Operation, err.Attempts = op, attempt
+		if attempt >= attempts || ctx.Err() != nil || !err.retryable() {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(mrand.N(min(backoff<<attempt, maxBackoff))):
+		}
+	}
+}
+
+// attempt makes one request.
+func (c *Client) attempt(ctx context.Context, op string, body []byte, payloadHash string) ([]byte, *Error) {
+	creds, err := c.cfg.Credentials.Retrieve(ctx)
+	if err != nil {
+		return nil, &Error{Err: fmt.Errorf("credentials: %w", err)}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.Endpoint, bytes.NewReader(body))
+	if err != nil {
+		return nil, &Error{Err: err}
+	}
+	req.Header.Set("Content-Type", c.cfg.Service.ContentType)
+	req.Header.Set("X-Amz-Target", c.cfg.Service.TargetPrefix+op)
+	req.Header.Set("Accept-Encoding", "identity")
+	if err := c.signer.SignHTTP(ctx, creds, req, payloadHash, c.cfg.Service.SigningName, c.cfg.Region, time.Now().UTC()); err != nil {
+		return nil, &Error{Err: fmt.Errorf("sign: %w", err)}
+	}
+	resp, err := c.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, &Error{Err: err}
+	}
+	defer resp.Body.Close()
+	res, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, &Error{Err: fmt.Errorf("read the answer (status %d): %w", resp.StatusCode, err)}
+	}
+	if resp.StatusCode/100 == 2 {
+		return res, nil
+	}
+	return nil, answerError(resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), res)
+}
+
+// answerError reads an error answer: its code from the X-Amzn-ErrorType
+// header or the body's __type, its message from message or Message.
+func answerError(status int, headerType string, body []byte) *Error {
+	var b struct {
+		Type         string `json:"__type"`
+		Message      string `json:"message"`
+		MessageUpper string `json:"Message"`
+	}
+	_ = json.Unmarshal(body, &b) // an undecodable body leaves the status to speak
+	code := ErrorCode(headerType)
+	if code == "" {
+		code = ErrorCode(b.Type)
+	}
+	msg := b.Message
+	if msg == "" {
+		msg = b.MessageUpper
+	}
+	return &Error{Status: status, Code: code, Message: msg, Body: body}
+}
+
+// ErrorCode is an error type's name alone: the
+// "com.amazonaws.dynamodb.v20120810#ConditionalCheckFailedException" and
+// "Name:http://internal.amazon.com/..." forms shortened as the SDK does.
+func ErrorCode(s string) string {
+	s, _, _ = strings.Cut(s, ":")
+	if i := strings.LastIndexByte(s, '#'); i >= 0 {
+		s = s[i+1:]
+	}
+	return s
+}
+
+// retryable reports whether another attempt may succeed: no answer, a
+// server error, or one of the codes the SDK's standard retryer retries
+// (throttling and transient timeouts).
+func (e *Error) retryable() bool {
+	if e.Status == 0 || e.Status >= 500 {
+		return true
+	}
+	switch e.Code {
+	case "Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+		"TooManyRequestsException", "ProvisionedThroughputExceededException", "TransactionInProgressException",
+		"RequestLimitExceeded", "BandwidthLimitExceeded", "LimitExceededException", "RequestThrottled",
+		"SlowDown", "PriorRequestNotComplete", "RequestTimeout", "RequestTimeoutException":
+		return true
+	}
+	return false
+}
+
+// Endpoint is the URL of service endpointPrefix in region (e.g.
+// "secretsmanager", "us-east-1" gives https://secretsmanager.us-east-1.amazonaws.com),
+// by the partitions' DNS suffixes: amazonaws.com.cn in China, the ISO
+// partitions' own, amazonaws.com elsewhere (commercial and GovCloud).
+func Endpoint(endpointPrefix, region string) string {
+	suffix := "amazonaws.com"
+	switch {
+	case strings.HasPrefix(region, "cn-"):
+		suffix = "amazonaws.com.cn"
+	case strings.HasPrefix(region, "us-isob-"):
+		suffix = "sc2s.sgov.gov"
+	case strings.HasPrefix(region, "us-isof-"):
+		suffix = "csp.hci.ic.gov"
+	case strings.HasPrefix(region, "us-iso-"):
+		suffix = "c2s.ic.gov"
+	case strings.HasPrefix(region, "eu-isoe-"):
+		suffix = "cloud.adc-e.uk"
+	}
+	return "https://" + endpointPrefix + "." + region + "." + suffix
+}
+
+// ConfiguredEndpoint is the endpoint cfg sets for the service whose SDK id
+// is sdkID ("DynamoDB", "Secrets Manager"), as the SDK's clients read it: a
+// service-specific one from cfg.ConfigSources (AWS_ENDPOINT_URL_<SERVICE>,
+// see awsenv), else cfg.BaseEndpoint (AWS_ENDPOINT_URL); "" when neither.
+func ConfiguredEndpoint(ctx context.Context, cfg aws.Config, sdkID string) (string, error) {
+	type serviceEndpoints interface {
+		GetServiceBaseEndpoint(ctx context.Context, sdkID string) (string, bool, error)
+	}
+	for _, src := range cfg.ConfigSources {
+		if s, ok := src.(serviceEndpoints); ok {
+			v, found, err := s.GetServiceBaseEndpoint(ctx, sdkID)
+			if err != nil {
+				return "", fmt.Errorf("the endpoint of %s: %w", sdkID, err)
+			}
+			if found && v != "" {
+				return v, nil
+			}
+		}
+	}
+	return aws.ToString(cfg.BaseEndpoint), nil
+}

@@ -1,0 +1,255 @@
+package awsjson
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/stipend/stipend/shared/awsenv"
+)
+
+// answer is one canned answer of a test server.
+type answer struct {
+	status int
+	header map[string]string
+	body   string
+}
+
+// server answers requests in turn with answers (the last one repeated)
+// and keeps what it received.
+type server struct {
+	*httptest.Server
+	mu       sync.Mutex
+	requests []*http.Request
+	bodies   []string
+}
+
+func newServer(t *testing.T, answers ...answer) *server {
+	t.Helper()
+	s := &server{}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		s.mu.Lock()
+		n := len(s.requests)
+		s.requests = append(s.requests, r)
+		s.bodies = append(s.bodies, string(b))
+		s.mu.Unlock()
+		a := answers[min(n, len(answers)-1)]
+		for k, v := range a.header {
+			w.Header().Set(k, v)
+		}
+		w.WriteHeader(a.status)
+		io.WriteString(w, a.body)
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *server) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.requests)
+}
+
+var testService = Service{SigningName: "secretsmanager", TargetPrefix: "secretsmanager.", ContentType: "application/x-amz-json-1.1"}
+
+func testClient(url string) *Client {
+	return New(Config{
+		Service: testService, Endpoint: url, Region: "eu-west-1",
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDJSON", "json-secret", "session-tok"),
+		HTTPClient:  &http.Client{Timeout: 5 * time.Second},
+	})
+}
+
+// TestCall checks answers, error answers and retries: 2xx bodies are
+// returned, error codes and messages read from the header or the body,
+// throttling, 5xx and failed connections retried up to three attempts,
+// other errors not retried.
+func TestCall(t *testing.T) {
+	const ns = "com.amazonaws.secretsmanager#"
+	tests := []struct {
+		name         string
+		answers      []answer
+		closed       bool // nobody listens
+		wantBody     string
+		wantStatus   int
+		wantCode     string
+		wantMessage  string
+		wantAttempts int // requests made
+	}{
+		{name: "ok", answers: []answer{{200, nil, `{"ARN":"a"}`}}, wantBody: `{"ARN":"a"}`, wantAttempts: 1},
+		{name: "client error, code from the body's __type, not retried",
+			answers:    []answer{{400, nil, `{"__type":"` + ns + `ResourceNotFoundException","Message":"no such secret"}`}},
+			wantStatus: 400, wantCode: "ResourceNotFoundException", wantMessage: "no such secret", wantAttempts: 1},
+		{name: "the header's code wins, lower-case message",
+			answers:    []answer{{400, map[string]string{"X-Amzn-ErrorType": "ResourceExistsException:http://internal.amazon.com/"}, `{"__type":"Other","message":"exists"}`}},
+			wantStatus: 400, wantCode: "ResourceExistsException", wantMessage: "exists", wantAttempts: 1},
+		{name: "throttled, then ok",
+			answers:  []answer{{400, nil, `{"__type":"ThrottlingException","message":"slow down"}`}, {200, nil, `{}`}},
+			wantBody: `{}`, wantAttempts: 2},
+		{name: "server errors: three attempts",
+			answers:    []answer{{500, nil, `{"__type":"InternalServiceError","message":"oops"}`}},
+			wantStatus: 500, wantCode: "InternalServiceError", wantMessage: "oops", wantAttempts: 3},
+		{name: "undecodable error body: the status speaks",
+			answers:    []answer{{403, nil, `<html>`}},
+			wantStatus: 403, wantAttempts: 1},
+		{name: "no answer: three attempts", closed: true, wantAttempts: 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			url := "http://127.0.0.1:1"
+			var srv *server
+			if !tt.closed {
+				srv = newServer(t, tt.answers...)
+				url = srv.URL
+			}
+			body, err := testClient(url).Call(context.Background(), "GetSecretValue", []byte(`{"SecretId":"s"}`))
+			if tt.wantBody != "" || (tt.wantStatus == 0 && !tt.closed) {
+				if err != nil || string(body) != tt.wantBody {
+					t.Fatalf("Call = %q, %v; want %q", body, err, tt.wantBody)
+				}
+			} else {
+				var e *Error
+				if !errors.As(err, &e) {
+					t.Fatalf("Call = %q, %v; want an *Error", body, err)
+				}
+				if e.Status != tt.wantStatus || e.Code != tt.wantCode || e.Message != tt.wantMessage ||
+					e.Attempts != tt.wantAttempts || e.Operation != "GetSecretValue" {
+					t.Errorf("error %+v; want status %d, code %q, message %q, %d attempts",
+						e, tt.wantStatus, tt.wantCode, tt.wantMessage, tt.wantAttempts)
+				}
+				if tt.closed && e.Err == nil {
+					t.Errorf("no answer, but no transport error in %+v", e)
+				}
+			}
+			if srv != nil && srv.count() != tt.wantAttempts {
+				t.Errorf("%d requests, want %d", srv.count(), tt.wantAttempts)
+			}
+		})
+	}
+}
+
+// TestCallStopsWithContext checks a cancelled context ends the retries.
+func TestCallStopsWithContext(t *testing.T) {
+	srv := newServer(t, answer{500, nil, `{}`})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := testClient(srv.URL).Call(ctx, "GetSecretValue", []byte(`{}`))
+	var e *Error
+	if !errors.As(err, &e) || e.Attempts != 1 {
+		t.Fatalf("Call = %v, want an *Error after one attempt", err)
+	}
+}
+
+// TestCallSigns checks the request's headers and that its SigV4 signature
+// is the one the SDK's signer computes for the request as received.
+func TestCallSigns(t *testing.T) {
+	srv := newServer(t, answer{200, nil, `{}`})
+	if _, err := testClient(srv.URL).Call(context.Background(), "GetSecretValue", []byte(`{"SecretId":"s"}`)); err != nil {
+		t.Fatal(err)
+	}
+	got, body := srv.requests[0], srv.bodies[0]
+	for h, want := range map[string]string{
+		"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "secretsmanager.GetSecretValue",
+		"X-Amz-Security-Token": "session-tok", "Accept-Encoding": "identity",
+	} {
+		if got.Header.Get(h) != want {
+			t.Errorf("%s = %q, want %q", h, got.Header.Get(h), want)
+		}
+	}
+	auth, date := got.Header.Get("Authorization"), got.Header.Get("X-Amz-Date")
+	if len(date) < 8 || !strings.HasPrefix(auth, "AWS4-HMAC-SHA256 Credential=AKIDJSON/"+date[:8]+"/eu-west-1/secretsmanager/aws4_request, ") {
+		t.Fatalf("Authorization = %q", auth)
+	}
+	at, err := time.Parse("20060102T150405Z", date)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(body))
+	for _, h := range []string{"Content-Type", "X-Amz-Target", "Accept-Encoding"} {
+		req.Header.Set(h, got.Header.Get(h))
+	}
+	sum := sha256.Sum256([]byte(body))
+	creds := aws.Credentials{AccessKeyID: "AKIDJSON", SecretAccessKey: "json-secret", SessionToken: "session-tok"}
+	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), "secretsmanager", "eu-west-1", at); err != nil {
+		t.Fatal(err)
+	}
+	if req.Header.Get("Authorization") != auth {
+		t.Errorf("signature does not verify:\n got %s\nwant %s", auth, req.Header.Get("Authorization"))
+	}
+}
+
+// TestEndpoint checks Endpoint against the SDK's endpoint rules for both
+// services stipend calls, in every partition's kind of region.
+func TestEndpoint(t *testing.T) {
+	ctx := context.Background()
+	regions := []string{"us-east-1", "eu-west-1", "ap-southeast-2", "cn-north-1", "cn-northwest-1",
+		"us-gov-west-1", "us-iso-east-1", "us-isob-east-1"}
+	for _, region := range regions {
+		ddb, err := dynamodb.NewDefaultEndpointResolverV2().ResolveEndpoint(ctx, dynamodb.EndpointParameters{Region: aws.String(region)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Endpoint("dynamodb", region); got != ddb.URI.String() {
+			t.Errorf("Endpoint(dynamodb, %s) = %s, the SDK says %s", region, got, ddb.URI.String())
+		}
+		sm, err := secretsmanager.NewDefaultEndpointResolverV2().ResolveEndpoint(ctx, secretsmanager.EndpointParameters{Region: aws.String(region)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Endpoint("secretsmanager", region); got != sm.URI.String() {
+			t.Errorf("Endpoint(secretsmanager, %s) = %s, the SDK says %s", region, got, sm.URI.String())
+		}
+	}
+}
+
+// TestConfiguredEndpoint checks the service's own variable wins over
+// AWS_ENDPOINT_URL, as with the SDK's clients.
+func TestConfiguredEndpoint(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"none", nil, ""},
+		{"global", map[string]string{"AWS_ENDPOINT_URL": "http://global:1"}, "http://global:1"},
+		{"the service's own", map[string]string{"AWS_ENDPOINT_URL_SECRETS_MANAGER": "http://sm:2"}, "http://sm:2"},
+		{"both", map[string]string{"AWS_ENDPOINT_URL": "http://global:1", "AWS_ENDPOINT_URL_SECRETS_MANAGER": "http://sm:2"}, "http://sm:2"},
+		{"another service's", map[string]string{"AWS_ENDPOINT_URL_DYNAMODB": "http://ddb:3"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env := map[string]string{"AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			cfg, err := awsenv.FromEnv(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ConfiguredEndpoint(context.Background(), cfg, "Secrets Manager")
+			if err != nil || got != tt.want {
+				t.Errorf("ConfiguredEndpoint = %q, %v; want %q", got, err, tt.want)
+			}
+			// The SDK's client agrees.
+			sdk := secretsmanager.NewFromConfig(cfg)
+			if want := aws.ToString(sdk.Options().BaseEndpoint); want != got {
+				t.Errorf("the SDK's client has %q", want)
+			}
+		})
+	}
+}
