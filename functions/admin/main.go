@@ -20,7 +20,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/awslabs/aws-lambda-go-api-proxy/httpadapter"
 
 	"github.com/stipend/stipend/shared/admin"
@@ -62,7 +61,10 @@ func build(ctx context.Context, cfg config.Admin, log *slog.Logger) (http.Handle
 	if err != nil {
 		return nil, err
 	}
-	mgr := secrets.NewManager(secretsmanager.NewFromConfig(awsCfg))
+	mgr, err := secrets.NewManager(ctx, awsCfg)
+	if err != nil {
+		return nil, err
+	}
 	adminKey := func(context.Context) (string, error) { return cfg.AdminKey, nil }
 	if cfg.AdminKey == "" {
 		cache, id := secrets.NewCache(mgr, time.Minute), cfg.AdminKeySecret

@@ -11,7 +11,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/stipend/stipend/infra/localstack"
 	"github.com/stipend/stipend/infra/localstack/localtest"
@@ -59,8 +58,7 @@ func newStack(t *testing.T, withSecrets bool) *stack {
 	s.store = dynamo.New(db, table, 0)
 	if withSecrets {
 		s.secretsURL = localtest.StartSecretsManager(t)
-		sm := secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) { o.BaseEndpoint = aws.String(s.secretsURL) })
-		s.secrets = secrets.NewManager(sm)
+		s.secrets = secrets.NewManagerAt(cfg, s.secretsURL)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()

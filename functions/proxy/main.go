@@ -18,7 +18,6 @@ import (
 	"runtime/debug"
 
 	"github.com/aws/aws-lambda-go/lambdaurl"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/config"
@@ -86,7 +85,10 @@ func build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (http.Handle
 		return nil, err
 	}
 	store := dynamo.New(dynamo.NewClient(awsCfg), cfg.Table, cfg.EventRetention)
-	mgr := secrets.NewManager(secretsmanager.NewFromConfig(awsCfg))
+	mgr, err := secrets.NewManager(ctx, awsCfg)
+	if err != nil {
+		return nil, err
+	}
 	h := proxy.New(proxy.Config{
 		Keys:           store,
 		Providers:      store,

@@ -109,7 +109,7 @@ func runColdStart(ctx context.Context, out io.Writer, n int, other string) error
 		fmt.Fprintf(out, "%-14s %8.1f ms %7.1f-%6.1f ms %7.2f×   %-8s %9.1f MB %9.1f MB %s\n",
 			b.name, median(b.starts), s[0], s[len(s)-1], r, target, median(b.rss), float64(b.size)/1e6, flag)
 	}
-	fmt.Fprintln(out, "(hello+sdk: hello-world plus the AWS SDK configuration and DynamoDB and Secrets Manager clients every function builds: the floor)")
+	fmt.Fprintln(out, "(hello+sdk: hello-world plus the AWS SDK configuration and the DynamoDB client every function builds: the floor)")
 	if other != "" {
 		fmt.Fprintf(out, "(proxy, admin and reset built from %s)\n", other)
 	}

@@ -18,7 +18,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack"
@@ -158,8 +157,7 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 	sm := &smCounter{value: upstreamKey, calls: map[string]int{}}
 	smSrv := httptest.NewServer(sm)
 	defer smSrv.Close()
-	smClient := secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) { o.BaseEndpoint = &smSrv.URL })
-	secretCache := secrets.NewCache(secrets.NewManager(smClient), scaleSecretTT)
+	secretCache := secrets.NewCache(secrets.NewManagerAt(cfg, smSrv.URL), scaleSecretTT)
 
 	upURL, stopUp, err := serveLocal(fakeupstream.New(fakeupstream.Options{APIKey: upstreamKey, Interval: -1, Chunks: 3, MaxRecorded: -1}))
 	if err != nil {

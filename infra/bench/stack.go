@@ -16,8 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack"
 	"github.com/stipend/stipend/shared/apikey"
@@ -159,7 +157,11 @@ func (st *stack) seed(ctx context.Context, n int) error {
 	if err := st.store.CreateTable(ctx); err != nil {
 		return fmt.Errorf("create table: %w", err)
 	}
-	arn, err := secrets.NewManager(secretsmanager.NewFromConfig(cfg)).Put(ctx, "stipend-bench/fake-upstream", upstreamKey)
+	mgr, err := secrets.NewManager(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	arn, err := mgr.Put(ctx, "stipend-bench/fake-upstream", upstreamKey)
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack"
@@ -448,7 +447,7 @@ func secretsAt(ctx context.Context, endpoint string) (*secrets.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return secrets.NewManager(secretsmanager.NewFromConfig(cfg)), nil
+	return secrets.NewManager(ctx, cfg)
 }
 
 // encryptionSecretName is the dev stack's key-encryption secret.

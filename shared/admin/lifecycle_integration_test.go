@@ -20,7 +20,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/stipend/stipend/infra/localstack"
 	"github.com/stipend/stipend/infra/localstack/localtest"
@@ -83,7 +82,7 @@ func TestAnytimeByViewerIntegration(t *testing.T) {
 	if err := store.CreateTable(ctx, dynamo.WithoutTTL()); err != nil {
 		t.Fatal(err)
 	}
-	mgr := secrets.NewManager(secretsmanager.NewFromConfig(cfg, func(o *secretsmanager.Options) { o.BaseEndpoint = aws.String(smURL) }))
+	mgr := secrets.NewManagerAt(cfg, smURL)
 	// What template.yaml's GenerateSecretString makes: a long random password.
 	secretValue := rand.Text() + rand.Text()
 	arn, err := mgr.Put(ctx, "stipend/test/key-encryption", secretValue)

@@ -23,6 +23,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	mrand "math/rand/v2"
@@ -61,8 +62,23 @@ type Client struct {
 	signer *v4.Signer
 }
 
-// New returns a Client for cfg.
-func New(cfg Config) *Client { return &Client{cfg: cfg, signer: v4.NewSigner()} }
+// DefaultTimeout bounds a call's attempt when Config has no HTTP client.
+const DefaultTimeout = 10 * time.Second
+
+// New returns a Client for cfg. Without an HTTP client it uses one whose
+// attempts time out after DefaultTimeout; without credentials its calls
+// fail.
+func New(cfg Config) *Client {
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: DefaultTimeout}
+	}
+	if cfg.Credentials == nil {
+		cfg.Credentials = aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{}, errors.New("no AWS credentials configured")
+		})
+	}
+	return &Client{cfg: cfg, signer: v4.NewSigner()}
+}
 
 // Attempts and backoff of a call: the pause before attempt n+1 is random
 // up to min(backoff << n, maxBackoff).
