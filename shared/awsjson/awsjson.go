@@ -7,7 +7,8 @@
 // service's error code, message and body.
 //
 // It retries what the SDK's standard retryer retries: no answer (a failed
-// or timed-out connection), 5xx answers and throttling codes, three
+// or timed-out connection, or a body that fails the X-Amz-Crc32 checksum
+// DynamoDB sends), 5xx answers and throttling codes, three
 // attempts in all with jittered exponential backoff, while the context
 // lasts. Callers keep their writes idempotent across attempts (conditions,
 // client request tokens), as they had to with the SDK.
@@ -25,9 +26,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -159,6 +162,11 @@ func (c *Client) attempt(ctx context.Context, op string, body []byte, payloadHas
 	res, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return nil, &Error{Err: fmt.Errorf("read the answer (status %d): %w", resp.StatusCode, err)}
+	}
+	if want := resp.Header.Get("X-Amz-Crc32"); want != "" && want != strconv.FormatUint(uint64(crc32.ChecksumIEEE(res)), 10) {
+		// DynamoDB's checksum of the body, which the SDK checks too: a
+		// damaged answer is no answer.
+		return nil, &Error{Err: fmt.Errorf("the answer (status %d) does not match its X-Amz-Crc32 checksum", resp.StatusCode)}
 	}
 	if resp.StatusCode/100 == 2 {
 		return res, nil

@@ -108,6 +108,12 @@ func TestCall(t *testing.T) {
 			answers:    []answer{{403, nil, `<html>`}},
 			wantStatus: 403, wantAttempts: 1},
 		{name: "no answer: three attempts", closed: true, wantAttempts: 3},
+		{name: "the body's checksum matches",
+			answers:  []answer{{200, map[string]string{"X-Amz-Crc32": "2745614147"}, `{}`}},
+			wantBody: `{}`, wantAttempts: 1},
+		{name: "a damaged body is no answer: three attempts",
+			answers:      []answer{{200, map[string]string{"X-Amz-Crc32": "1"}, `{}`}},
+			wantAttempts: 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,7 +124,7 @@ func TestCall(t *testing.T) {
 				url = srv.URL
 			}
 			body, err := testClient(url).Call(context.Background(), "GetSecretValue", []byte(`{"SecretId":"s"}`))
-			if tt.wantBody != "" || (tt.wantStatus == 0 && !tt.closed) {
+			if tt.wantBody != "" {
 				if err != nil || string(body) != tt.wantBody {
 					t.Fatalf("Call = %q, %v; want %q", body, err, tt.wantBody)
 				}
@@ -132,7 +138,7 @@ func TestCall(t *testing.T) {
 					t.Errorf("error %+v; want status %d, code %q, message %q, %d attempts",
 						e, tt.wantStatus, tt.wantCode, tt.wantMessage, tt.wantAttempts)
 				}
-				if tt.closed && e.Err == nil {
+				if e.Status == 0 && e.Err == nil {
 					t.Errorf("no answer, but no transport error in %+v", e)
 				}
 			}
