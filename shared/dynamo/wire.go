@@ -98,18 +98,16 @@ type wire struct {
 	endpointErr error
 }
 
-// dynamoService is DynamoDB's JSON protocol.
-var dynamoService = awsjson.Service{
-	SigningName: "dynamodb", TargetPrefix: "DynamoDB_20120810.", ContentType: "application/x-amz-json-1.0",
-}
-
 func newWire(sdk *dynamodb.Client) *wire {
 	o := sdk.Options()
 	endpoint, err := endpointOf(o)
 	return &wire{
 		sdk: sdk, endpointErr: err,
 		c: awsjson.New(awsjson.Config{
-			Service: dynamoService, Endpoint: endpoint, Region: o.Region, Credentials: o.Credentials, HTTPClient: o.HTTPClient,
+			Service: awsjson.Service{ // DynamoDB's JSON protocol
+				SigningName: "dynamodb", TargetPrefix: "DynamoDB_20120810.", ContentType: "application/x-amz-json-1.0",
+			},
+			Endpoint: endpoint, Region: o.Region, Credentials: o.Credentials, HTTPClient: o.HTTPClient,
 		}),
 	}
 }

@@ -28,11 +28,6 @@ import (
 // ErrNotFound reports a secret that does not exist.
 var ErrNotFound = errors.New("secret not found")
 
-// service is Secrets Manager's JSON protocol.
-var service = awsjson.Service{
-	SigningName: "secretsmanager", TargetPrefix: "secretsmanager.", ContentType: "application/x-amz-json-1.1",
-}
-
 // Manager reads and writes secrets in AWS Secrets Manager. It is safe for
 // concurrent use.
 type Manager struct {
@@ -58,7 +53,10 @@ func NewManager(ctx context.Context, cfg aws.Config) (*Manager, error) {
 // region, credentials and HTTP client.
 func NewManagerAt(cfg aws.Config, url string) *Manager {
 	return &Manager{c: awsjson.New(awsjson.Config{
-		Service: service, Endpoint: url, Region: cfg.Region, Credentials: cfg.Credentials, HTTPClient: cfg.HTTPClient,
+		Service: awsjson.Service{ // Secrets Manager's JSON protocol
+			SigningName: "secretsmanager", TargetPrefix: "secretsmanager.", ContentType: "application/x-amz-json-1.1",
+		},
+		Endpoint: url, Region: cfg.Region, Credentials: cfg.Credentials, HTTPClient: cfg.HTTPClient,
 	})}
 }
 
