@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http/httptest"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -105,6 +107,47 @@ func TestPeekFieldsKeepsBody(t *testing.T) {
 		}
 		if strings.HasPrefix(body, "{") && !reflect.DeepEqual(fields, []string{"a", "b"}) {
 			t.Errorf("fields = %q", fields)
+		}
+	}
+}
+
+// TestNameChecksMatchPatterns checks validFieldName and validTargetID
+// accept exactly what the patterns they replaced match, on edge cases and
+// random strings over the characters the patterns tell apart.
+func TestNameChecksMatchPatterns(t *testing.T) {
+	checks := []struct {
+		name    string
+		pattern *regexp.Regexp
+		valid   func(string) bool
+	}{
+		{"field name", regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`), validFieldName},
+		{"target id", regexp.MustCompile(`^[A-Za-z0-9._@+-]{1,128}$`), validTargetID},
+	}
+	cases := []string{"", "a", "Z9", "a b", "a\n", "é", "\xff", "key_1.2-3", "u@x+y", strings.Repeat("a", 64),
+		strings.Repeat("a", 65), strings.Repeat("b", 128), strings.Repeat("b", 129), "a/b", "a:b", "@", "+", "_", ".", "-"}
+	const alphabet = "aZ09_.-@+ /:\n\x00é\xff"
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		n := rng.IntN(140)
+		if rng.IntN(2) == 0 {
+			n = rng.IntN(8)
+		}
+		var b strings.Builder
+		for range n {
+			// mostly allowed bytes, so long valid strings occur too
+			if rng.IntN(20) == 0 {
+				b.WriteByte(alphabet[rng.IntN(len(alphabet))])
+			} else {
+				b.WriteByte("aZ09_.-@+"[rng.IntN(9)])
+			}
+		}
+		cases = append(cases, b.String())
+	}
+	for _, c := range checks {
+		for _, s := range cases {
+			if got, want := c.valid(s), c.pattern.MatchString(s); got != want {
+				t.Errorf("%s %q: %v, the pattern says %v", c.name, s, got, want)
+			}
 		}
 	}
 }
