@@ -21,6 +21,7 @@ package awsjson
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -263,4 +264,19 @@ func ConfiguredEndpoint(ctx context.Context, cfg aws.Config, sdkID string) (stri
 		}
 	}
 	return aws.ToString(cfg.BaseEndpoint), nil
+}
+
+// RequestToken is a new client request token for an idempotent write
+// (DynamoDB's TransactWriteItems, Secrets Manager's CreateSecret and
+// PutSecretValue): a random UUID, version 4, as the SDK makes them. Send
+// the same token on every attempt of one write.
+func RequestToken() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("request token: %w", err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
 }

@@ -22,8 +22,6 @@ package dynamo
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 
@@ -200,7 +198,7 @@ func (w *wire) BatchGetItem(ctx context.Context, in *dynamodb.BatchGetItemInput,
 // before the middlewares see it, whoever sends it.
 func (w *wire) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, optFns ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
 	if in.ClientRequestToken == nil {
-		token, err := requestToken()
+		token, err := awsjson.RequestToken()
 		if err != nil {
 			return nil, &CallError{Operation: "TransactWriteItems", Err: err}
 		}
@@ -249,15 +247,6 @@ func (w *wire) UpdateTimeToLive(ctx context.Context, in *dynamodb.UpdateTimeToLi
 	return invoke(ctx, w, "UpdateTimeToLive", in, func(ctx context.Context) (*dynamodb.UpdateTimeToLiveOutput, error) {
 		return w.sdk.UpdateTimeToLive(ctx, in, optFns...)
 	})
-}
-
-// requestToken is a new TransactWriteItems idempotency token.
-func requestToken() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("request token: %w", err)
-	}
-	return hex.EncodeToString(b[:]), nil
 }
 
 // send posts body as op and returns the body of a 2xx answer; anything

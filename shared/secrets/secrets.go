@@ -12,8 +12,6 @@ package secrets
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -106,7 +104,7 @@ func (m *Manager) Get(ctx context.Context, id string) (string, error) {
 // token (the new version's id), so a retried attempt of it is not a second
 // version.
 func (m *Manager) Put(ctx context.Context, name, value string) (string, error) {
-	token, err := requestToken()
+	token, err := awsjson.RequestToken()
 	if err != nil {
 		return "", fmt.Errorf("create secret %s: %w", name, err)
 	}
@@ -115,7 +113,7 @@ func (m *Manager) Put(ctx context.Context, name, value string) (string, error) {
 		Name, SecretString, Description, ClientRequestToken string
 	}{name, value, "stipend provider API key", token}, &out)
 	if code(err) == "ResourceExistsException" {
-		if token, err = requestToken(); err != nil {
+		if token, err = awsjson.RequestToken(); err != nil {
 			return "", fmt.Errorf("put secret %s: %w", name, err)
 		}
 		err = m.call(ctx, "PutSecretValue", struct {
@@ -130,19 +128,6 @@ func (m *Manager) Put(ctx context.Context, name, value string) (string, error) {
 		return "", fmt.Errorf("create secret %s: %w", name, err)
 	}
 	return out.ARN, nil
-}
-
-// requestToken is a new random UUID (version 4), the form Secrets Manager's
-// ClientRequestToken takes.
-func requestToken() (string, error) {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("request token: %w", err)
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
 }
 
 // NewCache returns a cache of m's secrets that keeps each value for ttl
