@@ -26,6 +26,7 @@ import (
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/config"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"github.com/stipend/stipend/shared/keyvault"
 	"github.com/stipend/stipend/shared/secrets"
 	"github.com/stipend/stipend/shared/server"
@@ -70,7 +71,11 @@ func build(ctx context.Context, cfg config.Admin, log *slog.Logger) (http.Handle
 		cache, id := secrets.NewCache(mgr, time.Minute), cfg.AdminKeySecret
 		adminKey = func(ctx context.Context) (string, error) { return cache.Get(ctx, id) }
 	}
-	store := dynamo.New(dynamo.NewClient(awsCfg), cfg.Table, cfg.EventRetention)
+	db, err := ddb.New(ctx, awsCfg)
+	if err != nil {
+		return nil, err
+	}
+	store := dynamo.New(db, cfg.Table, cfg.EventRetention)
 	// ANYTIME_BY_VIEWER keys are sealed with a key derived from this
 	// secret (package keyvault); without it that retrieval method is refused.
 	var vault admin.Vault

@@ -14,7 +14,6 @@ import (
 
 	"github.com/stipend/stipend/infra/localstack"
 	"github.com/stipend/stipend/shared/budget"
-	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/rollover"
@@ -95,10 +94,10 @@ func TestReset(t *testing.T) {
 // eventExpiry returns the expiresAt of the one event stored under pk.
 func eventExpiry(t *testing.T, st *stack, pk string) int64 {
 	t.Helper()
-	db := dynamo.NewClientAt(aws.Config{
+	db := dynamodb.NewFromConfig(aws.Config{
 		Region:      localstack.Region,
 		Credentials: credentials.NewStaticCredentialsProvider(localstack.AccessKeyID, localstack.SecretAccessKey, ""),
-	}, st.dynamoURL)
+	}, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(st.dynamoURL) })
 	out, err := db.Query(t.Context(), &dynamodb.QueryInput{
 		TableName:                 aws.String(table),
 		KeyConditionExpression:    aws.String("pk = :pk"),

@@ -16,6 +16,7 @@ import (
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"github.com/stipend/stipend/shared/secrets"
 	"github.com/stipend/stipend/shared/testclock"
 )
@@ -54,8 +55,7 @@ func newStack(t *testing.T, withSecrets bool) *stack {
 		Region:      localstack.Region,
 		Credentials: credentials.NewStaticCredentialsProvider(localstack.AccessKeyID, localstack.SecretAccessKey, ""),
 	}
-	db := dynamo.NewClientAt(cfg, s.dynamoURL)
-	s.store = dynamo.New(db, table, 0)
+	s.store = dynamo.New(ddb.NewAt(cfg, s.dynamoURL), table, 0)
 	if withSecrets {
 		s.secretsURL = localtest.StartSecretsManager(t)
 		s.secrets = secrets.NewManagerAt(cfg, s.secretsURL)

@@ -22,6 +22,7 @@ import (
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/config"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/proxy"
 	"github.com/stipend/stipend/shared/secrets"
@@ -84,7 +85,11 @@ func build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (http.Handle
 	if _, err := tok.Count(tokenizer.O200kBase, "warm up"); err != nil {
 		return nil, err
 	}
-	store := dynamo.New(dynamo.NewClient(awsCfg), cfg.Table, cfg.EventRetention)
+	db, err := ddb.New(ctx, awsCfg)
+	if err != nil {
+		return nil, err
+	}
+	store := dynamo.New(db, cfg.Table, cfg.EventRetention)
 	mgr, err := secrets.NewManager(ctx, awsCfg)
 	if err != nil {
 		return nil, err

@@ -18,6 +18,7 @@ import (
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/config"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"github.com/stipend/stipend/shared/rollover"
 	"github.com/stipend/stipend/shared/server"
 )
@@ -41,7 +42,12 @@ func main() {
 		log.Error("reset cannot start", slog.String("cause", err.Error()))
 		os.Exit(1)
 	}
-	store := dynamo.New(dynamo.NewClient(awsCfg), cfg.Table, cfg.EventRetention)
+	db, err := ddb.New(ctx, awsCfg)
+	if err != nil {
+		log.Error("reset cannot start", slog.String("cause", err.Error()))
+		os.Exit(1)
+	}
+	store := dynamo.New(db, cfg.Table, cfg.EventRetention)
 	handle := func(ctx context.Context, raw json.RawMessage) (rollover.Report, error) {
 		var ev event
 		if err := json.Unmarshal(raw, &ev); err != nil {

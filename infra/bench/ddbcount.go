@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"maps"
 	"slices"
 	"strings"
@@ -11,8 +12,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 // opStat is what one DynamoDB operation cost over some calls: how many
@@ -166,7 +165,7 @@ func (c *opCounter) count(ctx context.Context, op string, in any, next func(cont
 // that starts with its Put; a reservation with user or organisation checks
 // is a transaction starting with those checks.
 func opLabel(op string, params any) string {
-	update := func(u *types.Update) string {
+	update := func(u *ddb.Update) string {
 		switch {
 		case u == nil:
 			return ""
@@ -178,13 +177,13 @@ func opLabel(op string, params any) string {
 		return ""
 	}
 	switch in := params.(type) {
-	case *dynamodb.UpdateItemInput:
-		return op + update(&types.Update{UpdateExpression: in.UpdateExpression, ConditionExpression: in.ConditionExpression})
-	case *dynamodb.GetItemInput:
+	case *ddb.UpdateItemInput:
+		return op + update(&ddb.Update{UpdateExpression: in.UpdateExpression, ConditionExpression: in.ConditionExpression})
+	case *ddb.GetItemInput:
 		if aws.ToString(in.ProjectionExpression) == "#e" {
 			return op + " (settle: entry)"
 		}
-	case *dynamodb.TransactWriteItemsInput:
+	case *ddb.TransactWriteItemsInput:
 		if len(in.TransactItems) == 0 {
 			return op
 		}
@@ -206,29 +205,27 @@ func opLabel(op string, params any) string {
 // operations the proxy uses, unless the caller chose a setting; it reports
 // whether it knew the input's type.
 func askConsumedCapacity(params any) bool {
-	var f *types.ReturnConsumedCapacity
+	var f *ddb.ReturnConsumedCapacity
 	switch in := params.(type) {
-	case *dynamodb.GetItemInput:
+	case *ddb.GetItemInput:
 		f = &in.ReturnConsumedCapacity
-	case *dynamodb.PutItemInput:
+	case *ddb.PutItemInput:
 		f = &in.ReturnConsumedCapacity
-	case *dynamodb.UpdateItemInput:
+	case *ddb.UpdateItemInput:
 		f = &in.ReturnConsumedCapacity
-	case *dynamodb.DeleteItemInput:
+	case *ddb.DeleteItemInput:
 		f = &in.ReturnConsumedCapacity
-	case *dynamodb.QueryInput:
+	case *ddb.QueryInput:
 		f = &in.ReturnConsumedCapacity
-	case *dynamodb.BatchGetItemInput:
+	case *ddb.BatchGetItemInput:
 		f = &in.ReturnConsumedCapacity
-	case *dynamodb.TransactWriteItemsInput:
-		f = &in.ReturnConsumedCapacity
-	case *dynamodb.TransactGetItemsInput:
+	case *ddb.TransactWriteItemsInput:
 		f = &in.ReturnConsumedCapacity
 	default:
 		return false
 	}
 	if *f == "" {
-		*f = types.ReturnConsumedCapacityTotal
+		*f = ddb.ReturnConsumedCapacityTotal
 	}
 	return true
 }
@@ -237,37 +234,33 @@ func askConsumedCapacity(params any) bool {
 // reported is false when it reports none (no ConsumedCapacity at all, or
 // no output: the call failed).
 func consumedUnits(result any) (units float64, reported bool) {
-	var list []types.ConsumedCapacity
+	var list []ddb.ConsumedCapacity
 	switch out := result.(type) {
-	case *dynamodb.GetItemOutput:
+	case *ddb.GetItemOutput:
 		if out != nil {
 			list = one(out.ConsumedCapacity)
 		}
-	case *dynamodb.PutItemOutput:
+	case *ddb.PutItemOutput:
 		if out != nil {
 			list = one(out.ConsumedCapacity)
 		}
-	case *dynamodb.UpdateItemOutput:
+	case *ddb.UpdateItemOutput:
 		if out != nil {
 			list = one(out.ConsumedCapacity)
 		}
-	case *dynamodb.DeleteItemOutput:
+	case *ddb.DeleteItemOutput:
 		if out != nil {
 			list = one(out.ConsumedCapacity)
 		}
-	case *dynamodb.QueryOutput:
+	case *ddb.QueryOutput:
 		if out != nil {
 			list = one(out.ConsumedCapacity)
 		}
-	case *dynamodb.BatchGetItemOutput:
+	case *ddb.BatchGetItemOutput:
 		if out != nil {
 			list = out.ConsumedCapacity
 		}
-	case *dynamodb.TransactWriteItemsOutput:
-		if out != nil {
-			list = out.ConsumedCapacity
-		}
-	case *dynamodb.TransactGetItemsOutput:
+	case *ddb.TransactWriteItemsOutput:
 		if out != nil {
 			list = out.ConsumedCapacity
 		}
@@ -279,9 +272,9 @@ func consumedUnits(result any) (units float64, reported bool) {
 }
 
 // one turns an optional ConsumedCapacity into a list.
-func one(c *types.ConsumedCapacity) []types.ConsumedCapacity {
+func one(c *ddb.ConsumedCapacity) []ddb.ConsumedCapacity {
 	if c == nil {
 		return nil
 	}
-	return []types.ConsumedCapacity{*c}
+	return []ddb.ConsumedCapacity{*c}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/pricing"
@@ -81,7 +82,11 @@ func runLimits(ctx context.Context, st *stack, n, warmup, bursts int) (*limitsRe
 		return nil, err
 	}
 	ops := newOpCounter()
-	store := dynamo.New(dynamo.NewClient(cfg), benchTable, 24*time.Hour, dynamo.WithMiddleware(ops.count))
+	db, err := ddb.New(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	store := dynamo.New(db, benchTable, 24*time.Hour, dynamo.WithMiddleware(ops.count))
 	prices, err := pricing.Default()
 	if err != nil {
 		return nil, err

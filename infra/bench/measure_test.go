@@ -1,6 +1,7 @@
 package main
 
 import (
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -11,8 +12,6 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 func TestPercentile(t *testing.T) {
@@ -293,30 +292,30 @@ func TestOpLabel(t *testing.T) {
 		params any
 		want   string
 	}{
-		{"get item", "GetItem", &dynamodb.GetItemInput{}, "GetItem"},
-		{"reserve starts with checks", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
-			{ConditionCheck: &types.ConditionCheck{}}, {Update: &types.Update{}}, {Put: &types.Put{}},
+		{"get item", "GetItem", &ddb.GetItemInput{}, "GetItem"},
+		{"reserve starts with checks", "TransactWriteItems", &ddb.TransactWriteItemsInput{TransactItems: []ddb.TransactWriteItem{
+			{ConditionCheck: &ddb.ConditionCheck{}}, {Update: &ddb.Update{}}, {Put: &ddb.Put{}},
 		}}, "TransactWriteItems (reserve)"},
-		{"settle starts with the delete", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
-			{Delete: &types.Delete{}}, {Update: &types.Update{}}, {Put: &types.Put{}},
+		{"settle starts with the delete", "TransactWriteItems", &ddb.TransactWriteItemsInput{TransactItems: []ddb.TransactWriteItem{
+			{Delete: &ddb.Delete{}}, {Update: &ddb.Update{}}, {Put: &ddb.Put{}},
 		}}, "TransactWriteItems (settle)"},
-		{"event starts with its put", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
-			{Put: &types.Put{}}, {Update: &types.Update{}},
+		{"event starts with its put", "TransactWriteItems", &ddb.TransactWriteItemsInput{TransactItems: []ddb.TransactWriteItem{
+			{Put: &ddb.Put{}}, {Update: &ddb.Update{}},
 		}}, "TransactWriteItems (event)"},
-		{"reserve with other owners starts with the ledger", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
-			{Update: &types.Update{UpdateExpression: aws.String("SET #n1 = if_not_exists(#n1, :v0) ADD #n2 :v1")}}, {Update: &types.Update{}},
+		{"reserve with other owners starts with the ledger", "TransactWriteItems", &ddb.TransactWriteItemsInput{TransactItems: []ddb.TransactWriteItem{
+			{Update: &ddb.Update{UpdateExpression: aws.String("SET #n1 = if_not_exists(#n1, :v0) ADD #n2 :v1")}}, {Update: &ddb.Update{}},
 		}}, "TransactWriteItems (reserve)"},
-		{"settle with other owners starts with the ledger", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
-			{Update: &types.Update{ConditionExpression: aws.String("(begins_with(#n0, :v0))")}}, {Update: &types.Update{}},
+		{"settle with other owners starts with the ledger", "TransactWriteItems", &ddb.TransactWriteItemsInput{TransactItems: []ddb.TransactWriteItem{
+			{Update: &ddb.Update{ConditionExpression: aws.String("(begins_with(#n0, :v0))")}}, {Update: &ddb.Update{}},
 		}}, "TransactWriteItems (settle)"},
-		{"other transaction", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
-			{Update: &types.Update{UpdateExpression: aws.String("SET cfg = :v")}},
+		{"other transaction", "TransactWriteItems", &ddb.TransactWriteItemsInput{TransactItems: []ddb.TransactWriteItem{
+			{Update: &ddb.Update{UpdateExpression: aws.String("SET cfg = :v")}},
 		}}, "TransactWriteItems"},
-		{"reserve on the ledger", "UpdateItem", &dynamodb.UpdateItemInput{UpdateExpression: aws.String("SET #n1 = if_not_exists(#n1, :v0)")}, "UpdateItem (reserve)"},
-		{"settle on the ledger", "UpdateItem", &dynamodb.UpdateItemInput{ConditionExpression: aws.String("(begins_with(#n0, :v0))")}, "UpdateItem (settle)"},
-		{"other update", "UpdateItem", &dynamodb.UpdateItemInput{UpdateExpression: aws.String("REMOVE #n0")}, "UpdateItem"},
-		{"the settle's read of the entry", "GetItem", &dynamodb.GetItemInput{ProjectionExpression: aws.String("#e")}, "GetItem (settle: entry)"},
-		{"empty transaction", "TransactWriteItems", &dynamodb.TransactWriteItemsInput{}, "TransactWriteItems"},
+		{"reserve on the ledger", "UpdateItem", &ddb.UpdateItemInput{UpdateExpression: aws.String("SET #n1 = if_not_exists(#n1, :v0)")}, "UpdateItem (reserve)"},
+		{"settle on the ledger", "UpdateItem", &ddb.UpdateItemInput{ConditionExpression: aws.String("(begins_with(#n0, :v0))")}, "UpdateItem (settle)"},
+		{"other update", "UpdateItem", &ddb.UpdateItemInput{UpdateExpression: aws.String("REMOVE #n0")}, "UpdateItem"},
+		{"the settle's read of the entry", "GetItem", &ddb.GetItemInput{ProjectionExpression: aws.String("#e")}, "GetItem (settle: entry)"},
+		{"empty transaction", "TransactWriteItems", &ddb.TransactWriteItemsInput{}, "TransactWriteItems"},
 		{"no parameters", "ListTables", nil, "ListTables"},
 	}
 	for _, tt := range tests {
@@ -329,22 +328,22 @@ func TestOpLabel(t *testing.T) {
 }
 
 func TestAskConsumedCapacity(t *testing.T) {
-	get := &dynamodb.GetItemInput{}
-	tx := &dynamodb.TransactWriteItemsInput{}
-	batch := &dynamodb.BatchGetItemInput{}
-	chosen := &dynamodb.QueryInput{ReturnConsumedCapacity: types.ReturnConsumedCapacityIndexes}
+	get := &ddb.GetItemInput{}
+	tx := &ddb.TransactWriteItemsInput{}
+	batch := &ddb.BatchGetItemInput{}
+	chosen := &ddb.QueryInput{ReturnConsumedCapacity: ddb.ReturnConsumedCapacityIndexes}
 	tests := []struct {
 		name   string
 		params any
 		known  bool
-		field  func() types.ReturnConsumedCapacity
-		want   types.ReturnConsumedCapacity
+		field  func() ddb.ReturnConsumedCapacity
+		want   ddb.ReturnConsumedCapacity
 	}{
-		{"get item", get, true, func() types.ReturnConsumedCapacity { return get.ReturnConsumedCapacity }, types.ReturnConsumedCapacityTotal},
-		{"transaction", tx, true, func() types.ReturnConsumedCapacity { return tx.ReturnConsumedCapacity }, types.ReturnConsumedCapacityTotal},
-		{"batch get", batch, true, func() types.ReturnConsumedCapacity { return batch.ReturnConsumedCapacity }, types.ReturnConsumedCapacityTotal},
-		{"caller's choice kept", chosen, true, func() types.ReturnConsumedCapacity { return chosen.ReturnConsumedCapacity }, types.ReturnConsumedCapacityIndexes},
-		{"unknown input", &dynamodb.ListTablesInput{}, false, nil, ""},
+		{"get item", get, true, func() ddb.ReturnConsumedCapacity { return get.ReturnConsumedCapacity }, ddb.ReturnConsumedCapacityTotal},
+		{"transaction", tx, true, func() ddb.ReturnConsumedCapacity { return tx.ReturnConsumedCapacity }, ddb.ReturnConsumedCapacityTotal},
+		{"batch get", batch, true, func() ddb.ReturnConsumedCapacity { return batch.ReturnConsumedCapacity }, ddb.ReturnConsumedCapacityTotal},
+		{"caller's choice kept", chosen, true, func() ddb.ReturnConsumedCapacity { return chosen.ReturnConsumedCapacity }, ddb.ReturnConsumedCapacityIndexes},
+		{"unknown input", &ddb.DescribeTableInput{}, false, nil, ""},
 		{"nil", nil, false, nil, ""},
 	}
 	for _, tt := range tests {
@@ -360,7 +359,7 @@ func TestAskConsumedCapacity(t *testing.T) {
 }
 
 func TestConsumedUnits(t *testing.T) {
-	cc := func(u float64) types.ConsumedCapacity { return types.ConsumedCapacity{CapacityUnits: aws.Float64(u)} }
+	cc := func(u float64) ddb.ConsumedCapacity { return ddb.ConsumedCapacity{CapacityUnits: aws.Float64(u)} }
 	one := cc(1.5)
 	tests := []struct {
 		name     string
@@ -368,15 +367,15 @@ func TestConsumedUnits(t *testing.T) {
 		units    float64
 		reported bool
 	}{
-		{"get item", &dynamodb.GetItemOutput{ConsumedCapacity: &one}, 1.5, true},
-		{"get item without capacity", &dynamodb.GetItemOutput{}, 0, false},
-		{"typed nil output (failed call)", (*dynamodb.GetItemOutput)(nil), 0, false},
-		{"typed nil transaction", (*dynamodb.TransactWriteItemsOutput)(nil), 0, false},
+		{"get item", &ddb.GetItemOutput{ConsumedCapacity: &one}, 1.5, true},
+		{"get item without capacity", &ddb.GetItemOutput{}, 0, false},
+		{"typed nil output (failed call)", (*ddb.GetItemOutput)(nil), 0, false},
+		{"typed nil transaction", (*ddb.TransactWriteItemsOutput)(nil), 0, false},
 		{"no output", nil, 0, false},
-		{"transaction sums tables", &dynamodb.TransactWriteItemsOutput{ConsumedCapacity: []types.ConsumedCapacity{cc(10), cc(4)}}, 14, true},
-		{"batch get", &dynamodb.BatchGetItemOutput{ConsumedCapacity: []types.ConsumedCapacity{cc(6)}}, 6, true},
-		{"reported zero", &dynamodb.BatchGetItemOutput{ConsumedCapacity: []types.ConsumedCapacity{{}}}, 0, true},
-		{"unknown output", &dynamodb.ListTablesOutput{}, 0, false},
+		{"transaction sums tables", &ddb.TransactWriteItemsOutput{ConsumedCapacity: []ddb.ConsumedCapacity{cc(10), cc(4)}}, 14, true},
+		{"batch get", &ddb.BatchGetItemOutput{ConsumedCapacity: []ddb.ConsumedCapacity{cc(6)}}, 6, true},
+		{"reported zero", &ddb.BatchGetItemOutput{ConsumedCapacity: []ddb.ConsumedCapacity{{}}}, 0, true},
+		{"unknown output", &ddb.DescribeTableOutput{}, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

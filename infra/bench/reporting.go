@@ -40,6 +40,7 @@ import (
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 )
@@ -112,7 +113,11 @@ func runReporting(ctx context.Context, out io.Writer, size reportingSize) error 
 	ops := newOpCounter()
 	// Events are kept for the whole term, as a deployment reporting over
 	// a term from events would have to (EventRetentionDays >= 120).
-	store := dynamo.New(dynamo.NewClient(cfg), reportingTable, time.Duration(size.days+30)*24*time.Hour, dynamo.WithMiddleware(ops.count))
+	db, err := ddb.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	store := dynamo.New(db, reportingTable, time.Duration(size.days+30)*24*time.Hour, dynamo.WithMiddleware(ops.count))
 	if err := store.CreateTable(ctx); err != nil {
 		return fmt.Errorf("create table: %w", err)
 	}

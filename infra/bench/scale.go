@@ -16,15 +16,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
 	"github.com/stipend/stipend/infra/fakeupstream"
 	"github.com/stipend/stipend/infra/localstack"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
@@ -136,14 +134,14 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 		return err
 	}
 	say("scale: starting DynamoDB Local (in memory)")
-	ddb, err := localstack.StartDynamoDB(ctx, localstack.Options{InMemory: true, Root: root})
+	ddbLocal, err := localstack.StartDynamoDB(ctx, localstack.Options{InMemory: true, Root: root})
 	if err != nil {
 		return err
 	}
-	defer ddb.Close()
+	defer ddbLocal.Close()
 	for k, v := range map[string]string{
 		"AWS_REGION": localstack.Region, "AWS_ACCESS_KEY_ID": localstack.AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY": localstack.SecretAccessKey, "AWS_ENDPOINT_URL_DYNAMODB": ddb.Endpoint,
+		"AWS_SECRET_ACCESS_KEY": localstack.SecretAccessKey, "AWS_ENDPOINT_URL_DYNAMODB": ddbLocal.Endpoint,
 		"AWS_EC2_METADATA_DISABLED": "true",
 	} {
 		os.Setenv(k, v)
@@ -166,7 +164,11 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 	defer stopUp()
 
 	ops, tx := newOpCounter(), &txItems{}
-	store := dynamo.New(dynamo.NewClient(cfg), scaleTable, 24*time.Hour, dynamo.WithMiddleware(ops.count, tx.count))
+	db, err := ddb.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	store := dynamo.New(db, scaleTable, 24*time.Hour, dynamo.WithMiddleware(ops.count, tx.count))
 	if err := store.CreateTable(ctx); err != nil {
 		return fmt.Errorf("create table: %w", err)
 	}
@@ -466,13 +468,13 @@ type txItems struct {
 
 // count is the counting middleware of a Store (dynamo.WithMiddleware).
 func (t *txItems) count(ctx context.Context, _ string, in any, next func(context.Context) (any, error)) (any, error) {
-	if tx, ok := in.(*dynamodb.TransactWriteItemsInput); ok {
+	if tx, ok := in.(*ddb.TransactWriteItemsInput); ok {
 		t.add(tx)
 	}
 	return next(ctx)
 }
 
-func (t *txItems) add(tx *dynamodb.TransactWriteItemsInput) {
+func (t *txItems) add(tx *ddb.TransactWriteItemsInput) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.calls++
@@ -492,7 +494,7 @@ func (t *txItems) add(tx *dynamodb.TransactWriteItemsInput) {
 			}
 		}
 		if it.Delete != nil && it.Delete.Key != nil {
-			if pk, ok := it.Delete.Key["pk"].(*types.AttributeValueMemberS); ok && strings.HasPrefix(pk.Value, "RES#") {
+			if pk, ok := it.Delete.Key["pk"].(*ddb.AttributeValueMemberS); ok && strings.HasPrefix(pk.Value, "RES#") {
 				t.indexPuts++ // the reservation's gsi1 entry goes too
 				t.estWCU++
 			}
@@ -502,16 +504,16 @@ func (t *txItems) add(tx *dynamodb.TransactWriteItemsInput) {
 }
 
 // itemSize approximates DynamoDB's item size: attribute names plus values.
-func itemSize(item map[string]types.AttributeValue) int {
+func itemSize(item map[string]ddb.AttributeValue) int {
 	n := 0
 	for name, v := range item {
 		n += len(name)
 		switch v := v.(type) {
-		case *types.AttributeValueMemberS:
+		case *ddb.AttributeValueMemberS:
 			n += len(v.Value)
-		case *types.AttributeValueMemberN:
+		case *ddb.AttributeValueMemberN:
 			n += len(v.Value)/2 + 1
-		case *types.AttributeValueMemberB:
+		case *ddb.AttributeValueMemberB:
 			n += len(v.Value)
 		default:
 			n += 8

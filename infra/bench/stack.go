@@ -21,6 +21,7 @@ import (
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/secrets"
 )
@@ -104,13 +105,13 @@ func startStack(ctx context.Context, opts fakeupstream.Options, keys int) (st *s
 		}
 		buildc <- nil
 	}()
-	ddb, sm, berr := <-ddbc, <-smc, <-buildc
-	for _, s := range []started{ddb, sm} {
+	dl, sm, berr := <-ddbc, <-smc, <-buildc
+	for _, s := range []started{dl, sm} {
 		if s.p != nil {
 			st.closers = append(st.closers, func() { _ = s.p.Close() })
 		}
 	}
-	if err := errors.Join(ddb.err, sm.err, berr); err != nil {
+	if err := errors.Join(dl.err, sm.err, berr); err != nil {
 		return st, err
 	}
 
@@ -128,7 +129,7 @@ func startStack(ctx context.Context, opts fakeupstream.Options, keys int) (st *s
 		"AWS_REGION":                       localstack.Region,
 		"AWS_ACCESS_KEY_ID":                localstack.AccessKeyID,
 		"AWS_SECRET_ACCESS_KEY":            localstack.SecretAccessKey,
-		"AWS_ENDPOINT_URL_DYNAMODB":        ddb.p.Endpoint,
+		"AWS_ENDPOINT_URL_DYNAMODB":        dl.p.Endpoint,
 		"AWS_ENDPOINT_URL_SECRETS_MANAGER": sm.p.Endpoint,
 		"AWS_EC2_METADATA_DISABLED":        "true",
 		"STIPEND_TABLE":                    benchTable,
@@ -153,7 +154,11 @@ func (st *stack) seed(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	st.store = dynamo.New(dynamo.NewClient(cfg), benchTable, 24*time.Hour)
+	db, err := ddb.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	st.store = dynamo.New(db, benchTable, 24*time.Hour)
 	if err := st.store.CreateTable(ctx); err != nil {
 		return fmt.Errorf("create table: %w", err)
 	}

@@ -46,6 +46,7 @@ import (
 	"github.com/stipend/stipend/infra/localstack"
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/secrets"
@@ -476,7 +477,11 @@ func createTable(ctx context.Context, endpoint, table string) error {
 	if err != nil {
 		return err
 	}
-	return dynamo.New(dynamo.NewClient(cfg), table, 0).CreateTable(ctx)
+	db, err := ddb.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return dynamo.New(db, table, 0).CreateTable(ctx)
 }
 
 // localAWS is the SDK configuration for a local service at endpoint: the

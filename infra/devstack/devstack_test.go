@@ -23,6 +23,7 @@ import (
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 )
@@ -186,7 +187,7 @@ func TestRestartsAndDataDir(t *testing.T) {
 	chat(t, ctx, st, st.DemoKey)
 
 	// A reservation whose invocation died is settled by the scheduled sweep.
-	store := dynamo.New(dynamo.NewClientAt(localtest.AWSConfig(), st.DynamoDBURL), "stipend", 0)
+	store := dynamo.New(ddb.NewAt(localtest.AWSConfig(), st.DynamoDBURL), "stipend", 0)
 	past := time.Now().Add(-time.Hour)
 	req := budget.Request{KeyID: "dead-key", Key: budget.Limits{PerMonth: money.Dollar}, Cost: money.Cent, Now: past}
 	if err := store.Reserve(ctx, &budget.Reservation{ID: "abandoned", KeyID: "dead-key", Charges: budget.Plan(req), Cost: money.Cent,

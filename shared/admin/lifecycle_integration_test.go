@@ -28,6 +28,7 @@ import (
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/auditlog"
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"github.com/stipend/stipend/shared/keyvault"
 	"github.com/stipend/stipend/shared/secrets"
 )
@@ -77,8 +78,8 @@ func TestAnytimeByViewerIntegration(t *testing.T) {
 
 	cfg := aws.Config{Region: localstack.Region,
 		Credentials: credentials.NewStaticCredentialsProvider(localstack.AccessKeyID, localstack.SecretAccessKey, "")}
-	db := dynamo.NewClientAt(cfg, ddbURL)
-	store := dynamo.New(db, "lifecycle", 0)
+	db := dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(ddbURL) })
+	store := dynamo.New(ddb.NewAt(cfg, ddbURL), "lifecycle", 0)
 	if err := store.CreateTable(ctx, dynamo.WithoutTTL()); err != nil {
 		t.Fatal(err)
 	}

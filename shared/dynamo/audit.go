@@ -20,9 +20,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/stipend/stipend/shared/auditlog"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 )
 
 // ErrBadAuditCursor reports an auditlog.Query.Cursor that this store did not
@@ -55,13 +54,13 @@ func (s *Store) PutAudit(ctx context.Context, e *auditlog.Entry) error {
 	item := key(auditPK(auditMonth(e.CreatedAtMs)), auditSK(e.CreatedAtMs, e.ID))
 	item["data"] = str(string(b))
 	if len(e.TargetIDs) > 0 {
-		list := make([]types.AttributeValue, len(e.TargetIDs))
+		list := make([]ddb.AttributeValue, len(e.TargetIDs))
 		for i, id := range e.TargetIDs {
 			list[i] = str(id)
 		}
-		item["targets"] = &types.AttributeValueMemberL{Value: list}
+		item["targets"] = &ddb.AttributeValueMemberL{Value: list}
 	}
-	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+	_, err = s.db.PutItem(ctx, &ddb.PutItemInput{
 		TableName: aws.String(s.table), Item: item,
 		ConditionExpression: aws.String("attribute_not_exists(pk)"),
 	})
@@ -125,10 +124,10 @@ func (s *Store) ListAudit(ctx context.Context, q auditlog.Query) (auditlog.Page,
 	}
 	for m, _ := time.Parse(monthLayout, auditMonth(endMs-1)); !m.Before(first); m = m.AddDate(0, -1, 0) {
 		month := m.Format(monthLayout)
-		in := &dynamodb.QueryInput{
+		in := &ddb.QueryInput{
 			TableName:              aws.String(s.table),
 			KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :a AND :b"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{
+			ExpressionAttributeValues: map[string]ddb.AttributeValue{
 				":pk": str(auditPK(month)),
 				":a":  str(auditSK(startMs, "")),
 				":b":  str(auditSK(endMs-1, "~")),

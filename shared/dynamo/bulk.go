@@ -24,8 +24,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/shared/apikey"
 )
@@ -39,7 +38,7 @@ const (
 	batchGetAttempts = 8
 )
 
-func rosterMarker(userID, keyID string, updatedAt int64) map[string]types.AttributeValue {
+func rosterMarker(userID, keyID string, updatedAt int64) map[string]ddb.AttributeValue {
 	item := key(userPK(userID), skRosterKey)
 	item[attrKeyID] = str(keyID)
 	item["updatedAt"] = num(updatedAt)
@@ -51,7 +50,7 @@ func rosterMarker(userID, keyID string, updatedAt int64) map[string]types.Attrib
 // one BatchGetItem per 100 users for the markers and one per 100 keys.
 func (s *Store) RosterKeys(ctx context.Context, userIDs []string) (map[string]apikey.RosterKey, error) {
 	seen := make(map[string]bool, len(userIDs))
-	keys := make([]map[string]types.AttributeValue, 0, len(userIDs))
+	keys := make([]map[string]ddb.AttributeValue, 0, len(userIDs))
 	for _, id := range userIDs {
 		if !seen[id] {
 			seen[id] = true
@@ -60,7 +59,7 @@ func (s *Store) RosterKeys(ctx context.Context, userIDs []string) (map[string]ap
 	}
 	out := make(map[string]apikey.RosterKey, len(keys))
 	byKey := map[string]string{} // keyId -> userId
-	err := s.batchGet(ctx, keys, "read roster markers", func(item map[string]types.AttributeValue) error {
+	err := s.batchGet(ctx, keys, "read roster markers", func(item map[string]ddb.AttributeValue) error {
 		userID := getS(item, attrPK)[len("USER#"):]
 		keyID := getS(item, attrKeyID)
 		out[userID] = apikey.RosterKey{UserID: userID, KeyID: keyID}
@@ -74,7 +73,7 @@ func (s *Store) RosterKeys(ctx context.Context, userIDs []string) (map[string]ap
 	for keyID := range byKey {
 		keys = append(keys, key(keyPK(keyID), skKey))
 	}
-	err = s.batchGet(ctx, keys, "read roster keys", func(item map[string]types.AttributeValue) error {
+	err = s.batchGet(ctx, keys, "read roster keys", func(item map[string]ddb.AttributeValue) error {
 		k, err := decodeKey(item)
 		if err != nil {
 			return err
@@ -93,10 +92,10 @@ func (s *Store) RosterKeys(ctx context.Context, userIDs []string) (map[string]ap
 // batchGet reads keys with strongly consistent BatchGetItem calls of at most
 // 100 keys, retrying what DynamoDB leaves unprocessed, and calls each for
 // every item found (in no particular order).
-func (s *Store) batchGet(ctx context.Context, keys []map[string]types.AttributeValue, what string, each func(map[string]types.AttributeValue) error) error {
+func (s *Store) batchGet(ctx context.Context, keys []map[string]ddb.AttributeValue, what string, each func(map[string]ddb.AttributeValue) error) error {
 	for len(keys) > 0 {
 		n := min(len(keys), batchGetMax)
-		req := map[string]types.KeysAndAttributes{s.table: {Keys: keys[:n], ConsistentRead: aws.Bool(true)}}
+		req := map[string]ddb.KeysAndAttributes{s.table: {Keys: keys[:n], ConsistentRead: aws.Bool(true)}}
 		keys = keys[n:]
 		backoff := 10 * time.Millisecond
 		for attempt := 0; len(req) > 0; attempt++ {
@@ -111,7 +110,7 @@ func (s *Store) batchGet(ctx context.Context, keys []map[string]types.AttributeV
 				}
 				backoff = min(2*backoff, time.Second)
 			}
-			res, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
+			res, err := s.db.BatchGetItem(ctx, &ddb.BatchGetItemInput{RequestItems: req})
 			if err != nil {
 				return fmt.Errorf("%s: %w", what, err)
 			}
@@ -140,9 +139,9 @@ func (s *Store) CreateRosterKey(ctx context.Context, k *apikey.Key) error {
 	if err != nil {
 		return err
 	}
-	err = s.transact(ctx, []types.TransactWriteItem{
-		{Put: &types.Put{TableName: aws.String(s.table), Item: item, ConditionExpression: aws.String("attribute_not_exists(pk)")}},
-		{Put: &types.Put{
+	err = s.transact(ctx, []ddb.TransactWriteItem{
+		{Put: &ddb.Put{TableName: aws.String(s.table), Item: item, ConditionExpression: aws.String("attribute_not_exists(pk)")}},
+		{Put: &ddb.Put{
 			TableName: aws.String(s.table), Item: rosterMarker(k.UserID, k.ID, k.CreatedAt),
 			ConditionExpression: aws.String("attribute_not_exists(pk)"),
 		}},
@@ -177,12 +176,12 @@ func (s *Store) ReplaceRosterKey(ctx context.Context, prevKeyID string, revoke, 
 	if err != nil {
 		return err
 	}
-	items := []types.TransactWriteItem{
-		{Put: &types.Put{TableName: aws.String(s.table), Item: item, ConditionExpression: aws.String("attribute_not_exists(pk)")}},
-		{Put: &types.Put{
+	items := []ddb.TransactWriteItem{
+		{Put: &ddb.Put{TableName: aws.String(s.table), Item: item, ConditionExpression: aws.String("attribute_not_exists(pk)")}},
+		{Put: &ddb.Put{
 			TableName: aws.String(s.table), Item: rosterMarker(k.UserID, k.ID, k.CreatedAt),
 			ConditionExpression:       aws.String("keyId = :prev"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":prev": str(prevKeyID)},
+			ExpressionAttributeValues: map[string]ddb.AttributeValue{":prev": str(prevKeyID)},
 		}},
 	}
 	var revoked apikey.Key
@@ -193,10 +192,10 @@ func (s *Store) ReplaceRosterKey(ctx context.Context, prevKeyID string, revoke, 
 		if err != nil {
 			return err
 		}
-		items = append(items, types.TransactWriteItem{Put: &types.Put{
+		items = append(items, ddb.TransactWriteItem{Put: &ddb.Put{
 			TableName: aws.String(s.table), Item: old,
 			ConditionExpression:       aws.String("attribute_exists(pk) AND version = :v"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(revoke.Version)},
+			ExpressionAttributeValues: map[string]ddb.AttributeValue{":v": num(revoke.Version)},
 		}}, s.ledgerVersion(revoke.ID, revoked.Version))
 	}
 	items = append(items, s.ledgerVersion(k.ID, 1))
@@ -220,7 +219,7 @@ func (s *Store) ReplaceRosterKey(ctx context.Context, prevKeyID string, revoke, 
 // conditionsFailed returns the indexes of the items whose condition failed
 // when err is a cancelled transaction, in order.
 func conditionsFailed(err error) []int {
-	var tc *types.TransactionCanceledException
+	var tc *ddb.TransactionCanceledException
 	if !errors.As(err, &tc) {
 		return nil
 	}

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/apikey"
@@ -104,7 +104,7 @@ func TestRosterKeys(t *testing.T) {
 
 	t.Run("marker naming a missing key", func(t *testing.T) {
 		s := newStore(t, endpoint, "roster-missing")
-		if _, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: rosterMarker("s9", "gone", 1)}); err != nil {
+		if _, err := s.db.PutItem(ctx, &ddb.PutItemInput{TableName: aws.String(s.table), Item: rosterMarker("s9", "gone", 1)}); err != nil {
 			t.Fatal(err)
 		}
 		m, err := s.RosterKeys(ctx, []string{"s9"})

@@ -1,7 +1,8 @@
 // Package dynamo is stipend's storage: one DynamoDB table holding provider
 // settings, proxy keys, their usage counters and one event per request.
 //
-// It is the only package that imports the DynamoDB SDK. A request on a key
+// It talks to DynamoDB through package ddb, the part of DynamoDB's API
+// stipend uses, sent without the SDK's service client. A request on a key
 // with its own limits only is reserved with one conditional UpdateItem on
 // the key's ledger and settled with one more, after its event (with its
 // aggregates and deferred counts) is stored exactly once (keyledger.go).
@@ -29,9 +30,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	smithyendpoints "github.com/aws/smithy-go/endpoints"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/ledger"
@@ -59,8 +58,7 @@ const (
 
 // Store reads and writes stipend's table. It is safe for concurrent use.
 type Store struct {
-	db        api   // wire, or the SDK client
-	wire      *wire // the same, for options
+	db        *ddb.Client
 	table     string
 	retention time.Duration
 
@@ -68,73 +66,22 @@ type Store struct {
 	stats   Stats
 }
 
-// NewClient returns a DynamoDB client for cfg, configured for less work per
-// call (every proxied request makes several):
-//   - response checksum validation is off: DynamoDB Local sends no CRC32 on
-//     errors, and TLS already protects data in transit on AWS;
-//   - account-based endpoints are off (stipend's credentials carry no
-//     account id, so the SDK's rules would pick the regional endpoint
-//     anyway), and the endpoint, which then depends only on the client's
-//     region, endpoint override, FIPS and dual-stack settings, is resolved
-//     by the SDK's rules once and reused (resolvedOnce).
-func NewClient(cfg aws.Config, optFns ...func(*dynamodb.Options)) *dynamodb.Client {
-	return dynamodb.NewFromConfig(cfg, append([]func(*dynamodb.Options){func(o *dynamodb.Options) {
-		o.DisableValidateResponseChecksum = true
-		o.AccountIDEndpointMode = aws.AccountIDEndpointModeDisabled
-		o.EndpointResolverV2 = &resolvedOnce{next: dynamodb.NewDefaultEndpointResolverV2()}
-	}}, optFns...)...)
+// Option changes how New builds a Store.
+type Option func(*Store)
+
+// WithMiddleware wraps every call of the Store in m, the first given
+// outermost.
+func WithMiddleware(m ...ddb.Middleware) Option {
+	return func(s *Store) { s.db = s.db.With(m...) }
 }
 
-// resolvedOnce remembers the endpoint its resolver returned for the
-// parameters that matter without account-based endpoints, and returns it
-// again while they stay the same (for one client, always).
-type resolvedOnce struct {
-	next dynamodb.EndpointResolverV2
-
-	mu       sync.Mutex
-	key      string
-	endpoint smithyendpoints.Endpoint
-	ok       bool
-}
-
-func (r *resolvedOnce) ResolveEndpoint(ctx context.Context, p dynamodb.EndpointParameters) (smithyendpoints.Endpoint, error) {
-	if aws.ToString(p.AccountIdEndpointMode) != string(aws.AccountIDEndpointModeDisabled) {
-		return r.next.ResolveEndpoint(ctx, p)
-	}
-	key := aws.ToString(p.Region) + "\x00" + aws.ToString(p.Endpoint) + "\x00" +
-		strconv.FormatBool(aws.ToBool(p.UseFIPS)) + strconv.FormatBool(aws.ToBool(p.UseDualStack))
-	r.mu.Lock()
-	if r.ok && r.key == key {
-		e := r.endpoint
-		r.mu.Unlock()
-		return e, nil
-	}
-	r.mu.Unlock()
-	e, err := r.next.ResolveEndpoint(ctx, p)
-	if err != nil {
-		return e, err
-	}
-	r.mu.Lock()
-	r.key, r.endpoint, r.ok = key, e, true
-	r.mu.Unlock()
-	return e, nil
-}
-
-// NewClientAt returns a client for the DynamoDB endpoint url, such as
-// DynamoDB Local in tests and `make dev`.
-func NewClientAt(cfg aws.Config, url string) *dynamodb.Client {
-	return NewClient(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(url) })
-}
-
-// New returns a Store on table that calls DynamoDB through db's
-// configuration: the request path's operations by wire (wire.go), the
-// others by db. Events expire after retention (0 means 30 days).
-func New(db *dynamodb.Client, table string, retention time.Duration, opts ...Option) *Store {
+// New returns a Store on table that calls DynamoDB with db. Events expire
+// after retention (0 means 30 days).
+func New(db *ddb.Client, table string, retention time.Duration, opts ...Option) *Store {
 	if retention <= 0 {
 		retention = 30 * 24 * time.Hour
 	}
-	w := newWire(db)
-	s := &Store{db: w, wire: w, table: table, retention: retention}
+	s := &Store{db: db, table: table, retention: retention}
 	for _, o := range opts {
 		o(s)
 	}
@@ -160,22 +107,21 @@ func (s *Store) CreateTable(ctx context.Context, opts ...TableOption) error {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	_, err := s.db.CreateTable(ctx, &dynamodb.CreateTableInput{
+	_, err := s.db.CreateTable(ctx, &ddb.CreateTableInput{
 		TableName:            aws.String(s.table),
-		BillingMode:          types.BillingModePayPerRequest,
+		BillingMode:          ddb.BillingModePayPerRequest,
 		AttributeDefinitions: attributeDefinitions(),
-		KeySchema: []types.KeySchemaElement{
-			{AttributeName: aws.String(attrPK), KeyType: types.KeyTypeHash},
-			{AttributeName: aws.String(attrSK), KeyType: types.KeyTypeRange},
+		KeySchema: []ddb.KeySchemaElement{
+			{AttributeName: aws.String(attrPK), KeyType: ddb.KeyTypeHash},
+			{AttributeName: aws.String(attrSK), KeyType: ddb.KeyTypeRange},
 		},
 		GlobalSecondaryIndexes: globalIndexes(), // events.go
 	})
-	var inUse *types.ResourceInUseException
+	var inUse *ddb.ResourceInUseException
 	if err != nil && !errors.As(err, &inUse) {
 		return fmt.Errorf("create table %s: %w", s.table, err)
 	}
-	w := dynamodb.NewTableExistsWaiter(s.db)
-	if err := w.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.table)}, 30*time.Second); err != nil {
+	if err := s.waitActive(ctx, 30*time.Second); err != nil {
 		return fmt.Errorf("wait for table %s: %w", s.table, err)
 	}
 	if inUse != nil {
@@ -186,9 +132,9 @@ func (s *Store) CreateTable(ctx context.Context, opts ...TableOption) error {
 	if o.noTTL {
 		return nil
 	}
-	_, err = s.db.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+	_, err = s.db.UpdateTimeToLive(ctx, &ddb.UpdateTimeToLiveInput{
 		TableName:               aws.String(s.table),
-		TimeToLiveSpecification: &types.TimeToLiveSpecification{AttributeName: aws.String(attrExpires), Enabled: aws.Bool(true)},
+		TimeToLiveSpecification: &ddb.TimeToLiveSpecification{AttributeName: aws.String(attrExpires), Enabled: aws.Bool(true)},
 	})
 	if err != nil && !isTTLAlreadyOn(err) {
 		return fmt.Errorf("enable ttl on %s: %w", s.table, err)
@@ -196,29 +142,54 @@ func (s *Store) CreateTable(ctx context.Context, opts ...TableOption) error {
 	return nil
 }
 
+// waitActive polls the table's description until it is active, as the
+// SDK's TableExists waiter did: a missing table is waited for, other
+// errors end the wait.
+func (s *Store) waitActive(ctx context.Context, limit time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	pause := 20 * time.Millisecond
+	for {
+		out, err := s.db.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String(s.table)})
+		var missing *ddb.ResourceNotFoundException
+		switch {
+		case err == nil && out.Table != nil && out.Table.TableStatus == ddb.TableStatusActive:
+			return nil
+		case err != nil && !errors.As(err, &missing):
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("not active after %v: %w", limit, ctx.Err())
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, time.Second)
+	}
+}
+
 func isTTLAlreadyOn(err error) bool {
 	var ve interface{ ErrorMessage() string }
 	return errors.As(err, &ve) && strings.Contains(strings.ToLower(ve.ErrorMessage()), "already enabled")
 }
 
-func str(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
-func num(v int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
+func str(v string) ddb.AttributeValue { return &ddb.AttributeValueMemberS{Value: v} }
+func num(v int64) ddb.AttributeValue {
+	return &ddb.AttributeValueMemberN{Value: strconv.FormatInt(v, 10)}
 }
 
-func key(pk, sk string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{attrPK: str(pk), attrSK: str(sk)}
+func key(pk, sk string) map[string]ddb.AttributeValue {
+	return map[string]ddb.AttributeValue{attrPK: str(pk), attrSK: str(sk)}
 }
 
-func getS(item map[string]types.AttributeValue, name string) string {
-	if v, ok := item[name].(*types.AttributeValueMemberS); ok {
+func getS(item map[string]ddb.AttributeValue, name string) string {
+	if v, ok := item[name].(*ddb.AttributeValueMemberS); ok {
 		return v.Value
 	}
 	return ""
 }
 
-func getN(item map[string]types.AttributeValue, name string) int64 {
-	if v, ok := item[name].(*types.AttributeValueMemberN); ok {
+func getN(item map[string]ddb.AttributeValue, name string) int64 {
+	if v, ok := item[name].(*ddb.AttributeValueMemberN); ok {
 		n, _ := strconv.ParseInt(v.Value, 10, 64)
 		return n
 	}
@@ -226,7 +197,7 @@ func getN(item map[string]types.AttributeValue, name string) int64 {
 }
 
 func isConditionFailed(err error) bool {
-	var ccf *types.ConditionalCheckFailedException
+	var ccf *ddb.ConditionalCheckFailedException
 	return errors.As(err, &ccf)
 }
 
@@ -265,7 +236,7 @@ type providerData struct {
 	KeyVersion int64  `json:"keyVersion,omitempty"`
 }
 
-func providerItem(p *provider.Setting) (map[string]types.AttributeValue, error) {
+func providerItem(p *provider.Setting) (map[string]ddb.AttributeValue, error) {
 	b, err := json.Marshal(providerData{Setting: *p, SecretID: p.SecretID, KeyVersion: p.KeyVersion})
 	if err != nil {
 		return nil, fmt.Errorf("encode provider %s: %w", p.ID, err)
@@ -277,7 +248,7 @@ func providerItem(p *provider.Setting) (map[string]types.AttributeValue, error) 
 	return item, nil
 }
 
-func decodeProvider(item map[string]types.AttributeValue) (*provider.Setting, error) {
+func decodeProvider(item map[string]ddb.AttributeValue) (*provider.Setting, error) {
 	var d providerData
 	if err := json.Unmarshal([]byte(getS(item, "data")), &d); err != nil {
 		return nil, fmt.Errorf("decode provider %s: %w", getS(item, attrPK), err)
@@ -299,7 +270,7 @@ func (s *Store) GetProvider(ctx context.Context, id string) (*provider.Setting, 
 // ListProviders returns every provider setting, oldest first.
 func (s *Store) ListProviders(ctx context.Context) ([]*provider.Setting, error) {
 	var list []*provider.Setting
-	err := s.queryGSI(ctx, gsiProviders, func(item map[string]types.AttributeValue) error {
+	err := s.queryGSI(ctx, gsiProviders, func(item map[string]ddb.AttributeValue) error {
 		p, err := decodeProvider(item)
 		if err == nil {
 			list = append(list, p)
@@ -309,12 +280,12 @@ func (s *Store) ListProviders(ctx context.Context) ([]*provider.Setting, error) 
 	return list, err
 }
 
-func (s *Store) queryGSI(ctx context.Context, pk string, each func(map[string]types.AttributeValue) error) error {
-	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
+func (s *Store) queryGSI(ctx context.Context, pk string, each func(map[string]ddb.AttributeValue) error) error {
+	p := ddb.NewQueryPaginator(s.db, &ddb.QueryInput{
 		TableName:                 aws.String(s.table),
 		IndexName:                 aws.String(indexGSI1),
 		KeyConditionExpression:    aws.String("gsi1pk = :pk"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(pk)},
+		ExpressionAttributeValues: map[string]ddb.AttributeValue{":pk": str(pk)},
 	})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -345,7 +316,7 @@ type keyData struct {
 	Hash string `json:"hash"`
 }
 
-func keyItem(k *apikey.Key) (map[string]types.AttributeValue, error) {
+func keyItem(k *apikey.Key) (map[string]ddb.AttributeValue, error) {
 	b, err := json.Marshal(keyData{Key: *k, Hash: k.Hash})
 	if err != nil {
 		return nil, fmt.Errorf("encode key %s: %w", k.ID, err)
@@ -358,7 +329,7 @@ func keyItem(k *apikey.Key) (map[string]types.AttributeValue, error) {
 	return item, nil
 }
 
-func decodeKey(item map[string]types.AttributeValue) (*apikey.Key, error) {
+func decodeKey(item map[string]ddb.AttributeValue) (*apikey.Key, error) {
 	var d keyData
 	if err := json.Unmarshal([]byte(getS(item, "data")), &d); err != nil {
 		return nil, fmt.Errorf("decode key %s: %w", getS(item, attrPK), err)
@@ -400,16 +371,16 @@ func (s *Store) UpdateKey(ctx context.Context, k *apikey.Key) error {
 
 // writeKey puts a key's item under cond, as putItem does, and its version
 // on its ledger, in one transaction.
-func (s *Store) writeKey(ctx context.Context, k *apikey.Key, item map[string]types.AttributeValue, cond string, version int64) error {
-	put := &types.Put{
+func (s *Store) writeKey(ctx context.Context, k *apikey.Key, item map[string]ddb.AttributeValue, cond string, version int64) error {
+	put := &ddb.Put{
 		TableName: aws.String(s.table), Item: item, ConditionExpression: aws.String(cond),
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		ReturnValuesOnConditionCheckFailure: ddb.ReturnValuesOnConditionCheckFailureAllOld,
 	}
 	if cond == ifVersion {
-		put.ExpressionAttributeValues = map[string]types.AttributeValue{":v": num(version)}
+		put.ExpressionAttributeValues = map[string]ddb.AttributeValue{":v": num(version)}
 	}
-	err := s.transact(ctx, []types.TransactWriteItem{{Put: put}, s.ledgerVersion(k.ID, k.Version)}, "put key "+k.ID)
-	var tc *types.TransactionCanceledException
+	err := s.transact(ctx, []ddb.TransactWriteItem{{Put: put}, s.ledgerVersion(k.ID, k.Version)}, "put key "+k.ID)
+	var tc *ddb.TransactionCanceledException
 	if !errors.As(err, &tc) || len(tc.CancellationReasons) == 0 || aws.ToString(tc.CancellationReasons[0].Code) != "ConditionalCheckFailed" {
 		return err
 	}
@@ -434,7 +405,7 @@ func (s *Store) GetKey(ctx context.Context, id string) (*apikey.Key, error) {
 // ListKeys returns every key, oldest first.
 func (s *Store) ListKeys(ctx context.Context) ([]*apikey.Key, error) {
 	var list []*apikey.Key
-	err := s.queryGSI(ctx, gsiKeys, func(item map[string]types.AttributeValue) error {
+	err := s.queryGSI(ctx, gsiKeys, func(item map[string]ddb.AttributeValue) error {
 		k, err := decodeKey(item)
 		if err == nil {
 			list = append(list, k)
@@ -446,7 +417,7 @@ func (s *Store) ListKeys(ctx context.Context) ([]*apikey.Key, error) {
 
 // KeyTotals returns the lifetime counters of key id (zero when it has none yet).
 func (s *Store) KeyTotals(ctx context.Context, id string) (ledger.Totals, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+	out, err := s.db.GetItem(ctx, &ddb.GetItemInput{
 		TableName: aws.String(s.table), Key: key(keyPK(id), skUsage), ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {

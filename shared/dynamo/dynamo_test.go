@@ -10,7 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/apikey"
@@ -26,7 +26,7 @@ import (
 func newStore(t *testing.T, endpoint, table string) *Store {
 	t.Helper()
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
-	db := NewClient(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(endpoint) })
+	db := ddb.NewAt(cfg, endpoint)
 	s := New(db, table, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

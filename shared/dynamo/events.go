@@ -42,8 +42,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/shared/ledger"
 )
@@ -93,7 +92,7 @@ func eventMonth(ms int64) string {
 // longer than ledger.MaxBodyBytes (or not valid UTF-8) are clipped here too,
 // and flagged, so that an oversized body can never make the write fail and
 // the event be lost.
-func eventItem(ev *ledger.Event, retention time.Duration) (map[string]types.AttributeValue, error) {
+func eventItem(ev *ledger.Event, retention time.Duration) (map[string]ddb.AttributeValue, error) {
 	data := *ev
 	data.RequestBody, data.ResponseBody = "", ""
 	reqBody, reqCut := safeBody(ev.RequestBody)
@@ -133,7 +132,7 @@ func safeBody(body string) (string, bool) {
 }
 
 // decodeEvent reads an event item; bodies are set when the item has them.
-func decodeEvent(item map[string]types.AttributeValue) (*ledger.Event, error) {
+func decodeEvent(item map[string]ddb.AttributeValue) (*ledger.Event, error) {
 	var ev ledger.Event
 	if err := json.Unmarshal([]byte(getS(item, attrData)), &ev); err != nil {
 		return nil, fmt.Errorf("decode event %s %s: %w", getS(item, attrPK), getS(item, attrSK), err)
@@ -152,10 +151,10 @@ var withoutBodies = struct {
 // Events calls each for every event of key keyID created in [start, end),
 // oldest first, reading page by page. Bodies are left out.
 func (s *Store) Events(ctx context.Context, keyID string, start, end time.Time, each func(*ledger.Event) error) error {
-	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
+	p := ddb.NewQueryPaginator(s.db, &ddb.QueryInput{
 		TableName:              aws.String(s.table),
 		KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :a AND :b"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
+		ExpressionAttributeValues: map[string]ddb.AttributeValue{
 			":pk": str(eventPK(keyID)),
 			":a":  str(eventSK(start.UnixMilli(), "")),
 			":b":  str(eventSK(end.UnixMilli()-1, "~")),
@@ -191,14 +190,14 @@ type eventPlan struct {
 	pkAttr, skAttr string
 	pk             string // partition key value; per month for gsi3
 	filter         string
-	filterVals     map[string]types.AttributeValue
+	filterVals     map[string]ddb.AttributeValue
 	startMs, endMs int64 // [startMs, endMs)
 	limit          int
 	fingerprint    string // names the query inside its cursors
 }
 
 func planEvents(q ledger.EventQuery) (*eventPlan, error) {
-	p := &eventPlan{q: q, limit: q.Limit, filterVals: map[string]types.AttributeValue{}}
+	p := &eventPlan{q: q, limit: q.Limit, filterVals: map[string]ddb.AttributeValue{}}
 	switch {
 	case q.Limit == 0:
 		p.limit = DefaultEventLimit
@@ -322,7 +321,7 @@ func (p *eventPlan) decodeCursor(s string) (*cursor, int64, error) {
 }
 
 // startKey is the ExclusiveStartKey that continues after c in partition pk.
-func (p *eventPlan) startKey(c *cursor, pk string) map[string]types.AttributeValue {
+func (p *eventPlan) startKey(c *cursor, pk string) map[string]ddb.AttributeValue {
 	k := key(eventPK(c.KeyID), c.SK)
 	if p.index != "" {
 		k[p.pkAttr], k[p.skAttr] = str(pk), str(c.SK)
@@ -356,10 +355,10 @@ func (s *Store) ListEvents(ctx context.Context, q ledger.EventQuery) ([]*ledger.
 	}
 	// One more than a page tells whether another page follows.
 	want := p.limit + 1
-	var items []map[string]types.AttributeValue
+	var items []map[string]ddb.AttributeValue
 	budget := bodyBudget{max: q.BodyBudget}
 	for i, part := range parts {
-		var start map[string]types.AttributeValue
+		var start map[string]ddb.AttributeValue
 		if i == 0 && after != nil {
 			start = p.startKey(after, part)
 		}
@@ -420,7 +419,7 @@ type bodyBudget struct {
 	max, used int // max 0: no bound
 }
 
-func (b *bodyBudget) add(item map[string]types.AttributeValue) {
+func (b *bodyBudget) add(item map[string]ddb.AttributeValue) {
 	b.used += len(getS(item, attrReqBody)) + len(getS(item, attrRespBody))
 }
 
@@ -428,13 +427,13 @@ func (b *bodyBudget) spent() bool { return b.max > 0 && b.used > b.max }
 
 // queryEvents reads up to n events of partition pk, newest first, from after
 // start (nil: from the newest in range), following DynamoDB's pages.
-func (s *Store) queryEvents(ctx context.Context, p *eventPlan, pk string, start map[string]types.AttributeValue, n int, budget *bodyBudget) ([]map[string]types.AttributeValue, error) {
-	vals := map[string]types.AttributeValue{
+func (s *Store) queryEvents(ctx context.Context, p *eventPlan, pk string, start map[string]ddb.AttributeValue, n int, budget *bodyBudget) ([]map[string]ddb.AttributeValue, error) {
+	vals := map[string]ddb.AttributeValue{
 		":pk": str(pk),
 		":a":  str(eventSK(p.startMs, "")),
 		":b":  str(eventSK(p.endMs-1, "~")),
 	}
-	in := &dynamodb.QueryInput{
+	in := &ddb.QueryInput{
 		TableName:              aws.String(s.table),
 		KeyConditionExpression: aws.String(p.pkAttr + " = :pk AND " + p.skAttr + " BETWEEN :a AND :b"),
 		ScanIndexForward:       aws.Bool(false),
@@ -455,7 +454,7 @@ func (s *Store) queryEvents(ctx context.Context, p *eventPlan, pk string, start 
 		in.ProjectionExpression = aws.String(withoutBodies.expr)
 		in.ExpressionAttributeNames = withoutBodies.names
 	}
-	var out []map[string]types.AttributeValue
+	var out []map[string]ddb.AttributeValue
 	for len(out) < n {
 		if p.filter == "" {
 			in.Limit = aws.Int32(int32(n - len(out)))
@@ -483,7 +482,7 @@ func (s *Store) queryEvents(ctx context.Context, p *eventPlan, pk string, start 
 // (gsi3 does not project them), 100 keys per BatchGetItem.
 func (s *Store) addBodies(ctx context.Context, events []*ledger.Event) error {
 	byKey := map[string]*ledger.Event{}
-	var keys []map[string]types.AttributeValue
+	var keys []map[string]ddb.AttributeValue
 	for _, ev := range events {
 		if ev.RequestBodyBytes == 0 && ev.ResponseBodyBytes == 0 {
 			continue
@@ -494,7 +493,7 @@ func (s *Store) addBodies(ctx context.Context, events []*ledger.Event) error {
 	}
 	for len(keys) > 0 {
 		n := min(len(keys), 100)
-		req := map[string]types.KeysAndAttributes{s.table: {
+		req := map[string]ddb.KeysAndAttributes{s.table: {
 			Keys:                     keys[:n],
 			ProjectionExpression:     aws.String("pk, sk, #q, #r"),
 			ExpressionAttributeNames: map[string]string{"#q": attrReqBody, "#r": attrRespBody},
@@ -513,7 +512,7 @@ func (s *Store) addBodies(ctx context.Context, events []*ledger.Event) error {
 				}
 				backoff = min(2*backoff, time.Second)
 			}
-			out, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req})
+			out, err := s.db.BatchGetItem(ctx, &ddb.BatchGetItemInput{RequestItems: req})
 			if err != nil {
 				return fmt.Errorf("read event bodies: %w", err)
 			}

@@ -14,8 +14,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/ledger"
@@ -200,7 +199,7 @@ func TestEvents(t *testing.T) {
 
 	t.Run("expiry is createdAt plus retention", func(t *testing.T) {
 		for _, retention := range []time.Duration{0, 7 * 24 * time.Hour} {
-			rs := New(s.wire.sdk, s.table, retention)
+			rs := New(s.db, s.table, retention)
 			ev := &ledger.Event{ID: "ttl" + strconv.Itoa(int(retention.Hours())), KeyID: "kTTL", CreatedAt: at(0) + 123}
 			if err := record(ctx, rs, ev); err != nil {
 				t.Fatal(err)
@@ -211,16 +210,16 @@ func TestEvents(t *testing.T) {
 				t.Errorf("retention %v: expiresAt = %d, want %d", retention, got, want)
 			}
 		}
-		if d := New(s.wire.sdk, s.table, 0).retention; d != 30*24*time.Hour {
+		if d := New(s.db, s.table, 0).retention; d != 30*24*time.Hour {
 			t.Errorf("default retention = %v", d)
 		}
 	})
 }
 
 // rawItem reads one item as stored.
-func rawItem(t *testing.T, s *Store, pk, sk string) map[string]types.AttributeValue {
+func rawItem(t *testing.T, s *Store, pk, sk string) map[string]ddb.AttributeValue {
 	t.Helper()
-	out, err := s.db.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(s.table), Key: key(pk, sk)})
+	out, err := s.db.GetItem(context.Background(), &ddb.GetItemInput{TableName: aws.String(s.table), Key: key(pk, sk)})
 	if err != nil || out.Item == nil {
 		t.Fatalf("GetItem %s %s = %v, %v", pk, sk, out, err)
 	}
@@ -345,14 +344,14 @@ func TestCreateTableAddsIndexes(t *testing.T) {
 	endpoint := localtest.StartDynamoDB(t)
 	ctx := context.Background()
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
-	db := NewClient(cfg, func(o *dynamodb.Options) { o.BaseEndpoint = aws.String(endpoint) })
+	db := ddb.NewAt(cfg, endpoint)
 	old := globalIndexes()[:1]
-	_, err := db.CreateTable(ctx, &dynamodb.CreateTableInput{
-		TableName: aws.String("old"), BillingMode: types.BillingModePayPerRequest,
+	_, err := db.CreateTable(ctx, &ddb.CreateTableInput{
+		TableName: aws.String("old"), BillingMode: ddb.BillingModePayPerRequest,
 		AttributeDefinitions: attributeDefinitions()[:4],
-		KeySchema: []types.KeySchemaElement{
-			{AttributeName: aws.String(attrPK), KeyType: types.KeyTypeHash},
-			{AttributeName: aws.String(attrSK), KeyType: types.KeyTypeRange},
+		KeySchema: []ddb.KeySchemaElement{
+			{AttributeName: aws.String(attrPK), KeyType: ddb.KeyTypeHash},
+			{AttributeName: aws.String(attrSK), KeyType: ddb.KeyTypeRange},
 		},
 		GlobalSecondaryIndexes: old,
 	})
@@ -363,12 +362,12 @@ func TestCreateTableAddsIndexes(t *testing.T) {
 	if err := s.CreateTable(ctx); err != nil {
 		t.Fatalf("CreateTable on an old table: %v", err)
 	}
-	desc, err := db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("old")})
+	desc, err := db.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String("old")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{indexGSI1, indexGSI2, indexGSI3} {
-		if indexStatus(desc.Table, name) != types.IndexStatusActive {
+		if indexStatus(desc.Table, name) != ddb.IndexStatusActive {
 			t.Errorf("index %s: status %q", name, indexStatus(desc.Table, name))
 		}
 	}

@@ -6,24 +6,23 @@ package dynamo
 
 import (
 	"fmt"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"strings"
-
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
 type expression struct {
 	sets, adds, removes, conds []string
 	names                      map[string]string // placeholder -> attribute
 	byName                     map[string]string // attribute -> placeholder
-	values                     map[string]types.AttributeValue
+	values                     map[string]ddb.AttributeValue
 	// updated, when set, asks an UpdateItem for the attributes it wrote
 	// and is given them once it succeeded (not in a transaction, which
 	// returns none).
-	updated func(map[string]types.AttributeValue)
+	updated func(map[string]ddb.AttributeValue)
 }
 
 func newExpression() *expression {
-	return &expression{names: map[string]string{}, byName: map[string]string{}, values: map[string]types.AttributeValue{}}
+	return &expression{names: map[string]string{}, byName: map[string]string{}, values: map[string]ddb.AttributeValue{}}
 }
 
 // name returns the placeholder of attribute a.
@@ -37,7 +36,7 @@ func (e *expression) name(a string) string {
 }
 
 // value returns a new placeholder for v.
-func (e *expression) value(v types.AttributeValue) string {
+func (e *expression) value(v ddb.AttributeValue) string {
 	p := fmt.Sprintf(":v%d", len(e.values))
 	e.values[p] = v
 	return p
@@ -75,7 +74,7 @@ func (e *expression) condition() *string {
 }
 
 // valuesOrNil is nil when no value is used (DynamoDB refuses an empty map).
-func (e *expression) valuesOrNil() map[string]types.AttributeValue {
+func (e *expression) valuesOrNil() map[string]ddb.AttributeValue {
 	if len(e.values) == 0 {
 		return nil
 	}

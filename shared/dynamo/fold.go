@@ -52,8 +52,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/shared/ledger"
 )
@@ -77,7 +76,7 @@ const (
 	foldEvents = 2000
 )
 
-func foldKey(keyID string) map[string]types.AttributeValue { return key(aggPK(keyID), skFold) }
+func foldKey(keyID string) map[string]ddb.AttributeValue { return key(aggPK(keyID), skFold) }
 
 // foldState is a key's fold item as read.
 type foldState struct {
@@ -86,7 +85,7 @@ type foldState struct {
 }
 
 func (s *Store) readFold(ctx context.Context, keyID string) (foldState, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+	out, err := s.db.GetItem(ctx, &ddb.GetItemInput{
 		TableName: aws.String(s.table), Key: foldKey(keyID), ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
@@ -101,11 +100,11 @@ func (s *Store) readFold(ctx context.Context, keyID string) (foldState, error) {
 // traffic enter) and returns how many keys it folded.
 func (s *Store) Fold(ctx context.Context, now time.Time) (int, error) {
 	var keys []string
-	err := s.queryAll(ctx, &dynamodb.QueryInput{
+	err := s.queryAll(ctx, &ddb.QueryInput{
 		TableName: aws.String(s.table), IndexName: aws.String(indexGSI3),
 		KeyConditionExpression:    aws.String("gsi3pk = :pk"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(gsiLedgers)},
-	}, "query ledgers to fold", func(found map[string]types.AttributeValue) error {
+		ExpressionAttributeValues: map[string]ddb.AttributeValue{":pk": str(gsiLedgers)},
+	}, "query ledgers to fold", func(found map[string]ddb.AttributeValue) error {
 		if id, ok := strings.CutPrefix(getS(found, attrPK), keyPK("")); ok {
 			keys = append(keys, id)
 		}
@@ -197,10 +196,10 @@ func (s *Store) FoldKey(ctx context.Context, keyID string, now time.Time) (compl
 
 // newestEvent is the creation time of keyID's newest event (0 when none).
 func (s *Store) newestEvent(ctx context.Context, keyID string) (int64, error) {
-	out, err := s.db.Query(ctx, &dynamodb.QueryInput{
+	out, err := s.db.Query(ctx, &ddb.QueryInput{
 		TableName: aws.String(s.table), ConsistentRead: aws.Bool(true), ScanIndexForward: aws.Bool(false), Limit: aws.Int32(1),
 		KeyConditionExpression:    aws.String("pk = :pk"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(eventPK(keyID))},
+		ExpressionAttributeValues: map[string]ddb.AttributeValue{":pk": str(eventPK(keyID))},
 		ProjectionExpression:      aws.String("sk"),
 	})
 	if err != nil {
@@ -219,22 +218,22 @@ func (s *Store) newestEvent(ctx context.Context, keyID string) (int64, error) {
 // fence sets keyID's fence to h (unless it is there already) and returns
 // the ledger as written, or as it was when the fence was already at or past
 // h; nil when the key has no ledger.
-func (s *Store) fence(ctx context.Context, keyID string, h int64) (map[string]types.AttributeValue, error) {
-	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+func (s *Store) fence(ctx context.Context, keyID string, h int64) (map[string]ddb.AttributeValue, error) {
+	out, err := s.db.UpdateItem(ctx, &ddb.UpdateItemInput{
 		TableName: aws.String(s.table), Key: ledgerKey(keyID),
 		UpdateExpression:                    aws.String("SET #f = :h"),
 		ConditionExpression:                 aws.String("attribute_exists(pk) AND (attribute_not_exists(#f) OR #f < :h)"),
 		ExpressionAttributeNames:            map[string]string{"#f": attrFence},
-		ExpressionAttributeValues:           map[string]types.AttributeValue{":h": num(h)},
-		ReturnValues:                        types.ReturnValueAllNew,
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-		ReturnConsumedCapacity:              types.ReturnConsumedCapacityTotal,
+		ExpressionAttributeValues:           map[string]ddb.AttributeValue{":h": num(h)},
+		ReturnValues:                        ddb.ReturnValueAllNew,
+		ReturnValuesOnConditionCheckFailure: ddb.ReturnValuesOnConditionCheckFailureAllOld,
+		ReturnConsumedCapacity:              ddb.ReturnConsumedCapacityTotal,
 	})
 	if err == nil {
 		s.accountOne(out.ConsumedCapacity)
 		return out.Attributes, nil
 	}
-	var ccf *types.ConditionalCheckFailedException
+	var ccf *ddb.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
 		if len(ccf.Item) == 0 {
 			return nil, nil
@@ -246,7 +245,7 @@ func (s *Store) fence(ctx context.Context, keyID string, h int64) (map[string]ty
 
 // foldAdvance moves the watermark to upto on the condition that it is
 // still st's.
-func (s *Store) foldAdvance(keyID string, st foldState, upto int64) types.TransactWriteItem {
+func (s *Store) foldAdvance(keyID string, st foldState, upto int64) ddb.TransactWriteItem {
 	e := newExpression()
 	w := e.name(attrWatermark)
 	e.set(w + " = " + e.value(num(upto)))
@@ -255,7 +254,7 @@ func (s *Store) foldAdvance(keyID string, st foldState, upto int64) types.Transa
 	} else {
 		e.cond("attribute_not_exists(" + w + ")")
 	}
-	return types.TransactWriteItem{Update: &types.Update{
+	return ddb.TransactWriteItem{Update: &ddb.Update{
 		TableName: aws.String(s.table), Key: foldKey(keyID),
 		UpdateExpression: aws.String(e.update()), ConditionExpression: e.condition(),
 		ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
@@ -267,20 +266,20 @@ func (s *Store) foldAdvance(keyID string, st foldState, upto int64) types.Transa
 // and whether more exist. Strongly consistent; bodies are not read.
 func (s *Store) eventsFrom(ctx context.Context, keyID string, from, to int64, limit int) ([]*ledger.Event, bool, error) {
 	cond := "pk = :pk AND sk >= :lo"
-	vals := map[string]types.AttributeValue{":pk": str(eventPK(keyID)), ":lo": str(eventSK(from, ""))}
+	vals := map[string]ddb.AttributeValue{":pk": str(eventPK(keyID)), ":lo": str(eventSK(from, ""))}
 	if to > 0 {
 		cond = "pk = :pk AND sk BETWEEN :lo AND :hi"
 		vals[":hi"] = str(eventSK(to, "")) // "<to>#" sorts below every event created at to
 	}
-	in := &dynamodb.QueryInput{
+	in := &ddb.QueryInput{
 		TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
 		KeyConditionExpression: aws.String(cond), ExpressionAttributeValues: vals,
 		FilterExpression:     aws.String("attribute_exists(#f)"),
 		ProjectionExpression: aws.String("#d"), ExpressionAttributeNames: map[string]string{"#d": attrData, "#f": attrByFold},
-		ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
+		ReturnConsumedCapacity: ddb.ReturnConsumedCapacityTotal,
 	}
 	var evs []*ledger.Event
-	p := dynamodb.NewQueryPaginator(s.db, in)
+	p := ddb.NewQueryPaginator(s.db, in)
 	for p.HasMorePages() {
 		if limit > 0 && len(evs) >= limit {
 			return evs, true, nil
@@ -374,8 +373,8 @@ func foldBatch(evs []*ledger.Event, skip map[string]bool, horizon int64, more bo
 }
 
 // aggregateUpdates are the writes that add sums to keyID's aggregates.
-func (s *Store) aggregateUpdates(keyID string, sums *aggSums) []types.TransactWriteItem {
-	var items []types.TransactWriteItem
+func (s *Store) aggregateUpdates(keyID string, sums *aggSums) []ddb.TransactWriteItem {
+	var items []ddb.TransactWriteItem
 	sks := make([]string, 0, len(sums.days))
 	for sk := range sums.days {
 		sks = append(sks, sk)
@@ -383,11 +382,11 @@ func (s *Store) aggregateUpdates(keyID string, sums *aggSums) []types.TransactWr
 	sort.Strings(sks)
 	for _, sk := range sks {
 		t := sums.days[sk]
-		items = append(items, types.TransactWriteItem{Update: &types.Update{
+		items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
 			TableName: aws.String(s.table), Key: key(aggPK(keyID), sk),
 			UpdateExpression: aws.String("ADD costNanos :c, requests :n, successes :s, promptTokens :p, " +
 				"cachedTokens :ct, completionTokens :o, latencyMs :l"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{
+			ExpressionAttributeValues: map[string]ddb.AttributeValue{
 				":c": num(int64(t.Cost)), ":n": num(t.Requests), ":s": num(t.Successes),
 				":p": num(t.PromptTokens), ":ct": num(t.CachedTokens),
 				":o": num(t.CompletionTokens), ":l": num(t.LatencyMs),
@@ -402,10 +401,10 @@ func (s *Store) aggregateUpdates(keyID string, sums *aggSums) []types.TransactWr
 	for _, id := range ids {
 		c := sums.cids[id]
 		// Steps fold in order of time, so the latest start is the newest.
-		items = append(items, types.TransactWriteItem{Update: &types.Update{
+		items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
 			TableName: aws.String(s.table), Key: key(aggPK(keyID), customIDSK(id)),
 			UpdateExpression: aws.String("ADD requests :n, costNanos :c SET lastSeen = :t"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{
+			ExpressionAttributeValues: map[string]ddb.AttributeValue{
 				":n": num(c.Requests), ":c": num(int64(c.Cost)), ":t": num(c.LastSeen),
 			},
 		}})

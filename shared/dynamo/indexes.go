@@ -9,40 +9,39 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 )
 
 // globalIndexes are the table's global secondary indexes, as template.yaml
 // declares them: gsi1 (listings of keys, providers, users, reservations and
 // events by user), gsi2 (events by custom id) and gsi3 (events by month, and
 // key ledgers with open reservations for the stale sweep: keyledger.go).
-func globalIndexes() []types.GlobalSecondaryIndex {
-	gsi := func(name, pk, sk string, p *types.Projection) types.GlobalSecondaryIndex {
-		return types.GlobalSecondaryIndex{
+func globalIndexes() []ddb.GlobalSecondaryIndex {
+	gsi := func(name, pk, sk string, p *ddb.Projection) ddb.GlobalSecondaryIndex {
+		return ddb.GlobalSecondaryIndex{
 			IndexName: aws.String(name),
-			KeySchema: []types.KeySchemaElement{
-				{AttributeName: aws.String(pk), KeyType: types.KeyTypeHash},
-				{AttributeName: aws.String(sk), KeyType: types.KeyTypeRange},
+			KeySchema: []ddb.KeySchemaElement{
+				{AttributeName: aws.String(pk), KeyType: ddb.KeyTypeHash},
+				{AttributeName: aws.String(sk), KeyType: ddb.KeyTypeRange},
 			},
 			Projection: p,
 		}
 	}
-	all := &types.Projection{ProjectionType: types.ProjectionTypeAll}
-	return []types.GlobalSecondaryIndex{
+	all := &ddb.Projection{ProjectionType: ddb.ProjectionTypeAll}
+	return []ddb.GlobalSecondaryIndex{
 		gsi(indexGSI1, attrGSI1PK, attrGSI1SK, all),
 		gsi(indexGSI2, attrGSI2PK, attrGSI2SK, all),
-		gsi(indexGSI3, attrGSI3PK, attrGSI3SK, &types.Projection{
-			ProjectionType: types.ProjectionTypeInclude, NonKeyAttributes: []string{attrData},
+		gsi(indexGSI3, attrGSI3PK, attrGSI3SK, &ddb.Projection{
+			ProjectionType: ddb.ProjectionTypeInclude, NonKeyAttributes: []string{attrData},
 		}),
 	}
 }
 
 // attributeDefinitions declares the table's and its indexes' key attributes.
-func attributeDefinitions() []types.AttributeDefinition {
-	var defs []types.AttributeDefinition
+func attributeDefinitions() []ddb.AttributeDefinition {
+	var defs []ddb.AttributeDefinition
 	for _, name := range []string{attrPK, attrSK, attrGSI1PK, attrGSI1SK, attrGSI2PK, attrGSI2SK, attrGSI3PK, attrGSI3SK} {
-		defs = append(defs, types.AttributeDefinition{AttributeName: aws.String(name), AttributeType: types.ScalarAttributeTypeS})
+		defs = append(defs, ddb.AttributeDefinition{AttributeName: aws.String(name), AttributeType: ddb.ScalarAttributeTypeS})
 	}
 	return defs
 }
@@ -52,17 +51,17 @@ func attributeDefinitions() []types.AttributeDefinition {
 // requires, waiting for each to become active.
 func (s *Store) ensureIndexes(ctx context.Context) error {
 	for _, want := range globalIndexes() {
-		desc, err := s.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.table)})
+		desc, err := s.db.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String(s.table)})
 		if err != nil {
 			return fmt.Errorf("describe table %s: %w", s.table, err)
 		}
 		if indexStatus(desc.Table, aws.ToString(want.IndexName)) != "" {
 			continue
 		}
-		_, err = s.db.UpdateTable(ctx, &dynamodb.UpdateTableInput{
+		_, err = s.db.UpdateTable(ctx, &ddb.UpdateTableInput{
 			TableName:            aws.String(s.table),
 			AttributeDefinitions: attributeDefinitions(),
-			GlobalSecondaryIndexUpdates: []types.GlobalSecondaryIndexUpdate{{Create: &types.CreateGlobalSecondaryIndexAction{
+			GlobalSecondaryIndexUpdates: []ddb.GlobalSecondaryIndexUpdate{{Create: &ddb.CreateGlobalSecondaryIndexAction{
 				IndexName: want.IndexName, KeySchema: want.KeySchema, Projection: want.Projection,
 			}}},
 		})
@@ -70,11 +69,11 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 			return fmt.Errorf("add index %s to table %s: %w", aws.ToString(want.IndexName), s.table, err)
 		}
 		for {
-			desc, err := s.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(s.table)})
+			desc, err := s.db.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String(s.table)})
 			if err != nil {
 				return fmt.Errorf("describe table %s: %w", s.table, err)
 			}
-			if indexStatus(desc.Table, aws.ToString(want.IndexName)) == types.IndexStatusActive {
+			if indexStatus(desc.Table, aws.ToString(want.IndexName)) == ddb.IndexStatusActive {
 				break
 			}
 			select {
@@ -88,14 +87,14 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 }
 
 // indexStatus returns the status of index name on table, "" when absent.
-func indexStatus(table *types.TableDescription, name string) types.IndexStatus {
+func indexStatus(table *ddb.TableDescription, name string) ddb.IndexStatus {
 	if table == nil {
 		return ""
 	}
 	for _, g := range table.GlobalSecondaryIndexes {
 		if aws.ToString(g.IndexName) == name {
 			if g.IndexStatus == "" {
-				return types.IndexStatusActive // DynamoDB Local may leave it out
+				return ddb.IndexStatusActive // DynamoDB Local may leave it out
 			}
 			return g.IndexStatus
 		}

@@ -9,8 +9,7 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 )
 
 // Conditions for putItem.
@@ -24,16 +23,16 @@ const (
 // condition gives ErrExists (ifAbsent), ErrNotFound (ifPresent, or ifVersion
 // on a missing item) or ErrConflict (ifVersion on another version): the
 // failed check returns the stored item, so telling them apart costs no read.
-func (s *Store) putItem(ctx context.Context, item map[string]types.AttributeValue, cond string, version int64, what string) error {
-	in := &dynamodb.PutItemInput{
+func (s *Store) putItem(ctx context.Context, item map[string]ddb.AttributeValue, cond string, version int64, what string) error {
+	in := &ddb.PutItemInput{
 		TableName: aws.String(s.table), Item: item, ConditionExpression: aws.String(cond),
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		ReturnValuesOnConditionCheckFailure: ddb.ReturnValuesOnConditionCheckFailureAllOld,
 	}
 	if cond == ifVersion {
-		in.ExpressionAttributeValues = map[string]types.AttributeValue{":v": num(version)}
+		in.ExpressionAttributeValues = map[string]ddb.AttributeValue{":v": num(version)}
 	}
 	_, err := s.db.PutItem(ctx, in)
-	var ccf *types.ConditionalCheckFailedException
+	var ccf *ddb.ConditionalCheckFailedException
 	switch {
 	case err == nil:
 		return nil
@@ -49,10 +48,10 @@ func (s *Store) putItem(ctx context.Context, item map[string]types.AttributeValu
 }
 
 // getItem reads one item strongly consistently; ErrNotFound if absent.
-func (s *Store) getItem(ctx context.Context, pk, sk, what string) (map[string]types.AttributeValue, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+func (s *Store) getItem(ctx context.Context, pk, sk, what string) (map[string]ddb.AttributeValue, error) {
+	out, err := s.db.GetItem(ctx, &ddb.GetItemInput{
 		TableName: aws.String(s.table), Key: key(pk, sk), ConsistentRead: aws.Bool(true),
-		ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal,
+		ReturnConsumedCapacity: ddb.ReturnConsumedCapacityTotal,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", what, err)

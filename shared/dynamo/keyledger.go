@@ -56,8 +56,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
@@ -80,7 +79,7 @@ const (
 	windowMargin = 5 * time.Minute
 )
 
-func ledgerKey(keyID string) map[string]types.AttributeValue { return key(keyPK(keyID), skUsage) }
+func ledgerKey(keyID string) map[string]ddb.AttributeValue { return key(keyPK(keyID), skUsage) }
 
 func entryAttr(id string) string { return entryPrefix + id }
 
@@ -314,13 +313,13 @@ func (p *ledgerPlan) reserveExpression(r *budget.Reservation, entry string) *exp
 			e.cond("attribute_not_exists(" + n + ") OR " + n + " <= " + e.value(num(c.Limit-c.Amount)))
 		}
 	}
-	e.updated = func(item map[string]types.AttributeValue) { r.Counted = p.counted(r, item) }
+	e.updated = func(item map[string]ddb.AttributeValue) { r.Counted = p.counted(r, item) }
 	return e
 }
 
 // counted reads the key's own counters of r from the attributes its
 // reserve wrote (budget.Reservation.Counted).
-func (p *ledgerPlan) counted(r *budget.Reservation, item map[string]types.AttributeValue) []int64 {
+func (p *ledgerPlan) counted(r *budget.Reservation, item map[string]ddb.AttributeValue) []int64 {
 	out := make([]int64, len(r.Charges))
 	for i, c := range r.Charges {
 		out[i] = -1
@@ -380,7 +379,7 @@ var (
 // errLanded (an earlier attempt of this reserve was stored), errAbandoned, errFenced,
 // errUnseeded, errUserBehind, budget.ErrStale, a *budget.LimitError, or errRace when the
 // condition would hold now (concurrent settles moved the counters).
-func (p *ledgerPlan) refusal(r *budget.Reservation, old map[string]types.AttributeValue) error {
+func (p *ledgerPlan) refusal(r *budget.Reservation, old map[string]ddb.AttributeValue) error {
 	if v := getS(old, entryAttr(r.ID)); v != "" {
 		if strings.HasPrefix(v, tombEntry) {
 			return errAbandoned
@@ -470,16 +469,16 @@ func settledFigures(ev *ledger.Event) []figure {
 
 // updateLedger applies e to keyID's ledger. When e's condition fails it
 // returns failed and the ledger as it was (empty when absent).
-func (s *Store) updateLedger(ctx context.Context, keyID string, e *expression, what string) (failed bool, old map[string]types.AttributeValue, err error) {
+func (s *Store) updateLedger(ctx context.Context, keyID string, e *expression, what string) (failed bool, old map[string]ddb.AttributeValue, err error) {
 	in := updateItemInput(s.ledgerUpdate(keyID, e))
 	if e.updated != nil {
-		in.ReturnValues = types.ReturnValueUpdatedNew
+		in.ReturnValues = ddb.ReturnValueUpdatedNew
 	}
 	out, err := s.db.UpdateItem(ctx, in)
 	if out != nil {
 		s.accountOne(out.ConsumedCapacity)
 	}
-	var ccf *types.ConditionalCheckFailedException
+	var ccf *ddb.ConditionalCheckFailedException
 	switch {
 	case err == nil:
 		if e.updated != nil {
@@ -488,7 +487,7 @@ func (s *Store) updateLedger(ctx context.Context, keyID string, e *expression, w
 		return false, nil, nil
 	case errors.As(err, &ccf):
 		if ccf.Item == nil {
-			ccf.Item = map[string]types.AttributeValue{}
+			ccf.Item = map[string]ddb.AttributeValue{}
 		}
 		return true, ccf.Item, nil
 	case permanent(err):
@@ -497,25 +496,25 @@ func (s *Store) updateLedger(ctx context.Context, keyID string, e *expression, w
 	return false, nil, fmt.Errorf("%s: %w", what, err)
 }
 
-func (s *Store) ledgerUpdate(keyID string, e *expression) *types.Update {
-	u := &types.Update{
+func (s *Store) ledgerUpdate(keyID string, e *expression) *ddb.Update {
+	u := &ddb.Update{
 		TableName: aws.String(s.table), Key: ledgerKey(keyID),
 		UpdateExpression: aws.String(e.update()), ConditionExpression: e.condition(),
 		ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
 	}
 	if u.ConditionExpression != nil {
-		u.ReturnValuesOnConditionCheckFailure = types.ReturnValuesOnConditionCheckFailureAllOld
+		u.ReturnValuesOnConditionCheckFailure = ddb.ReturnValuesOnConditionCheckFailureAllOld
 	}
 	return u
 }
 
 // updateItemInput is u as one UpdateItem call.
-func updateItemInput(u *types.Update) *dynamodb.UpdateItemInput {
-	return &dynamodb.UpdateItemInput{
+func updateItemInput(u *ddb.Update) *ddb.UpdateItemInput {
+	return &ddb.UpdateItemInput{
 		TableName: u.TableName, Key: u.Key, UpdateExpression: u.UpdateExpression, ConditionExpression: u.ConditionExpression,
 		ExpressionAttributeNames: u.ExpressionAttributeNames, ExpressionAttributeValues: u.ExpressionAttributeValues,
 		ReturnValuesOnConditionCheckFailure: u.ReturnValuesOnConditionCheckFailure,
-		ReturnConsumedCapacity:              types.ReturnConsumedCapacityTotal,
+		ReturnConsumedCapacity:              ddb.ReturnConsumedCapacityTotal,
 	}
 }
 
@@ -527,7 +526,7 @@ func updateItemInput(u *types.Update) *dynamodb.UpdateItemInput {
 // the index to the earliest deadline still open — unless a reservation was
 // opened since the item was read (seq changed) — or removes it when none is
 // open. Expired reservations keep the index in the past until settled.
-func (s *Store) tidyLedger(ctx context.Context, keyID string, item map[string]types.AttributeValue, now time.Time) ([]*budget.Reservation, error) {
+func (s *Store) tidyLedger(ctx context.Context, keyID string, item map[string]ddb.AttributeValue, now time.Time) ([]*budget.Reservation, error) {
 	var stale []*budget.Reservation
 	var next, past time.Time
 	clean := newExpression()

@@ -11,8 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/apikey"
@@ -23,9 +22,9 @@ import (
 )
 
 // ledgerItem reads key k's ledger as stored.
-func ledgerItem(t *testing.T, s *Store, k string) map[string]types.AttributeValue {
+func ledgerItem(t *testing.T, s *Store, k string) map[string]ddb.AttributeValue {
 	t.Helper()
-	out, err := s.db.GetItem(context.Background(), &dynamodb.GetItemInput{TableName: aws.String(s.table), Key: ledgerKey(k), ConsistentRead: aws.Bool(true)})
+	out, err := s.db.GetItem(context.Background(), &ddb.GetItemInput{TableName: aws.String(s.table), Key: ledgerKey(k), ConsistentRead: aws.Bool(true)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +32,7 @@ func ledgerItem(t *testing.T, s *Store, k string) map[string]types.AttributeValu
 }
 
 // entries lists the reservation attributes (open or tombstones) of a ledger.
-func entries(item map[string]types.AttributeValue) []string {
+func entries(item map[string]ddb.AttributeValue) []string {
 	var out []string
 	for name := range item {
 		if strings.HasPrefix(name, entryPrefix) {
@@ -216,8 +215,8 @@ func TestKeyLedger(t *testing.T) {
 			t.Fatal(err)
 		}
 		// This month, before the upgrade: 90c committed on the month's own item.
-		if _, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(s.table), Key: key(counterKey(budget.KeyOwner("k"), budget.MonthSpend(now))),
-			UpdateExpression: aws.String("ADD v :a"), ExpressionAttributeValues: map[string]types.AttributeValue{":a": num(int64(90 * money.Cent))}}); err != nil {
+		if _, err := s.db.UpdateItem(ctx, &ddb.UpdateItemInput{TableName: aws.String(s.table), Key: key(counterKey(budget.KeyOwner("k"), budget.MonthSpend(now))),
+			UpdateExpression: aws.String("ADD v :a"), ExpressionAttributeValues: map[string]ddb.AttributeValue{":a": num(int64(90 * money.Cent))}}); err != nil {
 			t.Fatal(err)
 		}
 		check := budget.Check{Kind: budget.CheckKey, ID: "k", Version: 1}
@@ -327,12 +326,12 @@ func TestKeyLedger(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: item}); err != nil {
+		if _, err := s.db.PutItem(ctx, &ddb.PutItemInput{TableName: aws.String(s.table), Item: item}); err != nil {
 			t.Fatal(err)
 		}
 		// What the earlier version's reserve added to the lifetime counter.
-		if _, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{TableName: aws.String(s.table), Key: ledgerKey("k"),
-			UpdateExpression: aws.String("ADD v :a"), ExpressionAttributeValues: map[string]types.AttributeValue{":a": num(int64(40 * money.Cent))}}); err != nil {
+		if _, err := s.db.UpdateItem(ctx, &ddb.UpdateItemInput{TableName: aws.String(s.table), Key: ledgerKey("k"),
+			UpdateExpression: aws.String("ADD v :a"), ExpressionAttributeValues: map[string]ddb.AttributeValue{":a": num(int64(40 * money.Cent))}}); err != nil {
 			t.Fatal(err)
 		}
 		stale, _ := s.StaleReservations(ctx, now.Add(time.Hour))
@@ -387,7 +386,7 @@ func TestKeyLedger(t *testing.T) {
 	t.Run("a busy key's reserve removes the windows two and three before its own", func(t *testing.T) {
 		s := newStore(t, endpoint, "windows")
 		l := budget.Limits{Rate: 100, RateUnit: budget.Minute, Models: map[string]apikey.ModelLimit{"gpt-4o-mini": {RPM: 100, TPM: 100_000}}}
-		windowed := func(item map[string]types.AttributeValue) []string {
+		windowed := func(item map[string]ddb.AttributeValue) []string {
 			var out []string
 			for name := range item {
 				if strings.HasPrefix(name, "REQ#") || strings.HasPrefix(name, "RPM#") || strings.HasPrefix(name, "TPM#") {
@@ -460,7 +459,7 @@ func TestShardedCounting(t *testing.T) {
 			if err != nil || tot.Cost != 40*money.Cent || tot.Committed != 40*money.Cent || tot.Requests != 40 {
 				t.Fatalf("%s %s: %+v, %v", owner, c, tot, err)
 			}
-			out, _ := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table), Key: key(counterKey(owner, c)), ConsistentRead: aws.Bool(true)})
+			out, _ := s.db.GetItem(ctx, &ddb.GetItemInput{TableName: aws.String(s.table), Key: key(counterKey(owner, c)), ConsistentRead: aws.Bool(true)})
 			if out.Item != nil {
 				t.Errorf("%s %s: the counter item itself was written", owner, c)
 			}

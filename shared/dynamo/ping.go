@@ -5,8 +5,7 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 )
 
 // Ping reports whether the table answers: one eventually consistent GetItem
@@ -14,11 +13,11 @@ import (
 // permission every function already has). It fails when DynamoDB cannot be
 // reached, the table does not exist, or access is denied.
 func (s *Store) Ping(ctx context.Context) error {
-	_, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+	_, err := s.db.GetItem(ctx, &ddb.GetItemInput{
 		TableName: aws.String(s.table),
-		Key: map[string]types.AttributeValue{
-			attrPK: &types.AttributeValueMemberS{Value: "READYZ"},
-			attrSK: &types.AttributeValueMemberS{Value: "READYZ"},
+		Key: map[string]ddb.AttributeValue{
+			attrPK: &ddb.AttributeValueMemberS{Value: "READYZ"},
+			attrSK: &ddb.AttributeValueMemberS{Value: "READYZ"},
 		},
 		ProjectionExpression: aws.String(attrPK),
 	})

@@ -2,6 +2,7 @@ package dynamo
 
 import (
 	"context"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"testing"
 	"time"
 
@@ -15,11 +16,11 @@ func TestPing(t *testing.T) {
 	if err := newStore(t, endpoint, "ping").Ping(ctx); err != nil {
 		t.Errorf("Ping on an existing table: %v", err)
 	}
-	missing := New(NewClientAt(localtest.AWSConfig(), endpoint), "no-such-table", 0)
+	missing := New(ddb.NewAt(localtest.AWSConfig(), endpoint), "no-such-table", 0)
 	if err := missing.Ping(ctx); err == nil {
 		t.Error("Ping on a missing table succeeded")
 	}
-	down := New(NewClientAt(localtest.AWSConfig(), "http://127.0.0.1:1"), "ping", 0)
+	down := New(ddb.NewAt(localtest.AWSConfig(), "http://127.0.0.1:1"), "ping", 0)
 	if err := down.Ping(ctx); err == nil {
 		t.Error("Ping on an endpoint nobody listens on succeeded")
 	}

@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
@@ -30,7 +29,7 @@ func (s *Store) Counters(ctx context.Context, charges []budget.Charge) ([]int64,
 // readCounters sums, for each list of places, the attributes stored there.
 func (s *Store) readCounters(ctx context.Context, where [][]place) ([]int64, error) {
 	out := make([]int64, len(where))
-	keys := []map[string]types.AttributeValue{}
+	keys := []map[string]ddb.AttributeValue{}
 	seen := map[string]bool{}
 	proj := newExpression()
 	attrs := []string{proj.name(attrPK), proj.name(attrSK)}
@@ -45,14 +44,14 @@ func (s *Store) readCounters(ctx context.Context, where [][]place) ([]int64, err
 			}
 		}
 	}
-	items := map[string]map[string]types.AttributeValue{}
+	items := map[string]map[string]ddb.AttributeValue{}
 	for len(keys) > 0 {
 		n := min(len(keys), batchGetMax)
-		req := map[string]types.KeysAndAttributes{s.table: {Keys: keys[:n], ConsistentRead: aws.Bool(true),
+		req := map[string]ddb.KeysAndAttributes{s.table: {Keys: keys[:n], ConsistentRead: aws.Bool(true),
 			ProjectionExpression: aws.String(strings.Join(attrs, ", ")), ExpressionAttributeNames: proj.names}}
 		keys = keys[n:]
 		for attempt := 0; len(req) > 0; attempt++ {
-			res, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{RequestItems: req, ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal})
+			res, err := s.db.BatchGetItem(ctx, &ddb.BatchGetItemInput{RequestItems: req, ReturnConsumedCapacity: ddb.ReturnConsumedCapacityTotal})
 			if err != nil {
 				return nil, fmt.Errorf("read counters: %w", err)
 			}
@@ -88,7 +87,7 @@ func (s *Store) OwnerTotals(ctx context.Context, owner, counter string) (ledger.
 			return s.keyWindowTotals(ctx, keyID, c)
 		}
 	}
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+	out, err := s.db.GetItem(ctx, &ddb.GetItemInput{
 		TableName: aws.String(s.table), Key: key(owner, counter), ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
@@ -101,7 +100,7 @@ func (s *Store) OwnerTotals(ctx context.Context, owner, counter string) (ledger.
 	return tot, err
 }
 
-func totalsOf(it map[string]types.AttributeValue) ledger.Totals {
+func totalsOf(it map[string]ddb.AttributeValue) ledger.Totals {
 	return ledger.Totals{
 		Cost:             money.Nanos(getN(it, "costNanos")),
 		Committed:        money.Nanos(getN(it, attrCommitted)),
@@ -123,7 +122,7 @@ type Stats struct {
 	Capacity     float64
 }
 
-func (s *Store) account(calls int64, out *dynamodb.TransactWriteItemsOutput) {
+func (s *Store) account(calls int64, out *ddb.TransactWriteItemsOutput) {
 	var units float64
 	if out != nil {
 		for _, c := range out.ConsumedCapacity {
@@ -136,7 +135,7 @@ func (s *Store) account(calls int64, out *dynamodb.TransactWriteItemsOutput) {
 	s.addStats(calls, units)
 }
 
-func (s *Store) accountBatch(out *dynamodb.BatchGetItemOutput) {
+func (s *Store) accountBatch(out *ddb.BatchGetItemOutput) {
 	var units float64
 	for _, c := range out.ConsumedCapacity {
 		units += aws.ToFloat64(c.CapacityUnits)
@@ -144,7 +143,7 @@ func (s *Store) accountBatch(out *dynamodb.BatchGetItemOutput) {
 	s.addStats(1, units)
 }
 
-func (s *Store) accountOne(c *types.ConsumedCapacity) {
+func (s *Store) accountOne(c *ddb.ConsumedCapacity) {
 	var units float64
 	if c != nil {
 		units = aws.ToFloat64(c.CapacityUnits)
@@ -171,7 +170,7 @@ func (s *Store) Stats() Stats {
 // from the key's daily rows of that month (the sums of its events: folded
 // aggregates and the events not folded yet).
 func (s *Store) keyWindowTotals(ctx context.Context, keyID string, c budget.Counter) (ledger.Totals, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+	out, err := s.db.GetItem(ctx, &ddb.GetItemInput{
 		TableName: aws.String(s.table), Key: ledgerKey(keyID), ConsistentRead: aws.Bool(true),
 		ProjectionExpression: aws.String("#c"), ExpressionAttributeNames: map[string]string{"#c": counterAttr(c)},
 	})

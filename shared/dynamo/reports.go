@@ -33,8 +33,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
@@ -97,13 +96,13 @@ func (s *Store) dayRows(ctx context.Context, keyID string, first, last time.Time
 	var rows map[string]ledger.DailyAggregate
 	evs, err := s.withUnfolded(ctx, keyID, first.UnixMilli(), last.AddDate(0, 0, 1).UnixMilli(), func() error {
 		rows = map[string]ledger.DailyAggregate{}
-		return s.queryAll(ctx, &dynamodb.QueryInput{
+		return s.queryAll(ctx, &ddb.QueryInput{
 			TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
 			KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :lo AND :hi"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{
+			ExpressionAttributeValues: map[string]ddb.AttributeValue{
 				":pk": str(aggPK(keyID)), ":lo": str(lo), ":hi": str(hi),
 			},
-		}, "daily aggregates of key "+keyID, func(item map[string]types.AttributeValue) error {
+		}, "daily aggregates of key "+keyID, func(item map[string]ddb.AttributeValue) error {
 			row, err := decodeDay(keyID, item)
 			rows[getS(item, attrSK)] = row
 			return err
@@ -135,7 +134,7 @@ func (s *Store) dayRows(ctx context.Context, keyID string, first, last time.Time
 }
 
 // decodeDay reads a DAY# item: its sort key names the day and the model.
-func decodeDay(keyID string, item map[string]types.AttributeValue) (ledger.DailyAggregate, error) {
+func decodeDay(keyID string, item map[string]ddb.AttributeValue) (ledger.DailyAggregate, error) {
 	sk := getS(item, attrSK)
 	rest, ok := strings.CutPrefix(sk, skDayPrefix)
 	if !ok || len(rest) < len(dayLayout)+1 || rest[len(dayLayout)] != '#' {
@@ -165,13 +164,13 @@ func (s *Store) CustomIDTotals(ctx context.Context, keyID string) ([]ledger.Cust
 	var byID map[string]ledger.CustomIDTotals
 	evs, err := s.withUnfolded(ctx, keyID, 0, 0, func() error {
 		byID = map[string]ledger.CustomIDTotals{}
-		return s.queryAll(ctx, &dynamodb.QueryInput{
+		return s.queryAll(ctx, &ddb.QueryInput{
 			TableName: aws.String(s.table), ConsistentRead: aws.Bool(true),
 			KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :p)"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{
+			ExpressionAttributeValues: map[string]ddb.AttributeValue{
 				":pk": str(aggPK(keyID)), ":p": str(skCustomIDPrefix),
 			},
-		}, "custom ids of key "+keyID, func(item map[string]types.AttributeValue) error {
+		}, "custom ids of key "+keyID, func(item map[string]ddb.AttributeValue) error {
 			id := strings.TrimPrefix(getS(item, attrSK), skCustomIDPrefix)
 			byID[id] = ledger.CustomIDTotals{CustomID: id, Requests: getN(item, "requests"),
 				Cost: money.Nanos(getN(item, "costNanos")), LastSeen: getN(item, "lastSeen")}
@@ -201,8 +200,8 @@ func (s *Store) CustomIDTotals(ctx context.Context, keyID string) ([]ledger.Cust
 }
 
 // queryAll runs in page by page and calls each for every item.
-func (s *Store) queryAll(ctx context.Context, in *dynamodb.QueryInput, what string, each func(map[string]types.AttributeValue) error) error {
-	p := dynamodb.NewQueryPaginator(s.db, in)
+func (s *Store) queryAll(ctx context.Context, in *ddb.QueryInput, what string, each func(map[string]ddb.AttributeValue) error) error {
+	p := ddb.NewQueryPaginator(s.db, in)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
@@ -258,13 +257,13 @@ func forEach(ctx context.Context, n, limit int, fn func(ctx context.Context, i i
 // with BatchWriteItem (25 at a time, unprocessed items retried). It is for
 // loading history and synthetic data, not for live traffic, which settles.
 func (s *Store) ImportEvents(ctx context.Context, evs []*ledger.Event) error {
-	reqs := make([]types.WriteRequest, 0, len(evs))
+	reqs := make([]ddb.WriteRequest, 0, len(evs))
 	for _, ev := range evs {
 		item, err := eventItem(ev, s.retention)
 		if err != nil {
 			return err
 		}
-		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
+		reqs = append(reqs, ddb.WriteRequest{PutRequest: &ddb.PutRequest{Item: item}})
 	}
 	return s.batchWrite(ctx, reqs, "import events")
 }
@@ -276,7 +275,7 @@ func (s *Store) ImportEvents(ctx context.Context, evs []*ledger.Event) error {
 // for the fold: the rows already hold them). Like ImportEvents it is for
 // loading history and synthetic data, of days without live traffic.
 func (s *Store) ImportDailyAggregates(ctx context.Context, rows []ledger.DailyAggregate) error {
-	reqs := make([]types.WriteRequest, 0, len(rows))
+	reqs := make([]ddb.WriteRequest, 0, len(rows))
 	ends := map[string]int64{}
 	for _, r := range rows {
 		ends[r.KeyID] = max(ends[r.KeyID], time.Unix(r.Day, 0).UTC().Truncate(24*time.Hour).AddDate(0, 0, 1).UnixMilli())
@@ -285,18 +284,18 @@ func (s *Store) ImportDailyAggregates(ctx context.Context, rows []ledger.DailyAg
 		item["costNanos"], item["requests"], item["successes"] = num(int64(t.Cost)), num(t.Requests), num(t.Successes)
 		item["promptTokens"], item["cachedTokens"] = num(t.PromptTokens), num(t.CachedTokens)
 		item["completionTokens"], item["latencyMs"] = num(t.CompletionTokens), num(t.LatencyMs)
-		reqs = append(reqs, types.WriteRequest{PutRequest: &types.PutRequest{Item: item}})
+		reqs = append(reqs, ddb.WriteRequest{PutRequest: &ddb.PutRequest{Item: item}})
 	}
 	if err := s.batchWrite(ctx, reqs, "import daily aggregates"); err != nil {
 		return err
 	}
 	for keyID, end := range ends {
-		_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		_, err := s.db.UpdateItem(ctx, &ddb.UpdateItemInput{
 			TableName: aws.String(s.table), Key: foldKey(keyID),
 			UpdateExpression:          aws.String("SET #w = :e"),
 			ConditionExpression:       aws.String("attribute_not_exists(#w) OR #w < :e"),
 			ExpressionAttributeNames:  map[string]string{"#w": attrWatermark},
-			ExpressionAttributeValues: map[string]types.AttributeValue{":e": num(end)},
+			ExpressionAttributeValues: map[string]ddb.AttributeValue{":e": num(end)},
 		})
 		if err != nil && !isConditionFailed(err) {
 			return fmt.Errorf("import daily aggregates: the watermark of key %s: %w", keyID, err)
@@ -307,15 +306,15 @@ func (s *Store) ImportDailyAggregates(ctx context.Context, rows []ledger.DailyAg
 
 // batchWrite sends reqs in batches of 25, retrying unprocessed items with
 // backoff.
-func (s *Store) batchWrite(ctx context.Context, reqs []types.WriteRequest, what string) error {
+func (s *Store) batchWrite(ctx context.Context, reqs []ddb.WriteRequest, what string) error {
 	for len(reqs) > 0 {
 		n := min(len(reqs), batchWriteSize)
 		pending := reqs[:n]
 		reqs = reqs[n:]
 		backoff := 10 * time.Millisecond
 		for attempt := 0; len(pending) > 0; attempt++ {
-			out, err := s.db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{
-				RequestItems: map[string][]types.WriteRequest{s.table: pending},
+			out, err := s.db.BatchWriteItem(ctx, &ddb.BatchWriteItemInput{
+				RequestItems: map[string][]ddb.WriteRequest{s.table: pending},
 			})
 			if err != nil {
 				return fmt.Errorf("%s: %w", what, err)

@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
@@ -71,7 +70,7 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 	for attempt := 0; ; attempt++ {
 		e := p.reserveExpression(r, entry)
 		var failed bool
-		var old map[string]types.AttributeValue
+		var old map[string]ddb.AttributeValue
 		if p.single() {
 			failed, old, err = s.updateLedger(ctx, p.keyID, e, "reserve "+r.ID)
 		} else {
@@ -109,30 +108,30 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 // and organisation's versions and the reservations on their counters. When
 // the ledger's own condition failed it returns failed and its old image; a
 // failed check is budget.ErrStale, a counter over its limit a LimitError.
-func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p *ledgerPlan, e *expression) (bool, map[string]types.AttributeValue, error) {
-	items := make([]types.TransactWriteItem, 0, len(p.checks)+len(p.others)+1)
+func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p *ledgerPlan, e *expression) (bool, map[string]ddb.AttributeValue, error) {
+	items := make([]ddb.TransactWriteItem, 0, len(p.checks)+len(p.others)+1)
 	for _, c := range p.checks {
 		pk, sk := checkKey(c)
-		cc := &types.ConditionCheck{TableName: aws.String(s.table), Key: key(pk, sk)}
+		cc := &ddb.ConditionCheck{TableName: aws.String(s.table), Key: key(pk, sk)}
 		if c.Version == 0 {
 			cc.ConditionExpression = aws.String("attribute_not_exists(pk)")
 		} else {
 			cc.ConditionExpression = aws.String("version = :v")
-			cc.ExpressionAttributeValues = map[string]types.AttributeValue{":v": num(c.Version)}
+			cc.ExpressionAttributeValues = map[string]ddb.AttributeValue{":v": num(c.Version)}
 		}
-		items = append(items, types.TransactWriteItem{ConditionCheck: cc})
+		items = append(items, ddb.TransactWriteItem{ConditionCheck: cc})
 	}
-	items = append(items, types.TransactWriteItem{Update: s.ledgerUpdate(p.keyID, e)})
+	items = append(items, ddb.TransactWriteItem{Update: s.ledgerUpdate(p.keyID, e)})
 	counted, err := s.shardValues(ctx, p.others)
 	if err != nil {
 		return false, nil, fmt.Errorf("reserve %s: %w", r.ID, err)
 	}
 	for i, c := range p.others {
-		u := &types.Update{
+		u := &ddb.Update{
 			TableName:                 aws.String(s.table),
 			Key:                       key(counterKey(c.Owner, c.Counter)),
 			UpdateExpression:          aws.String("ADD v :a"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":a": num(c.Amount)},
+			ExpressionAttributeValues: map[string]ddb.AttributeValue{":a": num(c.Amount)},
 		}
 		if c.Limit > 0 {
 			// Conditions cannot add, so the headroom is computed here.
@@ -147,10 +146,10 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 			u.UpdateExpression = aws.String("ADD v :a SET expiresAt = :e")
 			u.ExpressionAttributeValues[":e"] = num(exp)
 		}
-		items = append(items, types.TransactWriteItem{Update: u})
+		items = append(items, ddb.TransactWriteItem{Update: u})
 	}
 	err = s.transact(ctx, items, "reserve "+r.ID)
-	var tc *types.TransactionCanceledException
+	var tc *ddb.TransactionCanceledException
 	if errors.As(err, &tc) {
 		for i, reason := range tc.CancellationReasons {
 			if aws.ToString(reason.Code) != "ConditionalCheckFailed" {
@@ -162,7 +161,7 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 			case i == len(p.checks):
 				old := reason.Item
 				if old == nil {
-					old = map[string]types.AttributeValue{}
+					old = map[string]ddb.AttributeValue{}
 				}
 				return true, old, nil
 			default:
@@ -216,13 +215,13 @@ func (s *Store) seedLedger(ctx context.Context, keyID string, version int64, own
 			e.add(counterAttr(c), legacy[i])
 		}
 	}
-	err = s.transact(ctx, []types.TransactWriteItem{
-		{ConditionCheck: &types.ConditionCheck{
+	err = s.transact(ctx, []ddb.TransactWriteItem{
+		{ConditionCheck: &ddb.ConditionCheck{
 			TableName: aws.String(s.table), Key: key(keyPK(keyID), skKey),
 			ConditionExpression:       aws.String("version = :v"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
+			ExpressionAttributeValues: map[string]ddb.AttributeValue{":v": num(version)},
 		}},
-		{Update: &types.Update{
+		{Update: &ddb.Update{
 			TableName: aws.String(s.table), Key: ledgerKey(keyID),
 			UpdateExpression: aws.String(e.update()), ConditionExpression: e.condition(),
 			ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
@@ -241,11 +240,11 @@ func (s *Store) seedLedger(ctx context.Context, keyID string, version int64, own
 // version equal to the key item's, in the transaction that writes the key.
 // It removes the user's version: the key's user may have changed, and the
 // next reserve planned from a user seeds it again (seedUserVersion).
-func (s *Store) ledgerVersion(keyID string, version int64) types.TransactWriteItem {
-	return types.TransactWriteItem{Update: &types.Update{
+func (s *Store) ledgerVersion(keyID string, version int64) ddb.TransactWriteItem {
+	return ddb.TransactWriteItem{Update: &ddb.Update{
 		TableName: aws.String(s.table), Key: ledgerKey(keyID),
 		UpdateExpression:          aws.String("SET cfg = :v REMOVE ucfg"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
+		ExpressionAttributeValues: map[string]ddb.AttributeValue{":v": num(version)},
 	}}
 }
 
@@ -256,17 +255,17 @@ func (s *Store) ledgerVersion(keyID string, version int64) types.TransactWriteIt
 // each change of the key and when a user change could not reach the
 // ledger (UpdateUser writes the user's version to its keys' ledgers).
 func (s *Store) seedUserVersion(ctx context.Context, keyID, userID string, version int64) error {
-	err := s.transact(ctx, []types.TransactWriteItem{
-		{ConditionCheck: &types.ConditionCheck{
+	err := s.transact(ctx, []ddb.TransactWriteItem{
+		{ConditionCheck: &ddb.ConditionCheck{
 			TableName: aws.String(s.table), Key: key(userPK(userID), skUser),
 			ConditionExpression:       aws.String("version = :v"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
+			ExpressionAttributeValues: map[string]ddb.AttributeValue{":v": num(version)},
 		}},
-		{Update: &types.Update{
+		{Update: &ddb.Update{
 			TableName: aws.String(s.table), Key: ledgerKey(keyID),
 			UpdateExpression:          aws.String("SET ucfg = :v"),
 			ConditionExpression:       aws.String("attribute_not_exists(ucfg) OR ucfg < :v"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
+			ExpressionAttributeValues: map[string]ddb.AttributeValue{":v": num(version)},
 		}},
 	}, "seed the user version of the ledger of key "+keyID)
 	if failed := conditionsFailed(err); len(failed) > 0 {
@@ -280,13 +279,13 @@ func (s *Store) seedUserVersion(ctx context.Context, keyID, userID string, versi
 
 // userLedgers are the writes of a user's new version to the ledgers of
 // the user's keys, for the transaction that writes the user.
-func (s *Store) userLedgers(keyIDs []string, version int64) []types.TransactWriteItem {
-	items := make([]types.TransactWriteItem, 0, len(keyIDs))
+func (s *Store) userLedgers(keyIDs []string, version int64) []ddb.TransactWriteItem {
+	items := make([]ddb.TransactWriteItem, 0, len(keyIDs))
 	for _, id := range keyIDs {
-		items = append(items, types.TransactWriteItem{Update: &types.Update{
+		items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
 			TableName: aws.String(s.table), Key: ledgerKey(id),
 			UpdateExpression:          aws.String("SET ucfg = :v"),
-			ExpressionAttributeValues: map[string]types.AttributeValue{":v": num(version)},
+			ExpressionAttributeValues: map[string]ddb.AttributeValue{":v": num(version)},
 		}})
 	}
 	return items
@@ -398,7 +397,7 @@ func (s *Store) settleLedger(ctx context.Context, r *budget.Reservation, p *ledg
 		}
 		return err
 	}
-	items := []types.TransactWriteItem{{Update: s.ledgerUpdate(p.keyID, e)}}
+	items := []ddb.TransactWriteItem{{Update: s.ledgerUpdate(p.keyID, e)}}
 	items = append(items, counterMoves(s.table, p.others, ev, chargeKey)...)
 	err := s.transact(ctx, items, what)
 	if failed := conditionsFailed(err); len(failed) > 0 && failed[0] == 0 {
@@ -411,8 +410,8 @@ func (s *Store) settleLedger(ctx context.Context, r *budget.Reservation, p *ledg
 // reserved amount to ev's actual one (a deferred charge: by the whole
 // actual cost; a release, ev nil, gives back what was reserved), adding the
 // settled figures to spend counters.
-func counterMoves(table string, cs []budget.Charge, ev *ledger.Event, at func(budget.Charge) (pk, sk string)) []types.TransactWriteItem {
-	var items []types.TransactWriteItem
+func counterMoves(table string, cs []budget.Charge, ev *ledger.Event, at func(budget.Charge) (pk, sk string)) []ddb.TransactWriteItem {
+	var items []ddb.TransactWriteItem
 	var cost, tokens int64
 	if ev != nil {
 		cost, tokens = int64(ev.Cost), ev.Usage.Total()
@@ -435,7 +434,7 @@ func counterMoves(table string, cs []budget.Charge, ev *ledger.Event, at func(bu
 		default:
 			continue // a request stays counted
 		}
-		items = append(items, types.TransactWriteItem{Update: &types.Update{
+		items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
 			TableName: aws.String(table), Key: key(at(c)),
 			UpdateExpression: aws.String(e.update()), ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
 		}})
@@ -465,26 +464,26 @@ func (s *Store) storeEvent(ctx context.Context, ev *ledger.Event, deferred []bud
 		return nil, false, err
 	}
 	evItem[attrByFold] = num(1) // its aggregates follow by the fold
-	put := &types.Put{
+	put := &ddb.Put{
 		TableName: aws.String(s.table), Item: evItem, ConditionExpression: aws.String("attribute_not_exists(pk)"),
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		ReturnValuesOnConditionCheckFailure: ddb.ReturnValuesOnConditionCheckFailureAllOld,
 	}
-	var old map[string]types.AttributeValue
+	var old map[string]ddb.AttributeValue
 	if moves := counterMoves(s.table, deferred, ev, anyShard); len(moves) > 0 {
 		// A deferred charge is counted on a random shard (shards.go).
-		err = s.transact(ctx, append([]types.TransactWriteItem{{Put: put}}, moves...), "record event "+ev.ID)
-		var tc *types.TransactionCanceledException
+		err = s.transact(ctx, append([]ddb.TransactWriteItem{{Put: put}}, moves...), "record event "+ev.ID)
+		var tc *ddb.TransactionCanceledException
 		if !errors.As(err, &tc) || len(tc.CancellationReasons) == 0 || aws.ToString(tc.CancellationReasons[0].Code) != "ConditionalCheckFailed" {
 			return ev, err == nil, err
 		}
 		old = tc.CancellationReasons[0].Item
 	} else {
-		out, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		out, err := s.db.PutItem(ctx, &ddb.PutItemInput{
 			TableName: put.TableName, Item: put.Item, ConditionExpression: put.ConditionExpression,
 			ReturnValuesOnConditionCheckFailure: put.ReturnValuesOnConditionCheckFailure,
-			ReturnConsumedCapacity:              types.ReturnConsumedCapacityTotal,
+			ReturnConsumedCapacity:              ddb.ReturnConsumedCapacityTotal,
 		})
-		var ccf *types.ConditionalCheckFailedException
+		var ccf *ddb.ConditionalCheckFailedException
 		switch {
 		case err == nil:
 			s.accountOne(out.ConsumedCapacity)
@@ -511,7 +510,7 @@ func (s *Store) storeEvent(ctx context.Context, ev *ledger.Event, deferred []bud
 // each amount it added to the shards, in one transaction. The fold never
 // counted it: its reservation is a tombstone (Settle), which the fold skips.
 func (s *Store) unrecordEvent(ctx context.Context, ev *ledger.Event, deferred []budget.Charge) error {
-	items := []types.TransactWriteItem{{Delete: &types.Delete{
+	items := []ddb.TransactWriteItem{{Delete: &ddb.Delete{
 		TableName: aws.String(s.table), Key: key(eventPK(ev.KeyID), eventSK(ev.CreatedAt, ev.ID)),
 		ConditionExpression: aws.String("attribute_exists(pk)"),
 	}}}
@@ -521,7 +520,7 @@ func (s *Store) unrecordEvent(ctx context.Context, ev *ledger.Event, deferred []
 		for _, f := range append([]figure{{attrCommitted, int64(ev.Cost)}}, figures...) {
 			e.add(f.name, -f.value)
 		}
-		items = append(items, types.TransactWriteItem{Update: &types.Update{
+		items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
 			TableName: aws.String(s.table), Key: key(anyShard(c)),
 			UpdateExpression: aws.String(e.update()), ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
 		}})

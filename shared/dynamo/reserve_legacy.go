@@ -9,10 +9,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
@@ -29,7 +29,7 @@ const (
 // event and its aggregates (the event is not marked for the fold, fold.go).
 // ErrSettled when r had already ended.
 func (s *Store) settleLegacy(ctx context.Context, r *budget.Reservation, ev *ledger.Event) error {
-	items := []types.TransactWriteItem{{Delete: &types.Delete{
+	items := []ddb.TransactWriteItem{{Delete: &ddb.Delete{
 		TableName: aws.String(s.table), Key: key("RES#"+r.ID, skReservation),
 		ConditionExpression: aws.String("attribute_exists(" + attrGSI1PK + ")"),
 	}}}
@@ -38,7 +38,7 @@ func (s *Store) settleLegacy(ctx context.Context, r *budget.Reservation, ev *led
 	if err != nil {
 		return err
 	}
-	items = append(items, types.TransactWriteItem{Put: &types.Put{
+	items = append(items, ddb.TransactWriteItem{Put: &ddb.Put{
 		TableName: aws.String(s.table), Item: evItem, ConditionExpression: aws.String("attribute_not_exists(pk)"),
 	}})
 	sums := newAggSums()
@@ -91,7 +91,7 @@ func decodeReservation(data string) (*budget.Reservation, error) {
 	return r, nil
 }
 
-func reservationItem(r *budget.Reservation) (map[string]types.AttributeValue, error) {
+func reservationItem(r *budget.Reservation) (map[string]ddb.AttributeValue, error) {
 	b, err := encodeReservation(r)
 	if err != nil {
 		return nil, fmt.Errorf("encode reservation %s: %w", r.ID, err)

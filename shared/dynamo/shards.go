@@ -20,8 +20,7 @@ import (
 	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
@@ -62,14 +61,14 @@ func places(c budget.Charge) []place {
 
 // shardTotals adds the settled figures of owner's counter's shards to tot.
 func (s *Store) shardTotals(ctx context.Context, owner, counter string, tot *ledger.Totals) error {
-	return s.queryAll(ctx, &dynamodb.QueryInput{
+	return s.queryAll(ctx, &ddb.QueryInput{
 		TableName:              aws.String(s.table),
 		ConsistentRead:         aws.Bool(true),
 		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :p)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
+		ExpressionAttributeValues: map[string]ddb.AttributeValue{
 			":pk": str(owner), ":p": str(counter + "#s"),
 		},
-	}, "shards of "+owner+" "+counter, func(item map[string]types.AttributeValue) error {
+	}, "shards of "+owner+" "+counter, func(item map[string]ddb.AttributeValue) error {
 		tot.Add(totalsOf(item))
 		return nil
 	})

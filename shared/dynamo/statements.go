@@ -10,8 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/ledger"
@@ -41,7 +40,7 @@ func (s *Store) PutStatement(ctx context.Context, st ledger.Statement) error {
 	}
 	item := key(st.Owner, "STMT#"+st.Month)
 	item["data"] = str(string(b))
-	if _, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: item}); err != nil {
+	if _, err := s.db.PutItem(ctx, &ddb.PutItemInput{TableName: aws.String(s.table), Item: item}); err != nil {
 		return fmt.Errorf("put statement %s %s: %w", st.Owner, st.Month, err)
 	}
 	return nil
@@ -50,7 +49,7 @@ func (s *Store) PutStatement(ctx context.Context, st ledger.Statement) error {
 // Statement returns owner's statement for month ("2026-11"); ErrNotFound
 // when that month was not closed.
 func (s *Store) Statement(ctx context.Context, owner, month string) (ledger.Statement, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String(s.table), Key: key(owner, "STMT#"+month), ConsistentRead: aws.Bool(true)})
+	out, err := s.db.GetItem(ctx, &ddb.GetItemInput{TableName: aws.String(s.table), Key: key(owner, "STMT#"+month), ConsistentRead: aws.Bool(true)})
 	if err != nil {
 		return ledger.Statement{}, fmt.Errorf("get statement %s %s: %w", owner, month, err)
 	}
@@ -66,10 +65,10 @@ func (s *Store) Statement(ctx context.Context, owner, month string) (ledger.Stat
 
 // Statements returns owner's closed months, oldest first.
 func (s *Store) Statements(ctx context.Context, owner string) ([]ledger.Statement, error) {
-	p := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
+	p := ddb.NewQueryPaginator(s.db, &ddb.QueryInput{
 		TableName:              aws.String(s.table),
 		KeyConditionExpression: aws.String("pk = :pk AND begins_with(sk, :p)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
+		ExpressionAttributeValues: map[string]ddb.AttributeValue{
 			":pk": str(owner), ":p": str("STMT#"),
 		},
 	})

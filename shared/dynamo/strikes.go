@@ -16,8 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/shared/apikey"
 )
@@ -32,16 +31,16 @@ const suspendAttempts = 8
 // and returns the key's strikes since they were last reset, this one
 // included. Concurrent strikes are each counted once.
 func (s *Store) Strike(ctx context.Context, keyID, eventID string) (apikey.Strikes, error) {
-	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+	out, err := s.db.UpdateItem(ctx, &ddb.UpdateItemInput{
 		TableName:        aws.String(s.table),
 		Key:              key(keyPK(keyID), skStrikes),
 		UpdateExpression: aws.String("ADD strikes :one SET eventIds = list_append(if_not_exists(eventIds, :none), :ev)"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
+		ExpressionAttributeValues: map[string]ddb.AttributeValue{
 			":one":  num(1),
-			":none": &types.AttributeValueMemberL{Value: []types.AttributeValue{}},
-			":ev":   &types.AttributeValueMemberL{Value: []types.AttributeValue{str(eventID)}},
+			":none": &ddb.AttributeValueMemberL{Value: []ddb.AttributeValue{}},
+			":ev":   &ddb.AttributeValueMemberL{Value: []ddb.AttributeValue{str(eventID)}},
 		},
-		ReturnValues: types.ReturnValueAllNew,
+		ReturnValues: ddb.ReturnValueAllNew,
 	})
 	if err != nil {
 		return apikey.Strikes{}, fmt.Errorf("count a strike on key %s: %w", keyID, err)
@@ -63,7 +62,7 @@ func (s *Store) Strikes(ctx context.Context, keyID string) (apikey.Strikes, erro
 
 // ResetStrikes forgets key keyID's strikes.
 func (s *Store) ResetStrikes(ctx context.Context, keyID string) error {
-	_, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{
+	_, err := s.db.DeleteItem(ctx, &ddb.DeleteItemInput{
 		TableName: aws.String(s.table), Key: key(keyPK(keyID), skStrikes),
 	})
 	if err != nil {
@@ -98,11 +97,11 @@ func (s *Store) Suspend(ctx context.Context, keyID string, at time.Time, reason 
 	return false, fmt.Errorf("suspend key %s: %w", keyID, ErrConflict)
 }
 
-func strikesOf(item map[string]types.AttributeValue) apikey.Strikes {
+func strikesOf(item map[string]ddb.AttributeValue) apikey.Strikes {
 	st := apikey.Strikes{Count: getN(item, "strikes")}
-	if l, ok := item["eventIds"].(*types.AttributeValueMemberL); ok {
+	if l, ok := item["eventIds"].(*ddb.AttributeValueMemberL); ok {
 		for _, v := range l.Value {
-			if s, ok := v.(*types.AttributeValueMemberS); ok {
+			if s, ok := v.(*ddb.AttributeValueMemberS); ok {
 				st.EventIDs = append(st.EventIDs, s.Value)
 			}
 		}

@@ -8,8 +8,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/shared/budget"
 )
@@ -22,11 +21,11 @@ import (
 func (s *Store) StaleReservations(ctx context.Context, now time.Time) ([]*budget.Reservation, error) {
 	before := str(fmt.Sprintf("%013d", now.UnixMilli()))
 	var list []*budget.Reservation
-	err := s.queryAll(ctx, &dynamodb.QueryInput{
+	err := s.queryAll(ctx, &ddb.QueryInput{
 		TableName: aws.String(s.table), IndexName: aws.String(indexGSI3),
 		KeyConditionExpression:    aws.String("gsi3pk = :pk AND gsi3sk < :now"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(gsiLedgers), ":now": before},
-	}, "query ledgers with stale reservations", func(found map[string]types.AttributeValue) error {
+		ExpressionAttributeValues: map[string]ddb.AttributeValue{":pk": str(gsiLedgers), ":now": before},
+	}, "query ledgers with stale reservations", func(found map[string]ddb.AttributeValue) error {
 		keyID, ok := strings.CutPrefix(getS(found, attrPK), keyPK(""))
 		if !ok {
 			return nil
@@ -45,11 +44,11 @@ func (s *Store) StaleReservations(ctx context.Context, now time.Time) ([]*budget
 	if err != nil {
 		return nil, err
 	}
-	err = s.queryAll(ctx, &dynamodb.QueryInput{
+	err = s.queryAll(ctx, &ddb.QueryInput{
 		TableName: aws.String(s.table), IndexName: aws.String(indexGSI1),
 		KeyConditionExpression:    aws.String("gsi1pk = :pk AND gsi1sk < :now"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{":pk": str(gsiReservation), ":now": before},
-	}, "query stale reservations", func(item map[string]types.AttributeValue) error {
+		ExpressionAttributeValues: map[string]ddb.AttributeValue{":pk": str(gsiReservation), ":now": before},
+	}, "query stale reservations", func(item map[string]ddb.AttributeValue) error {
 		r, err := decodeReservation(getS(item, "data"))
 		if err != nil {
 			return fmt.Errorf("decode reservation %s: %w", getS(item, attrPK), err)
@@ -73,7 +72,7 @@ func (s *Store) SettleStale(ctx context.Context, r *budget.Reservation) error {
 	ev.Usage, ev.Cost = r.Usage, r.Cost
 	ev.Incomplete, ev.Estimated = true, true
 	ev.ErrorCode = "reservation_expired"
-	legacy, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+	legacy, err := s.db.GetItem(ctx, &ddb.GetItemInput{
 		TableName: aws.String(s.table), Key: key("RES#"+r.ID, skReservation), ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {

@@ -11,17 +11,15 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/smithy-go"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/shared/budget"
 )
 
 // transact runs a write transaction, retrying cancellations caused only by
 // conflicts with concurrent transactions on the same items.
-func (s *Store) transact(ctx context.Context, items []types.TransactWriteItem, what string) error {
-	in := &dynamodb.TransactWriteItemsInput{TransactItems: items, ReturnConsumedCapacity: types.ReturnConsumedCapacityTotal}
+func (s *Store) transact(ctx context.Context, items []ddb.TransactWriteItem, what string) error {
+	in := &ddb.TransactWriteItemsInput{TransactItems: items, ReturnConsumedCapacity: ddb.ReturnConsumedCapacityTotal}
 	backoff := 5 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		out, err := s.db.TransactWriteItems(ctx, in)
@@ -29,7 +27,7 @@ func (s *Store) transact(ctx context.Context, items []types.TransactWriteItem, w
 		if err == nil {
 			return nil
 		}
-		var tc *types.TransactionCanceledException
+		var tc *ddb.TransactionCanceledException
 		if !errors.As(err, &tc) || !onlyConflicts(tc) || attempt >= 30 {
 			if permanent(err) {
 				return fmt.Errorf("%s: %w: %w", what, budget.ErrRejected, err)
@@ -51,7 +49,7 @@ func (s *Store) transact(ctx context.Context, items []types.TransactWriteItem, w
 // throttle, a server error or a conflict. Conditional check failures are
 // the callers' to interpret and are not permanent here.
 func permanent(err error) bool {
-	var tc *types.TransactionCanceledException
+	var tc *ddb.TransactionCanceledException
 	if errors.As(err, &tc) {
 		for _, r := range tc.CancellationReasons {
 			switch aws.ToString(r.Code) {
@@ -61,8 +59,11 @@ func permanent(err error) bool {
 		}
 		return false
 	}
-	var ae smithy.APIError
-	if !errors.As(err, &ae) || ae.ErrorFault() != smithy.FaultClient {
+	var ae interface {
+		ErrorCode() string
+		ClientFault() bool
+	}
+	if !errors.As(err, &ae) || !ae.ClientFault() {
 		return false
 	}
 	switch ae.ErrorCode() {
@@ -73,7 +74,7 @@ func permanent(err error) bool {
 	return true
 }
 
-func onlyConflicts(tc *types.TransactionCanceledException) bool {
+func onlyConflicts(tc *ddb.TransactionCanceledException) bool {
 	conflict := false
 	for _, r := range tc.CancellationReasons {
 		switch aws.ToString(r.Code) {

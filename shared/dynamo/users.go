@@ -17,8 +17,7 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/shared/user"
 )
@@ -32,7 +31,7 @@ const (
 
 func userPK(userID string) string { return "USER#" + userID }
 
-func userItem(u *user.User) (map[string]types.AttributeValue, error) {
+func userItem(u *user.User) (map[string]ddb.AttributeValue, error) {
 	b, err := json.Marshal(u)
 	if err != nil {
 		return nil, fmt.Errorf("encode user %s: %w", u.UserID, err)
@@ -45,7 +44,7 @@ func userItem(u *user.User) (map[string]types.AttributeValue, error) {
 	return item, nil
 }
 
-func decodeUser(item map[string]types.AttributeValue) (*user.User, error) {
+func decodeUser(item map[string]ddb.AttributeValue) (*user.User, error) {
 	var u user.User
 	if err := json.Unmarshal([]byte(getS(item, "data")), &u); err != nil {
 		return nil, fmt.Errorf("decode user %s: %w", getS(item, attrPK), err)
@@ -92,14 +91,14 @@ func (s *Store) UpdateUser(ctx context.Context, u *user.User) error {
 		return nil
 	}
 	first := keyIDs[:min(len(keyIDs), maxUserLedgers)]
-	items := []types.TransactWriteItem{{Put: &types.Put{
+	items := []ddb.TransactWriteItem{{Put: &ddb.Put{
 		TableName: aws.String(s.table), Item: item, ConditionExpression: aws.String(ifVersion),
-		ExpressionAttributeValues:           map[string]types.AttributeValue{":v": num(u.Version)},
-		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		ExpressionAttributeValues:           map[string]ddb.AttributeValue{":v": num(u.Version)},
+		ReturnValuesOnConditionCheckFailure: ddb.ReturnValuesOnConditionCheckFailureAllOld,
 	}}}
 	items = append(items, s.userLedgers(first, next.Version)...)
 	err = s.transact(ctx, items, "put user "+u.UserID)
-	var tc *types.TransactionCanceledException
+	var tc *ddb.TransactionCanceledException
 	if errors.As(err, &tc) && len(tc.CancellationReasons) > 0 && aws.ToString(tc.CancellationReasons[0].Code) == "ConditionalCheckFailed" {
 		if len(tc.CancellationReasons[0].Item) == 0 {
 			return fmt.Errorf("user %s: %w", u.UserID, ErrNotFound)
@@ -130,7 +129,7 @@ const (
 // userKeyIDs lists the ids of userID's keys.
 func (s *Store) userKeyIDs(ctx context.Context, userID string) ([]string, error) {
 	var ids []string
-	err := s.queryGSI(ctx, gsiKeys, func(item map[string]types.AttributeValue) error {
+	err := s.queryGSI(ctx, gsiKeys, func(item map[string]ddb.AttributeValue) error {
 		k, err := decodeKey(item)
 		if err == nil && k.UserID == userID {
 			ids = append(ids, k.ID)
@@ -156,7 +155,7 @@ func (s *Store) GetUser(ctx context.Context, userID string) (*user.User, error) 
 // ListUsers returns every user, oldest first.
 func (s *Store) ListUsers(ctx context.Context) ([]*user.User, error) {
 	var list []*user.User
-	err := s.queryGSI(ctx, gsiUsers, func(item map[string]types.AttributeValue) error {
+	err := s.queryGSI(ctx, gsiUsers, func(item map[string]ddb.AttributeValue) error {
 		u, err := decodeUser(item)
 		if err == nil {
 			list = append(list, u)
@@ -169,7 +168,7 @@ func (s *Store) ListUsers(ctx context.Context) ([]*user.User, error) {
 // GetOrg returns the organisation's settings with a strongly consistent read:
 // the zero Org (Version 0, no limits) when they were never set.
 func (s *Store) GetOrg(ctx context.Context) (*user.Org, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+	out, err := s.db.GetItem(ctx, &ddb.GetItemInput{
 		TableName: aws.String(s.table), Key: key(pkOrg, skOrg), ConsistentRead: aws.Bool(true),
 	})
 	if err != nil {
@@ -196,12 +195,12 @@ func (s *Store) PutOrg(ctx context.Context, o *user.Org) error {
 	item := key(pkOrg, skOrg)
 	item["version"] = num(o.Version + 1)
 	item["data"] = str(string(b))
-	in := &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: item}
+	in := &ddb.PutItemInput{TableName: aws.String(s.table), Item: item}
 	if o.Version == 0 {
 		in.ConditionExpression = aws.String("attribute_not_exists(pk)")
 	} else {
 		in.ConditionExpression = aws.String("version = :v")
-		in.ExpressionAttributeValues = map[string]types.AttributeValue{":v": num(o.Version)}
+		in.ExpressionAttributeValues = map[string]ddb.AttributeValue{":v": num(o.Version)}
 	}
 	_, err = s.db.PutItem(ctx, in)
 	if isConditionFailed(err) {

@@ -72,8 +72,9 @@ var layers = map[string][]string{
 		"shared/provider", "shared/user"},
 	"shared/rollover": {"shared/apikey", "shared/budget", "shared/ledger", "shared/user"},
 	// storage
-	"shared/dynamo":            {"shared/apikey", "shared/auditlog", "shared/awsjson", "shared/budget", "shared/ledger", "shared/money", "shared/provider", "shared/storeerr", "shared/user"},
-	"shared/dynamo/dynamotest": {"shared/dynamo"},
+	"shared/dynamo/ddb":        {"shared/awsjson"}, // DynamoDB's API, without the SDK's service package
+	"shared/dynamo":            {"shared/apikey", "shared/auditlog", "shared/budget", "shared/dynamo/ddb", "shared/ledger", "shared/money", "shared/provider", "shared/storeerr", "shared/user"},
+	"shared/dynamo/dynamotest": {"shared/dynamo", "shared/dynamo/ddb"},
 }
 
 // wiring packages may import anything in shared/ (and infra/ its own).

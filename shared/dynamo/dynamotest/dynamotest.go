@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 )
 
 // Store returns a store on a new table in the DynamoDB Local at endpoint,
@@ -20,7 +21,7 @@ import (
 // one DynamoDB Local give each store its own table.
 func Store(tb testing.TB, endpoint, table string) *dynamo.Store {
 	tb.Helper()
-	s := dynamo.New(dynamo.NewClientAt(localConfig(), endpoint), table, 0)
+	s := dynamo.New(ddb.NewAt(localConfig(), endpoint), table, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := s.CreateTable(ctx, dynamo.WithoutTTL()); err != nil {

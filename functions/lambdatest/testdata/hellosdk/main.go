@@ -1,11 +1,10 @@
 // Command hellosdk is the hello-world function plus what every stipend
 // function links and builds before its first /next: the AWS SDK's
-// configuration (awsenv) and its DynamoDB client. (Secrets Manager is
-// called through shared/secrets' own small client, which links no SDK
-// service package, so it is not part of this floor.) make bench (Cold
-// start) shows its start next to hello-world's: the part of the functions'
-// cold start that is the SDK's package initialisation and client
-// construction, which no change to stipend's own code can remove.
+// configuration and credentials (awsenv) and a DynamoDB client (package
+// ddb, on shared/awsjson; no SDK service package is linked). make bench
+// (Cold start) shows its start next to hello-world's: the part of the
+// functions' cold start that reading the AWS configuration and building a
+// signed JSON client cost, below which stipend's own code cannot go.
 package main
 
 import (
@@ -15,7 +14,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/stipend/stipend/shared/awsenv"
-	"github.com/stipend/stipend/shared/dynamo"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 )
 
 func main() {
@@ -23,7 +22,10 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	db := dynamo.NewClient(cfg)
+	db, err := ddb.New(context.Background(), cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
 	lambda.Start(func(context.Context) (string, error) {
 		_ = db
 		return "hello", nil

@@ -1,10 +1,10 @@
-package dynamo
+package ddb
 
-// DynamoDB's JSON protocol (awsJson1_0) for the operations wire sends
-// itself: requests are appended field by field from the SDK's input
-// structs; responses and errors are decoded into the SDK's output and
-// error types, so the rest of the package cannot tell which client
-// answered.
+// DynamoDB's JSON protocol (awsJson1_0): the request path's bodies are
+// appended field by field (encoding/json's reflection cost a third of a
+// call's CPU); answers are decoded with encoding/json through jsonValue;
+// the table-management shapes, which hold no attribute values, go through
+// encoding/json both ways.
 
 import (
 	"encoding/base64"
@@ -13,13 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"unicode/utf8"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"github.com/aws/smithy-go"
-
-	"github.com/stipend/stipend/shared/awsjson"
 )
 
 // jsonBuf appends a JSON object field by field.
@@ -134,7 +127,7 @@ func (j *jsonBuf) namesField(name string, m map[string]string) {
 	j.close('}')
 }
 
-func (j *jsonBuf) itemField(name string, m map[string]types.AttributeValue) error {
+func (j *jsonBuf) itemField(name string, m map[string]AttributeValue) error {
 	if m == nil {
 		return nil
 	}
@@ -143,7 +136,7 @@ func (j *jsonBuf) itemField(name string, m map[string]types.AttributeValue) erro
 }
 
 // item appends an attribute map, its names sorted (a stable body).
-func (j *jsonBuf) item(m map[string]types.AttributeValue) error {
+func (j *jsonBuf) item(m map[string]AttributeValue) error {
 	j.open('{')
 	for _, k := range sortedNames(m) {
 		j.key(k)
@@ -172,32 +165,32 @@ func (j *jsonBuf) bytes(b []byte) {
 }
 
 // value appends one AttributeValue as {"<type>": ...}.
-func (j *jsonBuf) value(v types.AttributeValue) error {
+func (j *jsonBuf) value(v AttributeValue) error {
 	j.open('{')
 	switch v := v.(type) {
-	case *types.AttributeValueMemberS:
+	case *AttributeValueMemberS:
 		j.key("S")
 		j.str(v.Value)
-	case *types.AttributeValueMemberN:
+	case *AttributeValueMemberN:
 		j.key("N")
 		j.str(v.Value)
-	case *types.AttributeValueMemberB:
+	case *AttributeValueMemberB:
 		j.key("B")
 		j.bytes(v.Value)
-	case *types.AttributeValueMemberBOOL:
+	case *AttributeValueMemberBOOL:
 		j.key("BOOL")
 		j.b = strconv.AppendBool(j.b, v.Value)
 		j.first = false
-	case *types.AttributeValueMemberNULL:
+	case *AttributeValueMemberNULL:
 		j.key("NULL")
 		j.b = strconv.AppendBool(j.b, v.Value)
 		j.first = false
-	case *types.AttributeValueMemberM:
+	case *AttributeValueMemberM:
 		j.key("M")
 		if err := j.item(v.Value); err != nil {
 			return err
 		}
-	case *types.AttributeValueMemberL:
+	case *AttributeValueMemberL:
 		j.key("L")
 		j.open('[')
 		for _, e := range v.Value {
@@ -207,13 +200,13 @@ func (j *jsonBuf) value(v types.AttributeValue) error {
 			}
 		}
 		j.close(']')
-	case *types.AttributeValueMemberSS:
+	case *AttributeValueMemberSS:
 		j.key("SS")
 		j.strings(v.Value)
-	case *types.AttributeValueMemberNS:
+	case *AttributeValueMemberNS:
 		j.key("NS")
 		j.strings(v.Value)
-	case *types.AttributeValueMemberBS:
+	case *AttributeValueMemberBS:
 		j.key("BS")
 		j.open('[')
 		for _, b := range v.Value {
@@ -229,7 +222,7 @@ func (j *jsonBuf) value(v types.AttributeValue) error {
 }
 
 // writeCommon appends what Put, Update, Delete and ConditionCheck share.
-func (j *jsonBuf) writeCommon(table *string, cond *string, names map[string]string, values map[string]types.AttributeValue, onFailure types.ReturnValuesOnConditionCheckFailure) error {
+func (j *jsonBuf) writeCommon(table *string, cond *string, names map[string]string, values map[string]AttributeValue, onFailure ReturnValuesOnConditionCheckFailure) error {
 	j.strField("TableName", table)
 	j.strField("ConditionExpression", cond)
 	j.namesField("ExpressionAttributeNames", names)
@@ -240,13 +233,8 @@ func (j *jsonBuf) writeCommon(table *string, cond *string, names map[string]stri
 	return nil
 }
 
-// encodeGetItem and its siblings return the body of one call, or an error
-// for an input using what wire does not send (the legacy parameters): the
-// caller then lets the SDK send it.
-func encodeGetItem(in *dynamodb.GetItemInput) ([]byte, error) {
-	if in.AttributesToGet != nil {
-		return nil, errLegacyInput
-	}
+// encodeGetItem and its siblings return the body of one call.
+func encodeGetItem(in *GetItemInput) ([]byte, error) {
 	j := &jsonBuf{}
 	j.open('{')
 	j.strField("TableName", in.TableName)
@@ -261,10 +249,7 @@ func encodeGetItem(in *dynamodb.GetItemInput) ([]byte, error) {
 	return j.b, nil
 }
 
-func encodePutItem(in *dynamodb.PutItemInput) ([]byte, error) {
-	if in.Expected != nil || in.ConditionalOperator != "" || in.ReturnItemCollectionMetrics != "" {
-		return nil, errLegacyInput
-	}
+func encodePutItem(in *PutItemInput) ([]byte, error) {
 	j := &jsonBuf{}
 	j.open('{')
 	if err := j.itemField("Item", in.Item); err != nil {
@@ -279,10 +264,7 @@ func encodePutItem(in *dynamodb.PutItemInput) ([]byte, error) {
 	return j.b, nil
 }
 
-func encodeUpdateItem(in *dynamodb.UpdateItemInput) ([]byte, error) {
-	if in.AttributeUpdates != nil || in.Expected != nil || in.ConditionalOperator != "" || in.ReturnItemCollectionMetrics != "" {
-		return nil, errLegacyInput
-	}
+func encodeUpdateItem(in *UpdateItemInput) ([]byte, error) {
 	j := &jsonBuf{}
 	j.open('{')
 	if err := j.itemField("Key", in.Key); err != nil {
@@ -298,16 +280,13 @@ func encodeUpdateItem(in *dynamodb.UpdateItemInput) ([]byte, error) {
 	return j.b, nil
 }
 
-func encodeBatchGetItem(in *dynamodb.BatchGetItemInput) ([]byte, error) {
+func encodeBatchGetItem(in *BatchGetItemInput) ([]byte, error) {
 	j := &jsonBuf{}
 	j.open('{')
 	j.key("RequestItems")
 	j.open('{')
 	for _, table := range sortedNames(in.RequestItems) {
 		ka := in.RequestItems[table]
-		if ka.AttributesToGet != nil {
-			return nil, errLegacyInput
-		}
 		j.key(table)
 		j.open('{')
 		j.key("Keys")
@@ -330,10 +309,7 @@ func encodeBatchGetItem(in *dynamodb.BatchGetItemInput) ([]byte, error) {
 	return j.b, nil
 }
 
-func encodeTransactWriteItems(in *dynamodb.TransactWriteItemsInput) ([]byte, error) {
-	if in.ReturnItemCollectionMetrics != "" {
-		return nil, errLegacyInput
-	}
+func encodeTransactWriteItems(in *TransactWriteItemsInput) ([]byte, error) {
 	j := &jsonBuf{}
 	j.open('{')
 	j.key("TransactItems")
@@ -413,25 +389,25 @@ type jsonValue struct {
 
 type jsonItem map[string]*jsonValue
 
-func (v *jsonValue) attribute() (types.AttributeValue, error) {
+func (v *jsonValue) attribute() (AttributeValue, error) {
 	switch {
 	case v == nil:
 		return nil, fmt.Errorf("null attribute value")
 	case v.S != nil:
-		return &types.AttributeValueMemberS{Value: *v.S}, nil
+		return &AttributeValueMemberS{Value: *v.S}, nil
 	case v.N != nil:
-		return &types.AttributeValueMemberN{Value: *v.N}, nil
+		return &AttributeValueMemberN{Value: *v.N}, nil
 	case v.B != nil:
-		return &types.AttributeValueMemberB{Value: v.B}, nil
+		return &AttributeValueMemberB{Value: v.B}, nil
 	case v.BOOL != nil:
-		return &types.AttributeValueMemberBOOL{Value: *v.BOOL}, nil
+		return &AttributeValueMemberBOOL{Value: *v.BOOL}, nil
 	case v.NULL != nil:
-		return &types.AttributeValueMemberNULL{Value: *v.NULL}, nil
+		return &AttributeValueMemberNULL{Value: *v.NULL}, nil
 	case v.M != nil:
 		m, err := jsonItem(v.M).attributes()
-		return &types.AttributeValueMemberM{Value: m}, err
+		return &AttributeValueMemberM{Value: m}, err
 	case v.L != nil:
-		l := make([]types.AttributeValue, len(v.L))
+		l := make([]AttributeValue, len(v.L))
 		for i, e := range v.L {
 			a, err := e.attribute()
 			if err != nil {
@@ -439,23 +415,23 @@ func (v *jsonValue) attribute() (types.AttributeValue, error) {
 			}
 			l[i] = a
 		}
-		return &types.AttributeValueMemberL{Value: l}, nil
+		return &AttributeValueMemberL{Value: l}, nil
 	case v.SS != nil:
-		return &types.AttributeValueMemberSS{Value: v.SS}, nil
+		return &AttributeValueMemberSS{Value: v.SS}, nil
 	case v.NS != nil:
-		return &types.AttributeValueMemberNS{Value: v.NS}, nil
+		return &AttributeValueMemberNS{Value: v.NS}, nil
 	case v.BS != nil:
-		return &types.AttributeValueMemberBS{Value: v.BS}, nil
+		return &AttributeValueMemberBS{Value: v.BS}, nil
 	}
 	return nil, fmt.Errorf("attribute value of no known type")
 }
 
 // attributes converts it; nil stays nil (no item).
-func (it jsonItem) attributes() (map[string]types.AttributeValue, error) {
+func (it jsonItem) attributes() (map[string]AttributeValue, error) {
 	if it == nil {
 		return nil, nil
 	}
-	m := make(map[string]types.AttributeValue, len(it))
+	m := make(map[string]AttributeValue, len(it))
 	for k, v := range it {
 		a, err := v.attribute()
 		if err != nil {
@@ -466,66 +442,10 @@ func (it jsonItem) attributes() (map[string]types.AttributeValue, error) {
 	return m, nil
 }
 
-type jsonCapacity struct {
-	CapacityUnits      *float64 `json:"CapacityUnits"`
-	ReadCapacityUnits  *float64 `json:"ReadCapacityUnits"`
-	WriteCapacityUnits *float64 `json:"WriteCapacityUnits"`
-}
-
-type jsonConsumed struct {
-	jsonCapacity
-	TableName              *string                 `json:"TableName"`
-	Table                  *jsonCapacity           `json:"Table"`
-	GlobalSecondaryIndexes map[string]jsonCapacity `json:"GlobalSecondaryIndexes"`
-	LocalSecondaryIndexes  map[string]jsonCapacity `json:"LocalSecondaryIndexes"`
-}
-
-func (c jsonCapacity) sdk() types.Capacity {
-	return types.Capacity{CapacityUnits: c.CapacityUnits, ReadCapacityUnits: c.ReadCapacityUnits, WriteCapacityUnits: c.WriteCapacityUnits}
-}
-
-func (c *jsonConsumed) sdk() *types.ConsumedCapacity {
-	if c == nil {
-		return nil
-	}
-	out := &types.ConsumedCapacity{
-		CapacityUnits: c.CapacityUnits, ReadCapacityUnits: c.ReadCapacityUnits, WriteCapacityUnits: c.WriteCapacityUnits,
-		TableName: c.TableName,
-	}
-	if c.Table != nil {
-		t := c.Table.sdk()
-		out.Table = &t
-	}
-	indexes := func(m map[string]jsonCapacity) map[string]types.Capacity {
-		if m == nil {
-			return nil
-		}
-		out := make(map[string]types.Capacity, len(m))
-		for k, v := range m {
-			out[k] = v.sdk()
-		}
-		return out
-	}
-	out.GlobalSecondaryIndexes = indexes(c.GlobalSecondaryIndexes)
-	out.LocalSecondaryIndexes = indexes(c.LocalSecondaryIndexes)
-	return out
-}
-
-func consumedList(cs []jsonConsumed) []types.ConsumedCapacity {
-	if cs == nil {
-		return nil
-	}
-	out := make([]types.ConsumedCapacity, len(cs))
-	for i := range cs {
-		out[i] = *cs[i].sdk()
-	}
-	return out
-}
-
-func decodeGetItem(body []byte) (*dynamodb.GetItemOutput, error) {
+func decodeGetItem(body []byte) (*GetItemOutput, error) {
 	var r struct {
-		Item             jsonItem      `json:"Item"`
-		ConsumedCapacity *jsonConsumed `json:"ConsumedCapacity"`
+		Item             jsonItem          `json:"Item"`
+		ConsumedCapacity *ConsumedCapacity `json:"ConsumedCapacity"`
 	}
 	if err := json.Unmarshal(body, &r); err != nil {
 		return nil, fmt.Errorf("decode GetItem response: %w", err)
@@ -534,16 +454,16 @@ func decodeGetItem(body []byte) (*dynamodb.GetItemOutput, error) {
 	if err != nil {
 		return nil, fmt.Errorf("decode GetItem response: %w", err)
 	}
-	return &dynamodb.GetItemOutput{Item: item, ConsumedCapacity: r.ConsumedCapacity.sdk()}, nil
+	return &GetItemOutput{Item: item, ConsumedCapacity: r.ConsumedCapacity}, nil
 }
 
 // writeResult is the response of PutItem and UpdateItem.
 type writeResult struct {
-	Attributes       jsonItem      `json:"Attributes"`
-	ConsumedCapacity *jsonConsumed `json:"ConsumedCapacity"`
+	Attributes       jsonItem          `json:"Attributes"`
+	ConsumedCapacity *ConsumedCapacity `json:"ConsumedCapacity"`
 }
 
-func decodeWrite(op string, body []byte) (map[string]types.AttributeValue, *types.ConsumedCapacity, error) {
+func decodeWrite(op string, body []byte) (map[string]AttributeValue, *ConsumedCapacity, error) {
 	var r writeResult
 	if err := json.Unmarshal(body, &r); err != nil {
 		return nil, nil, fmt.Errorf("decode %s response: %w", op, err)
@@ -552,10 +472,10 @@ func decodeWrite(op string, body []byte) (map[string]types.AttributeValue, *type
 	if err != nil {
 		return nil, nil, fmt.Errorf("decode %s response: %w", op, err)
 	}
-	return attrs, r.ConsumedCapacity.sdk(), nil
+	return attrs, r.ConsumedCapacity, nil
 }
 
-func decodeBatchGetItem(body []byte) (*dynamodb.BatchGetItemOutput, error) {
+func decodeBatchGetItem(body []byte) (*BatchGetItemOutput, error) {
 	var r struct {
 		Responses       map[string][]jsonItem `json:"Responses"`
 		UnprocessedKeys map[string]struct {
@@ -564,14 +484,14 @@ func decodeBatchGetItem(body []byte) (*dynamodb.BatchGetItemOutput, error) {
 			ProjectionExpression     *string           `json:"ProjectionExpression"`
 			ExpressionAttributeNames map[string]string `json:"ExpressionAttributeNames"`
 		} `json:"UnprocessedKeys"`
-		ConsumedCapacity []jsonConsumed `json:"ConsumedCapacity"`
+		ConsumedCapacity []ConsumedCapacity `json:"ConsumedCapacity"`
 	}
 	if err := json.Unmarshal(body, &r); err != nil {
 		return nil, fmt.Errorf("decode BatchGetItem response: %w", err)
 	}
-	out := &dynamodb.BatchGetItemOutput{ConsumedCapacity: consumedList(r.ConsumedCapacity)}
-	items := func(its []jsonItem) ([]map[string]types.AttributeValue, error) {
-		out := make([]map[string]types.AttributeValue, len(its))
+	out := &BatchGetItemOutput{ConsumedCapacity: r.ConsumedCapacity}
+	items := func(its []jsonItem) ([]map[string]AttributeValue, error) {
+		out := make([]map[string]AttributeValue, len(its))
 		for i, it := range its {
 			m, err := it.attributes()
 			if err != nil {
@@ -582,7 +502,7 @@ func decodeBatchGetItem(body []byte) (*dynamodb.BatchGetItemOutput, error) {
 		return out, nil
 	}
 	if r.Responses != nil {
-		out.Responses = make(map[string][]map[string]types.AttributeValue, len(r.Responses))
+		out.Responses = make(map[string][]map[string]AttributeValue, len(r.Responses))
 		for table, its := range r.Responses {
 			ms, err := items(its)
 			if err != nil {
@@ -592,13 +512,13 @@ func decodeBatchGetItem(body []byte) (*dynamodb.BatchGetItemOutput, error) {
 		}
 	}
 	if len(r.UnprocessedKeys) > 0 {
-		out.UnprocessedKeys = make(map[string]types.KeysAndAttributes, len(r.UnprocessedKeys))
+		out.UnprocessedKeys = make(map[string]KeysAndAttributes, len(r.UnprocessedKeys))
 		for table, ka := range r.UnprocessedKeys {
 			keys, err := items(ka.Keys)
 			if err != nil {
 				return nil, err
 			}
-			out.UnprocessedKeys[table] = types.KeysAndAttributes{
+			out.UnprocessedKeys[table] = KeysAndAttributes{
 				Keys: keys, ConsistentRead: ka.ConsistentRead, ProjectionExpression: ka.ProjectionExpression,
 				ExpressionAttributeNames: ka.ExpressionAttributeNames,
 			}
@@ -607,69 +527,184 @@ func decodeBatchGetItem(body []byte) (*dynamodb.BatchGetItemOutput, error) {
 	return out, nil
 }
 
-func decodeTransactWriteItems(body []byte) (*dynamodb.TransactWriteItemsOutput, error) {
+func decodeTransactWriteItems(body []byte) (*TransactWriteItemsOutput, error) {
 	var r struct {
-		ConsumedCapacity []jsonConsumed `json:"ConsumedCapacity"`
+		ConsumedCapacity []ConsumedCapacity `json:"ConsumedCapacity"`
 	}
 	if err := json.Unmarshal(body, &r); err != nil {
 		return nil, fmt.Errorf("decode TransactWriteItems response: %w", err)
 	}
-	return &dynamodb.TransactWriteItemsOutput{ConsumedCapacity: consumedList(r.ConsumedCapacity)}, nil
+	return &TransactWriteItemsOutput{ConsumedCapacity: r.ConsumedCapacity}, nil
 }
 
-// jsonError is what an error answer's body holds beyond its code and
-// message.
-type jsonError struct {
-	Item                jsonItem `json:"Item"`
-	CancellationReasons []struct {
-		Code    *string  `json:"Code"`
-		Message *string  `json:"Message"`
-		Item    jsonItem `json:"Item"`
-	} `json:"CancellationReasons"`
-}
-
-// decodeError turns an error response into the error the SDK would have
-// returned inside its wrapping: the typed exception for the codes this
-// package tests for or retries on, a smithy.GenericAPIError otherwise.
-func decodeError(ae *awsjson.Error) error {
-	var e jsonError
-	_ = json.Unmarshal(ae.Body, &e) // an undecodable body leaves the status to speak
-	code, msg := ae.Code, ae.Message
-	var m *string
-	if msg != "" {
-		m = aws.String(msg)
+func encodeDeleteItem(in *DeleteItemInput) ([]byte, error) {
+	j := &jsonBuf{}
+	j.open('{')
+	if err := j.itemField("Key", in.Key); err != nil {
+		return nil, err
 	}
-	switch code {
-	case "ConditionalCheckFailedException":
-		item, _ := e.Item.attributes()
-		return &types.ConditionalCheckFailedException{Message: m, Item: item}
-	case "TransactionCanceledException":
-		tc := &types.TransactionCanceledException{Message: m}
-		for _, r := range e.CancellationReasons {
-			item, _ := r.Item.attributes()
-			tc.CancellationReasons = append(tc.CancellationReasons, types.CancellationReason{Code: r.Code, Message: r.Message, Item: item})
+	if err := j.writeCommon(in.TableName, in.ConditionExpression, in.ExpressionAttributeNames, in.ExpressionAttributeValues, in.ReturnValuesOnConditionCheckFailure); err != nil {
+		return nil, err
+	}
+	j.enumField("ReturnValues", string(in.ReturnValues))
+	j.enumField("ReturnConsumedCapacity", string(in.ReturnConsumedCapacity))
+	j.close('}')
+	return j.b, nil
+}
+
+func encodeQuery(in *QueryInput) ([]byte, error) {
+	j := &jsonBuf{}
+	j.open('{')
+	j.strField("TableName", in.TableName)
+	j.strField("IndexName", in.IndexName)
+	j.strField("KeyConditionExpression", in.KeyConditionExpression)
+	j.strField("FilterExpression", in.FilterExpression)
+	j.strField("ProjectionExpression", in.ProjectionExpression)
+	j.namesField("ExpressionAttributeNames", in.ExpressionAttributeNames)
+	if err := j.itemField("ExpressionAttributeValues", in.ExpressionAttributeValues); err != nil {
+		return nil, err
+	}
+	if err := j.itemField("ExclusiveStartKey", in.ExclusiveStartKey); err != nil {
+		return nil, err
+	}
+	if in.Limit != nil {
+		j.key("Limit")
+		j.b = strconv.AppendInt(j.b, int64(*in.Limit), 10)
+		j.first = false
+	}
+	j.boolField("ScanIndexForward", in.ScanIndexForward)
+	j.boolField("ConsistentRead", in.ConsistentRead)
+	j.enumField("Select", string(in.Select))
+	j.enumField("ReturnConsumedCapacity", string(in.ReturnConsumedCapacity))
+	j.close('}')
+	return j.b, nil
+}
+
+func encodeBatchWriteItem(in *BatchWriteItemInput) ([]byte, error) {
+	j := &jsonBuf{}
+	j.open('{')
+	j.key("RequestItems")
+	j.open('{')
+	for _, table := range sortedNames(in.RequestItems) {
+		j.key(table)
+		j.open('[')
+		for i, w := range in.RequestItems[table] {
+			j.sep()
+			j.open('{')
+			var err error
+			switch {
+			case w.PutRequest != nil:
+				j.key("PutRequest")
+				j.open('{')
+				err = j.itemField("Item", w.PutRequest.Item)
+			case w.DeleteRequest != nil:
+				j.key("DeleteRequest")
+				j.open('{')
+				err = j.itemField("Key", w.DeleteRequest.Key)
+			default:
+				err = fmt.Errorf("write request %d of table %q has no action", i, table)
+			}
+			if err != nil {
+				return nil, err
+			}
+			j.close('}')
+			j.close('}')
 		}
-		return tc
-	case "ResourceNotFoundException":
-		return &types.ResourceNotFoundException{Message: m}
-	case "ProvisionedThroughputExceededException":
-		return &types.ProvisionedThroughputExceededException{Message: m}
-	case "RequestLimitExceeded":
-		return &types.RequestLimitExceeded{Message: m}
-	case "ThrottlingException":
-		return &types.ThrottlingException{Message: m}
-	case "InternalServerError":
-		return &types.InternalServerError{Message: m}
-	case "ItemCollectionSizeLimitExceededException":
-		return &types.ItemCollectionSizeLimitExceededException{Message: m}
-	case "TransactionConflictException":
-		return &types.TransactionConflictException{Message: m}
-	case "TransactionInProgressException":
-		return &types.TransactionInProgressException{Message: m}
-	case "IdempotentParameterMismatchException":
-		return &types.IdempotentParameterMismatchException{Message: m}
-	case "":
-		code = "HTTP " + strconv.Itoa(ae.Status)
+		j.close(']')
 	}
-	return &smithy.GenericAPIError{Code: code, Message: msg}
+	j.close('}')
+	j.enumField("ReturnConsumedCapacity", string(in.ReturnConsumedCapacity))
+	j.close('}')
+	return j.b, nil
+}
+
+func decodeDeleteItem(body []byte) (*DeleteItemOutput, error) {
+	attrs, cc, err := decodeWrite("DeleteItem", body)
+	if err != nil {
+		return nil, err
+	}
+	return &DeleteItemOutput{Attributes: attrs, ConsumedCapacity: cc}, nil
+}
+
+func decodeQuery(body []byte) (*QueryOutput, error) {
+	var r struct {
+		Items            []jsonItem        `json:"Items"`
+		Count            int32             `json:"Count"`
+		ScannedCount     int32             `json:"ScannedCount"`
+		LastEvaluatedKey jsonItem          `json:"LastEvaluatedKey"`
+		ConsumedCapacity *ConsumedCapacity `json:"ConsumedCapacity"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("decode Query response: %w", err)
+	}
+	out := &QueryOutput{Count: r.Count, ScannedCount: r.ScannedCount, ConsumedCapacity: r.ConsumedCapacity}
+	var err error
+	if out.LastEvaluatedKey, err = r.LastEvaluatedKey.attributes(); err != nil {
+		return nil, fmt.Errorf("decode Query response: %w", err)
+	}
+	if r.Items != nil {
+		out.Items = make([]map[string]AttributeValue, len(r.Items))
+		for i, it := range r.Items {
+			if out.Items[i], err = it.attributes(); err != nil {
+				return nil, fmt.Errorf("decode Query response: %w", err)
+			}
+		}
+	}
+	return out, nil
+}
+
+func decodeBatchWriteItem(body []byte) (*BatchWriteItemOutput, error) {
+	var r struct {
+		UnprocessedItems map[string][]struct {
+			PutRequest *struct {
+				Item jsonItem `json:"Item"`
+			} `json:"PutRequest"`
+			DeleteRequest *struct {
+				Key jsonItem `json:"Key"`
+			} `json:"DeleteRequest"`
+		} `json:"UnprocessedItems"`
+		ConsumedCapacity []ConsumedCapacity `json:"ConsumedCapacity"`
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return nil, fmt.Errorf("decode BatchWriteItem response: %w", err)
+	}
+	out := &BatchWriteItemOutput{ConsumedCapacity: r.ConsumedCapacity}
+	if len(r.UnprocessedItems) > 0 {
+		out.UnprocessedItems = make(map[string][]WriteRequest, len(r.UnprocessedItems))
+	}
+	for table, ws := range r.UnprocessedItems {
+		list := make([]WriteRequest, len(ws))
+		for i, w := range ws {
+			switch {
+			case w.PutRequest != nil:
+				item, err := w.PutRequest.Item.attributes()
+				if err != nil {
+					return nil, fmt.Errorf("decode BatchWriteItem response: %w", err)
+				}
+				list[i].PutRequest = &PutRequest{Item: item}
+			case w.DeleteRequest != nil:
+				k, err := w.DeleteRequest.Key.attributes()
+				if err != nil {
+					return nil, fmt.Errorf("decode BatchWriteItem response: %w", err)
+				}
+				list[i].DeleteRequest = &DeleteRequest{Key: k}
+			}
+		}
+		out.UnprocessedItems[table] = list
+	}
+	return out, nil
+}
+
+// encodeJSON and decodeJSON carry the table-management shapes, which hold
+// no attribute values.
+func encodeJSON[I any](in *I) ([]byte, error) { return json.Marshal(in) }
+
+func decodeJSON[O any](op string) func([]byte) (*O, error) {
+	return func(body []byte) (*O, error) {
+		out := new(O)
+		if err := json.Unmarshal(body, out); err != nil {
+			return nil, fmt.Errorf("decode %s response: %w", op, err)
+		}
+		return out, nil
+	}
 }
