@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -260,8 +259,22 @@ func validBaseURL(kind, base string) error {
 // maxCeiling bounds a setting's per-minute ceilings.
 const maxCeiling = 1_000_000_000
 
-// azureAPIVersion is the shape of an Azure OpenAI api-version.
-var azureAPIVersion = regexp.MustCompile(`^20[0-9]{2}-[01][0-9]-[0-3][0-9](-preview)?$`)
+// validAzureAPIVersion reports whether v has the shape of an Azure OpenAI
+// api-version: 20YY-MM-DD, the month's first digit 0 or 1 and the day's 0
+// to 3, optionally followed by "-preview" (written out rather than a
+// regexp compiled at package init, which every cold start paid).
+func validAzureAPIVersion(v string) bool {
+	v, _ = strings.CutSuffix(v, "-preview")
+	if len(v) != len("2024-10-21") || v[0] != '2' || v[1] != '0' || v[4] != '-' || v[7] != '-' {
+		return false
+	}
+	for _, i := range []int{2, 3, 5, 6, 8, 9} {
+		if v[i] < '0' || v[i] > '9' {
+			return false
+		}
+	}
+	return v[5] <= '1' && v[8] <= '3'
+}
 
 // applyKindFields sets the fields of req that only some kinds have
 // (apiVersion and deployments: Azure's) on p, and checks them against p's
@@ -324,7 +337,7 @@ func applyKindFields(p *provider.Setting, req *providerRequest) error {
 		}
 		return nil
 	}
-	if !azureAPIVersion.MatchString(p.APIVersion) {
+	if !validAzureAPIVersion(p.APIVersion) {
 		return invalid("apiVersion", "apiVersion is required for azure providers: an api-version such as 2024-10-21")
 	}
 	if u, err := url.Parse(p.BaseURL); err == nil && strings.Contains(u.Path+"/", "/openai/") {

@@ -3,6 +3,8 @@ package admin
 import (
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -240,5 +242,31 @@ func TestProviderPrices(t *testing.T) {
 		`["m"]`,
 	} {
 		wantError(t, e.do(t, "PATCH", "/api/v1/providers/"+created.ID, `{"prices":`+bad+`}`), 400, apierror.CodeInvalidRequest, "prices")
+	}
+}
+
+// TestAzureAPIVersionMatchesPattern checks validAzureAPIVersion accepts
+// exactly what the pattern it replaced matches, on edge cases and random
+// strings over the characters the pattern tells apart.
+func TestAzureAPIVersionMatchesPattern(t *testing.T) {
+	pattern := regexp.MustCompile(`^20[0-9]{2}-[01][0-9]-[0-3][0-9](-preview)?$`)
+	cases := []string{"", "2024-10-21", "2024-10-21-preview", "2024-10-21-previe", "2024-10-21preview", "2024-1-21",
+		"1024-10-21", "2124-10-21", "2024-20-21", "2024-19-39", "2024-10-41", "2024-10-21-preview-preview",
+		"-preview", "2024-10-21 ", "2024/10/21", "2099-19-39-preview", "20a4-10-21", "2024-10-2x"}
+	rng := rand.New(rand.NewPCG(3, 4))
+	for range 20000 {
+		b := []byte("2024-10-21-preview")
+		if rng.IntN(2) == 0 {
+			b = b[:10]
+		}
+		for range 1 + rng.IntN(2) {
+			b[rng.IntN(len(b))] = "0123456789-ap /"[rng.IntN(15)]
+		}
+		cases = append(cases, string(b))
+	}
+	for _, s := range cases {
+		if got, want := validAzureAPIVersion(s), pattern.MatchString(s); got != want {
+			t.Errorf("%q: %v, the pattern says %v", s, got, want)
+		}
 	}
 }
