@@ -537,19 +537,15 @@ func decodeTransactWriteItems(body []byte) (*TransactWriteItemsOutput, error) {
 	return &TransactWriteItemsOutput{ConsumedCapacity: r.ConsumedCapacity}, nil
 }
 
+// encodeDeleteItem: a DeleteItem's body is an UpdateItem's without the
+// update expression.
 func encodeDeleteItem(in *DeleteItemInput) ([]byte, error) {
-	j := &jsonBuf{}
-	j.open('{')
-	if err := j.itemField("Key", in.Key); err != nil {
-		return nil, err
-	}
-	if err := j.writeCommon(in.TableName, in.ConditionExpression, in.ExpressionAttributeNames, in.ExpressionAttributeValues, in.ReturnValuesOnConditionCheckFailure); err != nil {
-		return nil, err
-	}
-	j.enumField("ReturnValues", string(in.ReturnValues))
-	j.enumField("ReturnConsumedCapacity", string(in.ReturnConsumedCapacity))
-	j.close('}')
-	return j.b, nil
+	return encodeUpdateItem(&UpdateItemInput{
+		TableName: in.TableName, Key: in.Key, ConditionExpression: in.ConditionExpression,
+		ExpressionAttributeNames: in.ExpressionAttributeNames, ExpressionAttributeValues: in.ExpressionAttributeValues,
+		ReturnValues: in.ReturnValues, ReturnConsumedCapacity: in.ReturnConsumedCapacity,
+		ReturnValuesOnConditionCheckFailure: in.ReturnValuesOnConditionCheckFailure,
+	})
 }
 
 func encodeQuery(in *QueryInput) ([]byte, error) {
