@@ -82,7 +82,7 @@ func (s *wireServer) count() int {
 
 // wireClients returns the SDK's client and a Client for url, configured as
 // the functions configure them (awsenv).
-func wireClients(t *testing.T, url string, env map[string]string) (*sdkClient, *Client) {
+func wireClients(t testing.TB, url string, env map[string]string) (*sdkClient, *Client) {
 	t.Helper()
 	base := map[string]string{"AWS_REGION": "eu-west-1", "AWS_ACCESS_KEY_ID": "AKIDWIRE", "AWS_SECRET_ACCESS_KEY": "wire-secret"}
 	for k, v := range env {

@@ -442,86 +442,126 @@ func (it jsonItem) attributes() (map[string]AttributeValue, error) {
 	return m, nil
 }
 
+// readAnswer reads a top-level answer's members with a scanner: read gets
+// each member's name and reads its value (s.skip for one it ignores).
+func readAnswer(op string, body []byte, read func(s *scanner, name string) error) error {
+	s := &scanner{b: body}
+	err := s.members(func(name string) error { return read(s, name) })
+	if err == nil {
+		err = s.end()
+	}
+	if err != nil {
+		return fmt.Errorf("decode %s response: %w", op, err)
+	}
+	return nil
+}
+
+// consumed reads a ConsumedCapacity (or a list of them) into out.
+func consumed(s *scanner, out any) error {
+	raw, err := s.raw()
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(raw, out)
+}
+
 func decodeGetItem(body []byte) (*GetItemOutput, error) {
-	var r struct {
-		Item             jsonItem          `json:"Item"`
-		ConsumedCapacity *ConsumedCapacity `json:"ConsumedCapacity"`
-	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("decode GetItem response: %w", err)
-	}
-	item, err := r.Item.attributes()
+	out := &GetItemOutput{}
+	err := readAnswer("GetItem", body, func(s *scanner, name string) (err error) {
+		switch name {
+		case "Item":
+			out.Item, err = s.item()
+		case "ConsumedCapacity":
+			err = consumed(s, &out.ConsumedCapacity)
+		default:
+			err = s.skip(0)
+		}
+		return err
+	})
 	if err != nil {
-		return nil, fmt.Errorf("decode GetItem response: %w", err)
+		return nil, err
 	}
-	return &GetItemOutput{Item: item, ConsumedCapacity: r.ConsumedCapacity}, nil
+	return out, nil
 }
 
-// writeResult is the response of PutItem and UpdateItem.
-type writeResult struct {
-	Attributes       jsonItem          `json:"Attributes"`
-	ConsumedCapacity *ConsumedCapacity `json:"ConsumedCapacity"`
-}
-
+// decodeWrite reads the answer of PutItem, UpdateItem and DeleteItem.
 func decodeWrite(op string, body []byte) (map[string]AttributeValue, *ConsumedCapacity, error) {
-	var r writeResult
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, nil, fmt.Errorf("decode %s response: %w", op, err)
-	}
-	attrs, err := r.Attributes.attributes()
+	var attrs map[string]AttributeValue
+	var cc *ConsumedCapacity
+	err := readAnswer(op, body, func(s *scanner, name string) (err error) {
+		switch name {
+		case "Attributes":
+			attrs, err = s.item()
+		case "ConsumedCapacity":
+			err = consumed(s, &cc)
+		default:
+			err = s.skip(0)
+		}
+		return err
+	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("decode %s response: %w", op, err)
+		return nil, nil, err
 	}
-	return attrs, r.ConsumedCapacity, nil
+	return attrs, cc, nil
 }
 
 func decodeBatchGetItem(body []byte) (*BatchGetItemOutput, error) {
-	var r struct {
-		Responses       map[string][]jsonItem `json:"Responses"`
-		UnprocessedKeys map[string]struct {
-			Keys                     []jsonItem        `json:"Keys"`
-			ConsistentRead           *bool             `json:"ConsistentRead"`
-			ProjectionExpression     *string           `json:"ProjectionExpression"`
-			ExpressionAttributeNames map[string]string `json:"ExpressionAttributeNames"`
-		} `json:"UnprocessedKeys"`
-		ConsumedCapacity []ConsumedCapacity `json:"ConsumedCapacity"`
-	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("decode BatchGetItem response: %w", err)
-	}
-	out := &BatchGetItemOutput{ConsumedCapacity: r.ConsumedCapacity}
-	items := func(its []jsonItem) ([]map[string]AttributeValue, error) {
-		out := make([]map[string]AttributeValue, len(its))
-		for i, it := range its {
-			m, err := it.attributes()
-			if err != nil {
-				return nil, fmt.Errorf("decode BatchGetItem response: %w", err)
+	out := &BatchGetItemOutput{}
+	err := readAnswer("BatchGetItem", body, func(s *scanner, name string) (err error) {
+		switch name {
+		case "Responses":
+			if s.null() {
+				return nil
 			}
-			out[i] = m
+			out.Responses = map[string][]map[string]AttributeValue{}
+			return s.members(func(table string) error {
+				items, err := s.items()
+				out.Responses[table] = items
+				return err
+			})
+		case "UnprocessedKeys":
+			raw, err := s.raw()
+			if err != nil {
+				return err
+			}
+			out.UnprocessedKeys, err = unprocessedKeys(raw)
+			return err
+		case "ConsumedCapacity":
+			return consumed(s, &out.ConsumedCapacity)
 		}
-		return out, nil
+		return s.skip(0)
+	})
+	if err != nil {
+		return nil, err
 	}
-	if r.Responses != nil {
-		out.Responses = make(map[string][]map[string]AttributeValue, len(r.Responses))
-		for table, its := range r.Responses {
-			ms, err := items(its)
+	return out, nil
+}
+
+// unprocessedKeys decodes BatchGetItem's keys left for another call (rare:
+// encoding/json is fast enough).
+func unprocessedKeys(raw []byte) (map[string]KeysAndAttributes, error) {
+	var r map[string]struct {
+		Keys                     []jsonItem        `json:"Keys"`
+		ConsistentRead           *bool             `json:"ConsistentRead"`
+		ProjectionExpression     *string           `json:"ProjectionExpression"`
+		ExpressionAttributeNames map[string]string `json:"ExpressionAttributeNames"`
+	}
+	if err := json.Unmarshal(raw, &r); err != nil || len(r) == 0 {
+		return nil, err
+	}
+	out := make(map[string]KeysAndAttributes, len(r))
+	for table, ka := range r {
+		keys := make([]map[string]AttributeValue, len(ka.Keys))
+		for i, k := range ka.Keys {
+			m, err := k.attributes()
 			if err != nil {
 				return nil, err
 			}
-			out.Responses[table] = ms
+			keys[i] = m
 		}
-	}
-	if len(r.UnprocessedKeys) > 0 {
-		out.UnprocessedKeys = make(map[string]KeysAndAttributes, len(r.UnprocessedKeys))
-		for table, ka := range r.UnprocessedKeys {
-			keys, err := items(ka.Keys)
-			if err != nil {
-				return nil, err
-			}
-			out.UnprocessedKeys[table] = KeysAndAttributes{
-				Keys: keys, ConsistentRead: ka.ConsistentRead, ProjectionExpression: ka.ProjectionExpression,
-				ExpressionAttributeNames: ka.ExpressionAttributeNames,
-			}
+		out[table] = KeysAndAttributes{
+			Keys: keys, ConsistentRead: ka.ConsistentRead, ProjectionExpression: ka.ProjectionExpression,
+			ExpressionAttributeNames: ka.ExpressionAttributeNames,
 		}
 	}
 	return out, nil
@@ -623,28 +663,36 @@ func decodeDeleteItem(body []byte) (*DeleteItemOutput, error) {
 }
 
 func decodeQuery(body []byte) (*QueryOutput, error) {
-	var r struct {
-		Items            []jsonItem        `json:"Items"`
-		Count            int32             `json:"Count"`
-		ScannedCount     int32             `json:"ScannedCount"`
-		LastEvaluatedKey jsonItem          `json:"LastEvaluatedKey"`
-		ConsumedCapacity *ConsumedCapacity `json:"ConsumedCapacity"`
-	}
-	if err := json.Unmarshal(body, &r); err != nil {
-		return nil, fmt.Errorf("decode Query response: %w", err)
-	}
-	out := &QueryOutput{Count: r.Count, ScannedCount: r.ScannedCount, ConsumedCapacity: r.ConsumedCapacity}
-	var err error
-	if out.LastEvaluatedKey, err = r.LastEvaluatedKey.attributes(); err != nil {
-		return nil, fmt.Errorf("decode Query response: %w", err)
-	}
-	if r.Items != nil {
-		out.Items = make([]map[string]AttributeValue, len(r.Items))
-		for i, it := range r.Items {
-			if out.Items[i], err = it.attributes(); err != nil {
-				return nil, fmt.Errorf("decode Query response: %w", err)
+	out := &QueryOutput{}
+	err := readAnswer("Query", body, func(s *scanner, name string) (err error) {
+		switch name {
+		case "Items":
+			out.Items, err = s.items()
+		case "LastEvaluatedKey":
+			out.LastEvaluatedKey, err = s.item()
+		case "Count", "ScannedCount":
+			raw, err := s.raw()
+			if err != nil {
+				return err
 			}
+			n, err := strconv.ParseInt(string(raw), 10, 32)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			if name == "Count" {
+				out.Count = int32(n)
+			} else {
+				out.ScannedCount = int32(n)
+			}
+		case "ConsumedCapacity":
+			err = consumed(s, &out.ConsumedCapacity)
+		default:
+			err = s.skip(0)
 		}
+		return err
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -1,0 +1,63 @@
+package ddb
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// FuzzScanItem checks the scanner reads an item as encoding/json through
+// jsonItem (the decoder it replaced) does: the same attribute values when
+// both succeed; the scanner refusing only what encoding/json refuses too,
+// or a value whose members are not exactly one of DynamoDB's type names
+// (which encoding/json matched case-insensitively, ignored when unknown
+// and resolved by a fixed order when several, and skipped when a later
+// duplicate attribute name replaced it: DynamoDB never sends them).
+func FuzzScanItem(f *testing.F) {
+	for _, seed := range []string{
+		`{"pk":{"S":"KEY#k1"},"n":{"N":"42"},"b":{"B":"AAEC+v8="},"t":{"BOOL":true},"z":{"NULL":true},` +
+			`"ss":{"SS":["x","y"]},"ns":{"NS":["1"]},"bs":{"BS":["AQ==","AgM="]},"m":{"M":{"in":{"L":[{"S":"é"},{"M":{}}]}}},"e":{"L":[]}}`,
+		`{"s":{"S":"a\"b\\c\/d\b\f\n\r\t\u00e9\ud83d\ude00 \ud800 x"}}`,
+		"{\"s\":{\"S\":\"\xff\xfe bad \xc3\"}}",
+		` { "a" : { "N" : "1" } , "b":{"M":{}} } `,
+		`{"a":{"S":"x","N":"1"}}`,
+		`{"a":{}}`, `{}`, `null`, `{"a":{"S":1}}`, `{"a":{"B":"***"}}`, `{"a":{"X":"1"}}`,
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		s := &scanner{b: []byte(in)}
+		got, err := s.item()
+		if err == nil {
+			err = s.end()
+		}
+		var ji jsonItem
+		var want map[string]AttributeValue
+		werr := json.Unmarshal([]byte(in), &ji)
+		if werr == nil {
+			want, werr = ji.attributes()
+		}
+		switch {
+		case err == nil && werr == nil:
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("%q: scanner %#v, encoding/json %#v", in, got, want)
+			}
+		case err == nil && werr != nil:
+			t.Fatalf("%q: the scanner accepts what encoding/json refuses (%v): %#v", in, werr, got)
+		case err != nil && werr == nil && !typeRefusal(err):
+			t.Fatalf("%q: the scanner refuses (%v) what encoding/json reads: %#v", in, err, want)
+		}
+	})
+}
+
+// typeRefusal reports the scanner's refusal of a value whose members are
+// not exactly one type name.
+func typeRefusal(err error) bool {
+	for _, m := range []string{"two types", "unknown attribute value type", "of no type"} {
+		if strings.Contains(err.Error(), m) {
+			return true
+		}
+	}
+	return false
+}
