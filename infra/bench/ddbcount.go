@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"maps"
 	"slices"
 	"strings"
@@ -12,11 +11,13 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 )
 
 // opStat is what one DynamoDB operation cost over some calls: how many
 // calls, how many of them reported consumed capacity, the capacity units
-// they reported, and the time they took (SDK retries included).
+// they reported, and the time they took (the client's retries included).
 type opStat struct {
 	calls, reported int64
 	units           float64

@@ -395,9 +395,9 @@ func (r report) limits(lr *limitsResult) {
 	a, b, d = units(perReq(nl, nl.store.Capacity), perReq(l, l.store.Capacity), reported)
 	r.row("  capacity units per request (Store.Stats)", a, b, d, "", "")
 	a, b, d = count(perReq(nl, float64(nl.ops.total().calls)), perReq(l, float64(l.ops.total().calls)))
-	r.row("  DynamoDB calls per request (all, SDK)", a, b, d, "", "")
+	r.row("  DynamoDB calls per request (all, client)", a, b, d, "", "")
 	a, b, d = units(perReq(nl, nl.ops.total().units), perReq(l, l.ops.total().units), reported)
-	r.row("  capacity units per request (all, SDK)", a, b, d, "", "")
+	r.row("  capacity units per request (all, client)", a, b, d, "", "")
 	a, b, d = count(perReq(nl, float64(nl.callsBefore)), perReq(l, float64(l.callsBefore)))
 	r.row("  DynamoDB calls before forwarding per request", a, b, d, "", "")
 	a, b, d = count(perReq(nl, float64(nl.tripsBefore)), perReq(l, float64(l.tripsBefore)))
@@ -408,7 +408,7 @@ func (r report) limits(lr *limitsResult) {
 	r.row("", "no checks", "limits", "added", "", "")
 	r.row("  requests ok / run", okRun(nc), okRun(l), "", "", "")
 	a, b, d = count(perReq(nc, float64(nc.ops.total().calls)), perReq(l, float64(l.ops.total().calls)))
-	r.row("  DynamoDB calls per request (all, SDK)", a, b, d, "", "")
+	r.row("  DynamoDB calls per request (all, client)", a, b, d, "", "")
 	r.limitSpans(nc, l)
 	// The target: a key without limits adds to the time to first
 	// byte at most one store round trip (its reserve) plus 1 ms.

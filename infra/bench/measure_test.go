@@ -1,7 +1,6 @@
 package main
 
 import (
-	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 )
 
 func TestPercentile(t *testing.T) {

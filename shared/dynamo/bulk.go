@@ -24,9 +24,9 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/stipend/stipend/shared/dynamo/ddb"
 
 	"github.com/stipend/stipend/shared/apikey"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 )
 
 const (

@@ -6,8 +6,9 @@ package dynamo
 
 import (
 	"fmt"
-	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"strings"
+
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 )
 
 type expression struct {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/stipend/stipend/shared/dynamo/ddb"
 )
 

@@ -2,11 +2,11 @@ package dynamo
 
 import (
 	"context"
-	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"testing"
 	"time"
 
 	"github.com/stipend/stipend/infra/localstack/localtest"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 )
 
 func TestPing(t *testing.T) {
