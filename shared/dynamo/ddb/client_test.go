@@ -596,3 +596,50 @@ func TestWireEndpoint(t *testing.T) {
 		})
 	}
 }
+
+// TestQueryPaginator checks pages are read in turn, each starting at the
+// previous page's LastEvaluatedKey, until a page has none, and that the
+// caller's input is left as it was.
+func TestQueryPaginator(t *testing.T) {
+	srv := newWireServer(t,
+		answer{200, `{"Items":[{"n":{"N":"1"}}],"Count":1,"LastEvaluatedKey":{"pk":{"S":"a"}}}`},
+		answer{200, `{"Items":[{"n":{"N":"2"}}],"Count":1,"LastEvaluatedKey":{"pk":{"S":"b"}}}`},
+		answer{200, `{"Items":[],"Count":0}`})
+	_, c := wireClients(t, srv.URL, nil)
+	in := &QueryInput{TableName: aws.String("t"), KeyConditionExpression: aws.String("pk = :p"), Limit: aws.Int32(1),
+		ExpressionAttributeValues: map[string]AttributeValue{":p": &AttributeValueMemberS{Value: "x"}}}
+	p := NewQueryPaginator(c, in)
+	var got []string
+	for p.HasMorePages() {
+		page, err := p.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range page.Items {
+			got = append(got, it["n"].(*AttributeValueMemberN).Value)
+		}
+	}
+	if strings.Join(got, ",") != "1,2" || srv.count() != 3 {
+		t.Errorf("items %v over %d pages, want 1,2 over 3", got, srv.count())
+	}
+	var starts []string
+	for _, r := range srv.requests {
+		var body struct {
+			ExclusiveStartKey map[string]map[string]string
+			Limit             int
+		}
+		if err := json.Unmarshal(r.body, &body); err != nil || body.Limit != 1 {
+			t.Fatalf("request %s: %v", r.body, err)
+		}
+		starts = append(starts, body.ExclusiveStartKey["pk"]["S"])
+	}
+	if strings.Join(starts, ",") != ",a,b" {
+		t.Errorf("pages started at %q, want none, a, b", starts)
+	}
+	if in.ExclusiveStartKey != nil {
+		t.Errorf("the caller's input was changed: %v", in.ExclusiveStartKey)
+	}
+	if _, err := p.NextPage(context.Background()); err == nil {
+		t.Error("NextPage after the last page did not fail")
+	}
+}
