@@ -31,13 +31,11 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/stipend/stipend/infra/localstack"
 	"github.com/stipend/stipend/shared/admin"
 	"github.com/stipend/stipend/shared/apikey"
 	"github.com/stipend/stipend/shared/awsenv"
@@ -418,24 +416,11 @@ func opsLine(s opStats) string {
 // runReportingAlone is `-only reporting`: the Reporting section on a
 // DynamoDB Local of its own (in memory, as the full run's).
 func runReportingAlone(ctx context.Context, out io.Writer) error {
-	root, err := localstack.RepoRoot()
-	if err != nil {
-		return err
-	}
 	say("reporting: starting DynamoDB Local (in memory)")
-	local, err := localstack.StartDynamoDB(ctx, localstack.Options{InMemory: true, Root: root})
+	local, err := startLocalDynamoDB(ctx)
 	if err != nil {
 		return err
 	}
 	defer local.Close()
-	for k, v := range map[string]string{
-		"AWS_REGION": localstack.Region, "AWS_ACCESS_KEY_ID": localstack.AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY": localstack.SecretAccessKey, "AWS_ENDPOINT_URL_DYNAMODB": local.Endpoint,
-		"AWS_EC2_METADATA_DISABLED": "true",
-	} {
-		os.Setenv(k, v)
-	}
-	os.Unsetenv("AWS_SESSION_TOKEN")
-	os.Unsetenv("AWS_PROFILE")
 	return runReporting(ctx, out, defaultReportingSize())
 }

@@ -129,25 +129,12 @@ func (s *smCounter) total() int {
 func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 	began := time.Now()
 	loadBefore := loadAverage()
-	root, err := localstack.RepoRoot()
-	if err != nil {
-		return err
-	}
 	say("scale: starting DynamoDB Local (in memory)")
-	ddbLocal, err := localstack.StartDynamoDB(ctx, localstack.Options{InMemory: true, Root: root})
+	ddbLocal, err := startLocalDynamoDB(ctx)
 	if err != nil {
 		return err
 	}
 	defer ddbLocal.Close()
-	for k, v := range map[string]string{
-		"AWS_REGION": localstack.Region, "AWS_ACCESS_KEY_ID": localstack.AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY": localstack.SecretAccessKey, "AWS_ENDPOINT_URL_DYNAMODB": ddbLocal.Endpoint,
-		"AWS_EC2_METADATA_DISABLED": "true",
-	} {
-		os.Setenv(k, v)
-	}
-	os.Unsetenv("AWS_SESSION_TOKEN")
-	os.Unsetenv("AWS_PROFILE")
 	cfg, err := awsenv.Load(ctx)
 	if err != nil {
 		return err
@@ -526,4 +513,27 @@ func (t *txItems) snapshot() txItems {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return txItems{calls: t.calls, items: t.items, puts: t.puts, indexPuts: t.indexPuts, estWCU: t.estWCU, maxPut: t.maxPut}
+}
+
+// startLocalDynamoDB starts a DynamoDB Local in memory for a section that
+// runs alone and points this process's AWS variables at it.
+func startLocalDynamoDB(ctx context.Context) (*localstack.Process, error) {
+	root, err := localstack.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	p, err := localstack.StartDynamoDB(ctx, localstack.Options{InMemory: true, Root: root})
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range map[string]string{
+		"AWS_REGION": localstack.Region, "AWS_ACCESS_KEY_ID": localstack.AccessKeyID,
+		"AWS_SECRET_ACCESS_KEY": localstack.SecretAccessKey, "AWS_ENDPOINT_URL_DYNAMODB": p.Endpoint,
+		"AWS_EC2_METADATA_DISABLED": "true",
+	} {
+		os.Setenv(k, v)
+	}
+	os.Unsetenv("AWS_SESSION_TOKEN")
+	os.Unsetenv("AWS_PROFILE")
+	return p, nil
 }
