@@ -266,6 +266,21 @@ func ConfiguredEndpoint(ctx context.Context, cfg aws.Config, sdkID string) (stri
 	return aws.ToString(cfg.BaseEndpoint), nil
 }
 
+// ServiceEndpoint is the URL a client of the service whose SDK id is sdkID
+// calls: the one cfg configures for it (ConfiguredEndpoint), else the
+// region's (Endpoint with endpointPrefix); an error when cfg has neither
+// that nor a region.
+func ServiceEndpoint(ctx context.Context, cfg aws.Config, sdkID, endpointPrefix string) (string, error) {
+	url, err := ConfiguredEndpoint(ctx, cfg, sdkID)
+	if err != nil || url != "" {
+		return url, err
+	}
+	if cfg.Region == "" {
+		return "", fmt.Errorf("no endpoint for %s: no region configured (AWS_REGION)", sdkID)
+	}
+	return Endpoint(endpointPrefix, cfg.Region), nil
+}
+
 // RequestToken is a new client request token for an idempotent write
 // (DynamoDB's TransactWriteItems, Secrets Manager's CreateSecret and
 // PutSecretValue): a random UUID, version 4, as the SDK makes them. Send

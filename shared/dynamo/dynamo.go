@@ -121,8 +121,11 @@ func (s *Store) CreateTable(ctx context.Context, opts ...TableOption) error {
 	if err != nil && !errors.As(err, &inUse) {
 		return fmt.Errorf("create table %s: %w", s.table, err)
 	}
-	if err := s.waitActive(ctx, 30*time.Second); err != nil {
-		return fmt.Errorf("wait for table %s: %w", s.table, err)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = s.waitTable(wctx, func(t *ddb.TableDescription) bool { return t.TableStatus == ddb.TableStatusActive })
+	cancel()
+	if err != nil {
+		return fmt.Errorf("wait for table %s to be active: %w", s.table, err)
 	}
 	if inUse != nil {
 		if err := s.ensureIndexes(ctx); err != nil {
@@ -142,25 +145,23 @@ func (s *Store) CreateTable(ctx context.Context, opts ...TableOption) error {
 	return nil
 }
 
-// waitActive polls the table's description until it is active, as the
-// SDK's TableExists waiter did: a missing table is waited for, other
-// errors end the wait.
-func (s *Store) waitActive(ctx context.Context, limit time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, limit)
-	defer cancel()
+// waitTable describes the table until ready says it is (a table not found
+// yet is not ready; other errors end the wait), as the SDK's TableExists
+// waiter did: pauses of 20 ms, doubling up to a second.
+func (s *Store) waitTable(ctx context.Context, ready func(*ddb.TableDescription) bool) error {
 	pause := 20 * time.Millisecond
 	for {
 		out, err := s.db.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String(s.table)})
 		var missing *ddb.ResourceNotFoundException
 		switch {
-		case err == nil && out.Table != nil && out.Table.TableStatus == ddb.TableStatusActive:
+		case err == nil && out.Table != nil && ready(out.Table):
 			return nil
 		case err != nil && !errors.As(err, &missing):
 			return err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("not active after %v: %w", limit, ctx.Err())
+			return ctx.Err()
 		case <-time.After(pause):
 		}
 		pause = min(2*pause, time.Second)

@@ -6,7 +6,6 @@ package dynamo
 import (
 	"context"
 	"fmt"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
@@ -69,19 +68,11 @@ func (s *Store) ensureIndexes(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("add index %s to table %s: %w", aws.ToString(want.IndexName), s.table, err)
 		}
-		for {
-			desc, err := s.db.DescribeTable(ctx, &ddb.DescribeTableInput{TableName: aws.String(s.table)})
-			if err != nil {
-				return fmt.Errorf("describe table %s: %w", s.table, err)
-			}
-			if indexStatus(desc.Table, aws.ToString(want.IndexName)) == ddb.IndexStatusActive {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("wait for index %s: %w", aws.ToString(want.IndexName), ctx.Err())
-			case <-time.After(200 * time.Millisecond):
-			}
+		active := func(t *ddb.TableDescription) bool {
+			return indexStatus(t, aws.ToString(want.IndexName)) == ddb.IndexStatusActive
+		}
+		if err := s.waitTable(ctx, active); err != nil {
+			return fmt.Errorf("wait for index %s of table %s: %w", aws.ToString(want.IndexName), s.table, err)
 		}
 	}
 	return nil

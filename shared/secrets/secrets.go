@@ -37,12 +37,9 @@ type Manager struct {
 // (AWS_ENDPOINT_URL_SECRETS_MANAGER, else AWS_ENDPOINT_URL; see awsenv),
 // else the region's.
 func NewManager(ctx context.Context, cfg aws.Config) (*Manager, error) {
-	url, err := awsjson.ConfiguredEndpoint(ctx, cfg, "Secrets Manager")
+	url, err := awsjson.ServiceEndpoint(ctx, cfg, "Secrets Manager", "secretsmanager")
 	if err != nil {
 		return nil, fmt.Errorf("secrets manager: %w", err)
-	}
-	if url == "" {
-		url = awsjson.Endpoint("secretsmanager", cfg.Region)
 	}
 	return NewManagerAt(cfg, url), nil
 }

@@ -36,15 +36,9 @@ type Client struct {
 // the endpoint cfg configures for DynamoDB (AWS_ENDPOINT_URL_DYNAMODB,
 // else AWS_ENDPOINT_URL; see awsenv), else the region's.
 func New(ctx context.Context, cfg aws.Config) (*Client, error) {
-	url, err := awsjson.ConfiguredEndpoint(ctx, cfg, "DynamoDB")
+	url, err := awsjson.ServiceEndpoint(ctx, cfg, "DynamoDB", "dynamodb")
 	if err != nil {
 		return nil, fmt.Errorf("dynamodb: %w", err)
-	}
-	if url == "" {
-		if cfg.Region == "" {
-			return nil, errors.New("dynamodb: no region configured (AWS_REGION)")
-		}
-		url = awsjson.Endpoint("dynamodb", cfg.Region)
 	}
 	return NewAt(cfg, url), nil
 }
@@ -111,29 +105,17 @@ func (c *Client) GetItem(ctx context.Context, in *GetItemInput) (*GetItemOutput,
 
 // PutItem writes one item.
 func (c *Client) PutItem(ctx context.Context, in *PutItemInput) (*PutItemOutput, error) {
-	return call(ctx, c, "PutItem", in, encodePutItem, func(res []byte) (*PutItemOutput, error) {
-		attrs, cc, err := decodeWrite("PutItem", res)
-		if err != nil {
-			return nil, err
-		}
-		return &PutItemOutput{Attributes: attrs, ConsumedCapacity: cc}, nil
-	})
+	return call(ctx, c, "PutItem", in, encodePutItem, decodeWrite[PutItemOutput]("PutItem"))
 }
 
 // UpdateItem changes one item.
 func (c *Client) UpdateItem(ctx context.Context, in *UpdateItemInput) (*UpdateItemOutput, error) {
-	return call(ctx, c, "UpdateItem", in, encodeUpdateItem, func(res []byte) (*UpdateItemOutput, error) {
-		attrs, cc, err := decodeWrite("UpdateItem", res)
-		if err != nil {
-			return nil, err
-		}
-		return &UpdateItemOutput{Attributes: attrs, ConsumedCapacity: cc}, nil
-	})
+	return call(ctx, c, "UpdateItem", in, encodeUpdateItem, decodeWrite[UpdateItemOutput]("UpdateItem"))
 }
 
 // DeleteItem deletes one item.
 func (c *Client) DeleteItem(ctx context.Context, in *DeleteItemInput) (*DeleteItemOutput, error) {
-	return call(ctx, c, "DeleteItem", in, encodeDeleteItem, decodeDeleteItem)
+	return call(ctx, c, "DeleteItem", in, encodeDeleteItem, decodeWrite[DeleteItemOutput]("DeleteItem"))
 }
 
 // BatchGetItem reads up to 100 items.

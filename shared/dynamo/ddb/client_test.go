@@ -119,7 +119,7 @@ func wireKey() map[string]AttributeValue {
 	return map[string]AttributeValue{"pk": &AttributeValueMemberS{Value: "KEY#k1"}, "sk": &AttributeValueMemberS{Value: "USAGE"}}
 }
 
-// TestWireMatchesSDK sends each input through the SDK and through wire and
+// TestWireMatchesSDK sends each input through the SDK and through the Client and
 // compares the JSON bodies DynamoDB would get, and the target header.
 func TestWireMatchesSDK(t *testing.T) {
 	names := map[string]string{"#e": "R#abc12", "#v": "v"}
@@ -229,7 +229,7 @@ func TestWireMatchesSDK(t *testing.T) {
 			}
 			want := srv.last(t)
 			if err := tt.call(ctx, w); err != nil {
-				t.Fatalf("wire: %v", err)
+				t.Fatalf("Client: %v", err)
 			}
 			got := srv.last(t)
 			if g, w := got.header.Get("X-Amz-Target"), want.header.Get("X-Amz-Target"); g != w || g != "DynamoDB_20120810."+tt.op {
@@ -240,13 +240,13 @@ func TestWireMatchesSDK(t *testing.T) {
 			}
 			var g, wa any
 			if err := json.Unmarshal(got.body, &g); err != nil {
-				t.Fatalf("wire's body is not JSON: %v\n%s", err, got.body)
+				t.Fatalf("the Client's body is not JSON: %v\n%s", err, got.body)
 			}
 			if err := json.Unmarshal(want.body, &wa); err != nil {
 				t.Fatalf("the SDK's body is not JSON: %v\n%s", err, want.body)
 			}
 			if !reflect.DeepEqual(g, wa) {
-				t.Errorf("bodies differ\nwire: %s\nSDK:  %s", got.body, want.body)
+				t.Errorf("bodies differ\nClient: %s\nSDK:  %s", got.body, want.body)
 			}
 		})
 	}
@@ -268,7 +268,7 @@ func TestWireInvalidUTF8(t *testing.T) {
 	}
 }
 
-// TestWireDecodesAsSDK has the SDK and wire decode the same answers and
+// TestWireDecodesAsSDK has the SDK and the Client decode the same answers and
 // compares what they return.
 func TestWireDecodesAsSDK(t *testing.T) {
 	item := `{"pk":{"S":"KEY#k1"},"n":{"N":"42"},"b":{"B":"AAEC+v8="},"t":{"BOOL":true},"z":{"NULL":true},` +
@@ -335,10 +335,10 @@ func TestWireDecodesAsSDK(t *testing.T) {
 			}
 			got, err := tt.call(ctx, w)
 			if err != nil {
-				t.Fatalf("wire: %v", err)
+				t.Fatalf("Client: %v", err)
 			}
 			if !reflect.DeepEqual(got, want) {
-				t.Errorf("wire decoded\n%#v\nthe SDK\n%#v", got, want)
+				t.Errorf("the Client decoded\n%#v\nthe SDK\n%#v", got, want)
 			}
 		})
 	}
@@ -553,7 +553,7 @@ func (r *recordingHTTP) Do(req *http.Request) (*http.Response, error) {
 	return nil, errors.New("recorded")
 }
 
-// TestWireEndpoint checks wire posts where the SDK would: the region's
+// TestWireEndpoint checks the Client posts where the SDK would: the region's
 // endpoint by the SDK's rules, or the configured one.
 func TestWireEndpoint(t *testing.T) {
 	tests := []struct {
@@ -587,11 +587,11 @@ func TestWireEndpoint(t *testing.T) {
 			_, _ = sdk.GetItem(context.Background(), in)
 			_, _ = w.GetItem(context.Background(), in)
 			if len(rec.urls) < 2 {
-				t.Fatalf("requests to %v, want the SDK's and wire's", rec.urls)
+				t.Fatalf("requests to %v, want the SDK's and the Client's", rec.urls)
 			}
 			sdkURL, wireURL := rec.urls[0], rec.urls[len(rec.urls)-1]
 			if sdkURL != tt.want || wireURL != tt.want {
-				t.Errorf("SDK posted to %s, wire to %s, want %s", sdkURL, wireURL, tt.want)
+				t.Errorf("SDK posted to %s, the Client to %s, want %s", sdkURL, wireURL, tt.want)
 			}
 		})
 	}

@@ -146,11 +146,11 @@ func deref(s *string) string {
 // jsonError is what an error answer's body holds beyond its code and
 // message.
 type jsonError struct {
-	Item                jsonItem `json:"Item"`
+	Item                scannedItem `json:"Item"`
 	CancellationReasons []struct {
-		Code    *string  `json:"Code"`
-		Message *string  `json:"Message"`
-		Item    jsonItem `json:"Item"`
+		Code    *string     `json:"Code"`
+		Message *string     `json:"Message"`
+		Item    scannedItem `json:"Item"`
 	} `json:"CancellationReasons"`
 }
 
@@ -166,13 +166,11 @@ func decodeError(ae *awsjson.Error) error {
 	}
 	switch code {
 	case "ConditionalCheckFailedException":
-		item, _ := e.Item.attributes()
-		return &ConditionalCheckFailedException{Message: m, Item: item}
+		return &ConditionalCheckFailedException{Message: m, Item: e.Item}
 	case "TransactionCanceledException":
 		tc := &TransactionCanceledException{Message: m}
 		for _, r := range e.CancellationReasons {
-			item, _ := r.Item.attributes()
-			tc.CancellationReasons = append(tc.CancellationReasons, CancellationReason{Code: r.Code, Message: r.Message, Item: item})
+			tc.CancellationReasons = append(tc.CancellationReasons, CancellationReason{Code: r.Code, Message: r.Message, Item: r.Item})
 		}
 		return tc
 	case "ResourceNotFoundException":

@@ -1,10 +1,11 @@
 package ddb
 
-// DynamoDB's JSON protocol (awsJson1_0): the request path's bodies are
-// appended field by field (encoding/json's reflection cost a third of a
-// call's CPU); answers are decoded with encoding/json through jsonValue;
-// the table-management shapes, which hold no attribute values, go through
-// encoding/json both ways.
+// DynamoDB's JSON protocol (awsJson1_0): bodies holding attribute values
+// are appended field by field (encoding/json's reflection cost a third of a
+// call's CPU); answers are read by the scanner (scan.go), with
+// encoding/json for their small or rare parts; the table-management
+// shapes, which hold no attribute values, go through encoding/json both
+// ways.
 
 import (
 	"encoding/base64"
@@ -373,75 +374,6 @@ func sortedNames[V any](m map[string]V) []string {
 	return keys
 }
 
-// jsonValue is an AttributeValue as the protocol carries it.
-type jsonValue struct {
-	S    *string               `json:"S"`
-	N    *string               `json:"N"`
-	B    []byte                `json:"B"` // base64, as encoding/json decodes []byte
-	BOOL *bool                 `json:"BOOL"`
-	NULL *bool                 `json:"NULL"`
-	M    map[string]*jsonValue `json:"M"`
-	L    []*jsonValue          `json:"L"`
-	SS   []string              `json:"SS"`
-	NS   []string              `json:"NS"`
-	BS   [][]byte              `json:"BS"`
-}
-
-type jsonItem map[string]*jsonValue
-
-func (v *jsonValue) attribute() (AttributeValue, error) {
-	switch {
-	case v == nil:
-		return nil, fmt.Errorf("null attribute value")
-	case v.S != nil:
-		return &AttributeValueMemberS{Value: *v.S}, nil
-	case v.N != nil:
-		return &AttributeValueMemberN{Value: *v.N}, nil
-	case v.B != nil:
-		return &AttributeValueMemberB{Value: v.B}, nil
-	case v.BOOL != nil:
-		return &AttributeValueMemberBOOL{Value: *v.BOOL}, nil
-	case v.NULL != nil:
-		return &AttributeValueMemberNULL{Value: *v.NULL}, nil
-	case v.M != nil:
-		m, err := jsonItem(v.M).attributes()
-		return &AttributeValueMemberM{Value: m}, err
-	case v.L != nil:
-		l := make([]AttributeValue, len(v.L))
-		for i, e := range v.L {
-			a, err := e.attribute()
-			if err != nil {
-				return nil, err
-			}
-			l[i] = a
-		}
-		return &AttributeValueMemberL{Value: l}, nil
-	case v.SS != nil:
-		return &AttributeValueMemberSS{Value: v.SS}, nil
-	case v.NS != nil:
-		return &AttributeValueMemberNS{Value: v.NS}, nil
-	case v.BS != nil:
-		return &AttributeValueMemberBS{Value: v.BS}, nil
-	}
-	return nil, fmt.Errorf("attribute value of no known type")
-}
-
-// attributes converts it; nil stays nil (no item).
-func (it jsonItem) attributes() (map[string]AttributeValue, error) {
-	if it == nil {
-		return nil, nil
-	}
-	m := make(map[string]AttributeValue, len(it))
-	for k, v := range it {
-		a, err := v.attribute()
-		if err != nil {
-			return nil, fmt.Errorf("attribute %q: %w", k, err)
-		}
-		m[k] = a
-	}
-	return m, nil
-}
-
 // readAnswer reads a top-level answer's members with a scanner: read gets
 // each member's name and reads its value (s.skip for one it ignores).
 func readAnswer(op string, body []byte, read func(s *scanner, name string) error) error {
@@ -484,25 +416,34 @@ func decodeGetItem(body []byte) (*GetItemOutput, error) {
 	return out, nil
 }
 
+// writeOutput is PutItemOutput, UpdateItemOutput and DeleteItemOutput
+// alike: each converts from it.
+type writeOutput struct {
+	Attributes       map[string]AttributeValue
+	ConsumedCapacity *ConsumedCapacity
+}
+
 // decodeWrite reads the answer of PutItem, UpdateItem and DeleteItem.
-func decodeWrite(op string, body []byte) (map[string]AttributeValue, *ConsumedCapacity, error) {
-	var attrs map[string]AttributeValue
-	var cc *ConsumedCapacity
-	err := readAnswer(op, body, func(s *scanner, name string) (err error) {
-		switch name {
-		case "Attributes":
-			attrs, err = s.item()
-		case "ConsumedCapacity":
-			err = consumed(s, &cc)
-		default:
-			err = s.skip(0)
+func decodeWrite[O PutItemOutput | UpdateItemOutput | DeleteItemOutput](op string) func([]byte) (*O, error) {
+	return func(body []byte) (*O, error) {
+		var out writeOutput
+		err := readAnswer(op, body, func(s *scanner, name string) (err error) {
+			switch name {
+			case "Attributes":
+				out.Attributes, err = s.item()
+			case "ConsumedCapacity":
+				err = consumed(s, &out.ConsumedCapacity)
+			default:
+				err = s.skip(0)
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
 		}
-		return err
-	})
-	if err != nil {
-		return nil, nil, err
+		o := O(out)
+		return &o, nil
 	}
-	return attrs, cc, nil
 }
 
 func decodeBatchGetItem(body []byte) (*BatchGetItemOutput, error) {
@@ -541,7 +482,7 @@ func decodeBatchGetItem(body []byte) (*BatchGetItemOutput, error) {
 // encoding/json is fast enough).
 func unprocessedKeys(raw []byte) (map[string]KeysAndAttributes, error) {
 	var r map[string]struct {
-		Keys                     []jsonItem        `json:"Keys"`
+		Keys                     []scannedItem     `json:"Keys"`
 		ConsistentRead           *bool             `json:"ConsistentRead"`
 		ProjectionExpression     *string           `json:"ProjectionExpression"`
 		ExpressionAttributeNames map[string]string `json:"ExpressionAttributeNames"`
@@ -553,11 +494,7 @@ func unprocessedKeys(raw []byte) (map[string]KeysAndAttributes, error) {
 	for table, ka := range r {
 		keys := make([]map[string]AttributeValue, len(ka.Keys))
 		for i, k := range ka.Keys {
-			m, err := k.attributes()
-			if err != nil {
-				return nil, err
-			}
-			keys[i] = m
+			keys[i] = k
 		}
 		out[table] = KeysAndAttributes{
 			Keys: keys, ConsistentRead: ka.ConsistentRead, ProjectionExpression: ka.ProjectionExpression,
@@ -654,14 +591,6 @@ func encodeBatchWriteItem(in *BatchWriteItemInput) ([]byte, error) {
 	return j.b, nil
 }
 
-func decodeDeleteItem(body []byte) (*DeleteItemOutput, error) {
-	attrs, cc, err := decodeWrite("DeleteItem", body)
-	if err != nil {
-		return nil, err
-	}
-	return &DeleteItemOutput{Attributes: attrs, ConsumedCapacity: cc}, nil
-}
-
 func decodeQuery(body []byte) (*QueryOutput, error) {
 	out := &QueryOutput{}
 	err := readAnswer("Query", body, func(s *scanner, name string) (err error) {
@@ -701,10 +630,10 @@ func decodeBatchWriteItem(body []byte) (*BatchWriteItemOutput, error) {
 	var r struct {
 		UnprocessedItems map[string][]struct {
 			PutRequest *struct {
-				Item jsonItem `json:"Item"`
+				Item scannedItem `json:"Item"`
 			} `json:"PutRequest"`
 			DeleteRequest *struct {
-				Key jsonItem `json:"Key"`
+				Key scannedItem `json:"Key"`
 			} `json:"DeleteRequest"`
 		} `json:"UnprocessedItems"`
 		ConsumedCapacity []ConsumedCapacity `json:"ConsumedCapacity"`
@@ -721,17 +650,9 @@ func decodeBatchWriteItem(body []byte) (*BatchWriteItemOutput, error) {
 		for i, w := range ws {
 			switch {
 			case w.PutRequest != nil:
-				item, err := w.PutRequest.Item.attributes()
-				if err != nil {
-					return nil, fmt.Errorf("decode BatchWriteItem response: %w", err)
-				}
-				list[i].PutRequest = &PutRequest{Item: item}
+				list[i].PutRequest = &PutRequest{Item: w.PutRequest.Item}
 			case w.DeleteRequest != nil:
-				k, err := w.DeleteRequest.Key.attributes()
-				if err != nil {
-					return nil, fmt.Errorf("decode BatchWriteItem response: %w", err)
-				}
-				list[i].DeleteRequest = &DeleteRequest{Key: k}
+				list[i].DeleteRequest = &DeleteRequest{Key: w.DeleteRequest.Key}
 			}
 		}
 		out.UnprocessedItems[table] = list

@@ -432,3 +432,18 @@ func (s *scanner) end() error {
 	}
 	return nil
 }
+
+// scannedItem is an attribute map inside an answer's part that
+// encoding/json decodes (unprocessed keys and items, error bodies): the
+// scanner reads it.
+type scannedItem map[string]AttributeValue
+
+func (m *scannedItem) UnmarshalJSON(b []byte) error {
+	s := &scanner{b: b}
+	it, err := s.item()
+	if err == nil {
+		err = s.end()
+	}
+	*m = it
+	return err
+}

@@ -2,6 +2,7 @@ package ddb
 
 import (
 	"encoding/json"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -60,4 +61,75 @@ func typeRefusal(err error) bool {
 		}
 	}
 	return false
+}
+
+// The decoder the scanner replaced, kept as FuzzScanItem's reference.
+
+// jsonValue is an AttributeValue as the protocol carries it.
+type jsonValue struct {
+	S    *string               `json:"S"`
+	N    *string               `json:"N"`
+	B    []byte                `json:"B"` // base64, as encoding/json decodes []byte
+	BOOL *bool                 `json:"BOOL"`
+	NULL *bool                 `json:"NULL"`
+	M    map[string]*jsonValue `json:"M"`
+	L    []*jsonValue          `json:"L"`
+	SS   []string              `json:"SS"`
+	NS   []string              `json:"NS"`
+	BS   [][]byte              `json:"BS"`
+}
+
+type jsonItem map[string]*jsonValue
+
+func (v *jsonValue) attribute() (AttributeValue, error) {
+	switch {
+	case v == nil:
+		return nil, fmt.Errorf("null attribute value")
+	case v.S != nil:
+		return &AttributeValueMemberS{Value: *v.S}, nil
+	case v.N != nil:
+		return &AttributeValueMemberN{Value: *v.N}, nil
+	case v.B != nil:
+		return &AttributeValueMemberB{Value: v.B}, nil
+	case v.BOOL != nil:
+		return &AttributeValueMemberBOOL{Value: *v.BOOL}, nil
+	case v.NULL != nil:
+		return &AttributeValueMemberNULL{Value: *v.NULL}, nil
+	case v.M != nil:
+		m, err := jsonItem(v.M).attributes()
+		return &AttributeValueMemberM{Value: m}, err
+	case v.L != nil:
+		l := make([]AttributeValue, len(v.L))
+		for i, e := range v.L {
+			a, err := e.attribute()
+			if err != nil {
+				return nil, err
+			}
+			l[i] = a
+		}
+		return &AttributeValueMemberL{Value: l}, nil
+	case v.SS != nil:
+		return &AttributeValueMemberSS{Value: v.SS}, nil
+	case v.NS != nil:
+		return &AttributeValueMemberNS{Value: v.NS}, nil
+	case v.BS != nil:
+		return &AttributeValueMemberBS{Value: v.BS}, nil
+	}
+	return nil, fmt.Errorf("attribute value of no known type")
+}
+
+// attributes converts it; nil stays nil (no item).
+func (it jsonItem) attributes() (map[string]AttributeValue, error) {
+	if it == nil {
+		return nil, nil
+	}
+	m := make(map[string]AttributeValue, len(it))
+	for k, v := range it {
+		a, err := v.attribute()
+		if err != nil {
+			return nil, fmt.Errorf("attribute %q: %w", k, err)
+		}
+		m[k] = a
+	}
+	return m, nil
 }
