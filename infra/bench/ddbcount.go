@@ -162,8 +162,8 @@ func (c *opCounter) count(ctx context.Context, op string, in any, next func(cont
 // told by its shape as dynamo.Store builds them: a reservation's ledger
 // update opens its entry (if_not_exists sets the sweep's index), a settle's
 // or release's requires the entry open (begins_with); a settle first reads
-// the entry alone (projection "#e") and stores the event in a transaction
-// that starts with its Put; a reservation with user or organisation checks
+// the entry alone (projection "#e") and stores the event (marked for the
+// fold) alone or in a transaction that starts with its Put; a reservation with user or organisation checks
 // is a transaction starting with those checks.
 func opLabel(op string, params any) string {
 	update := func(u *ddb.Update) string {
@@ -180,6 +180,10 @@ func opLabel(op string, params any) string {
 	switch in := params.(type) {
 	case *ddb.UpdateItemInput:
 		return op + update(&ddb.Update{UpdateExpression: in.UpdateExpression, ConditionExpression: in.ConditionExpression})
+	case *ddb.PutItemInput:
+		if _, ok := in.Item["fold"]; ok {
+			return op + " (event)" // an event alone: nothing deferred, or counted by the settle
+		}
 	case *ddb.GetItemInput:
 		if aws.ToString(in.ProjectionExpression) == "#e" {
 			return op + " (settle: entry)"

@@ -294,6 +294,8 @@ func TestOpLabel(t *testing.T) {
 		want   string
 	}{
 		{"get item", "GetItem", &ddb.GetItemInput{}, "GetItem"},
+		{"event alone", "PutItem", &ddb.PutItemInput{Item: map[string]ddb.AttributeValue{"fold": &ddb.AttributeValueMemberN{Value: "1"}}}, "PutItem (event)"},
+		{"other put", "PutItem", &ddb.PutItemInput{Item: map[string]ddb.AttributeValue{"pk": &ddb.AttributeValueMemberS{Value: "KEY#k"}}}, "PutItem"},
 		{"reserve starts with checks", "TransactWriteItems", &ddb.TransactWriteItemsInput{TransactItems: []ddb.TransactWriteItem{
 			{ConditionCheck: &ddb.ConditionCheck{}}, {Update: &ddb.Update{}}, {Put: &ddb.Put{}},
 		}}, "TransactWriteItems (reserve)"},

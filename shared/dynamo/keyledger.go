@@ -110,7 +110,7 @@ type ledgerPlan struct {
 	checks    []budget.Check  // other versions: condition checks in a transaction
 	own       []budget.Charge // the key's charges
 	others    []budget.Charge // reserved charges of users and the organisation
-	deferred  []budget.Charge // counted with the event
+	deferred  []budget.Charge // counted at settle (deferredWithEvent)
 }
 
 func splitReservation(r *budget.Reservation) (*ledgerPlan, error) {
@@ -152,6 +152,19 @@ func splitReservation(r *budget.Reservation) (*ledgerPlan, error) {
 
 // single reports whether the reservation is the key's alone: one item.
 func (p *ledgerPlan) single() bool { return len(p.others) == 0 && len(p.checks) == 0 }
+
+// deferredWithEvent is the deferred charges the settle counts in the
+// event's write: all of them when the ledger's settle is one UpdateItem
+// (then the event is a transaction with their shards), none when it is a
+// transaction anyway (others), which counts them itself, on the ledger's
+// condition that r is open: the event is then a plain PutItem, one
+// transaction a request fewer. Either way they are counted exactly once.
+func (p *ledgerPlan) deferredWithEvent() []budget.Charge {
+	if len(p.others) > 0 {
+		return nil
+	}
+	return p.deferred
+}
 
 // ledgerEntry is an open reservation as its R#<id> attribute keeps it:
 // small (about 200 bytes), because every write of the ledger costs a unit

@@ -300,14 +300,16 @@ func counterExpiry(c budget.Charge) int64 {
 	return c.Resets.Add(24 * time.Hour).Unix()
 }
 
-// Settle ends r with the request's actual usage: ev is stored with the
-// deferred spend of the user and the organisation (one transaction,
-// conditional on the event being new; a conditional PutItem when nothing is
-// deferred; the reporting aggregates follow by the fold, fold.go), then
-// r ends on the key's ledger (one conditional UpdateItem; a transaction with
-// the user's or organisation's counters when r reserved on them): each
-// counter moves from the reserved amount to the actual one and the settled
-// figures grow — once: ErrSettled if r was already settled (for example by
+// Settle ends r with the request's actual usage: ev is stored (a
+// conditional PutItem, on the event being new; the reporting aggregates
+// follow by the fold, fold.go), then r ends on the key's ledger (one
+// conditional UpdateItem; a transaction with the user's or organisation's
+// counters when r reserved on them): each counter moves from the reserved
+// amount to the actual one and the settled figures grow. The deferred spend
+// of the user and the organisation is counted in that transaction when
+// there is one, else with the event (a transaction of the event and the
+// shards it adds to, deferredWithEvent). All of it happens once:
+// ErrSettled if r was already settled (for example by
 // the stale sweep). When ev's item exists already (an earlier attempt, or
 // the sweep, stored it and did not get to the ledger), the stored event is
 // what the ledger is settled with, so the two always agree. Actual cost
@@ -317,7 +319,7 @@ func counterExpiry(c budget.Charge) int64 {
 // reservation that had ended (released or abandoned: its request was never
 // forwarded, so no handler settles it; settled by the sweep: then the
 // event, of the same id and time, was stored already) has the event this
-// call stored taken back, with its deferred counts, in one transaction
+// call stored taken back, with the deferred counts it carried, in one transaction
 // conditional on the event still being there (the fold skips the events of
 // reservations that are tombstones, so the aggregates never counted it). Nothing else
 // ends a reservation while its request may still settle it (the sweep waits
@@ -328,13 +330,14 @@ func (s *Store) Settle(ctx context.Context, r *budget.Reservation, ev *ledger.Ev
 	if err != nil {
 		return err
 	}
-	stored, fresh, err := s.storeEvent(ctx, ev, p.deferred)
+	withEvent := p.deferredWithEvent()
+	stored, fresh, err := s.storeEvent(ctx, ev, withEvent)
 	if err != nil {
 		return fmt.Errorf("settle %s: %w", r.ID, err)
 	}
 	err = s.settleLedger(ctx, r, p, stored, "settle")
 	if fresh && errors.Is(err, budget.ErrSettled) {
-		if uerr := s.unrecordEvent(ctx, stored, p.deferred); uerr != nil {
+		if uerr := s.unrecordEvent(ctx, stored, withEvent); uerr != nil {
 			return fmt.Errorf("%w; and taking its event back: %w", err, uerr)
 		}
 	}
@@ -399,6 +402,9 @@ func (s *Store) settleLedger(ctx context.Context, r *budget.Reservation, p *ledg
 	}
 	items := []ddb.TransactWriteItem{{Update: s.ledgerUpdate(p.keyID, e)}}
 	items = append(items, counterMoves(s.table, p.others, ev, chargeKey)...)
+	// The deferred charges are counted here, not with the event
+	// (deferredWithEvent); a release has none to count.
+	items = append(items, counterMoves(s.table, p.deferred, ev, anyShard)...)
 	err := s.transact(ctx, items, what)
 	if failed := conditionsFailed(err); len(failed) > 0 && failed[0] == 0 {
 		return fmt.Errorf("%s: %w", what, budget.ErrSettled)

@@ -1,8 +1,9 @@
 package dynamo
 
 // Sharded counting: the spend of a user or of the organisation that has no
-// limit on it (a deferred charge) is counted when its request's event is
-// stored (recordEvent), on one of shardCount shard items picked at random,
+// limit on it (a deferred charge) is counted when its request settles
+// (with the event, or in the ledger's settle transaction when there is one:
+// ledgerPlan.deferredWithEvent), on one of shardCount shard items picked at random,
 // so that the requests of a whole class do not all write one organisation
 // item (transactions on one item conflict and retry):
 //
