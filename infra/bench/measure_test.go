@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -463,5 +464,34 @@ func TestRoundTrips(t *testing.T) {
 				t.Errorf("roundTrips = %d calls, %d trips; want %d, %d", calls, trips, tt.wantCalls, tt.trips)
 			}
 		})
+	}
+}
+
+// TestWriteEstimate: the AWS estimate counts every write: 2 units per KB
+// per transaction item, 1 per KB outside a transaction, 1 per KB per index
+// entry a Put writes.
+func TestWriteEstimate(t *testing.T) {
+	event := map[string]ddb.AttributeValue{
+		"pk": &ddb.AttributeValueMemberS{Value: "EV#k"}, "gsi1pk": &ddb.AttributeValueMemberS{Value: "x"},
+		"data": &ddb.AttributeValueMemberS{Value: strings.Repeat("d", 1500)}, // 2 KB
+	}
+	var tx txItems
+	ctx := context.Background()
+	next := func(context.Context) (any, error) { return nil, nil }
+	calls := []any{
+		&ddb.TransactWriteItemsInput{TransactItems: []ddb.TransactWriteItem{{Put: &ddb.Put{Item: event}}, {Update: &ddb.Update{}}}}, // 2×2 + 2 + 2×1
+		&ddb.PutItemInput{Item: event}, // 2 + 2
+		&ddb.UpdateItemInput{},         // 1
+		&ddb.DeleteItemInput{},         // 1
+		&ddb.GetItemInput{},            // 0
+	}
+	for _, in := range calls {
+		if _, err := tx.count(ctx, "", in, next); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := tx.snapshot()
+	if got.estWCU != 14 || got.calls != 1 || got.items != 2 || got.puts != 1 || got.indexPuts != 2 {
+		t.Fatalf("estimate %+v, want 14 WCU, 1 transaction of 2 items, 1 put in it, 2 index entries", got)
 	}
 }

@@ -367,9 +367,9 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 		for _, line := range k.ops.perRequest(k.ok) {
 			fmt.Fprintf(out, "      %s\n", line)
 		}
-		if f := float64(max(k.ok, 1)); k.tx.calls > 0 {
-			fmt.Fprintf(out, "      transactions: %.2f items per request (%.2f puts, largest put %d B), %.2f index entries; AWS estimate %.1f WCU per request\n",
-				float64(k.tx.items)/f, float64(k.tx.puts)/f, k.tx.maxPut, float64(k.tx.indexPuts)/f, k.tx.estWCU/f)
+		if f := float64(max(k.ok, 1)); k.tx.estWCU > 0 {
+			fmt.Fprintf(out, "      transactions: %.2f items per request (%.2f puts); %.2f index entries, largest put %d B; AWS estimate %.1f WCU per request, all writes\n",
+				float64(k.tx.items)/f, float64(k.tx.puts)/f, float64(k.tx.indexPuts)/f, k.tx.maxPut, k.tx.estWCU/f)
 		}
 		if k.firstErr != nil {
 			fmt.Fprintf(out, "      first error: %v\n", k.firstErr)
@@ -439,12 +439,16 @@ func readsWrites(ops opStats, n int) (readCalls, readUnits, writeCalls, writeUni
 	return readCalls / f, readUnits / f, writeCalls / f, writeUnits / f
 }
 
-// txItems counts what DynamoDB on AWS bills for the write transactions a
-// client sends, which DynamoDB Local does not report faithfully: per
-// TransactWriteItems call its items, by action, the largest Put's size,
+// txItems counts what DynamoDB on AWS bills for the writes a client
+// sends, which DynamoDB Local does not report faithfully for transactions:
+// per TransactWriteItems call its items, by action, the largest Put's size,
 // and the global secondary index entries its Puts write (an item with an
 // index's key attributes). On AWS each item in a transaction costs 2 write
-// units per KB (rounded up) and each index entry written 1 more per KB.
+// units per KB (rounded up), a write outside one 1 per KB, and each index
+// entry written 1 more per KB. The estimate (estWCU) covers every write:
+// a PutItem by its item's size and index entries, an UpdateItem or
+// DeleteItem 1 unit (the ledger and counter items they write are under
+// 1 KB, as DynamoDB Local's own figures for them show).
 type txItems struct {
 	mu                     sync.Mutex
 	calls                  int64
@@ -455,10 +459,34 @@ type txItems struct {
 
 // count is the counting middleware of a Store (dynamo.WithMiddleware).
 func (t *txItems) count(ctx context.Context, _ string, in any, next func(context.Context) (any, error)) (any, error) {
-	if tx, ok := in.(*ddb.TransactWriteItemsInput); ok {
-		t.add(tx)
+	switch in := in.(type) {
+	case *ddb.TransactWriteItemsInput:
+		t.add(in)
+	case *ddb.PutItemInput:
+		t.mu.Lock()
+		t.estWCU += t.put(in.Item)
+		t.mu.Unlock()
+	case *ddb.UpdateItemInput, *ddb.DeleteItemInput:
+		t.mu.Lock()
+		t.estWCU++
+		t.mu.Unlock()
 	}
 	return next(ctx)
+}
+
+// put counts a Put's size and index entries and returns its size in KB
+// (rounded up), adding the index entries' units to estWCU; t.mu is held.
+func (t *txItems) put(item map[string]ddb.AttributeValue) float64 {
+	size := itemSize(item)
+	t.maxPut = max(t.maxPut, size)
+	kb := float64((size + 1023) / 1024)
+	for _, gsi := range []string{"gsi1pk", "gsi2pk", "gsi3pk"} {
+		if _, ok := item[gsi]; ok {
+			t.indexPuts++
+			t.estWCU += kb // an ALL or data projection: about the item's size
+		}
+	}
+	return kb
 }
 
 func (t *txItems) add(tx *ddb.TransactWriteItemsInput) {
@@ -470,15 +498,7 @@ func (t *txItems) add(tx *ddb.TransactWriteItemsInput) {
 		kb := 1.0 // counters, checks and deletes: small items
 		if it.Put != nil {
 			t.puts++
-			size := itemSize(it.Put.Item)
-			t.maxPut = max(t.maxPut, size)
-			kb = float64((size + 1023) / 1024)
-			for _, gsi := range []string{"gsi1pk", "gsi2pk", "gsi3pk"} {
-				if _, ok := it.Put.Item[gsi]; ok {
-					t.indexPuts++
-					t.estWCU += kb // an ALL or data projection: about the item's size
-				}
-			}
+			kb = t.put(it.Put.Item)
 		}
 		if it.Delete != nil && it.Delete.Key != nil {
 			if pk, ok := it.Delete.Key["pk"].(*ddb.AttributeValueMemberS); ok && strings.HasPrefix(pk.Value, "RES#") {
