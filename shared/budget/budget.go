@@ -386,9 +386,11 @@ type Reservation struct {
 	Event ledger.Event
 	// Counted is set by a Reserve that learned them: the counters' values
 	// with this reservation included, one per charge (Counted[i] is
-	// Charges[i]'s; -1 where not learned). It is nil when the store
-	// returned none (a reserve in a transaction, or one whose landing was
-	// only found on a retry).
+	// Charges[i]'s; -1 where not learned). A reserve in a transaction
+	// reports the values it read just before, plus its own amounts (a
+	// lower bound: concurrent reserves may have added since). It is nil
+	// when the store learned none (a transaction that read nothing first,
+	// or a reserve whose landing was only found on a retry).
 	Counted []int64
 }
 

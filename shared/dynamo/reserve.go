@@ -122,7 +122,7 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 		items = append(items, ddb.TransactWriteItem{ConditionCheck: cc})
 	}
 	items = append(items, ddb.TransactWriteItem{Update: s.ledgerUpdate(p.keyID, e)})
-	counted, err := s.shardValues(ctx, p.others)
+	shards, before, err := s.readBefore(ctx, r, p)
 	if err != nil {
 		return false, nil, fmt.Errorf("reserve %s: %w", r.ID, err)
 	}
@@ -135,7 +135,7 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 		}
 		if c.Limit > 0 {
 			// Conditions cannot add, so the headroom is computed here.
-			headroom := c.Limit - c.Amount - counted[i]
+			headroom := c.Limit - c.Amount - shards[i]
 			if headroom < 0 {
 				return false, nil, &budget.LimitError{Charge: c} // the shards alone leave no room
 			}
@@ -149,6 +149,15 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 		items = append(items, ddb.TransactWriteItem{Update: u})
 	}
 	err = s.transact(ctx, items, "reserve "+r.ID)
+	if err == nil && before != nil {
+		r.Counted = make([]int64, len(r.Charges))
+		for i, c := range r.Charges {
+			r.Counted[i] = -1
+			if before[i] >= 0 {
+				r.Counted[i] = before[i] + c.Reserved()
+			}
+		}
+	}
 	var tc *ddb.TransactionCanceledException
 	if errors.As(err, &tc) {
 		for i, reason := range tc.CancellationReasons {
@@ -172,18 +181,47 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 	return false, nil, err
 }
 
-// shardValues returns, for each limited charge of cs whose counter has
-// shards, what its shards hold (spend counted while the counter had no
-// limit); 0 for the others. Only spend of requests admitted without that
-// limit still lands on shards, so the read does not race the limit.
-func (s *Store) shardValues(ctx context.Context, cs []budget.Charge) ([]int64, error) {
-	where := make([][]place, len(cs))
-	for i, c := range cs {
+// readBefore reads, when some limited charge among p.others has shards,
+// what those shards hold (spend counted while the counter had no limit,
+// which the reserve subtracts from its headroom: shards[i] for
+// p.others[i], 0 for the others) and, in the same round trip, the value
+// of every limited counter of r (before[i] for r.Charges[i], -1 for the
+// unlimited): a transaction returns nothing, so the reserve reports these
+// plus its amounts as what it counted (budget.Reservation.Counted, for the
+// response's headers), sparing a read after it. When no limited charge has
+// shards it reads nothing (shards all 0, before nil). Only spend of
+// requests admitted without the limit still lands on shards, so the read
+// does not race the limit.
+func (s *Store) readBefore(ctx context.Context, r *budget.Reservation, p *ledgerPlan) (shards, before []int64, err error) {
+	where := make([][]place, len(p.others), len(p.others)+len(r.Charges))
+	read := false
+	for i, c := range p.others {
 		if c.Limit > 0 && sharded(c) {
 			where[i] = places(c)[1:]
+			read = true
 		}
 	}
-	return s.readCounters(ctx, where)
+	if !read {
+		return make([]int64, len(p.others)), nil, nil
+	}
+	for _, c := range r.Charges {
+		var ps []place
+		if c.Limit > 0 {
+			ps = places(c)
+		}
+		where = append(where, ps)
+	}
+	vals, err := s.readCounters(ctx, where)
+	if err != nil {
+		return nil, nil, err
+	}
+	before = vals[len(p.others):]
+	for i, c := range r.Charges {
+		if c.Limit <= 0 {
+			before[i] = -1
+		}
+	}
+	return vals[:len(p.others)], before, nil
 }
 
 // seedLedger gives keyID's ledger the configuration version of a key
