@@ -227,7 +227,6 @@ func (s *Store) fence(ctx context.Context, keyID string, h int64) (map[string]dd
 		ExpressionAttributeValues:           map[string]ddb.AttributeValue{":h": num(h)},
 		ReturnValues:                        ddb.ReturnValueAllNew,
 		ReturnValuesOnConditionCheckFailure: ddb.ReturnValuesOnConditionCheckFailureAllOld,
-		ReturnConsumedCapacity:              ddb.ReturnConsumedCapacityTotal,
 	})
 	if err == nil {
 		s.accountOne(out.ConsumedCapacity)
@@ -276,7 +275,6 @@ func (s *Store) eventsFrom(ctx context.Context, keyID string, from, to int64, li
 		KeyConditionExpression: aws.String(cond), ExpressionAttributeValues: vals,
 		FilterExpression:     aws.String("attribute_exists(#f)"),
 		ProjectionExpression: aws.String("#d"), ExpressionAttributeNames: map[string]string{"#d": attrData, "#f": attrByFold},
-		ReturnConsumedCapacity: ddb.ReturnConsumedCapacityTotal,
 	}
 	var evs []*ledger.Event
 	p := ddb.NewQueryPaginator(s.db, in)

@@ -52,7 +52,6 @@ func (s *Store) putItem(ctx context.Context, item map[string]ddb.AttributeValue,
 func (s *Store) getItem(ctx context.Context, pk, sk, what string) (map[string]ddb.AttributeValue, error) {
 	out, err := s.db.GetItem(ctx, &ddb.GetItemInput{
 		TableName: aws.String(s.table), Key: key(pk, sk), ConsistentRead: aws.Bool(true),
-		ReturnConsumedCapacity: ddb.ReturnConsumedCapacityTotal,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", what, err)

@@ -527,7 +527,6 @@ func updateItemInput(u *ddb.Update) *ddb.UpdateItemInput {
 		TableName: u.TableName, Key: u.Key, UpdateExpression: u.UpdateExpression, ConditionExpression: u.ConditionExpression,
 		ExpressionAttributeNames: u.ExpressionAttributeNames, ExpressionAttributeValues: u.ExpressionAttributeValues,
 		ReturnValuesOnConditionCheckFailure: u.ReturnValuesOnConditionCheckFailure,
-		ReturnConsumedCapacity:              ddb.ReturnConsumedCapacityTotal,
 	}
 }
 

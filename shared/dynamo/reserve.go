@@ -525,7 +525,6 @@ func (s *Store) storeEvent(ctx context.Context, ev *ledger.Event, deferred []bud
 		out, err := s.db.PutItem(ctx, &ddb.PutItemInput{
 			TableName: put.TableName, Item: put.Item, ConditionExpression: put.ConditionExpression,
 			ReturnValuesOnConditionCheckFailure: put.ReturnValuesOnConditionCheckFailure,
-			ReturnConsumedCapacity:              ddb.ReturnConsumedCapacityTotal,
 		})
 		var ccf *ddb.ConditionalCheckFailedException
 		switch {

@@ -19,7 +19,7 @@ import (
 // transact runs a write transaction, retrying cancellations caused only by
 // conflicts with concurrent transactions on the same items.
 func (s *Store) transact(ctx context.Context, items []ddb.TransactWriteItem, what string) error {
-	in := &ddb.TransactWriteItemsInput{TransactItems: items, ReturnConsumedCapacity: ddb.ReturnConsumedCapacityTotal}
+	in := &ddb.TransactWriteItemsInput{TransactItems: items}
 	backoff := 5 * time.Millisecond
 	for attempt := 0; ; attempt++ {
 		out, err := s.db.TransactWriteItems(ctx, in)
