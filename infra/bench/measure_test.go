@@ -492,6 +492,7 @@ func TestWriteEstimate(t *testing.T) {
 	}
 	got := tx.snapshot()
 	if got.estWCU != 14 || got.calls != 1 || got.items != 2 || got.puts != 1 || got.indexPuts != 2 {
-		t.Fatalf("estimate %+v, want 14 WCU, 1 transaction of 2 items, 1 put in it, 2 index entries", got)
+		t.Fatalf("estimate %v WCU, %d transactions of %d items, %d puts in them, %d index entries; want 14 WCU, 1 transaction of 2 items, 1 put in it, 2 index entries",
+			got.estWCU, got.calls, got.items, got.puts, got.indexPuts)
 	}
 }

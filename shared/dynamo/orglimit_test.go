@@ -42,6 +42,12 @@ func TestOrgLimitAcross32Keys(t *testing.T) {
 	if admitted != 36 || limited["organisation monthly spend"] != 164 || month.Cost != money.Dollar || month.Committed != money.Dollar || month.Requests != 100 {
 		t.Fatalf("$1 a month, 64c spent before, 200 requests of 1c over 32 keys: admitted %d, limited %v, month %+v", admitted, limited, month)
 	}
+	// The lifetime had no limit: deferred, counted on shards, by the event's
+	// transaction before the limit and by the settle's after it: once each.
+	life, err := s.OwnerTotals(ctx, "ORG", budget.LifetimeCounter)
+	if err != nil || life.Cost != money.Dollar || life.Committed != money.Dollar || life.Requests != 100 {
+		t.Fatalf("lifetime %+v, %v; want $1 over 100 requests", life, err)
+	}
 }
 
 // TestTransactionReserveCounts: a reserve in a transaction returns
