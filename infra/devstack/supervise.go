@@ -68,7 +68,9 @@ func (p *supervised) run(exited chan<- error) {
 	backoff, failures := restartMin, 0
 	for {
 		cmd := exec.Command(p.bin)
-		cmd.Env, cmd.Stdout, cmd.Stderr = p.env, p.log, p.log
+		last := &lastOutput{}
+		out := io.MultiWriter(p.log, last)
+		cmd.Env, cmd.Stdout, cmd.Stderr = p.env, out, out
 		cmd.SysProcAttr = localstack.ChildAttr() // dies with this process
 		if err := cmd.Start(); err != nil {
 			exited <- fmt.Errorf("start %s: %w", p.name, err)
@@ -101,10 +103,10 @@ func (p *supervised) run(exited chan<- error) {
 		}
 		failures++
 		if failures >= giveUpAfter {
-			exited <- fmt.Errorf("%s exited %d times in a row soon after starting (last: %v); run with STIPEND_DEV_VERBOSE=1 to see why", p.name, failures, err)
+			exited <- fmt.Errorf("%s exited %d times in a row soon after starting (last: %v%s); run with STIPEND_DEV_VERBOSE=1 to see everything", p.name, failures, err, last.said())
 			return
 		}
-		p.say(fmt.Sprintf("%s exited (%v); restarting it in %v", p.name, err, backoff))
+		p.say(fmt.Sprintf("%s exited (%v%s); restarting it in %v", p.name, err, last.said(), backoff))
 		select {
 		case <-p.stop:
 			return
@@ -184,6 +186,48 @@ func (s *sweeper) runOnce(ctx context.Context, task string) {
 	if task == "monthly" || done.Settled > 0 {
 		s.say(fmt.Sprintf("scheduled reset (%s): %d stale reservations settled, %d statements written %s", task, done.Settled, done.Statements, done.Period))
 	}
+}
+
+// lastOutput keeps the last line a process wrote, at most lastOutputMax
+// bytes of it, so that a report of its exit can say why without the whole
+// log. It is safe for concurrent use.
+type lastOutput struct {
+	mu   sync.Mutex
+	line []byte // the last complete line
+	cur  []byte // the line being written
+}
+
+const lastOutputMax = 300
+
+func (l *lastOutput) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range b {
+		switch {
+		case c == '\n':
+			if len(bytes.TrimSpace(l.cur)) > 0 {
+				l.line = append(l.line[:0], l.cur...)
+			}
+			l.cur = l.cur[:0]
+		case len(l.cur) < lastOutputMax:
+			l.cur = append(l.cur, c)
+		}
+	}
+	return len(b), nil
+}
+
+// said is ": <the last line>", or "" when the process wrote none.
+func (l *lastOutput) said() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	line := l.line
+	if len(bytes.TrimSpace(l.cur)) > 0 {
+		line = l.cur // it died mid-line
+	}
+	if len(bytes.TrimSpace(line)) == 0 {
+		return ""
+	}
+	return ": " + string(bytes.TrimSpace(line))
 }
 
 func lastLine(b []byte) string {
