@@ -44,7 +44,7 @@ func TestOrgLimitAcross32Keys(t *testing.T) {
 	}
 	// The lifetime had no limit: deferred, counted on shards, by the event's
 	// transaction before the limit and by the settle's after it: once each.
-	life, err := s.OwnerTotals(ctx, "ORG", budget.LifetimeCounter)
+	life, err := s.CounterTotals(ctx, budget.OrgOwner(), budget.LifetimeSpend())
 	if err != nil || life.Cost != money.Dollar || life.Committed != money.Dollar || life.Requests != 100 {
 		t.Fatalf("lifetime %+v, %v; want $1 over 100 requests", life, err)
 	}
