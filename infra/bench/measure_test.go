@@ -496,3 +496,27 @@ func TestWriteEstimate(t *testing.T) {
 			got.estWCU, got.calls, got.items, got.puts, got.indexPuts)
 	}
 }
+
+// TestPairRatios: each pair's ratio is the second run's throughput over
+// the first's; a run that served nothing leaves no ratio to report.
+func TestPairRatios(t *testing.T) {
+	run := func(ok int, wall time.Duration) *scaleLoad { return &scaleLoad{ok: ok, wall: wall} }
+	pairs := [][2]*scaleLoad{
+		{run(1000, 10*time.Second), run(1000, 20*time.Second)}, // 100 vs 50 req/s
+		{run(1000, 10*time.Second), run(800, 10*time.Second)},  // 100 vs 80
+		{run(500, 5*time.Second), run(900, 10*time.Second)},    // 100 vs 90
+	}
+	got := pairRatios(pairs)
+	if want := []float64{0.5, 0.8, 0.9}; !slices.Equal(got, want) {
+		t.Fatalf("ratios %v, want %v", got, want)
+	}
+	if m := median(got); m != 0.8 {
+		t.Fatalf("median %v, want 0.8", m)
+	}
+	if got := formatRatios(got); got != "0.50, 0.80, 0.90" {
+		t.Fatalf("formatted %q", got)
+	}
+	if got := pairRatios(append(pairs, [2]*scaleLoad{run(0, time.Second), run(10, time.Second)})); got != nil {
+		t.Fatalf("a pair whose first run served nothing: %v, want nil", got)
+	}
+}
