@@ -10,6 +10,7 @@ package ddb
 import (
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -250,35 +251,89 @@ func encodeGetItem(in *GetItemInput) ([]byte, error) {
 	return j.b, nil
 }
 
+// encodePutItem, encodeUpdateItem and encodeDeleteItem: a single-item
+// write's body is its transaction action's members (writeAction) and what
+// only a call has.
 func encodePutItem(in *PutItemInput) ([]byte, error) {
+	return encodeWrite(TransactWriteItem{Put: &Put{
+		TableName: in.TableName, Item: in.Item, ConditionExpression: in.ConditionExpression,
+		ExpressionAttributeNames: in.ExpressionAttributeNames, ExpressionAttributeValues: in.ExpressionAttributeValues,
+		ReturnValuesOnConditionCheckFailure: in.ReturnValuesOnConditionCheckFailure,
+	}}, in.ReturnValues, in.ReturnConsumedCapacity)
+}
+
+func encodeUpdateItem(in *UpdateItemInput) ([]byte, error) {
+	return encodeWrite(TransactWriteItem{Update: &Update{
+		TableName: in.TableName, Key: in.Key, UpdateExpression: in.UpdateExpression, ConditionExpression: in.ConditionExpression,
+		ExpressionAttributeNames: in.ExpressionAttributeNames, ExpressionAttributeValues: in.ExpressionAttributeValues,
+		ReturnValuesOnConditionCheckFailure: in.ReturnValuesOnConditionCheckFailure,
+	}}, in.ReturnValues, in.ReturnConsumedCapacity)
+}
+
+func encodeDeleteItem(in *DeleteItemInput) ([]byte, error) {
+	return encodeWrite(TransactWriteItem{Delete: &Delete{
+		TableName: in.TableName, Key: in.Key, ConditionExpression: in.ConditionExpression,
+		ExpressionAttributeNames: in.ExpressionAttributeNames, ExpressionAttributeValues: in.ExpressionAttributeValues,
+		ReturnValuesOnConditionCheckFailure: in.ReturnValuesOnConditionCheckFailure,
+	}}, in.ReturnValues, in.ReturnConsumedCapacity)
+}
+
+func encodeWrite(it TransactWriteItem, rv ReturnValue, rcc ReturnConsumedCapacity) ([]byte, error) {
 	j := &jsonBuf{}
 	j.open('{')
-	if err := j.itemField("Item", in.Item); err != nil {
+	if err := j.writeAction(it, false); err != nil {
 		return nil, err
 	}
-	if err := j.writeCommon(in.TableName, in.ConditionExpression, in.ExpressionAttributeNames, in.ExpressionAttributeValues, in.ReturnValuesOnConditionCheckFailure); err != nil {
-		return nil, err
-	}
-	j.enumField("ReturnValues", string(in.ReturnValues))
-	j.enumField("ReturnConsumedCapacity", string(in.ReturnConsumedCapacity))
+	j.enumField("ReturnValues", string(rv))
+	j.enumField("ReturnConsumedCapacity", string(rcc))
 	j.close('}')
 	return j.b, nil
 }
 
-func encodeUpdateItem(in *UpdateItemInput) ([]byte, error) {
-	j := &jsonBuf{}
-	j.open('{')
-	if err := j.itemField("Key", in.Key); err != nil {
-		return nil, err
+// writeAction appends the members of it's one action to the object open
+// (a single-item call's), or, named, the action as a member of its own
+// ({"Put":{...}} in a transaction); an error when it has none.
+func (j *jsonBuf) writeAction(it TransactWriteItem, named bool) error {
+	begin := func(action string) {
+		if named {
+			j.key(action)
+			j.open('{')
+		}
 	}
-	j.strField("UpdateExpression", in.UpdateExpression)
-	if err := j.writeCommon(in.TableName, in.ConditionExpression, in.ExpressionAttributeNames, in.ExpressionAttributeValues, in.ReturnValuesOnConditionCheckFailure); err != nil {
-		return nil, err
+	var err error
+	switch {
+	case it.ConditionCheck != nil:
+		c := it.ConditionCheck
+		begin("ConditionCheck")
+		if err = j.itemField("Key", c.Key); err == nil {
+			err = j.writeCommon(c.TableName, c.ConditionExpression, c.ExpressionAttributeNames, c.ExpressionAttributeValues, c.ReturnValuesOnConditionCheckFailure)
+		}
+	case it.Put != nil:
+		p := it.Put
+		begin("Put")
+		if err = j.itemField("Item", p.Item); err == nil {
+			err = j.writeCommon(p.TableName, p.ConditionExpression, p.ExpressionAttributeNames, p.ExpressionAttributeValues, p.ReturnValuesOnConditionCheckFailure)
+		}
+	case it.Update != nil:
+		u := it.Update
+		begin("Update")
+		if err = j.itemField("Key", u.Key); err == nil {
+			j.strField("UpdateExpression", u.UpdateExpression)
+			err = j.writeCommon(u.TableName, u.ConditionExpression, u.ExpressionAttributeNames, u.ExpressionAttributeValues, u.ReturnValuesOnConditionCheckFailure)
+		}
+	case it.Delete != nil:
+		d := it.Delete
+		begin("Delete")
+		if err = j.itemField("Key", d.Key); err == nil {
+			err = j.writeCommon(d.TableName, d.ConditionExpression, d.ExpressionAttributeNames, d.ExpressionAttributeValues, d.ReturnValuesOnConditionCheckFailure)
+		}
+	default:
+		return errors.New("no action")
 	}
-	j.enumField("ReturnValues", string(in.ReturnValues))
-	j.enumField("ReturnConsumedCapacity", string(in.ReturnConsumedCapacity))
-	j.close('}')
-	return j.b, nil
+	if named {
+		j.close('}')
+	}
+	return err
 }
 
 func encodeBatchGetItem(in *BatchGetItemInput) ([]byte, error) {
@@ -318,44 +373,9 @@ func encodeTransactWriteItems(in *TransactWriteItemsInput) ([]byte, error) {
 	for i, it := range in.TransactItems {
 		j.sep()
 		j.open('{')
-		var err error
-		switch {
-		case it.ConditionCheck != nil:
-			c := it.ConditionCheck
-			j.key("ConditionCheck")
-			j.open('{')
-			if err = j.itemField("Key", c.Key); err == nil {
-				err = j.writeCommon(c.TableName, c.ConditionExpression, c.ExpressionAttributeNames, c.ExpressionAttributeValues, c.ReturnValuesOnConditionCheckFailure)
-			}
-		case it.Put != nil:
-			p := it.Put
-			j.key("Put")
-			j.open('{')
-			if err = j.itemField("Item", p.Item); err == nil {
-				err = j.writeCommon(p.TableName, p.ConditionExpression, p.ExpressionAttributeNames, p.ExpressionAttributeValues, p.ReturnValuesOnConditionCheckFailure)
-			}
-		case it.Update != nil:
-			u := it.Update
-			j.key("Update")
-			j.open('{')
-			if err = j.itemField("Key", u.Key); err == nil {
-				j.strField("UpdateExpression", u.UpdateExpression)
-				err = j.writeCommon(u.TableName, u.ConditionExpression, u.ExpressionAttributeNames, u.ExpressionAttributeValues, u.ReturnValuesOnConditionCheckFailure)
-			}
-		case it.Delete != nil:
-			d := it.Delete
-			j.key("Delete")
-			j.open('{')
-			if err = j.itemField("Key", d.Key); err == nil {
-				err = j.writeCommon(d.TableName, d.ConditionExpression, d.ExpressionAttributeNames, d.ExpressionAttributeValues, d.ReturnValuesOnConditionCheckFailure)
-			}
-		default:
-			err = fmt.Errorf("transaction item %d has no action", i)
+		if err := j.writeAction(it, true); err != nil {
+			return nil, fmt.Errorf("transaction item %d: %w", i, err)
 		}
-		if err != nil {
-			return nil, err
-		}
-		j.close('}')
 		j.close('}')
 	}
 	j.close(']')
@@ -397,23 +417,29 @@ func consumed(s *scanner, out any) error {
 	return json.Unmarshal(raw, out)
 }
 
-func decodeGetItem(body []byte) (*GetItemOutput, error) {
-	out := &GetItemOutput{}
-	err := readAnswer("GetItem", body, func(s *scanner, name string) (err error) {
+// oneItem reads an answer that holds at most one item, under member (Item
+// or Attributes), and its ConsumedCapacity.
+func oneItem(op, member string, body []byte) (item map[string]AttributeValue, cc *ConsumedCapacity, err error) {
+	err = readAnswer(op, body, func(s *scanner, name string) (err error) {
 		switch name {
-		case "Item":
-			out.Item, err = s.item()
+		case member:
+			item, err = s.item()
 		case "ConsumedCapacity":
-			err = consumed(s, &out.ConsumedCapacity)
+			err = consumed(s, &cc)
 		default:
 			err = s.skip(0)
 		}
 		return err
 	})
+	return item, cc, err
+}
+
+func decodeGetItem(body []byte) (*GetItemOutput, error) {
+	item, cc, err := oneItem("GetItem", "Item", body)
 	if err != nil {
 		return nil, err
 	}
-	return out, nil
+	return &GetItemOutput{Item: item, ConsumedCapacity: cc}, nil
 }
 
 // writeOutput is PutItemOutput, UpdateItemOutput and DeleteItemOutput
@@ -426,22 +452,11 @@ type writeOutput struct {
 // decodeWrite reads the answer of PutItem, UpdateItem and DeleteItem.
 func decodeWrite[O PutItemOutput | UpdateItemOutput | DeleteItemOutput](op string) func([]byte) (*O, error) {
 	return func(body []byte) (*O, error) {
-		var out writeOutput
-		err := readAnswer(op, body, func(s *scanner, name string) (err error) {
-			switch name {
-			case "Attributes":
-				out.Attributes, err = s.item()
-			case "ConsumedCapacity":
-				err = consumed(s, &out.ConsumedCapacity)
-			default:
-				err = s.skip(0)
-			}
-			return err
-		})
+		item, cc, err := oneItem(op, "Attributes", body)
 		if err != nil {
 			return nil, err
 		}
-		o := O(out)
+		o := O(writeOutput{Attributes: item, ConsumedCapacity: cc})
 		return &o, nil
 	}
 }
@@ -512,17 +527,6 @@ func decodeTransactWriteItems(body []byte) (*TransactWriteItemsOutput, error) {
 		return nil, fmt.Errorf("decode TransactWriteItems response: %w", err)
 	}
 	return &TransactWriteItemsOutput{ConsumedCapacity: r.ConsumedCapacity}, nil
-}
-
-// encodeDeleteItem: a DeleteItem's body is an UpdateItem's without the
-// update expression.
-func encodeDeleteItem(in *DeleteItemInput) ([]byte, error) {
-	return encodeUpdateItem(&UpdateItemInput{
-		TableName: in.TableName, Key: in.Key, ConditionExpression: in.ConditionExpression,
-		ExpressionAttributeNames: in.ExpressionAttributeNames, ExpressionAttributeValues: in.ExpressionAttributeValues,
-		ReturnValues: in.ReturnValues, ReturnConsumedCapacity: in.ReturnConsumedCapacity,
-		ReturnValuesOnConditionCheckFailure: in.ReturnValuesOnConditionCheckFailure,
-	})
 }
 
 func encodeQuery(in *QueryInput) ([]byte, error) {
