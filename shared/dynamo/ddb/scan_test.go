@@ -1,6 +1,7 @@
 package ddb
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -69,14 +70,14 @@ func typeRefusal(err error) bool {
 type jsonValue struct {
 	S    *string               `json:"S"`
 	N    *string               `json:"N"`
-	B    []byte                `json:"B"` // base64, as encoding/json decodes []byte
+	B    b64                   `json:"B"`
 	BOOL *bool                 `json:"BOOL"`
 	NULL *bool                 `json:"NULL"`
 	M    map[string]*jsonValue `json:"M"`
 	L    []*jsonValue          `json:"L"`
 	SS   []string              `json:"SS"`
 	NS   []string              `json:"NS"`
-	BS   [][]byte              `json:"BS"`
+	BS   []b64                 `json:"BS"`
 }
 
 type jsonItem map[string]*jsonValue
@@ -90,7 +91,7 @@ func (v *jsonValue) attribute() (AttributeValue, error) {
 	case v.N != nil:
 		return &AttributeValueMemberN{Value: *v.N}, nil
 	case v.B != nil:
-		return &AttributeValueMemberB{Value: v.B}, nil
+		return &AttributeValueMemberB{Value: []byte(v.B)}, nil
 	case v.BOOL != nil:
 		return &AttributeValueMemberBOOL{Value: *v.BOOL}, nil
 	case v.NULL != nil:
@@ -113,7 +114,11 @@ func (v *jsonValue) attribute() (AttributeValue, error) {
 	case v.NS != nil:
 		return &AttributeValueMemberNS{Value: v.NS}, nil
 	case v.BS != nil:
-		return &AttributeValueMemberBS{Value: v.BS}, nil
+		bs := make([][]byte, len(v.BS))
+		for i, b := range v.BS {
+			bs[i] = []byte(b)
+		}
+		return &AttributeValueMemberBS{Value: bs}, nil
 	}
 	return nil, fmt.Errorf("attribute value of no known type")
 }
@@ -132,4 +137,25 @@ func (it jsonItem) attributes() (map[string]AttributeValue, error) {
 		m[k] = a
 	}
 	return m, nil
+}
+
+// b64 is a binary value as the protocol carries it: a base64 string, and
+// only that (encoding/json would also read a []byte from an array of
+// numbers, which DynamoDB never sends and the scanner refuses).
+type b64 []byte
+
+func (b *b64) UnmarshalJSON(d []byte) error {
+	if string(d) == "null" {
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(d, &s); err != nil {
+		return err
+	}
+	v, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return err
+	}
+	*b = v
+	return nil
 }
