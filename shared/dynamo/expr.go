@@ -12,10 +12,10 @@ import (
 )
 
 type expression struct {
-	sets, adds, removes, conds []string
-	names                      map[string]string // placeholder -> attribute
-	byName                     map[string]string // attribute -> placeholder
-	values                     map[string]ddb.AttributeValue
+	sets, adds, deletes, removes, conds []string
+	names                               map[string]string // placeholder -> attribute
+	byName                              map[string]string // attribute -> placeholder
+	values                              map[string]ddb.AttributeValue
 	// updated, when set, asks an UpdateItem for the attributes it wrote
 	// and is given them once it succeeded (not in a transaction, which
 	// returns none).
@@ -50,6 +50,17 @@ func (e *expression) add(attr string, n int64) {
 	e.adds = append(e.adds, e.name(attr)+" "+e.value(num(n)))
 }
 
+// addTo adds the strings vs to the string set attr (ADD).
+func (e *expression) addTo(attr string, vs ...string) {
+	e.adds = append(e.adds, e.name(attr)+" "+e.value(&ddb.AttributeValueMemberSS{Value: vs}))
+}
+
+// deleteFrom takes the strings vs out of the string set attr (DELETE); the
+// attribute goes when it is left empty.
+func (e *expression) deleteFrom(attr string, vs ...string) {
+	e.deletes = append(e.deletes, e.name(attr)+" "+e.value(&ddb.AttributeValueMemberSS{Value: vs}))
+}
+
 // update is the update expression.
 func (e *expression) update() string {
 	var parts []string
@@ -58,6 +69,9 @@ func (e *expression) update() string {
 	}
 	if len(e.adds) > 0 {
 		parts = append(parts, "ADD "+strings.Join(e.adds, ", "))
+	}
+	if len(e.deletes) > 0 {
+		parts = append(parts, "DELETE "+strings.Join(e.deletes, ", "))
 	}
 	if len(e.removes) > 0 {
 		parts = append(parts, "REMOVE "+strings.Join(e.removes, ", "))

@@ -31,6 +31,10 @@ package dynamo
 //	                              the sweep need) or its tombstone ("-<unix ms>"), which
 //	                              stops a late copy of a released or abandoned reserve
 //	seq                           reservations ever opened (the sweep's change detector)
+//	P#<owner>#<yyyymm>#<f>, dreg, dseq
+//	                              spend of the key's user and of the organisation
+//	                              without limits, waiting to reach their shards
+//	                              (deferral.go)
 //	gsi3pk, gsi3sk                LEDGERS / <unix ms>#K#<keyId> while reservations are open:
 //	                              the sweep's index (the earliest deadline of a period of
 //	                              activity, kept while the key stays busy; the sweep
@@ -110,7 +114,12 @@ type ledgerPlan struct {
 	checks    []budget.Check  // other versions: condition checks in a transaction
 	own       []budget.Charge // the key's charges
 	others    []budget.Charge // reserved charges of users and the organisation
-	deferred  []budget.Charge // counted at settle (deferredWithEvent)
+	deferred  []budget.Charge // counted at settle, never reserved
+	// pending is the owners of deferred, when the ledger is the
+	// reservation's only item: its settle counts their spend on the
+	// ledger (deferral.go); otherwise the settle's transaction counts it
+	// on their shards.
+	pending []pendingOwner
 }
 
 func splitReservation(r *budget.Reservation) (*ledgerPlan, error) {
@@ -147,24 +156,17 @@ func splitReservation(r *budget.Reservation) (*ledgerPlan, error) {
 		}
 		p.checks = append(p.checks, c)
 	}
+	if len(p.others) == 0 && len(p.deferred) > 0 {
+		var err error
+		if p.pending, err = pendingOwners(p.deferred); err != nil {
+			return nil, fmt.Errorf("reservation %s: %w", r.ID, err)
+		}
+	}
 	return p, nil
 }
 
 // single reports whether the reservation is the key's alone: one item.
 func (p *ledgerPlan) single() bool { return len(p.others) == 0 && len(p.checks) == 0 }
-
-// deferredWithEvent is the deferred charges the settle counts in the
-// event's write: all of them when the ledger's settle is one UpdateItem
-// (then the event is a transaction with their shards), none when it is a
-// transaction anyway (others), which counts them itself, on the ledger's
-// condition that r is open: the event is then a plain PutItem, one
-// transaction a request fewer. Either way they are counted exactly once.
-func (p *ledgerPlan) deferredWithEvent() []budget.Charge {
-	if len(p.others) > 0 {
-		return nil
-	}
-	return p.deferred
-}
 
 // ledgerEntry is an open reservation as its R#<id> attribute keeps it:
 // small (about 200 bytes), because every write of the ledger costs a unit
@@ -430,7 +432,9 @@ func (p *ledgerPlan) refusal(r *budget.Reservation, old map[string]ddb.Attribute
 // settleExpression ends r on the ledger: its entry goes (settle; a
 // tombstone replaces it when ev is nil: a release), each counter of the key
 // moves from the reserved amount to the actual one (requests stay counted),
-// and the lifetime's settled figures grow. Its condition is that r is open.
+// and the lifetime's settled figures grow, and so does the pending spend of
+// the owners deferred to the ledger (deferral.go). Its condition is that r
+// is open and, for those owners, that the ledger is registered for them.
 func (p *ledgerPlan) settleExpression(r *budget.Reservation, ev *ledger.Event) *expression {
 	e := newExpression()
 	ea := e.name(entryAttr(r.ID))
@@ -458,6 +462,7 @@ func (p *ledgerPlan) settleExpression(r *budget.Reservation, ev *ledger.Event) *
 		for _, f := range settledFigures(ev) {
 			e.add(f.name, f.value)
 		}
+		addPending(e, p.pending, ev)
 	}
 	return e
 }
@@ -534,7 +539,8 @@ func updateItemInput(u *ddb.Update) *ddb.UpdateItemInput {
 // consistent read returned it): it returns the open reservations whose deadline has
 // passed, removes tombstones past their time and counters of windows that
 // ended more than windowMargin ago, months apart (a settle that comes later only
-// recreates an ended window's attribute, which no reserve reads), and moves
+// recreates an ended window's attribute, which no reserve reads), drains the
+// pending spend of months that ended to its owners' shards (deferral.go), and moves
 // the index to the earliest deadline still open — unless a reservation was
 // opened since the item was read (seq changed) — or removes it when none is
 // open. Expired reservations keep the index in the past until settled.
@@ -577,6 +583,15 @@ func (s *Store) tidyLedger(ctx context.Context, keyID string, item map[string]dd
 	if len(clean.removes) > 0 {
 		if _, _, err := s.updateLedger(ctx, keyID, clean, "tidy the ledger of key "+keyID); err != nil {
 			return nil, err
+		}
+	}
+	// Months that ended move to their owners' shards (deferral.go).
+	_, _, month := budget.Window(budget.Month, now)
+	for _, owner := range getSS(item, attrDeferOwners) {
+		if len(pendingOn(item, owner, month).attrs) > 0 {
+			if err := s.drain(ctx, keyID, owner, month, false); err != nil {
+				return nil, err
+			}
 		}
 	}
 	idx := newExpression()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,18 +17,73 @@ import (
 )
 
 // Counters returns the committed value of each charge's counter (0 for
-// counters not yet written), read strongly consistently in one round trip:
-// a key's from its ledger, others' from their counter items and shards.
+// counters not yet written), read strongly consistently: a key's from its
+// ledger, others' from their counter items and shards, in one round trip,
+// plus, for a user's or the organisation's lifetime or month spend, what
+// the ledgers on its DEFERRAL list hold pending (deferral.go), in a
+// second one when the list is not empty. A drain that runs between the two
+// may be counted twice or not at all in that one reading: it serves headers
+// and estimates; the reserve's checks do not depend on it.
 func (s *Store) Counters(ctx context.Context, charges []budget.Charge) ([]int64, error) {
 	where := make([][]place, len(charges))
+	var owners []string
 	for i, c := range charges {
 		where[i] = places(c)
+		if pk := ownerPK(c.Owner); sharded(c) && !slices.Contains(owners, pk) {
+			owners = append(owners, pk)
+		}
 	}
-	return s.readCounters(ctx, where)
+	vals, lists, err := s.readCounters(ctx, where, owners)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.pendingInto(ctx, charges, lists, vals); err != nil {
+		return nil, err
+	}
+	return vals, nil
 }
 
-// readCounters sums, for each list of places, the attributes stored there.
-func (s *Store) readCounters(ctx context.Context, where [][]place) ([]int64, error) {
+// pendingInto adds to vals[i], for each user's or organisation's lifetime
+// or month spend charges[i], the spend pending on the ledgers that lists
+// (DEFERRAL lists by owner, as readCounters read them) names.
+func (s *Store) pendingInto(ctx context.Context, charges []budget.Charge, lists map[string][]string, vals []int64) error {
+	var keys []string
+	for _, ks := range lists {
+		for _, k := range ks {
+			if !slices.Contains(keys, k) {
+				keys = append(keys, k)
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	leds, err := s.ledgers(ctx, keys)
+	if err != nil {
+		return err
+	}
+	for i, c := range charges {
+		if !sharded(c) {
+			continue
+		}
+		month := ""
+		if c.Unit == budget.Month {
+			month = c.Window
+		}
+		pk := ownerPK(c.Owner)
+		for _, k := range lists[pk] {
+			var t ledger.Totals
+			pendingOn(leds[k], pk, "").totals(month, &t)
+			vals[i] += int64(t.Committed)
+		}
+	}
+	return nil
+}
+
+// readCounters sums, for each list of places, the attributes stored there,
+// and reads the DEFERRAL lists of owners (deferral.go) in the same round
+// trip.
+func (s *Store) readCounters(ctx context.Context, where [][]place, owners []string) ([]int64, map[string][]string, error) {
 	out := make([]int64, len(where))
 	keys := []map[string]ddb.AttributeValue{}
 	seen := map[string]bool{}
@@ -44,6 +100,12 @@ func (s *Store) readCounters(ctx context.Context, where [][]place) ([]int64, err
 			}
 		}
 	}
+	for _, o := range owners {
+		keys = append(keys, key(o, skDeferral))
+	}
+	if len(owners) > 0 {
+		attrs = append(attrs, proj.name(attrDeferKeys))
+	}
 	items := map[string]map[string]ddb.AttributeValue{}
 	for len(keys) > 0 {
 		n := min(len(keys), batchGetMax)
@@ -53,7 +115,7 @@ func (s *Store) readCounters(ctx context.Context, where [][]place) ([]int64, err
 		for attempt := 0; len(req) > 0; attempt++ {
 			res, err := s.db.BatchGetItem(ctx, &ddb.BatchGetItemInput{RequestItems: req})
 			if err != nil {
-				return nil, fmt.Errorf("read counters: %w", err)
+				return nil, nil, fmt.Errorf("read counters: %w", err)
 			}
 			s.accountBatch(res)
 			for _, item := range res.Responses[s.table] {
@@ -61,7 +123,7 @@ func (s *Store) readCounters(ctx context.Context, where [][]place) ([]int64, err
 			}
 			req = res.UnprocessedKeys
 			if attempt > 5 {
-				return nil, errors.New("read counters: unprocessed keys remain")
+				return nil, nil, errors.New("read counters: unprocessed keys remain")
 			}
 		}
 	}
@@ -70,7 +132,13 @@ func (s *Store) readCounters(ctx context.Context, where [][]place) ([]int64, err
 			out[i] += getN(items[p.pk+"\x00"+p.sk], p.attr)
 		}
 	}
-	return out, nil
+	lists := map[string][]string{}
+	for _, o := range owners {
+		if ks := getSS(items[o+"\x00"+skDeferral], attrDeferKeys); len(ks) > 0 {
+			lists[o] = ks
+		}
+	}
+	return out, lists, nil
 }
 
 // CounterTotals returns the settled figures of one of owner's counters.
@@ -87,17 +155,43 @@ func (s *Store) OwnerTotals(ctx context.Context, owner, counter string) (ledger.
 			return s.keyWindowTotals(ctx, keyID, c)
 		}
 	}
-	out, err := s.db.GetItem(ctx, &ddb.GetItemInput{
-		TableName: aws.String(s.table), Key: key(owner, counter), ConsistentRead: aws.Bool(true),
-	})
-	if err != nil {
-		return ledger.Totals{}, fmt.Errorf("get %s %s: %w", owner, counter, err)
+	read := func() (ledger.Totals, error) {
+		out, err := s.db.GetItem(ctx, &ddb.GetItemInput{
+			TableName: aws.String(s.table), Key: key(owner, counter), ConsistentRead: aws.Bool(true),
+		})
+		if err != nil {
+			return ledger.Totals{}, fmt.Errorf("get %s %s: %w", owner, counter, err)
+		}
+		tot := totalsOf(out.Item)
+		if !strings.HasPrefix(owner, keyPK("")) {
+			err = s.shardTotals(ctx, owner, counter, &tot)
+		}
+		return tot, err
 	}
-	tot := totalsOf(out.Item)
-	if !strings.HasPrefix(owner, keyPK("")) {
-		err = s.shardTotals(ctx, owner, counter, &tot)
+	if month, ok := deferrable(owner, counter); ok {
+		// Its keys' ledgers may hold part of it (deferral.go).
+		return s.withPending(ctx, owner, month, read)
 	}
-	return tot, err
+	return read()
+}
+
+// deferrable reports whether owner's counter may have spend pending on
+// key ledgers (a user's or the organisation's lifetime or month spend),
+// and which month ("" for the lifetime).
+func deferrable(owner, counter string) (month string, ok bool) {
+	if strings.HasPrefix(owner, keyPK("")) {
+		return "", false
+	}
+	c, err := parseCounter(counter)
+	switch {
+	case err != nil || c.Kind != budget.Spend:
+		return "", false
+	case c.Unit == budget.Lifetime:
+		return "", true
+	case c.Unit == budget.Month:
+		return c.Window, true
+	}
+	return "", false
 }
 
 func totalsOf(it map[string]ddb.AttributeValue) ledger.Totals {

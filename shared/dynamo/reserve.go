@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -192,16 +193,24 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 // shards it reads nothing (shards all 0, before nil). Only spend of
 // requests admitted without the limit still lands on shards, so the read
 // does not race the limit.
+//
+// The same round trip reads the owners' DEFERRAL lists (deferral.go): when
+// key ledgers hold spend of such an owner, it closes the deferral (the
+// spend moves to the shards) and reads again. Should settles planned
+// without the limit keep opening it, after closeRounds the pending spend is
+// read and subtracted from the headroom as the shards are.
 func (s *Store) readBefore(ctx context.Context, r *budget.Reservation, p *ledgerPlan) (shards, before []int64, err error) {
 	where := make([][]place, len(p.others), len(p.others)+len(r.Charges))
-	read := false
+	var owners []string
 	for i, c := range p.others {
 		if c.Limit > 0 && sharded(c) {
 			where[i] = places(c)[1:]
-			read = true
+			if pk := ownerPK(c.Owner); !slices.Contains(owners, pk) {
+				owners = append(owners, pk)
+			}
 		}
 	}
-	if !read {
+	if len(owners) == 0 {
 		return make([]int64, len(p.others)), nil, nil
 	}
 	for _, c := range r.Charges {
@@ -211,9 +220,26 @@ func (s *Store) readBefore(ctx context.Context, r *budget.Reservation, p *ledger
 		}
 		where = append(where, ps)
 	}
-	vals, err := s.readCounters(ctx, where)
-	if err != nil {
-		return nil, nil, err
+	var vals []int64
+	for round := 0; ; round++ {
+		var lists map[string][]string
+		if vals, lists, err = s.readCounters(ctx, where, owners); err != nil {
+			return nil, nil, err
+		}
+		if len(lists) == 0 {
+			break
+		}
+		if round == closeRounds {
+			if err := s.pendingInto(ctx, p.others, lists, vals); err != nil {
+				return nil, nil, err
+			}
+			break
+		}
+		for _, o := range owners {
+			if err := s.closeDeferral(ctx, o, lists[o]); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
 	before = vals[len(p.others):]
 	for i, c := range r.Charges {
@@ -244,7 +270,7 @@ func (s *Store) seedLedger(ctx context.Context, keyID string, version int64, own
 			where = append(where, []place{{keyPK(keyID), counterSK(c.Counter), attrCommitted}})
 		}
 	}
-	legacy, err := s.readCounters(ctx, where)
+	legacy, _, err := s.readCounters(ctx, where, nil)
 	if err != nil {
 		return err
 	}
@@ -344,9 +370,9 @@ func counterExpiry(c budget.Charge) int64 {
 // conditional UpdateItem; a transaction with the user's or organisation's
 // counters when r reserved on them): each counter moves from the reserved
 // amount to the actual one and the settled figures grow. The deferred spend
-// of the user and the organisation is counted in that transaction when
-// there is one, else with the event (a transaction of the event and the
-// shards it adds to, deferredWithEvent). All of it happens once:
+// of the user and the organisation is counted by that same write: on the
+// ledger itself when it is one UpdateItem (deferral.go), on the owners'
+// shards when it is a transaction. All of it happens once:
 // ErrSettled if r was already settled (for example by
 // the stale sweep). When ev's item exists already (an earlier attempt, or
 // the sweep, stored it and did not get to the ledger), the stored event is
@@ -357,9 +383,9 @@ func counterExpiry(c budget.Charge) int64 {
 // reservation that had ended (released or abandoned: its request was never
 // forwarded, so no handler settles it; settled by the sweep: then the
 // event, of the same id and time, was stored already) has the event this
-// call stored taken back, with the deferred counts it carried, in one transaction
-// conditional on the event still being there (the fold skips the events of
-// reservations that are tombstones, so the aggregates never counted it). Nothing else
+// call stored taken back, on the condition that it is still there (the
+// fold skips the events of reservations that are tombstones, so the
+// aggregates never counted it). Nothing else
 // ends a reservation while its request may still settle it (the sweep waits
 // for its deadline, past the invocation's end), so that path is a guard,
 // not a step of the common case, which is two writes and no read.
@@ -368,14 +394,13 @@ func (s *Store) Settle(ctx context.Context, r *budget.Reservation, ev *ledger.Ev
 	if err != nil {
 		return err
 	}
-	withEvent := p.deferredWithEvent()
-	stored, fresh, err := s.storeEvent(ctx, ev, withEvent)
+	stored, fresh, err := s.storeEvent(ctx, ev)
 	if err != nil {
 		return fmt.Errorf("settle %s: %w", r.ID, err)
 	}
 	err = s.settleLedger(ctx, r, p, stored, "settle")
 	if fresh && errors.Is(err, budget.ErrSettled) {
-		if uerr := s.unrecordEvent(ctx, stored, withEvent); uerr != nil {
+		if uerr := s.unrecordEvent(ctx, stored); uerr != nil {
 			return fmt.Errorf("%w; and taking its event back: %w", err, uerr)
 		}
 	}
@@ -432,16 +457,29 @@ func (s *Store) settleLedger(ctx context.Context, r *budget.Reservation, p *ledg
 	e := p.settleExpression(r, ev)
 	what += " " + r.ID
 	if len(p.others) == 0 {
-		failed, _, err := s.updateLedger(ctx, p.keyID, e, what)
-		if failed {
-			return fmt.Errorf("%s: %w", what, budget.ErrSettled)
+		for attempt := 0; ; attempt++ {
+			failed, old, err := s.updateLedger(ctx, p.keyID, e, what)
+			if err != nil || !failed {
+				return err
+			}
+			missing := unregistered(old, p.pending)
+			if ev == nil || !strings.HasPrefix(getS(old, entryAttr(r.ID)), liveEntry) || len(missing) == 0 {
+				return fmt.Errorf("%s: %w", what, budget.ErrSettled)
+			}
+			if attempt >= 3 {
+				return fmt.Errorf("%s: the ledger is still not registered for the spend of %v", what, missing)
+			}
+			// The key's first request since the owner's deferral was
+			// opened or closed (deferral.go).
+			if err := s.register(ctx, p.keyID, missing); err != nil {
+				return fmt.Errorf("%s: %w", what, err)
+			}
 		}
-		return err
 	}
 	items := []ddb.TransactWriteItem{{Update: s.ledgerUpdate(p.keyID, e)}}
 	items = append(items, counterMoves(s.table, p.others, ev, chargeKey)...)
-	// The deferred charges are counted here, not with the event
-	// (deferredWithEvent); a release has none to count.
+	// The deferred charges are counted here, on their shards; a release
+	// has none to count.
 	items = append(items, counterMoves(s.table, p.deferred, ev, anyShard)...)
 	err := s.transact(ctx, items, what)
 	if failed := conditionsFailed(err); len(failed) > 0 && failed[0] == 0 {
@@ -486,20 +524,17 @@ func counterMoves(table string, cs []budget.Charge, ev *ledger.Event, at func(bu
 	return items
 }
 
-// recordEvent stores ev and the deferred charges (a user's or the
-// organisation's spend without a limit, on shards) in one transaction, on
-// the condition that ev is new: the deferred counters grow exactly once per
-// event (the aggregates follow by the fold). It returns the event as
-// stored: ev, or the one an earlier attempt stored. A nil ev (a release)
-// records nothing.
-func (s *Store) recordEvent(ctx context.Context, ev *ledger.Event, deferred []budget.Charge) (*ledger.Event, error) {
-	stored, _, err := s.storeEvent(ctx, ev, deferred)
+// recordEvent stores ev, on the condition that it is new (the aggregates
+// follow by the fold), and returns the event as stored: ev, or the one an
+// earlier attempt stored. A nil ev (a release) records nothing.
+func (s *Store) recordEvent(ctx context.Context, ev *ledger.Event) (*ledger.Event, error) {
+	stored, _, err := s.storeEvent(ctx, ev)
 	return stored, err
 }
 
 // storeEvent is recordEvent, and reports whether this call stored the
 // event (fresh) rather than an earlier one.
-func (s *Store) storeEvent(ctx context.Context, ev *ledger.Event, deferred []budget.Charge) (*ledger.Event, bool, error) {
+func (s *Store) storeEvent(ctx context.Context, ev *ledger.Event) (*ledger.Event, bool, error) {
 	if ev == nil {
 		return nil, false, nil
 	}
@@ -508,37 +543,22 @@ func (s *Store) storeEvent(ctx context.Context, ev *ledger.Event, deferred []bud
 		return nil, false, err
 	}
 	evItem[attrByFold] = num(1) // its aggregates follow by the fold
-	put := &ddb.Put{
+	out, err := s.db.PutItem(ctx, &ddb.PutItemInput{
 		TableName: aws.String(s.table), Item: evItem, ConditionExpression: aws.String("attribute_not_exists(pk)"),
 		ReturnValuesOnConditionCheckFailure: ddb.ReturnValuesOnConditionCheckFailureAllOld,
-	}
-	var old map[string]ddb.AttributeValue
-	if moves := counterMoves(s.table, deferred, ev, anyShard); len(moves) > 0 {
-		// A deferred charge is counted on a random shard (shards.go).
-		err = s.transact(ctx, append([]ddb.TransactWriteItem{{Put: put}}, moves...), "record event "+ev.ID)
-		var tc *ddb.TransactionCanceledException
-		if !errors.As(err, &tc) || len(tc.CancellationReasons) == 0 || aws.ToString(tc.CancellationReasons[0].Code) != "ConditionalCheckFailed" {
-			return ev, err == nil, err
+	})
+	var ccf *ddb.ConditionalCheckFailedException
+	switch {
+	case err == nil:
+		s.accountOne(out.ConsumedCapacity)
+		return ev, true, nil
+	case !errors.As(err, &ccf):
+		if permanent(err) {
+			return nil, false, fmt.Errorf("record event %s: %w: %w", ev.ID, budget.ErrRejected, err)
 		}
-		old = tc.CancellationReasons[0].Item
-	} else {
-		out, err := s.db.PutItem(ctx, &ddb.PutItemInput{
-			TableName: put.TableName, Item: put.Item, ConditionExpression: put.ConditionExpression,
-			ReturnValuesOnConditionCheckFailure: put.ReturnValuesOnConditionCheckFailure,
-		})
-		var ccf *ddb.ConditionalCheckFailedException
-		switch {
-		case err == nil:
-			s.accountOne(out.ConsumedCapacity)
-			return ev, true, nil
-		case !errors.As(err, &ccf):
-			if permanent(err) {
-				return nil, false, fmt.Errorf("record event %s: %w: %w", ev.ID, budget.ErrRejected, err)
-			}
-			return nil, false, fmt.Errorf("record event %s: %w", ev.ID, err)
-		}
-		old = ccf.Item
+		return nil, false, fmt.Errorf("record event %s: %w", ev.ID, err)
 	}
+	old := ccf.Item
 	if len(old) == 0 {
 		if old, err = s.getItem(ctx, eventPK(ev.KeyID), eventSK(ev.CreatedAt, ev.ID), "event "+ev.ID); err != nil {
 			return nil, false, err
@@ -548,29 +568,20 @@ func (s *Store) storeEvent(ctx context.Context, ev *ledger.Event, deferred []bud
 	return stored, false, err
 }
 
-// unrecordEvent takes back what storeEvent(ev, deferred) stored: the
-// event's delete, on the condition that it is there, and the opposite of
-// each amount it added to the shards, in one transaction. The fold never
-// counted it: its reservation is a tombstone (Settle), which the fold skips.
-func (s *Store) unrecordEvent(ctx context.Context, ev *ledger.Event, deferred []budget.Charge) error {
-	items := []ddb.TransactWriteItem{{Delete: &ddb.Delete{
+// unrecordEvent takes back what storeEvent(ev) stored: the event's delete,
+// on the condition that it is there. The fold never counted it: its
+// reservation is a tombstone (Settle), which the fold skips.
+func (s *Store) unrecordEvent(ctx context.Context, ev *ledger.Event) error {
+	_, err := s.db.DeleteItem(ctx, &ddb.DeleteItemInput{
 		TableName: aws.String(s.table), Key: key(eventPK(ev.KeyID), eventSK(ev.CreatedAt, ev.ID)),
 		ConditionExpression: aws.String("attribute_exists(pk)"),
-	}}}
-	figures := settledFigures(ev)
-	for _, c := range deferred {
-		e := newExpression()
-		for _, f := range append([]figure{{attrCommitted, int64(ev.Cost)}}, figures...) {
-			e.add(f.name, -f.value)
-		}
-		items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
-			TableName: aws.String(s.table), Key: key(anyShard(c)),
-			UpdateExpression: aws.String(e.update()), ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
-		}})
-	}
-	err := s.transact(ctx, items, "take back event "+ev.ID)
-	if failed := conditionsFailed(err); len(failed) > 0 && failed[0] == 0 {
+	})
+	var ccf *ddb.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
 		return nil // taken back already
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("take back event %s: %w", ev.ID, err)
+	}
+	return nil
 }

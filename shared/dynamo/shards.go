@@ -1,19 +1,20 @@
 package dynamo
 
 // Sharded counting: the spend of a user or of the organisation that has no
-// limit on it (a deferred charge) is counted when its request settles
-// (with the event, or in the ledger's settle transaction when there is one:
-// ledgerPlan.deferredWithEvent), on one of shardCount shard items picked at random,
-// so that the requests of a whole class do not all write one organisation
-// item (transactions on one item conflict and retry):
+// limit on it (a deferred charge) reaches shardCount shard items, picked at
+// random, so that the requests of a whole class do not all write one
+// organisation item (transactions on one item conflict and retry): from the
+// settle's transaction when the request reserved on other owners' counters
+// anyway, and otherwise from the key ledgers it waited on (deferral.go),
+// when a limit closes the deferral or its month ends:
 //
 //	pk USER#<userId> | ORG,  sk <counter>#s<n>   (USAGE#s3, SPEND#mo#202612#s5)
 //	v and the settled figures, as on the counter item beside them
 //
-// A counter's value is its item plus its shards: Counters, OwnerTotals and
-// the reserve of a counter with a limit (which subtracts the shards from
-// its headroom: spend counted before the limit was set counts against it)
-// read them all.
+// A counter's value is its item plus its shards (plus what is pending on
+// key ledgers): Counters, OwnerTotals and the reserve of a counter with a
+// limit (which subtracts the shards from its headroom: spend counted before
+// the limit was set counts against it) read them all.
 
 import (
 	"context"
