@@ -208,12 +208,15 @@ func (e *pendingRelease) Unwrap() error { return e.err }
 // fitOutput returns how many output tokens the tightest spend limit still
 // pays for, after the prompt.
 func (h *Handler) fitOutput(ctx context.Context, res *budget.Reservation, price pricing.Price, w worst) (int64, error) {
-	vals, err := h.cfg.Limiter.Counters(ctx, res.Charges)
+	// Only limited counters: the spend of an owner without a limit may be
+	// spread over its keys' ledgers, a larger read.
+	charges := limitedOnly(res.Charges)
+	vals, err := h.cfg.Limiter.Counters(ctx, charges)
 	if err != nil {
 		return 0, storeUnavailable(err)
 	}
 	remaining := money.Nanos(-1)
-	for i, c := range res.Charges {
+	for i, c := range charges {
 		if c.Kind != budget.Spend || c.Limit == 0 {
 			continue
 		}

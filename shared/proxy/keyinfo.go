@@ -55,6 +55,10 @@ func (h *Handler) keyInfo(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 			}
 		}
 	}
+	// Shown: the key's spend and every limit. The spend of a user or an
+	// organisation without a limit is not, and may be spread over all
+	// their keys' ledgers: a larger read, left out.
+	charges = slices.DeleteFunc(charges, func(c budget.Charge) bool { return c.Limit == 0 && c.Owner != budget.KeyOwner(key.ID) })
 	vals, err := h.cfg.Limiter.Counters(ctx, charges)
 	if err != nil {
 		return storeUnavailable(err)
