@@ -310,10 +310,10 @@ func (s *Store) drain(ctx context.Context, keyID, owner, until string, deregiste
 			var t ledger.Totals
 			ps.totals(month, &t)
 			life.Add(t)
-			items = append(items, s.shardAdd(owner, counterSK(budget.Counter{Kind: budget.Spend, Unit: budget.Month, Window: month}), t))
+			items = append(items, s.shardAdd(owner, budget.Counter{Kind: budget.Spend, Unit: budget.Month, Window: month}, t))
 		}
 		if len(ps.months) > 0 {
-			items = append(items, s.shardAdd(owner, counterSK(budget.LifetimeSpend()), life))
+			items = append(items, s.shardAdd(owner, budget.LifetimeSpend(), life))
 		}
 		err = s.transact(ctx, items, what)
 		if len(conditionsFailed(err)) > 0 {
@@ -324,8 +324,8 @@ func (s *Store) drain(ctx context.Context, keyID, owner, until string, deregiste
 	return fmt.Errorf("%s: the ledger kept changing", what)
 }
 
-// shardAdd adds t to a random shard of owner's counter.
-func (s *Store) shardAdd(owner, counter string, t ledger.Totals) ddb.TransactWriteItem {
+// shardAdd adds t to a random shard of owner's counter c.
+func (s *Store) shardAdd(owner string, c budget.Counter, t ledger.Totals) ddb.TransactWriteItem {
 	e := newExpression()
 	e.add(attrCommitted, int64(t.Cost))
 	e.add("costNanos", int64(t.Cost))
@@ -336,7 +336,7 @@ func (s *Store) shardAdd(owner, counter string, t ledger.Totals) ddb.TransactWri
 	e.add("completionTokens", t.CompletionTokens)
 	e.add("latencyMs", t.LatencyMs)
 	return ddb.TransactWriteItem{Update: &ddb.Update{
-		TableName: aws.String(s.table), Key: key(owner, counter+"#s"+fmt.Sprint(rand.IntN(shardCount))),
+		TableName: aws.String(s.table), Key: key(owner, shardSK(c, rand.IntN(shardCount))),
 		UpdateExpression: aws.String(e.update()), ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
 	}}
 }
