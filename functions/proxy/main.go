@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/debug"
 
 	"github.com/aws/aws-lambda-go/lambdaurl"
@@ -46,6 +47,10 @@ func main() {
 	// config.DefaultGCPercent); the memory limit still bounds the heap.
 	if cfg.GCPercent > 0 {
 		debug.SetGCPercent(cfg.GCPercent)
+	}
+	// One P in Lambda (config.LambdaMaxProcs).
+	if cfg.MaxProcs > 0 {
+		runtime.GOMAXPROCS(cfg.MaxProcs)
 	}
 	h, err := build(context.Background(), cfg, log)
 	if err != nil {

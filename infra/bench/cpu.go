@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	proxyconfig "github.com/stipend/stipend/shared/config"
 )
 
 // The CPU section: the proxy process's CPU time (user plus system, from
@@ -29,8 +31,12 @@ const cpuPrompt = "You are reviewing a pull request. The change replaces a map-b
 
 type cpuResult struct {
 	clients, requests, failed int
+	procs                     int // the proxy's GOMAXPROCS (0: the runtime's default)
 	firstErr                  error
 	cpu, wall                 time.Duration
+	// reads and writes are the proxy's read and write system calls over
+	// the run (-1: not counted).
+	reads, writes int64
 }
 
 // runCPU sends n non-streamed completions through the proxy from clients
@@ -41,7 +47,7 @@ type cpuResult struct {
 func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int, profile string) (cpuResult, error) {
 	clients = min(clients, len(st.keys))
 	body := fmt.Appendf(nil, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":%q}]}`, cpuPrompt)
-	res := cpuResult{clients: clients}
+	res := cpuResult{clients: clients, procs: st.procs}
 	// Warm-up: every client's key in the proxy's caches, connections open.
 	var mu sync.Mutex
 	send := func(k benchKey) {
@@ -71,6 +77,7 @@ func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int, prof
 	if err != nil {
 		return res, err
 	}
+	r0, w0, ioErr := ioCalls(pid)
 	start := time.Now()
 	load := func() {
 		var next atomic.Int64
@@ -90,6 +97,10 @@ func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int, prof
 		return res, err
 	}
 	res.cpu = cpu1 - cpu0
+	res.reads, res.writes = -1, -1
+	if r1, w1, err := ioCalls(pid); err == nil && ioErr == nil {
+		res.reads, res.writes = r1-r0, w1-w0
+	}
 	if profile == "" || ctx.Err() != nil {
 		return res, ctx.Err()
 	}
@@ -133,8 +144,15 @@ func fetchProfile(ctx context.Context, base string, d time.Duration, file string
 
 func (r report) cpu(res cpuResult) {
 	served := res.requests - res.failed
-	fmt.Fprintf(r.w, "CPU: %d non-streamed chat completions (~1 KB prompt) through the proxy from %d concurrent clients, one key each\n",
-		res.requests, res.clients)
+	procs := "the runtime's default GOMAXPROCS"
+	if res.procs > 0 {
+		procs = fmt.Sprintf("GOMAXPROCS=%d as in Lambda", res.procs)
+		if res.procs != proxyconfig.LambdaMaxProcs {
+			procs = fmt.Sprintf("GOMAXPROCS=%d", res.procs)
+		}
+	}
+	fmt.Fprintf(r.w, "CPU: %d non-streamed chat completions (~1 KB prompt) through the proxy (%s) from %d concurrent clients, one key each\n",
+		res.requests, procs, res.clients)
 	if served == 0 {
 		fmt.Fprintln(r.w, "  no request succeeded")
 		return
@@ -143,6 +161,10 @@ func (r report) cpu(res cpuResult) {
 	fmt.Fprintf(r.w, "  proxy CPU per request (user+system)        %8.2f ms   target ≤ %.1f ms %s\n", per, targetCPUPerRequest, passFail(per <= targetCPUPerRequest))
 	fmt.Fprintf(r.w, "  proxy CPU in all, wall time, throughput    %8.2f s    %.2f s   %.0f req/s\n",
 		res.cpu.Seconds(), res.wall.Seconds(), float64(served)/res.wall.Seconds())
+	if res.reads >= 0 {
+		fmt.Fprintf(r.w, "  proxy read and write system calls per request %6.1f %6.1f\n",
+			float64(res.reads)/float64(served), float64(res.writes)/float64(served))
+	}
 	if res.failed > 0 {
 		fmt.Fprintf(r.w, "  %d of %d requests failed; first: %v\n", res.failed, res.requests, res.firstErr)
 	}

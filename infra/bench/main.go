@@ -65,6 +65,7 @@ import (
 	"time"
 
 	"github.com/stipend/stipend/infra/fakeupstream"
+	proxyconfig "github.com/stipend/stipend/shared/config"
 )
 
 // Targets from the issue.
@@ -86,6 +87,7 @@ type config struct {
 	cpuProfile                                   string
 	scaleN, scaleClients, scaleTotal             int
 	bursts                                       int
+	procs                                        int
 }
 
 func main() {
@@ -102,13 +104,14 @@ func main() {
 	flag.IntVar(&cfg.cpuClients, "cpu-clients", 32, "concurrent clients in the CPU run (at most -concurrency)")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "after the CPU run, repeat it while recording the proxy's CPU profile into this file (go tool pprof reads it)")
 	flag.StringVar(&cfg.only, "only", "", `"coldstart": run only the Cold start section; "cpu": only the CPU section; "scale": only the Scale section (scale.go); "burst": only the Burst (burst.go); "reporting": only the Reporting section (reporting.go)`)
+	flag.IntVar(&cfg.procs, "proxy-procs", proxyconfig.LambdaMaxProcs, "GOMAXPROCS of the proxy process (default: as the proxy sets it in Lambda; 0: the runtime's default)")
 	flag.IntVar(&cfg.bursts, "bursts", 1, "bursts in the Limits run (each on a new key)")
 	flag.IntVar(&cfg.scaleN, "scale-requests", 100, "Scale section: sequential requests per kind for the capacity figures")
 	flag.IntVar(&cfg.scaleClients, "scale-clients", 32, "Scale section: concurrent clients per throughput scenario")
 	flag.IntVar(&cfg.scaleTotal, "scale-total", 1000, "Scale section: requests per throughput scenario")
 	flag.Parse()
 	if cfg.streams < 1 || cfg.concurrency < 1 || cfg.events < 1 || cfg.warmup < 0 || cfg.limits < 0 || cfg.interval <= 0 ||
-		cfg.coldStarts < 0 || cfg.cpuRequests < 0 || cfg.cpuClients < 1 || (cfg.only != "" && cfg.only != "coldstart" && cfg.only != "cpu" && cfg.only != "scale" && cfg.only != "burst" && cfg.only != "reporting") ||
+		cfg.coldStarts < 0 || cfg.cpuRequests < 0 || cfg.cpuClients < 1 || cfg.procs < 0 || (cfg.only != "" && cfg.only != "coldstart" && cfg.only != "cpu" && cfg.only != "scale" && cfg.only != "burst" && cfg.only != "reporting") ||
 		cfg.scaleN < 1 || cfg.scaleClients < 1 || cfg.scaleTotal < 1 || cfg.bursts < 0 {
 		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events, -interval and the -scale- flags must be positive, -warmup, -limits and -coldstarts not negative, -bursts not negative, -only empty, coldstart, cpu, scale or burst")
 		os.Exit(2)
@@ -154,7 +157,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	say("building the proxy; starting DynamoDB Local and moto_server")
 	st, err := startStack(ctx, fakeupstream.Options{
 		APIKey: upstreamKey, Interval: cfg.interval, Chunks: cfg.events, MaxRecorded: -1,
-	}, cfg.concurrency)
+	}, cfg.concurrency, cfg.procs)
 	if err != nil {
 		return err
 	}

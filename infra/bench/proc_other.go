@@ -23,3 +23,8 @@ func loadAverage() string { return "n/a" }
 func cpuTime(int) (time.Duration, error) {
 	return 0, errors.New("CPU time is read from /proc, which this system lacks")
 }
+
+// ioCalls is only implemented on Linux (/proc/<pid>/io).
+func ioCalls(int) (reads, writes int64, err error) {
+	return 0, 0, errors.New("system calls are counted from /proc, which this system lacks")
+}

@@ -42,6 +42,7 @@ type stack struct {
 	proxyLog string
 	profiles string        // base URL of the proxy's profiles (STIPEND_PROFILE_ADDR)
 	exited   chan struct{} // closed when the proxy process has exited
+	procs    int           // the proxy's GOMAXPROCS (0: the runtime's default)
 	store    *dynamo.Store
 	keys     []benchKey
 	// providerID is the seeded provider setting (the fake upstream), and
@@ -63,9 +64,10 @@ func (s *stack) Close() {
 
 // startStack builds the proxy and starts DynamoDB Local and moto_server
 // (all three at once), then the fake upstream, seeds a provider and a key,
-// and starts the proxy. On error it has already cleaned up.
-func startStack(ctx context.Context, opts fakeupstream.Options, keys int) (st *stack, err error) {
-	st = &stack{exited: make(chan struct{}), marks: newMarks()}
+// and starts the proxy with GOMAXPROCS procs (0: the runtime's default).
+// On error it has already cleaned up.
+func startStack(ctx context.Context, opts fakeupstream.Options, keys, procs int) (st *stack, err error) {
+	st = &stack{exited: make(chan struct{}), marks: newMarks(), procs: procs}
 	defer func() {
 		if err != nil {
 			st.Close()
@@ -227,6 +229,9 @@ func (st *stack) startProxy(ctx context.Context, bin string) error {
 	}
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "STIPEND_PROXY_ADDR="+addr, "STIPEND_PROFILE_ADDR="+paddr, "AWS_LAMBDA_RUNTIME_API=")
+	if st.procs > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(st.procs))
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
