@@ -1,15 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/stipend/stipend/infra/localstack"
 	proxyconfig "github.com/stipend/stipend/shared/config"
 )
 
@@ -37,22 +43,50 @@ type cpuResult struct {
 	// reads and writes are the proxy's read and write system calls over
 	// the run (-1: not counted).
 	reads, writes int64
+	// profiled is how many more requests the proxy served while it
+	// recorded its profile (the ledger counts them).
+	profiled int
+	// floors are the same load through floorproxy, with 0 and with the
+	// proxy's number of DynamoDB calls as side calls (nil: not run).
+	floors []floorResult
 }
 
-// runCPU sends n non-streamed completions through the proxy from clients
-// concurrent clients and measures the proxy's CPU time over them. With
-// profile set, it then sends them again while the proxy records a CPU
-// profile (about as long as the measured run took) into that file; the
-// figures are the first run's, unperturbed by the profiler.
-func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int, profile string) (cpuResult, error) {
-	clients = min(clients, len(st.keys))
-	body := fmt.Appendf(nil, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":%q}]}`, cpuPrompt)
-	res := cpuResult{clients: clients, procs: st.procs}
-	// Warm-up: every client's key in the proxy's caches, connections open.
-	var mu sync.Mutex
-	send := func(k benchKey) {
-		t := target{name: "proxy", url: st.proxy + "/v1/chat/completions", apiKey: k.key}
-		_, err := streamWith(ctx, c, t, body, nil)
+// floorResult is one floorproxy run: side calls per request, and the
+// process's CPU over the load.
+type floorResult struct {
+	side   int
+	served int
+	cpu    time.Duration
+}
+
+// cpuLoad is one measured load: n requests from clients concurrent
+// clients, each with its own key, to url.
+type cpuLoad struct {
+	url     string
+	keys    []string
+	clients int
+	n       int
+	body    []byte
+}
+
+// loadStats is what a cpuLoad measured in the process pid.
+type loadStats struct {
+	requests, failed int
+	firstErr         error
+	cpu, wall        time.Duration
+	reads, writes    int64 // -1: not counted
+}
+
+// run sends l's requests once unmeasured (one per client: caches and
+// connections warm), then n measured, and reads pid's CPU time and system
+// calls around the measured ones.
+func (l cpuLoad) run(ctx context.Context, c *http.Client, pid int) (loadStats, error) {
+	var (
+		mu  sync.Mutex
+		res loadStats
+	)
+	send := func(key string) {
+		_, err := streamWith(ctx, c, target{name: "proxy", url: l.url, apiKey: key}, l.body, nil)
 		mu.Lock()
 		defer mu.Unlock()
 		res.requests++
@@ -64,33 +98,29 @@ func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int, prof
 		}
 	}
 	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Go(func() { send(st.keys[i]) })
+	for i := range l.clients {
+		wg.Go(func() { send(l.keys[i]) })
 	}
 	wg.Wait()
 	if res.failed > 0 {
 		return res, fmt.Errorf("CPU warm-up: %d of %d requests failed; first: %w", res.failed, res.requests, res.firstErr)
 	}
 	res.requests = 0
-	pid := st.proxyCmd.Process.Pid
 	cpu0, err := cpuTime(pid)
 	if err != nil {
 		return res, err
 	}
 	r0, w0, ioErr := ioCalls(pid)
 	start := time.Now()
-	load := func() {
-		var next atomic.Int64
-		for i := range clients {
-			wg.Go(func() {
-				for next.Add(1) <= int64(n) && ctx.Err() == nil {
-					send(st.keys[i])
-				}
-			})
-		}
-		wg.Wait()
+	var next atomic.Int64
+	for i := range l.clients {
+		wg.Go(func() {
+			for next.Add(1) <= int64(l.n) && ctx.Err() == nil {
+				send(l.keys[i])
+			}
+		})
 	}
-	load()
+	wg.Wait()
 	res.wall = time.Since(start)
 	cpu1, err := cpuTime(pid)
 	if err != nil {
@@ -101,18 +131,131 @@ func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int, prof
 	if r1, w1, err := ioCalls(pid); err == nil && ioErr == nil {
 		res.reads, res.writes = r1-r0, w1-w0
 	}
-	if profile == "" || ctx.Err() != nil {
-		return res, ctx.Err()
+	return res, ctx.Err()
+}
+
+// proxyCalls is how many DynamoDB calls the proxy makes per request of the
+// CPU run (a key without user or organisation limits, warm caches: the
+// provider setting's GetItem, the reserve, the event, the settle).
+const proxyCalls = 4
+
+// runCPU sends n non-streamed completions through the proxy from clients
+// concurrent clients and measures the proxy's CPU time over them. With
+// profile set, it then sends them again while the proxy records a CPU
+// profile (about as long as the measured run took) into that file; the
+// figures are the first run's, unperturbed by the profiler. Then it sends
+// them through floorproxy twice: bare, and with proxyCalls side calls.
+func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int, profile string) (cpuResult, error) {
+	clients = min(clients, len(st.keys))
+	load := cpuLoad{
+		url: st.proxy + "/v1/chat/completions", clients: clients, n: n,
+		body: fmt.Appendf(nil, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":%q}]}`, cpuPrompt),
 	}
-	say("cpu: the same %d requests again, recording the proxy's CPU profile into %s", n, profile)
-	counted := res
-	errc := make(chan error, 1)
-	go func() { errc <- fetchProfile(ctx, st.profiles, res.wall*9/10, profile) }()
-	load()
-	if err := <-errc; err != nil {
-		return counted, fmt.Errorf("CPU profile: %w", err)
+	for _, k := range st.keys[:clients] {
+		load.keys = append(load.keys, k.key)
 	}
-	return counted, ctx.Err()
+	res := cpuResult{clients: clients, procs: st.procs}
+	ls, err := load.run(ctx, c, st.proxyCmd.Process.Pid)
+	res.requests, res.failed, res.firstErr = ls.requests, ls.failed, ls.firstErr
+	res.cpu, res.wall, res.reads, res.writes = ls.cpu, ls.wall, ls.reads, ls.writes
+	if err != nil {
+		return res, err
+	}
+	if profile != "" {
+		say("cpu: the same %d requests again, recording the proxy's CPU profile into %s", n, profile)
+		errc := make(chan error, 1)
+		go func() { errc <- fetchProfile(ctx, st.profiles, res.wall*9/10, profile) }()
+		again, err := load.run(ctx, c, st.proxyCmd.Process.Pid)
+		if perr := <-errc; perr != nil {
+			return res, fmt.Errorf("CPU profile: %w", perr)
+		}
+		if err != nil {
+			return res, err
+		}
+		res.profiled = clients + again.requests
+	}
+	for _, side := range []int{0, proxyCalls} {
+		say("cpu: the same %d requests through floorproxy with %d side calls each", n, side)
+		f, err := runFloor(ctx, c, st, load, side)
+		if err != nil {
+			return res, fmt.Errorf("floorproxy: %w", err)
+		}
+		res.floors = append(res.floors, f)
+	}
+	return res, ctx.Err()
+}
+
+// runFloor starts floorproxy (built into st.dir) with side side calls per
+// request to a server in this process, runs load through it and stops it.
+func runFloor(ctx context.Context, c *http.Client, st *stack, load cpuLoad, side int) (floorResult, error) {
+	bin := filepath.Join(st.dir, "floorproxy")
+	if _, err := os.Stat(bin); err != nil {
+		root, err := localstack.RepoRoot()
+		if err != nil {
+			return floorResult{}, err
+		}
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./infra/bench/floorproxy")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return floorResult{}, fmt.Errorf("go build ./infra/bench/floorproxy: %w\n%s", err, out)
+		}
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return floorResult{}, err
+	}
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		_, _ = io.WriteString(w, "{}")
+	})}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	port, err := freePort()
+	if err != nil {
+		return floorResult{}, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "FLOOR_ADDR="+addr, "FLOOR_UPSTREAM="+st.upstream, "FLOOR_UPSTREAM_KEY="+upstreamKey,
+		"FLOOR_SIDE=http://"+ln.Addr().String()+"/", "FLOOR_SIDE_CALLS="+strconv.Itoa(side))
+	if st.procs > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(st.procs))
+	}
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.SysProcAttr = childAttr()
+	if err := cmd.Start(); err != nil {
+		return floorResult{}, err
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	if err := waitListening(ctx, addr); err != nil {
+		return floorResult{}, fmt.Errorf("%w\n%s", err, logs.Bytes())
+	}
+	load.url = "http://" + addr + "/v1/chat/completions"
+	ls, err := load.run(ctx, c, cmd.Process.Pid)
+	if err != nil {
+		return floorResult{}, err
+	}
+	return floorResult{side: side, served: ls.requests - ls.failed, cpu: ls.cpu}, nil
+}
+
+// waitListening waits up to 10 s for addr to accept a connection.
+func waitListening(ctx context.Context, addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			return conn.Close()
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("nothing listens on %s: %w", addr, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // fetchProfile records the proxy's CPU profile over d into file.
@@ -164,6 +307,16 @@ func (r report) cpu(res cpuResult) {
 	if res.reads >= 0 {
 		fmt.Fprintf(r.w, "  proxy read and write system calls per request %6.1f %6.1f\n",
 			float64(res.reads)/float64(served), float64(res.writes)/float64(served))
+	}
+	for _, f := range res.floors {
+		if f.served == 0 {
+			continue
+		}
+		label := "bare httputil.ReverseProxy (floorproxy)"
+		if f.side > 0 {
+			label = fmt.Sprintf("the same + %d round trips (no signing, no JSON)", f.side)
+		}
+		fmt.Fprintf(r.w, "  %-46s %6.2f ms\n", label, float64(f.cpu.Microseconds())/1000/float64(f.served))
 	}
 	if res.failed > 0 {
 		fmt.Fprintf(r.w, "  %d of %d requests failed; first: %v\n", res.failed, res.requests, res.firstErr)
