@@ -218,7 +218,24 @@ func (s *Store) newestEvent(ctx context.Context, keyID string) (int64, error) {
 // fence sets keyID's fence to h (unless it is there already) and returns
 // the ledger as written, or as it was when the fence was already at or past
 // h; nil when the key has no ledger.
+//
+// It reads the ledger first (strongly consistent) and writes only when the
+// fence is behind h: a key that went quiet is visited by every fold until
+// the sweep takes it out of the index, and a conditional write whose
+// condition fails still costs a write unit, five times a read's price.
+// The image read is as good as the write's: the fence it shows was
+// already in place, so no reservation created before it opens after it.
 func (s *Store) fence(ctx context.Context, keyID string, h int64) (map[string]ddb.AttributeValue, error) {
+	led, err := s.getItem(ctx, keyPK(keyID), skUsage, "ledger of key "+keyID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("fence the ledger of key %s: %w", keyID, err)
+	}
+	if _, ok := led[attrFence]; ok && getN(led, attrFence) >= h {
+		return led, nil
+	}
 	out, err := s.db.UpdateItem(ctx, &ddb.UpdateItemInput{
 		TableName: aws.String(s.table), Key: ledgerKey(keyID),
 		UpdateExpression:                    aws.String("SET #f = :h"),

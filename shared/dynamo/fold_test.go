@@ -13,6 +13,7 @@ import (
 
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/budget"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/testclock"
@@ -460,5 +461,51 @@ func TestFoldLeavesEarlierEvents(t *testing.T) {
 		if _, err := s.FoldKey(ctx, keyID, base.Add(time.Hour)); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestFoldOfAQuietKeyWritesNothing: once a key's events are folded, the
+// folds that visit it again until the sweep takes it out of the index
+// (every run of the schedule) read its ledger but write nothing: a
+// conditional write that fails still costs a write unit.
+func TestFoldOfAQuietKeyWritesNothing(t *testing.T) {
+	endpoint := localtest.StartDynamoDB(t)
+	ctx := context.Background()
+	var writes atomic.Int64
+	count := func(ctx context.Context, op string, in any, next func(context.Context) (any, error)) (any, error) {
+		switch op {
+		case "UpdateItem", "PutItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem":
+			writes.Add(1)
+		}
+		return next(ctx)
+	}
+	s := New(ddb.NewAt(localtest.AWSConfig(), endpoint), "foldquiet", 0, WithMiddleware(count))
+	if err := s.CreateTable(ctx, WithoutTTL()); err != nil {
+		t.Fatal(err)
+	}
+	at := testclock.Now(t).Add(-time.Hour)
+	if _, err := foldRequest(ctx, s, "kq", 1, at); err != nil {
+		t.Fatal(err)
+	}
+	for i, step := range []struct {
+		after      time.Duration
+		wantWrites bool
+	}{
+		{5 * time.Minute, true},   // the fence and the fold's transaction
+		{10 * time.Minute, false}, // nothing new: a read
+		{15 * time.Minute, false},
+	} {
+		before := writes.Load()
+		complete, err := s.FoldKey(ctx, "kq", at.Add(step.after))
+		if err != nil || !complete {
+			t.Fatalf("fold %d: complete %v, %v", i, complete, err)
+		}
+		if n := writes.Load() - before; (n > 0) != step.wantWrites {
+			t.Fatalf("fold %d made %d writes; want writes: %v", i, n, step.wantWrites)
+		}
+	}
+	days, err := s.DailyAggregates(ctx, []string{"kq"}, at.Add(-time.Hour), at.Add(time.Hour))
+	if err != nil || len(days) != 1 || days[0].Requests != 1 {
+		t.Fatalf("aggregates %+v, %v", days, err)
 	}
 }
