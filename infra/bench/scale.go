@@ -27,6 +27,7 @@ import (
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/provider"
 	"github.com/stipend/stipend/shared/proxy"
+	"github.com/stipend/stipend/shared/rollover"
 	"github.com/stipend/stipend/shared/secrets"
 	"github.com/stipend/stipend/shared/tokenizer"
 	"github.com/stipend/stipend/shared/user"
@@ -330,6 +331,28 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 		return l
 	}
 
+	// The scheduled function's writes per period of activity, before any
+	// other traffic (each fold visits every key in the ledgers' index): a
+	// fresh key serves a few requests and is then left alone while the
+	// schedule runs every 5 minutes (its clock injected) until the key
+	// has left the index.
+	say("scale: the scheduled function after a period of activity (%v)", sparseRequests)
+	var periods []sparsePeriod
+	for i, reqs := range sparseRequests {
+		_, key, err := newKey(fmt.Sprintf("scale-period-%d", i), noop)
+		if err != nil {
+			return err
+		}
+		p, err := activityPeriod(ctx, store, ops, tx, reqs, func() (int, error) {
+			status, _, err := send(key)
+			return status, err
+		})
+		if err != nil {
+			return err
+		}
+		periods = append(periods, p)
+	}
+
 	say("scale: capacity, %d sequential requests per kind", n)
 	kinds := []*scaleKind{
 		capacity("key without limits", plain, planCount(&apikey.Key{}, budget.Request{})),
@@ -398,6 +421,15 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 		}
 		if k.firstErr != nil {
 			fmt.Fprintf(out, "      first error: %v\n", k.firstErr)
+		}
+	}
+	fmt.Fprintf(out, "The scheduled function after a period of activity: a fresh key serves N requests, then %d runs of sweep and fold 5 minutes apart\n", sparseRuns)
+	for _, p := range periods {
+		_, ru, wc, wu := readsWrites(p.ops, 1)
+		fmt.Fprintf(out, "  N=%-3d %d runs: %.0f writes (%.1f Local WCU, AWS estimate %.0f WU + %d index changes of UpdateItems), %.1f RCU; per request %.1f WU\n",
+			p.requests, p.runs, wc, wu, p.estWU, p.indexChanges, ru, (p.estWU+float64(p.indexChanges))/float64(p.requests))
+		for _, line := range p.ops.perRequest(1) {
+			fmt.Fprintf(out, "      %s\n", line)
 		}
 	}
 	fmt.Fprintf(out, "Throughput: %d requests per scenario from %d concurrent clients (non-streamed, upstream answers at once)\n", total, clients)
@@ -603,5 +635,55 @@ func startLocalDynamoDB(ctx context.Context) (*localstack.Process, error) {
 	}
 	os.Unsetenv("AWS_SESSION_TOKEN")
 	os.Unsetenv("AWS_PROFILE")
+	return p, nil
+}
+
+// sparseRequests are the periods of activity the scale section measures
+// the scheduled function after: one request, and a short session.
+var sparseRequests = []int{1, 10}
+
+// sparsePeriod is what the scheduled function did after one period of
+// activity.
+type sparsePeriod struct {
+	requests, runs int
+	ops            opStats // the scheduled function's calls
+	estWU          float64 // AWS write units of its transactions and puts (txItems)
+	// indexChanges are the ledger's gsi3 entry written by the period's
+	// first reserve and removed by the sweep: UpdateItems, which the
+	// estimate counts at 1 unit without their index writes.
+	indexChanges int
+}
+
+// sparseRuns is how many 5-minute runs of the schedule follow a period of
+// activity: past the reservation's deadline (20 minutes), when the sweep
+// takes the idle ledger out of the index, and one more.
+const sparseRuns = 6
+
+// activityPeriod sends requests requests with send, then runs the stale
+// task (sweep and fold) sparseRuns times at 5-minute steps from now, as
+// the schedule would, and counts the runs' DynamoDB calls.
+func activityPeriod(ctx context.Context, store *dynamo.Store, ops *opCounter, tx *txItems, requests int,
+	send func() (int, error)) (sparsePeriod, error) {
+	p := sparsePeriod{requests: requests, indexChanges: 2}
+	for range requests {
+		status, err := send()
+		if err == nil && status != http.StatusOK {
+			err = fmt.Errorf("status %d", status)
+		}
+		if err != nil {
+			return p, fmt.Errorf("period of activity: %w", err)
+		}
+	}
+	o0, t0 := ops.snapshot(), tx.snapshot()
+	log := slog.New(slog.DiscardHandler)
+	start := time.Now()
+	for step := 1; step <= sparseRuns; step++ {
+		if _, err := rollover.Run(ctx, store, rollover.StaleReservations, start.Add(time.Duration(step)*5*time.Minute), log); err != nil {
+			return p, fmt.Errorf("period of activity: run %d: %w", step, err)
+		}
+		p.runs = step
+	}
+	t1 := tx.snapshot()
+	p.ops, p.estWU = ops.snapshot().minus(o0), t1.estWCU-t0.estWCU
 	return p, nil
 }
