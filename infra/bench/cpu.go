@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/stipend/stipend/infra/localstack"
 	proxyconfig "github.com/stipend/stipend/shared/config"
 )
 
@@ -36,13 +35,9 @@ const cpuPrompt = "You are reviewing a pull request. The change replaces a map-b
 	"fake:chunks=20"
 
 type cpuResult struct {
-	clients, requests, failed int
-	procs                     int // the proxy's GOMAXPROCS (0: the runtime's default)
-	firstErr                  error
-	cpu, wall                 time.Duration
-	// reads and writes are the proxy's read and write system calls over
-	// the run (-1: not counted).
-	reads, writes int64
+	loadStats // the proxy's run
+	clients   int
+	procs     int // the proxy's GOMAXPROCS (0: the runtime's default)
 	// profiled is how many more requests the proxy served while it
 	// recorded its profile (the ledger counts them).
 	profiled int
@@ -154,10 +149,8 @@ func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int, prof
 	for _, k := range st.keys[:clients] {
 		load.keys = append(load.keys, k.key)
 	}
-	res := cpuResult{clients: clients, procs: st.procs}
 	ls, err := load.run(ctx, c, st.proxyCmd.Process.Pid)
-	res.requests, res.failed, res.firstErr = ls.requests, ls.failed, ls.firstErr
-	res.cpu, res.wall, res.reads, res.writes = ls.cpu, ls.wall, ls.reads, ls.writes
+	res := cpuResult{loadStats: ls, clients: clients, procs: st.procs}
 	if err != nil {
 		return res, err
 	}
@@ -190,27 +183,19 @@ func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int, prof
 func runFloor(ctx context.Context, c *http.Client, st *stack, load cpuLoad, side int) (floorResult, error) {
 	bin := filepath.Join(st.dir, "floorproxy")
 	if _, err := os.Stat(bin); err != nil {
-		root, err := localstack.RepoRoot()
-		if err != nil {
+		if err := goBuild(ctx, bin, "./infra/bench/floorproxy"); err != nil {
 			return floorResult{}, err
 		}
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./infra/bench/floorproxy")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return floorResult{}, fmt.Errorf("go build ./infra/bench/floorproxy: %w\n%s", err, out)
-		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return floorResult{}, err
-	}
-	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	sideURL, stopSide, err := serveLocal(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 		_, _ = io.WriteString(w, "{}")
-	})}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
+	}))
+	if err != nil {
+		return floorResult{}, err
+	}
+	defer stopSide()
 	port, err := freePort()
 	if err != nil {
 		return floorResult{}, err
@@ -218,7 +203,7 @@ func runFloor(ctx context.Context, c *http.Client, st *stack, load cpuLoad, side
 	addr := "127.0.0.1:" + strconv.Itoa(port)
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "FLOOR_ADDR="+addr, "FLOOR_UPSTREAM="+st.upstream, "FLOOR_UPSTREAM_KEY="+upstreamKey,
-		"FLOOR_SIDE=http://"+ln.Addr().String()+"/", "FLOOR_SIDE_CALLS="+strconv.Itoa(side))
+		"FLOOR_SIDE="+sideURL+"/", "FLOOR_SIDE_CALLS="+strconv.Itoa(side))
 	if st.procs > 0 {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(st.procs))
 	}
@@ -287,12 +272,12 @@ func fetchProfile(ctx context.Context, base string, d time.Duration, file string
 
 func (r report) cpu(res cpuResult) {
 	served := res.requests - res.failed
-	procs := "the runtime's default GOMAXPROCS"
-	if res.procs > 0 {
-		procs = fmt.Sprintf("GOMAXPROCS=%d as in Lambda", res.procs)
-		if res.procs != proxyconfig.LambdaMaxProcs {
-			procs = fmt.Sprintf("GOMAXPROCS=%d", res.procs)
-		}
+	procs := fmt.Sprintf("GOMAXPROCS=%d", res.procs)
+	switch res.procs {
+	case 0:
+		procs = "the runtime's default GOMAXPROCS"
+	case proxyconfig.LambdaMaxProcs:
+		procs += " as in Lambda"
 	}
 	fmt.Fprintf(r.w, "CPU: %d non-streamed chat completions (~1 KB prompt) through the proxy (%s) from %d concurrent clients, one key each\n",
 		res.requests, procs, res.clients)

@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,29 +22,39 @@ func childAttr() *syscall.SysProcAttr {
 // memStatus returns a process's resident set size now (VmRSS) and at its
 // peak (VmHWM), in bytes, from /proc/<pid>/status.
 func memStatus(pid int) (rss, peak int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	kb, err := procValues(fmt.Sprintf("/proc/%d/status", pid), "VmRSS", "VmHWM")
 	if err != nil {
 		return 0, 0, err
 	}
+	return kb[0] << 10, kb[1] << 10, nil
+}
+
+// procValues reads the numeric fields names (in that order) of a /proc
+// file of "name: value" lines, such as /proc/<pid>/status ("VmRSS:  123
+// kB", the unit left out) or /proc/<pid>/io. Every name must be there.
+func procValues(path string, names ...string) ([]int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	vals, found := make([]int64, len(names)), 0
 	for _, line := range strings.Split(string(b), "\n") {
 		name, v, ok := strings.Cut(line, ":")
-		if !ok || (name != "VmRSS" && name != "VmHWM") {
+		i := slices.Index(names, name)
+		if !ok || i < 0 {
 			continue
 		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("parse %s %q: %w", name, v, err)
+			return nil, fmt.Errorf("parse %s %q in %s: %w", name, v, path, err)
 		}
-		if name == "VmRSS" {
-			rss = kb << 10
-		} else {
-			peak = kb << 10
-		}
+		vals[i] = n
+		found++
 	}
-	if peak == 0 {
-		return 0, 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
+	if found != len(names) {
+		return nil, fmt.Errorf("%s lacks one of %v", path, names)
 	}
-	return rss, peak, nil
+	return vals, nil
 }
 
 // loadAverage returns the 1-minute load average from /proc/loadavg: other
@@ -92,29 +103,9 @@ func cpuTime(pid int) (time.Duration, error) {
 // (syscr and syscw in /proc/<pid>/io): each socket read and write counts,
 // which is most of a proxy's system time.
 func ioCalls(pid int) (reads, writes int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	v, err := procValues(fmt.Sprintf("/proc/%d/io", pid), "syscr", "syscw")
 	if err != nil {
 		return 0, 0, err
 	}
-	found := 0
-	for _, line := range strings.Split(string(b), "\n") {
-		name, v, ok := strings.Cut(line, ":")
-		if !ok || (name != "syscr" && name != "syscw") {
-			continue
-		}
-		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("parse %s %q: %w", name, v, err)
-		}
-		found++
-		if name == "syscr" {
-			reads = n
-		} else {
-			writes = n
-		}
-	}
-	if found != 2 {
-		return 0, 0, fmt.Errorf("no syscr and syscw in /proc/%d/io", pid)
-	}
-	return reads, writes, nil
+	return v[0], v[1], nil
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -97,16 +96,7 @@ func startStack(ctx context.Context, opts fakeupstream.Options, keys, procs int)
 		smc <- started{p, err}
 	}()
 	bin := filepath.Join(st.dir, "proxy")
-	go func() {
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./functions/proxy")
-		var out bytes.Buffer
-		cmd.Dir, cmd.Stdout, cmd.Stderr = root, &out, &out
-		if err := cmd.Run(); err != nil {
-			buildc <- fmt.Errorf("go build ./functions/proxy: %w\n%s", err, out.Bytes())
-			return
-		}
-		buildc <- nil
-	}()
+	go func() { buildc <- goBuild(ctx, bin, "./functions/proxy") }()
 	dl, sm, berr := <-ddbc, <-smc, <-buildc
 	for _, s := range []started{dl, sm} {
 		if s.p != nil {
@@ -315,4 +305,19 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// goBuild builds the package pkg (a path from the repository's root) for
+// this machine into bin.
+func goBuild(ctx context.Context, bin, pkg string) error {
+	root, err := localstack.RepoRoot()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+	}
+	return nil
 }

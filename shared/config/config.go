@@ -176,9 +176,10 @@ const (
 	// about a fourteenth of a vCPU's time however many vCPUs it sees: a
 	// second P adds no parallelism, only threads that wake, spin and park
 	// (futex calls, work stealing) each time a network read completes.
-	// make bench (which runs the proxy with it) measured 1.02 ms of proxy
-	// CPU per request at GOMAXPROCS=1 against 1.23 ms at the runtime's
-	// default of 2 on a 2-CPU machine, at the same throughput.
+	// make bench -only cpu (which runs the proxy with it) measured 0.95
+	// and 1.04 ms of proxy CPU per request at GOMAXPROCS=1 against 1.19
+	// and 1.29 ms at the runtime's default of 2 on a 2-CPU machine, at
+	// the same throughput.
 	LambdaMaxProcs = 1
 )
 
@@ -202,12 +203,13 @@ func LoadProxy(getenv Getenv) (Proxy, error) {
 	if getenv("GOGC") != "" {
 		c.GCPercent = 0
 	}
-	if getenv("GOMAXPROCS") == "" && getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") != "" {
+	inLambda := getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") != ""
+	if getenv("GOMAXPROCS") == "" && inLambda {
 		c.MaxProcs = LambdaMaxProcs
 	}
 	if getenv("GOMEMLIMIT") != "" {
 		c.MemoryLimit = 0
-	} else if getenv("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") != "" {
+	} else if inLambda {
 		c.MemoryLimit = int64(r.intIn("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", 0, 1, 1<<20, "a number of megabytes")) << 20 * 3 / 4
 	}
 	return c, r.err()

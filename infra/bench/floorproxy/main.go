@@ -20,9 +20,6 @@ import (
 	"time"
 )
 
-// sideBody is about the size of the proxy's reserve UpdateItem.
-var sideBody = bytes.Repeat([]byte("x"), 700)
-
 func main() {
 	up, err := url.Parse(os.Getenv("FLOOR_UPSTREAM"))
 	if err != nil || up.Host == "" {
@@ -33,6 +30,8 @@ func main() {
 		log.Fatalf("floorproxy: FLOOR_SIDE_CALLS %q is not a count", os.Getenv("FLOOR_SIDE_CALLS"))
 	}
 	side, key := os.Getenv("FLOOR_SIDE"), os.Getenv("FLOOR_UPSTREAM_KEY")
+	// About the size of the proxy's reserve UpdateItem.
+	body := bytes.Repeat([]byte("x"), 700)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {
@@ -43,7 +42,7 @@ func main() {
 	}
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for range calls {
-			if err := post(r, client, side); err != nil {
+			if err := post(r, client, side, body); err != nil {
 				http.Error(w, err.Error(), http.StatusBadGateway)
 				return
 			}
@@ -55,8 +54,8 @@ func main() {
 }
 
 // post makes one side call and reads its answer.
-func post(r *http.Request, c *http.Client, side string) error {
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, side, bytes.NewReader(sideBody))
+func post(r *http.Request, c *http.Client, side string, body []byte) error {
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodPost, side, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
