@@ -1,32 +1,22 @@
 package dynamo
 
-// Events: one item per forwarded request, written by Settle in the same
-// transaction as the counters, removed by TTL (expiresAt) after the
-// retention period.
+// Events: one item per forwarded request, written by Settle (a conditional
+// PutItem), removed by TTL (expiresAt) after the retention period.
 //
 //	pk EV#<keyId>  sk <13-digit unix ms>#<eventId>
 //	gsi1 EVU#<userId>   / <ms>#<id>   when the event has a user    (projection ALL)
 //	gsi2 EVC#<customId> / <ms>#<id>   when it has a custom id      (projection ALL)
-//	gsi3 EVM#<yyyy-mm>  / <ms>#<id>   always: every event by month (projection: data only)
 //
 // "data" holds the event's JSON without its bodies; the request and response
 // bodies (when the key logs them) are the attributes reqBody and respBody, so
 // a listing that does not want them can leave them out.
 //
-// Listing every event (the forum's "get all events") uses gsi3 rather than a
-// query per key over ListKeys: a page then costs reads in proportion to the
-// page, not to the number of keys (100 keys x 200 requests a day is 20,000
-// events a day; a fan-out would read up to limit events from each of the 100
-// keys to return one page). The month is the partition because, without a
-// local index, an index partition has no size limit and DynamoDB splits it by
-// sort key, while every new event lands at the newest end whatever the
-// bucket: so a coarser bucket costs nothing in write throughput and means
-// fewer queries per page (a 30-day range touches at most 2 months). What
-// bounds gsi3's write rate is that every event writes there: it projects only
-// "data" (about 1 KB, 1 write unit) and not the bodies, so even one index
-// partition's 1,000 write units a second is 1,000 events a second. Bodies of
-// events listed through gsi3 are read from the table with BatchGetItem, and
-// only for events that have them.
+// Listing every event (the forum's "get all events") merges the partitions
+// of every key (allevents.go): no index entry is written for it, because
+// such an entry would be a write unit on every request (a quarter of what a
+// request writes) to serve a listing the administrator asks for now and
+// then. A page costs a query per key instead, each reading only what the
+// merge needs.
 
 import (
 	"bytes"
@@ -51,7 +41,7 @@ import (
 const (
 	attrGSI2PK   = "gsi2pk"
 	attrGSI2SK   = "gsi2sk"
-	attrGSI3PK   = "gsi3pk"
+	attrGSI3PK   = "gsi3pk" // of key ledgers (keyledger.go); events stored by earlier versions have one, unused
 	attrGSI3SK   = "gsi3sk"
 	attrData     = "data"
 	attrReqBody  = "reqBody"
@@ -61,16 +51,12 @@ const (
 
 	prefixEventUser   = "EVU#"
 	prefixEventCustom = "EVC#"
-	prefixEventMonth  = "EVM#"
 )
 
 // Limits of ListEvents.
 const (
 	DefaultEventLimit = ledger.DefaultEventLimit
 	MaxEventLimit     = ledger.MaxEventLimit
-	// MaxAllEventsMonths bounds the calendar months an All query may span:
-	// a page queries each month of its range that it reaches.
-	MaxAllEventsMonths = 120
 )
 
 // Errors of ListEvents, for errors.Is: both are the caller's mistake (400).
@@ -82,11 +68,6 @@ var (
 func eventPK(keyID string) string { return "EV#" + keyID }
 
 func eventSK(createdAtMs int64, id string) string { return fmt.Sprintf("%013d#%s", createdAtMs, id) }
-
-// eventMonth is the gsi3 partition of an event created at ms (UTC month).
-func eventMonth(ms int64) string {
-	return prefixEventMonth + time.UnixMilli(ms).UTC().Format("2006-01")
-}
 
 // eventItem is ev as stored, expiring retention after it was created. Bodies
 // longer than ledger.MaxBodyBytes (or not valid UTF-8) are clipped here too,
@@ -107,7 +88,6 @@ func eventItem(ev *ledger.Event, retention time.Duration) (map[string]ddb.Attrib
 	item := key(eventPK(ev.KeyID), sk)
 	item[attrExpires] = num(time.UnixMilli(ev.CreatedAt).Add(retention).Unix())
 	item[attrData] = str(string(b))
-	item[attrGSI3PK], item[attrGSI3SK] = str(eventMonth(ev.CreatedAt)), str(sk)
 	if ev.UserID != "" {
 		item[attrGSI1PK], item[attrGSI1SK] = str(prefixEventUser+ev.UserID), str(sk)
 	}
@@ -187,8 +167,9 @@ const maxEventMs = 9_999_999_999_999
 type eventPlan struct {
 	q              ledger.EventQuery
 	index          string // "" for the table
+	all            bool   // every key's partition, merged (allevents.go)
 	pkAttr, skAttr string
-	pk             string // partition key value; per month for gsi3
+	pk             string // partition key value; "" when all
 	filter         string
 	filterVals     map[string]ddb.AttributeValue
 	startMs, endMs int64 // [startMs, endMs)
@@ -239,10 +220,7 @@ func planEvents(q ledger.EventQuery) (*eventPlan, error) {
 	case q.UserID != "":
 		p.index, p.pkAttr, p.skAttr, p.pk = indexGSI1, attrGSI1PK, attrGSI1SK, prefixEventUser+q.UserID
 	case q.All:
-		p.index, p.pkAttr, p.skAttr = indexGSI3, attrGSI3PK, attrGSI3SK
-		if n := len(p.months(p.endMs - 1)); n > MaxAllEventsMonths {
-			return nil, fmt.Errorf("%w: a listing of all events may span at most %d months, not %d", ErrInvalidQuery, MaxAllEventsMonths, n)
-		}
+		p.all, p.pkAttr, p.skAttr = true, attrPK, attrSK
 	default:
 		return nil, fmt.Errorf("%w: name a key, a user or a custom id, or ask for all events", ErrInvalidQuery)
 	}
@@ -253,29 +231,17 @@ func planEvents(q ledger.EventQuery) (*eventPlan, error) {
 		p.filter += f
 	}
 	mode := "key"
-	switch p.index {
-	case indexGSI1:
+	switch {
+	case p.index == indexGSI1:
 		mode = "user"
-	case indexGSI2:
+	case p.index == indexGSI2:
 		mode = "custom"
-	case indexGSI3:
+	case p.all:
 		mode = "all"
 	}
 	h := sha256.Sum256([]byte(mode + "\x00" + q.KeyID + "\x00" + q.UserID + "\x00" + q.CustomID))
 	p.fingerprint = base64.RawURLEncoding.EncodeToString(h[:9])
 	return p, nil
-}
-
-// months returns the gsi3 partitions from the month of fromMs back to the
-// month of p.startMs, newest first.
-func (p *eventPlan) months(fromMs int64) []string {
-	first := time.UnixMilli(p.startMs).UTC()
-	first = time.Date(first.Year(), first.Month(), 1, 0, 0, 0, 0, time.UTC)
-	var out []string
-	for m := time.UnixMilli(fromMs).UTC(); !m.Before(first) && len(out) <= MaxAllEventsMonths; m = m.AddDate(0, 0, -m.Day()) {
-		out = append(out, prefixEventMonth+m.Format("2006-01"))
-	}
-	return out
 }
 
 // cursor is the position after which a listing continues: the last event
@@ -338,7 +304,6 @@ func (s *Store) ListEvents(ctx context.Context, q ledger.EventQuery) ([]*ledger.
 		return nil, "", err
 	}
 	var after *cursor
-	fromMs := p.endMs - 1
 	if q.Cursor != "" {
 		c, ms, err := p.decodeCursor(q.Cursor)
 		if err != nil {
@@ -347,29 +312,23 @@ func (s *Store) ListEvents(ctx context.Context, q ledger.EventQuery) ([]*ledger.
 		if ms < p.startMs {
 			return []*ledger.Event{}, "", nil // nothing older is in range
 		}
-		after, fromMs = c, ms
-	}
-	parts := []string{p.pk}
-	if p.index == indexGSI3 {
-		parts = p.months(fromMs)
+		after = c
 	}
 	// One more than a page tells whether another page follows.
 	want := p.limit + 1
 	var items []map[string]ddb.AttributeValue
 	budget := bodyBudget{max: q.BodyBudget}
-	for i, part := range parts {
+	if p.all {
+		items, err = s.mergedEvents(ctx, p, after, want)
+	} else {
 		var start map[string]ddb.AttributeValue
-		if i == 0 && after != nil {
-			start = p.startKey(after, part)
+		if after != nil {
+			start = p.startKey(after, p.pk)
 		}
-		got, err := s.queryEvents(ctx, p, part, start, want-len(items), &budget)
-		if err != nil {
-			return nil, "", err
-		}
-		items = append(items, got...)
-		if len(items) >= want || budget.spent() {
-			break
-		}
+		items, err = s.queryEvents(ctx, p, p.pk, start, want, &budget)
+	}
+	if err != nil {
+		return nil, "", err
 	}
 	// More may follow when there was one more than a page, or when the
 	// budget stopped the reading.
@@ -384,7 +343,7 @@ func (s *Store) ListEvents(ctx context.Context, q ledger.EventQuery) ([]*ledger.
 		}
 		// A page holds at least one event, and bodies up to the budget.
 		if !q.OmitBodies {
-			size += storedBodySize(ev, p.index == indexGSI3)
+			size += storedBodySize(ev, p.all)
 		}
 		if i > 0 && q.BodyBudget > 0 && size > q.BodyBudget {
 			more = true
@@ -396,7 +355,7 @@ func (s *Store) ListEvents(ctx context.Context, q ledger.EventQuery) ([]*ledger.
 	if more && len(events) > 0 {
 		next = p.encodeCursor(events[len(events)-1])
 	}
-	if p.index == indexGSI3 && !q.OmitBodies {
+	if p.all && !q.OmitBodies {
 		if err := s.addBodies(ctx, events); err != nil {
 			return nil, "", err
 		}
@@ -405,7 +364,7 @@ func (s *Store) ListEvents(ctx context.Context, q ledger.EventQuery) ([]*ledger.
 }
 
 // storedBodySize is how many bytes of bodies ev carries, or, for an event
-// read from gsi3 (which leaves them out), at most carries.
+// read without them (a merged listing), at most carries.
 func storedBodySize(ev *ledger.Event, estimate bool) int {
 	if !estimate {
 		return len(ev.RequestBody) + len(ev.ResponseBody)
@@ -450,7 +409,7 @@ func (s *Store) queryEvents(ctx context.Context, p *eventPlan, pk string, start 
 		}
 	}
 	in.ExpressionAttributeValues = vals
-	if p.q.OmitBodies && p.index != indexGSI3 {
+	if p.q.OmitBodies {
 		in.ProjectionExpression = aws.String(withoutBodies.expr)
 		in.ExpressionAttributeNames = withoutBodies.names
 	}
@@ -479,7 +438,7 @@ func (s *Store) queryEvents(ctx context.Context, p *eventPlan, pk string, start 
 }
 
 // addBodies reads the bodies of the events that have them from the table
-// (gsi3 does not project them), 100 keys per BatchGetItem.
+// (a merged listing reads without them), 100 keys per BatchGetItem.
 func (s *Store) addBodies(ctx context.Context, events []*ledger.Event) error {
 	byKey := map[string]*ledger.Event{}
 	var keys []map[string]ddb.AttributeValue
