@@ -20,7 +20,9 @@ package main
 //     day and over every day that has events; from its rate of events read
 //     per second it extrapolates to the whole term, against Lambda's
 //     limits (15 minutes, 6 MB of response) and the admin function's
-//     configured timeout.
+//     configured timeout;
+//   - a page of one key's events, and pages of all events (a merge of
+//     every key's partition).
 
 import (
 	"cmp"
@@ -214,6 +216,14 @@ func runReporting(ctx context.Context, out io.Writer, size reportingSize) error 
 			path: fmt.Sprintf("/api/v1/secret-keys?includeMetrics=true&start=%d&end=%d", eventStart.Unix(), today.Unix())},
 		{name: fmt.Sprintf("list %d keys with metrics, %d days less 1 s (events)", size.keys, size.eventDays), method: "GET",
 			path: fmt.Sprintf("/api/v1/secret-keys?includeMetrics=true&start=%d&end=%d", eventStart.Unix(), today.Unix()-1)},
+		// The listing of all events merges the keys' partitions: the
+		// price of writing no index entry per event.
+		{name: "events of one key, a page of 100", method: "GET",
+			path: fmt.Sprintf("/api/v1/events?keyId=%s&limit=100&start=%d&end=%d", keyIDs[0], eventStart.Unix(), today.Unix())},
+		{name: fmt.Sprintf("all events (%d keys merged), a page of 100", size.keys), method: "GET",
+			path: fmt.Sprintf("/api/v1/events?all=true&limit=100&start=%d&end=%d", eventStart.Unix(), today.Unix())},
+		{name: fmt.Sprintf("all events (%d keys merged), a page of 10", size.keys), method: "GET",
+			path: fmt.Sprintf("/api/v1/events?all=true&limit=10&start=%d&end=%d", eventStart.Unix(), today.Unix())},
 	}
 	bodies := map[*reportingCall][]byte{}
 	for _, c := range calls {
@@ -314,9 +324,9 @@ func countPoints(b []byte) int {
 	if json.Unmarshal(b, &list) == nil {
 		return len(list)
 	}
-	var r struct{ DataPoints []json.RawMessage }
+	var r struct{ DataPoints, Events []json.RawMessage }
 	_ = json.Unmarshal(b, &r)
-	return len(r.DataPoints)
+	return len(r.DataPoints) + len(r.Events)
 }
 
 // sameMetrics reports whether two key listings show the same metrics per key.
