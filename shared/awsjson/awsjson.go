@@ -1,7 +1,7 @@
 // Package awsjson calls AWS services that speak the JSON protocol
 // (awsJson1_0 and awsJson1_1: DynamoDB, Secrets Manager): a JSON body
 // POSTed with an X-Amz-Target header naming the operation, signed with
-// SigV4 by the SDK's signer, on the caller's HTTP client (with its
+// SigV4 (sign.go), on the caller's HTTP client (with its
 // timeouts). It carries bytes: callers encode their inputs and decode the
 // answers, and get an answer that is not 2xx as an *Error with the
 // service's error code, message and body.
@@ -31,6 +31,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -62,8 +63,11 @@ type Config struct {
 
 // Client calls one service at one endpoint. It is safe for concurrent use.
 type Client struct {
-	cfg    Config
-	signer *v4.Signer
+	cfg      Config
+	url      *url.URL // the endpoint, parsed; nil when it does not parse
+	fast     *signer  // nil for an endpoint with a path or query (then sdk signs)
+	sdk      *v4.Signer
+	urlError error
 }
 
 // DefaultTimeout bounds a call's attempt when Config has no HTTP client.
@@ -81,7 +85,12 @@ func New(cfg Config) *Client {
 			return aws.Credentials{}, errors.New("no AWS credentials configured")
 		})
 	}
-	return &Client{cfg: cfg, signer: v4.NewSigner()}
+	c := &Client{cfg: cfg, sdk: v4.NewSigner()}
+	c.url, c.urlError = url.Parse(cfg.Endpoint)
+	if c.urlError == nil {
+		c.fast = newSigner(c.url, cfg.Service.SigningName, cfg.Region)
+	}
+	return c
 }
 
 // Attempts and backoff of a call: the pause before attempt n+1 is random
@@ -145,15 +154,9 @@ func (c *Client) attempt(ctx context.Context, op string, body []byte, payloadHas
 	if err != nil {
 		return nil, &Error{Err: fmt.Errorf("credentials: %w", err)}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.Endpoint, bytes.NewReader(body))
+	req, err := c.request(ctx, op, body, payloadHash, creds, time.Now().UTC())
 	if err != nil {
 		return nil, &Error{Err: err}
-	}
-	req.Header.Set("Content-Type", c.cfg.Service.ContentType)
-	req.Header.Set("X-Amz-Target", c.cfg.Service.TargetPrefix+op)
-	req.Header.Set("Accept-Encoding", "identity")
-	if err := c.signer.SignHTTP(ctx, creds, req, payloadHash, c.cfg.Service.SigningName, c.cfg.Region, time.Now().UTC()); err != nil {
-		return nil, &Error{Err: fmt.Errorf("sign: %w", err)}
 	}
 	resp, err := c.cfg.HTTPClient.Do(req)
 	if err != nil {
@@ -173,6 +176,50 @@ func (c *Client) attempt(ctx context.Context, op string, body []byte, payloadHas
 		return res, nil
 	}
 	return nil, answerError(resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), res)
+}
+
+// request is the signed POST of body as operation op at t.
+func (c *Client) request(ctx context.Context, op string, body []byte, payloadHash string, creds aws.Credentials, t time.Time) (*http.Request, error) {
+	if c.urlError != nil {
+		return nil, c.urlError
+	}
+	if c.fast == nil || len(body) == 0 { // Call's bodies are JSON: never empty
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.Endpoint, bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", c.cfg.Service.ContentType)
+		req.Header.Set("X-Amz-Target", c.cfg.Service.TargetPrefix+op)
+		req.Header.Set("Accept-Encoding", "identity")
+		if err := c.sdk.SignHTTP(ctx, creds, req, payloadHash, c.cfg.Service.SigningName, c.cfg.Region, t); err != nil {
+			return nil, fmt.Errorf("sign: %w", err)
+		}
+		return req, nil
+	}
+	h := signedHeaders{
+		contentLength: len(body), contentType: c.cfg.Service.ContentType,
+		amzDate: t.Format("20060102T150405Z"), token: creds.SessionToken, target: c.cfg.Service.TargetPrefix + op,
+	}
+	header := http.Header{
+		"Content-Type":    {h.contentType},
+		"X-Amz-Target":    {h.target},
+		"Accept-Encoding": {"identity"},
+		"X-Amz-Date":      {h.amzDate},
+		"Authorization":   {c.fast.authorization(creds, h, payloadHash)},
+	}
+	if h.token != "" {
+		header["X-Amz-Security-Token"] = []string{h.token}
+	}
+	u := *c.url
+	req := &http.Request{
+		Method: http.MethodPost, URL: &u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: header, Host: c.fast.host, ContentLength: int64(len(body)),
+		Body: io.NopCloser(bytes.NewReader(body)),
+		GetBody: func() (io.ReadCloser, error) {
+			return io.NopCloser(bytes.NewReader(body)), nil
+		},
+	}
+	return req.WithContext(ctx), nil
 }
 
 // answerError reads an error answer: its code from the X-Amzn-ErrorType
