@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -46,8 +47,11 @@ var contentTypes = map[string]string{
 
 // file is one embedded file, ready to serve.
 type file struct {
-	name, contentType, etag string
-	body                    []byte
+	name, contentType string
+	body              []byte
+	// etag is the content's hash, computed when the file is first served:
+	// a function's start does not hash files most invocations never serve.
+	etag func() string
 }
 
 func load(name string) file {
@@ -55,8 +59,10 @@ func load(name string) file {
 	if err != nil {
 		panic("pages: missing embedded file " + name) // the build embeds it; a typo is a bug
 	}
-	sum := sha256.Sum256(b)
-	return file{name: name, contentType: contentTypes[path.Ext(name)], etag: `"` + hex.EncodeToString(sum[:12]) + `"`, body: b}
+	return file{name: name, contentType: contentTypes[path.Ext(name)], body: b, etag: sync.OnceValue(func() string {
+		sum := sha256.Sum256(b)
+		return `"` + hex.EncodeToString(sum[:12]) + `"`
+	})}
 }
 
 // Dashboard serves the teacher's dashboard page; mount it at GET / of the
@@ -109,6 +115,6 @@ func serve(w http.ResponseWriter, r *http.Request, f file) {
 	secure(h)
 	h.Set("Content-Type", f.contentType)
 	h.Set("Cache-Control", "no-cache")
-	h.Set("ETag", f.etag)
+	h.Set("ETag", f.etag())
 	http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(f.body))
 }
