@@ -318,7 +318,8 @@ func serve(h http.Handler, method, path, body string, gz bool) *httptest.Respons
 	return rec
 }
 
-// countPoints counts dataPoints in a report, or keys in a listing.
+// countPoints counts dataPoints in a report, keys in a key listing, or
+// events in an events page.
 func countPoints(b []byte) int {
 	var list []json.RawMessage
 	if json.Unmarshal(b, &list) == nil {

@@ -6,8 +6,9 @@ package awsjson
 // SDK's signer sorts, lowercases and copies every header of every request).
 // The derived signing key changes once a day: it is kept and reused. What
 // this computes is what the SDK's signer computes for the same request
-// (TestSignerMatchesSDK); an endpoint with a path or a query, which Call
-// never needs, is signed by the SDK's signer.
+// (TestSignerMatchesSDK); an endpoint with a path or a query, or whose
+// host is an IPv6 literal or has an empty port, none of which Call needs,
+// is signed by the SDK's signer.
 
 import (
 	"crypto/hmac"
@@ -37,8 +38,9 @@ type signingKey struct {
 // newSigner returns the signer of requests to u, or nil when u has a path
 // or a query (then the SDK's signer signs).
 func newSigner(u *url.URL, service, region string) *signer {
-	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Opaque != "" || u.Host == "" {
-		return nil
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Opaque != "" || u.Host == "" ||
+		strings.ContainsAny(u.Host, "[]") || strings.HasSuffix(u.Host, ":") {
+		return nil // IPv6 literals and empty ports: the SDK's rules for the host
 	}
 	host := u.Host
 	if h, port, ok := strings.Cut(host, ":"); ok && !strings.Contains(port, ":") &&

@@ -86,10 +86,11 @@ func TestSignerMatchesSDK(t *testing.T) {
 	}
 }
 
-// TestSignerFallsBack: an endpoint with a path or a query is signed by the
-// SDK's signer, which escapes and sorts them.
+// TestSignerFallsBack: an endpoint with a path or a query, an IPv6 host or
+// an empty port is signed by the SDK's signer, which escapes and sorts the
+// path and query and strips the host's default or empty port.
 func TestSignerFallsBack(t *testing.T) {
-	for _, endpoint := range []string{"https://proxy.example.com/dynamodb", "https://example.com/?a=b"} {
+	for _, endpoint := range []string{"https://proxy.example.com/dynamodb", "https://example.com/?a=b", "https://[::1]:443", "http://host:"} {
 		if c := New(Config{Endpoint: endpoint, Region: "us-east-1"}); c.fast != nil {
 			t.Errorf("%s: signed without the SDK", endpoint)
 		}

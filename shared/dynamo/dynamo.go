@@ -14,7 +14,7 @@
 //	KEY#<id>      / USAGE         the key's ledger: its counters, configuration version and
 //	                              open reservations (gsi3 LEDGERS while some are open)
 //	EV#<keyId>    / <ms>#<id>     one event per request, expiring via expiresAt (TTL);
-//	                              indexed by user, custom id and month (events.go)
+//	                              indexed by user and custom id (events.go)
 //	AGG#<keyId>   / DAY#<d>#<m>   the key's sums per UTC day and model (reports.go)
 //	AGG#<keyId>   / CID#<id>      the key's sums per custom id (reports.go)
 package dynamo

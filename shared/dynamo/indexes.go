@@ -14,8 +14,9 @@ import (
 
 // globalIndexes are the table's global secondary indexes, as template.yaml
 // declares them: gsi1 (listings of keys, providers, users, reservations and
-// events by user), gsi2 (events by custom id) and gsi3 (events by month, and
-// key ledgers with open reservations for the stale sweep: keyledger.go).
+// events by user), gsi2 (events by custom id) and gsi3 (key ledgers with
+// open reservations, for the stale sweep and the fold: keyledger.go; events
+// stored by earlier versions are there by month, unused).
 func globalIndexes() []ddb.GlobalSecondaryIndex {
 	gsi := func(name, pk, sk string, p *ddb.Projection) ddb.GlobalSecondaryIndex {
 		return ddb.GlobalSecondaryIndex{

@@ -268,7 +268,8 @@ func eventsError(err error) error {
 		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest,
 			err.Error()+"; pass the nextCursor of the previous page, with the same query").WithParam("cursor")
 	case errors.Is(err, ledger.ErrInvalidQuery):
-		// What the handler does not check itself: the span of all=true.
+		// The store's own checks of the range and limit, which the
+		// handler makes first: a safety net.
 		return apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, err.Error()).WithParam("start")
 	default:
 		return response.StoreError(err, "events")

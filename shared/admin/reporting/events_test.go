@@ -18,7 +18,7 @@ func TestEventsErrorMapping(t *testing.T) {
 		mentionsInput string
 	}{
 		{fmt.Errorf("%w: the cursor belongs to a different query", ledger.ErrBadCursor), 400, "cursor", "different query"},
-		{fmt.Errorf("%w: a listing of all events may span at most 120 months", ledger.ErrInvalidQuery), 400, "start", "120 months"},
+		{fmt.Errorf("%w: end must be after start", ledger.ErrInvalidQuery), 400, "start", "end must be after start"},
 		{errors.New("throttled"), 503, "", ""},
 	}
 	for _, tt := range tests {
