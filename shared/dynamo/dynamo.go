@@ -64,6 +64,9 @@ type Store struct {
 
 	statsMu sync.Mutex
 	stats   Stats
+
+	// share overrides allowanceShare (allowance.go) when set: for tests.
+	share int64
 }
 
 // Option changes how New builds a Store.

@@ -68,18 +68,69 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 	if err != nil {
 		return err
 	}
+	mode, reclaimed := onCounters, false
+	var seen map[string]ddb.AttributeValue // the ledger as the last failed attempt found it
+	if p.allowable() {
+		mode = drawAllowance
+	}
 	for attempt := 0; ; attempt++ {
+		if attempt >= 50 { // the modes below move on at most a few times
+			return fmt.Errorf("reserve %s: %w", r.ID, errRace)
+		}
 		e := p.reserveExpression(r, entry)
 		var failed bool
 		var old map[string]ddb.AttributeValue
-		if p.single() {
+		switch {
+		case p.single():
 			failed, old, err = s.updateLedger(ctx, p.keyID, e, "reserve "+r.ID)
-		} else {
-			failed, old, err = s.reserveTransaction(ctx, r, p, e)
+		case mode == drawAllowance:
+			failed, old, err = s.updateLedger(ctx, p.keyID, p.drawExpression(e), "reserve "+r.ID)
+			if err == nil && failed && p.allowanceShort(old) && errors.Is(p.refusal(r, old), errRace) {
+				mode, seen = grantSlice, old // the allowance is short: grant one
+				continue
+			}
+		case mode == reclaimAllowances:
+			if err := s.reclaim(ctx, p.allowanceCounters()); err != nil {
+				return fmt.Errorf("reserve %s: %w", r.ID, err)
+			}
+			mode, reclaimed = grantExact, true // its refusal is now exact
+			continue
+		default:
+			share := s.share
+			if share == 0 {
+				share = allowanceShare
+			}
+			grants := p.grants(mode, seen, share)
+			if grants != nil {
+				e = p.grantExpression(e, grants)
+			}
+			failed, old, err = s.reserveTransaction(ctx, r, p, e, grants)
+			if err == nil && failed && errors.Is(p.refusal(r, old), errRace) {
+				// The key's allowances moved (its other requests drew or
+				// were granted): plan again from what the ledger holds.
+				seen = old
+				if !p.allowanceShort(old) {
+					mode = drawAllowance
+				}
+				continue
+			}
+			var le *budget.LimitError
+			switch {
+			case errors.Is(err, errCapped):
+				mode = onCounters
+				continue
+			case mode == grantExact && (errors.Is(err, errReclaimed) || reclaimed && errors.As(err, &le)):
+				errors.As(err, &le)
+				return le // no allowance is held: exact
+			case grants != nil && errors.As(err, &le):
+				mode++ // a slice, then the amount, then every allowance back
+				continue
+			}
 		}
 		if err != nil || !failed {
 			return err
 		}
+		seen = old
 		switch err := p.refusal(r, old); {
 		case errors.Is(err, errLanded):
 			return nil // an earlier attempt of this very reserve was stored
@@ -109,7 +160,13 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 // and organisation's versions and the reservations on their counters. When
 // the ledger's own condition failed it returns failed and its old image; a
 // failed check is budget.ErrStale, a counter over its limit a LimitError.
-func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p *ledgerPlan, e *expression) (bool, map[string]ddb.AttributeValue, error) {
+//
+// With grants (allowance.go) each counter of p.others grows by grants[i]
+// instead of the charge's amount, on the condition that that fits, and
+// records the key among its holders (errCapped when it has maxHolders
+// others already), except a counter granted 0, which the ledger's update
+// draws on.
+func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p *ledgerPlan, e *expression, grants []int64) (bool, map[string]ddb.AttributeValue, error) {
 	items := make([]ddb.TransactWriteItem, 0, len(p.checks)+len(p.others)+1)
 	for _, c := range p.checks {
 		pk, sk := checkKey(c)
@@ -127,24 +184,46 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 	if err != nil {
 		return false, nil, fmt.Errorf("reserve %s: %w", r.ID, err)
 	}
+	var at []int // the index in p.others of each counter written
 	for i, c := range p.others {
+		amount := c.Amount
+		if grants != nil {
+			if amount = grants[i]; amount == 0 {
+				continue // drawn from the key's allowance
+			}
+		}
+		at = append(at, i)
 		u := &ddb.Update{
 			TableName:                 aws.String(s.table),
 			Key:                       key(counterKey(c.Owner, c.Counter)),
 			UpdateExpression:          aws.String("ADD v :a"),
-			ExpressionAttributeValues: map[string]ddb.AttributeValue{":a": num(c.Amount)},
+			ExpressionAttributeValues: map[string]ddb.AttributeValue{":a": num(amount)},
 		}
 		if c.Limit > 0 {
 			// Conditions cannot add, so the headroom is computed here.
-			headroom := c.Limit - c.Amount - shards[i]
+			headroom := c.Limit - amount - shards[i]
 			if headroom < 0 {
 				return false, nil, &budget.LimitError{Charge: c} // the shards alone leave no room
 			}
 			u.ConditionExpression = aws.String("attribute_not_exists(v) OR v <= :max")
 			u.ExpressionAttributeValues[":max"] = num(headroom)
 		}
+		if grants != nil {
+			u.UpdateExpression = aws.String("ADD v :a, #h :k")
+			u.ConditionExpression = aws.String("(" + aws.ToString(u.ConditionExpression) +
+				") AND (attribute_not_exists(#h) OR size(#h) < :cap OR contains(#h, :id))")
+			u.ExpressionAttributeNames = map[string]string{"#h": attrHolders}
+			if amount > c.Amount { // a slice: not once the limit was reached
+				u.ConditionExpression = aws.String(aws.ToString(u.ConditionExpression) + " AND attribute_not_exists(#d)")
+				u.ExpressionAttributeNames["#d"] = attrDrained
+			}
+			u.ExpressionAttributeValues[":k"] = &ddb.AttributeValueMemberSS{Value: []string{p.keyID}}
+			u.ExpressionAttributeValues[":id"] = str(p.keyID)
+			u.ExpressionAttributeValues[":cap"] = num(maxHolders)
+			u.ReturnValuesOnConditionCheckFailure = ddb.ReturnValuesOnConditionCheckFailureAllOld
+		}
 		if exp := counterExpiry(c); exp > 0 {
-			u.UpdateExpression = aws.String("ADD v :a SET expiresAt = :e")
+			u.UpdateExpression = aws.String(aws.ToString(u.UpdateExpression) + " SET expiresAt = :e")
 			u.ExpressionAttributeValues[":e"] = num(exp)
 		}
 		items = append(items, ddb.TransactWriteItem{Update: u})
@@ -175,7 +254,14 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 				}
 				return true, old, nil
 			default:
-				return false, nil, &budget.LimitError{Charge: p.others[i-len(p.checks)-1]}
+				le := &budget.LimitError{Charge: p.others[at[i-len(p.checks)-1]]}
+				switch {
+				case grants != nil && capped(reason.Item, p.keyID):
+					return false, nil, errCapped
+				case grants != nil && reclaimed(reason.Item):
+					return false, nil, fmt.Errorf("%w: %w", errReclaimed, le)
+				}
+				return false, nil, le
 			}
 		}
 	}

@@ -15,9 +15,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
+	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"github.com/stipend/stipend/shared/user"
 )
@@ -187,6 +189,10 @@ func (s *Store) GetOrg(ctx context.Context) (*user.Org, error) {
 
 // PutOrg writes o if the stored version is still o.Version (0: if nothing is
 // stored yet), and bumps o.Version; ErrConflict if someone else wrote first.
+// Then it takes back every allowance of the organisation's lifetime and
+// monthly spend (of the month of o.UpdatedAt, or now) that keys hold
+// (allowance.go), so that the new limits apply at the next request; an
+// error then means the settings are stored but some allowances may remain.
 func (s *Store) PutOrg(ctx context.Context, o *user.Org) error {
 	b, err := json.Marshal(o)
 	if err != nil {
@@ -210,5 +216,12 @@ func (s *Store) PutOrg(ctx context.Context, o *user.Org) error {
 		return fmt.Errorf("put organisation settings: %w", err)
 	}
 	o.Version++
+	at := time.Now()
+	if o.UpdatedAt > 0 {
+		at = time.Unix(o.UpdatedAt, 0)
+	}
+	if err := s.revokeAllowances(ctx, budget.MonthSpend(at)); err != nil {
+		return fmt.Errorf("organisation settings stored, but: %w", err)
+	}
 	return nil
 }

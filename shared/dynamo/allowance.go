@@ -1,0 +1,408 @@
+package dynamo
+
+// Allowances: part of the organisation's spend limit held on a key's
+// ledger, so that a request of a key under an organisation limit (and no
+// user limit) reserves with the single conditional UpdateItem a key
+// without one uses, instead of a transaction on the organisation's hot
+// counter item.
+//
+//	ledger    A#<counter>   the key's unspent allowance of the organisation's
+//	                        counter (SPEND#mo#<yyyymm>, the month, or USAGE... as
+//	                        counterSK names it), nanodollars
+//	counter   hold          the keys that were granted an allowance of it
+//	                        (string set), at most maxHolders
+//	          drained       set when a grant of just the amount first did not fit:
+//	                        no slice is granted any more (until the settings change)
+//	          reclaimed     set by the transaction that then took every allowance
+//	                        back: none is held, so a grant of just the amount that
+//	                        does not fit is an exact refusal
+//
+// The counter item's committed value v counts every grant, spent or not,
+// besides the reservations of keys that reserve on it directly; so
+// committed spend is v less the holders' unspent allowances, and v never
+// passes the limit (the grant's condition is the reserve's condition).
+//
+//   - Draw: the reserve's ledger update also subtracts each organisation
+//     charge from its allowance, on the condition that the allowance holds
+//     it. Nothing else changes: the entry lists the organisation's charges
+//     as a transaction's reserve does, and the settle (a transaction with
+//     the counter items, as before) moves v from the reserved amount to the
+//     actual one: what a request did not spend goes back to the pool, not
+//     to the allowance.
+//   - Grant, when the allowance is short: the transaction a reserve on the
+//     counter items is, adding a slice of the limit (1/allowanceShare, at
+//     least the amount) to v instead of the amount, the slice less the
+//     amount to the key's allowance, and the key to hold. When the slice
+//     does not fit under the limit, exactly the amount.
+//   - Reclaim, before the first refusal: when a grant of just the amount
+//     does not fit, the counters are marked drained (no slice is granted
+//     after that), every holder's allowance is read, and one transaction
+//     takes them all back into the pool, on the condition that each is
+//     still what was read, and marks the counters reclaimed. From then on
+//     no allowance is held, and the reserve is a grant of just the amount:
+//     when it does not fit, the refusal is as exact as a reserve on the
+//     counter item was, and the slices come back only with new settings
+//     or a new month.
+//   - A change of the organisation's settings (PutOrg) takes every
+//     allowance back before it returns, so a lowered limit applies at the
+//     next request; a grant planned from the older settings fails the
+//     version check every grant carries.
+//
+// A key past maxHolders reserves on the counter items as before.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/stipend/stipend/shared/budget"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
+)
+
+const (
+	allowPrefix   = "A#"
+	attrHolders   = "hold"
+	attrDrained   = "drained"
+	attrReclaimed = "reclaimed"
+	// maxHolders bounds the keys holding allowances of one counter, so that
+	// a reclaim's transaction (the organisation's version check, the key's
+	// own ledger, two counters and every holder) fits in 100 items.
+	maxHolders = 96
+	// allowanceShare: a grant is the limit divided by this, or the amount
+	// if larger (Store.share: tests set fewer, larger slices).
+	allowanceShare = 256
+)
+
+// allowAttr is the ledger attribute of the key's allowance of counter c.
+func allowAttr(c budget.Counter) string { return allowPrefix + counterSK(c) }
+
+// allowanceMode is how a reserve takes its amount of the organisation's
+// limited counters.
+type allowanceMode int
+
+const (
+	onCounters        allowanceMode = iota // on the counter items, in a transaction
+	drawAllowance                          // from the key's allowance, on its ledger
+	grantSlice                             // granting a slice of the limit, in a transaction
+	grantExact                             // granting just the amount, in a transaction
+	reclaimAllowances                      // every allowance back, then the amount or a refusal
+)
+
+// allowable reports whether p reserves, besides the key's own counters,
+// only on the organisation's limited lifetime or monthly spend, and checks
+// only the organisation's version: such a reserve may use allowances.
+func (p *ledgerPlan) allowable() bool {
+	if len(p.others) == 0 || len(p.checks) != 1 || p.checks[0].Kind != budget.CheckOrg {
+		return false
+	}
+	for _, c := range p.others {
+		if c.Owner.Kind != budget.OwnerOrg || c.Kind != budget.Spend || c.Limit <= 0 ||
+			(c.Unit != budget.Lifetime && c.Unit != budget.Month) {
+			return false
+		}
+	}
+	return true
+}
+
+// drawExpression adds to e, the reserve's ledger update, the draw of each
+// organisation charge from the key's allowance, on the condition that the
+// allowance holds it.
+func (p *ledgerPlan) drawExpression(e *expression) *expression {
+	for _, c := range p.others {
+		n := allowAttr(c.Counter)
+		e.cond(e.name(n) + " >= " + e.value(num(c.Amount)))
+		e.add(n, -c.Amount)
+	}
+	return e
+}
+
+// allowanceShort reports, from the ledger as a failed draw found it, that
+// an allowance did not hold its charge.
+func (p *ledgerPlan) allowanceShort(old map[string]ddb.AttributeValue) bool {
+	for _, c := range p.others {
+		if getN(old, allowAttr(c.Counter)) < c.Amount {
+			return true
+		}
+	}
+	return false
+}
+
+// grants is what a reserve in mode adds to each of p.others' counters
+// (nil: the charges' amounts, no allowance): 0 for a counter whose
+// allowance held the charge when the ledger was last seen (old: it draws
+// on it), else a slice of the limit or just the amount.
+func (p *ledgerPlan) grants(mode allowanceMode, old map[string]ddb.AttributeValue, share int64) []int64 {
+	if mode != grantSlice && mode != grantExact {
+		return nil
+	}
+	g := make([]int64, len(p.others))
+	for i, c := range p.others {
+		switch {
+		case getN(old, allowAttr(c.Counter)) >= c.Amount:
+			g[i] = 0
+		case mode == grantSlice:
+			g[i] = max(c.Amount, c.Limit/share)
+		default:
+			g[i] = c.Amount
+		}
+	}
+	return g
+}
+
+// grantExpression adds to e, the reserve's ledger update, what grants give
+// the key's allowances beyond the amounts it reserves, on the condition
+// that the allowance is still short: a key's concurrent requests that all
+// found it short do not each take a slice.
+//
+// A counter granted nothing (0) is drawn on, as drawExpression does.
+func (p *ledgerPlan) grantExpression(e *expression, grants []int64) *expression {
+	for i, c := range p.others {
+		switch extra := grants[i] - c.Amount; {
+		case grants[i] == 0:
+			n := e.name(allowAttr(c.Counter))
+			e.cond(n + " >= " + e.value(num(c.Amount)))
+			e.add(allowAttr(c.Counter), -c.Amount)
+		case extra > 0:
+			n := e.name(allowAttr(c.Counter))
+			e.cond("attribute_not_exists(" + n + ") OR " + n + " < " + e.value(num(c.Amount)))
+			e.add(allowAttr(c.Counter), extra)
+		}
+	}
+	return e
+}
+
+// errCapped: the counter has maxHolders holders already; the key reserves
+// on the counter items.
+var errCapped = errors.New("the organisation's allowances have as many holders as they may")
+
+// errReclaimed: the counter is reclaimed (no allowance is held: a grant of
+// the amount that does not fit is an exact refusal).
+var errReclaimed = errors.New("the organisation's limit was reached: no allowance is held")
+
+// drained and reclaimed read the counter's marks as it was (old).
+func drained(old map[string]ddb.AttributeValue) bool {
+	_, ok := old[attrDrained]
+	return ok
+}
+
+func reclaimed(old map[string]ddb.AttributeValue) bool {
+	_, ok := old[attrReclaimed]
+	return ok
+}
+
+// capped reports whether a grant to keyID failed because the counter, as it
+// was (old), has maxHolders other holders.
+func capped(old map[string]ddb.AttributeValue, keyID string) bool {
+	hold := getSS(old, attrHolders)
+	return len(hold) >= maxHolders && !slices.Contains(hold, keyID)
+}
+
+// allowances is what the organisation's counters and their holders' ledgers
+// held when read.
+type allowances struct {
+	counters []counterRead
+	// held is each holder's unspent allowances: holder -> attribute ->
+	// amount, amounts > 0 only.
+	held map[string]map[string]int64
+}
+
+type counterRead struct {
+	c         budget.Counter
+	v         int64
+	holders   []string
+	sum       int64 // the holders' unspent allowances of it
+	drained   bool
+	reclaimed bool
+}
+
+// readAllowances reads cs's counter items and every holder's allowances of
+// them, strongly consistent.
+func (s *Store) readAllowances(ctx context.Context, cs []budget.Counter) (*allowances, error) {
+	a := &allowances{held: map[string]map[string]int64{}}
+	var holders []string
+	for _, c := range cs {
+		out, err := s.db.GetItem(ctx, &ddb.GetItemInput{
+			TableName: aws.String(s.table), Key: key(counterKey(budget.OrgOwner(), c)), ConsistentRead: aws.Bool(true),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("read the organisation's %s: %w", counterSK(c), err)
+		}
+		_, isReclaimed := out.Item[attrReclaimed]
+		cr := counterRead{c: c, v: getN(out.Item, attrCommitted), holders: getSS(out.Item, attrHolders),
+			drained: drained(out.Item), reclaimed: isReclaimed}
+		a.counters = append(a.counters, cr)
+		for _, h := range cr.holders {
+			if !slices.Contains(holders, h) {
+				holders = append(holders, h)
+			}
+		}
+	}
+	sort.Strings(holders)
+	var where [][]place
+	for _, h := range holders {
+		for _, cr := range a.counters {
+			where = append(where, []place{{keyPK(h), skUsage, allowAttr(cr.c)}})
+		}
+	}
+	vals, _, err := s.readCounters(ctx, where, nil)
+	if err != nil {
+		return nil, err
+	}
+	for i, h := range holders {
+		for j := range a.counters {
+			cr := &a.counters[j]
+			if v := vals[i*len(a.counters)+j]; v > 0 && slices.Contains(cr.holders, h) {
+				if a.held[h] == nil {
+					a.held[h] = map[string]int64{}
+				}
+				a.held[h][allowAttr(cr.c)] = v
+				cr.sum += v
+			}
+		}
+	}
+	return a, nil
+}
+
+// reclaimHolders takes back into the pool what each holder a names holds
+// of a's counters: per holder, one transaction of its ledger (each
+// allowance on the condition that it is what was read) and the counters.
+// A holder whose allowance moved is read again; one found holding nothing
+// is done. Holders are independent: an allowance taken back is in the pool
+// whatever happens to the others.
+func (s *Store) reclaimHolders(ctx context.Context, a *allowances) error {
+	for _, h := range slices.Sorted(maps.Keys(a.held)) {
+		held := a.held[h]
+		for attempt := 0; len(held) > 0; attempt++ {
+			if attempt >= 20 {
+				return fmt.Errorf("take back the allowances of key %s: %w", h, errRace)
+			}
+			e := newExpression()
+			items := []ddb.TransactWriteItem{}
+			for _, cr := range a.counters {
+				amount := held[allowAttr(cr.c)]
+				if amount == 0 {
+					continue
+				}
+				e.cond(e.name(allowAttr(cr.c)) + " = " + e.value(num(amount)))
+				e.add(allowAttr(cr.c), -amount)
+				pk, sk := counterKey(budget.OrgOwner(), cr.c)
+				items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
+					TableName: aws.String(s.table), Key: key(pk, sk), UpdateExpression: aws.String("ADD v :a"),
+					ExpressionAttributeValues: map[string]ddb.AttributeValue{":a": num(-amount)},
+				}})
+			}
+			items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
+				TableName: aws.String(s.table), Key: ledgerKey(h), UpdateExpression: aws.String(e.update()),
+				ConditionExpression: e.condition(), ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
+			}})
+			err := s.transact(ctx, items, "take back the allowances of key "+h)
+			if err == nil {
+				break
+			}
+			if len(conditionsFailed(err)) == 0 {
+				return err
+			}
+			// The key drew on it meanwhile: read what it holds now.
+			item, err := s.getItem(ctx, keyPK(h), skUsage, "the ledger of key "+h)
+			if err != nil {
+				return err
+			}
+			held = map[string]int64{}
+			for _, cr := range a.counters {
+				if v := getN(item, allowAttr(cr.c)); v > 0 {
+					held[allowAttr(cr.c)] = v
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// setMark sets or (with remove) removes the attributes marks of cs's
+// counter items.
+func (s *Store) setMarks(ctx context.Context, cs []budget.Counter, remove bool, marks ...string) error {
+	for _, c := range cs {
+		e := newExpression()
+		for _, m := range marks {
+			if remove {
+				e.remove(m)
+			} else {
+				e.set(e.name(m) + " = " + e.value(num(1)))
+			}
+		}
+		pk, sk := counterKey(budget.OrgOwner(), c)
+		_, err := s.db.UpdateItem(ctx, &ddb.UpdateItemInput{
+			TableName: aws.String(s.table), Key: key(pk, sk), UpdateExpression: aws.String(e.update()),
+			ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
+		})
+		if err != nil {
+			return fmt.Errorf("mark the organisation's %s: %w", sk, err)
+		}
+	}
+	return nil
+}
+
+// reclaim takes every allowance of cs's counters back into the pool, once
+// per counter and settings: it marks the counters drained (no slice is
+// granted after that, so allowances only shrink), takes back what every
+// holder holds, and marks the counters reclaimed. From then on no
+// allowance is held, so a grant of just the amount that does not fit is an
+// exact refusal.
+func (s *Store) reclaim(ctx context.Context, cs []budget.Counter) error {
+	if err := s.setMarks(ctx, cs, false, attrDrained); err != nil {
+		return err
+	}
+	a, err := s.readAllowances(ctx, cs)
+	if err != nil {
+		return err
+	}
+	done := true
+	for _, cr := range a.counters {
+		done = done && cr.reclaimed
+	}
+	if done {
+		return nil
+	}
+	if err := s.reclaimHolders(ctx, a); err != nil {
+		return err
+	}
+	return s.setMarks(ctx, cs, false, attrReclaimed)
+}
+
+// revokeAllowances takes every allowance of the organisation's lifetime and
+// current monthly spend back into the pool (PutOrg, after the settings
+// changed; grants planned from older settings fail their version check,
+// so what it reads is all there is of those), and lifts the counters'
+// drained and reclaimed marks, for the new limits.
+func (s *Store) revokeAllowances(ctx context.Context, month budget.Counter) error {
+	cs := []budget.Counter{budget.LifetimeSpend(), month}
+	a, err := s.readAllowances(ctx, cs)
+	if err != nil {
+		return fmt.Errorf("revoke the organisation's allowances: %w", err)
+	}
+	if err := s.reclaimHolders(ctx, a); err != nil {
+		return fmt.Errorf("revoke the organisation's allowances: %w", err)
+	}
+	for _, cr := range a.counters {
+		if cr.drained || cr.reclaimed {
+			if err := s.setMarks(ctx, []budget.Counter{cr.c}, true, attrDrained, attrReclaimed); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// allowanceCounters are the organisation's counters p reserves on.
+func (p *ledgerPlan) allowanceCounters() []budget.Counter {
+	cs := make([]budget.Counter, len(p.others))
+	for i, c := range p.others {
+		cs[i] = c.Counter
+	}
+	return cs
+}

@@ -1,0 +1,247 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stipend/stipend/infra/localstack/localtest"
+	"github.com/stipend/stipend/shared/budget"
+	"github.com/stipend/stipend/shared/ledger"
+	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/testclock"
+	"github.com/stipend/stipend/shared/user"
+)
+
+// orgRace runs n requests over keys at once, as a proxy plans them under
+// the organisation's settings o (its version checked), each reserving
+// worst and settling actual; it returns how many were admitted and how
+// many refused by each scope.
+func orgRace(t *testing.T, s *Store, name string, n int, keys []string, o *user.Org, now time.Time, worst, actual money.Nanos) (int64, map[string]int) {
+	t.Helper()
+	var ok atomic.Int64
+	var mu sync.Mutex
+	limited := map[string]int{}
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			keyID := keys[i%len(keys)]
+			r, err := orgReserve(s, fmt.Sprintf("%s-%04d", name, i), keyID, o, now, worst)
+			var le *budget.LimitError
+			switch {
+			case errors.As(err, &le):
+				mu.Lock()
+				limited[le.Charge.Scope]++
+				mu.Unlock()
+				return
+			case err != nil:
+				t.Errorf("reserve: %v", err)
+				return
+			}
+			ok.Add(1)
+			time.Sleep(time.Millisecond)
+			ev := &ledger.Event{ID: r.ID, KeyID: keyID, Status: 200, Cost: actual, CreatedAt: now.UnixMilli()}
+			if err := s.Settle(context.Background(), r, ev); err != nil {
+				t.Errorf("settle: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	return ok.Load(), limited
+}
+
+// orgReserve reserves worst for keyID as planned under o.
+func orgReserve(s *Store, id, keyID string, o *user.Org, now time.Time, worst money.Nanos) (*budget.Reservation, error) {
+	req := budget.Request{KeyID: keyID, Cost: worst, Now: now,
+		Org: &budget.Limits{Lifetime: o.CostLimitLifetime, PerMonth: o.CostLimitPerMonth}}
+	r := &budget.Reservation{ID: id, KeyID: keyID, Charges: budget.Plan(req), Cost: worst, Deadline: time.Now().Add(time.Minute),
+		Checks: []budget.Check{{Kind: budget.CheckOrg, Version: o.Version}},
+		Event:  ledger.Event{ID: id, KeyID: keyID, CreatedAt: now.UnixMilli()}}
+	return r, s.Reserve(context.Background(), r)
+}
+
+// unspent is what every key holds of the organisation's counter c.
+func unspent(t *testing.T, s *Store, c budget.Counter) int64 {
+	t.Helper()
+	a, err := s.readAllowances(context.Background(), []budget.Counter{c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.counters[0].sum
+}
+
+// TestOrgAllowances: under an organisation limit, keys reserve from
+// allowances of it held on their ledgers, and still: admissions are exact
+// (a refusal comes only once every allowance is back in the pool), the
+// totals count each request once, a lowered limit applies at the next
+// request, and a key past maxHolders reserves on the counter items.
+func TestOrgAllowances(t *testing.T) {
+	endpoint := localtest.StartDynamoDB(t)
+	ctx := context.Background()
+	now := testclock.Now(t).Truncate(time.Hour).Add(-5 * time.Minute)
+	month := budget.MonthSpend(now)
+	keys := make([]string, 32)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%02d", i)
+	}
+
+	t.Run("exact across 32 keys", func(t *testing.T) {
+		s := newStore(t, endpoint, "allowexact")
+		// 30c spent while the organisation had no limit: on its shards.
+		if admitted, _ := race(t, s, 3, keys, func(k string) budget.Request {
+			return budget.Request{KeyID: k, Cost: 10 * money.Cent, Now: now}
+		}, 10*money.Cent); admitted != 3 {
+			t.Fatalf("admitted %d of 3", admitted)
+		}
+		// $1.50 a month in slices of 2c, requests of 1c.
+		s.share = 75
+		o := &user.Org{CostLimitPerMonth: 150 * money.Cent, UpdatedAt: now.Unix()}
+		if err := s.PutOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		// A request on each key: most keys hold 1c of allowance after.
+		admitted, limited := orgRace(t, s, "exact", 32, keys, o, now, money.Cent, money.Cent)
+		if admitted != 32 || len(limited) != 0 {
+			t.Fatalf("32 requests of 1c, $1.20 left: admitted %d, limited %v", admitted, limited)
+		}
+		if held := unspent(t, s, month); held < 20*int64(money.Cent) {
+			t.Fatalf("the keys hold %d after a request each; want allowances on most of them", held)
+		}
+		// Two keys use up the rest: what the others hold comes back first.
+		admitted, limited = orgRace(t, s, "exact2", 100, keys[:2], o, now, money.Cent, money.Cent)
+		if admitted != 88 || limited["organisation monthly spend"] != 12 {
+			t.Fatalf("88c left, 100 requests of 1c on 2 keys: admitted %d, limited %v", admitted, limited)
+		}
+		tot, err := s.OwnerTotals(ctx, pkOrg, counterSK(month))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tot.Cost != 150*money.Cent || tot.Requests != 123 || tot.Committed != 150*money.Cent {
+			t.Errorf("month %+v; want $1.50 over 123 requests, all committed", tot)
+		}
+		if held := unspent(t, s, month); held != 0 {
+			t.Errorf("%d nanodollars still held after the refusals", held)
+		}
+	})
+
+	t.Run("lifetime and month both limited", func(t *testing.T) {
+		s := newStore(t, endpoint, "allowboth")
+		s.share = 32
+		o := &user.Org{CostLimitLifetime: money.Dollar, CostLimitPerMonth: 2 * money.Dollar, UpdatedAt: now.Unix()}
+		if err := s.PutOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		admitted, limited := orgRace(t, s, "both", 150, keys, o, now, money.Cent, money.Cent)
+		if admitted != 100 || limited["organisation lifetime spend"] != 50 {
+			t.Fatalf("$1 for life, $2 a month, 150 requests of 1c: admitted %d, limited %v", admitted, limited)
+		}
+		for _, c := range []budget.Counter{budget.LifetimeSpend(), month} {
+			tot, err := s.OwnerTotals(ctx, pkOrg, counterSK(c))
+			if err != nil || tot.Cost != money.Dollar || tot.Requests != 100 {
+				t.Errorf("%s: %+v, %v", counterSK(c), tot, err)
+			}
+		}
+		if tot, _ := s.OwnerTotals(ctx, pkOrg, counterSK(budget.LifetimeSpend())); tot.Committed != money.Dollar {
+			t.Errorf("lifetime committed %v after the refusals, want $1", tot.Committed)
+		}
+	})
+
+	t.Run("actual below the reservation", func(t *testing.T) {
+		s := newStore(t, endpoint, "allowrelease")
+		s.share = 32
+		o := &user.Org{CostLimitPerMonth: 50 * money.Cent, UpdatedAt: now.Unix()}
+		if err := s.PutOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		// Each request may cost 1c and costs 0.4c: 50 fit at once, more
+		// as settled ones give back what they did not spend.
+		admitted, limited := orgRace(t, s, "release", 150, keys, o, now, money.Cent, 4*money.Cent/10)
+		tot, err := s.OwnerTotals(ctx, pkOrg, counterSK(month))
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := unspent(t, s, month)
+		if admitted < 50 || tot.Requests != admitted || tot.Cost != money.Nanos(admitted)*4*money.Cent/10 ||
+			int64(tot.Committed)-held != int64(tot.Cost) || tot.Cost > o.CostLimitPerMonth {
+			t.Errorf("admitted %d (limited %v); month %+v with %d held: want committed less held = cost <= $2", admitted, limited, tot, held)
+		}
+	})
+
+	t.Run("a lowered limit applies at the next request", func(t *testing.T) {
+		s := newStore(t, endpoint, "allowrevoke")
+		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
+		if err := s.PutOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		old := *o
+		for i := range 1 {
+			r, err := orgReserve(s, fmt.Sprintf("before-%d", i), "k", o, now, money.Cent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Settle(ctx, r, &ledger.Event{ID: r.ID, KeyID: "k", Status: 200, Cost: money.Cent, CreatedAt: now.UnixMilli()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if held := unspent(t, s, month); held < 2*int64(money.Cent) {
+			t.Fatalf("the key holds %d after a request; want an allowance of 2c or more", held)
+		}
+		// 1c spent; the limit becomes 2c: one more request of 1c fits,
+		// though the key held more.
+		o.CostLimitPerMonth = 2 * money.Cent
+		if err := s.PutOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		if held := unspent(t, s, month); held != 0 {
+			t.Errorf("%d still held after the change", held)
+		}
+		if _, err := orgReserve(s, "stale", "k", &old, now, money.Cent); !errors.Is(err, budget.ErrStale) {
+			t.Errorf("a reserve planned from the old settings: %v, want ErrStale", err)
+		}
+		var admitted int
+		for i := range 4 {
+			_, err := orgReserve(s, fmt.Sprintf("after-%d", i), "k", o, now, money.Cent)
+			var le *budget.LimitError
+			switch {
+			case err == nil:
+				admitted++
+			case !errors.As(err, &le):
+				t.Fatal(err)
+			}
+		}
+		if admitted != 1 {
+			t.Errorf("admitted %d of 4 requests of 1c with 1c left", admitted)
+		}
+	})
+
+	t.Run("past maxHolders, on the counter items", func(t *testing.T) {
+		s := newStore(t, endpoint, "allowcap")
+		o := &user.Org{CostLimitPerMonth: 1000 * money.Dollar, UpdatedAt: now.Unix()}
+		if err := s.PutOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		var many []string
+		for i := range maxHolders + 2 {
+			many = append(many, fmt.Sprintf("h%03d", i))
+		}
+		admitted, limited := orgRace(t, s, "cap", len(many), many, o, now, money.Cent, money.Cent)
+		if admitted != int64(len(many)) {
+			t.Fatalf("admitted %d of %d (limited %v)", admitted, len(many), limited)
+		}
+		item := rawItem(t, s, pkOrg, counterSK(month))
+		holders := getSS(item, attrHolders)
+		if len(holders) != maxHolders {
+			t.Errorf("%d holders, want %d", len(holders), maxHolders)
+		}
+		tot, err := s.OwnerTotals(ctx, pkOrg, counterSK(month))
+		if err != nil || tot.Requests != int64(len(many)) || tot.Cost != money.Nanos(len(many))*money.Cent {
+			t.Errorf("month %+v, %v", tot, err)
+		}
+	})
+}
