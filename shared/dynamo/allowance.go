@@ -101,8 +101,7 @@ func (p *ledgerPlan) allowable() bool {
 		return false
 	}
 	for _, c := range p.others {
-		if c.Owner.Kind != budget.OwnerOrg || c.Kind != budget.Spend || c.Limit <= 0 ||
-			(c.Unit != budget.Lifetime && c.Unit != budget.Month) {
+		if !orgSpend(c) {
 			return false
 		}
 	}
@@ -396,6 +395,13 @@ func (s *Store) revokeAllowances(ctx context.Context, month budget.Counter) erro
 		}
 	}
 	return nil
+}
+
+// orgSpend reports whether c is on the organisation's limited lifetime or
+// monthly spend: a counter keys may hold allowances of.
+func orgSpend(c budget.Charge) bool {
+	return c.Owner.Kind == budget.OwnerOrg && c.Kind == budget.Spend && c.Limit > 0 &&
+		(c.Unit == budget.Lifetime || c.Unit == budget.Month)
 }
 
 // allowanceCounters are the organisation's counters p reserves on.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -60,6 +61,10 @@ func orgRace(t *testing.T, s *Store, name string, n int, keys []string, o *user.
 func orgReserve(s *Store, id, keyID string, o *user.Org, now time.Time, worst money.Nanos) (*budget.Reservation, error) {
 	req := budget.Request{KeyID: keyID, Cost: worst, Now: now,
 		Org: &budget.Limits{Lifetime: o.CostLimitLifetime, PerMonth: o.CostLimitPerMonth}}
+	if strings.HasPrefix(keyID, "capped") {
+		// A provider's ceiling too: a transaction on the counter items.
+		req.Provider = &budget.ProviderCeiling{ID: "p", RPM: 1_000_000}
+	}
 	r := &budget.Reservation{ID: id, KeyID: keyID, Charges: budget.Plan(req), Cost: worst, Deadline: time.Now().Add(time.Minute),
 		Checks: []budget.Check{{Kind: budget.CheckOrg, Version: o.Version}},
 		Event:  ledger.Event{ID: id, KeyID: keyID, CreatedAt: now.UnixMilli()}}
@@ -127,6 +132,24 @@ func TestOrgAllowances(t *testing.T) {
 		}
 		if held := unspent(t, s, month); held != 0 {
 			t.Errorf("%d nanodollars still held after the refusals", held)
+		}
+	})
+
+	t.Run("a key that reserves on the counter item", func(t *testing.T) {
+		s := newStore(t, endpoint, "allowmixed")
+		s.share = 40 // slices of 2c
+		o := &user.Org{CostLimitPerMonth: 80 * money.Cent, UpdatedAt: now.Unix()}
+		if err := s.PutOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		if admitted, _ := orgRace(t, s, "mixed", 32, keys, o, now, money.Cent, money.Cent); admitted != 32 {
+			t.Fatalf("admitted %d of 32", admitted)
+		}
+		// A key with a provider's ceiling as well reserves on the counter
+		// items; what the 32 keys hold comes back before it is refused.
+		admitted, limited := orgRace(t, s, "mixed2", 60, []string{"capped"}, o, now, money.Cent, money.Cent)
+		if admitted != 48 || limited["organisation monthly spend"] != 12 {
+			t.Fatalf("48c left, 60 requests of 1c: admitted %d, limited %v", admitted, limited)
 		}
 	})
 

@@ -125,6 +125,15 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 			case grants != nil && errors.As(err, &le):
 				mode++ // a slice, then the amount, then every allowance back
 				continue
+			case !reclaimed && errors.As(err, &le) && orgSpend(le.Charge):
+				// On the counter item (a user limit too, or past the
+				// holders' cap): other keys' allowances come back before
+				// a refusal.
+				if err := s.reclaim(ctx, []budget.Counter{le.Charge.Counter}); err != nil {
+					return fmt.Errorf("reserve %s: %w", r.ID, err)
+				}
+				reclaimed = true
+				continue
 			}
 		}
 		if err != nil || !failed {
