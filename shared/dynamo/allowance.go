@@ -48,7 +48,10 @@ package dynamo
 //     next request; a grant planned from the older settings fails the
 //     version check every grant carries.
 //
-// A key past maxHolders reserves on the counter items as before.
+// A key past maxHolders, or whose reserve is a transaction anyway (a user
+// limit, a provider ceiling), reserves on the counter items as before; its
+// refusal, too, comes only after the reclaim. A counter's hold set only
+// grows: the lifetime's, over the keys that ever held an allowance of it.
 
 import (
 	"context"
