@@ -70,8 +70,9 @@ import (
 const (
 	allowPrefix   = "A#"
 	attrHolders   = "hold"
-	attrDrained   = "drained"
-	attrReclaimed = "reclaimed"
+	attrDrained   = "drained"   // the organisation's version it was marked under
+	attrReclaimed = "reclaimed" // likewise
+	attrAllowVer  = "av"        // on the ledger: the version its allowances were granted under
 	// maxHolders bounds the keys holding allowances of one counter, so that
 	// a reclaim's transaction (the organisation's version check, the key's
 	// own ledger, two counters and every holder) fits in 100 items.
@@ -111,10 +112,23 @@ func (p *ledgerPlan) allowable() bool {
 	return true
 }
 
+// orgVersion is the organisation's settings version p was planned from.
+func (p *ledgerPlan) orgVersion() int64 {
+	for _, c := range p.checks {
+		if c.Kind == budget.CheckOrg {
+			return c.Version
+		}
+	}
+	return 0
+}
+
 // drawExpression adds to e, the reserve's ledger update, the draw of each
 // organisation charge from the key's allowance, on the condition that the
-// allowance holds it.
+// allowance holds it and was granted under the settings p was planned from
+// (a plan from older or newer settings takes the grant's path, whose
+// version check tells).
 func (p *ledgerPlan) drawExpression(e *expression) *expression {
+	e.cond(e.name(attrAllowVer) + " = " + e.value(num(p.orgVersion())))
 	for _, c := range p.others {
 		n := allowAttr(c.Counter)
 		e.cond(e.name(n) + " >= " + e.value(num(c.Amount)))
@@ -123,15 +137,41 @@ func (p *ledgerPlan) drawExpression(e *expression) *expression {
 	return e
 }
 
+// drawable reports whether the ledger as last seen (old) holds, under the
+// settings p was planned from, the amount of p.others[i]'s counter.
+func (p *ledgerPlan) drawable(old map[string]ddb.AttributeValue, i int) bool {
+	_, ok := old[attrAllowVer]
+	return ok && getN(old, attrAllowVer) == p.orgVersion() && getN(old, allowAttr(p.others[i].Counter)) >= p.others[i].Amount
+}
+
 // allowanceShort reports, from the ledger as a failed draw found it, that
-// an allowance did not hold its charge.
+// an allowance could not pay its charge.
 func (p *ledgerPlan) allowanceShort(old map[string]ddb.AttributeValue) bool {
-	for _, c := range p.others {
-		if getN(old, allowAttr(c.Counter)) < c.Amount {
+	for i := range p.others {
+		if !p.drawable(old, i) {
 			return true
 		}
 	}
 	return false
+}
+
+// leftovers is what the ledger as seen (old) holds of p.others' counters
+// under other settings than p's: taken back into the pool before the key
+// is granted anything under p's.
+func (p *ledgerPlan) leftovers(old map[string]ddb.AttributeValue) map[string]int64 {
+	if _, ok := old[attrAllowVer]; !ok || getN(old, attrAllowVer) == p.orgVersion() {
+		return nil
+	}
+	out := map[string]int64{}
+	for _, c := range p.others {
+		if v := getN(old, allowAttr(c.Counter)); v > 0 {
+			out[allowAttr(c.Counter)] = v
+		}
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
 
 // grants is what a reserve in mode adds to each of p.others' counters
@@ -145,7 +185,7 @@ func (p *ledgerPlan) grants(mode allowanceMode, old map[string]ddb.AttributeValu
 	g := make([]int64, len(p.others))
 	for i, c := range p.others {
 		switch {
-		case getN(old, allowAttr(c.Counter)) >= c.Amount:
+		case p.drawable(old, i):
 			g[i] = 0
 		case mode == grantSlice:
 			g[i] = max(c.Amount, c.Limit/share)
@@ -161,8 +201,24 @@ func (p *ledgerPlan) grants(mode allowanceMode, old map[string]ddb.AttributeValu
 // that the allowance is still short: a key's concurrent requests that all
 // found it short do not each take a slice.
 //
-// A counter granted nothing (0) is drawn on, as drawExpression does.
-func (p *ledgerPlan) grantExpression(e *expression, grants []int64) *expression {
+// A counter granted nothing (0) is drawn on, as drawExpression does. The
+// ledger's allowances become those of the settings p was planned from: on
+// the condition that they were (or none was granted), or, when the ledger
+// was seen (old) under other settings, that it still is and holds nothing
+// of p's counters (Reserve takes such leftovers back first).
+func (p *ledgerPlan) grantExpression(e *expression, grants []int64, old map[string]ddb.AttributeValue) *expression {
+	av := e.name(attrAllowVer)
+	ov := e.value(num(p.orgVersion()))
+	if _, ok := old[attrAllowVer]; ok && getN(old, attrAllowVer) != p.orgVersion() {
+		e.cond(av + " = " + e.value(num(getN(old, attrAllowVer))))
+		for _, c := range p.others {
+			n := e.name(allowAttr(c.Counter))
+			e.cond("attribute_not_exists(" + n + ") OR " + n + " = " + e.value(num(0)))
+		}
+	} else {
+		e.cond("attribute_not_exists(" + av + ") OR " + av + " = " + ov)
+	}
+	e.set(av + " = " + ov)
 	for i, c := range p.others {
 		switch extra := grants[i] - c.Amount; {
 		case grants[i] == 0:
@@ -186,15 +242,11 @@ var errCapped = errors.New("the organisation's allowances have as many holders a
 // the amount that does not fit is an exact refusal).
 var errReclaimed = errors.New("the organisation's limit was reached: no allowance is held")
 
-// drained and reclaimed read the counter's marks as it was (old).
-func drained(old map[string]ddb.AttributeValue) bool {
-	_, ok := old[attrDrained]
-	return ok
-}
-
-func reclaimed(old map[string]ddb.AttributeValue) bool {
+// reclaimed reports whether the counter, as it was (old), was reclaimed
+// under the settings version.
+func reclaimed(old map[string]ddb.AttributeValue, version int64) bool {
 	_, ok := old[attrReclaimed]
-	return ok
+	return ok && getN(old, attrReclaimed) == version
 }
 
 // capped reports whether a grant to keyID failed because the counter, as it
@@ -218,8 +270,8 @@ type counterRead struct {
 	v         int64
 	holders   []string
 	sum       int64 // the holders' unspent allowances of it
-	drained   bool
-	reclaimed bool
+	drained   int64 // the version of each mark, 0 when none
+	reclaimed int64
 }
 
 // readAllowances reads cs's counter items and every holder's allowances of
@@ -234,9 +286,8 @@ func (s *Store) readAllowances(ctx context.Context, cs []budget.Counter) (*allow
 		if err != nil {
 			return nil, fmt.Errorf("read the organisation's %s: %w", counterSK(c), err)
 		}
-		_, isReclaimed := out.Item[attrReclaimed]
 		cr := counterRead{c: c, v: getN(out.Item, attrCommitted), holders: getSS(out.Item, attrHolders),
-			drained: drained(out.Item), reclaimed: isReclaimed}
+			drained: getN(out.Item, attrDrained), reclaimed: getN(out.Item, attrReclaimed)}
 		a.counters = append(a.counters, cr)
 		for _, h := range cr.holders {
 			if !slices.Contains(holders, h) {
@@ -325,38 +376,31 @@ func (s *Store) reclaimHolders(ctx context.Context, a *allowances) error {
 	return nil
 }
 
-// setMark sets or (with remove) removes the attributes marks of cs's
-// counter items.
-func (s *Store) setMarks(ctx context.Context, cs []budget.Counter, remove bool, marks ...string) error {
+// setMarks sets the attribute mark of cs's counter items to version.
+func (s *Store) setMarks(ctx context.Context, cs []budget.Counter, mark string, version int64) error {
 	for _, c := range cs {
-		e := newExpression()
-		for _, m := range marks {
-			if remove {
-				e.remove(m)
-			} else {
-				e.set(e.name(m) + " = " + e.value(num(1)))
-			}
-		}
 		pk, sk := counterKey(budget.OrgOwner(), c)
 		_, err := s.db.UpdateItem(ctx, &ddb.UpdateItemInput{
-			TableName: aws.String(s.table), Key: key(pk, sk), UpdateExpression: aws.String(e.update()),
-			ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
+			TableName: aws.String(s.table), Key: key(pk, sk), UpdateExpression: aws.String("SET #m = :v"),
+			ExpressionAttributeNames:  map[string]string{"#m": mark},
+			ExpressionAttributeValues: map[string]ddb.AttributeValue{":v": num(version)},
 		})
 		if err != nil {
-			return fmt.Errorf("mark the organisation's %s: %w", sk, err)
+			return fmt.Errorf("mark the organisation's %s %s: %w", sk, mark, err)
 		}
 	}
 	return nil
 }
 
 // reclaim takes every allowance of cs's counters back into the pool, once
-// per counter and settings: it marks the counters drained (no slice is
-// granted after that, so allowances only shrink), takes back what every
-// holder holds, and marks the counters reclaimed. From then on no
-// allowance is held, so a grant of just the amount that does not fit is an
-// exact refusal.
-func (s *Store) reclaim(ctx context.Context, cs []budget.Counter) error {
-	if err := s.setMarks(ctx, cs, false, attrDrained); err != nil {
+// per counter and settings version: it marks the counters drained (no
+// slice is granted under those settings after that, so allowances only
+// shrink), takes back what every holder holds, and marks the counters
+// reclaimed. From then on no allowance is held, so a grant of just the
+// amount that does not fit is an exact refusal. The marks carry the
+// version: settings changed meanwhile make them stale, not wrong.
+func (s *Store) reclaim(ctx context.Context, cs []budget.Counter, version int64) error {
+	if err := s.setMarks(ctx, cs, attrDrained, version); err != nil {
 		return err
 	}
 	a, err := s.readAllowances(ctx, cs)
@@ -365,7 +409,7 @@ func (s *Store) reclaim(ctx context.Context, cs []budget.Counter) error {
 	}
 	done := true
 	for _, cr := range a.counters {
-		done = done && cr.reclaimed
+		done = done && cr.reclaimed == version
 	}
 	if done {
 		return nil
@@ -373,29 +417,22 @@ func (s *Store) reclaim(ctx context.Context, cs []budget.Counter) error {
 	if err := s.reclaimHolders(ctx, a); err != nil {
 		return err
 	}
-	return s.setMarks(ctx, cs, false, attrReclaimed)
+	return s.setMarks(ctx, cs, attrReclaimed, version)
 }
 
 // revokeAllowances takes every allowance of the organisation's lifetime and
 // current monthly spend back into the pool (PutOrg, after the settings
 // changed; grants planned from older settings fail their version check,
-// so what it reads is all there is of those), and lifts the counters'
-// drained and reclaimed marks, for the new limits.
+// and draws on older settings' allowances fail theirs, so what it reads
+// is all there is of those). The counters' marks carry the older version:
+// they no longer count.
 func (s *Store) revokeAllowances(ctx context.Context, month budget.Counter) error {
-	cs := []budget.Counter{budget.LifetimeSpend(), month}
-	a, err := s.readAllowances(ctx, cs)
+	a, err := s.readAllowances(ctx, []budget.Counter{budget.LifetimeSpend(), month})
 	if err != nil {
 		return fmt.Errorf("revoke the organisation's allowances: %w", err)
 	}
 	if err := s.reclaimHolders(ctx, a); err != nil {
 		return fmt.Errorf("revoke the organisation's allowances: %w", err)
-	}
-	for _, cr := range a.counters {
-		if cr.drained || cr.reclaimed {
-			if err := s.setMarks(ctx, []budget.Counter{cr.c}, true, attrDrained, attrReclaimed); err != nil {
-				return err
-			}
-		}
 	}
 	return nil
 }

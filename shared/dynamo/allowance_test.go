@@ -71,6 +71,14 @@ func orgReserve(s *Store, id, keyID string, o *user.Org, now time.Time, worst mo
 	return r, s.Reserve(context.Background(), r)
 }
 
+// settleAt settles r of key at cost.
+func settleAt(t *testing.T, s *Store, r *budget.Reservation, key string, now time.Time, cost money.Nanos) {
+	t.Helper()
+	if err := s.Settle(context.Background(), r, &ledger.Event{ID: r.ID, KeyID: key, Status: 200, Cost: cost, CreatedAt: now.UnixMilli()}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // unspent is what every key holds of the organisation's counter c.
 func unspent(t *testing.T, s *Store, c budget.Counter) int64 {
 	t.Helper()
@@ -265,6 +273,133 @@ func TestOrgAllowances(t *testing.T) {
 		tot, err := s.OwnerTotals(ctx, pkOrg, counterSK(month))
 		if err != nil || tot.Requests != int64(len(many)) || tot.Cost != money.Nanos(len(many))*money.Cent {
 			t.Errorf("month %+v, %v", tot, err)
+		}
+	})
+
+	t.Run("settings changed during a reclaim", func(t *testing.T) {
+		s := newStore(t, endpoint, "allowmarks")
+		s.share = 10
+		o := &user.Org{CostLimitPerMonth: 100 * money.Cent, UpdatedAt: now.Unix()}
+		if err := s.PutOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		r, err := orgReserve(s, "a1", "k1", o, now, money.Cent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settleAt(t, s, r, "k1", now, money.Cent)
+		// A reserve's reclaim begins (it was refused at grantExact).
+		cs := []budget.Counter{month}
+		planned := o.Version
+		if err := s.setMarks(ctx, cs, attrDrained, o.Version); err != nil {
+			t.Fatal(err)
+		}
+		a, err := s.readAllowances(ctx, cs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The admin changes the settings meanwhile.
+		if err := s.PutOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		r, err = orgReserve(s, "a2", "k2", o, now, money.Cent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settleAt(t, s, r, "k2", now, money.Cent)
+		// The reclaim completes.
+		if err := s.reclaimHolders(ctx, a); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.setMarks(ctx, cs, attrReclaimed, planned); err != nil {
+			t.Fatal(err)
+		}
+		item := rawItem(t, s, pkOrg, counterSK(month))
+		t.Logf("marks: drained=%d reclaimed=%d; held=%d", getN(item, attrDrained), getN(item, attrReclaimed), unspent(t, s, month))
+		admitted := 0
+		for i := range 120 {
+			r, err := orgReserve(s, fmt.Sprintf("a3-%d", i), "k3", o, now, money.Cent)
+			var le *budget.LimitError
+			if errors.As(err, &le) {
+				t.Logf("refused after %d, with %d held elsewhere", admitted, unspent(t, s, month))
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			settleAt(t, s, r, "k3", now, money.Cent)
+			admitted++
+		}
+		if admitted != 98 {
+			t.Errorf("98c left: admitted %d", admitted)
+		}
+	})
+
+	t.Run("both counters reclaimed for a key on the counter items", func(t *testing.T) {
+		s := newStore(t, endpoint, "allowbothcap")
+		s.share = 20 // slices of 2c
+		o := &user.Org{CostLimitLifetime: 40 * money.Cent, CostLimitPerMonth: 40 * money.Cent, UpdatedAt: now.Unix()}
+		if err := s.PutOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 16 {
+			k := fmt.Sprintf("k%02d", i)
+			r, err := orgReserve(s, "b-"+k, k, o, now, money.Cent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			settleAt(t, s, r, k, now, money.Cent)
+		}
+		admitted, refusedEarly := 0, 0
+		for i := range 40 {
+			r, err := orgReserve(s, fmt.Sprintf("b2-%d", i), "capped", o, now, money.Cent)
+			var le *budget.LimitError
+			if errors.As(err, &le) {
+				held := unspent(t, s, month) + unspent(t, s, budget.LifetimeSpend())
+				t.Logf("request %d refused (%s), %d held", i, le.Charge.Scope, held)
+				if held > 0 {
+					refusedEarly++
+					continue
+				}
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			settleAt(t, s, r, "capped", now, money.Cent)
+			admitted++
+		}
+		if admitted != 24 || refusedEarly > 0 {
+			t.Errorf("24c left: admitted %d, refused with allowances held %d", admitted, refusedEarly)
+		}
+	})
+
+	t.Run("a plan from older settings does not draw", func(t *testing.T) {
+		s := newStore(t, endpoint, "allowstale")
+		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
+		if err := s.PutOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		old := *o
+		o.CostLimitLifetime = money.Cent
+		if err := s.PutOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		r, err := orgReserve(s, "c1", "k", o, now, money.Cent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settleAt(t, s, r, "k", now, money.Cent)
+		r, err = orgReserve(s, "c2", "k", &old, now, money.Cent)
+		if !errors.Is(err, budget.ErrStale) {
+			t.Errorf("a plan from the older settings: %v, want ErrStale", err)
+		}
+		if err == nil {
+			settleAt(t, s, r, "k", now, money.Cent)
+		}
+		tot, _ := s.OwnerTotals(ctx, pkOrg, counterSK(budget.LifetimeSpend()))
+		if tot.Cost > money.Cent {
+			t.Errorf("lifetime spend %v over its 1c limit", tot.Cost)
 		}
 	})
 }

@@ -86,11 +86,22 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 		case mode == drawAllowance:
 			failed, old, err = s.updateLedger(ctx, p.keyID, p.drawExpression(e), "reserve "+r.ID)
 			if err == nil && failed && p.allowanceShort(old) && errors.Is(p.refusal(r, old), errRace) {
+				if left := p.leftovers(old); left != nil {
+					// Granted under other settings: back to the pool first.
+					a := &allowances{held: map[string]map[string]int64{p.keyID: left}}
+					for _, c := range p.others {
+						a.counters = append(a.counters, counterRead{c: c.Counter})
+					}
+					if err := s.reclaimHolders(ctx, a); err != nil {
+						return fmt.Errorf("reserve %s: %w", r.ID, err)
+					}
+					continue
+				}
 				mode, seen = grantSlice, old // the allowance is short: grant one
 				continue
 			}
 		case mode == reclaimAllowances:
-			if err := s.reclaim(ctx, p.allowanceCounters()); err != nil {
+			if err := s.reclaim(ctx, p.allowanceCounters(), p.orgVersion()); err != nil {
 				return fmt.Errorf("reserve %s: %w", r.ID, err)
 			}
 			mode, reclaimed = grantExact, true // its refusal is now exact
@@ -102,7 +113,7 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 			}
 			grants := p.grants(mode, seen, share)
 			if grants != nil {
-				e = p.grantExpression(e, grants)
+				e = p.grantExpression(e, grants, seen)
 			}
 			failed, old, err = s.reserveTransaction(ctx, r, p, e, grants)
 			if err == nil && failed && errors.Is(p.refusal(r, old), errRace) {
@@ -129,7 +140,13 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 				// On the counter item (a user limit too, or past the
 				// holders' cap): other keys' allowances come back before
 				// a refusal.
-				if err := s.reclaim(ctx, []budget.Counter{le.Charge.Counter}); err != nil {
+				var cs []budget.Counter
+				for _, c := range p.others {
+					if orgSpend(c) {
+						cs = append(cs, c.Counter)
+					}
+				}
+				if err := s.reclaim(ctx, cs, p.orgVersion()); err != nil {
 					return fmt.Errorf("reserve %s: %w", r.ID, err)
 				}
 				reclaimed = true
@@ -223,8 +240,9 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 				") AND (attribute_not_exists(#h) OR size(#h) < :cap OR contains(#h, :id))")
 			u.ExpressionAttributeNames = map[string]string{"#h": attrHolders}
 			if amount > c.Amount { // a slice: not once the limit was reached
-				u.ConditionExpression = aws.String(aws.ToString(u.ConditionExpression) + " AND attribute_not_exists(#d)")
+				u.ConditionExpression = aws.String(aws.ToString(u.ConditionExpression) + " AND (attribute_not_exists(#d) OR #d <> :ov)")
 				u.ExpressionAttributeNames["#d"] = attrDrained
+				u.ExpressionAttributeValues[":ov"] = num(p.orgVersion())
 			}
 			u.ExpressionAttributeValues[":k"] = &ddb.AttributeValueMemberSS{Value: []string{p.keyID}}
 			u.ExpressionAttributeValues[":id"] = str(p.keyID)
@@ -267,7 +285,7 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 				switch {
 				case grants != nil && capped(reason.Item, p.keyID):
 					return false, nil, errCapped
-				case grants != nil && reclaimed(reason.Item):
+				case grants != nil && reclaimed(reason.Item, p.orgVersion()):
 					return false, nil, fmt.Errorf("%w: %w", errReclaimed, le)
 				}
 				return false, nil, le
