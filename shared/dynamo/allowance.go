@@ -7,13 +7,16 @@ package dynamo
 // counter item.
 //
 //	ledger    A#<counter>   the key's unspent allowance of the organisation's
-//	                        counter (SPEND#mo#<yyyymm>, the month, or USAGE... as
-//	                        counterSK names it), nanodollars
+//	                        counter (as counterSK names it: SPEND#mo#<yyyymm> for
+//	                        the month, USAGE for the lifetime), nanodollars
+//	          av            the organisation's settings version they were granted
+//	                        under: a draw requires the version its plan was made from
 //	counter   hold          the keys that were granted an allowance of it
 //	                        (string set), at most maxHolders
-//	          drained       set when a grant of just the amount first did not fit:
-//	                        no slice is granted any more (until the settings change)
-//	          reclaimed     set by the transaction that then took every allowance
+//	          drained       the settings version under which a grant of just the
+//	                        amount first did not fit: no slice is granted any more
+//	                        under that version
+//	          reclaimed     the version under which every allowance was then taken
 //	                        back: none is held, so a grant of just the amount that
 //	                        does not fit is an exact refusal
 //
@@ -24,7 +27,9 @@ package dynamo
 //
 //   - Draw: the reserve's ledger update also subtracts each organisation
 //     charge from its allowance, on the condition that the allowance holds
-//     it. Nothing else changes: the entry lists the organisation's charges
+//     it and was granted under the settings the request was planned from
+//     (a plan from cached older settings goes to the grant, whose version
+//     check refuses it as stale). Nothing else changes: the entry lists the organisation's charges
 //     as a transaction's reserve does, and the settle (a transaction with
 //     the counter items, as before) moves v from the reserved amount to the
 //     actual one: what a request did not spend goes back to the pool, not
@@ -36,17 +41,19 @@ package dynamo
 //     does not fit under the limit, exactly the amount.
 //   - Reclaim, before the first refusal: when a grant of just the amount
 //     does not fit, the counters are marked drained (no slice is granted
-//     after that), every holder's allowance is read, and one transaction
-//     takes them all back into the pool, on the condition that each is
-//     still what was read, and marks the counters reclaimed. From then on
-//     no allowance is held, and the reserve is a grant of just the amount:
-//     when it does not fit, the refusal is as exact as a reserve on the
-//     counter item was, and the slices come back only with new settings
-//     or a new month.
+//     after that), every holder's allowance is taken back into the pool (a
+//     transaction per holder, on the condition that it is still what was
+//     read: after the mark allowances only shrink), and the counters are
+//     marked reclaimed. From then on no allowance is held, and the reserve
+//     is a grant of just the amount: when it does not fit, the refusal is
+//     as exact as a reserve on the counter item was, and the slices come
+//     back only with new settings or a new month.
 //   - A change of the organisation's settings (PutOrg) takes every
 //     allowance back before it returns, so a lowered limit applies at the
 //     next request; a grant planned from the older settings fails the
-//     version check every grant carries.
+//     version check every grant carries, a draw the ledger's av, and the
+//     marks of older settings no longer count. A ledger's leftovers from
+//     other settings go back to the pool before it is granted under new.
 //
 // A key past maxHolders, or whose reserve is a transaction anyway (a user
 // limit, a provider ceiling), reserves on the counter items as before; its
