@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,50 +22,27 @@ import (
 // many refused by each scope.
 func orgRace(t *testing.T, s *Store, name string, n int, keys []string, o *user.Org, now time.Time, worst, actual money.Nanos) (int64, map[string]int) {
 	t.Helper()
-	var ok atomic.Int64
-	var mu sync.Mutex
-	limited := map[string]int{}
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			keyID := keys[i%len(keys)]
-			r, err := orgReserve(s, fmt.Sprintf("%s-%04d", name, i), keyID, o, now, worst)
-			var le *budget.LimitError
-			switch {
-			case errors.As(err, &le):
-				mu.Lock()
-				limited[le.Charge.Scope]++
-				mu.Unlock()
-				return
-			case err != nil:
-				t.Errorf("reserve: %v", err)
-				return
-			}
-			ok.Add(1)
-			time.Sleep(time.Millisecond)
-			ev := &ledger.Event{ID: r.ID, KeyID: keyID, Status: 200, Cost: actual, CreatedAt: now.UnixMilli()}
-			if err := s.Settle(context.Background(), r, ev); err != nil {
-				t.Errorf("settle: %v", err)
-			}
-		}()
-	}
-	wg.Wait()
-	return ok.Load(), limited
+	return raceReserves(t, s, n, keys, func(i int, keyID string) (*budget.Reservation, budget.Request) {
+		return orgPlan(fmt.Sprintf("%s-%04d", name, i), keyID, o, now, worst)
+	}, actual)
 }
 
-// orgReserve reserves worst for keyID as planned under o.
-func orgReserve(s *Store, id, keyID string, o *user.Org, now time.Time, worst money.Nanos) (*budget.Reservation, error) {
+// orgPlan is the reservation of worst for keyID as planned under o.
+func orgPlan(id, keyID string, o *user.Org, now time.Time, worst money.Nanos) (*budget.Reservation, budget.Request) {
 	req := budget.Request{KeyID: keyID, Cost: worst, Now: now,
 		Org: &budget.Limits{Lifetime: o.CostLimitLifetime, PerMonth: o.CostLimitPerMonth}}
 	if strings.HasPrefix(keyID, "capped") {
 		// A provider's ceiling too: a transaction on the counter items.
 		req.Provider = &budget.ProviderCeiling{ID: "p", RPM: 1_000_000}
 	}
-	r := &budget.Reservation{ID: id, KeyID: keyID, Charges: budget.Plan(req), Cost: worst, Deadline: time.Now().Add(time.Minute),
+	return &budget.Reservation{ID: id, KeyID: keyID, Charges: budget.Plan(req), Cost: worst, Deadline: time.Now().Add(time.Minute),
 		Checks: []budget.Check{{Kind: budget.CheckOrg, Version: o.Version}},
-		Event:  ledger.Event{ID: id, KeyID: keyID, CreatedAt: now.UnixMilli()}}
+		Event:  ledger.Event{ID: id, KeyID: keyID, CreatedAt: now.UnixMilli()}}, req
+}
+
+// orgReserve reserves worst for keyID as planned under o.
+func orgReserve(s *Store, id, keyID string, o *user.Org, now time.Time, worst money.Nanos) (*budget.Reservation, error) {
+	r, _ := orgPlan(id, keyID, o, now, worst)
 	return r, s.Reserve(context.Background(), r)
 }
 

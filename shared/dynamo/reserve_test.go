@@ -21,6 +21,17 @@ import (
 // admitted settles at actual. It returns how many were admitted.
 func race(t *testing.T, s *Store, n int, keys []string, plan func(keyID string) budget.Request, actual money.Nanos) (admitted int64, limited map[string]int) {
 	t.Helper()
+	return raceReserves(t, s, n, keys, func(i int, keyID string) (*budget.Reservation, budget.Request) {
+		req := plan(keyID)
+		return &budget.Reservation{ID: fmt.Sprintf("%s-r%03d", t.Name(), i), KeyID: keyID, Charges: budget.Plan(req), Cost: req.Cost,
+			Deadline: time.Now().Add(time.Minute)}, req
+	}, actual)
+}
+
+// raceReserves is race with the reservations that build makes for request
+// i of keyID (and the request they were planned from).
+func raceReserves(t *testing.T, s *Store, n int, keys []string, build func(i int, keyID string) (*budget.Reservation, budget.Request), actual money.Nanos) (admitted int64, limited map[string]int) {
+	t.Helper()
 	ctx := context.Background()
 	var ok atomic.Int64
 	var mu sync.Mutex
@@ -31,9 +42,7 @@ func race(t *testing.T, s *Store, n int, keys []string, plan func(keyID string) 
 		go func(i int) {
 			defer wg.Done()
 			keyID := keys[i%len(keys)]
-			req := plan(keyID)
-			r := &budget.Reservation{ID: fmt.Sprintf("%s-r%03d", t.Name(), i), KeyID: keyID, Charges: budget.Plan(req), Cost: req.Cost,
-				Deadline: time.Now().Add(time.Minute)}
+			r, req := build(i, keyID)
 			err := s.Reserve(ctx, r)
 			var le *budget.LimitError
 			switch {
