@@ -14,6 +14,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+
+	"github.com/stipend/stipend/shared/testclock"
 )
 
 // TestSignerMatchesSDK: the request Client builds and signs carries the
@@ -21,7 +23,9 @@ import (
 // request, for each kind of endpoint, with and without a session token,
 // as the day and the secret change (the derived key is kept between them).
 func TestSignerMatchesSDK(t *testing.T) {
-	day := time.Date(2026, 3, 31, 23, 59, 59, 0, time.UTC)
+	// A second before midnight (of a day from the tests' clock): the
+	// requests below cross into the next day.
+	day := testclock.Now(t).Truncate(24 * time.Hour).Add(24*time.Hour - time.Second)
 	creds := []aws.Credentials{
 		{AccessKeyID: "AKIDONE", SecretAccessKey: "secret-one"},
 		{AccessKeyID: "ASIATWO", SecretAccessKey: "secret/two+", SessionToken: "IQoJb3JpZ2luX2VjEJr//////////session=="},

@@ -15,7 +15,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 
@@ -25,29 +24,16 @@ import (
 // mergeParallel bounds the queries a merged listing runs at once.
 const mergeParallel = 8
 
-// keyIDs returns the id of every key, from the keys' listing (gsi1),
-// reading only the keys' partition keys.
+// keyIDs returns the id of every key, from the keys' listing (gsi1).
 func (s *Store) keyIDs(ctx context.Context) ([]string, error) {
 	var ids []string
-	p := ddb.NewQueryPaginator(s.db, &ddb.QueryInput{
-		TableName:                 aws.String(s.table),
-		IndexName:                 aws.String(indexGSI1),
-		KeyConditionExpression:    aws.String("gsi1pk = :pk"),
-		ExpressionAttributeValues: map[string]ddb.AttributeValue{":pk": str(gsiKeys)},
-		ProjectionExpression:      aws.String(attrPK),
+	err := s.queryGSI(ctx, gsiKeys, func(item map[string]ddb.AttributeValue) error {
+		if id, ok := strings.CutPrefix(getS(item, attrPK), keyPK("")); ok {
+			ids = append(ids, id)
+		}
+		return nil
 	})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("list key ids: %w", err)
-		}
-		for _, item := range page.Items {
-			if id, ok := strings.CutPrefix(getS(item, attrPK), keyPK("")); ok {
-				ids = append(ids, id)
-			}
-		}
-	}
-	return ids, nil
+	return ids, err
 }
 
 // partitionReader reads one key's events in p's range, newest first, page
@@ -99,18 +85,8 @@ func (s *Store) mergedEvents(ctx context.Context, p *eventPlan, after *cursor, w
 	first := int32(min(want, max(4, 2*want/max(len(ids), 1))))
 	readers := make([]*partitionReader, len(ids))
 	for i, id := range ids {
-		in := &ddb.QueryInput{
-			TableName:              aws.String(s.table),
-			KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :a AND :b"),
-			ExpressionAttributeValues: map[string]ddb.AttributeValue{
-				":pk": str(eventPK(id)),
-				":a":  str(eventSK(p.startMs, "")),
-				":b":  str(eventSK(p.endMs-1, "~")),
-			},
-			ScanIndexForward:         aws.Bool(false),
-			ProjectionExpression:     aws.String(withoutBodies.expr),
-			ExpressionAttributeNames: withoutBodies.names,
-		}
+		in := s.keyEventsQuery(id, p.startMs, p.endMs)
+		in.ScanIndexForward = aws.Bool(false)
 		if after != nil {
 			// Event ids are unique, so the cursor's sort key is a position
 			// in every key's partition.
@@ -118,7 +94,11 @@ func (s *Store) mergedEvents(ctx context.Context, p *eventPlan, after *cursor, w
 		}
 		readers[i] = &partitionReader{in: in, size: first}
 	}
-	if err := fillAll(ctx, s.db, readers); err != nil {
+	// Every reader's first page, mergeParallel at a time.
+	err = forEach(ctx, len(readers), mergeParallel, func(ctx context.Context, i int) error {
+		return readers[i].fill(ctx, s.db)
+	})
+	if err != nil {
 		return nil, err
 	}
 	var out []map[string]ddb.AttributeValue
@@ -141,33 +121,4 @@ func (s *Store) mergedEvents(ctx context.Context, p *eventPlan, after *cursor, w
 		newest.buf = newest.buf[1:]
 	}
 	return out, nil
-}
-
-// fillAll reads every reader's first page, mergeParallel at a time.
-func fillAll(ctx context.Context, db *ddb.Client, readers []*partitionReader) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		first error
-	)
-	slots := make(chan struct{}, mergeParallel)
-	for _, r := range readers {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			if err := r.fill(ctx, db); err != nil {
-				mu.Lock()
-				if first == nil {
-					first = err
-					cancel()
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return first
 }

@@ -80,9 +80,9 @@ const (
 	attrDrained   = "drained"   // the organisation's version it was marked under
 	attrReclaimed = "reclaimed" // likewise
 	attrAllowVer  = "av"        // on the ledger: the version its allowances were granted under
-	// maxHolders bounds the keys holding allowances of one counter, so that
-	// a reclaim's transaction (the organisation's version check, the key's
-	// own ledger, two counters and every holder) fits in 100 items.
+	// maxHolders bounds the keys holding allowances of one counter, and so
+	// the work of a reclaim and of PutOrg's revocation: a transaction per
+	// holder.
 	maxHolders = 96
 	// allowanceShare: a grant is the limit divided by this, or the amount
 	// if larger (Store.share: tests set fewer, larger slices).
@@ -274,11 +274,9 @@ type allowances struct {
 
 type counterRead struct {
 	c         budget.Counter
-	v         int64
 	holders   []string
 	sum       int64 // the holders' unspent allowances of it
-	drained   int64 // the version of each mark, 0 when none
-	reclaimed int64
+	reclaimed int64 // the settings version of the mark, 0 when none
 }
 
 // readAllowances reads cs's counter items and every holder's allowances of
@@ -293,8 +291,7 @@ func (s *Store) readAllowances(ctx context.Context, cs []budget.Counter) (*allow
 		if err != nil {
 			return nil, fmt.Errorf("read the organisation's %s: %w", counterSK(c), err)
 		}
-		cr := counterRead{c: c, v: getN(out.Item, attrCommitted), holders: getSS(out.Item, attrHolders),
-			drained: getN(out.Item, attrDrained), reclaimed: getN(out.Item, attrReclaimed)}
+		cr := counterRead{c: c, holders: getSS(out.Item, attrHolders), reclaimed: getN(out.Item, attrReclaimed)}
 		a.counters = append(a.counters, cr)
 		for _, h := range cr.holders {
 			if !slices.Contains(holders, h) {
@@ -442,6 +439,15 @@ func (s *Store) revokeAllowances(ctx context.Context, month budget.Counter) erro
 		return fmt.Errorf("revoke the organisation's allowances: %w", err)
 	}
 	return nil
+}
+
+// slice is the divisor of a grant's slice: allowanceShare unless a test
+// set another.
+func (s *Store) slice() int64 {
+	if s.share > 0 {
+		return s.share
+	}
+	return allowanceShare
 }
 
 // orgSpend reports whether c is on the organisation's limited lifetime or

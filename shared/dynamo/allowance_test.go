@@ -46,6 +46,19 @@ func orgReserve(s *Store, id, keyID string, o *user.Org, now time.Time, worst mo
 	return r, s.Reserve(context.Background(), r)
 }
 
+// orgStore is a new store on table whose organisation has the settings o
+// (stored, o.Version set) and whose grants are slices of 1/share of a
+// limit (0: allowanceShare).
+func orgStore(t *testing.T, endpoint, table string, share int64, o *user.Org) *Store {
+	t.Helper()
+	s := newStore(t, endpoint, table)
+	s.share = share
+	if err := s.PutOrg(context.Background(), o); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // settleAt settles r of key at cost.
 func settleAt(t *testing.T, s *Store, r *budget.Reservation, key string, now time.Time, cost money.Nanos) {
 	t.Helper()
@@ -119,12 +132,8 @@ func TestOrgAllowances(t *testing.T) {
 	})
 
 	t.Run("a key that reserves on the counter item", func(t *testing.T) {
-		s := newStore(t, endpoint, "allowmixed")
-		s.share = 40 // slices of 2c
 		o := &user.Org{CostLimitPerMonth: 80 * money.Cent, UpdatedAt: now.Unix()}
-		if err := s.PutOrg(ctx, o); err != nil {
-			t.Fatal(err)
-		}
+		s := orgStore(t, endpoint, "allowmixed", 40, o) // slices of 2c
 		if admitted, _ := orgRace(t, s, "mixed", 32, keys, o, now, money.Cent, money.Cent); admitted != 32 {
 			t.Fatalf("admitted %d of 32", admitted)
 		}
@@ -137,12 +146,8 @@ func TestOrgAllowances(t *testing.T) {
 	})
 
 	t.Run("lifetime and month both limited", func(t *testing.T) {
-		s := newStore(t, endpoint, "allowboth")
-		s.share = 32
 		o := &user.Org{CostLimitLifetime: money.Dollar, CostLimitPerMonth: 2 * money.Dollar, UpdatedAt: now.Unix()}
-		if err := s.PutOrg(ctx, o); err != nil {
-			t.Fatal(err)
-		}
+		s := orgStore(t, endpoint, "allowboth", 32, o)
 		admitted, limited := orgRace(t, s, "both", 150, keys, o, now, money.Cent, money.Cent)
 		if admitted != 100 || limited["organisation lifetime spend"] != 50 {
 			t.Fatalf("$1 for life, $2 a month, 150 requests of 1c: admitted %d, limited %v", admitted, limited)
@@ -159,12 +164,8 @@ func TestOrgAllowances(t *testing.T) {
 	})
 
 	t.Run("actual below the reservation", func(t *testing.T) {
-		s := newStore(t, endpoint, "allowrelease")
-		s.share = 32
 		o := &user.Org{CostLimitPerMonth: 50 * money.Cent, UpdatedAt: now.Unix()}
-		if err := s.PutOrg(ctx, o); err != nil {
-			t.Fatal(err)
-		}
+		s := orgStore(t, endpoint, "allowrelease", 32, o)
 		// Each request may cost 1c and costs 0.4c: 50 fit at once, more
 		// as settled ones give back what they did not spend.
 		admitted, limited := orgRace(t, s, "release", 150, keys, o, now, money.Cent, 4*money.Cent/10)
@@ -180,21 +181,14 @@ func TestOrgAllowances(t *testing.T) {
 	})
 
 	t.Run("a lowered limit applies at the next request", func(t *testing.T) {
-		s := newStore(t, endpoint, "allowrevoke")
 		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
-		if err := s.PutOrg(ctx, o); err != nil {
+		s := orgStore(t, endpoint, "allowrevoke", 0, o)
+		old := *o
+		r, err := orgReserve(s, "before", "k", o, now, money.Cent)
+		if err != nil {
 			t.Fatal(err)
 		}
-		old := *o
-		for i := range 1 {
-			r, err := orgReserve(s, fmt.Sprintf("before-%d", i), "k", o, now, money.Cent)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := s.Settle(ctx, r, &ledger.Event{ID: r.ID, KeyID: "k", Status: 200, Cost: money.Cent, CreatedAt: now.UnixMilli()}); err != nil {
-				t.Fatal(err)
-			}
-		}
+		settleAt(t, s, r, "k", now, money.Cent)
 		if held := unspent(t, s, month); held < 2*int64(money.Cent) {
 			t.Fatalf("the key holds %d after a request; want an allowance of 2c or more", held)
 		}
@@ -227,11 +221,8 @@ func TestOrgAllowances(t *testing.T) {
 	})
 
 	t.Run("past maxHolders, on the counter items", func(t *testing.T) {
-		s := newStore(t, endpoint, "allowcap")
 		o := &user.Org{CostLimitPerMonth: 1000 * money.Dollar, UpdatedAt: now.Unix()}
-		if err := s.PutOrg(ctx, o); err != nil {
-			t.Fatal(err)
-		}
+		s := orgStore(t, endpoint, "allowcap", 0, o)
 		var many []string
 		for i := range maxHolders + 2 {
 			many = append(many, fmt.Sprintf("h%03d", i))
@@ -252,12 +243,8 @@ func TestOrgAllowances(t *testing.T) {
 	})
 
 	t.Run("settings changed during a reclaim", func(t *testing.T) {
-		s := newStore(t, endpoint, "allowmarks")
-		s.share = 10
 		o := &user.Org{CostLimitPerMonth: 100 * money.Cent, UpdatedAt: now.Unix()}
-		if err := s.PutOrg(ctx, o); err != nil {
-			t.Fatal(err)
-		}
+		s := orgStore(t, endpoint, "allowmarks", 10, o)
 		r, err := orgReserve(s, "a1", "k1", o, now, money.Cent)
 		if err != nil {
 			t.Fatal(err)
@@ -311,12 +298,8 @@ func TestOrgAllowances(t *testing.T) {
 	})
 
 	t.Run("both counters reclaimed for a key on the counter items", func(t *testing.T) {
-		s := newStore(t, endpoint, "allowbothcap")
-		s.share = 20 // slices of 2c
 		o := &user.Org{CostLimitLifetime: 40 * money.Cent, CostLimitPerMonth: 40 * money.Cent, UpdatedAt: now.Unix()}
-		if err := s.PutOrg(ctx, o); err != nil {
-			t.Fatal(err)
-		}
+		s := orgStore(t, endpoint, "allowbothcap", 20, o) // slices of 2c
 		for i := range 16 {
 			k := fmt.Sprintf("k%02d", i)
 			r, err := orgReserve(s, "b-"+k, k, o, now, money.Cent)
@@ -350,11 +333,8 @@ func TestOrgAllowances(t *testing.T) {
 	})
 
 	t.Run("a plan from older settings does not draw", func(t *testing.T) {
-		s := newStore(t, endpoint, "allowstale")
 		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
-		if err := s.PutOrg(ctx, o); err != nil {
-			t.Fatal(err)
-		}
+		s := orgStore(t, endpoint, "allowstale", 0, o)
 		old := *o
 		o.CostLimitLifetime = money.Cent
 		if err := s.PutOrg(ctx, o); err != nil {

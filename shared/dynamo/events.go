@@ -128,20 +128,26 @@ var withoutBodies = struct {
 	names map[string]string
 }{"pk, sk, #d", map[string]string{"#d": attrData}}
 
-// Events calls each for every event of key keyID created in [start, end),
-// oldest first, reading page by page. Bodies are left out.
-func (s *Store) Events(ctx context.Context, keyID string, start, end time.Time, each func(*ledger.Event) error) error {
-	p := ddb.NewQueryPaginator(s.db, &ddb.QueryInput{
+// keyEventsQuery is the query of keyID's events created in [startMs,
+// endMs), oldest first, without their bodies.
+func (s *Store) keyEventsQuery(keyID string, startMs, endMs int64) *ddb.QueryInput {
+	return &ddb.QueryInput{
 		TableName:              aws.String(s.table),
 		KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :a AND :b"),
 		ExpressionAttributeValues: map[string]ddb.AttributeValue{
 			":pk": str(eventPK(keyID)),
-			":a":  str(eventSK(start.UnixMilli(), "")),
-			":b":  str(eventSK(end.UnixMilli()-1, "~")),
+			":a":  str(eventSK(startMs, "")),
+			":b":  str(eventSK(endMs-1, "~")),
 		},
 		ProjectionExpression:     aws.String(withoutBodies.expr),
 		ExpressionAttributeNames: withoutBodies.names,
-	})
+	}
+}
+
+// Events calls each for every event of key keyID created in [start, end),
+// oldest first, reading page by page. Bodies are left out.
+func (s *Store) Events(ctx context.Context, keyID string, start, end time.Time, each func(*ledger.Event) error) error {
+	p := ddb.NewQueryPaginator(s.db, s.keyEventsQuery(keyID, start.UnixMilli(), end.UnixMilli()))
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {

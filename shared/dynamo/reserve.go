@@ -107,11 +107,7 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 			mode, reclaimed = grantExact, true // its refusal is now exact
 			continue
 		default:
-			share := s.share
-			if share == 0 {
-				share = allowanceShare
-			}
-			grants := p.grants(mode, seen, share)
+			grants := p.grants(mode, seen, s.slice())
 			if grants != nil {
 				e = p.grantExpression(e, grants, seen)
 			}
