@@ -10,7 +10,14 @@ package dynamo
 //	                        counter (as counterSK names it: SPEND#mo#<yyyymm> for
 //	                        the month, USAGE for the lifetime), nanodollars
 //	          av            the organisation's settings version they were granted
-//	                        under: a draw requires the version its plan was made from
+//	                        under: a draw requires the version its plan was made from,
+//	                        and so does a settle that gives back to them; PutOrg's
+//	                        revocation removes it
+//	          D#<counter>   the settings version under which a reclaim took the
+//	                        allowance back: no settle gives back to it after that
+//	          P#ORG~<l|m|lm>#<yyyymm>#<f>
+//	                        figures of settled requests that allowances paid for,
+//	                        pending (deferral.go)
 //	counter   hold          the keys that were granted an allowance of it
 //	                        (string set), at most maxHolders
 //	          drained       the settings version under which a grant of just the
@@ -29,11 +36,16 @@ package dynamo
 //     charge from its allowance, on the condition that the allowance holds
 //     it and was granted under the settings the request was planned from
 //     (a plan from cached older settings goes to the grant, whose version
-//     check refuses it as stale). Nothing else changes: the entry lists the organisation's charges
-//     as a transaction's reserve does, and the settle (a transaction with
-//     the counter items, as before) moves v from the reserved amount to the
-//     actual one: what a request did not spend goes back to the pool, not
-//     to the allowance.
+//     check refuses it as stale). The entry lists the organisation's
+//     charges as a transaction's reserve does, and records the version
+//     (Funded).
+//   - Settle (allowsettle.go): the ledger's UpdateItem gives what the
+//     request did not spend back to the allowance and leaves its figures
+//     pending on the ledger, while the allowance is still one (the
+//     ledger's av is the version, and no reclaim marked it, D#<counter>);
+//     otherwise, or when the request cost more than it reserved, the
+//     transaction with the counter items moves v from the reserved amount
+//     to the actual one.
 //   - Grant, when the allowance is short: the transaction a reserve on the
 //     counter items is, adding a slice of the limit (1/allowanceShare, at
 //     least the amount) to v instead of the amount, the slice less the
@@ -41,9 +53,10 @@ package dynamo
 //     does not fit under the limit, exactly the amount.
 //   - Reclaim, before the first refusal: when a grant of just the amount
 //     does not fit, the counters are marked drained (no slice is granted
-//     after that), every holder's allowance is taken back into the pool (a
-//     transaction per holder, on the condition that it is still what was
-//     read: after the mark allowances only shrink), and the counters are
+//     after that, nor anything a settle could give back to), every holder's
+//     allowance is taken back into the pool and its ledger marked (D#; a
+//     transaction per holder, on the condition that the allowance is still
+//     what was read: after the marks allowances only shrink), and the counters are
 //     marked reclaimed. From then on no allowance is held, and the reserve
 //     is a grant of just the amount: when it does not fit, the refusal is
 //     as exact as a reserve on the counter item was, and the slices come
@@ -64,7 +77,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sort"
 
@@ -76,6 +88,7 @@ import (
 
 const (
 	allowPrefix   = "A#"
+	drainedPrefix = "D#"
 	attrHolders   = "hold"
 	attrDrained   = "drained"   // the organisation's version it was marked under
 	attrReclaimed = "reclaimed" // likewise
@@ -91,6 +104,11 @@ const (
 
 // allowAttr is the ledger attribute of the key's allowance of counter c.
 func allowAttr(c budget.Counter) string { return allowPrefix + counterSK(c) }
+
+// drainedAttr is the ledger attribute that records the settings version
+// under which the key's allowance of counter c was taken back because the
+// limit was reached.
+func drainedAttr(c budget.Counter) string { return drainedPrefix + counterSK(c) }
 
 // allowanceMode is how a reserve takes its amount of the organisation's
 // limited counters.
@@ -270,6 +288,8 @@ type allowances struct {
 	// held is each holder's unspent allowances: holder -> attribute ->
 	// amount, amounts > 0 only.
 	held map[string]map[string]int64
+	// holders is every key the counters' hold sets name, sorted.
+	holders []string
 }
 
 type counterRead struct {
@@ -300,6 +320,7 @@ func (s *Store) readAllowances(ctx context.Context, cs []budget.Counter) (*allow
 		}
 	}
 	sort.Strings(holders)
+	a.holders = holders
 	var where [][]place
 	for _, h := range holders {
 		for _, cr := range a.counters {
@@ -325,27 +346,56 @@ func (s *Store) readAllowances(ctx context.Context, cs []budget.Counter) (*allow
 	return a, nil
 }
 
+// holderMark is what taking a holder's allowances back also writes on its
+// ledger, in the same write, so that a reservation settled after it gives
+// what it did not spend back to the pool, not to the allowance
+// (settleFunded's condition).
+type holderMark func(e *expression, cs []budget.Counter)
+
+// drainedMark marks, under the settings version, each counter of cs taken
+// back because the limit was reached (D#<counter>).
+func drainedMark(version int64) holderMark {
+	return func(e *expression, cs []budget.Counter) {
+		for _, c := range cs {
+			e.set(e.name(drainedAttr(c)) + " = " + e.value(num(version)))
+		}
+	}
+}
+
+// revokedMark removes the ledger's av: its allowances were of settings that
+// changed.
+func revokedMark(e *expression, _ []budget.Counter) { e.remove(attrAllowVer) }
+
 // reclaimHolders takes back into the pool what each holder a names holds
-// of a's counters: per holder, one transaction of its ledger (each
-// allowance on the condition that it is what was read) and the counters.
-// A holder whose allowance moved is read again; one found holding nothing
-// is done. Holders are independent: an allowance taken back is in the pool
-// whatever happens to the others.
-func (s *Store) reclaimHolders(ctx context.Context, a *allowances) error {
-	for _, h := range slices.Sorted(maps.Keys(a.held)) {
+// of a's counters and writes mark on its ledger: per holder, one
+// transaction of its ledger (each allowance on the condition that it is
+// what was read) and the counters, or, for a holder found holding
+// nothing, its ledger's update on the condition that it still holds
+// nothing. A holder whose allowance moved is read again. Holders are
+// independent: an allowance taken back is in the pool whatever happens to
+// the others.
+func (s *Store) reclaimHolders(ctx context.Context, a *allowances, mark holderMark) error {
+	cs := make([]budget.Counter, len(a.counters))
+	for i, cr := range a.counters {
+		cs[i] = cr.c
+	}
+	for _, h := range a.holders {
 		held := a.held[h]
-		for attempt := 0; len(held) > 0; attempt++ {
+		for attempt := 0; ; attempt++ {
 			if attempt >= 20 {
 				return fmt.Errorf("take back the allowances of key %s: %w", h, errRace)
 			}
 			e := newExpression()
+			mark(e, cs)
 			items := []ddb.TransactWriteItem{}
 			for _, cr := range a.counters {
+				n := e.name(allowAttr(cr.c))
 				amount := held[allowAttr(cr.c)]
 				if amount == 0 {
+					e.cond("attribute_not_exists(" + n + ") OR " + n + " <= " + e.value(num(0)))
 					continue
 				}
-				e.cond(e.name(allowAttr(cr.c)) + " = " + e.value(num(amount)))
+				e.cond(n + " = " + e.value(num(amount)))
 				e.add(allowAttr(cr.c), -amount)
 				pk, sk := counterKey(budget.OrgOwner(), cr.c)
 				items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
@@ -353,18 +403,26 @@ func (s *Store) reclaimHolders(ctx context.Context, a *allowances) error {
 					ExpressionAttributeValues: map[string]ddb.AttributeValue{":a": num(-amount)},
 				}})
 			}
-			items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
-				TableName: aws.String(s.table), Key: ledgerKey(h), UpdateExpression: aws.String(e.update()),
-				ConditionExpression: e.condition(), ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
-			}})
-			err := s.transact(ctx, items, "take back the allowances of key "+h)
-			if err == nil {
+			var failed bool
+			var err error
+			if len(items) == 0 {
+				failed, _, err = s.updateLedger(ctx, h, e, "mark the ledger of key "+h)
+			} else {
+				items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
+					TableName: aws.String(s.table), Key: ledgerKey(h), UpdateExpression: aws.String(e.update()),
+					ConditionExpression: e.condition(), ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
+				}})
+				err = s.transact(ctx, items, "take back the allowances of key "+h)
+				failed = len(conditionsFailed(err)) > 0
+			}
+			if !failed {
+				if err != nil {
+					return err
+				}
 				break
 			}
-			if len(conditionsFailed(err)) == 0 {
-				return err
-			}
-			// The key drew on it meanwhile: read what it holds now.
+			// The key drew on it, or a settle gave back to it, meanwhile:
+			// read what it holds now.
 			item, err := s.getItem(ctx, keyPK(h), skUsage, "the ledger of key "+h)
 			if err != nil {
 				return err
@@ -418,7 +476,7 @@ func (s *Store) reclaim(ctx context.Context, cs []budget.Counter, version int64)
 	if done {
 		return nil
 	}
-	if err := s.reclaimHolders(ctx, a); err != nil {
+	if err := s.reclaimHolders(ctx, a, drainedMark(version)); err != nil {
 		return err
 	}
 	return s.setMarks(ctx, cs, attrReclaimed, version)
@@ -435,7 +493,7 @@ func (s *Store) revokeAllowances(ctx context.Context, month budget.Counter) erro
 	if err != nil {
 		return fmt.Errorf("revoke the organisation's allowances: %w", err)
 	}
-	if err := s.reclaimHolders(ctx, a); err != nil {
+	if err := s.reclaimHolders(ctx, a, revokedMark); err != nil {
 		return fmt.Errorf("revoke the organisation's allowances: %w", err)
 	}
 	return nil
