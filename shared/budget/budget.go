@@ -392,6 +392,11 @@ type Reservation struct {
 	// when the store learned none (a transaction that read nothing first,
 	// or a reserve whose landing was only found on a retry).
 	Counted []int64
+	// Funded is set by a Reserve whose store took the organisation's
+	// charges from allowances of its limits held for the key: the
+	// organisation settings version they were granted under (0: none).
+	// The store's Settle and Release read it; nothing else needs to.
+	Funded int64
 }
 
 // LimitError reports the charge whose limit a reservation would break.

@@ -50,6 +50,20 @@ package dynamo
 // The sweep drains the months that have ended (tidyLedger), so a busy
 // ledger carries at most the current month's figures per owner: it stays
 // under the 1 KB that one write unit pays for.
+//
+// Funded spend. A request whose organisation charges were paid from
+// allowances of its limits (allowance.go) settles with the ledger's
+// UpdateItem too (settleFunded). Its figures wait on the ledger as the
+// pending spend of an owner named after the counters the allowances paid
+// for: ORG~l (the lifetime), ORG~m (the month) or ORG~lm. Those counters'
+// v counted the cost when the allowance was granted, so a drain adds only
+// the figures to their shards; the other counter (without a limit, so
+// deferred) gets v as well, as the organisation's own pending spend does.
+// Each such owner has its own DEFERRAL list, which a limited reserve does
+// not close: nothing on it is missing from a limited counter's v, except
+// the spend of requests planned before a limit was set on the other
+// counter, which PutOrg drains (closeFunded) after it revoked the
+// allowances, so that no such settle lands after it.
 
 import (
 	"context"
@@ -77,6 +91,39 @@ const (
 	// that settles planned without the limit keep opening.
 	closeRounds = 3
 )
+
+// fundedSep separates the organisation's pk from the counters the
+// allowances of a funded owner paid for.
+const fundedSep = "~"
+
+// fundedOwner is the owner of the pending spend of requests whose
+// organisation lifetime and/or month allowances paid for.
+func fundedOwner(lifetime, month bool) string {
+	f := ""
+	if lifetime {
+		f += "l"
+	}
+	if month {
+		f += "m"
+	}
+	return pkOrg + fundedSep + f
+}
+
+// fundedOwners are all the owners fundedOwner names.
+func fundedOwners() []string {
+	return []string{fundedOwner(true, false), fundedOwner(false, true), fundedOwner(true, true)}
+}
+
+// drainTarget is the owner whose counters a pending owner's spend moves
+// to, and whether the move adds it to the committed value (v) of the
+// lifetime and of the month: not for counters an allowance paid for.
+func drainTarget(pending string) (owner string, commitLifetime, commitMonth bool) {
+	owner, f, ok := strings.Cut(pending, fundedSep)
+	if !ok {
+		return pending, true, true
+	}
+	return owner, !strings.Contains(f, "l"), !strings.Contains(f, "m")
+}
 
 // pendingFigure is the one-letter name, on a ledger, of a settled figure
 // (settledFigures); "" for any other name.
@@ -245,14 +292,17 @@ func pendingOn(led map[string]ddb.AttributeValue, owner, until string) pendingSu
 	return ps
 }
 
-// totals adds the pending figures of month (all months when "") to tot.
-func (ps pendingSums) totals(month string, tot *ledger.Totals) {
+// totals adds the pending figures of month (all months when "") to tot,
+// and their cost to its committed value when commit is set.
+func (ps pendingSums) totals(month string, commit bool, tot *ledger.Totals) {
 	for m, figs := range ps.months {
 		if month != "" && m != month {
 			continue
 		}
 		t := totalsOf(figureItem(figs))
-		t.Committed = t.Cost
+		if commit {
+			t.Committed = t.Cost
+		}
 		tot.Add(t)
 	}
 }
@@ -305,15 +355,16 @@ func (s *Store) drain(ctx context.Context, keyID, owner, until string, deregiste
 				UpdateExpression: aws.String(d.update()), ExpressionAttributeNames: d.namesOrNil(), ExpressionAttributeValues: d.valuesOrNil(),
 			}})
 		}
+		to, commitLifetime, commitMonth := drainTarget(owner)
 		var life ledger.Totals
 		for _, month := range slices.Sorted(maps.Keys(ps.months)) {
 			var t ledger.Totals
-			ps.totals(month, &t)
+			ps.totals(month, false, &t)
 			life.Add(t)
-			items = append(items, s.shardAdd(owner, budget.Counter{Kind: budget.Spend, Unit: budget.Month, Window: month}, t))
+			items = append(items, s.shardAdd(to, budget.Counter{Kind: budget.Spend, Unit: budget.Month, Window: month}, t, commitMonth))
 		}
 		if len(ps.months) > 0 {
-			items = append(items, s.shardAdd(owner, budget.LifetimeSpend(), life))
+			items = append(items, s.shardAdd(to, budget.LifetimeSpend(), life, commitLifetime))
 		}
 		err = s.transact(ctx, items, what)
 		if len(conditionsFailed(err)) > 0 {
@@ -324,10 +375,13 @@ func (s *Store) drain(ctx context.Context, keyID, owner, until string, deregiste
 	return fmt.Errorf("%s: the ledger kept changing", what)
 }
 
-// shardAdd adds t to a random shard of owner's counter c.
-func (s *Store) shardAdd(owner string, c budget.Counter, t ledger.Totals) ddb.TransactWriteItem {
+// shardAdd adds t's figures to a random shard of owner's counter c, and
+// its cost to the shard's committed value when commit is set.
+func (s *Store) shardAdd(owner string, c budget.Counter, t ledger.Totals, commit bool) ddb.TransactWriteItem {
 	e := newExpression()
-	e.add(attrCommitted, int64(t.Cost))
+	if commit {
+		e.add(attrCommitted, int64(t.Cost))
+	}
 	e.add("costNanos", int64(t.Cost))
 	e.add("requests", t.Requests)
 	e.add("successes", t.Successes)
@@ -366,16 +420,31 @@ func (s *Store) closeDeferral(ctx context.Context, owner string, keys []string) 
 
 // withPending returns read's totals of owner's counter (its item and
 // shards) plus the pending spend of month ("" for all: the lifetime) on
-// the ledgers owner's DEFERRAL lists, read before and after read: when a
-// drain moved any of them in between (dseq), it reads all again, so the
-// sum counts each amount once.
+// the ledgers owner's DEFERRAL lists (and, for the organisation, its funded
+// owners' lists), read before and after read: when a drain moved any of
+// them in between (dseq), it reads all again, so the sum counts each
+// amount once.
 func (s *Store) withPending(ctx context.Context, owner, month string, read func() (ledger.Totals, error)) (ledger.Totals, error) {
+	listed := []string{owner}
+	if owner == pkOrg {
+		listed = append(listed, fundedOwners()...)
+	}
 	for attempt := 0; attempt < 20; attempt++ {
-		keys, err := s.deferredKeys(ctx, owner)
-		if err != nil || len(keys) == 0 {
+		lists := map[string][]string{}
+		var keys []string
+		for _, o := range listed {
+			ks, err := s.deferredKeys(ctx, o)
 			if err != nil {
 				return ledger.Totals{}, err
 			}
+			lists[o] = ks
+			for _, k := range ks {
+				if !slices.Contains(keys, k) {
+					keys = append(keys, k)
+				}
+			}
+		}
+		if len(keys) == 0 {
 			return read()
 		}
 		before, err := s.ledgers(ctx, keys)
@@ -397,8 +466,15 @@ func (s *Store) withPending(ctx context.Context, owner, month string, read func(
 		if moved {
 			continue
 		}
-		for _, led := range before {
-			pendingOn(led, owner, "").totals(month, &tot)
+		for _, o := range listed {
+			_, commitLifetime, commitMonth := drainTarget(o)
+			commit := commitLifetime
+			if month != "" {
+				commit = commitMonth
+			}
+			for _, k := range lists[o] {
+				pendingOn(before[k], o, "").totals(month, commit, &tot)
+			}
 		}
 		return tot, nil
 	}

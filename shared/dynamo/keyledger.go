@@ -33,8 +33,10 @@ package dynamo
 //	seq                           reservations ever opened (the sweep's change detector)
 //	P#<owner>#<yyyymm>#<f>, dreg, dseq
 //	                              spend of the key's user and of the organisation
-//	                              without limits, waiting to reach their shards
+//	                              without limits, and (owner ORG~…) of requests that
+//	                              allowances paid for, waiting to reach their shards
 //	                              (deferral.go)
+//	A#<counter>, av, D#<counter>  allowances of the organisation's limits (allowance.go)
 //	gsi3pk, gsi3sk                LEDGERS / <unix ms>#K#<keyId> while reservations are open:
 //	                              the sweep's index (the earliest deadline of a period of
 //	                              activity, kept while the key stays busy; the sweep
@@ -181,6 +183,9 @@ type ledgerEntry struct {
 	Others   []storedCharge `json:"o,omitempty"`
 	Deferred []string       `json:"f,omitempty"` // "<owner> <counter>", amount Cost
 	Event    entryEvent     `json:"e"`
+	// Funded is budget.Reservation.Funded. Last, so that the settle's
+	// condition can find it at the end of the entry (fundedTag).
+	Funded int64 `json:"F,omitempty"`
 }
 
 type entryCharge struct {
@@ -215,6 +220,7 @@ func encodeEntry(r *budget.Reservation, p *ledgerPlan) (string, error) {
 		Usage: entryUsage{Prompt: u.PromptTokens, Cached: u.CachedTokens, Completion: u.CompletionTokens, CacheWrite: u.CacheWriteTokens},
 		Event: entryEvent{UserID: ev.UserID, ProviderID: ev.ProviderID, Model: ev.Model, Path: ev.Path, Method: ev.Method,
 			Stream: ev.Stream, CustomID: ev.CustomID, CreatedAt: ev.CreatedAt, RequestedModel: ev.RequestedModel, Status: ev.Status},
+		Funded: r.Funded,
 	}
 	for _, c := range p.own {
 		en.Own = append(en.Own, entryCharge{Name: counterSK(c.Counter), Amount: c.Amount})
@@ -241,7 +247,7 @@ func decodeEntry(keyID, id, data string) (*budget.Reservation, error) {
 		return nil, fmt.Errorf("decode reservation %s of key %s: %w", id, keyID, err)
 	}
 	e := en.Event
-	r := &budget.Reservation{ID: id, KeyID: keyID, Cost: en.Cost, Deadline: time.UnixMilli(en.Deadline),
+	r := &budget.Reservation{ID: id, KeyID: keyID, Cost: en.Cost, Deadline: time.UnixMilli(en.Deadline), Funded: en.Funded,
 		Usage: ledger.Usage{PromptTokens: en.Usage.Prompt, CachedTokens: en.Usage.Cached, CompletionTokens: en.Usage.Completion, CacheWriteTokens: en.Usage.CacheWrite},
 		Event: ledger.Event{ID: id, KeyID: keyID, UserID: e.UserID, ProviderID: e.ProviderID, Model: e.Model, Path: e.Path, Method: e.Method,
 			Stream: e.Stream, CustomID: e.CustomID, CreatedAt: e.CreatedAt, RequestedModel: e.RequestedModel, Status: e.Status}}
@@ -547,6 +553,15 @@ func updateItemInput(u *ddb.Update) *ddb.UpdateItemInput {
 func (s *Store) tidyLedger(ctx context.Context, keyID string, item map[string]ddb.AttributeValue, now time.Time) ([]*budget.Reservation, error) {
 	var stale []*budget.Reservation
 	var next, past time.Time
+	var leftovers []budget.Counter // allowances of months that ended
+	ended := func(counter string, unit budget.Unit) bool {
+		c, err := parseCounter(counter)
+		if err != nil || c.Unit != unit {
+			return false
+		}
+		end, ok := windowEnd(c.Unit, c.Window)
+		return ok && end.Add(windowMargin).Before(now)
+	}
 	clean := newExpression()
 	for name := range item {
 		if id, ok := strings.CutPrefix(name, entryPrefix); ok {
@@ -571,6 +586,18 @@ func (s *Store) tidyLedger(ctx context.Context, keyID string, item map[string]dd
 			}
 			continue
 		}
+		if rest, ok := strings.CutPrefix(name, drainedPrefix); ok {
+			if ended(rest, budget.Month) {
+				clean.remove(name)
+			}
+			continue
+		}
+		if rest, ok := strings.CutPrefix(name, allowPrefix); ok {
+			if c, err := parseCounter(rest); err == nil && ended(rest, budget.Month) {
+				leftovers = append(leftovers, c)
+			}
+			continue
+		}
 		c, err := parseCounter(name)
 		if err != nil || c.Unit == budget.Lifetime || c.Unit == budget.Month {
 			continue // months stay: a month's committed amount is read after it ends
@@ -582,6 +609,13 @@ func (s *Store) tidyLedger(ctx context.Context, keyID string, item map[string]dd
 	sort.Slice(stale, func(i, j int) bool { return stale[i].Deadline.Before(stale[j].Deadline) })
 	if len(clean.removes) > 0 {
 		if _, _, err := s.updateLedger(ctx, keyID, clean, "tidy the ledger of key "+keyID); err != nil {
+			return nil, err
+		}
+	}
+	// What allowances of months that ended still hold goes back to their
+	// counters, so that the month's committed figure is what it spent.
+	for _, c := range leftovers {
+		if err := s.returnLeftover(ctx, keyID, c, getN(item, allowAttr(c))); err != nil {
 			return nil, err
 		}
 	}

@@ -73,7 +73,7 @@ func (s *Store) pendingInto(ctx context.Context, charges []budget.Charge, lists 
 		pk := ownerPK(c.Owner)
 		for _, k := range lists[pk] {
 			var t ledger.Totals
-			pendingOn(leds[k], pk, "").totals(month, &t)
+			pendingOn(leds[k], pk, "").totals(month, true, &t)
 			vals[i] += int64(t.Committed)
 		}
 	}
@@ -163,10 +163,19 @@ func (s *Store) OwnerTotals(ctx context.Context, owner, counter string) (ledger.
 			return ledger.Totals{}, fmt.Errorf("get %s %s: %w", owner, counter, err)
 		}
 		tot := totalsOf(out.Item)
-		if !strings.HasPrefix(owner, keyPK("")) {
-			err = s.shardTotals(ctx, owner, counter, &tot)
+		if strings.HasPrefix(owner, keyPK("")) {
+			return tot, nil
 		}
-		return tot, err
+		if hold := getSS(out.Item, attrHolders); owner == pkOrg && len(hold) > 0 {
+			// v counts the allowances keys hold, spent or not
+			// (allowance.go): what they hold is not committed.
+			held, err := s.heldAllowances(ctx, counter, hold)
+			if err != nil {
+				return ledger.Totals{}, err
+			}
+			tot.Committed -= money.Nanos(held)
+		}
+		return tot, s.shardTotals(ctx, owner, counter, &tot)
 	}
 	if month, ok := deferrable(owner, counter); ok {
 		// Its keys' ledgers may hold part of it (deferral.go).

@@ -64,10 +64,6 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 	if err != nil {
 		return err
 	}
-	entry, err := encodeEntry(r, p)
-	if err != nil {
-		return err
-	}
 	mode, reclaimed := onCounters, false
 	var seen map[string]ddb.AttributeValue // the ledger as the last failed attempt found it
 	if p.allowable() {
@@ -76,6 +72,19 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 	for attempt := 0; ; attempt++ {
 		if attempt >= 50 { // the modes below move on at most a few times
 			return fmt.Errorf("reserve %s: %w", r.ID, errRace)
+		}
+		// The entry tells the settle whether allowances paid for the
+		// organisation's charges (settleFunded). Not a grant of just the
+		// amount: after a reclaim it is how keys that held nothing then
+		// reserve, and a release to their allowance would be one the
+		// reclaim never saw.
+		r.Funded = 0
+		if mode == drawAllowance || mode == grantSlice {
+			r.Funded = p.orgVersion()
+		}
+		entry, err := encodeEntry(r, p)
+		if err != nil {
+			return err
 		}
 		e := p.reserveExpression(r, entry)
 		var failed bool
@@ -88,11 +97,11 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 			if err == nil && failed && p.allowanceShort(old) && errors.Is(p.refusal(r, old), errRace) {
 				if left := p.leftovers(old); left != nil {
 					// Granted under other settings: back to the pool first.
-					a := &allowances{held: map[string]map[string]int64{p.keyID: left}}
+					a := &allowances{held: map[string]map[string]int64{p.keyID: left}, holders: []string{p.keyID}}
 					for _, c := range p.others {
 						a.counters = append(a.counters, counterRead{c: c.Counter})
 					}
-					if err := s.reclaimHolders(ctx, a); err != nil {
+					if err := s.reclaimHolders(ctx, a, revokedMark); err != nil {
 						return fmt.Errorf("reserve %s: %w", r.ID, err)
 					}
 					continue
@@ -155,7 +164,13 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 		seen = old
 		switch err := p.refusal(r, old); {
 		case errors.Is(err, errLanded):
-			return nil // an earlier attempt of this very reserve was stored
+			// An earlier attempt of this very reserve was stored: its
+			// entry says whether allowances paid.
+			r.Funded = 0
+			if landed, err := decodeEntry(p.keyID, r.ID, getS(old, entryAttr(r.ID))); err == nil {
+				r.Funded = landed.Funded
+			}
+			return nil
 		case errors.Is(err, errUnseeded) && attempt < 3:
 			if err := s.seedLedger(ctx, p.keyID, p.keyCheck.Version, p.own); err != nil {
 				return fmt.Errorf("reserve %s: %w", r.ID, err)
@@ -235,7 +250,10 @@ func (s *Store) reserveTransaction(ctx context.Context, r *budget.Reservation, p
 			u.ConditionExpression = aws.String("(" + aws.ToString(u.ConditionExpression) +
 				") AND (attribute_not_exists(#h) OR size(#h) < :cap OR contains(#h, :id))")
 			u.ExpressionAttributeNames = map[string]string{"#h": attrHolders}
-			if amount > c.Amount { // a slice: not once the limit was reached
+			if r.Funded != 0 {
+				// A slice, or what an allowance pays for: not once the
+				// limit was reached, when the reclaim has marked every
+				// key that holds one (settleFunded).
 				u.ConditionExpression = aws.String(aws.ToString(u.ConditionExpression) + " AND (attribute_not_exists(#d) OR #d <> :ov)")
 				u.ExpressionAttributeNames["#d"] = attrDrained
 				u.ExpressionAttributeValues[":ov"] = num(p.orgVersion())
@@ -563,8 +581,13 @@ func (s *Store) Abandon(ctx context.Context, r *budget.Reservation) error {
 // settleLedger ends r on its key's ledger with ev (a release when nil),
 // with the counters of other owners r reserved on in the same transaction.
 func (s *Store) settleLedger(ctx context.Context, r *budget.Reservation, p *ledgerPlan, ev *ledger.Event, what string) error {
-	e := p.settleExpression(r, ev)
 	what += " " + r.ID
+	if r.Funded > 0 && len(p.others) > 0 {
+		if done, err := s.settleFunded(ctx, r, p, ev, what); done {
+			return err
+		}
+	}
+	e := p.settleExpression(r, ev)
 	if len(p.others) == 0 {
 		for attempt := 0; ; attempt++ {
 			failed, old, err := s.updateLedger(ctx, p.keyID, e, what)

@@ -1,0 +1,249 @@
+package dynamo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/stipend/stipend/infra/localstack/localtest"
+	"github.com/stipend/stipend/shared/budget"
+	"github.com/stipend/stipend/shared/money"
+	"github.com/stipend/stipend/shared/testclock"
+	"github.com/stipend/stipend/shared/user"
+)
+
+// TestFundedSettle: a request whose organisation charges an allowance paid
+// for settles on its ledger alone, and still: what it did not spend goes
+// back to the allowance only while that is one (not after the settings
+// changed, not after the limit was reached), the organisation's totals
+// count it once, and a limit set later on the other counter sees its cost.
+func TestFundedSettle(t *testing.T) {
+	endpoint := localtest.StartDynamoDB(t)
+	ctx := context.Background()
+	now := testclock.Now(t).Truncate(time.Hour).Add(-5 * time.Minute)
+	month := budget.MonthSpend(now)
+	life := budget.LifetimeSpend()
+	orgTotals := func(t *testing.T, s *Store, c budget.Counter) (cost, committed money.Nanos, requests int64) {
+		t.Helper()
+		tot, err := s.OwnerTotals(ctx, pkOrg, counterSK(c))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tot.Cost, tot.Committed, tot.Requests
+	}
+
+	t.Run("on the ledger alone", func(t *testing.T) {
+		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
+		s := orgStore(t, endpoint, "fundledger", 100, o) // slices of 10c
+		r, err := orgReserve(s, "f1", "k", o, now, money.Cent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Funded != o.Version {
+			t.Fatalf("Funded %d, want the version %d", r.Funded, o.Version)
+		}
+		settleAt(t, s, r, "k", now, 4*money.Cent/10)
+		counter := rawItem(t, s, pkOrg, counterSK(month))
+		led := rawItem(t, s, keyPK("k"), skUsage)
+		pending := pendingAttr(fundedOwner(false, true), month.Window, "c")
+		switch {
+		case getN(counter, attrCommitted) != int64(10*money.Cent) || getN(counter, "costNanos") != 0:
+			t.Errorf("counter v %d, cost %d: want the slice granted and no figures", getN(counter, attrCommitted), getN(counter, "costNanos"))
+		case getN(led, allowAttr(month)) != int64(96*money.Cent/10):
+			t.Errorf("allowance %d, want 9.6c: 9c left of the slice and 0.6c unspent", getN(led, allowAttr(month)))
+		case getN(led, pending) != int64(4*money.Cent/10):
+			t.Errorf("pending %s = %d, want 0.4c", pending, getN(led, pending))
+		}
+		check := func(when string) {
+			t.Helper()
+			if cost, committed, n := orgTotals(t, s, month); cost != 4*money.Cent/10 || committed != cost || n != 1 {
+				t.Errorf("%s: month cost %v, committed %v, %d requests; want 0.4c, 0.4c (not what the key holds), 1", when, cost, committed, n)
+			}
+			if cost, committed, n := orgTotals(t, s, life); cost != 4*money.Cent/10 || committed != 4*money.Cent/10 || n != 1 {
+				t.Errorf("%s: lifetime cost %v, committed %v, %d requests; want 0.4c, 0.4c, 1", when, cost, committed, n)
+			}
+		}
+		check("pending")
+		if err := s.drain(ctx, "k", fundedOwner(false, true), "", true); err != nil {
+			t.Fatal(err)
+		}
+		check("drained")
+	})
+
+	t.Run("a key of a user without a limit", func(t *testing.T) {
+		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
+		s := orgStore(t, endpoint, "funduser", 100, o)
+		for i := range 3 {
+			r, _ := orgPlan(fmt.Sprintf("u%d", i), "k", o, now, money.Cent)
+			r.Charges = budget.Plan(budget.Request{KeyID: "k", UserID: "u", Cost: money.Cent, Now: now,
+				Org: &budget.Limits{PerMonth: o.CostLimitPerMonth}})
+			if err := s.Reserve(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+			settleAt(t, s, r, "k", now, 4*money.Cent/10)
+		}
+		if got := rawItem(t, s, pkOrg, counterSK(month)); getN(got, "requests") != 0 {
+			t.Errorf("the counter item counted %d requests: the settles were transactions", getN(got, "requests"))
+		}
+		for _, owner := range []string{userPK("u"), pkOrg} {
+			for _, c := range []budget.Counter{life, month} {
+				tot, err := s.OwnerTotals(ctx, owner, counterSK(c))
+				if err != nil || tot.Cost != 12*money.Cent/10 || tot.Committed != tot.Cost || tot.Requests != 3 {
+					t.Errorf("%s %s: %+v, %v; want 1.2c committed over 3 requests", owner, counterSK(c), tot, err)
+				}
+			}
+		}
+	})
+
+	t.Run("a release after the settings changed", func(t *testing.T) {
+		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
+		s := orgStore(t, endpoint, "fundversion", 100, o)
+		r1, err := orgReserve(s, "v1", "k", o, now, money.Cent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutOrg(ctx, o); err != nil { // same limits, a new version
+			t.Fatal(err)
+		}
+		r2, err := orgReserve(s, "v2", "k", o, now, money.Cent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settleAt(t, s, r1, "k", now, 4*money.Cent/10)
+		settleAt(t, s, r2, "k", now, money.Cent)
+		// The new grant left 9c; r1's 0.6c went back to the pool, not to it.
+		if held := unspent(t, s, month); held != int64(9*money.Cent) {
+			t.Errorf("held %d, want 9c", held)
+		}
+		cost, committed, _ := orgTotals(t, s, month)
+		if cost != 14*money.Cent/10 || committed != cost {
+			t.Errorf("month cost %v, committed %v: want 1.4c and 1.4c", cost, committed)
+		}
+	})
+
+	t.Run("releases after the limit was reached", func(t *testing.T) {
+		o := &user.Org{CostLimitPerMonth: 30 * money.Cent, UpdatedAt: now.Unix()}
+		s := orgStore(t, endpoint, "funddrained", 30, o) // slices of 1c
+		keys := make([]string, 16)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("k%02d", i)
+		}
+		// Requests may cost 1c and cost 0.4c: the limit is reached while
+		// many are in flight, and they give back what they did not spend.
+		admitted, limited := orgRace(t, s, "drained", 200, keys, o, now, money.Cent, 4*money.Cent/10)
+		t.Logf("admitted %d, limited %v, held %d", admitted, limited, unspent(t, s, month))
+		// Then one key goes on alone until refused: the refusal must be
+		// exact, with nothing held elsewhere.
+		for i := range 200 {
+			r, err := orgReserve(s, fmt.Sprintf("late-%d", i), "late", o, now, money.Cent)
+			var le *budget.LimitError
+			if errors.As(err, &le) {
+				cost, _, _ := orgTotals(t, s, month)
+				if held := unspent(t, s, month); held != 0 || cost+money.Cent <= o.CostLimitPerMonth {
+					t.Errorf("refused after %d more with %v spent of %v and %d held", i, cost, o.CostLimitPerMonth, held)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			settleAt(t, s, r, "late", now, 4*money.Cent/10)
+		}
+		t.Fatal("never refused")
+	})
+
+	t.Run("a release in flight across the reclaim", func(t *testing.T) {
+		o := &user.Org{CostLimitPerMonth: 10 * money.Cent, UpdatedAt: now.Unix()}
+		s := orgStore(t, endpoint, "fundflight", 2, o) // slices of 5c
+		inFlight, err := orgReserve(s, "a", "ka", o, now, money.Cent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The other key takes the rest: its sixth request finds the pool
+		// empty, and the reclaim takes back what ka holds (4c).
+		for i := range 9 {
+			r, err := orgReserve(s, fmt.Sprintf("b%d", i), "kb", o, now, money.Cent)
+			if err != nil {
+				t.Fatalf("request %d of kb: %v", i, err)
+			}
+			settleAt(t, s, r, "kb", now, money.Cent)
+		}
+		if _, err := orgReserve(s, "b-over", "kb", o, now, money.Cent); err == nil {
+			t.Fatal("10c committed, and 1c more admitted")
+		}
+		// ka's request costs 0.4c: 0.6c goes back to the pool, where kb
+		// finds it, not to ka's allowance.
+		settleAt(t, s, inFlight, "ka", now, 4*money.Cent/10)
+		if _, err := orgReserve(s, "b-half", "kb", o, now, money.Cent/2); err != nil {
+			t.Errorf("0.6c left, 0.5c refused: %v (held %d)", err, unspent(t, s, month))
+		}
+	})
+
+	t.Run("the sweep: a stale reservation, then the month's end", func(t *testing.T) {
+		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
+		s := orgStore(t, endpoint, "fundsweep", 100, o) // slices of 10c
+		r, err := orgReserve(s, "m1", "k", o, now, money.Cent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settleAt(t, s, r, "k", now, 4*money.Cent/10)
+		// A request whose invocation died: the sweep settles it at 1c.
+		dead, err := orgReserve(s, "m2", "k", o, now, money.Cent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stale, err := s.StaleReservations(ctx, dead.Deadline.Add(time.Second))
+		if err != nil || len(stale) != 1 || stale[0].Funded != o.Version {
+			t.Fatalf("stale %+v, %v; want m2, funded", stale, err)
+		}
+		if err := s.SettleStale(ctx, stale[0]); err != nil {
+			t.Fatal(err)
+		}
+		if cost, committed, n := orgTotals(t, s, month); cost != 14*money.Cent/10 || committed != cost || n != 2 {
+			t.Errorf("month cost %v, committed %v, %d requests; want 1.4c, 1.4c, 2", cost, committed, n)
+		}
+		// After the month: its figures reach the shards, and what the
+		// allowance still held (8.6c) goes back to the month's counter.
+		_, end, _ := budget.Window(budget.Month, now)
+		if _, err := s.StaleReservations(ctx, end.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		led := rawItem(t, s, keyPK("k"), skUsage)
+		for name := range led {
+			if name == allowAttr(month) || name == drainedAttr(month) || len(pendingOn(led, fundedOwner(false, true), "").attrs) > 0 {
+				t.Errorf("%s is still on the ledger after its month ended", name)
+			}
+		}
+		if cost, committed, n := orgTotals(t, s, month); cost != 14*money.Cent/10 || committed != cost || n != 2 {
+			t.Errorf("month cost %v, committed %v, %d requests; want 1.4c, committed = cost, 2", cost, committed, n)
+		}
+		if cost, committed, n := orgTotals(t, s, life); cost != 14*money.Cent/10 || committed != cost || n != 2 {
+			t.Errorf("lifetime cost %v, committed %v, %d requests; want 1.4c, committed = cost, 2", cost, committed, n)
+		}
+	})
+
+	t.Run("a lifetime limit set later sees the funded months", func(t *testing.T) {
+		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
+		s := orgStore(t, endpoint, "fundlater", 100, o)
+		for i := range 3 {
+			r, err := orgReserve(s, fmt.Sprintf("l%d", i), fmt.Sprintf("k%d", i), o, now, money.Cent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			settleAt(t, s, r, fmt.Sprintf("k%d", i), now, 3*money.Cent/10)
+		}
+		// 0.9c spent; a lifetime limit of 1.5c leaves room for 0.6c.
+		o.CostLimitLifetime = 15 * money.Cent / 10
+		if err := s.PutOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := orgReserve(s, "big", "k0", o, now, 7*money.Cent/10); err == nil {
+			t.Error("0.7c admitted with 0.6c left of the lifetime")
+		}
+		if _, err := orgReserve(s, "fits", "k0", o, now, 6*money.Cent/10); err != nil {
+			t.Errorf("0.6c with 0.6c left: %v", err)
+		}
+	})
+}
