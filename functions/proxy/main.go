@@ -94,7 +94,9 @@ func build(ctx context.Context, cfg config.Proxy, log *slog.Logger) (http.Handle
 	if err != nil {
 		return nil, err
 	}
-	store := dynamo.New(db, cfg.Table, cfg.EventRetention)
+	// Headers read a limited counter's item alone, its shards kept as long
+	// as the configuration is.
+	store := dynamo.New(db, cfg.Table, cfg.EventRetention, dynamo.WithSteadyReads(cfg.KeyCacheTTL))
 	mgr, err := secrets.NewManager(ctx, awsCfg)
 	if err != nil {
 		return nil, err

@@ -160,7 +160,7 @@ func runScale(ctx context.Context, out io.Writer, n, clients, total int) error {
 	if err != nil {
 		return err
 	}
-	store := dynamo.New(db, scaleTable, 24*time.Hour, dynamo.WithMiddleware(ops.count, tx.count))
+	store := dynamo.New(db, scaleTable, 24*time.Hour, dynamo.WithMiddleware(ops.count, tx.count), dynamo.WithSteadyReads(scaleKeyTTL)) // as functions/proxy wires it
 	if err := store.CreateTable(ctx); err != nil {
 		return fmt.Errorf("create table: %w", err)
 	}

@@ -67,6 +67,8 @@ type Store struct {
 
 	// share overrides allowanceShare (allowance.go) when set: for tests.
 	share int64
+	// steady is nil unless WithSteadyReads (readings.go).
+	steady *steadyParts
 }
 
 // Option changes how New builds a Store.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -24,12 +25,34 @@ import (
 // second one when the list is not empty. A drain that runs between the two
 // may be counted twice or not at all in that one reading: it serves headers
 // and estimates; the reserve's checks do not depend on it.
+//
+// With WithSteadyReads, the shards and pending spend of a counter with a
+// limit are read once per that time and kept: while a limit is set only
+// requests planned without it change them (the reserve closes the
+// deferral), so a reading of such a counter is its item alone.
 func (s *Store) Counters(ctx context.Context, charges []budget.Charge) ([]int64, error) {
-	where := make([][]place, len(charges))
+	n := len(charges)
+	where := make([][]place, n, 2*n)
+	kept := make([]int64, n)   // the steady part of charges[i] when kept
+	shardsAt := make([]int, n) // where charges[i]'s shards are read apart, to be kept; -1
 	var owners []string
 	for i, c := range charges {
-		where[i] = places(c)
-		if pk := ownerPK(c.Owner); sharded(c) && !slices.Contains(owners, pk) {
+		shardsAt[i] = -1
+		ps := places(c)
+		where[i] = ps
+		if !sharded(c) {
+			continue
+		}
+		if s.steady != nil && c.Limit > 0 {
+			where[i] = ps[:1]
+			if v, ok := s.steady.get(steadyKey(c)); ok {
+				kept[i] = v
+				continue
+			}
+			shardsAt[i] = len(where)
+			where = append(where, ps[1:])
+		}
+		if pk := ownerPK(c.Owner); !slices.Contains(owners, pk) {
 			owners = append(owners, pk)
 		}
 	}
@@ -37,10 +60,74 @@ func (s *Store) Counters(ctx context.Context, charges []budget.Charge) ([]int64,
 	if err != nil {
 		return nil, err
 	}
-	if err := s.pendingInto(ctx, charges, lists, vals); err != nil {
+	pending := make([]int64, n)
+	if err := s.pendingInto(ctx, charges, lists, pending); err != nil {
 		return nil, err
 	}
-	return vals, nil
+	out := vals[:n]
+	for i, c := range charges {
+		switch {
+		case !sharded(c):
+		case shardsAt[i] >= 0:
+			part := vals[shardsAt[i]] + pending[i]
+			s.steady.put(steadyKey(c), part)
+			out[i] += part
+		case s.steady != nil && c.Limit > 0:
+			out[i] += kept[i]
+		default:
+			out[i] += pending[i]
+		}
+	}
+	return out, nil
+}
+
+// steadyParts keeps, per limited counter of a user or the organisation,
+// its shards and pending spend as last read (Counters), for a while.
+type steadyParts struct {
+	ttl time.Duration
+	mu  sync.Mutex
+	m   map[string]steadyPart
+}
+
+type steadyPart struct {
+	v    int64
+	read time.Time
+}
+
+// WithSteadyReads keeps the shards and pending spend of counters with a
+// limit for ttl between readings (Counters).
+func WithSteadyReads(ttl time.Duration) Option {
+	return func(s *Store) {
+		if ttl > 0 {
+			s.steady = &steadyParts{ttl: ttl, m: map[string]steadyPart{}}
+		}
+	}
+}
+
+func steadyKey(c budget.Charge) string {
+	pk, sk := chargeKey(c)
+	return pk + "\x00" + sk
+}
+
+func (p *steadyParts) get(k string) (int64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	e, ok := p.m[k]
+	if !ok || time.Since(e.read) >= p.ttl {
+		return 0, false
+	}
+	return e.v, true
+}
+
+func (p *steadyParts) put(k string, v int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for old, e := range p.m { // a month's counters go when it ends: bounded
+		if time.Since(e.read) >= p.ttl {
+			delete(p.m, old)
+		}
+	}
+	p.m[k] = steadyPart{v: v, read: time.Now()}
 }
 
 // pendingInto adds to vals[i], for each user's or organisation's lifetime
