@@ -54,16 +54,16 @@ package dynamo
 //   - Reclaim, before the first refusal: when a grant of just the amount
 //     does not fit, the counters are marked drained (no slice is granted
 //     after that, nor anything a settle could give back to), every holder's
-//     allowance is taken back into the pool and its ledger marked (D#; a
+//     ledger is marked (D#: no settle gives back to it after that, so its
+//     allowance only shrinks) and its allowance taken back into the pool (a
 //     transaction per holder, on the condition that the allowance is still
-//     what was read: after the marks allowances only shrink), and the counters are
-//     marked reclaimed. From then on no allowance is held, and the reserve
+//     what the mark returned), and the counters are marked reclaimed. From then on no allowance is held, and the reserve
 //     is a grant of just the amount: when it does not fit, the refusal is
 //     as exact as a reserve on the counter item was, and the slices come
 //     back only with new settings or a new month.
 //   - A change of the organisation's settings (PutOrg) takes every
-//     allowance back before it returns, so a lowered limit applies at the
-//     next request; a grant planned from the older settings fails the
+//     allowance back before it returns (removing av first), so a lowered
+//     limit applies at the next request; a grant planned from the older settings fails the
 //     version check every grant carries, a draw the ledger's av, and the
 //     marks of older settings no longer count. A ledger's leftovers from
 //     other settings go back to the pool before it is granted under new.
@@ -285,9 +285,6 @@ func capped(old map[string]ddb.AttributeValue, keyID string) bool {
 // held when read.
 type allowances struct {
 	counters []counterRead
-	// held is each holder's unspent allowances: holder -> attribute ->
-	// amount, amounts > 0 only.
-	held map[string]map[string]int64
 	// holders is every key the counters' hold sets name, sorted.
 	holders []string
 }
@@ -295,15 +292,13 @@ type allowances struct {
 type counterRead struct {
 	c         budget.Counter
 	holders   []string
-	sum       int64 // the holders' unspent allowances of it
 	reclaimed int64 // the settings version of the mark, 0 when none
 }
 
-// readAllowances reads cs's counter items and every holder's allowances of
-// them, strongly consistent.
+// readAllowances reads cs's counter items (their holders and marks),
+// strongly consistent.
 func (s *Store) readAllowances(ctx context.Context, cs []budget.Counter) (*allowances, error) {
-	a := &allowances{held: map[string]map[string]int64{}}
-	var holders []string
+	a := &allowances{}
 	for _, c := range cs {
 		out, err := s.db.GetItem(ctx, &ddb.GetItemInput{
 			TableName: aws.String(s.table), Key: key(counterKey(budget.OrgOwner(), c)), ConsistentRead: aws.Bool(true),
@@ -314,40 +309,17 @@ func (s *Store) readAllowances(ctx context.Context, cs []budget.Counter) (*allow
 		cr := counterRead{c: c, holders: getSS(out.Item, attrHolders), reclaimed: getN(out.Item, attrReclaimed)}
 		a.counters = append(a.counters, cr)
 		for _, h := range cr.holders {
-			if !slices.Contains(holders, h) {
-				holders = append(holders, h)
+			if !slices.Contains(a.holders, h) {
+				a.holders = append(a.holders, h)
 			}
 		}
 	}
-	sort.Strings(holders)
-	a.holders = holders
-	var where [][]place
-	for _, h := range holders {
-		for _, cr := range a.counters {
-			where = append(where, []place{{keyPK(h), skUsage, allowAttr(cr.c)}})
-		}
-	}
-	vals, _, err := s.readCounters(ctx, where, nil)
-	if err != nil {
-		return nil, err
-	}
-	for i, h := range holders {
-		for j := range a.counters {
-			cr := &a.counters[j]
-			if v := vals[i*len(a.counters)+j]; v > 0 && slices.Contains(cr.holders, h) {
-				if a.held[h] == nil {
-					a.held[h] = map[string]int64{}
-				}
-				a.held[h][allowAttr(cr.c)] = v
-				cr.sum += v
-			}
-		}
-	}
+	sort.Strings(a.holders)
 	return a, nil
 }
 
-// holderMark is what taking a holder's allowances back also writes on its
-// ledger, in the same write, so that a reservation settled after it gives
+// holderMark is what taking a holder's allowances back first writes on its
+// ledger, so that a reservation settled after it gives
 // what it did not spend back to the pool, not to the allowance
 // (settleFunded's condition).
 type holderMark func(e *expression, cs []budget.Counter)
@@ -366,36 +338,47 @@ func drainedMark(version int64) holderMark {
 // changed.
 func revokedMark(e *expression, _ []budget.Counter) { e.remove(attrAllowVer) }
 
-// reclaimHolders takes back into the pool what each holder a names holds
-// of a's counters and writes mark on its ledger: per holder, one
-// transaction of its ledger (each allowance on the condition that it is
-// what was read) and the counters, or, for a holder found holding
-// nothing, its ledger's update on the condition that it still holds
-// nothing. A holder whose allowance moved is read again. Holders are
-// independent: an allowance taken back is in the pool whatever happens to
-// the others.
+// reclaimHolders writes mark on the ledger of each holder a names, then
+// takes back into the pool what it holds of a's counters: one transaction
+// of its ledger (each allowance on the condition that it is what was
+// read) and the counters. After the mark an allowance only shrinks (no
+// settle gives back to it, no draw of older settings takes from it), so
+// the take-back meets at most the key's draws; a holder found holding
+// nothing is done. Holders are independent: an allowance taken back is in
+// the pool whatever happens to the others.
 func (s *Store) reclaimHolders(ctx context.Context, a *allowances, mark holderMark) error {
 	cs := make([]budget.Counter, len(a.counters))
 	for i, cr := range a.counters {
 		cs[i] = cr.c
 	}
 	for _, h := range a.holders {
-		held := a.held[h]
+		e := newExpression()
+		mark(e, cs)
+		e.cond("attribute_exists(" + e.name(attrPK) + ")")
+		in := updateItemInput(s.ledgerUpdate(h, e))
+		in.ReturnValues = ddb.ReturnValueAllNew
+		in.ReturnValuesOnConditionCheckFailure = ""
+		out, err := s.db.UpdateItem(ctx, in)
+		if isConditionFailed(err) {
+			continue // no ledger: nothing held
+		}
+		if err != nil {
+			return fmt.Errorf("mark the ledger of key %s: %w", h, err)
+		}
+		s.accountOne(out.ConsumedCapacity)
+		item := out.Attributes
 		for attempt := 0; ; attempt++ {
 			if attempt >= 20 {
 				return fmt.Errorf("take back the allowances of key %s: %w", h, errRace)
 			}
 			e := newExpression()
-			mark(e, cs)
 			items := []ddb.TransactWriteItem{}
 			for _, cr := range a.counters {
-				n := e.name(allowAttr(cr.c))
-				amount := held[allowAttr(cr.c)]
-				if amount == 0 {
-					e.cond("attribute_not_exists(" + n + ") OR " + n + " <= " + e.value(num(0)))
+				amount := getN(item, allowAttr(cr.c))
+				if amount <= 0 {
 					continue
 				}
-				e.cond(n + " = " + e.value(num(amount)))
+				e.cond(e.name(allowAttr(cr.c)) + " = " + e.value(num(amount)))
 				e.add(allowAttr(cr.c), -amount)
 				pk, sk := counterKey(budget.OrgOwner(), cr.c)
 				items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
@@ -403,35 +386,23 @@ func (s *Store) reclaimHolders(ctx context.Context, a *allowances, mark holderMa
 					ExpressionAttributeValues: map[string]ddb.AttributeValue{":a": num(-amount)},
 				}})
 			}
-			var failed bool
-			var err error
 			if len(items) == 0 {
-				failed, _, err = s.updateLedger(ctx, h, e, "mark the ledger of key "+h)
-			} else {
-				items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
-					TableName: aws.String(s.table), Key: ledgerKey(h), UpdateExpression: aws.String(e.update()),
-					ConditionExpression: e.condition(), ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
-				}})
-				err = s.transact(ctx, items, "take back the allowances of key "+h)
-				failed = len(conditionsFailed(err)) > 0
-			}
-			if !failed {
-				if err != nil {
-					return err
-				}
 				break
 			}
-			// The key drew on it, or a settle gave back to it, meanwhile:
-			// read what it holds now.
-			item, err := s.getItem(ctx, keyPK(h), skUsage, "the ledger of key "+h)
-			if err != nil {
+			items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
+				TableName: aws.String(s.table), Key: ledgerKey(h), UpdateExpression: aws.String(e.update()),
+				ConditionExpression: e.condition(), ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
+			}})
+			err := s.transact(ctx, items, "take back the allowances of key "+h)
+			if err == nil {
+				break
+			}
+			if len(conditionsFailed(err)) == 0 {
 				return err
 			}
-			held = map[string]int64{}
-			for _, cr := range a.counters {
-				if v := getN(item, allowAttr(cr.c)); v > 0 {
-					held[allowAttr(cr.c)] = v
-				}
+			// The key drew on it meanwhile: read what it holds now.
+			if item, err = s.getItem(ctx, keyPK(h), skUsage, "the ledger of key "+h); err != nil {
+				return err
 			}
 		}
 	}

@@ -74,7 +74,11 @@ func unspent(t *testing.T, s *Store, c budget.Counter) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a.counters[0].sum
+	sum, err := s.heldAllowances(context.Background(), counterSK(c), a.counters[0].holders)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sum
 }
 
 // TestOrgAllowances: under an organisation limit, keys reserve from

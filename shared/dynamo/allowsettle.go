@@ -126,31 +126,6 @@ func (s *Store) settleFunded(ctx context.Context, r *budget.Reservation, p *ledg
 	}
 }
 
-// closeFunded drains every ledger on the lists of the organisation's
-// funded owners that o's limits may need (deferral.go): the lifetime's
-// cost of requests only their month's allowance paid for, when o limits
-// the lifetime, and the reverse. Called after the allowances were revoked,
-// so no settle under older settings adds more.
-func (s *Store) closeFunded(ctx context.Context, lifetimeLimited, monthLimited bool) error {
-	var owners []string
-	if lifetimeLimited {
-		owners = append(owners, fundedOwner(false, true))
-	}
-	if monthLimited {
-		owners = append(owners, fundedOwner(true, false))
-	}
-	for _, o := range owners {
-		keys, err := s.deferredKeys(ctx, o)
-		if err != nil {
-			return err
-		}
-		if err := s.closeDeferral(ctx, o, keys); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // returnLeftover gives what keyID's allowance of c (a month that ended)
 // held when read back to c's counter item, and removes the allowance, on
 // the condition that it still holds that; a settle that gave back to it

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/budget"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
+	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/testclock"
 	"github.com/stipend/stipend/shared/user"
@@ -244,6 +247,141 @@ func TestFundedSettle(t *testing.T) {
 		}
 		if _, err := orgReserve(s, "fits", "k0", o, now, 6*money.Cent/10); err != nil {
 			t.Errorf("0.6c with 0.6c left: %v", err)
+		}
+	})
+}
+
+// TestFundedLimitsLater: spend that a month's allowance paid for and that
+// waits on a ledger counts against a lifetime limit set later, even when
+// its request settles after the change (a month's boundary) or lands while
+// PutOrg is still draining; and a reclaim is not starved by a busy key
+// whose settles give back to its allowance. (Found by review: each case
+// failed on b8f793c.)
+func TestFundedLimitsLater(t *testing.T) {
+	endpoint := localtest.StartDynamoDB(t)
+	ctx := context.Background()
+	lifetime := func(t *testing.T, s *Store) money.Nanos {
+		t.Helper()
+		tot, err := s.OwnerTotals(ctx, pkOrg, counterSK(budget.LifetimeSpend()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tot.Committed
+	}
+	t.Run("a month's boundary", func(t *testing.T) {
+		start, _, _ := budget.Window(budget.Month, testclock.Now(t))
+		before, after := start.Add(-10*time.Minute), start.Add(time.Minute)
+		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: before.Unix()}
+		s := orgStore(t, endpoint, "laterboundary", 100, o)
+		r, err := orgReserve(s, "old", "k", o, before, 50*money.Cent)
+		if err != nil || r.Funded == 0 {
+			t.Fatalf("reserve: %v, funded %d", err, r.Funded)
+		}
+		o.CostLimitLifetime = 60 * money.Cent
+		o.UpdatedAt = after.Unix()
+		if err := s.PutOrg(ctx, o); err != nil {
+			t.Fatal(err)
+		}
+		settleAt(t, s, r, "k", before, 50*money.Cent)
+		if _, err := orgReserve(s, "new", "x", o, after, 20*money.Cent); err == nil {
+			t.Errorf("20c admitted with 10c left of a 60c lifetime limit; lifetime committed now %v", lifetime(t, s))
+		}
+	})
+	t.Run("while PutOrg revokes", func(t *testing.T) {
+		now := testclock.Now(t).Truncate(time.Hour).Add(-5 * time.Minute)
+		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
+		s := orgStore(t, endpoint, "laterputorg", 100, o)
+		for k := range 5 {
+			for i := range 10 {
+				key := fmt.Sprintf("k%d", k)
+				r, err := orgReserve(s, fmt.Sprintf("%s-%d", key, i), key, o, now, money.Cent)
+				if err != nil {
+					t.Fatal(err)
+				}
+				settleAt(t, s, r, key, now, money.Cent)
+			}
+		}
+		// The admin's PutOrg stops after the settings are stored, as it
+		// reads the holders of the allowances it revokes.
+		entered, release := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		pause := func(ctx context.Context, op string, in any, next func(context.Context) (any, error)) (any, error) {
+			if g, ok := in.(*ddb.GetItemInput); ok && getS(g.Key, attrPK) == pkOrg && getS(g.Key, attrSK) == skUsage {
+				once.Do(func() { close(entered); <-release })
+			}
+			return next(ctx)
+		}
+		admin := New(s.db, s.table, 0, WithMiddleware(pause))
+		admin.share = 100
+		changed := *o
+		changed.CostLimitLifetime = 60 * money.Cent
+		done := make(chan error, 1)
+		go func() { done <- admin.PutOrg(ctx, &changed) }()
+		<-entered
+		var admitted money.Nanos
+		for i := range 40 {
+			r, err := orgReserve(s, fmt.Sprintf("new-%d", i), "x", &changed, now, 5*money.Cent)
+			var le *budget.LimitError
+			if errors.As(err, &le) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			settleAt(t, s, r, "x", now, 5*money.Cent)
+			admitted += 5 * money.Cent
+		}
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if got := lifetime(t, s); got > changed.CostLimitLifetime {
+			t.Errorf("admitted %v under the new 60c lifetime limit with 50c already spent: lifetime committed %v", admitted, got)
+		}
+	})
+	t.Run("a reclaim and a busy key", func(t *testing.T) {
+		now := testclock.Now(t).Truncate(time.Hour).Add(-5 * time.Minute)
+		o := &user.Org{CostLimitPerMonth: 20 * money.Cent, UpdatedAt: now.Unix()}
+		s := orgStore(t, endpoint, "laterstarve", 2, o) // slices of 10c
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					r, err := orgReserve(s, fmt.Sprintf("hot-%d-%d", w, i), "hot", o, now, money.Cent/10)
+					if err != nil {
+						continue
+					}
+					_ = s.Settle(ctx, r, &ledger.Event{ID: r.ID, KeyID: "hot", Status: 200, Cost: money.Cent / 100, CreatedAt: now.UnixMilli()})
+				}
+			}()
+		}
+		time.Sleep(300 * time.Millisecond) // the hot key holds an allowance
+		var errs, oks int
+		for i := range 30 {
+			r, err := orgReserve(s, fmt.Sprintf("cold-%d", i), "cold", o, now, 4*money.Cent)
+			var le *budget.LimitError
+			switch {
+			case errors.As(err, &le):
+			case err != nil:
+				errs++
+				t.Logf("cold %d: %v", i, err)
+			default:
+				oks++
+				settleAt(t, s, r, "cold", now, 4*money.Cent)
+			}
+		}
+		close(stop)
+		wg.Wait()
+		if errs > 0 {
+			t.Errorf("%d of the cold key's reserves failed with an error, not a limit, while the hot key was busy; %d admitted", errs, oks)
 		}
 	})
 }

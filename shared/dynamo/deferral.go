@@ -59,11 +59,11 @@ package dynamo
 // v counted the cost when the allowance was granted, so a drain adds only
 // the figures to their shards; the other counter (without a limit, so
 // deferred) gets v as well, as the organisation's own pending spend does.
-// Each such owner has its own DEFERRAL list, which a limited reserve does
-// not close: nothing on it is missing from a limited counter's v, except
-// the spend of requests planned before a limit was set on the other
-// counter, which PutOrg drains (closeFunded) after it revoked the
-// allowances, so that no such settle lands after it.
+// Each such owner has its own DEFERRAL list. What waits on it is missing
+// from the v of the other counter only, which had no limit when the
+// request was planned; should that counter have a limit now, a reserve on
+// it closes that list as it closes the owner's own (listOwners: ORG~m for
+// the lifetime, ORG~l for the month), and its readings add it.
 
 import (
 	"context"
@@ -123,6 +123,31 @@ func drainTarget(pending string) (owner string, commitLifetime, commitMonth bool
 		return pending, true, true
 	}
 	return owner, !strings.Contains(f, "l"), !strings.Contains(f, "m")
+}
+
+// listOwners are the owners whose pending spend (on the ledgers their
+// DEFERRAL lists name) counts in the committed value of c, a user's or the
+// organisation's lifetime or month: c's owner, and for the organisation's
+// the funded owner whose allowances paid for the other counter only.
+func listOwners(c budget.Charge) []string {
+	pk := ownerPK(c.Owner)
+	if pk != pkOrg {
+		return []string{pk}
+	}
+	if c.Unit == budget.Lifetime {
+		return []string{pk, fundedOwner(false, true)}
+	}
+	return []string{pk, fundedOwner(true, false)}
+}
+
+// commits reports whether the pending spend of owner (a DEFERRAL list's)
+// adds to the committed value of a counter of unit u.
+func commits(owner string, u budget.Unit) bool {
+	_, lifetime, month := drainTarget(owner)
+	if u == budget.Lifetime {
+		return lifetime
+	}
+	return month
 }
 
 // pendingFigure is the one-letter name, on a ledger, of a settled figure
@@ -467,10 +492,9 @@ func (s *Store) withPending(ctx context.Context, owner, month string, read func(
 			continue
 		}
 		for _, o := range listed {
-			_, commitLifetime, commitMonth := drainTarget(o)
-			commit := commitLifetime
+			commit := commits(o, budget.Lifetime)
 			if month != "" {
-				commit = commitMonth
+				commit = commits(o, budget.Month)
 			}
 			for _, k := range lists[o] {
 				pendingOn(before[k], o, "").totals(month, commit, &tot)

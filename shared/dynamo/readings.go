@@ -28,8 +28,9 @@ import (
 //
 // With WithSteadyReads, the shards and pending spend of a counter with a
 // limit are read once per that time and kept: while a limit is set only
-// requests planned without it change them (the reserve closes the
-// deferral), so a reading of such a counter is its item alone.
+// requests planned without it change their sum (a reserve's closing of the
+// deferral moves pending spend to the shards), so a reading of such a
+// counter is its item alone.
 func (s *Store) Counters(ctx context.Context, charges []budget.Charge) ([]int64, error) {
 	n := len(charges)
 	where := make([][]place, n, 2*n)
@@ -52,8 +53,10 @@ func (s *Store) Counters(ctx context.Context, charges []budget.Charge) ([]int64,
 			shardsAt[i] = len(where)
 			where = append(where, ps[1:])
 		}
-		if pk := ownerPK(c.Owner); !slices.Contains(owners, pk) {
-			owners = append(owners, pk)
+		for _, o := range listOwners(c) {
+			if !slices.Contains(owners, o) {
+				owners = append(owners, o)
+			}
 		}
 	}
 	vals, lists, err := s.readCounters(ctx, where, owners)
@@ -157,11 +160,12 @@ func (s *Store) pendingInto(ctx context.Context, charges []budget.Charge, lists 
 		if c.Unit == budget.Month {
 			month = c.Window
 		}
-		pk := ownerPK(c.Owner)
-		for _, k := range lists[pk] {
-			var t ledger.Totals
-			pendingOn(leds[k], pk, "").totals(month, true, &t)
-			vals[i] += int64(t.Committed)
+		for _, o := range listOwners(c) {
+			for _, k := range lists[o] {
+				var t ledger.Totals
+				pendingOn(leds[k], o, "").totals(month, commits(o, c.Unit), &t)
+				vals[i] += int64(t.Committed)
+			}
 		}
 	}
 	return nil

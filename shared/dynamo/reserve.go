@@ -97,7 +97,7 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 			if err == nil && failed && p.allowanceShort(old) && errors.Is(p.refusal(r, old), errRace) {
 				if left := p.leftovers(old); left != nil {
 					// Granted under other settings: back to the pool first.
-					a := &allowances{held: map[string]map[string]int64{p.keyID: left}, holders: []string{p.keyID}}
+					a := &allowances{holders: []string{p.keyID}}
 					for _, c := range p.others {
 						a.counters = append(a.counters, counterRead{c: c.Counter})
 					}
@@ -332,8 +332,10 @@ func (s *Store) readBefore(ctx context.Context, r *budget.Reservation, p *ledger
 	for i, c := range p.others {
 		if c.Limit > 0 && sharded(c) {
 			where[i] = places(c)[1:]
-			if pk := ownerPK(c.Owner); !slices.Contains(owners, pk) {
-				owners = append(owners, pk)
+			for _, o := range listOwners(c) {
+				if !slices.Contains(owners, o) {
+					owners = append(owners, o)
+				}
 			}
 		}
 	}

@@ -223,8 +223,5 @@ func (s *Store) PutOrg(ctx context.Context, o *user.Org) error {
 	if err := s.revokeAllowances(ctx, budget.MonthSpend(at)); err != nil {
 		return fmt.Errorf("organisation settings stored, but: %w", err)
 	}
-	if err := s.closeFunded(ctx, o.CostLimitLifetime > 0, o.CostLimitPerMonth > 0); err != nil {
-		return fmt.Errorf("organisation settings stored, but: %w", err)
-	}
 	return nil
 }
