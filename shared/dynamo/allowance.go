@@ -60,7 +60,8 @@ package dynamo
 //     what the mark returned), and the counters are marked reclaimed. From then on no allowance is held, and the reserve
 //     is a grant of just the amount: when it does not fit, the refusal is
 //     as exact as a reserve on the counter item was, and the slices come
-//     back only with new settings or a new month.
+//     back only with new settings (or, for a month, the next month). Only
+//     the counter that refused is reclaimed.
 //   - A change of the organisation's settings (PutOrg) takes every
 //     allowance back before it returns (removing av first), so a lowered
 //     limit applies at the next request; a grant planned from the older settings fails the
@@ -115,11 +116,10 @@ func drainedAttr(c budget.Counter) string { return drainedPrefix + counterSK(c) 
 type allowanceMode int
 
 const (
-	onCounters        allowanceMode = iota // on the counter items, in a transaction
-	drawAllowance                          // from the key's allowance, on its ledger
-	grantSlice                             // granting a slice of the limit, in a transaction
-	grantExact                             // granting just the amount, in a transaction
-	reclaimAllowances                      // every allowance back, then the amount or a refusal
+	onCounters    allowanceMode = iota // on the counter items, in a transaction
+	drawAllowance                      // from the key's allowance, on its ledger
+	grantSlice                         // granting a slice of the limit, in a transaction
+	grantExact                         // granting just the amount, in a transaction
 )
 
 // allowable reports whether p reserves, besides the key's own counters,
@@ -181,10 +181,11 @@ func (p *ledgerPlan) allowanceShort(old map[string]ddb.AttributeValue) bool {
 }
 
 // leftovers is what the ledger as seen (old) holds of p.others' counters
-// under other settings than p's: taken back into the pool before the key
-// is granted anything under p's.
+// under other settings than p's, or under none (a revocation that removed
+// av and failed before it took them back): taken back into the pool
+// before the key is granted anything under p's.
 func (p *ledgerPlan) leftovers(old map[string]ddb.AttributeValue) map[string]int64 {
-	if _, ok := old[attrAllowVer]; !ok || getN(old, attrAllowVer) == p.orgVersion() {
+	if _, ok := old[attrAllowVer]; ok && getN(old, attrAllowVer) == p.orgVersion() {
 		return nil
 	}
 	out := map[string]int64{}
@@ -341,10 +342,10 @@ func revokedMark(e *expression, _ []budget.Counter) { e.remove(attrAllowVer) }
 // reclaimHolders writes mark on the ledger of each holder a names, then
 // takes back into the pool what it holds of a's counters: one transaction
 // of its ledger (each allowance on the condition that it is what was
-// read) and the counters. After the mark an allowance only shrinks (no
-// settle gives back to it, no draw of older settings takes from it), so
-// the take-back meets at most the key's draws; a holder found holding
-// nothing is done. Holders are independent: an allowance taken back is in
+// read) and the counters. After the mark no settle gives back to the
+// allowance, so the take-back meets at most the key's draws (and, after a
+// revocation, a grant under the newer settings, which it takes back too:
+// v counted it); a holder found holding nothing is done. Holders are independent: an allowance taken back is in
 // the pool whatever happens to the others.
 func (s *Store) reclaimHolders(ctx context.Context, a *allowances, mark holderMark) error {
 	cs := make([]budget.Counter, len(a.counters))
@@ -484,13 +485,4 @@ func (s *Store) slice() int64 {
 func orgSpend(c budget.Charge) bool {
 	return c.Owner.Kind == budget.OwnerOrg && c.Kind == budget.Spend && c.Limit > 0 &&
 		(c.Unit == budget.Lifetime || c.Unit == budget.Month)
-}
-
-// allowanceCounters are the organisation's counters p reserves on.
-func (p *ledgerPlan) allowanceCounters() []budget.Counter {
-	cs := make([]budget.Counter, len(p.others))
-	for i, c := range p.others {
-		cs[i] = c.Counter
-	}
-	return cs
 }

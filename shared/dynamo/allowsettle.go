@@ -115,7 +115,7 @@ func (s *Store) settleFunded(ctx context.Context, r *budget.Reservation, p *ledg
 			return true, fmt.Errorf("%s: %w", what, budget.ErrSettled)
 		}
 		missing := unregistered(old, owners)
-		if len(missing) == 0 || attempt >= 3 {
+		if len(missing) == 0 || attempt >= 3 || !p.givesBack(r, old) {
 			return false, nil // the allowance is no longer one: the counters' transaction
 		}
 		// The key's first such settle since its deferral was opened or
@@ -124,6 +124,21 @@ func (s *Store) settleFunded(ctx context.Context, r *budget.Reservation, p *ledg
 			return true, fmt.Errorf("%s: %w", what, err)
 		}
 	}
+}
+
+// givesBack reports whether the ledger as read (old) would take back what
+// r did not spend: its entry was funded under r.Funded, its allowances are
+// of that version and no reclaim under it marked them.
+func (p *ledgerPlan) givesBack(r *budget.Reservation, old map[string]ddb.AttributeValue) bool {
+	if !strings.HasSuffix(getS(old, entryAttr(r.ID)), fundedTag(r.Funded)) || getN(old, attrAllowVer) != r.Funded {
+		return false
+	}
+	for _, c := range p.others {
+		if getN(old, drainedAttr(c.Counter)) == r.Funded {
+			return false
+		}
+	}
+	return true
 }
 
 // returnLeftover gives what keyID's allowance of c (a month that ended)

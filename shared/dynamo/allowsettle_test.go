@@ -255,8 +255,10 @@ func TestFundedSettle(t *testing.T) {
 // waits on a ledger counts against a lifetime limit set later, even when
 // its request settles after the change (a month's boundary) or lands while
 // PutOrg is still draining; and a reclaim is not starved by a busy key
-// whose settles give back to its allowance. (Found by review: each case
-// failed on b8f793c.)
+// whose settles give back to its allowance; a revocation that failed
+// halfway does not stop the key; a month's reclaim leaves the lifetime's
+// allowances alone. (Found by two reviews: each case failed on b8f793c or
+// e150f71.)
 func TestFundedLimitsLater(t *testing.T) {
 	endpoint := localtest.StartDynamoDB(t)
 	ctx := context.Background()
@@ -337,6 +339,68 @@ func TestFundedLimitsLater(t *testing.T) {
 		}
 		if got := lifetime(t, s); got > changed.CostLimitLifetime {
 			t.Errorf("admitted %v under the new 60c lifetime limit with 50c already spent: lifetime committed %v", admitted, got)
+		}
+	})
+	t.Run("a revocation interrupted", func(t *testing.T) {
+		now := testclock.Now(t).Truncate(time.Hour).Add(-5 * time.Minute)
+		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
+		s := orgStore(t, endpoint, "laterbroken", 100, o) // slices of 10c
+		r, err := orgReserve(s, "a", "k", o, now, money.Cent)
+		if err != nil {
+			t.Fatal(err)
+		}
+		settleAt(t, s, r, "k", now, money.Cent)
+		// PutOrg removes av on k's ledger, then fails to take its 9c back.
+		fail := func(ctx context.Context, op string, in any, next func(context.Context) (any, error)) (any, error) {
+			if _, ok := in.(*ddb.TransactWriteItemsInput); ok {
+				return nil, errors.New("injected: the admin function timed out")
+			}
+			return next(ctx)
+		}
+		if err := New(s.db, s.table, 0, WithMiddleware(fail)).PutOrg(ctx, o); err == nil {
+			t.Fatal("want PutOrg's injected failure")
+		}
+		for i := range 3 {
+			if _, err := orgReserve(s, fmt.Sprintf("b%d", i), "k", o, now, money.Cent); err != nil {
+				t.Errorf("request %d of k under the stored settings: %v", i, err)
+			}
+		}
+	})
+	t.Run("a month's reclaim leaves the lifetime's allowances", func(t *testing.T) {
+		start, _, _ := budget.Window(budget.Month, testclock.Now(t))
+		before, after := start.Add(-24*time.Hour), start.Add(time.Hour)
+		o := &user.Org{CostLimitLifetime: 10 * money.Dollar, CostLimitPerMonth: 2 * money.Cent, UpdatedAt: before.Unix()}
+		s := orgStore(t, endpoint, "laterlifetime", 10, o) // month slices 0.2c, lifetime $1
+		refused := false
+		for i := range 100 {
+			r, err := orgReserve(s, fmt.Sprintf("m-%d", i), "k", o, before, money.Cent/10)
+			var le *budget.LimitError
+			if errors.As(err, &le) {
+				refused = true
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			settleAt(t, s, r, "k", before, money.Cent/10)
+		}
+		if !refused {
+			t.Fatal("the month's limit was never reached")
+		}
+		funded := 0
+		for i := range 5 {
+			r, err := orgReserve(s, fmt.Sprintf("n-%d", i), "k", o, after, money.Cent/10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if r.Funded != 0 {
+				funded++
+			}
+			settleAt(t, s, r, "k", after, money.Cent/10)
+		}
+		if life := rawItem(t, s, pkOrg, counterSK(budget.LifetimeSpend())); funded == 0 {
+			t.Errorf("the next month: none of 5 requests paid by allowances (lifetime drained=%d reclaimed=%d)",
+				getN(life, attrDrained), getN(life, attrReclaimed))
 		}
 	})
 	t.Run("a reclaim and a busy key", func(t *testing.T) {

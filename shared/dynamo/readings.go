@@ -23,14 +23,15 @@ import (
 // plus, for a user's or the organisation's lifetime or month spend, what
 // the ledgers on its DEFERRAL list hold pending (deferral.go), in a
 // second one when the list is not empty. A drain that runs between the two
-// may be counted twice or not at all in that one reading: it serves headers
-// and estimates; the reserve's checks do not depend on it.
+// may be missed in that one reading: it serves headers and estimates; the
+// reserve's checks do not depend on it.
 //
 // With WithSteadyReads, the shards and pending spend of a counter with a
 // limit are read once per that time and kept: while a limit is set only
 // requests planned without it change their sum (a reserve's closing of the
 // deferral moves pending spend to the shards), so a reading of such a
-// counter is its item alone.
+// counter is its item alone. (A limit removed and set again within that
+// time: the spend made meanwhile is missed until it passes.)
 func (s *Store) Counters(ctx context.Context, charges []budget.Charge) ([]int64, error) {
 	n := len(charges)
 	where := make([][]place, n, 2*n)

@@ -64,7 +64,8 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 	if err != nil {
 		return err
 	}
-	mode, reclaimed := onCounters, false
+	mode := onCounters
+	var reclaimed []budget.Counter         // counters whose allowances this reserve took back
 	var seen map[string]ddb.AttributeValue // the ledger as the last failed attempt found it
 	if p.allowable() {
 		mode = drawAllowance
@@ -109,12 +110,6 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 				mode, seen = grantSlice, old // the allowance is short: grant one
 				continue
 			}
-		case mode == reclaimAllowances:
-			if err := s.reclaim(ctx, p.allowanceCounters(), p.orgVersion()); err != nil {
-				return fmt.Errorf("reserve %s: %w", r.ID, err)
-			}
-			mode, reclaimed = grantExact, true // its refusal is now exact
-			continue
 		default:
 			grants := p.grants(mode, seen, s.slice())
 			if grants != nil {
@@ -135,26 +130,21 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 			case errors.Is(err, errCapped):
 				mode = onCounters
 				continue
-			case mode == grantExact && (errors.Is(err, errReclaimed) || reclaimed && errors.As(err, &le)):
-				errors.As(err, &le)
-				return le // no allowance is held: exact
-			case grants != nil && errors.As(err, &le):
-				mode++ // a slice, then the amount, then every allowance back
+			case !errors.As(err, &le):
+			case mode == grantSlice:
+				mode = grantExact // the slice does not fit: just the amount
 				continue
-			case !reclaimed && errors.As(err, &le) && orgSpend(le.Charge):
-				// On the counter item (a user limit too, or past the
-				// holders' cap): other keys' allowances come back before
-				// a refusal.
-				var cs []budget.Counter
-				for _, c := range p.others {
-					if orgSpend(c) {
-						cs = append(cs, c.Counter)
-					}
-				}
-				if err := s.reclaim(ctx, cs, p.orgVersion()); err != nil {
+			case errors.Is(err, errReclaimed) || slices.Contains(reclaimed, le.Charge.Counter) || !orgSpend(le.Charge):
+				return le // no allowance of it is held: exact
+			default:
+				// Before a refusal every key's allowance of the counter
+				// that refused comes back into the pool (this key's too,
+				// when it reserves on the counter items: a user limit, a
+				// provider ceiling, past the holders' cap).
+				if err := s.reclaim(ctx, []budget.Counter{le.Charge.Counter}, p.orgVersion()); err != nil {
 					return fmt.Errorf("reserve %s: %w", r.ID, err)
 				}
-				reclaimed = true
+				reclaimed = append(reclaimed, le.Charge.Counter)
 				continue
 			}
 		}
