@@ -16,10 +16,21 @@ FUZZ_TARGETS = ./shared/proxy:FuzzParseRequest ./shared/sse:FuzzReader ./shared/
 FUZZTIME_TEST ?= 5s
 FUZZTIME      ?= 2m
 # Minimising each new interesting input may take up to 60 s by default, and
-# stalls a short run; keep it short.
+# stalls a short run; keep it short. A run that fails with nothing but
+# "context deadline exceeded" and writes no failing input is the fuzzing
+# engine's own race at -fuzztime's end on a loaded machine (golang/go#75804,
+# #51484): it runs once more; any other failure fails.
 FUZZ_RUN = for t in $(FUZZ_TARGETS); do \
 	  echo "== $${t\#*:} in $${t%%:*} for $(1)"; \
-	  $(GO) test -run='^$$' -fuzz="^$${t\#*:}$$" -fuzztime=$(1) -fuzzminimizetime=5s "$${t%%:*}" || exit 1; \
+	  for try in 1 2; do \
+	    out=$$($(GO) test -run='^$$' -fuzz="^$${t\#*:}$$" -fuzztime=$(1) -fuzzminimizetime=5s "$${t%%:*}" 2>&1); rc=$$?; \
+	    echo "$$out"; \
+	    [ $$rc -eq 0 ] && break; \
+	    if [ $$try -eq 1 ] && echo "$$out" | grep -q 'context deadline exceeded' && ! echo "$$out" | grep -q 'Failing input written'; then \
+	      echo "== no failing input: the engine's deadline race (Go issue 75804); once more"; continue; \
+	    fi; \
+	    exit 1; \
+	  done; \
 	done
 
 # Lambda binaries: provided.al2023 on arm64, static, no RPC shim.
