@@ -449,3 +449,66 @@ func TestFundedLimitsLater(t *testing.T) {
 		}
 	})
 }
+
+// TestDeferralKeptOpen: when settles planned without the organisation's
+// limit keep reopening its deferral, the reserve's last round reads the
+// pending spend and the shards itself; a drain between the two reads
+// must not make the pending spend vanish from both (found by review).
+func TestDeferralKeptOpen(t *testing.T) {
+	endpoint := localtest.StartDynamoDB(t)
+	ctx := context.Background()
+	now := testclock.Now(t).Truncate(time.Hour).Add(-5 * time.Minute)
+	s := newStore(t, endpoint, "keptopen")
+	unlimited := &user.Org{}
+	settleUnlimited := func(id string, cost money.Nanos) {
+		t.Helper()
+		r, _ := orgPlan(id, "k", unlimited, now, cost)
+		r.Checks = nil // planned from settings cached before the limit
+		if err := s.Reserve(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		settleAt(t, s, r, "k", now, cost)
+	}
+	settleUnlimited("before", 6*money.Cent)
+	// 9c in all by the reserve's last round (6c, then 1c at each of its
+	// later rounds): a limit of 13c leaves no room for 5c.
+	o := &user.Org{CostLimitPerMonth: 13 * money.Cent, UpdatedAt: now.Unix()}
+	if err := s.PutOrg(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	rounds, drained := 0, false
+	reopen := func(ctx context.Context, op string, in any, next func(context.Context) (any, error)) (any, error) {
+		if b, ok := in.(*ddb.BatchGetItemInput); ok {
+			for _, ka := range b.RequestItems {
+				for _, k := range ka.Keys {
+					switch {
+					case getS(k, attrPK) == pkOrg && getS(k, attrSK) == skDeferral:
+						if rounds > 0 && rounds <= closeRounds {
+							settleUnlimited(fmt.Sprintf("reopen-%d", rounds), money.Cent)
+						}
+						rounds++
+					case getS(k, attrPK) == keyPK("k") && rounds > closeRounds && !drained:
+						// A sweep drains k between the reserve's reads.
+						drained = true
+						if err := s.drain(ctx, "k", pkOrg, "", false); err != nil {
+							t.Error(err)
+						}
+					}
+				}
+			}
+		}
+		return next(ctx)
+	}
+	limited := New(s.db, s.table, 0, WithMiddleware(reopen))
+	r, _ := orgPlan("x1", "x", o, now, 5*money.Cent)
+	err := limited.Reserve(ctx, r)
+	t.Logf("%d rounds, drained between the reads: %v", rounds, drained)
+	if !drained {
+		t.Fatal("the reserve never reached its last round's reads")
+	}
+	var le *budget.LimitError
+	if !errors.As(err, &le) {
+		tot, _ := s.OwnerTotals(ctx, pkOrg, counterSK(budget.MonthSpend(now)))
+		t.Errorf("5c admitted with 9c of 13c spent (reserve: %v); the month now %+v", err, tot)
+	}
+}

@@ -349,8 +349,18 @@ func (s *Store) readBefore(ctx context.Context, r *budget.Reservation, p *ledger
 			break
 		}
 		if round == closeRounds {
-			if err := s.pendingInto(ctx, p.others, lists, vals); err != nil {
+			// The pending spend first, then the shards again: a drain
+			// between the two reads is counted twice (less headroom),
+			// never missed.
+			pending := make([]int64, len(p.others))
+			if err := s.pendingInto(ctx, p.others, lists, pending); err != nil {
 				return nil, nil, err
+			}
+			if vals, _, err = s.readCounters(ctx, where, nil); err != nil {
+				return nil, nil, err
+			}
+			for i := range pending {
+				vals[i] += pending[i]
 			}
 			break
 		}
