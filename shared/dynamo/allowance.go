@@ -94,10 +94,14 @@ const (
 	attrDrained   = "drained"   // the organisation's version it was marked under
 	attrReclaimed = "reclaimed" // likewise
 	attrAllowVer  = "av"        // on the ledger: the version its allowances were granted under
-	// maxHolders bounds the keys holding allowances of one counter, and so
-	// the work of a reclaim and of PutOrg's revocation: a transaction per
-	// holder.
-	maxHolders = 96
+	// maxHolders bounds the keys holding allowances of one counter (a class
+	// of 100 fits), and so the work of a reclaim and of PutOrg's revocation
+	// (two writes per holder, reclaimFanOut at a time) and the size of the
+	// counter item, which the response headers read (128 key ids in its
+	// hold set keep it under 4 KB: one read unit).
+	maxHolders = 128
+	// reclaimFanOut is how many holders a reclaim works on at once.
+	reclaimFanOut = 8
 	// allowanceShare: a grant is the limit divided by this, or the amount
 	// if larger (Store.share: tests set fewer, larger slices).
 	allowanceShare = 256
@@ -352,62 +356,64 @@ func (s *Store) reclaimHolders(ctx context.Context, a *allowances, mark holderMa
 	for i, cr := range a.counters {
 		cs[i] = cr.c
 	}
-	for _, h := range a.holders {
+	return forEach(ctx, len(a.holders), reclaimFanOut, func(ctx context.Context, i int) error {
+		return s.reclaimHolder(ctx, a.holders[i], cs, mark)
+	})
+}
+
+// reclaimHolder marks h's ledger and takes back what it holds of cs
+// (reclaimHolders).
+func (s *Store) reclaimHolder(ctx context.Context, h string, cs []budget.Counter, mark holderMark) error {
+	e := newExpression()
+	mark(e, cs)
+	e.cond("attribute_exists(" + e.name(attrPK) + ")")
+	in := updateItemInput(s.ledgerUpdate(h, e))
+	in.ReturnValues = ddb.ReturnValueAllNew
+	in.ReturnValuesOnConditionCheckFailure = ""
+	out, err := s.db.UpdateItem(ctx, in)
+	if isConditionFailed(err) {
+		return nil // no ledger: nothing held
+	}
+	if err != nil {
+		return fmt.Errorf("mark the ledger of key %s: %w", h, err)
+	}
+	s.accountOne(out.ConsumedCapacity)
+	item := out.Attributes
+	for attempt := 0; ; attempt++ {
+		if attempt >= 20 {
+			return fmt.Errorf("take back the allowances of key %s: %w", h, errRace)
+		}
 		e := newExpression()
-		mark(e, cs)
-		e.cond("attribute_exists(" + e.name(attrPK) + ")")
-		in := updateItemInput(s.ledgerUpdate(h, e))
-		in.ReturnValues = ddb.ReturnValueAllNew
-		in.ReturnValuesOnConditionCheckFailure = ""
-		out, err := s.db.UpdateItem(ctx, in)
-		if isConditionFailed(err) {
-			continue // no ledger: nothing held
-		}
-		if err != nil {
-			return fmt.Errorf("mark the ledger of key %s: %w", h, err)
-		}
-		s.accountOne(out.ConsumedCapacity)
-		item := out.Attributes
-		for attempt := 0; ; attempt++ {
-			if attempt >= 20 {
-				return fmt.Errorf("take back the allowances of key %s: %w", h, errRace)
+		items := []ddb.TransactWriteItem{}
+		for _, c := range cs {
+			amount := getN(item, allowAttr(c))
+			if amount <= 0 {
+				continue
 			}
-			e := newExpression()
-			items := []ddb.TransactWriteItem{}
-			for _, cr := range a.counters {
-				amount := getN(item, allowAttr(cr.c))
-				if amount <= 0 {
-					continue
-				}
-				e.cond(e.name(allowAttr(cr.c)) + " = " + e.value(num(amount)))
-				e.add(allowAttr(cr.c), -amount)
-				pk, sk := counterKey(budget.OrgOwner(), cr.c)
-				items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
-					TableName: aws.String(s.table), Key: key(pk, sk), UpdateExpression: aws.String("ADD v :a"),
-					ExpressionAttributeValues: map[string]ddb.AttributeValue{":a": num(-amount)},
-				}})
-			}
-			if len(items) == 0 {
-				break
-			}
+			e.cond(e.name(allowAttr(c)) + " = " + e.value(num(amount)))
+			e.add(allowAttr(c), -amount)
+			pk, sk := counterKey(budget.OrgOwner(), c)
 			items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
-				TableName: aws.String(s.table), Key: ledgerKey(h), UpdateExpression: aws.String(e.update()),
-				ConditionExpression: e.condition(), ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
+				TableName: aws.String(s.table), Key: key(pk, sk), UpdateExpression: aws.String("ADD v :a"),
+				ExpressionAttributeValues: map[string]ddb.AttributeValue{":a": num(-amount)},
 			}})
-			err := s.transact(ctx, items, "take back the allowances of key "+h)
-			if err == nil {
-				break
-			}
-			if len(conditionsFailed(err)) == 0 {
-				return err
-			}
-			// The key drew on it meanwhile: read what it holds now.
-			if item, err = s.getItem(ctx, keyPK(h), skUsage, "the ledger of key "+h); err != nil {
-				return err
-			}
+		}
+		if len(items) == 0 {
+			return nil
+		}
+		items = append(items, ddb.TransactWriteItem{Update: &ddb.Update{
+			TableName: aws.String(s.table), Key: ledgerKey(h), UpdateExpression: aws.String(e.update()),
+			ConditionExpression: e.condition(), ExpressionAttributeNames: e.namesOrNil(), ExpressionAttributeValues: e.valuesOrNil(),
+		}})
+		err := s.transact(ctx, items, "take back the allowances of key "+h)
+		if err == nil || len(conditionsFailed(err)) == 0 {
+			return err
+		}
+		// The key drew on it meanwhile: read what it holds now.
+		if item, err = s.getItem(ctx, keyPK(h), skUsage, "the ledger of key "+h); err != nil {
+			return err
 		}
 	}
-	return nil
 }
 
 // setMarks sets the attribute mark of cs's counter items to version.

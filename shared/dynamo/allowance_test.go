@@ -10,6 +10,7 @@ import (
 
 	"github.com/stipend/stipend/infra/localstack/localtest"
 	"github.com/stipend/stipend/shared/budget"
+	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 	"github.com/stipend/stipend/shared/testclock"
@@ -239,6 +240,25 @@ func TestOrgAllowances(t *testing.T) {
 		holders := getSS(item, attrHolders)
 		if len(holders) != maxHolders {
 			t.Errorf("%d holders, want %d", len(holders), maxHolders)
+		}
+		// The headers read the counter item: one read unit (4 KB), with
+		// numbers counted at their largest (21 bytes).
+		size := 0
+		for name, v := range item {
+			size += len(name)
+			switch v := v.(type) {
+			case *ddb.AttributeValueMemberS:
+				size += len(v.Value)
+			case *ddb.AttributeValueMemberSS:
+				for _, m := range v.Value {
+					size += len(m)
+				}
+			default:
+				size += 21
+			}
+		}
+		if size >= 4096 {
+			t.Errorf("the counter item with %d holders is %d bytes: more than one read unit", len(holders), size)
 		}
 		tot, err := s.OwnerTotals(ctx, pkOrg, counterSK(month))
 		if err != nil || tot.Requests != int64(len(many)) || tot.Cost != money.Nanos(len(many))*money.Cent {
