@@ -557,7 +557,7 @@ func (t *txItems) count(ctx context.Context, _ string, in any, next func(context
 // put counts a Put's size and index entries and returns its size in KB
 // (rounded up), adding the index entries' units to estWCU; t.mu is held.
 func (t *txItems) put(item map[string]ddb.AttributeValue) float64 {
-	size := itemSize(item)
+	size := ddb.ItemSize(item)
 	t.maxPut = max(t.maxPut, size)
 	kb := float64((size + 1023) / 1024)
 	for _, gsi := range []string{"gsi1pk", "gsi2pk", "gsi3pk"} {
@@ -588,25 +588,6 @@ func (t *txItems) add(tx *ddb.TransactWriteItemsInput) {
 		}
 		t.estWCU += 2 * kb
 	}
-}
-
-// itemSize approximates DynamoDB's item size: attribute names plus values.
-func itemSize(item map[string]ddb.AttributeValue) int {
-	n := 0
-	for name, v := range item {
-		n += len(name)
-		switch v := v.(type) {
-		case *ddb.AttributeValueMemberS:
-			n += len(v.Value)
-		case *ddb.AttributeValueMemberN:
-			n += len(v.Value)/2 + 1
-		case *ddb.AttributeValueMemberB:
-			n += len(v.Value)
-		default:
-			n += 8
-		}
-	}
-	return n
 }
 
 func (t *txItems) snapshot() txItems {
