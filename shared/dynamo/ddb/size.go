@@ -22,11 +22,7 @@ func valueSize(v AttributeValue) int {
 	case *AttributeValueMemberB:
 		return len(v.Value)
 	case *AttributeValueMemberSS:
-		n := 0
-		for _, s := range v.Value {
-			n += len(s)
-		}
-		return n
+		return lengths(v.Value)
 	case *AttributeValueMemberNS:
 		n := 0
 		for _, s := range v.Value {
@@ -34,11 +30,7 @@ func valueSize(v AttributeValue) int {
 		}
 		return n
 	case *AttributeValueMemberBS:
-		n := 0
-		for _, b := range v.Value {
-			n += len(b)
-		}
-		return n
+		return lengths(v.Value)
 	case *AttributeValueMemberM:
 		return 3 + len(v.Value) + ItemSize(v.Value)
 	case *AttributeValueMemberL:
@@ -50,4 +42,13 @@ func valueSize(v AttributeValue) int {
 	default: // BOOL, NULL
 		return 1
 	}
+}
+
+// lengths is the sum of the lengths of a set's members.
+func lengths[T ~string | ~[]byte](members []T) int {
+	n := 0
+	for _, m := range members {
+		n += len(m)
+	}
+	return n
 }
