@@ -184,24 +184,20 @@ func (p *ledgerPlan) allowanceShort(old map[string]ddb.AttributeValue) bool {
 	return false
 }
 
-// leftovers is what the ledger as seen (old) holds of p.others' counters
-// under other settings than p's, or under none (a revocation that removed
-// av and failed before it took them back): taken back into the pool
-// before the key is granted anything under p's.
-func (p *ledgerPlan) leftovers(old map[string]ddb.AttributeValue) map[string]int64 {
+// hasLeftovers reports whether the ledger as seen (old) holds any of
+// p.others' counters under other settings than p's, or under none (a
+// revocation that removed av and failed before it took them back): they
+// go back into the pool before the key is granted anything under p's.
+func (p *ledgerPlan) hasLeftovers(old map[string]ddb.AttributeValue) bool {
 	if _, ok := old[attrAllowVer]; ok && getN(old, attrAllowVer) == p.orgVersion() {
-		return nil
+		return false
 	}
-	out := map[string]int64{}
 	for _, c := range p.others {
-		if v := getN(old, allowAttr(c.Counter)); v > 0 {
-			out[allowAttr(c.Counter)] = v
+		if getN(old, allowAttr(c.Counter)) > 0 {
+			return true
 		}
 	}
-	if len(out) == 0 {
-		return nil
-	}
-	return out
+	return false
 }
 
 // grants is what a reserve in mode adds to each of p.others' counters

@@ -47,6 +47,16 @@ func orgReserve(s *Store, id, keyID string, o *user.Org, now time.Time, worst mo
 	return r, s.Reserve(context.Background(), r)
 }
 
+// mustReserve is orgReserve, failing the test on any error.
+func mustReserve(t *testing.T, s *Store, id, keyID string, o *user.Org, now time.Time, worst money.Nanos) *budget.Reservation {
+	t.Helper()
+	r, err := orgReserve(s, id, keyID, o, now, worst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // orgStore is a new store on table whose organisation has the settings o
 // (stored, o.Version set) and whose grants are slices of 1/share of a
 // limit (0: allowanceShare).
@@ -189,10 +199,7 @@ func TestOrgAllowances(t *testing.T) {
 		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
 		s := orgStore(t, endpoint, "allowrevoke", 0, o)
 		old := *o
-		r, err := orgReserve(s, "before", "k", o, now, money.Cent)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := mustReserve(t, s, "before", "k", o, now, money.Cent)
 		settleAt(t, s, r, "k", now, money.Cent)
 		if held := unspent(t, s, month); held < 2*int64(money.Cent) {
 			t.Fatalf("the key holds %d after a request; want an allowance of 2c or more", held)
@@ -254,10 +261,7 @@ func TestOrgAllowances(t *testing.T) {
 	t.Run("settings changed during a reclaim", func(t *testing.T) {
 		o := &user.Org{CostLimitPerMonth: 100 * money.Cent, UpdatedAt: now.Unix()}
 		s := orgStore(t, endpoint, "allowmarks", 10, o)
-		r, err := orgReserve(s, "a1", "k1", o, now, money.Cent)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := mustReserve(t, s, "a1", "k1", o, now, money.Cent)
 		settleAt(t, s, r, "k1", now, money.Cent)
 		// A reserve's reclaim begins (it was refused at grantExact).
 		cs := []budget.Counter{month}
@@ -311,10 +315,7 @@ func TestOrgAllowances(t *testing.T) {
 		s := orgStore(t, endpoint, "allowbothcap", 20, o) // slices of 2c
 		for i := range 16 {
 			k := fmt.Sprintf("k%02d", i)
-			r, err := orgReserve(s, "b-"+k, k, o, now, money.Cent)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := mustReserve(t, s, "b-"+k, k, o, now, money.Cent)
 			settleAt(t, s, r, k, now, money.Cent)
 		}
 		admitted, refusedEarly := 0, 0
@@ -349,12 +350,9 @@ func TestOrgAllowances(t *testing.T) {
 		if err := s.PutOrg(ctx, o); err != nil {
 			t.Fatal(err)
 		}
-		r, err := orgReserve(s, "c1", "k", o, now, money.Cent)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := mustReserve(t, s, "c1", "k", o, now, money.Cent)
 		settleAt(t, s, r, "k", now, money.Cent)
-		r, err = orgReserve(s, "c2", "k", &old, now, money.Cent)
+		r, err := orgReserve(s, "c2", "k", &old, now, money.Cent)
 		if !errors.Is(err, budget.ErrStale) {
 			t.Errorf("a plan from the older settings: %v, want ErrStale", err)
 		}

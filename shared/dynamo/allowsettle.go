@@ -34,20 +34,17 @@ import (
 // settings version paid for ends (ledgerEntry.Funded is its last field).
 func fundedTag(version int64) string { return `,"F":` + strconv.FormatInt(version, 10) + "}" }
 
-// fundedOwners is where a funded settle of r with ev counts the spend it
+// fundedPending is where a funded settle of r with ev counts the spend it
 // defers: the user's pending spend, as a settle on the ledger alone does,
 // and the organisation's under the funded owner of the counters that
 // allowances paid for. ok is false when r cannot settle so: it was not
 // funded, it reserved on other counters than the organisation's limited
 // spend, or ev cost more than it reserved.
-func (p *ledgerPlan) fundedOwners(r *budget.Reservation, ev *ledger.Event) (owners []pendingOwner, ok bool) {
+func (p *ledgerPlan) fundedPending(r *budget.Reservation, ev *ledger.Event) (owners []pendingOwner, ok bool) {
 	if r.Funded <= 0 || !p.allowable() {
 		return nil, false
 	}
-	var cost int64
-	if ev != nil {
-		cost = int64(ev.Cost)
-	}
+	cost := actualCost(ev)
 	lifetime, month, window := false, false, ""
 	for _, c := range p.others {
 		if cost > c.Reserved() {
@@ -82,21 +79,26 @@ func (p *ledgerPlan) fundedOwners(r *budget.Reservation, ev *ledger.Event) (owne
 	return append(owners, pendingOwner{fundedOwner(lifetime, month), window}), true
 }
 
+// actualCost is what ev cost; 0 for a release (nil).
+func actualCost(ev *ledger.Event) int64 {
+	if ev == nil {
+		return 0
+	}
+	return int64(ev.Cost)
+}
+
 // settleFunded ends r on its ledger alone when allowances paid for it
 // (above). done is false when it could not, and nothing was written: the
 // caller settles with the counter items' transaction.
 func (s *Store) settleFunded(ctx context.Context, r *budget.Reservation, p *ledgerPlan, ev *ledger.Event, what string) (done bool, err error) {
-	owners, ok := p.fundedOwners(r, ev)
+	owners, ok := p.fundedPending(r, ev)
 	if !ok {
 		return false, nil
 	}
 	q := *p
 	q.pending = owners
 	e := q.settleExpression(r, ev)
-	var cost int64
-	if ev != nil {
-		cost = int64(ev.Cost)
-	}
+	cost := actualCost(ev)
 	e.cond("contains(" + e.name(entryAttr(r.ID)) + ", " + e.value(str(fundedTag(r.Funded))) + ")")
 	e.cond(e.name(attrAllowVer) + " = " + e.value(num(r.Funded)))
 	for _, c := range p.others {

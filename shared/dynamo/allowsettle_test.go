@@ -40,10 +40,7 @@ func TestFundedSettle(t *testing.T) {
 	t.Run("on the ledger alone", func(t *testing.T) {
 		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
 		s := orgStore(t, endpoint, "fundledger", 100, o) // slices of 10c
-		r, err := orgReserve(s, "f1", "k", o, now, money.Cent)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := mustReserve(t, s, "f1", "k", o, now, money.Cent)
 		if r.Funded != o.Version {
 			t.Fatalf("Funded %d, want the version %d", r.Funded, o.Version)
 		}
@@ -103,17 +100,11 @@ func TestFundedSettle(t *testing.T) {
 	t.Run("a release after the settings changed", func(t *testing.T) {
 		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
 		s := orgStore(t, endpoint, "fundversion", 100, o)
-		r1, err := orgReserve(s, "v1", "k", o, now, money.Cent)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r1 := mustReserve(t, s, "v1", "k", o, now, money.Cent)
 		if err := s.PutOrg(ctx, o); err != nil { // same limits, a new version
 			t.Fatal(err)
 		}
-		r2, err := orgReserve(s, "v2", "k", o, now, money.Cent)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r2 := mustReserve(t, s, "v2", "k", o, now, money.Cent)
 		settleAt(t, s, r1, "k", now, 4*money.Cent/10)
 		settleAt(t, s, r2, "k", now, money.Cent)
 		// The new grant left 9c; r1's 0.6c went back to the pool, not to it.
@@ -160,10 +151,7 @@ func TestFundedSettle(t *testing.T) {
 	t.Run("a release in flight across the reclaim", func(t *testing.T) {
 		o := &user.Org{CostLimitPerMonth: 10 * money.Cent, UpdatedAt: now.Unix()}
 		s := orgStore(t, endpoint, "fundflight", 2, o) // slices of 5c
-		inFlight, err := orgReserve(s, "a", "ka", o, now, money.Cent)
-		if err != nil {
-			t.Fatal(err)
-		}
+		inFlight := mustReserve(t, s, "a", "ka", o, now, money.Cent)
 		// The other key takes the rest: its sixth request finds the pool
 		// empty, and the reclaim takes back what ka holds (4c).
 		for i := range 9 {
@@ -187,16 +175,10 @@ func TestFundedSettle(t *testing.T) {
 	t.Run("the sweep: a stale reservation, then the month's end", func(t *testing.T) {
 		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
 		s := orgStore(t, endpoint, "fundsweep", 100, o) // slices of 10c
-		r, err := orgReserve(s, "m1", "k", o, now, money.Cent)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := mustReserve(t, s, "m1", "k", o, now, money.Cent)
 		settleAt(t, s, r, "k", now, 4*money.Cent/10)
 		// A request whose invocation died: the sweep settles it at 1c.
-		dead, err := orgReserve(s, "m2", "k", o, now, money.Cent)
-		if err != nil {
-			t.Fatal(err)
-		}
+		dead := mustReserve(t, s, "m2", "k", o, now, money.Cent)
 		stale, err := s.StaleReservations(ctx, dead.Deadline.Add(time.Second))
 		if err != nil || len(stale) != 1 || stale[0].Funded != o.Version {
 			t.Fatalf("stale %+v, %v; want m2, funded", stale, err)
@@ -214,10 +196,13 @@ func TestFundedSettle(t *testing.T) {
 			t.Fatal(err)
 		}
 		led := rawItem(t, s, keyPK("k"), skUsage)
-		for name := range led {
-			if name == allowAttr(month) || name == drainedAttr(month) || len(pendingOn(led, fundedOwner(false, true), "").attrs) > 0 {
+		for _, name := range []string{allowAttr(month), drainedAttr(month)} {
+			if _, ok := led[name]; ok {
 				t.Errorf("%s is still on the ledger after its month ended", name)
 			}
+		}
+		if pending := pendingOn(led, fundedOwner(false, true), "").attrs; len(pending) > 0 {
+			t.Errorf("pending %v is still on the ledger after its month ended", pending)
 		}
 		if cost, committed, n := orgTotals(t, s, month); cost != 14*money.Cent/10 || committed != cost || n != 2 {
 			t.Errorf("month cost %v, committed %v, %d requests; want 1.4c, committed = cost, 2", cost, committed, n)
@@ -231,10 +216,7 @@ func TestFundedSettle(t *testing.T) {
 		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
 		s := orgStore(t, endpoint, "fundlater", 100, o)
 		for i := range 3 {
-			r, err := orgReserve(s, fmt.Sprintf("l%d", i), fmt.Sprintf("k%d", i), o, now, money.Cent)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := mustReserve(t, s, fmt.Sprintf("l%d", i), fmt.Sprintf("k%d", i), o, now, money.Cent)
 			settleAt(t, s, r, fmt.Sprintf("k%d", i), now, 3*money.Cent/10)
 		}
 		// 0.9c spent; a lifetime limit of 1.5c leaves room for 0.6c.
@@ -296,10 +278,7 @@ func TestFundedLimitsLater(t *testing.T) {
 		for k := range 5 {
 			for i := range 10 {
 				key := fmt.Sprintf("k%d", k)
-				r, err := orgReserve(s, fmt.Sprintf("%s-%d", key, i), key, o, now, money.Cent)
-				if err != nil {
-					t.Fatal(err)
-				}
+				r := mustReserve(t, s, fmt.Sprintf("%s-%d", key, i), key, o, now, money.Cent)
 				settleAt(t, s, r, key, now, money.Cent)
 			}
 		}
@@ -345,10 +324,7 @@ func TestFundedLimitsLater(t *testing.T) {
 		now := testclock.Now(t).Truncate(time.Hour).Add(-5 * time.Minute)
 		o := &user.Org{CostLimitPerMonth: 10 * money.Dollar, UpdatedAt: now.Unix()}
 		s := orgStore(t, endpoint, "laterbroken", 100, o) // slices of 10c
-		r, err := orgReserve(s, "a", "k", o, now, money.Cent)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := mustReserve(t, s, "a", "k", o, now, money.Cent)
 		settleAt(t, s, r, "k", now, money.Cent)
 		// PutOrg removes av on k's ledger, then fails to take its 9c back.
 		fail := func(ctx context.Context, op string, in any, next func(context.Context) (any, error)) (any, error) {
@@ -389,10 +365,7 @@ func TestFundedLimitsLater(t *testing.T) {
 		}
 		funded := 0
 		for i := range 5 {
-			r, err := orgReserve(s, fmt.Sprintf("n-%d", i), "k", o, after, money.Cent/10)
-			if err != nil {
-				t.Fatal(err)
-			}
+			r := mustReserve(t, s, fmt.Sprintf("n-%d", i), "k", o, after, money.Cent/10)
 			if r.Funded != 0 {
 				funded++
 			}

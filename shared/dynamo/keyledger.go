@@ -554,13 +554,15 @@ func (s *Store) tidyLedger(ctx context.Context, keyID string, item map[string]dd
 	var stale []*budget.Reservation
 	var next, past time.Time
 	var leftovers []budget.Counter // allowances of months that ended
-	ended := func(counter string, unit budget.Unit) bool {
+	// endedMonth parses a month's counter that ended more than
+	// windowMargin ago.
+	endedMonth := func(counter string) (budget.Counter, bool) {
 		c, err := parseCounter(counter)
-		if err != nil || c.Unit != unit {
-			return false
+		if err != nil || c.Unit != budget.Month {
+			return c, false
 		}
 		end, ok := windowEnd(c.Unit, c.Window)
-		return ok && end.Add(windowMargin).Before(now)
+		return c, ok && end.Add(windowMargin).Before(now)
 	}
 	clean := newExpression()
 	for name := range item {
@@ -587,13 +589,13 @@ func (s *Store) tidyLedger(ctx context.Context, keyID string, item map[string]dd
 			continue
 		}
 		if rest, ok := strings.CutPrefix(name, drainedPrefix); ok {
-			if ended(rest, budget.Month) {
+			if _, ok := endedMonth(rest); ok {
 				clean.remove(name)
 			}
 			continue
 		}
 		if rest, ok := strings.CutPrefix(name, allowPrefix); ok {
-			if c, err := parseCounter(rest); err == nil && ended(rest, budget.Month) {
+			if c, ok := endedMonth(rest); ok {
 				leftovers = append(leftovers, c)
 			}
 			continue

@@ -96,7 +96,7 @@ func (s *Store) Reserve(ctx context.Context, r *budget.Reservation) error {
 		case mode == drawAllowance:
 			failed, old, err = s.updateLedger(ctx, p.keyID, p.drawExpression(e), "reserve "+r.ID)
 			if err == nil && failed && p.allowanceShort(old) && errors.Is(p.refusal(r, old), errRace) {
-				if left := p.leftovers(old); left != nil {
+				if p.hasLeftovers(old) {
 					// Granted under other settings: back to the pool first.
 					a := &allowances{holders: []string{p.keyID}}
 					for _, c := range p.others {
