@@ -166,6 +166,10 @@ func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int, prof
 			return res, err
 		}
 		res.profiled = clients + again.requests
+		// The allocations since the proxy started, beside the CPU profile.
+		if err := fetchProfileURL(ctx, st.profiles+"/debug/pprof/allocs", 30*time.Second, profile+".allocs"); err != nil {
+			return res, fmt.Errorf("allocation profile: %w", err)
+		}
 	}
 	for _, side := range []int{0, proxyCalls} {
 		say("cpu: the same %d requests through floorproxy with %d side calls each", n, side)
@@ -246,11 +250,17 @@ func waitListening(ctx context.Context, addr string) error {
 // fetchProfile records the proxy's CPU profile over d into file.
 func fetchProfile(ctx context.Context, base string, d time.Duration, file string) error {
 	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%.3f", base, d.Seconds())
+	return fetchProfileURL(ctx, url, d+30*time.Second, file)
+}
+
+// fetchProfileURL saves what url answers (a profile) into file, waiting at
+// most timeout.
+func fetchProfileURL(ctx context.Context, url string, timeout time.Duration, file string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
 	}
-	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Do(req)
+	resp, err := (&http.Client{Timeout: timeout}).Do(req)
 	if err != nil {
 		return err
 	}
