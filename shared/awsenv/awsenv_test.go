@@ -2,8 +2,15 @@ package awsenv
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestFromEnv(t *testing.T) {
@@ -117,5 +124,52 @@ func TestServiceEndpoints(t *testing.T) {
 		if err != nil || got != tt.want || found != tt.found {
 			t.Errorf("GetServiceBaseEndpoint(%q) = %q, %v, %v; want %q, %v", tt.sdkID, got, found, err, tt.want, tt.found)
 		}
+	}
+}
+
+// TestHTTPClient checks the AWS calls' client: it times a call out, it
+// does not follow a redirect (a signed request stays where it was sent),
+// and its transport is one net/http recognises, so a call's timeout costs
+// no timer goroutine.
+func TestHTTPClient(t *testing.T) {
+	c := NewHTTPClient()
+	if c.Timeout != CallTimeout {
+		t.Errorf("Timeout = %v, want CallTimeout (%v)", c.Timeout, CallTimeout)
+	}
+	tr, ok := c.Transport.(*http.Transport)
+	if !ok {
+		t.Fatalf("Transport is %T, want *http.Transport", c.Transport)
+	}
+	if tr.MaxIdleConnsPerHost != MaxIdleConnsPerHost || tr.TLSClientConfig == nil || tr.TLSClientConfig.MinVersion != tls.VersionTLS12 {
+		t.Errorf("transport keeps %d idle connections a host, TLS config %+v; want %d, TLS 1.2 at least", tr.MaxIdleConnsPerHost, tr.TLSClientConfig, MaxIdleConnsPerHost)
+	}
+
+	var redirected atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/elsewhere":
+			redirected.Store(true)
+		case "/slow":
+			<-r.Context().Done()
+		default:
+			http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
+		}
+	}))
+	defer srv.Close()
+	resp, err := c.Post(srv.URL+"/", "application/x-amz-json-1.0", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTemporaryRedirect || redirected.Load() {
+		t.Errorf("a redirect got status %d (followed: %v), want %d, not followed", resp.StatusCode, redirected.Load(), http.StatusTemporaryRedirect)
+	}
+
+	short := *c
+	short.Timeout = 50 * time.Millisecond
+	_, err = short.Get(srv.URL + "/slow")
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("a call past the client's timeout: %v, want a timeout", err)
 	}
 }
