@@ -69,7 +69,8 @@ type loadStats struct {
 	requests, failed int
 	firstErr         error
 	cpu, wall        time.Duration
-	reads, writes    int64 // -1: not counted
+	system           time.Duration // the part of cpu spent in the kernel
+	reads, writes    int64         // -1: not counted
 }
 
 // run sends l's requests once unmeasured (one per client: caches and
@@ -101,7 +102,7 @@ func (l cpuLoad) run(ctx context.Context, c *http.Client, pid int) (loadStats, e
 		return res, fmt.Errorf("CPU warm-up: %d of %d requests failed; first: %w", res.failed, res.requests, res.firstErr)
 	}
 	res.requests = 0
-	cpu0, err := cpuTime(pid)
+	user0, sys0, err := cpuTime(pid)
 	if err != nil {
 		return res, err
 	}
@@ -117,11 +118,11 @@ func (l cpuLoad) run(ctx context.Context, c *http.Client, pid int) (loadStats, e
 	}
 	wg.Wait()
 	res.wall = time.Since(start)
-	cpu1, err := cpuTime(pid)
+	user1, sys1, err := cpuTime(pid)
 	if err != nil {
 		return res, err
 	}
-	res.cpu = cpu1 - cpu0
+	res.cpu, res.system = user1+sys1-user0-sys0, sys1-sys0
 	res.reads, res.writes = -1, -1
 	if r1, w1, err := ioCalls(pid); err == nil && ioErr == nil {
 		res.reads, res.writes = r1-r0, w1-w0
@@ -297,6 +298,7 @@ func (r report) cpu(res cpuResult) {
 	}
 	per := float64(res.cpu.Microseconds()) / 1000 / float64(served)
 	fmt.Fprintf(r.w, "  proxy CPU per request (user+system)        %8.2f ms   target ≤ %.1f ms %s\n", per, targetCPUPerRequest, passFail(per <= targetCPUPerRequest))
+	fmt.Fprintf(r.w, "  … of it in the kernel (system calls, loopback TCP) %5.2f ms\n", float64(res.system.Microseconds())/1000/float64(served))
 	fmt.Fprintf(r.w, "  proxy CPU in all, wall time, throughput    %8.2f s    %.2f s   %.0f req/s\n",
 		res.cpu.Seconds(), res.wall.Seconds(), float64(served)/res.wall.Seconds())
 	if res.reads >= 0 {

@@ -20,8 +20,8 @@ func memStatus(int) (rss, peak int64, err error) {
 func loadAverage() string { return "n/a" }
 
 // cpuTime is only implemented on Linux (/proc/<pid>/stat).
-func cpuTime(int) (time.Duration, error) {
-	return 0, errors.New("CPU time is read from /proc, which this system lacks")
+func cpuTime(int) (user, system time.Duration, err error) {
+	return 0, 0, errors.New("CPU time is read from /proc, which this system lacks")
 }
 
 // ioCalls is only implemented on Linux (/proc/<pid>/io).
