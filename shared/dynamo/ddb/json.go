@@ -23,6 +23,15 @@ type jsonBuf struct {
 	first bool // no field written yet in the innermost object or array
 }
 
+// requestRoom is the room a request's body starts with: a request of the
+// proxy's (an UpdateItem of a ledger with its expression, an event's
+// PutItem) takes about a kilobyte, so it is written without growing its
+// buffer again and again.
+const requestRoom = 1 << 10
+
+// newJSONBuf returns an empty jsonBuf with requestRoom bytes of room.
+func newJSONBuf() *jsonBuf { return &jsonBuf{b: make([]byte, 0, requestRoom)} }
+
 func (j *jsonBuf) open(c byte) {
 	j.b = append(j.b, c)
 	j.first = true
@@ -237,7 +246,7 @@ func (j *jsonBuf) writeCommon(table *string, cond *string, names map[string]stri
 
 // encodeGetItem and its siblings return the body of one call.
 func encodeGetItem(in *GetItemInput) ([]byte, error) {
-	j := &jsonBuf{}
+	j := newJSONBuf()
 	j.open('{')
 	j.strField("TableName", in.TableName)
 	if err := j.itemField("Key", in.Key); err != nil {
@@ -279,7 +288,7 @@ func encodeDeleteItem(in *DeleteItemInput) ([]byte, error) {
 }
 
 func encodeWrite(it TransactWriteItem, rv ReturnValue, rcc ReturnConsumedCapacity) ([]byte, error) {
-	j := &jsonBuf{}
+	j := newJSONBuf()
 	j.open('{')
 	if err := j.writeAction(it, false); err != nil {
 		return nil, err
@@ -337,7 +346,7 @@ func (j *jsonBuf) writeAction(it TransactWriteItem, named bool) error {
 }
 
 func encodeBatchGetItem(in *BatchGetItemInput) ([]byte, error) {
-	j := &jsonBuf{}
+	j := newJSONBuf()
 	j.open('{')
 	j.key("RequestItems")
 	j.open('{')
@@ -366,7 +375,7 @@ func encodeBatchGetItem(in *BatchGetItemInput) ([]byte, error) {
 }
 
 func encodeTransactWriteItems(in *TransactWriteItemsInput) ([]byte, error) {
-	j := &jsonBuf{}
+	j := newJSONBuf()
 	j.open('{')
 	j.key("TransactItems")
 	j.open('[')
@@ -530,7 +539,7 @@ func decodeTransactWriteItems(body []byte) (*TransactWriteItemsOutput, error) {
 }
 
 func encodeQuery(in *QueryInput) ([]byte, error) {
-	j := &jsonBuf{}
+	j := newJSONBuf()
 	j.open('{')
 	j.strField("TableName", in.TableName)
 	j.strField("IndexName", in.IndexName)
@@ -558,7 +567,7 @@ func encodeQuery(in *QueryInput) ([]byte, error) {
 }
 
 func encodeBatchWriteItem(in *BatchWriteItemInput) ([]byte, error) {
-	j := &jsonBuf{}
+	j := newJSONBuf()
 	j.open('{')
 	j.key("RequestItems")
 	j.open('{')
