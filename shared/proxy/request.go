@@ -160,11 +160,12 @@ func parseRequest(path string, body []byte) (request, error) {
 	if !utf8.Valid(body) {
 		return req, apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not valid UTF-8")
 	}
-	if !json.Valid(body) {
-		return req, apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not valid JSON")
-	}
+	// Unmarshal checks the whole body's syntax before it decodes anything.
 	var obj map[string]json.RawMessage
-	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {
+	var syntax *json.SyntaxError
+	if err := json.Unmarshal(body, &obj); errors.As(err, &syntax) {
+		return req, apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not valid JSON")
+	} else if err != nil || obj == nil {
 		return req, apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body must be a JSON object")
 	}
 	for _, rules := range [][]fieldRule{commonFields, contentFields(path)} {

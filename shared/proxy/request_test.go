@@ -89,3 +89,29 @@ func TestParseRequestExactNames(t *testing.T) {
 		})
 	}
 }
+
+// TestParseRequestShape: a body that is not JSON is told so, one that is
+// JSON but no object is told that, whatever part of it is wrong.
+func TestParseRequestShape(t *testing.T) {
+	const notJSON, notObject = "request body is not valid JSON", "request body must be a JSON object"
+	tests := []struct{ name, body, message string }{
+		{"empty", ``, notJSON},
+		{"truncated", `{"model":`, notJSON},
+		{"trailing garbage", `{"model":"m"} x`, notJSON},
+		{"two objects", `{"model":"m"}{}`, notJSON},
+		{"single quotes", `{'model':'m'}`, notJSON},
+		{"array", `[{"model":"m"}]`, notObject},
+		{"null", `null`, notObject},
+		{"string", `"model"`, notObject},
+		{"number", ` 42 `, notObject},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseRequest("/v1/chat/completions", []byte(tt.body))
+			var ae *apierror.Error
+			if !errors.As(err, &ae) || ae.Status != 400 || ae.Message != tt.message {
+				t.Fatalf("parseRequest(%q) = %v; want a 400 saying %q", tt.body, err, tt.message)
+			}
+		})
+	}
+}
