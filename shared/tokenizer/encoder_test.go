@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/dlclark/regexp2"
@@ -254,6 +255,64 @@ func BenchmarkCount(b *testing.B) {
 			tk.EncodeOrdinary(text)
 		}
 	})
+}
+
+// chatPrompt is about 1 KB of a typical chat prompt: prose, a little code
+// and JSON, numbers and punctuation.
+const chatPrompt = `You are a careful assistant that reviews pull requests for a Go service.
+The user will paste a diff; point out bugs first, then style issues, and keep
+each comment under three sentences. Do not rewrite the whole file.
+
+Here is the change to review:
+
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	v, ok := s.items[key]
+	if !ok {
+		return nil, fmt.Errorf("store: %q not found", key)
+	}
+	return v, nil
+}
+
+The configuration it reads is {"timeout_ms": 2500, "retries": 3, "region": "eu-west-1"}.
+Last week the p99 latency went from 120 ms to 340 ms after we doubled the
+cache size to 64 MiB; could this function be the reason? Also, is it safe to
+return the slice without copying it, given that callers sometimes append to it?
+Please answer in English and include a corrected version of the function.
+Thanks! I'll run the benchmarks again tomorrow (2026-03-14) and report back.`
+
+// BenchmarkCountCold counts a 1 KB chat prompt with the CPU caches warm (the
+// same prompt again and again, as BenchmarkCount does) and cold: before each
+// count it writes to every cache line of a buffer larger than the last-level
+// cache, as a proxy's other work does between two requests, so that the
+// lookups in the rank tables miss. Only the count is timed; the cold ns/op
+// replaces the built-in one, which would include the sweep.
+func BenchmarkCountCold(b *testing.B) {
+	for _, name := range []string{O200kBase, CL100kBase} {
+		enc, err := loadEncoding(name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(name+"/warm", func(b *testing.B) {
+			for b.Loop() {
+				count(enc, chatPrompt)
+			}
+		})
+		b.Run(name+"/cold", func(b *testing.B) {
+			sweep := make([]byte, 64<<20)
+			var counted time.Duration
+			for b.Loop() {
+				for i := 0; i < len(sweep); i += 64 {
+					sweep[i]++
+				}
+				start := time.Now()
+				count(enc, chatPrompt)
+				counted += time.Since(start)
+			}
+			b.ReportMetric(float64(counted.Nanoseconds())/float64(b.N), "ns/op")
+		})
+	}
 }
 
 // TestSplitMatchesPattern checks the hand-written pre-tokenizers against
