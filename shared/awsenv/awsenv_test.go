@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stipend/stipend/shared/awsconn"
 )
 
 func TestFromEnv(t *testing.T) {
@@ -80,8 +83,8 @@ func TestFromEnv(t *testing.T) {
 			if got != tt.wantBase {
 				t.Errorf("BaseEndpoint = %q, want %q", got, tt.wantBase)
 			}
-			if cfg.HTTPClient == nil {
-				t.Error("no HTTP client: the SDK's default has no timeouts")
+			if _, ok := cfg.HTTPClient.(*awsconn.Client); !ok {
+				t.Errorf("HTTPClient is %T, want NewClient's *awsconn.Client (the SDK's default has no timeouts)", cfg.HTTPClient)
 			}
 		})
 	}
@@ -127,10 +130,58 @@ func TestServiceEndpoints(t *testing.T) {
 	}
 }
 
-// TestHTTPClient checks the AWS calls' client: it times a call out, it
-// does not follow a redirect (a signed request stays where it was sent),
-// and its transport is one net/http recognises, so a call's timeout costs
-// no timer goroutine.
+// TestClient checks the AWS calls' client: it does not follow a redirect
+// (a signed request stays where it was sent), it keeps its connection for
+// the next call, and a call whose context ends times out with a net.Error
+// that says so. (Its own timeouts are shared/awsconn's to test.)
+func TestClient(t *testing.T) {
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		switch r.URL.Path {
+		case "/slow":
+			<-r.Context().Done()
+		default:
+			http.Redirect(w, r, "/elsewhere", http.StatusTemporaryRedirect)
+		}
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	c := NewClient()
+	defer c.CloseIdleConnections()
+	for range 2 {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/", strings.NewReader("{}"))
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusTemporaryRedirect {
+			t.Errorf("a redirect got status %d, want %d, not followed", resp.StatusCode, http.StatusTemporaryRedirect)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for two calls, want 1", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+"/slow", strings.NewReader("{}"))
+	_, err := c.Do(req)
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a call past its context's deadline: %v, want a timeout", err)
+	}
+}
+
+// TestHTTPClient checks NewClient's fallback, net/http's client: it times a
+// call out, it does not follow a redirect, and its transport is one
+// net/http recognises, so a call's timeout costs no timer goroutine.
 func TestHTTPClient(t *testing.T) {
 	c := NewHTTPClient()
 	if c.Timeout != CallTimeout {

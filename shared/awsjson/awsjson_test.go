@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
+	"github.com/stipend/stipend/shared/awsconn"
 	"github.com/stipend/stipend/shared/awsenv"
 )
 
@@ -67,19 +68,40 @@ func (s *server) count() int {
 
 var testService = Service{SigningName: "secretsmanager", TargetPrefix: "secretsmanager.", ContentType: "application/x-amz-json-1.1"}
 
-func testClient(url string) *Client {
+// httpClients are the HTTP clients the tests call with: awsconn's, which
+// the functions use (awsenv.NewClient), and net/http's.
+var httpClients = []struct {
+	name string
+	new  func() HTTPClient
+}{
+	{"awsconn", func() HTTPClient {
+		return awsconn.New(awsconn.Options{DialTimeout: time.Second, CallTimeout: 5 * time.Second, MaxIdleConnsPerHost: 8, IdleConnTimeout: time.Minute})
+	}},
+	{"net/http", func() HTTPClient { return &http.Client{Timeout: 5 * time.Second} }},
+}
+
+// testClient is a Client of url on awsconn's HTTP client.
+func testClient(url string) *Client { return testClientWith(url, httpClients[0].new()) }
+
+func testClientWith(url string, hc HTTPClient) *Client {
 	return New(Config{
 		Service: testService, Endpoint: url, Region: "eu-west-1",
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDJSON", "json-secret", "session-tok"),
-		HTTPClient:  &http.Client{Timeout: 5 * time.Second},
+		HTTPClient:  hc,
 	})
 }
 
 // TestCall checks answers, error answers and retries: 2xx bodies are
 // returned, error codes and messages read from the header or the body,
 // throttling, 5xx and failed connections retried up to three attempts,
-// other errors not retried.
+// other errors not retried; on each of httpClients.
 func TestCall(t *testing.T) {
+	for _, hc := range httpClients {
+		t.Run(hc.name, func(t *testing.T) { testCall(t, hc.new) })
+	}
+}
+
+func testCall(t *testing.T, newHTTPClient func() HTTPClient) {
 	const ns = "com.amazonaws.secretsmanager#"
 	tests := []struct {
 		name         string
@@ -123,7 +145,7 @@ func TestCall(t *testing.T) {
 				srv = newServer(t, tt.answers...)
 				url = srv.URL
 			}
-			body, err := testClient(url).Call(context.Background(), "GetSecretValue", []byte(`{"SecretId":"s"}`))
+			body, err := testClientWith(url, newHTTPClient()).Call(context.Background(), "GetSecretValue", []byte(`{"SecretId":"s"}`))
 			if tt.wantBody != "" {
 				if err != nil || string(body) != tt.wantBody {
 					t.Fatalf("Call = %q, %v; want %q", body, err, tt.wantBody)
@@ -162,7 +184,8 @@ func TestCallStopsWithContext(t *testing.T) {
 }
 
 // TestCallSigns checks the request's headers and that its SigV4 signature
-// is the one the SDK's signer computes for the request as received.
+// is the one the SDK's signer computes for the request as received (as
+// awsconn sent it).
 func TestCallSigns(t *testing.T) {
 	srv := newServer(t, answer{200, nil, `{}`})
 	if _, err := testClient(srv.URL).Call(context.Background(), "GetSecretValue", []byte(`{"SecretId":"s"}`)); err != nil {

@@ -24,7 +24,8 @@ import (
 var layers = map[string][]string{
 	// leaves
 	"shared/apierror":  nil,
-	"shared/awsenv":    nil,
+	"shared/awsconn":   nil,
+	"shared/awsenv":    {"shared/awsconn"}, // the AWS calls' HTTP client
 	"shared/awsjson":   nil,
 	"shared/cache":     nil,
 	"shared/imports":   nil,
