@@ -5,7 +5,7 @@ package dynamo
 // such as "SPEND#mo#202612", reservation entries "R#<id>") can be used.
 
 import (
-	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/stipend/stipend/shared/dynamo/ddb"
@@ -22,8 +22,17 @@ type expression struct {
 	updated func(map[string]ddb.AttributeValue)
 }
 
+// placeholders is the room an expression's maps start with: a settle of
+// a key's ledger names about a dozen attributes and values, so its maps
+// are made once instead of growing (and rehashing) on the way.
+const placeholders = 16
+
 func newExpression() *expression {
-	return &expression{names: map[string]string{}, byName: map[string]string{}, values: map[string]ddb.AttributeValue{}}
+	return &expression{
+		names:  make(map[string]string, placeholders),
+		byName: make(map[string]string, placeholders),
+		values: make(map[string]ddb.AttributeValue, placeholders),
+	}
 }
 
 // name returns the placeholder of attribute a.
@@ -31,14 +40,14 @@ func (e *expression) name(a string) string {
 	if p, ok := e.byName[a]; ok {
 		return p
 	}
-	p := fmt.Sprintf("#n%d", len(e.names))
+	p := "#n" + strconv.Itoa(len(e.names))
 	e.names[p], e.byName[a] = a, p
 	return p
 }
 
 // value returns a new placeholder for v.
 func (e *expression) value(v ddb.AttributeValue) string {
-	p := fmt.Sprintf(":v%d", len(e.values))
+	p := ":v" + strconv.Itoa(len(e.values))
 	e.values[p] = v
 	return p
 }
