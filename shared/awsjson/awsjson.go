@@ -198,7 +198,7 @@ func (c *Client) request(ctx context.Context, op string, body []byte, payloadHas
 	}
 	h := signedHeaders{
 		contentLength: len(body), contentType: c.cfg.Service.ContentType,
-		amzDate: t.Format("20060102T150405Z"), token: creds.SessionToken, target: c.cfg.Service.TargetPrefix + op,
+		amzDate: amzDate(t), token: creds.SessionToken, target: c.cfg.Service.TargetPrefix + op,
 	}
 	header := http.Header{
 		"Content-Type":    {h.contentType},

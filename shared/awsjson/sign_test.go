@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strings"
@@ -124,4 +125,28 @@ func BenchmarkSign(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestAmzDate checks amzDate against time.Format on edges and on random
+// instants of the years it writes itself and beyond.
+func TestAmzDate(t *testing.T) {
+	const layout = "20060102T150405Z"
+	times := []time.Time{
+		time.Date(2026, 12, 6, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2028, 2, 29, 12, 0, 0, 0, time.FixedZone("UTC+14", 14*3600)), // another day in UTC
+		time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC), // past four digits: Format's own way
+		time.Date(-1, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 2000 {
+		times = append(times, time.Unix(r.Int64N(1<<38)-1<<37, 0).In(time.FixedZone("", int(r.Int64N(28*3600))-14*3600)))
+	}
+	for _, at := range times {
+		if got, want := amzDate(at), at.UTC().Format(layout); got != want {
+			t.Fatalf("amzDate(%v) = %q, want %q", at, got, want)
+		}
+	}
 }
