@@ -29,6 +29,9 @@ type encoder struct {
 	ranks bpetable.Table
 	// split returns the end of the piece that starts at rs[i].
 	split func(rs []rune, i int) int
+	// recent keeps the counts of prompt texts counted lately (recent.go);
+	// nil keeps none.
+	recent *recentCounts
 }
 
 // loadEncoding opens the named encoding's embedded table, which takes no
@@ -48,7 +51,7 @@ func loadEncoding(name string) (*encoder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tokenizer: %s: %w", name, err)
 	}
-	return &encoder{ranks: ranks, split: split}, nil
+	return &encoder{ranks: ranks, split: split, recent: newRecentCounts()}, nil
 }
 
 // count returns the number of tokens tiktoken's EncodeOrdinary gives for

@@ -119,7 +119,9 @@ type prompter struct {
 	enc *encoder
 }
 
-func (p prompter) text(s string) int64 { return count(p.enc, s) }
+// text counts s, a part of a prompt: prompts repeat, so its count may be
+// one kept from lately (recent.go).
+func (p prompter) text(s string) int64 { return p.enc.recent.count(p.enc, s) }
 
 // raw counts a JSON value's text as it was sent; null or absent counts 0.
 func (p prompter) raw(v json.RawMessage) int64 {
