@@ -41,9 +41,21 @@ type cpuResult struct {
 	// profiled is how many more requests the proxy served while it
 	// recorded its profile (the ledger counts them).
 	profiled int
+	// fresh is the same load with a prompt of its own for every request
+	// (cpuLoad.vary): nothing the tokenizer keeps helps it.
+	fresh loadStats
 	// floors are the same load through floorproxy, with 0 and with the
 	// proxy's number of DynamoDB calls as side calls (nil: not run).
 	floors []floorResult
+}
+
+// freshRequests is how many requests the run with a prompt of its own each
+// sent, its warm-up included (the ledger counts them).
+func (r cpuResult) freshRequests() int {
+	if r.fresh.requests == 0 {
+		return 0
+	}
+	return r.clients + r.fresh.requests
 }
 
 // floorResult is one floorproxy run: side calls per request, and the
@@ -62,6 +74,23 @@ type cpuLoad struct {
 	clients int
 	n       int
 	body    []byte
+	// vary gives each request a prompt of its own (the body's last message
+	// ends with the request's number), so no text the proxy counts repeats.
+	vary bool
+}
+
+// numbered returns the body of request k: body itself, or when l varies,
+// the CPU run's body with k at the end of its prompt.
+func (l cpuLoad) numbered(k int64) []byte {
+	if !l.vary {
+		return l.body
+	}
+	return cpuBody(fmt.Sprintf("%s (request %d)", cpuPrompt, k))
+}
+
+// cpuBody is a chat completion's body with prompt as its user message.
+func cpuBody(prompt string) []byte {
+	return fmt.Appendf(nil, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":%q}]}`, prompt)
 }
 
 // loadStats is what a cpuLoad measured in the process pid.
@@ -81,8 +110,9 @@ func (l cpuLoad) run(ctx context.Context, c *http.Client, pid int) (loadStats, e
 		mu  sync.Mutex
 		res loadStats
 	)
+	var sent atomic.Int64
 	send := func(key string) {
-		_, err := streamWith(ctx, c, target{name: "proxy", url: l.url, apiKey: key}, l.body, nil)
+		_, err := streamWith(ctx, c, target{name: "proxy", url: l.url, apiKey: key}, l.numbered(sent.Add(1)), nil)
 		mu.Lock()
 		defer mu.Unlock()
 		res.requests++
@@ -139,13 +169,14 @@ const proxyCalls = 4
 // concurrent clients and measures the proxy's CPU time over them. With
 // profile set, it then sends them again while the proxy records a CPU
 // profile (about as long as the measured run took) into that file; the
-// figures are the first run's, unperturbed by the profiler. Then it sends
-// them through floorproxy twice: bare, and with proxyCalls side calls.
+// figures are the first run's, unperturbed by the profiler. Before that it
+// sends them once more with a prompt of its own each (cpuLoad.vary), and
+// after it through floorproxy twice: bare, and with proxyCalls side calls.
 func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int, profile string) (cpuResult, error) {
 	clients = min(clients, len(st.keys))
 	load := cpuLoad{
 		url: st.proxy + "/v1/chat/completions", clients: clients, n: n,
-		body: fmt.Appendf(nil, `{"model":"gpt-4o-mini","messages":[{"role":"user","content":%q}]}`, cpuPrompt),
+		body: cpuBody(cpuPrompt),
 	}
 	for _, k := range st.keys[:clients] {
 		load.keys = append(load.keys, k.key)
@@ -154,6 +185,12 @@ func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int, prof
 	res := cpuResult{loadStats: ls, clients: clients, procs: st.procs}
 	if err != nil {
 		return res, err
+	}
+	say("cpu: %d requests again, each with a prompt of its own", n)
+	fresh := load
+	fresh.vary = true
+	if res.fresh, err = fresh.run(ctx, c, st.proxyCmd.Process.Pid); err != nil {
+		return res, fmt.Errorf("a prompt of its own: %w", err)
 	}
 	if profile != "" {
 		say("cpu: the same %d requests again, recording the proxy's CPU profile into %s", n, profile)
@@ -304,6 +341,10 @@ func (r report) cpu(res cpuResult) {
 	if res.reads >= 0 {
 		fmt.Fprintf(r.w, "  proxy read and write system calls per request %6.1f %6.1f\n",
 			float64(res.reads)/float64(served), float64(res.writes)/float64(served))
+	}
+	if fresh := res.fresh.requests - res.fresh.failed; fresh > 0 {
+		fmt.Fprintf(r.w, "  … with a prompt of its own each request       %5.2f ms   (the tokenizer's kept counts cannot help)\n",
+			float64(res.fresh.cpu.Microseconds())/1000/float64(fresh))
 	}
 	for _, f := range res.floors {
 		if f.served == 0 {

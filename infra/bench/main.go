@@ -271,7 +271,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 
 	// Every proxied request, warm-up included, should be in the ledger by
 	// now: the proxy records before it ends the response.
-	proxiedRequests := int64(cfg.warmup + cfg.streams + 2*cfg.concurrency + cpu.clients + cpu.requests + cpu.profiled)
+	proxiedRequests := int64(cfg.warmup + cfg.streams + 2*cfg.concurrency + cpu.clients + cpu.requests + cpu.profiled + cpu.freshRequests())
 	requests, successes, totalsErr := st.recorded(ctx)
 	warns, errs, firstErr := st.logLevels()
 
