@@ -163,7 +163,7 @@ func (c *Client) attempt(ctx context.Context, op string, body []byte, payloadHas
 		return nil, &Error{Err: err}
 	}
 	defer resp.Body.Close()
-	res, err := io.ReadAll(resp.Body)
+	res, err := readBody(resp)
 	if err != nil {
 		return nil, &Error{Err: fmt.Errorf("read the answer (status %d): %w", resp.StatusCode, err)}
 	}
@@ -176,6 +176,36 @@ func (c *Client) attempt(ctx context.Context, op string, body []byte, payloadHas
 		return res, nil
 	}
 	return nil, answerError(resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), res)
+}
+
+// maxPresized bounds the room readBody makes from an answer's
+// Content-Length before any of it arrived.
+const maxPresized = 1 << 20
+
+// readBody reads resp's body whole: into one buffer of its Content-Length
+// when it has one (every DynamoDB answer), else as io.ReadAll does.
+func readBody(resp *http.Response) ([]byte, error) {
+	n := resp.ContentLength
+	if n < 0 || n > maxPresized {
+		return io.ReadAll(resp.Body)
+	}
+	// One byte more than announced, so that the read that meets EOF (and
+	// returns a pooled connection) needs no other buffer; a body longer
+	// than announced still grows it.
+	buf := make([]byte, 0, n+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		m, err := resp.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+m]
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // request is the signed POST of body as operation op at t.

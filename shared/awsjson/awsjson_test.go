@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -278,6 +279,44 @@ func TestConfiguredEndpoint(t *testing.T) {
 			sdk := secretsmanager.NewFromConfig(cfg)
 			if want := aws.ToString(sdk.Options().BaseEndpoint); want != got {
 				t.Errorf("the SDK's client has %q", want)
+			}
+		})
+	}
+}
+
+// TestReadBody: an answer's body is read whole whether its Content-Length
+// is right, absent, or smaller than the body (a body reader that does not
+// enforce it), and a failing read is an error.
+func TestReadBody(t *testing.T) {
+	body := strings.Repeat("0123456789", 300)
+	tests := []struct {
+		name   string
+		length int64
+		r      io.Reader
+		err    bool
+	}{
+		{"announced", int64(len(body)), strings.NewReader(body), false},
+		{"unknown", -1, strings.NewReader(body), false},
+		{"announced short", 10, strings.NewReader(body), false},
+		{"empty", 0, strings.NewReader(""), false},
+		{"past the presized bound", maxPresized + 1, strings.NewReader(body), false},
+		{"failing", int64(len(body)), io.MultiReader(strings.NewReader(body[:100]), iotest.ErrReader(errors.New("reset"))), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := readBody(&http.Response{ContentLength: tt.length, Body: io.NopCloser(iotest.OneByteReader(tt.r))})
+			if tt.err {
+				if err == nil {
+					t.Fatal("no error from a failing body")
+				}
+				return
+			}
+			want := body
+			if tt.name == "empty" {
+				want = ""
+			}
+			if err != nil || string(got) != want {
+				t.Fatalf("readBody = %d bytes, %v; want %d bytes", len(got), err, len(want))
 			}
 		})
 	}
