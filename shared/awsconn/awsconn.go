@@ -202,18 +202,20 @@ func (c *Client) tlsConfig(serverName string) *tls.Config {
 // the write failed or not), the request is sent once more, at once, on a
 // new connection, provided its body can be sent again (no body, or
 // req.GetBody). That happens in that case only: never after any byte of an
-// answer arrived, never on a connection dialled for this call, never
+// answer arrived (counted on the TCP connection, under TLS, so part of a
+// TLS record counts), never on a connection dialled for this call, never
 // twice. (One answer counts as none: a 408 Request Timeout read from a
 // pooled connection, which some servers send as they close an idle
 // connection, before any request; net/http discards it likewise. A 408
-// says the server did not process the request.) It assumes what HTTP/1.1 clients commonly assume (net/http does
-// the same): a server that closes an idle connection has not taken a
-// request from it, so the request was never processed. A server that
-// read the request and then dropped the connection without a byte of
-// answer breaks that assumption; the callers in this module are safe even
-// then, because they keep their writes idempotent across attempts
-// (conditions and client request tokens, as awsjson documents), which
-// they must anyway for awsjson's own retries.
+// says the server did not process the request.) It assumes that a server
+// that closes an idle connection has not taken a request from it, so the
+// request was never processed. A server that read the request and then
+// dropped the connection without a byte of answer breaks that assumption.
+// net/http does not make that assumption for a POST (it sends one again
+// only with an Idempotency-Key header); this client does because its
+// callers keep their writes idempotent across attempts (conditions and
+// client request tokens, as awsjson documents), which they must anyway
+// for awsjson's own retries.
 func (c *Client) Do(req *http.Request) (*http.Response, error) {
 	if req.URL == nil {
 		closeBody(req)
@@ -497,21 +499,32 @@ func (c *Client) closeIdleSince(h *host, t time.Time) {
 func (c *Client) dial(ctx context.Context, h *host, dl *deadline) (*conn, error) {
 	d := c.dialer
 	d.Deadline = dl.at
+	dialEnds := false // the dial timeout, not the call's deadline, bounds the dial
 	if t := c.opts.DialTimeout; t > 0 {
 		if end := time.Now().Add(t); d.Deadline.IsZero() || end.Before(d.Deadline) {
-			d.Deadline = end
+			d.Deadline, dialEnds = end, true
 		}
 	}
-	nc, err := d.DialContext(ctx, "tcp", h.addr)
-	if err != nil {
-		return nil, err
+	// dialError is err, said to be the dial timeout's doing when that
+	// timeout (not the call's deadline or the context) ended the dial.
+	dialError := func(err error) error {
+		if dialEnds && ctx.Err() == nil && isTimeout(err) {
+			return &stopped{reason: context.DeadlineExceeded, what: "dial timeout (" + c.opts.DialTimeout.String() + ") exceeded", err: err}
+		}
+		return err
 	}
+	tcp, err := d.DialContext(ctx, "tcp", h.addr)
+	if err != nil {
+		return nil, dialError(err)
+	}
+	raw := &countingConn{Conn: tcp}
+	var nc net.Conn = raw
 	if h.tls != nil {
-		tc := tls.Client(nc, h.tls)
-		nc.SetDeadline(d.Deadline)
+		tc := tls.Client(raw, h.tls)
+		raw.SetDeadline(d.Deadline)
 		if err := tc.HandshakeContext(ctx); err != nil {
-			nc.Close()
-			return nil, fmt.Errorf("TLS handshake with %s: %w", h.addr, err)
+			raw.Close()
+			return nil, dialError(fmt.Errorf("TLS handshake with %s: %w", h.addr, err))
 		}
 		if p := tc.ConnectionState().NegotiatedProtocol; p != "" && p != "http/1.1" {
 			tc.Close()
@@ -519,7 +532,7 @@ func (c *Client) dial(ctx context.Context, h *host, dl *deadline) (*conn, error)
 		}
 		nc = tc
 	}
-	pc := &conn{host: h, nc: nc, c: c}
+	pc := &conn{host: h, nc: nc, raw: raw, c: c}
 	pc.interruptFunc = pc.interrupt
 	pc.r.nc, pc.w.nc = nc, nc
 	pc.br = bufio.NewReaderSize(&pc.r, 4096)
@@ -529,9 +542,19 @@ func (c *Client) dial(ctx context.Context, h *host, dl *deadline) (*conn, error)
 
 // conn is one connection.
 type conn struct {
-	c         *Client
-	host      *host
-	nc        net.Conn
+	c    *Client
+	host *host
+	nc   net.Conn
+	// raw is the TCP connection under nc (nc itself without TLS): what it
+	// read tells "no byte of an answer arrived" even when TLS only holds
+	// part of a record.
+	raw *countingConn
+	// sending is the request body being written, closed by interrupt so
+	// that a body whose Read blocks does not outlast the context (nil
+	// between calls). Guarded by mu: interrupt runs on the context's
+	// AfterFunc goroutine.
+	mu        sync.Mutex
+	sending   io.Closer
 	r         limitReader
 	w         errWriter
 	br        *bufio.Reader
@@ -541,6 +564,19 @@ type conn struct {
 	// would be an allocation per call.
 	interruptFunc func()
 	reused        bool // it served a call before
+}
+
+// countingConn counts the bytes read from its connection. Only the calling
+// goroutine reads a conn, so the count needs no lock.
+type countingConn struct {
+	net.Conn
+	read int64
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.read += int64(n)
+	return n, err
 }
 
 // maxHeaderBytes bounds an answer's header, as net/http's
@@ -585,8 +621,24 @@ func (w *errWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// interrupt makes pc's reads and writes fail at once (a context's end).
-func (pc *conn) interrupt() { pc.nc.SetDeadline(aLongTimeAgo) }
+// interrupt makes pc's reads and writes fail at once (a context's end),
+// and closes the request body being sent, if any.
+func (pc *conn) interrupt() {
+	pc.nc.SetDeadline(aLongTimeAgo)
+	pc.mu.Lock()
+	body := pc.sending
+	pc.mu.Unlock()
+	if body != nil {
+		body.Close()
+	}
+}
+
+// send records body (nil: none) as the request body being sent.
+func (pc *conn) send(body io.Closer) {
+	pc.mu.Lock()
+	pc.sending = body
+	pc.mu.Unlock()
+}
 
 // roundTrip sends req with body on pc and reads the answer's header. On
 // error, pc is closed and retry says whether the request may be sent again
@@ -595,6 +647,10 @@ func (pc *conn) interrupt() { pc.nc.SetDeadline(aLongTimeAgo) }
 func (pc *conn) roundTrip(ctx context.Context, req *http.Request, o *outgoing, body io.ReadCloser, dl *deadline) (*http.Response, bool, error) {
 	c := pc.c
 	pc.nc.SetDeadline(dl.at)
+	read := pc.raw.read // what arrived before this request: none of its answer
+	if body != nil {
+		pc.send(body)
+	}
 	var stop func() bool
 	if ctx.Done() != nil {
 		stop = context.AfterFunc(ctx, pc.interruptFunc)
@@ -607,6 +663,9 @@ func (pc *conn) roundTrip(ctx context.Context, req *http.Request, o *outgoing, b
 		return c.fail(req, stage, err, dl)
 	}
 	werr, bodyErr := pc.write(req, o, body)
+	if body != nil {
+		pc.send(nil)
+	}
 	closeReader(body)
 	if bodyErr != nil {
 		return nil, false, fail("read the request's body", bodyErr)
@@ -618,7 +677,12 @@ func (pc *conn) roundTrip(ctx context.Context, req *http.Request, o *outgoing, b
 	// before reading the whole body) or closed: read what it said.
 	pc.r.limit = maxHeaderBytes
 	if _, err := pc.br.Peek(1); err != nil {
-		retry := pc.reused && ctx.Err() == nil && gone(err)
+		// Not a byte of an answer. EOF says so (TLS says it only at a
+		// record's boundary: a close_notify, or the end of the connection
+		// between records). TLS may have read part of a record before the
+		// connection dropped (io.ErrUnexpectedEOF, or a reset), which says
+		// the server answered: the bytes read under TLS tell.
+		retry := pc.reused && ctx.Err() == nil && (errors.Is(err, io.EOF) || gone(err) && pc.raw.read == read)
 		if werr != nil {
 			return nil, retry, fail("write the request", werr)
 		}
@@ -702,15 +766,27 @@ func (pc *conn) write(req *http.Request, o *outgoing, body io.ReadCloser) (werr,
 	switch {
 	case rd == nil || length == 0:
 	case length > 0:
-		n, err := io.Copy(bw, rd)
+		// All but the last byte, then the last one only if the body ends
+		// right after it: a body longer than announced never puts a whole
+		// request (and the start of another) on the connection.
+		n, err := io.Copy(bw, io.LimitReader(rd, length-1))
 		if pc.w.err != nil {
 			return pc.w.err, nil
 		}
 		if err != nil {
 			return nil, err
 		}
-		if n != length {
+		var tail [2]byte
+		m, err := io.ReadFull(rd, tail[:])
+		switch {
+		case m == 2:
+			return nil, fmt.Errorf("the body is longer than its ContentLength (%d)", length)
+		case m == 1 && err == io.ErrUnexpectedEOF:
+			bw.WriteByte(tail[0])
+		case m == 0 && err == io.EOF:
 			return nil, fmt.Errorf("the body has %d bytes, ContentLength says %d", n, length)
+		default:
+			return nil, err
 		}
 	default:
 		if err := writeChunked(bw, rd); pc.w.err != nil {
@@ -832,16 +908,16 @@ func (b *answerBody) Close() error {
 // dl is nil before the call started.
 func (c *Client) fail(req *http.Request, stage string, err error, dl *deadline) error {
 	ctx := req.Context()
+	var st *stopped
 	switch {
 	case ctx.Err() != nil:
 		err = &stopped{reason: ctx.Err(), what: ctx.Err().Error(), err: err}
+	case errors.As(err, &st):
+		// It says what ended it already (dial's own timeout).
 	case dl != nil && isTimeout(err):
 		what := "call timeout (" + dl.timeout.String() + ") exceeded"
-		switch {
-		case dl.fromCtx:
+		if dl.fromCtx {
 			what = context.DeadlineExceeded.Error()
-		case stage == "connect" && c.opts.DialTimeout > 0:
-			what = "dial timeout (" + c.opts.DialTimeout.String() + ") or " + what
 		}
 		err = &stopped{reason: context.DeadlineExceeded, what: what, err: err}
 	}
@@ -864,8 +940,11 @@ type callError struct {
 
 func (e *callError) Error() string {
 	m := e.method
-	if m == "" {
+	switch {
+	case m == "":
 		m = http.MethodGet
+	case !validToken(m):
+		m = "(invalid method)" // refused by outgoingOf; never written raw into a log line
 	}
 	return "awsconn: " + m + " " + e.url + ": " + e.stage + ": " + e.err.Error()
 }
@@ -911,8 +990,7 @@ func isTimeout(err error) bool {
 // gone reports whether err says the connection was closed by its peer:
 // EOF or a reset.
 func gone(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE)
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, syscall.EPIPE)
 }
 
 func closeBody(req *http.Request) {

@@ -1034,3 +1034,171 @@ type closeRecorder struct {
 }
 
 func (c *closeRecorder) Close() error { c.closed = true; return nil }
+
+// TestOverlongBodyNotSent: a body longer than its ContentLength is an
+// error before the last announced byte is written, so the server never
+// has a whole request (nor the start of another smuggled after it).
+func TestOverlongBodyNotSent(t *testing.T) {
+	var mu sync.Mutex
+	var handled []string
+	srv := newTestServer(t, false, func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		mu.Lock()
+		handled = append(handled, r.Method+" "+r.URL.Path)
+		mu.Unlock()
+	})
+	c := New(options(srv.Server))
+	defer c.CloseIdleConnections()
+	smuggled := "DELETE /smuggled HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+	for _, size := range []int{0, 8 << 10} { // within the write buffer, and past it
+		req := post(context.Background(), srv.URL+"/", "{}"+smuggled+strings.Repeat(" ", size))
+		req.ContentLength = 2
+		if _, err := c.Do(req); err == nil || !strings.Contains(err.Error(), "longer than its ContentLength") {
+			t.Fatalf("a body longer than its ContentLength: %v", err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // what the server got, it has handled by now
+	mu.Lock()
+	defer mu.Unlock()
+	if len(handled) != 0 {
+		t.Errorf("Do failed, yet the server handled %q", handled)
+	}
+}
+
+// truncConn writes the first 7 bytes of one write (a TLS record's header
+// and 2 bytes of it) once trunc is set, then drops the connection.
+type truncConn struct {
+	net.Conn
+	trunc atomic.Bool
+}
+
+func (c *truncConn) Write(p []byte) (int, error) {
+	if c.trunc.Load() && len(p) > 7 {
+		c.Conn.Write(p[:7])
+		c.Conn.Close()
+		return 0, net.ErrClosed
+	}
+	return c.Conn.Write(p)
+}
+
+// TestNoRetryAfterPartialTLSRecord: on a pooled TLS connection, an answer
+// whose first record arrived in part before the connection dropped is an
+// answer begun: the request, which the server processed, is not sent
+// again.
+func TestNoRetryAfterPartialTLSRecord(t *testing.T) {
+	certSrv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	certSrv.StartTLS()
+	defer certSrv.Close()
+	cfg := certSrv.TLS.Clone()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		requests atomic.Int32
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		open     []net.Conn
+	)
+	wg.Go(func() {
+		for {
+			raw, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			open = append(open, raw)
+			mu.Unlock()
+			wg.Go(func() {
+				tc := &truncConn{Conn: raw}
+				defer tc.Close()
+				sc := tls.Server(tc, cfg)
+				br := bufio.NewReader(sc)
+				for readRequest(br) {
+					if requests.Add(1) == 2 {
+						tc.trunc.Store(true) // processed; the answer's first bytes go out, then the connection drops
+					}
+					io.WriteString(sc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+				}
+			})
+		}
+	})
+	c := New(options(certSrv))
+	u := "https://" + ln.Addr().String() + "/"
+	if _, _, err := call(t, c, u, "{}"); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = call(t, c, u, `{"second":1}`)
+	c.CloseIdleConnections()
+	ln.Close()
+	mu.Lock()
+	for _, nc := range open {
+		nc.Close()
+	}
+	mu.Unlock()
+	wg.Wait()
+	if n := requests.Load(); n != 2 || err == nil {
+		t.Errorf("the server processed %d requests for 2 calls (second call's error: %v); want 2 and an error", n, err)
+	}
+}
+
+// TestCancelWhileBodyBlocks: a context that ends while the request body's
+// Read blocks ends the call at once (the body is closed), with the
+// context's error.
+func TestCancelWhileBodyBlocks(t *testing.T) {
+	srv := newTestServer(t, false, echo)
+	c := New(options(srv.Server))
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL, pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = 10
+	done := make(chan error, 1)
+	go func() { _, err := c.Do(req); done <- err }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Do = %v, want the context's deadline", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Error("Do still blocked 2 s after its context ended (the request body's Read is never interrupted)")
+		pw.CloseWithError(io.ErrUnexpectedEOF) // let the goroutine end
+		<-done
+	}
+}
+
+// TestDialTimeoutNotBlamedOnContext: a dial (here a TLS handshake the
+// server never answers) that its own timeout ends says so, not that the
+// context's deadline passed, while the context is alive.
+func TestDialTimeoutNotBlamedOnContext(t *testing.T) {
+	srv := newRawServer(t, func(nc net.Conn) { io.Copy(io.Discard, nc) })
+	o := options(nil)
+	o.DialTimeout = 100 * time.Millisecond
+	c := New(o)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := c.Do(post(ctx, "https://"+srv.addr+"/", "{}"))
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("Do = %v with the context %v; want an error with the context alive", err, ctx.Err())
+	}
+	var ne net.Error
+	if !strings.Contains(err.Error(), "dial timeout (100ms) exceeded") || !errors.As(err, &ne) || !ne.Timeout() {
+		t.Errorf("error %q: want it to name the dial timeout (100ms), as a timeout", err)
+	}
+}
+
+// TestInvalidMethodNotEchoed: a method that is not a token is refused, and
+// the error does not carry it (a CR or LF in it would forge log lines).
+func TestInvalidMethodNotEchoed(t *testing.T) {
+	c := New(options(nil))
+	req := post(context.Background(), "http://127.0.0.1:1/", "{}")
+	req.Method = "POST\r\nforged: line"
+	_, err := c.Do(req)
+	if err == nil || strings.ContainsAny(err.Error(), "\r\n") || strings.Contains(err.Error(), "forged") {
+		t.Errorf("Do = %v; want an error without the method", err)
+	}
+}
