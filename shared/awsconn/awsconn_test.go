@@ -1090,53 +1090,27 @@ func TestNoRetryAfterPartialTLSRecord(t *testing.T) {
 	certSrv.StartTLS()
 	defer certSrv.Close()
 	cfg := certSrv.TLS.Clone()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		requests atomic.Int32
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		open     []net.Conn
-	)
-	wg.Go(func() {
-		for {
-			raw, err := ln.Accept()
-			if err != nil {
-				return
+	var requests atomic.Int32
+	srv := newRawServer(t, func(nc net.Conn) {
+		tc := &truncConn{Conn: nc}
+		sc := tls.Server(tc, cfg)
+		br := bufio.NewReader(sc)
+		for readRequest(br) {
+			if requests.Add(1) == 2 {
+				tc.trunc.Store(true) // processed; the answer's first bytes go out, then the connection drops
 			}
-			mu.Lock()
-			open = append(open, raw)
-			mu.Unlock()
-			wg.Go(func() {
-				tc := &truncConn{Conn: raw}
-				defer tc.Close()
-				sc := tls.Server(tc, cfg)
-				br := bufio.NewReader(sc)
-				for readRequest(br) {
-					if requests.Add(1) == 2 {
-						tc.trunc.Store(true) // processed; the answer's first bytes go out, then the connection drops
-					}
-					io.WriteString(sc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-				}
-			})
+			io.WriteString(sc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
 		}
 	})
 	c := New(options(certSrv))
-	u := "https://" + ln.Addr().String() + "/"
+	defer c.CloseIdleConnections()
+	u := "https://" + srv.addr + "/"
 	if _, _, err := call(t, c, u, "{}"); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = call(t, c, u, `{"second":1}`)
-	c.CloseIdleConnections()
-	ln.Close()
-	mu.Lock()
-	for _, nc := range open {
-		nc.Close()
-	}
-	mu.Unlock()
-	wg.Wait()
+	// A request sent again would be counted before its answer, which
+	// call waits for.
+	_, _, err := call(t, c, u, `{"second":1}`)
 	if n := requests.Load(); n != 2 || err == nil {
 		t.Errorf("the server processed %d requests for 2 calls (second call's error: %v); want 2 and an error", n, err)
 	}
