@@ -223,7 +223,9 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 	}
 	if proxy, err := c.opts.Proxy(req); err != nil {
 		closeBody(req)
-		return nil, c.fail(req, "find the proxy", err, nil)
+		// Not err itself: it quotes the proxy setting, which may hold
+		// the proxy's credentials (http://user:password@host).
+		return nil, c.fail(req, "find the proxy", errProxySetting, nil)
 	} else if proxy != nil {
 		return c.opts.Fallback.Do(req)
 	}
@@ -585,6 +587,8 @@ func (c *countingConn) Read(p []byte) (int, error) {
 const maxHeaderBytes = 1 << 20
 
 var errClosedIdle = errors.New("the server closed the idle connection (408 Request Timeout)")
+
+var errProxySetting = errors.New("the proxy setting (HTTP_PROXY, HTTPS_PROXY) does not parse")
 
 var errHeaderTooLong = errors.New("the answer's header is longer than 1 MB")
 

@@ -776,9 +776,13 @@ func TestProxy(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusTeapot || fallback.n != 1 {
 		t.Errorf("proxied call = %v, %v after %d fallback calls; want the fallback's answer", resp, err, fallback.n)
 	}
-	o.Proxy = func(*http.Request) (*url.URL, error) { return nil, errors.New("bad proxy setting") }
-	if _, err := New(o).Do(post(context.Background(), srv.URL, "{}")); err == nil || fallback.n != 1 {
-		t.Errorf("proxy lookup failing: error %v after %d fallback calls; want an error and none", err, fallback.n)
+	// The lookup's error quotes the setting, credentials and all: it is
+	// not passed on.
+	o.Proxy = func(*http.Request) (*url.URL, error) {
+		return nil, errors.New(`invalid proxy address "http://user:s3cret@proxy:3128%"`)
+	}
+	if _, err := New(o).Do(post(context.Background(), srv.URL, "{}")); err == nil || fallback.n != 1 || strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("proxy lookup failing: error %v after %d fallback calls; want an error without the setting, and no call", err, fallback.n)
 	}
 	if n := srv.conns.Load(); n != 0 {
 		t.Errorf("%d connections to the server, want none", n)
