@@ -403,6 +403,8 @@ func TestIdle(t *testing.T) {
 	o.MaxIdleConnsPerHost, o.IdleConnTimeout = 2, time.Minute
 	c := New(o)
 	var mu sync.Mutex
+	// The idle ages are read from this clock alone (c.now), so its start
+	// is any instant; the calls' own deadlines run on the real one.
 	clock := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	c.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	advance := func(d time.Duration) { mu.Lock(); clock = clock.Add(d); mu.Unlock() }
