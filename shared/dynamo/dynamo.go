@@ -69,7 +69,25 @@ type Store struct {
 	share int64
 	// steady is nil unless WithSteadyReads (readings.go).
 	steady *steadyParts
+
+	// decoded keeps provider settings decoded, by id, with the stored
+	// JSON they came from: GetProvider reads the item every time (a change
+	// applies to the next request) but decodes it only when that JSON
+	// changed. At most maxDecodedProviders entries.
+	decodedMu sync.Mutex
+	decoded   map[string]decodedProvider
 }
+
+// decodedProvider is a provider setting and the stored JSON it was decoded
+// from.
+type decodedProvider struct {
+	data    string
+	setting *provider.Setting // never handed out: callers get clones
+}
+
+// maxDecodedProviders bounds Store.decoded; past it, it starts empty again.
+// An account has a handful of settings.
+const maxDecodedProviders = 256
 
 // Option changes how New builds a Store.
 type Option func(*Store)
@@ -270,7 +288,30 @@ func (s *Store) GetProvider(ctx context.Context, id string) (*provider.Setting, 
 	if err != nil {
 		return nil, err
 	}
-	return decodeProvider(item)
+	return s.decodeProviderOnce(item)
+}
+
+// decodeProviderOnce is decodeProvider, skipped when item's JSON is the one
+// decoded last for the same id.
+func (s *Store) decodeProviderOnce(item map[string]ddb.AttributeValue) (*provider.Setting, error) {
+	id, data := getS(item, attrPK), getS(item, "data")
+	s.decodedMu.Lock()
+	d, ok := s.decoded[id]
+	s.decodedMu.Unlock()
+	if ok && d.data == data {
+		return d.setting.Clone(), nil
+	}
+	p, err := decodeProvider(item)
+	if err != nil {
+		return nil, err
+	}
+	s.decodedMu.Lock()
+	if s.decoded == nil || len(s.decoded) >= maxDecodedProviders {
+		s.decoded = map[string]decodedProvider{}
+	}
+	s.decoded[id] = decodedProvider{data: data, setting: p.Clone()}
+	s.decodedMu.Unlock()
+	return p, nil
 }
 
 // ListProviders returns every provider setting, oldest first.

@@ -60,9 +60,29 @@ func TestStore(t *testing.T) {
 		if _, err := s.GetProvider(ctx, "nope"); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("missing provider: %v", err)
 		}
+		// A setting is decoded once while its item is unchanged: what a
+		// caller does to its copy reaches neither the store nor the next
+		// caller, and a change is read at the next call.
+		got.Name = "scribbled"
+		got.AllowedModels = append(got.AllowedModels, "scribbled")
+		p.Deployments, p.Prices = map[string]string{"gpt-4o": "d1"}, map[string]provider.Rates{"gpt-4o": {Input: 1}}
+		if err := s.UpdateProvider(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+		for i := range 3 {
+			got, err := s.GetProvider(ctx, "p1")
+			if err != nil || got.Name != "openai" || len(got.AllowedModels) != 0 || got.Deployments["gpt-4o"] != "d1" || got.Prices["gpt-4o"].Input != 1 {
+				t.Fatalf("GetProvider #%d after a caller changed its copy = %+v, %v", i, got, err)
+			}
+			got.Deployments["gpt-4o"] = "scribbled"
+			got.Prices["gpt-4o"] = provider.Rates{Input: 2}
+		}
 		p.Name = "renamed"
 		if err := s.UpdateProvider(ctx, p); err != nil {
 			t.Fatal(err)
+		}
+		if got, err := s.GetProvider(ctx, "p1"); err != nil || got.Name != "renamed" {
+			t.Fatalf("GetProvider after a rename = %+v, %v", got, err)
 		}
 		if err := s.UpdateProvider(ctx, &provider.Setting{ID: "ghost"}); !errors.Is(err, ErrNotFound) {
 			t.Fatalf("update missing: %v", err)

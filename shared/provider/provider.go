@@ -11,8 +11,10 @@ package provider
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -52,6 +54,16 @@ type Setting struct {
 	// increments it, so a proxy that sees a higher one knows its cached
 	// secret is stale. Stored, never shown.
 	KeyVersion int64 `json:"-"`
+}
+
+// Clone returns a copy of s that shares nothing mutable with it (its
+// slice and maps are copied; nil stays nil).
+func (s *Setting) Clone() *Setting {
+	c := *s
+	c.AllowedModels = slices.Clone(s.AllowedModels)
+	c.Deployments = maps.Clone(s.Deployments)
+	c.Prices = maps.Clone(s.Prices)
+	return &c
 }
 
 // Rates is an admin-set price of one model on one setting, in integer
