@@ -1,6 +1,6 @@
 // Package awsenv builds the AWS SDK configuration every function shares from
 // the process environment alone, with the HTTP client of every AWS call
-// (shared/awsconn's, with explicit timeouts). Local stacks point the SDK at
+// (shared/h1client's, with explicit timeouts). Local stacks point the SDK at
 // DynamoDB Local and a Secrets Manager stand-in with the SDK's own
 // variables AWS_ENDPOINT_URL_DYNAMODB and AWS_ENDPOINT_URL_SECRETS_MANAGER.
 //
@@ -29,7 +29,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
-	"github.com/stipend/stipend/shared/awsconn"
+	"github.com/stipend/stipend/shared/h1client"
 )
 
 // Timeouts of every AWS call: each gets at most CallTimeout, a dial at most
@@ -93,15 +93,15 @@ func FromEnv(getenv Getenv) (aws.Config, error) {
 	return cfg, nil
 }
 
-// NewClient returns the HTTP client of every AWS call: awsconn's HTTP/1.1
+// NewClient returns the HTTP client of every AWS call: h1client's HTTP/1.1
 // client, which makes each call on the caller's goroutine (net/http's
 // spends about 10 µs more CPU a call on its connections' goroutines; see
-// package awsconn), with CallTimeout, DialTimeout, MaxIdleConnsPerHost and
+// package h1client), with CallTimeout, DialTimeout, MaxIdleConnsPerHost and
 // IdleConnTimeout, TLS 1.2 at least, no redirect followed. Requests that
 // HTTP_PROXY or HTTPS_PROXY (and NO_PROXY) send through a proxy, which
 // Lambda never sets, go to NewHTTPClient's client instead.
-func NewClient() *awsconn.Client {
-	return awsconn.New(awsconn.Options{
+func NewClient() *h1client.Client {
+	return h1client.New(h1client.Options{
 		DialTimeout:         DialTimeout,
 		CallTimeout:         CallTimeout,
 		MaxIdleConnsPerHost: MaxIdleConnsPerHost,

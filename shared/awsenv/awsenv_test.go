@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stipend/stipend/shared/awsconn"
+	"github.com/stipend/stipend/shared/h1client"
 )
 
 func TestFromEnv(t *testing.T) {
@@ -83,8 +83,8 @@ func TestFromEnv(t *testing.T) {
 			if got != tt.wantBase {
 				t.Errorf("BaseEndpoint = %q, want %q", got, tt.wantBase)
 			}
-			if _, ok := cfg.HTTPClient.(*awsconn.Client); !ok {
-				t.Errorf("HTTPClient is %T, want NewClient's *awsconn.Client (the SDK's default has no timeouts)", cfg.HTTPClient)
+			if _, ok := cfg.HTTPClient.(*h1client.Client); !ok {
+				t.Errorf("HTTPClient is %T, want NewClient's *h1client.Client (the SDK's default has no timeouts)", cfg.HTTPClient)
 			}
 		})
 	}
@@ -133,7 +133,7 @@ func TestServiceEndpoints(t *testing.T) {
 // TestClient checks the AWS calls' client: it does not follow a redirect
 // (a signed request stays where it was sent), it keeps its connection for
 // the next call, and a call whose context ends times out with a net.Error
-// that says so. (Its own timeouts are shared/awsconn's to test.)
+// that says so. (Its own timeouts are shared/h1client's to test.)
 func TestClient(t *testing.T) {
 	var conns atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

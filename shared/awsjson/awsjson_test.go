@@ -20,8 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
-	"github.com/stipend/stipend/shared/awsconn"
 	"github.com/stipend/stipend/shared/awsenv"
+	"github.com/stipend/stipend/shared/h1client"
 )
 
 // answer is one canned answer of a test server.
@@ -69,19 +69,19 @@ func (s *server) count() int {
 
 var testService = Service{SigningName: "secretsmanager", TargetPrefix: "secretsmanager.", ContentType: "application/x-amz-json-1.1"}
 
-// httpClients are the HTTP clients the tests call with: awsconn's, which
+// httpClients are the HTTP clients the tests call with: h1client's, which
 // the functions use (awsenv.NewClient), and net/http's.
 var httpClients = []struct {
 	name string
 	new  func() HTTPClient
 }{
-	{"awsconn", func() HTTPClient {
-		return awsconn.New(awsconn.Options{DialTimeout: time.Second, CallTimeout: 5 * time.Second, MaxIdleConnsPerHost: 8, IdleConnTimeout: time.Minute})
+	{"h1client", func() HTTPClient {
+		return h1client.New(h1client.Options{DialTimeout: time.Second, CallTimeout: 5 * time.Second, MaxIdleConnsPerHost: 8, IdleConnTimeout: time.Minute})
 	}},
 	{"net/http", func() HTTPClient { return &http.Client{Timeout: 5 * time.Second} }},
 }
 
-// testClient is a Client of url on awsconn's HTTP client.
+// testClient is a Client of url on h1client's HTTP client.
 func testClient(url string) *Client { return testClientWith(url, httpClients[0].new()) }
 
 func testClientWith(url string, hc HTTPClient) *Client {
@@ -186,7 +186,7 @@ func TestCallStopsWithContext(t *testing.T) {
 
 // TestCallSigns checks the request's headers and that its SigV4 signature
 // is the one the SDK's signer computes for the request as received (as
-// awsconn sent it).
+// h1client sent it).
 func TestCallSigns(t *testing.T) {
 	srv := newServer(t, answer{200, nil, `{}`})
 	if _, err := testClient(srv.URL).Call(context.Background(), "GetSecretValue", []byte(`{"SecretId":"s"}`)); err != nil {

@@ -24,8 +24,8 @@ import (
 var layers = map[string][]string{
 	// leaves
 	"shared/apierror":  nil,
-	"shared/awsconn":   nil,
-	"shared/awsenv":    {"shared/awsconn"}, // the AWS calls' HTTP client
+	"shared/h1client":  nil,
+	"shared/awsenv":    {"shared/h1client"}, // the AWS calls' HTTP client
 	"shared/awsjson":   nil,
 	"shared/cache":     nil,
 	"shared/imports":   nil,

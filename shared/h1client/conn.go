@@ -1,4 +1,4 @@
-package awsconn
+package h1client
 
 // One connection: a call's write and read, its deadline and its interruption,
 // and the answer's body that hands the connection back.
@@ -342,7 +342,7 @@ type answerBody struct {
 	err      error // the error that ended the body early
 }
 
-var errBodyClosed = errors.New("awsconn: read on a closed answer body")
+var errBodyClosed = errors.New("h1client: read on a closed answer body")
 
 func (b *answerBody) Read(p []byte) (int, error) {
 	b.mu.Lock()

@@ -1,4 +1,4 @@
-package awsconn
+package h1client
 
 // What a call sends: the request checked (a token, a value, a host, a URI)
 // and what its head leaves for the body.

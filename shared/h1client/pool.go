@@ -1,4 +1,4 @@
-package awsconn
+package h1client
 
 // The pools: idle connections per scheme and host, their ages, and dialling
 // a new one.

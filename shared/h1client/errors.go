@@ -1,4 +1,4 @@
-package awsconn
+package h1client
 
 // The errors a call returns: what failed and why, a context's end or a
 // timeout told apart, nothing of a header's value.
@@ -57,7 +57,7 @@ func (e *callError) Error() string {
 	case !validToken(m):
 		m = "(invalid method)" // refused by outgoingOf; never written raw into a log line
 	}
-	return "awsconn: " + m + " " + e.url + ": " + e.stage + ": " + e.err.Error()
+	return "h1client: " + m + " " + e.url + ": " + e.stage + ": " + e.err.Error()
 }
 
 func (e *callError) Unwrap() error { return e.err }

@@ -1,4 +1,4 @@
-package awsconn
+package h1client
 
 import (
 	"bufio"
@@ -894,7 +894,7 @@ func BenchmarkDo(b *testing.B) {
 	for _, bc := range []struct {
 		name   string
 		client HTTPClient
-	}{{"awsconn", lean}, {"net-http", netHTTP}} {
+	}{{"h1client", lean}, {"net-http", netHTTP}} {
 		b.Run(bc.name, func(b *testing.B) {
 			parsed, _ := url.Parse(u)
 			b.ReportAllocs()

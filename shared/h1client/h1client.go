@@ -1,4 +1,4 @@
-// Package awsconn is the HTTP client of the AWS calls (DynamoDB and
+// Package h1client is the HTTP client of the AWS calls (DynamoDB and
 // Secrets Manager through shared/awsjson, and the SDK's service clients
 // that tests and tools build on awsenv's configuration): HTTP/1.1 over
 // keep-alive connections pooled per scheme, host and port, each call made
@@ -27,7 +27,7 @@
 // while idle is found out by the next call that takes it, which then
 // tries once more on a new connection (Client.Do says when and why that
 // is safe).
-package awsconn
+package h1client
 
 import (
 	"crypto/tls"
@@ -209,7 +209,7 @@ func (c *Client) tlsConfig(serverName string) *tls.Config {
 func (c *Client) Do(req *http.Request) (*http.Response, error) {
 	if req.URL == nil {
 		closeBody(req)
-		return nil, errors.New("awsconn: a request without a URL")
+		return nil, errors.New("h1client: a request without a URL")
 	}
 	if proxy, err := c.opts.Proxy(req); err != nil {
 		closeBody(req)
