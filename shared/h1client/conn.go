@@ -167,7 +167,9 @@ func (pc *conn) roundTrip(ctx context.Context, req *http.Request, o *outgoing, b
 	// Even when the write failed, the server may have answered (an error
 	// before reading the whole body) or closed: read what it said.
 	pc.r.limit = maxHeaderBytes
+	headerBy := pc.headerDeadline(dl)
 	if _, err := pc.br.Peek(1); err != nil {
+		err = c.headerTimedOut(ctx, err, headerBy)
 		// Not a byte of an answer. EOF says so (TLS says it only at a
 		// record's boundary: a close_notify, or the end of the connection
 		// between records). TLS may have read part of a record before the
@@ -184,7 +186,10 @@ func (pc *conn) roundTrip(ctx context.Context, req *http.Request, o *outgoing, b
 		resp, err = http.ReadResponse(pc.br, req) // 1xx: informational, the answer follows
 	}
 	if err != nil {
-		return nil, false, fail("read the answer", err)
+		return nil, false, fail("read the answer", c.headerTimedOut(ctx, err, headerBy))
+	}
+	if !headerBy.IsZero() {
+		pc.nc.SetReadDeadline(dl.at) // the body has the call's bounds only
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return nil, false, fail("read the answer", errors.New("unexpected 101 Switching Protocols"))
@@ -203,6 +208,32 @@ func (pc *conn) roundTrip(ctx context.Context, req *http.Request, o *outgoing, b
 	}
 	resp.Body = &answerBody{pc: pc, rc: resp.Body, stop: stop, keep: keep, req: req, dl: *dl}
 	return resp, false, nil
+}
+
+// headerDeadline sets pc's read deadline for the answer's header, when
+// Options.ResponseHeaderTimeout ends it before dl does, and returns it
+// (zero: none set).
+func (pc *conn) headerDeadline(dl *deadline) time.Time {
+	t := pc.c.opts.ResponseHeaderTimeout
+	if t <= 0 {
+		return time.Time{}
+	}
+	at := time.Now().Add(t)
+	if !dl.at.IsZero() && !at.Before(dl.at) {
+		return time.Time{}
+	}
+	pc.nc.SetReadDeadline(at)
+	return at
+}
+
+// headerTimedOut is err, said to be the response header timeout's doing
+// when that timeout (set at headerBy; zero: none) ended the read, not the
+// context or the call's deadline.
+func (c *Client) headerTimedOut(ctx context.Context, err error, headerBy time.Time) error {
+	if headerBy.IsZero() || ctx.Err() != nil || !isTimeout(err) {
+		return err
+	}
+	return &stopped{reason: context.DeadlineExceeded, what: "response header timeout (" + c.opts.ResponseHeaderTimeout.String() + ") exceeded", err: err}
 }
 
 // write writes req's head and body to pc. werr is the connection's error,

@@ -62,6 +62,19 @@ func (e *callError) Error() string {
 
 func (e *callError) Unwrap() error { return e.err }
 
+// Unsent reports whether the call failed before any byte of its request
+// was written: its context had ended, the request was refused, the proxy
+// setting did not parse, or no connection could be made. A caller whose
+// server bills what it reads (a model provider) knows then that nothing
+// reached it.
+func (e *callError) Unsent() bool {
+	switch e.stage {
+	case "find the proxy", "start", "check the request", "connect":
+		return true
+	}
+	return false
+}
+
 // Timeout reports whether the call ran out of time: a net.Error's.
 func (e *callError) Timeout() bool {
 	var t interface{ Timeout() bool }

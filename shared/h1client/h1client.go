@@ -55,6 +55,19 @@ type Options struct {
 	// read: dial, write, the answer's header and body. The request's
 	// context bounds it too, when it ends sooner. 0: only the context.
 	CallTimeout time.Duration
+	// ResponseHeaderTimeout bounds the wait for an answer's header once
+	// the request is written, as net/http's Transport field of that name
+	// does; the body is not bounded by it. 0: only the call's bounds.
+	ResponseHeaderTimeout time.Duration
+	// NeverResend sends every request at most once, for servers that act
+	// on (and bill) each request they read, as a model provider does. A
+	// pooled connection is then checked before it is used (one
+	// non-blocking peek at its socket, on Linux and macOS): one the server
+	// closed, or sent anything on, while idle is closed and another taken
+	// or dialled; and a call that fails after its request was written
+	// fails, whatever happened (see Do). false: AWS's case, where the
+	// callers keep their writes idempotent.
+	NeverResend bool
 	// MaxIdleConnsPerHost is how many idle connections to one scheme, host
 	// and port are kept for reuse; past it the oldest is closed. 0 keeps
 	// none: every call dials.
@@ -177,7 +190,9 @@ func (c *Client) tlsConfig(serverName string) *tls.Config {
 //     closed before its end, it closes the connection.
 //   - The call (dial, write, the answer's header and body) ends at the
 //     sooner of the context's deadline and Options.CallTimeout from now;
-//     a context that ends during the call interrupts it at once. Its error
+//     the answer's header must also arrive within
+//     Options.ResponseHeaderTimeout of the request's write. A context
+//     that ends during the call interrupts it at once. Its error
 //     then matches ctx.Err() with errors.Is (context.Canceled or
 //     context.DeadlineExceeded); a call that ran out of time matches
 //     context.DeadlineExceeded and is a net.Error whose Timeout is true,
@@ -187,7 +202,9 @@ func (c *Client) tlsConfig(serverName string) *tls.Config {
 //     failed; they never hold a header's value, which for AWS calls holds
 //     a signature or a session token.
 //
-// When a connection taken from the pool turns out closed by the server
+// With Options.NeverResend, a request is written once at most: a call
+// that fails after writing it returns its error. Without it, when a
+// connection taken from the pool turns out closed by the server
 // (nothing of an answer arrives: the read meets EOF or a reset, whether
 // the write failed or not), the request is sent once more, at once, on a
 // new connection, provided its body can be sent again (no body, or
@@ -237,19 +254,27 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 		dl.at, dl.fromCtx = d, true
 	}
 	h, pc := c.take(req.URL)
+	for pc != nil && c.opts.NeverResend && !pc.alive() {
+		pc.nc.Close()
+		h, pc = c.take(req.URL)
+	}
 	body := o.body
 	for attempt := 1; ; attempt++ {
 		if pc == nil {
 			if pc, err = c.dial(ctx, h, &dl); err != nil {
 				closeReader(body)
-				return nil, c.fail(req, "connect", err, &dl)
+				stage := "connect"
+				if attempt > 1 {
+					stage = "connect to send it again" // it was written once: not Unsent
+				}
+				return nil, c.fail(req, stage, err, &dl)
 			}
 		}
 		resp, retry, err := pc.roundTrip(ctx, req, &o, body, &dl)
 		if err == nil {
 			return resp, nil
 		}
-		if !retry || attempt > 1 || ctx.Err() != nil {
+		if !retry || attempt > 1 || ctx.Err() != nil || c.opts.NeverResend {
 			return nil, err
 		}
 		if body != nil {
