@@ -148,9 +148,11 @@ func (c *Client) defaultFallback() *http.Client {
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         dialer.DialContext,
 			TLSHandshakeTimeout: c.opts.DialTimeout,
-			MaxIdleConnsPerHost: c.maxIdle,
-			IdleConnTimeout:     c.idleTime,
-			TLSClientConfig:     tlsConfig,
+			MaxIdleConnsPerHost:   c.maxIdle,
+			IdleConnTimeout:       c.idleTime,
+			ResponseHeaderTimeout: c.opts.ResponseHeaderTimeout,
+			DisableCompression:    true, // as this client: no Accept-Encoding added
+			TLSClientConfig:       tlsConfig,
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}

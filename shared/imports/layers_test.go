@@ -54,7 +54,7 @@ var layers = map[string][]string{
 	"shared/secrets":              {"shared/awsjson", "shared/cache"},
 	"shared/config":               {"shared/ledger", "shared/rollover"},
 	// services
-	"shared/proxy": {"shared/apierror", "shared/apikey", "shared/budget", "shared/cache", "shared/ledger",
+	"shared/proxy": {"shared/apierror", "shared/apikey", "shared/budget", "shared/cache", "shared/h1client", "shared/ledger",
 		"shared/money", "shared/pages", "shared/pricing", "shared/provider", "shared/sse", "shared/user"},
 	"shared/admin/request":  {"shared/apierror"},
 	"shared/admin/response": {"shared/apierror", "shared/storeerr"},

@@ -324,6 +324,7 @@ func (h *Handler) attempt(w http.ResponseWriter, x *exchange, m *meter, retry bo
 	}
 	up.Header.Set("Content-Type", "application/json")
 	up.Header.Set("Accept-Encoding", "identity")
+	up.Header.Set("User-Agent", userAgent)
 	provider.Authorize(up.Header, x.prov.Provider, x.apiKey)
 
 	resp, err := h.cfg.Client.Do(up)
@@ -393,6 +394,9 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, x *exchange
 	w.WriteHeader(resp.StatusCode)
 	return started(m.copyJSON(w, resp.Body))
 }
+
+// userAgent names stipend to providers (the client's own is not passed on).
+const userAgent = "stipend"
 
 // forwardedHeaders are the client headers passed upstream; everything else
 // (cookies, organisation or project selectors, identity headers) stays behind.

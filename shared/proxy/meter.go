@@ -52,9 +52,8 @@ func (h *Handler) newMeter(x *exchange) *meter {
 func (m *meter) upstreamFailed(ctx context.Context, err error) error {
 	m.ev.Incomplete = true
 	var ne net.Error
-	var oe *net.OpError
 	// A refused or failed dial never reached the provider: nothing to bill.
-	m.served = !(errors.As(err, &oe) && oe.Op == "dial")
+	m.served = !unsent(err)
 	switch {
 	case context.Cause(ctx) == errIdle || errors.As(err, &ne) && ne.Timeout():
 		m.ev.Status, m.ev.ErrorCode = http.StatusGatewayTimeout, apierror.CodeUpstreamTimeout
@@ -180,10 +179,20 @@ func (m *meter) finish() {
 // setting's price, the event marked estimated. What it generated is not
 // known and not charged.
 func (m *meter) dropAttempt(err error) {
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "dial" {
+	if unsent(err) {
 		return
 	}
 	m.dropped.PromptTokens += m.prompt
 	m.droppedCost += m.price.Cost(ledger.Usage{PromptTokens: m.prompt})
+}
+
+// unsent reports whether err, from HTTPClient.Do, says the request never
+// left (see HTTPClient): a provider cannot bill it.
+func unsent(err error) bool {
+	var u interface{ Unsent() bool }
+	if errors.As(err, &u) {
+		return u.Unsent()
+	}
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
 }

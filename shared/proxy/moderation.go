@@ -115,6 +115,7 @@ func (h *Handler) moderate(ctx context.Context, prov *provider.Setting, apiKey s
 		return apierror.Wrap(err, http.StatusBadGateway, apierror.CodeUpstreamError, "could not build the moderation request")
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", userAgent)
 	provider.Authorize(req.Header, prov.Provider, apiKey)
 	resp, err := h.cfg.Client.Do(req)
 	if err != nil {

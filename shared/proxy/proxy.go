@@ -122,7 +122,7 @@ type Config struct {
 	MinLoweredTokens int64
 
 	// Client calls upstream. Default: NewUpstreamClient(DefaultTimeouts).
-	Client *http.Client
+	Client HTTPClient
 	// IdleTimeout ends a response when upstream sends nothing for this long
 	// (default 120 s).
 	IdleTimeout time.Duration

@@ -490,6 +490,9 @@ func TestStreamUsage(t *testing.T) {
 			if up.Header.Get("Openai-Organization") != "" || up.Header.Get("X-Custom-Id") != "" {
 				t.Fatalf("client headers leaked upstream: %v", up.Header)
 			}
+			if ua := up.Header.Get("User-Agent"); ua != "stipend" {
+				t.Errorf("upstream User-Agent = %q, want stipend", ua)
+			}
 			ev := e.store.waitEvent(t)
 			if ev.Usage != tt.want || ev.Cost != tt.wantCost || ev.Estimated || ev.Incomplete {
 				t.Fatalf("event usage %+v cost %d (est %v inc %v), want %+v %d", ev.Usage, ev.Cost, ev.Estimated, ev.Incomplete, tt.want, tt.wantCost)
