@@ -145,9 +145,9 @@ func (c *Client) defaultFallback() *http.Client {
 	return &http.Client{
 		Timeout: c.opts.CallTimeout,
 		Transport: &http.Transport{
-			Proxy:               http.ProxyFromEnvironment,
-			DialContext:         dialer.DialContext,
-			TLSHandshakeTimeout: c.opts.DialTimeout,
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           dialer.DialContext,
+			TLSHandshakeTimeout:   c.opts.DialTimeout,
 			MaxIdleConnsPerHost:   c.maxIdle,
 			IdleConnTimeout:       c.idleTime,
 			ResponseHeaderTimeout: c.opts.ResponseHeaderTimeout,
