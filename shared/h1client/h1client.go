@@ -1,13 +1,15 @@
-// Package h1client is the HTTP client of the AWS calls (DynamoDB and
-// Secrets Manager through shared/awsjson, and the SDK's service clients
-// that tests and tools build on awsenv's configuration): HTTP/1.1 over
-// keep-alive connections pooled per scheme, host and port, each call made
-// synchronously on the caller's goroutine.
+// Package h1client is an HTTP/1.1 client whose calls run on the caller's
+// goroutine, over keep-alive connections pooled per scheme, host and port.
+// It carries the AWS calls (DynamoDB and Secrets Manager through
+// shared/awsjson, and the SDK's service clients that tests and tools build
+// on awsenv's configuration) and the proxy's calls to model providers
+// (proxy.NewUpstreamClient, with Options.NeverResend and
+// Options.ResponseHeaderTimeout).
 //
-// It exists for CPU. The proxy makes four AWS calls per proxied request,
-// and its CPU per request is the one target it still missed. With 32
-// concurrent callers, GOMAXPROCS=1, 1 KB POST bodies and small answers over
-// loopback, net/http's client cost 23.6 µs of CPU per call and this design
+// It exists for CPU. The proxy makes four AWS calls and one provider call
+// per proxied request, and its CPU per request is the one target it still
+// missed. With 32 concurrent callers, GOMAXPROCS=1, 1 KB POST bodies and
+// small answers over loopback, net/http's client cost 23.6 µs of CPU per call and this design
 // 13.5 µs: net/http's transport hands every request to two goroutines of
 // its connection (writeLoop and readLoop), with channels, selects and
 // allocations between them and the caller. Here the caller writes the
@@ -26,7 +28,8 @@
 // timers, and no goroutine watches them: a connection the server closed
 // while idle is found out by the next call that takes it, which then
 // tries once more on a new connection (Client.Do says when and why that
-// is safe).
+// is safe), or, with Options.NeverResend, by a non-blocking peek at the
+// socket before the request is written.
 package h1client
 
 import (
