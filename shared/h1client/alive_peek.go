@@ -11,13 +11,9 @@ import (
 // server has neither closed it nor sent anything on it since. It peeks at
 // the socket without blocking: one system call, no byte consumed.
 func (pc *conn) alive() bool {
-	sc, ok := pc.raw.Conn.(syscall.Conn)
-	if !ok {
+	rc := pc.raw.sys
+	if rc == nil {
 		return true // not a socket (tests' pipes): nothing to peek at
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return false
 	}
 	// The last call's deadline may have passed while it was idle, and a
 	// passed deadline fails the peek; the next call sets its own.
@@ -26,7 +22,7 @@ func (pc *conn) alive() bool {
 	}
 	var perr error
 	var b [1]byte
-	err = rc.Read(func(fd uintptr) bool {
+	err := rc.Read(func(fd uintptr) bool {
 		_, _, perr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
 		return true // never wait
 	})

@@ -15,6 +15,7 @@ import (
 	"net/textproto"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -60,6 +61,7 @@ type conn struct {
 type countingConn struct {
 	net.Conn
 	read int64
+	sys  syscall.RawConn // the socket's, for alive; nil when not a socket
 }
 
 func (c *countingConn) Read(p []byte) (int, error) {

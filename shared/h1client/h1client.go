@@ -64,12 +64,17 @@ type Options struct {
 	ResponseHeaderTimeout time.Duration
 	// NeverResend sends every request at most once, for servers that act
 	// on (and bill) each request they read, as a model provider does. A
-	// pooled connection is then checked before it is used (one
-	// non-blocking peek at its socket, on Linux and macOS): one the server
-	// closed, or sent anything on, while idle is closed and another taken
-	// or dialled; and a call that fails after its request was written
-	// fails, whatever happened (see Do). false: AWS's case, where the
-	// callers keep their writes idempotent.
+	// pooled connection idle for a second or more is then checked before
+	// it is used (one non-blocking peek at its socket, on Linux and
+	// macOS): one the server closed, or sent anything on, while idle is
+	// closed and another taken or dialled. A call that fails after its
+	// request was written fails, whatever happened (see Do): so does one
+	// on a connection the server closed less than a second after its last
+	// answer, or while the request was being written, as net/http's
+	// client fails a POST then. (Servers close idle connections after
+	// seconds or minutes; the peek costs a system call, which a busy
+	// client, reusing connections at once, does not pay.) false: AWS's
+	// case, where the callers keep their writes idempotent.
 	NeverResend bool
 	// MaxIdleConnsPerHost is how many idle connections to one scheme, host
 	// and port are kept for reuse; past it the oldest is closed. 0 keeps
@@ -101,26 +106,30 @@ type Options struct {
 // whole life: it is meant for a few endpoints (AWS's), not for arbitrary
 // URLs.
 type Client struct {
-	opts     Options // with Fallback and Proxy set
-	dialer   net.Dialer
-	tlsBase  *tls.Config      // nil: crypto/tls's defaults
-	now      func() time.Time // the clock of idle connections' ages (tests set it)
-	mu       sync.Mutex
-	hosts    map[hostKey]*host // guarded by mu
-	maxIdle  int
-	idleTime time.Duration
+	opts    Options // with Fallback and Proxy set
+	dialer  net.Dialer
+	tlsBase *tls.Config      // nil: crypto/tls's defaults
+	now     func() time.Time // the clock of idle connections' ages (tests set it)
+	// peekAfter is how long a connection must have been idle for
+	// NeverResend to peek at it before use (peekIdle; tests set 0).
+	peekAfter time.Duration
+	mu        sync.Mutex
+	hosts     map[hostKey]*host // guarded by mu
+	maxIdle   int
+	idleTime  time.Duration
 }
 
 // New returns a Client with opts. It dials nothing until a call needs a
 // connection.
 func New(opts Options) *Client {
 	c := &Client{
-		opts:     opts,
-		dialer:   net.Dialer{KeepAlive: 30 * time.Second},
-		now:      wallClock,
-		hosts:    map[hostKey]*host{},
-		maxIdle:  max(opts.MaxIdleConnsPerHost, 0),
-		idleTime: opts.IdleConnTimeout,
+		opts:      opts,
+		dialer:    net.Dialer{KeepAlive: 30 * time.Second},
+		now:       wallClock,
+		peekAfter: peekIdle,
+		hosts:     map[hostKey]*host{},
+		maxIdle:   max(opts.MaxIdleConnsPerHost, 0),
+		idleTime:  opts.IdleConnTimeout,
 	}
 	if opts.TLSConfig != nil {
 		c.tlsBase = opts.TLSConfig.Clone()
@@ -133,6 +142,9 @@ func New(opts Options) *Client {
 	}
 	return c
 }
+
+// peekIdle is Client.peekAfter: see Options.NeverResend.
+const peekIdle = time.Second
 
 // wallClock is the time without its monotonic reading: an idle
 // connection's age is measured in wall time, which goes on while a Lambda
@@ -259,7 +271,7 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 		dl.at, dl.fromCtx = d, true
 	}
 	h, pc := c.take(req.URL)
-	for pc != nil && c.opts.NeverResend && !pc.alive() {
+	for pc != nil && c.opts.NeverResend && c.now().Sub(pc.idleSince) >= c.peekAfter && !pc.alive() {
 		pc.nc.Close()
 		h, pc = c.take(req.URL)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"syscall"
 	"time"
 )
 
@@ -149,6 +150,9 @@ func (c *Client) dial(ctx context.Context, h *host, dl *deadline) (*conn, error)
 		return nil, dialError(err)
 	}
 	raw := &countingConn{Conn: tcp}
+	if sc, ok := tcp.(syscall.Conn); ok {
+		raw.sys, _ = sc.SyscallConn()
+	}
 	var nc net.Conn = raw
 	if h.tls != nil {
 		tc := tls.Client(raw, h.tls)

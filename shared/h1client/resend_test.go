@@ -33,6 +33,7 @@ func TestNeverResend(t *testing.T) {
 		handler     http.HandlerFunc // answers the calls after the first (echo)
 		closeIdle   bool             // the server closes its idle connections between the calls
 		noGetBody   bool
+		peekAfter   time.Duration // how long idle before a peek (0: always)
 		wantErr     bool
 		wantReqs    int32 // the server's, over both calls
 		wantConns   int32
@@ -43,6 +44,8 @@ func TestNeverResend(t *testing.T) {
 			handler: echo, closeIdle: true, wantReqs: 2, wantConns: 2},
 		{name: "closed while idle, a body without GetBody: still sent, once", neverResend: true,
 			handler: echo, closeIdle: true, noGetBody: true, wantReqs: 2, wantConns: 2},
+		{name: "closed after less idle time than a peek waits for: not sent again", neverResend: true,
+			handler: echo, closeIdle: true, peekAfter: time.Hour, wantErr: true, wantReqs: 1, wantConns: 1},
 		{name: "read, then closed without an answer, on a reused connection: not sent again", neverResend: true,
 			handler: hangUp, wantErr: true, wantReqs: 2, wantConns: 1},
 		{name: "the same without NeverResend: sent again (and hung up on again)",
@@ -61,6 +64,7 @@ func TestNeverResend(t *testing.T) {
 			o := options(srv.Server)
 			o.NeverResend = tt.neverResend
 			c := New(o)
+			c.peekAfter = tt.peekAfter
 			defer c.CloseIdleConnections()
 			if _, _, err := call(t, c, srv.URL, "{}"); err != nil {
 				t.Fatal(err)
@@ -115,6 +119,7 @@ func TestNeverResend(t *testing.T) {
 		o := options(nil)
 		o.NeverResend = true
 		c := New(o)
+		c.peekAfter = 0
 		for i := range 2 {
 			if _, body, err := call(t, c, "http://"+srv.addr+"/", "{}"); err != nil || body != "{}" {
 				t.Fatalf("call %d = %q, %v", i, body, err)
