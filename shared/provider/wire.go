@@ -153,15 +153,26 @@ type payload struct {
 	} `json:"message"`
 }
 
-// ReadPayload reads one response body or stream event's data: it writes
-// the generated text it carries (content, refusals, tool calls, Responses
-// API and Anthropic deltas, thinking) to text, and returns the usage it
-// reports, or nil. Data that is not a JSON object ("[DONE]", comments,
-// keep-alives, anything unreadable) carries neither.
+// ReadPayload reads one response body or stream event's data: it returns
+// the usage it reports, or nil, and when it reports none it writes the
+// generated text it carries (content, refusals, tool calls, Responses API
+// and Anthropic deltas, thinking) to text, from which the usage can be
+// estimated. Data that is not a JSON object ("[DONE]", comments,
+// keep-alives, anything unreadable) carries neither. A usage in a
+// top-level "usage" member (a whole non-streamed answer, the last event of
+// a stream) is read without decoding the rest (topUsage).
 func ReadPayload(data []byte, text io.StringWriter) *ledger.Usage {
 	if len(data) == 0 || data[0] != '{' {
 		return nil
 	}
+	if u := topUsage(data); u != nil {
+		return u
+	}
+	return decodePayload(data, text)
+}
+
+// decodePayload is ReadPayload by decoding all of data, a JSON object.
+func decodePayload(data []byte, text io.StringWriter) *ledger.Usage {
 	var p payload
 	if err := json.Unmarshal(data, &p); err != nil {
 		return nil // not ours to judge; the client got it verbatim
