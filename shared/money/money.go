@@ -72,23 +72,35 @@ func digits(s string) bool {
 }
 
 // String formats n as dollars with trailing zeros removed: "0.00015", "2", "-1.5".
-func (n Nanos) String() string {
-	sign := ""
-	u := int64(n)
-	if u < 0 {
-		sign = "-"
-		u = -u
+func (n Nanos) String() string { return string(n.Append(nil)) }
+
+// Append appends n as String writes it.
+func (n Nanos) Append(b []byte) []byte {
+	u := uint64(n)
+	if n < 0 {
+		b = append(b, '-')
+		u = -u // two's complement: right for math.MinInt64 too
 	}
-	whole, frac := u/int64(Dollar), u%int64(Dollar)
+	b = strconv.AppendUint(b, u/uint64(Dollar), 10)
+	frac := u % uint64(Dollar)
 	if frac == 0 {
-		return sign + strconv.FormatInt(whole, 10)
+		return b
 	}
-	fs := strings.TrimRight(fmt.Sprintf("%09d", frac), "0")
-	return sign + strconv.FormatInt(whole, 10) + "." + fs
+	var digits [9]byte // frac's nine decimals, zero-padded
+	for i := len(digits) - 1; i >= 0; i-- {
+		digits[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	end := len(digits)
+	for digits[end-1] == '0' {
+		end--
+	}
+	b = append(b, '.')
+	return append(b, digits[:end]...)
 }
 
 // MarshalJSON writes n as a JSON number of dollars, exactly.
-func (n Nanos) MarshalJSON() ([]byte, error) { return []byte(n.String()), nil }
+func (n Nanos) MarshalJSON() ([]byte, error) { return n.Append(nil), nil }
 
 // UnmarshalJSON reads a JSON number (or numeric string) of dollars exactly.
 func (n *Nanos) UnmarshalJSON(b []byte) error {

@@ -3,6 +3,10 @@ package money
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -59,5 +63,38 @@ func TestJSON(t *testing.T) {
 	b, _ := json.Marshal(v)
 	if string(b) != `{"A":0.1,"B":2.5,"C":0.001}` {
 		t.Fatalf("marshal = %s", b)
+	}
+}
+
+// TestAppend checks Append (and so String) against a plain formatting of
+// the same value with fmt, on random values of every size.
+func TestAppend(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	values := []Nanos{0, 1, -1, Dollar, -Dollar, 1500000000, 150000, 123456789, 999999999, 1<<63 - 1, -(1<<63 - 1)}
+	for range 5000 {
+		v := Nanos(rng.Int64() >> rng.IntN(63))
+		if rng.IntN(2) == 0 {
+			v = -v
+		}
+		values = append(values, v)
+	}
+	for _, v := range values {
+		sign, u := "", int64(v)
+		if u < 0 {
+			sign, u = "-", -u
+		}
+		want := sign + strconv.FormatInt(u/int64(Dollar), 10)
+		if frac := u % int64(Dollar); frac != 0 {
+			want += "." + strings.TrimRight(fmt.Sprintf("%09d", frac), "0")
+		}
+		if got := string(v.Append([]byte("x"))); got != "x"+want {
+			t.Fatalf("Append(%d) = %s, want x%s", int64(v), got, want)
+		}
+		if got := v.String(); got != want {
+			t.Fatalf("String(%d) = %s, want %s", int64(v), got, want)
+		}
+	}
+	if got := Nanos(-1 << 63).String(); got != "-9223372036.854775808" {
+		t.Errorf("the smallest Nanos is %s", got)
 	}
 }

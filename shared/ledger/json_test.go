@@ -1,0 +1,88 @@
+package ledger
+
+import (
+	"encoding/json"
+	"math/rand/v2"
+	"reflect"
+	"testing"
+
+	"github.com/stipend/stipend/shared/money"
+)
+
+// TestEventJSON holds AppendJSON to encoding/json's Marshal: on events with
+// every field set (so that a field added to Event and not to AppendJSON
+// fails here), with every field zero, and with random subsets of fields
+// set to random values.
+func TestEventJSON(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var events []Event
+	events = append(events, Event{}, filled(rng, 1))
+	for range 500 {
+		events = append(events, filled(rng, 0.5))
+	}
+	for _, e := range events {
+		want, err := json.Marshal(&e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.AppendJSON([]byte("x")); string(got) != "x"+string(want) {
+			t.Fatalf("AppendJSON:\n%s\nMarshal:\nx%s", got, want)
+		}
+	}
+}
+
+// filled is an Event whose fields (and its Usage's) are each set, with
+// probability p, to a random non-zero value.
+func filled(rng *rand.Rand, p float64) Event {
+	strs := []string{"a", "gpt-4o-mini", `q"<>&\`, "é\u2028\xff", "\n\t\x01"}
+	var e Event
+	var fill func(v reflect.Value)
+	fill = func(v reflect.Value) {
+		for i := range v.NumField() {
+			f := v.Field(i)
+			if f.Kind() == reflect.Struct {
+				fill(f)
+				continue
+			}
+			if rng.Float64() >= p {
+				continue
+			}
+			switch f.Kind() {
+			case reflect.String:
+				f.SetString(strs[rng.IntN(len(strs))])
+			case reflect.Bool:
+				f.SetBool(true)
+			case reflect.Int, reflect.Int64:
+				n := rng.Int64N(1<<40) + 1
+				if rng.IntN(4) == 0 {
+					n = -n
+				}
+				f.SetInt(n)
+			default:
+				panic("filled: a field of kind " + f.Kind().String() + ": teach filled and AppendJSON about it")
+			}
+		}
+	}
+	fill(reflect.ValueOf(&e).Elem())
+	return e
+}
+
+// BenchmarkEventJSON compares AppendJSON with Marshal on a typical event.
+func BenchmarkEventJSON(b *testing.B) {
+	e := Event{ID: "01JABCDEF", KeyID: "k1", ProviderID: "openai", Model: "gpt-4o-mini", Path: "/v1/chat/completions",
+		Method: "POST", Status: 200, Usage: Usage{PromptTokens: 300, CompletionTokens: 120}, Cost: 3 * money.Dollar / 10000,
+		LatencyMs: 850, CreatedAt: 1700000000000, ReservedCost: money.Dollar / 1000}
+	b.Run("AppendJSON", func(b *testing.B) {
+		b.ReportAllocs()
+		buf := make([]byte, 0, 512)
+		for b.Loop() {
+			buf = e.AppendJSON(buf[:0])
+		}
+	})
+	b.Run("Marshal", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			json.Marshal(&e)
+		}
+	})
+}
