@@ -80,10 +80,7 @@ func eventItem(ev *ledger.Event, retention time.Duration) (map[string]ddb.Attrib
 	respBody, respCut := safeBody(ev.ResponseBody)
 	data.RequestBodyTruncated = data.RequestBodyTruncated || reqCut
 	data.ResponseBodyTruncated = data.ResponseBodyTruncated || respCut
-	b, err := json.Marshal(&data)
-	if err != nil {
-		return nil, fmt.Errorf("encode event %s: %w", ev.ID, err)
-	}
+	b := data.AppendJSON(make([]byte, 0, 512))
 	sk := eventSK(ev.CreatedAt, ev.ID)
 	item := key(eventPK(ev.KeyID), sk)
 	item[attrExpires] = num(time.UnixMilli(ev.CreatedAt).Add(retention).Unix())

@@ -65,6 +65,7 @@ import (
 
 	"github.com/stipend/stipend/shared/budget"
 	"github.com/stipend/stipend/shared/dynamo/ddb"
+	"github.com/stipend/stipend/shared/jsonenc"
 	"github.com/stipend/stipend/shared/ledger"
 	"github.com/stipend/stipend/shared/money"
 )
@@ -213,6 +214,90 @@ type entryEvent struct {
 	Status         int    `json:"x,omitempty"`
 }
 
+// appendJSON appends en's JSON to b: the bytes encoding/json's Marshal
+// writes for it (TestEntryJSON holds it to that), without reflection but
+// for the charges of other owners, which a key without user or
+// organisation limits has none of.
+func (en *ledgerEntry) appendJSON(b []byte) ([]byte, error) {
+	o := jsonenc.Open(b)
+	o.Int("d", en.Deadline)
+	o.Name("c")
+	o.B = en.Cost.Append(o.B)
+	o.Name("u")
+	u := jsonenc.Open(o.B)
+	for _, f := range [...]struct {
+		name string
+		n    int64
+	}{{"p", en.Usage.Prompt}, {"c", en.Usage.Cached}, {"o", en.Usage.Completion}, {"w", en.Usage.CacheWrite}} {
+		if f.n != 0 {
+			u.Int(f.name, f.n)
+		}
+	}
+	o.B = u.Close()
+	if len(en.Own) > 0 {
+		o.Name("k")
+		for i, c := range en.Own {
+			if i == 0 {
+				o.B = append(o.B, '[')
+			} else {
+				o.B = append(o.B, ',')
+			}
+			co := jsonenc.Open(o.B)
+			co.String("n", c.Name)
+			co.Int("a", c.Amount)
+			o.B = co.Close()
+		}
+		o.B = append(o.B, ']')
+	}
+	if len(en.Others) > 0 {
+		others, err := json.Marshal(en.Others)
+		if err != nil {
+			return nil, err
+		}
+		o.Name("o")
+		o.B = append(o.B, others...)
+	}
+	if len(en.Deferred) > 0 {
+		o.Name("f")
+		for i, d := range en.Deferred {
+			if i == 0 {
+				o.B = append(o.B, '[')
+			} else {
+				o.B = append(o.B, ',')
+			}
+			o.B = jsonenc.String(o.B, d)
+		}
+		o.B = append(o.B, ']')
+	}
+	o.Name("e")
+	ev, e := jsonenc.Open(o.B), &en.Event
+	for _, f := range [...]struct{ name, s string }{{"u", e.UserID}, {"p", e.ProviderID}, {"m", e.Model}, {"a", e.Path}, {"h", e.Method}} {
+		if f.s != "" {
+			ev.String(f.name, f.s)
+		}
+	}
+	if e.Stream {
+		ev.Bool("s", true)
+	}
+	if e.CustomID != "" {
+		ev.String("i", e.CustomID)
+	}
+	if e.CreatedAt != 0 {
+		ev.Int("t", e.CreatedAt)
+	}
+	if e.RequestedModel != "" {
+		ev.String("r", e.RequestedModel)
+	}
+	if e.Status != 0 {
+		ev.Int("x", int64(e.Status))
+	}
+	o.B = ev.Close()
+	if en.Funded != 0 {
+		o.Int("F", en.Funded)
+	}
+	return o.Close(), nil
+}
+
 func encodeEntry(r *budget.Reservation, p *ledgerPlan) (string, error) {
 	u, ev := r.Usage, r.Event
 	en := ledgerEntry{
@@ -234,7 +319,7 @@ func encodeEntry(r *budget.Reservation, p *ledgerPlan) (string, error) {
 		pk, sk := counterKey(c.Owner, c.Counter)
 		en.Deferred = append(en.Deferred, pk+" "+sk)
 	}
-	b, err := json.Marshal(en)
+	b, err := en.appendJSON(make([]byte, 0, 512))
 	if err != nil {
 		return "", fmt.Errorf("encode reservation %s: %w", r.ID, err)
 	}

@@ -29,6 +29,7 @@ var layers = map[string][]string{
 	"shared/awsjson":   nil,
 	"shared/cache":     nil,
 	"shared/imports":   nil,
+	"shared/jsonenc":   nil,
 	"shared/keyvault":  nil,
 	"shared/money":     nil,
 	"shared/pages":     nil,
@@ -43,7 +44,7 @@ var layers = map[string][]string{
 	"shared/tokenizer/internal/gen":      {"shared/tokenizer/internal/bpetable"}, // a go generate command
 	// domain
 	"shared/apikey":   {"shared/money"},
-	"shared/ledger":   {"shared/money"},
+	"shared/ledger":   {"shared/jsonenc", "shared/money"},
 	"shared/auditlog": nil,
 	"shared/user":     {"shared/money"},
 	"shared/provider": {"shared/ledger"},
@@ -74,7 +75,7 @@ var layers = map[string][]string{
 	"shared/rollover": {"shared/apikey", "shared/budget", "shared/ledger", "shared/user"},
 	// storage
 	"shared/dynamo/ddb":        {"shared/awsjson"}, // DynamoDB's API, without the SDK's service package
-	"shared/dynamo":            {"shared/apikey", "shared/auditlog", "shared/budget", "shared/dynamo/ddb", "shared/ledger", "shared/money", "shared/provider", "shared/storeerr", "shared/user"},
+	"shared/dynamo":            {"shared/apikey", "shared/auditlog", "shared/budget", "shared/dynamo/ddb", "shared/jsonenc", "shared/ledger", "shared/money", "shared/provider", "shared/storeerr", "shared/user"},
 	"shared/dynamo/dynamotest": {"shared/dynamo", "shared/dynamo/ddb"},
 }
 
