@@ -375,10 +375,25 @@ func (s *Store) reclaimHolder(ctx context.Context, h string, cs []budget.Counter
 	}
 	s.accountOne(out.ConsumedCapacity)
 	item := out.Attributes
-	for attempt := 0; ; attempt++ {
-		if attempt >= 20 {
+	// Each lost race is the key drawing on what it holds (after the mark
+	// nothing gives back to it), so what it holds shrinks, and the loop
+	// ends when it is gone: only races that take nothing off (a grant under
+	// newer settings, which the take-back then takes too) are counted, so
+	// that a busy key drawing again and again does not fail a reserve of
+	// another key (the reserve's timeout bounds the whole).
+	held, stalled := int64(-1), 0
+	for {
+		total := int64(0)
+		for _, c := range cs {
+			total += max(getN(item, allowAttr(c)), 0)
+		}
+		if held >= 0 && total >= held {
+			stalled++
+		}
+		if stalled >= 20 {
 			return fmt.Errorf("take back the allowances of key %s: %w", h, errRace)
 		}
+		held = total
 		e := newExpression()
 		items := []ddb.TransactWriteItem{}
 		for _, c := range cs {
