@@ -30,6 +30,7 @@ var layers = map[string][]string{
 	"shared/cache":     nil,
 	"shared/imports":   nil,
 	"shared/jsonenc":   nil,
+	"shared/jsonscan":  nil,
 	"shared/keyvault":  nil,
 	"shared/money":     nil,
 	"shared/pages":     nil,
@@ -47,7 +48,7 @@ var layers = map[string][]string{
 	"shared/ledger":   {"shared/jsonenc", "shared/money"},
 	"shared/auditlog": nil,
 	"shared/user":     {"shared/money"},
-	"shared/provider": {"shared/ledger"},
+	"shared/provider": {"shared/jsonscan", "shared/ledger"},
 	"shared/pricing":  {"shared/ledger", "shared/money"},
 	// a go generate command
 	"shared/pricing/internal/gen": {"shared/pricing"},
@@ -55,7 +56,7 @@ var layers = map[string][]string{
 	"shared/secrets":              {"shared/awsjson", "shared/cache"},
 	"shared/config":               {"shared/ledger", "shared/rollover"},
 	// services
-	"shared/proxy": {"shared/apierror", "shared/apikey", "shared/budget", "shared/cache", "shared/h1client", "shared/ledger",
+	"shared/proxy": {"shared/apierror", "shared/apikey", "shared/budget", "shared/cache", "shared/h1client", "shared/jsonscan", "shared/ledger",
 		"shared/money", "shared/pages", "shared/pricing", "shared/provider", "shared/sse", "shared/user"},
 	"shared/admin/request":  {"shared/apierror"},
 	"shared/admin/response": {"shared/apierror", "shared/storeerr"},

@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/stipend/stipend/shared/apierror"
+	"github.com/stipend/stipend/shared/jsonscan"
 	"github.com/stipend/stipend/shared/pricing"
 )
 
@@ -160,12 +161,11 @@ func parseRequest(path string, body []byte) (request, error) {
 	if !utf8.Valid(body) {
 		return req, apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not valid UTF-8")
 	}
-	// Unmarshal checks the whole body's syntax before it decodes anything.
-	var obj map[string]json.RawMessage
-	var syntax *json.SyntaxError
-	if err := json.Unmarshal(body, &obj); errors.As(err, &syntax) {
+	if !json.Valid(body) {
 		return req, apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body is not valid JSON")
-	} else if err != nil || obj == nil {
+	}
+	obj, err := members(body)
+	if err != nil {
 		return req, apierror.New(http.StatusBadRequest, apierror.CodeInvalidRequest, "request body must be a JSON object")
 	}
 	for _, rules := range [][]fieldRule{commonFields, contentFields(path)} {
@@ -205,6 +205,25 @@ func parseRequest(path string, body []byte) (request, error) {
 		return req, apierror.Wrap(err, http.StatusBadRequest, apierror.CodeInvalidRequest, "request body could not be read")
 	}
 	return req, nil
+}
+
+// members splits body, valid JSON, into its top-level members, the last
+// of a repeated name counting: by jsonscan, whose values are body's own
+// bytes, or (a name written with an escape) by json.Unmarshal, which
+// unescapes it. The values are only read.
+func members(body []byte) (map[string]json.RawMessage, error) {
+	obj := make(map[string]json.RawMessage, 8)
+	if jsonscan.Object(body, func(name, value []byte) bool {
+		obj[string(name)] = value
+		return true
+	}) {
+		return obj, nil
+	}
+	obj = nil
+	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {
+		return nil, errors.New("not a JSON object")
+	}
+	return obj, nil
 }
 
 // read fills req from the body's top-level fields, matching names exactly.

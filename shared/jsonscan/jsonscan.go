@@ -1,0 +1,170 @@
+// Package jsonscan walks the top-level members of a JSON object without
+// decoding them: it finds where each name and value starts and ends, so
+// that a caller decodes only the members it needs (the usage of a
+// provider's answer) or splits a body into its members without copying
+// them (a client's request).
+package jsonscan
+
+// MaxDepth bounds the nesting Object follows inside a value.
+const MaxDepth = 64
+
+// Object calls member for each top-level member of the JSON object data,
+// in order, with its name (the bytes between its quotes) and its value
+// (without the white space around it); member returns false to stop the
+// walk. Object reports whether it walked the whole object: it returns
+// false when member stopped it, and when data is not one object it can
+// walk: not an object, a member name with an escape or a control byte
+// (its bytes would not be its name), brackets that do not match, a string
+// left open, nesting deeper than MaxDepth, or anything but white space
+// after the object. It checks brackets and strings only: numbers and
+// literals are delimited, not checked, so a caller that needs data to be
+// valid JSON checks it with json.Valid.
+func Object(data []byte, member func(name, value []byte) bool) bool {
+	s := scanner{data: data}
+	if !s.skip('{') {
+		return false
+	}
+	if !s.skip('}') {
+		for {
+			name, ok := s.name()
+			if !ok || !s.skip(':') {
+				return false
+			}
+			s.space()
+			start := s.i
+			if !s.value() || !member(name, data[start:s.i]) {
+				return false
+			}
+			if s.skip(',') {
+				continue
+			}
+			if s.skip('}') {
+				break
+			}
+			return false
+		}
+	}
+	s.space()
+	return s.i == len(data)
+}
+
+// scanner walks a JSON text from i.
+type scanner struct {
+	data []byte
+	i    int
+}
+
+// space skips white space.
+func (s *scanner) space() {
+	for s.i < len(s.data) {
+		switch s.data[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// skip skips white space, then c if it comes next, and says whether it did.
+func (s *scanner) skip(c byte) bool {
+	s.space()
+	if s.i < len(s.data) && s.data[s.i] == c {
+		s.i++
+		return true
+	}
+	return false
+}
+
+// name reads a member name: a string without escapes or control bytes (ok
+// false for any other).
+func (s *scanner) name() ([]byte, bool) {
+	if !s.skip('"') {
+		return nil, false
+	}
+	start := s.i
+	for s.i < len(s.data) {
+		c := s.data[s.i]
+		switch {
+		case c == '"':
+			s.i++
+			return s.data[start : s.i-1], true
+		case c == '\\' || c < 0x20:
+			return nil, false
+		}
+		s.i++
+	}
+	return nil, false
+}
+
+// str skips a string whose opening quote is at i.
+func (s *scanner) str() bool {
+	s.i++
+	for s.i < len(s.data) {
+		switch c := s.data[s.i]; {
+		case c == '"':
+			s.i++
+			return true
+		case c == '\\':
+			s.i += 2
+		case c < 0x20:
+			return false
+		default:
+			s.i++
+		}
+	}
+	return false
+}
+
+// value skips one value at i: a string, an object or array (its brackets
+// matched, its strings skipped), or a number or literal (a run of the
+// bytes they are made of).
+func (s *scanner) value() bool {
+	if s.i >= len(s.data) {
+		return false
+	}
+	switch s.data[s.i] {
+	case '"':
+		return s.str()
+	case '{', '[':
+	default:
+		start := s.i
+		for s.i < len(s.data) && isScalarByte(s.data[s.i]) {
+			s.i++
+		}
+		return s.i > start
+	}
+	var open [MaxDepth]byte // the closing brackets awaited, innermost last
+	depth := 0
+	for s.i < len(s.data) {
+		switch c := s.data[s.i]; c {
+		case '"':
+			if !s.str() {
+				return false
+			}
+			continue
+		case '{', '[':
+			if depth == MaxDepth {
+				return false
+			}
+			open[depth] = c + 2 // '{'+2 is '}', '['+2 is ']'
+			depth++
+		case '}', ']':
+			if depth == 0 || open[depth-1] != c {
+				return false
+			}
+			depth--
+			if depth == 0 {
+				s.i++
+				return true
+			}
+		}
+		s.i++
+	}
+	return false
+}
+
+// isScalarByte reports the bytes of numbers and of true, false and null.
+func isScalarByte(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c == '-' || c == '+' || c == '.' || c == 'E'
+}
