@@ -77,7 +77,7 @@ func FuzzObject(f *testing.F) {
 		var want map[string]json.RawMessage
 		err := json.Unmarshal(data, &want)
 		escaped := bytes.IndexByte(data, '\\') >= 0
-		deep := bytes.Count(data, []byte("[")) + bytes.Count(data, []byte("{")) > MaxDepth
+		deep := bytes.Count(data, []byte("["))+bytes.Count(data, []byte("{")) > MaxDepth
 		switch {
 		case ok && (err != nil || want == nil):
 			t.Fatalf("Object walked %q, which json.Unmarshal does not decode into a map (%v)", data, err)
