@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 )
 
 // Overheads added to what the request's text encodes to. They follow
@@ -245,6 +246,30 @@ type part struct {
 	Filename string `json:"filename"`
 }
 
+// jsonString decodes v, a JSON string. One without escapes, in valid
+// UTF-8 (as a request body the proxy checked is), is its bytes between the
+// quotes; others go through json.Unmarshal.
+func jsonString(v json.RawMessage) (string, error) {
+	if n := len(v); n >= 2 && v[0] == '"' && v[n-1] == '"' && plain(v[1:n-1]) {
+		return string(v[1 : n-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(v, &s)
+	return s, err
+}
+
+// plain reports whether b, between a JSON string's quotes, is that
+// string's value as it stands: valid UTF-8 without a quote, a backslash or
+// a control byte.
+func plain(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return utf8.Valid(b)
+}
+
 // content counts a message content: a string, null, or an array of parts.
 func (p prompter) content(v json.RawMessage) (int64, error) {
 	switch kind(v) {
@@ -254,8 +279,8 @@ func (p prompter) content(v json.RawMessage) (int64, error) {
 		}
 		return 0, nil
 	case '"':
-		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
+		s, err := jsonString(v)
+		if err != nil {
 			return 0, err
 		}
 		return p.text(s), nil
@@ -282,8 +307,8 @@ func (p prompter) content(v json.RawMessage) (int64, error) {
 // files by the conservative rules above; anything else as its JSON.
 func (p prompter) part(raw json.RawMessage) (int64, error) {
 	if kind(raw) == '"' { // a bare string, as moderations allow
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		s, err := jsonString(raw)
+		if err != nil {
 			return 0, err
 		}
 		return p.text(s), nil
@@ -368,8 +393,8 @@ func (p prompter) input(v json.RawMessage) (int64, error) {
 		}
 		return 0, nil
 	case '"':
-		var s string
-		if err := json.Unmarshal(v, &s); err != nil {
+		s, err := jsonString(v)
+		if err != nil {
 			return 0, err
 		}
 		return p.text(s), nil

@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -179,6 +180,19 @@ func BenchmarkPrompt(b *testing.B) {
 	for b.Loop() {
 		if _, err := c.Prompt(O200kBase, "/v1/chat/completions", body); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestJSONString holds jsonString's shortcut to json.Unmarshal.
+func TestJSONString(t *testing.T) {
+	for _, v := range []string{`""`, `"plain"`, `"é中🙂"`, `"esc\"aped"`, `"\u00e9\n"`, `"bad ` + "\xff" + `"`,
+		`"ctl` + "\x01" + `"`, `"tab` + "\t" + `"`, `"`, `x`, `"a" `, `1`, `null`} {
+		got, gerr := jsonString(json.RawMessage(v))
+		var want string
+		werr := json.Unmarshal([]byte(v), &want)
+		if got != want || (gerr == nil) != (werr == nil) {
+			t.Errorf("jsonString(%q) = %q, %v; json.Unmarshal %q, %v", v, got, gerr, want, werr)
 		}
 	}
 }
