@@ -1,5 +1,5 @@
-// Package jsonscan walks the top-level members of a JSON object without
-// decoding them: it finds where each name and value starts and ends, so
+// Package jsonscan walks the top-level members of a JSON object, or the
+// elements of an array, without decoding them: it finds where each name and value starts and ends, so
 // that a caller decodes only the members it needs (the usage of a
 // provider's answer) or splits a body into its members without copying
 // them (a client's request).
@@ -39,6 +39,35 @@ func Object(data []byte, member func(name, value []byte) bool) bool {
 				continue
 			}
 			if s.skip('}') {
+				break
+			}
+			return false
+		}
+	}
+	s.space()
+	return s.i == len(data)
+}
+
+// Array calls element for each element of the JSON array data, in order,
+// with its value (without the white space around it); element returns
+// false to stop the walk. Like Object, it reports whether it walked the
+// whole array, and checks brackets and strings only.
+func Array(data []byte, element func(value []byte) bool) bool {
+	s := scanner{data: data}
+	if !s.skip('[') {
+		return false
+	}
+	if !s.skip(']') {
+		for {
+			s.space()
+			start := s.i
+			if !s.value() || !element(data[start:s.i]) {
+				return false
+			}
+			if s.skip(',') {
+				continue
+			}
+			if s.skip(']') {
 				break
 			}
 			return false

@@ -58,11 +58,41 @@ func TestObject(t *testing.T) {
 	})
 }
 
+// TestArray checks what Array walks and what it refuses.
+func TestArray(t *testing.T) {
+	tests := []struct {
+		name, data string
+		want       string // the elements, "value;" each
+		ok         bool
+	}{
+		{"empty", ` [ ] `, "", true},
+		{"elements", `[1,"a]",{"b":[2]},[],null, true ]`, `1;"a]";{"b":[2]};[];null;true;`, true},
+		{"not an array", `{"a":1}`, "", false},
+		{"unclosed", `[1,2`, "1;2;", false},
+		{"a trailing comma", `[1,]`, "1;", false},
+		{"after the array", `[1] 2`, "1;", false},
+		{"mismatched", `[{]`, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got strings.Builder
+			ok := Array([]byte(tt.data), func(value []byte) bool {
+				got.WriteString(string(value) + ";")
+				return true
+			})
+			if ok != tt.ok || ok && got.String() != tt.want {
+				t.Errorf("Array = %v with %q, want %v with %q", ok, got.String(), tt.ok, tt.want)
+			}
+		})
+	}
+}
+
 // FuzzObject checks Object against encoding/json on valid JSON: it walks
 // exactly the objects json.Unmarshal decodes into a map (but those with an
-// escape or deeply nested), and gives the same members.
+// escape or deeply nested), and gives the same members; and Array on the
+// members that are arrays.
 func FuzzObject(f *testing.F) {
-	for _, s := range []string{`{}`, `{"a":1,"b":[{"c":"}"}],"a":null}`, `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}`, `[]`, `"x"`} {
+	for _, s := range []string{`{}`, `{"a":1,"b":[{"c":"}"}],"a":null}`, `{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}, 1 ,[]]}`, `[]`, `"x"`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -92,6 +122,23 @@ func FuzzObject(f *testing.F) {
 		for name, v := range want {
 			if g, found := got[name]; !found || !bytes.Equal(g, v) {
 				t.Fatalf("member %q: Object %q, json.Unmarshal %q", name, g, v)
+			}
+			// Each value that is an array: Array against json.Unmarshal.
+			var elems []json.RawMessage
+			if v[0] != '[' || json.Unmarshal(v, &elems) != nil {
+				continue
+			}
+			var walked []json.RawMessage
+			if !Array(v, func(e []byte) bool { walked = append(walked, e); return true }) {
+				t.Fatalf("Array refused %q", v)
+			}
+			if len(walked) != len(elems) {
+				t.Fatalf("Array gave %d elements of %q, json.Unmarshal %d", len(walked), v, len(elems))
+			}
+			for i := range elems {
+				if !bytes.Equal(walked[i], elems[i]) {
+					t.Fatalf("element %d of %q: Array %q, json.Unmarshal %q", i, v, walked[i], elems[i])
+				}
 			}
 		}
 	})

@@ -187,13 +187,17 @@ func parseRequest(path string, body []byte) (request, error) {
 		}
 	}
 	if path == "/v1/chat/completions" || path == "/v1/messages" {
-		var msgs []json.RawMessage
-		if err := json.Unmarshal(obj["messages"], &msgs); err == nil {
-			for i, m := range msgs {
-				if kindOf(m) != kObject {
-					return req, badField("messages", "messages[%d] must be an object", i)
-				}
+		i, notObject := 0, -1
+		jsonscan.Array(obj["messages"], func(m []byte) bool {
+			if kindOf(m) != kObject {
+				notObject = i
+				return false
 			}
+			i++
+			return true
+		})
+		if notObject >= 0 {
+			return req, badField("messages", "messages[%d] must be an object", notObject)
 		}
 	}
 	// Each field is read from its exact name, as the provider reads it:
