@@ -14,8 +14,11 @@ import (
 type expression struct {
 	sets, adds, deletes, removes, conds []string
 	names                               map[string]string // placeholder -> attribute
-	byName                              map[string]string // attribute -> placeholder
-	values                              map[string]ddb.AttributeValue
+	// named are the attributes named and their placeholders, found by a
+	// scan, which for the dozen or so an expression names costs less than
+	// a second map.
+	named  []namedAttr
+	values map[string]ddb.AttributeValue
 	// updated, when set, asks an UpdateItem for the attributes it wrote
 	// and is given them once it succeeded (not in a transaction, which
 	// returns none).
@@ -30,19 +33,33 @@ const placeholders = 16
 func newExpression() *expression {
 	return &expression{
 		names:  make(map[string]string, placeholders),
-		byName: make(map[string]string, placeholders),
+		named:  make([]namedAttr, 0, placeholders),
 		values: make(map[string]ddb.AttributeValue, placeholders),
 	}
 }
 
+// namedAttr is an attribute an expression names, and its placeholder.
+type namedAttr struct{ attr, placeholder string }
+
 // name returns the placeholder of attribute a.
 func (e *expression) name(a string) string {
-	if p, ok := e.byName[a]; ok {
+	if p, ok := e.placeholder(a); ok {
 		return p
 	}
-	p := "#n" + strconv.Itoa(len(e.names))
-	e.names[p], e.byName[a] = a, p
+	p := "#n" + strconv.Itoa(len(e.named))
+	e.names[p] = a
+	e.named = append(e.named, namedAttr{a, p})
 	return p
+}
+
+// placeholder returns attribute a's placeholder, if e names it.
+func (e *expression) placeholder(a string) (string, bool) {
+	for _, n := range e.named {
+		if n.attr == a {
+			return n.placeholder, true
+		}
+	}
+	return "", false
 }
 
 // value returns a new placeholder for v.

@@ -187,7 +187,7 @@ func (s *Store) readCounters(ctx context.Context, where [][]place, owners []stri
 				seen[id] = true
 				keys = append(keys, key(p.pk, p.sk))
 			}
-			if _, named := proj.byName[p.attr]; !named {
+			if _, named := proj.placeholder(p.attr); !named {
 				attrs = append(attrs, proj.name(p.attr))
 			}
 		}
