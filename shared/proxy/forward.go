@@ -392,7 +392,7 @@ func (h *Handler) stream(ctx context.Context, w http.ResponseWriter, x *exchange
 		return started(m.stream(ctx, w, resp.Body, idle, x.clientWantsUsage))
 	}
 	w.WriteHeader(resp.StatusCode)
-	return started(m.copyJSON(w, resp.Body))
+	return started(m.copyJSON(w, resp.Body, resp.ContentLength))
 }
 
 // userAgent names stipend to providers (the client's own is not passed on).

@@ -108,18 +108,37 @@ func (m *meter) stream(ctx context.Context, w http.ResponseWriter, body io.Reade
 	}
 }
 
-// copyChunk is the room copyJSON reads into at a time: a whole answer of a
-// few kilobytes in one read, and no 32 KB buffer per request as io.Copy's.
+// copyChunk is the room copyJSON reads into at a time when it does not
+// know the body's length: a whole answer of a few kilobytes in one read,
+// and no 32 KB buffer per request as io.Copy's.
 const copyChunk = 4 << 10
 
-// copyJSON passes a non-streamed body through as it arrives and keeps a
-// copy to read usage. It reads straight into the copy's spare room and
-// writes what it read from there.
-func (m *meter) copyJSON(w http.ResponseWriter, body io.Reader) error {
+// maxPresize bounds the room copyJSON makes at once for a body whose
+// length it is told; a longer one grows as it comes.
+const maxPresize = 1 << 20
+
+// copyJSON passes a non-streamed body of length bytes (-1: unknown)
+// through as it arrives and keeps a copy to read usage. It reads straight
+// into the copy's spare room and writes what it read from there. A length
+// it knows is made room for once (one byte more, for the read that meets
+// the end), instead of chunk after chunk.
+func (m *meter) copyJSON(w http.ResponseWriter, body io.Reader, length int64) error {
 	var buf bytes.Buffer
 	out := io.MultiWriter(w, m.bodies)
+	known := length >= 0 && length < maxPresize
+	if known {
+		buf.Grow(int(length) + 1)
+	}
 	for {
-		buf.Grow(copyChunk)
+		// The room the next read needs: the rest of a known length and
+		// one byte, or some hundreds of bytes.
+		need := 512
+		if known {
+			need = max(int(length)-buf.Len(), 0) + 1
+		}
+		if buf.Available() < need {
+			buf.Grow(max(need, copyChunk))
+		}
 		room := buf.AvailableBuffer()
 		n, rerr := body.Read(room[:cap(room)])
 		if n > 0 {
