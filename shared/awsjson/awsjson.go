@@ -241,7 +241,7 @@ func (c *Client) request(ctx context.Context, op string, body []byte, payloadHas
 		header["X-Amz-Security-Token"] = []string{h.token}
 	}
 	u := *c.url
-	req := &http.Request{
+	req := http.Request{ // WithContext copies it: it stays on the stack
 		Method: http.MethodPost, URL: &u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: header, Host: c.fast.host, ContentLength: int64(len(body)),
 		Body: io.NopCloser(bytes.NewReader(body)),
