@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -212,35 +213,42 @@ func TestRetry(t *testing.T) {
 	// A server that says 408 as it gives up an idle connection: the 408 is
 	// no answer to the next request, which goes on a new connection. (This
 	// server then reads on, answering nothing, so that only the 408 can
-	// send the request elsewhere.)
-	t.Run("408 on an idle connection", func(t *testing.T) {
-		var requests atomic.Int32
-		srv := newRawServer(t, func(nc net.Conn) {
-			br := bufio.NewReader(nc)
-			if !readRequest(br) {
-				return
+	// send the request elsewhere.) With NeverResend, the peek at the idle
+	// connection sees the 408's bytes, and the request is never written on
+	// it.
+	for _, neverResend := range []bool{false, true} {
+		t.Run(fmt.Sprintf("408 on an idle connection, NeverResend %v", neverResend), func(t *testing.T) {
+			var requests atomic.Int32
+			srv := newRawServer(t, func(nc net.Conn) {
+				br := bufio.NewReader(nc)
+				if !readRequest(br) {
+					return
+				}
+				requests.Add(1)
+				io.WriteString(nc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+				time.Sleep(50 * time.Millisecond)
+				io.WriteString(nc, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+				for readRequest(br) {
+				}
+			})
+			o := options(nil)
+			o.NeverResend = neverResend
+			c := New(o)
+			c.peekAfter = 0
+			for i := range 2 {
+				if _, body, err := call(t, c, "http://"+srv.addr+"/", "{}"); err != nil || body != "{}" {
+					t.Fatalf("call %d = %q, %v", i, body, err)
+				}
+				time.Sleep(150 * time.Millisecond)
 			}
-			requests.Add(1)
-			io.WriteString(nc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-			time.Sleep(50 * time.Millisecond)
-			io.WriteString(nc, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-			for readRequest(br) {
+			if n := requests.Load(); n != 2 {
+				t.Errorf("the server got %d requests, want 2", n)
+			}
+			if n := srv.conns.Load(); n != 2 {
+				t.Errorf("%d connections, want 2", n)
 			}
 		})
-		c := New(options(nil))
-		for i := range 2 {
-			if _, body, err := call(t, c, "http://"+srv.addr+"/", "{}"); err != nil || body != "{}" {
-				t.Fatalf("call %d = %q, %v", i, body, err)
-			}
-			time.Sleep(150 * time.Millisecond)
-		}
-		if n := requests.Load(); n != 2 {
-			t.Errorf("the server got %d requests, want 2", n)
-		}
-		if n := srv.conns.Load(); n != 2 {
-			t.Errorf("%d connections, want 2", n)
-		}
-	})
+	}
 }
 
 // TestRequestBody checks a request body that fails or does not match its

@@ -99,40 +99,6 @@ func TestNeverResend(t *testing.T) {
 			}
 		})
 	}
-
-	// A 408 sent on an idle connection as the server gives it up: the peek
-	// sees a byte, so the connection is not used.
-	t.Run("408 on an idle connection: found by the peek", func(t *testing.T) {
-		var requests atomic.Int32
-		srv := newRawServer(t, func(nc net.Conn) {
-			br := bufio.NewReader(nc)
-			if !readRequest(br) {
-				return
-			}
-			requests.Add(1)
-			io.WriteString(nc, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-			time.Sleep(50 * time.Millisecond)
-			io.WriteString(nc, "HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-			for readRequest(br) {
-			}
-		})
-		o := options(nil)
-		o.NeverResend = true
-		c := New(o)
-		c.peekAfter = 0
-		for i := range 2 {
-			if _, body, err := call(t, c, "http://"+srv.addr+"/", "{}"); err != nil || body != "{}" {
-				t.Fatalf("call %d = %q, %v", i, body, err)
-			}
-			time.Sleep(150 * time.Millisecond)
-		}
-		if n := requests.Load(); n != 2 {
-			t.Errorf("the server got %d requests, want 2", n)
-		}
-		if n := srv.conns.Load(); n != 2 {
-			t.Errorf("%d connections, want 2", n)
-		}
-	})
 }
 
 // waitClosed waits until the server's close of c's idle connection has
