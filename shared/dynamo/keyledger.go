@@ -236,18 +236,12 @@ func (en *ledgerEntry) appendJSON(b []byte) ([]byte, error) {
 	o.B = u.Close()
 	if len(en.Own) > 0 {
 		o.Name("k")
-		for i, c := range en.Own {
-			if i == 0 {
-				o.B = append(o.B, '[')
-			} else {
-				o.B = append(o.B, ',')
-			}
-			co := jsonenc.Open(o.B)
+		o.B = jsonenc.Array(o.B, en.Own, func(b []byte, c entryCharge) []byte {
+			co := jsonenc.Open(b)
 			co.String("n", c.Name)
 			co.Int("a", c.Amount)
-			o.B = co.Close()
-		}
-		o.B = append(o.B, ']')
+			return co.Close()
+		})
 	}
 	if len(en.Others) > 0 {
 		others, err := json.Marshal(en.Others)
@@ -259,15 +253,7 @@ func (en *ledgerEntry) appendJSON(b []byte) ([]byte, error) {
 	}
 	if len(en.Deferred) > 0 {
 		o.Name("f")
-		for i, d := range en.Deferred {
-			if i == 0 {
-				o.B = append(o.B, '[')
-			} else {
-				o.B = append(o.B, ',')
-			}
-			o.B = jsonenc.String(o.B, d)
-		}
-		o.B = append(o.B, ']')
+		o.B = jsonenc.Array(o.B, en.Deferred, jsonenc.String)
 	}
 	o.Name("e")
 	ev, e := jsonenc.Open(o.B), &en.Event

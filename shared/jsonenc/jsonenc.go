@@ -72,6 +72,18 @@ func Int(b []byte, n int64) []byte { return strconv.AppendInt(b, n, 10) }
 // Bool appends v as true or false.
 func Bool(b []byte, v bool) []byte { return strconv.AppendBool(b, v) }
 
+// Array appends xs as a JSON array, each element written by elem.
+func Array[T any](b []byte, xs []T, elem func([]byte, T) []byte) []byte {
+	b = append(b, '[')
+	for i, x := range xs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = elem(b, x)
+	}
+	return append(b, ']')
+}
+
 // Object writes a JSON object's members in order, each with its comma.
 // Its zero value starts an object that is not yet opened: Open it.
 type Object struct {

@@ -55,3 +55,13 @@ func TestObject(t *testing.T) {
 		t.Errorf("empty object %s", got)
 	}
 }
+
+// TestArray checks arrays against Marshal: empty, one element, several.
+func TestArray(t *testing.T) {
+	for _, xs := range [][]string{{}, {"a"}, {"a", "<b>", ""}} {
+		want, _ := json.Marshal(xs)
+		if got := Array(nil, xs, String); string(got) != string(want) {
+			t.Errorf("Array(%q) = %s, Marshal %s", xs, got, want)
+		}
+	}
+}
