@@ -43,13 +43,17 @@ type conn struct {
 	// that a body whose Read blocks does not outlast the context (nil
 	// between calls). Guarded by mu: interrupt runs on the context's
 	// AfterFunc goroutine.
-	mu        sync.Mutex
-	sending   io.Closer
-	r         limitReader
-	w         errWriter
-	br        *bufio.Reader
-	bw        *bufio.Writer
-	idleSince time.Time // when it last went idle (guarded by Client.mu while idle)
+	mu      sync.Mutex
+	sending io.Closer
+	// interrupted says the call's context ended: interrupt set a past
+	// deadline, which no later deadline of the call may undo (guarded by
+	// mu; cleared as a call starts, before its AfterFunc is registered).
+	interrupted bool
+	r           limitReader
+	w           errWriter
+	br          *bufio.Reader
+	bw          *bufio.Writer
+	idleSince   time.Time // when it last went idle (guarded by Client.mu while idle)
 	// interruptFunc is interrupt, made once: a method value made per call
 	// would be an allocation per call.
 	interruptFunc func()
@@ -117,12 +121,23 @@ func (w *errWriter) Write(p []byte) (int, error) {
 // interrupt makes pc's reads and writes fail at once (a context's end),
 // and closes the request body being sent, if any.
 func (pc *conn) interrupt() {
-	pc.nc.SetDeadline(aLongTimeAgo)
 	pc.mu.Lock()
+	pc.interrupted = true
+	pc.nc.SetDeadline(aLongTimeAgo)
 	body := pc.sending
 	pc.mu.Unlock()
 	if body != nil {
 		body.Close()
+	}
+}
+
+// setReadDeadline sets pc's read deadline to t, unless the call was
+// interrupted, whose past deadline stays.
+func (pc *conn) setReadDeadline(t time.Time) {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if !pc.interrupted {
+		pc.nc.SetReadDeadline(t)
 	}
 }
 
@@ -139,6 +154,9 @@ func (pc *conn) send(body io.Closer) {
 // body is closed whatever happens.
 func (pc *conn) roundTrip(ctx context.Context, req *http.Request, o *outgoing, body io.ReadCloser, dl *deadline) (*http.Response, bool, error) {
 	c := pc.c
+	pc.mu.Lock()
+	pc.interrupted = false
+	pc.mu.Unlock()
 	pc.nc.SetDeadline(dl.at)
 	read := pc.raw.read // what arrived before this request: none of its answer
 	if body != nil {
@@ -191,7 +209,7 @@ func (pc *conn) roundTrip(ctx context.Context, req *http.Request, o *outgoing, b
 		return nil, false, fail("read the answer", c.headerTimedOut(ctx, err, headerBy))
 	}
 	if !headerBy.IsZero() {
-		pc.nc.SetReadDeadline(dl.at) // the body has the call's bounds only
+		pc.setReadDeadline(dl.at) // the body has the call's bounds only
 	}
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		return nil, false, fail("read the answer", errors.New("unexpected 101 Switching Protocols"))
@@ -224,7 +242,7 @@ func (pc *conn) headerDeadline(dl *deadline) time.Time {
 	if !dl.at.IsZero() && !at.Before(dl.at) {
 		return time.Time{}
 	}
-	pc.nc.SetReadDeadline(at)
+	pc.setReadDeadline(at)
 	return at
 }
 
