@@ -187,17 +187,8 @@ func parseRequest(path string, body []byte) (request, error) {
 		}
 	}
 	if path == "/v1/chat/completions" || path == "/v1/messages" {
-		i, notObject := 0, -1
-		jsonscan.Array(obj["messages"], func(m []byte) bool {
-			if kindOf(m) != kObject {
-				notObject = i
-				return false
-			}
-			i++
-			return true
-		})
-		if notObject >= 0 {
-			return req, badField("messages", "messages[%d] must be an object", notObject)
+		if i := notObject(obj["messages"]); i >= 0 {
+			return req, badField("messages", "messages[%d] must be an object", i)
 		}
 	}
 	// Each field is read from its exact name, as the provider reads it:
@@ -228,6 +219,35 @@ func members(body []byte) (map[string]json.RawMessage, error) {
 		return nil, errors.New("not a JSON object")
 	}
 	return obj, nil
+}
+
+// notObject returns the index of the first element of the JSON array
+// msgs (valid JSON) that is not an object, or -1: walked in place by
+// jsonscan, or, past what jsonscan walks (nesting deeper than
+// jsonscan.MaxDepth), by json.Unmarshal into copies. A msgs that is not
+// an array has none.
+func notObject(msgs json.RawMessage) int {
+	i, bad := 0, -1
+	if jsonscan.Array(msgs, func(m []byte) bool {
+		if kindOf(m) != kObject {
+			bad = i
+			return false
+		}
+		i++
+		return true
+	}) || bad >= 0 {
+		return bad
+	}
+	var all []json.RawMessage
+	if json.Unmarshal(msgs, &all) != nil {
+		return -1
+	}
+	for i, m := range all {
+		if kindOf(m) != kObject {
+			return i
+		}
+	}
+	return -1
 }
 
 // read fills req from the body's top-level fields, matching names exactly.

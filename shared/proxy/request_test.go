@@ -115,3 +115,23 @@ func TestParseRequestShape(t *testing.T) {
 		})
 	}
 }
+
+// TestMessagesDeepElement: every element of messages is checked to be an
+// object, also past an element nested deeper than jsonscan walks (found by
+// review: the elements from there on went unchecked).
+func TestMessagesDeepElement(t *testing.T) {
+	deepArray := strings.Repeat("[", 65) + strings.Repeat("]", 65)
+	deepObject := `{"role":"user","content":"hi","x":` + deepArray + `}`
+	for _, tt := range []struct{ name, messages, want string }{
+		{"a deep array as messages[0]", "[" + deepArray + "]", "messages[0] must be an object"},
+		{"a string after a deep message", "[" + deepObject + `,"x"]`, "messages[1] must be an object"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			body := `{"model":"gpt-4o-mini","messages":` + tt.messages + `}`
+			_, err := parseRequest("/v1/chat/completions", []byte(body))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("parseRequest = %v; want a 400 saying %q", err, tt.want)
+			}
+		})
+	}
+}
