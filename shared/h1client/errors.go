@@ -17,7 +17,7 @@ import (
 // fail is err, met at stage of the call of req, as Do returns it: a
 // context's end or a timeout turned into a *stopped, all in a *callError.
 // dl is nil before the call started.
-func (c *Client) fail(req *http.Request, stage string, err error, dl *deadline) error {
+func (c *Client) fail(req *http.Request, stage string, err error, dl *deadline) *callError {
 	ctx := req.Context()
 	var st *stopped
 	switch {
@@ -35,6 +35,14 @@ func (c *Client) fail(req *http.Request, stage string, err error, dl *deadline) 
 	return &callError{method: req.Method, url: redact(req.URL), stage: stage, err: err}
 }
 
+// failUnsent is fail for a call that wrote no byte of its request
+// (callError.Unsent).
+func (c *Client) failUnsent(req *http.Request, stage string, err error, dl *deadline) error {
+	e := c.fail(req, stage, err, dl)
+	e.unsent = true
+	return e
+}
+
 // redact is u without its userinfo, query and fragment.
 func redact(u *url.URL) string {
 	if u == nil {
@@ -47,6 +55,7 @@ func redact(u *url.URL) string {
 type callError struct {
 	method, url, stage string
 	err                error
+	unsent             bool // no byte of the request was written (failUnsent)
 }
 
 func (e *callError) Error() string {
@@ -67,13 +76,7 @@ func (e *callError) Unwrap() error { return e.err }
 // setting did not parse, or no connection could be made. A caller whose
 // server bills what it reads (a model provider) knows then that nothing
 // reached it.
-func (e *callError) Unsent() bool {
-	switch e.stage {
-	case "find the proxy", "start", "check the request", "connect":
-		return true
-	}
-	return false
-}
+func (e *callError) Unsent() bool { return e.unsent }
 
 // Timeout reports whether the call ran out of time: a net.Error's.
 func (e *callError) Timeout() bool {

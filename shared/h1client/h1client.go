@@ -249,19 +249,19 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 		closeBody(req)
 		// Not err itself: it quotes the proxy setting, which may hold
 		// the proxy's credentials (http://user:password@host).
-		return nil, c.fail(req, "find the proxy", errProxySetting, nil)
+		return nil, c.failUnsent(req, "find the proxy", errProxySetting, nil)
 	} else if proxy != nil {
 		return c.opts.Fallback.Do(req)
 	}
 	ctx := req.Context()
 	if err := ctx.Err(); err != nil {
 		closeBody(req)
-		return nil, c.fail(req, "start", err, nil)
+		return nil, c.failUnsent(req, "start", err, nil)
 	}
 	o, err := outgoingOf(req)
 	if err != nil {
 		closeBody(req)
-		return nil, c.fail(req, "check the request", err, nil)
+		return nil, c.failUnsent(req, "check the request", err, nil)
 	}
 	dl := deadline{timeout: c.opts.CallTimeout}
 	if c.opts.CallTimeout > 0 {
@@ -280,11 +280,10 @@ func (c *Client) Do(req *http.Request) (*http.Response, error) {
 		if pc == nil {
 			if pc, err = c.dial(ctx, h, &dl); err != nil {
 				closeReader(body)
-				stage := "connect"
-				if attempt > 1 {
-					stage = "connect to send it again" // it was written once: not Unsent
+				if attempt > 1 { // it was written once: not unsent
+					return nil, c.fail(req, "connect to send it again", err, &dl)
 				}
-				return nil, c.fail(req, stage, err, &dl)
+				return nil, c.failUnsent(req, "connect", err, &dl)
 			}
 		}
 		resp, retry, err := pc.roundTrip(ctx, req, &o, body, &dl)
