@@ -5,6 +5,8 @@
 // them (a client's request).
 package jsonscan
 
+import "unicode/utf8"
+
 // MaxDepth bounds the nesting Object follows inside a value.
 const MaxDepth = 64
 
@@ -13,10 +15,10 @@ const MaxDepth = 64
 // (without the white space around it); member returns false to stop the
 // walk. Object reports whether it walked the whole object: it returns
 // false when member stopped it, and when data is not one object it can
-// walk: not an object, a member name with an escape or a control byte
-// (its bytes would not be its name), brackets that do not match, a string
-// left open, nesting deeper than MaxDepth, or anything but white space
-// after the object. It checks brackets and strings only: numbers and
+// walk: not an object, a member name with an escape, a control byte or
+// invalid UTF-8 (its bytes would not be its name), brackets that do not
+// match, a string left open, nesting deeper than MaxDepth, or anything but
+// white space after the object. It checks brackets and strings only: numbers and
 // literals are delimited, not checked, so a caller that needs data to be
 // valid JSON checks it with json.Valid.
 func Object(data []byte, member func(name, value []byte) bool) bool {
@@ -105,21 +107,26 @@ func (s *scanner) skip(c byte) bool {
 	return false
 }
 
-// name reads a member name: a string without escapes or control bytes (ok
-// false for any other).
+// name reads a member name: a string in valid UTF-8 without escapes or
+// control bytes (ok false for any other: its bytes would not be its name,
+// which encoding/json unescapes and mends).
 func (s *scanner) name() ([]byte, bool) {
 	if !s.skip('"') {
 		return nil, false
 	}
 	start := s.i
+	ascii := true
 	for s.i < len(s.data) {
 		c := s.data[s.i]
 		switch {
 		case c == '"':
 			s.i++
-			return s.data[start : s.i-1], true
+			name := s.data[start : s.i-1]
+			return name, ascii || utf8.Valid(name)
 		case c == '\\' || c < 0x20:
 			return nil, false
+		case c >= utf8.RuneSelf:
+			ascii = false
 		}
 		s.i++
 	}
