@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"syscall"
 	"time"
+
+	"github.com/stipend/stipend/shared/nbconn"
 )
 
 // hostKey names a pool: a URL's scheme and host (with its port, if any).
@@ -149,7 +151,7 @@ func (c *Client) dial(ctx context.Context, h *host, dl *deadline) (*conn, error)
 	if err != nil {
 		return nil, dialError(err)
 	}
-	raw := &countingConn{Conn: tcp}
+	raw := &countingConn{Conn: nbconn.Wrap(tcp)}
 	if sc, ok := tcp.(syscall.Conn); ok {
 		raw.sys, _ = sc.SyscallConn()
 	}

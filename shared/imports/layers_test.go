@@ -24,7 +24,7 @@ import (
 var layers = map[string][]string{
 	// leaves
 	"shared/apierror":  nil,
-	"shared/h1client":  nil,
+	"shared/h1client":  {"shared/nbconn"},
 	"shared/awsenv":    {"shared/h1client"}, // the AWS calls' HTTP client
 	"shared/awsjson":   nil,
 	"shared/cache":     nil,
@@ -33,8 +33,9 @@ var layers = map[string][]string{
 	"shared/jsonscan":  nil,
 	"shared/keyvault":  nil,
 	"shared/money":     nil,
+	"shared/nbconn":    nil,
 	"shared/pages":     nil,
-	"shared/server":    nil,
+	"shared/server":    {"shared/nbconn"},
 	"shared/sse":       nil,
 	"shared/storeerr":  nil,
 	"shared/template":  nil,
