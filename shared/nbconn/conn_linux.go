@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"sync"
 	"syscall"
 	"unsafe"
 )
@@ -21,16 +22,66 @@ func Wrap(c net.Conn) net.Conn {
 	if err != nil {
 		return c
 	}
-	return &Conn{TCPConn: tc, rc: rc}
+	nc := &Conn{TCPConn: tc, rc: rc}
+	nc.r.fn, nc.w.fn = nc.r.read, nc.w.write
+	return nc
 }
 
 // Conn is a TCP connection whose Read and Write are raw non-blocking system
 // calls; everything else (deadlines, Close, CloseWrite, addresses, options)
-// is the *net.TCPConn's. It is safe for one reader and one writer at a time,
-// as net.Conn is.
+// is the *net.TCPConn's. It is safe for concurrent use, as net.Conn is.
 type Conn struct {
 	*net.TCPConn
-	rc syscall.RawConn
+	rc   syscall.RawConn
+	r, w op
+}
+
+// op is one direction's call in progress. Its fn, made once per Conn, is
+// what the poller calls; a closure made per call would be an allocation
+// per call. mu keeps a second caller's state out of the first's (the
+// poller would serialise them anyway).
+type op struct {
+	mu    sync.Mutex
+	p     []byte
+	n     int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
+}
+
+// read reads into o.p once; false asks the poller to wait for data.
+func (o *op) read(fd uintptr) bool {
+	for {
+		r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&o.p[0])), uintptr(len(o.p)))
+		switch e {
+		case 0:
+			o.n = int(r)
+			return true
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // wait in the poller
+		default:
+			o.errno = e
+			return true
+		}
+	}
+}
+
+// write writes the rest of o.p; false asks the poller to wait for room.
+func (o *op) write(fd uintptr) bool {
+	for o.n < len(o.p) {
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&o.p[o.n])), uintptr(len(o.p)-o.n))
+		switch e {
+		case 0:
+			o.n += int(r)
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // wait in the poller
+		default:
+			o.errno = e
+			return true
+		}
+	}
+	return true
 }
 
 // Read reads into p as net.Conn does: it waits in the runtime's poller
@@ -39,25 +90,13 @@ func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Read(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-			switch e {
-			case 0:
-				n = int(r)
-				return true
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-				return false // wait in the poller
-			default:
-				errno = e
-				return true
-			}
-		}
-	})
+	o := &c.r
+	o.mu.Lock()
+	o.p, o.n, o.errno = p, 0, 0
+	err := c.rc.Read(o.fn)
+	n, errno := o.n, o.errno
+	o.p = nil // keep no caller's buffer
+	o.mu.Unlock()
 	switch {
 	case err != nil:
 		return 0, c.opError("read", err)
@@ -73,24 +112,13 @@ func (c *Conn) Read(p []byte) (int, error) {
 // while the send buffer is full. It returns what was written before an
 // error, the write deadline or Close stopped it.
 func (c *Conn) Write(p []byte) (int, error) {
-	var n int
-	var errno syscall.Errno
-	err := c.rc.Write(func(fd uintptr) bool {
-		for n < len(p) {
-			r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&p[n])), uintptr(len(p)-n))
-			switch e {
-			case 0:
-				n += int(r)
-			case syscall.EINTR:
-			case syscall.EAGAIN:
-				return false // wait in the poller
-			default:
-				errno = e
-				return true
-			}
-		}
-		return true
-	})
+	o := &c.w
+	o.mu.Lock()
+	o.p, o.n, o.errno = p, 0, 0
+	err := c.rc.Write(o.fn)
+	n, errno := o.n, o.errno
+	o.p = nil
+	o.mu.Unlock()
 	switch {
 	case err != nil:
 		return n, c.opError("write", err)

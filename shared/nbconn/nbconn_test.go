@@ -240,3 +240,51 @@ func TestHTTPServer(t *testing.T) {
 		t.Fatalf("50 requests took %d connections, want 1 kept alive", conns)
 	}
 }
+
+// TestConcurrentWriters: net.Conn may be written by several goroutines at
+// once; every byte arrives.
+func TestConcurrentWriters(t *testing.T) {
+	client, server := pair(t)
+	const writers, writes, size = 4, 200, 3000
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			b := bytes.Repeat([]byte{byte('a' + w)}, size)
+			for i := 0; i < writes; i++ {
+				if _, err := client.Write(b); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); client.(interface{ CloseWrite() error }).CloseWrite() }()
+	b, err := io.ReadAll(server)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for w := 0; w < writers; w++ {
+		if n := bytes.Count(b, []byte{byte('a' + w)}); n != writes*size {
+			t.Errorf("writer %d: %d bytes arrived, want %d", w, n, writes*size)
+		}
+	}
+}
+
+// TestNoAllocations: a read and a write allocate nothing (the closures the
+// poller calls are made once per connection).
+func TestNoAllocations(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("raw system calls on Linux only")
+	}
+	client, server := pair(t)
+	out, in := []byte("ping"), make([]byte, 4)
+	allocs := testing.AllocsPerRun(200, func() {
+		client.Write(out)
+		io.ReadFull(server, in)
+	})
+	if allocs != 0 {
+		t.Fatalf("a write and a read: %v allocations, want 0", allocs)
+	}
+}
