@@ -201,10 +201,7 @@ func (pc *conn) roundTrip(ctx context.Context, req *http.Request, o *outgoing, b
 		}
 		return nil, retry, fail("read the answer", err)
 	}
-	resp, err := http.ReadResponse(pc.br, req)
-	for err == nil && resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
-		resp, err = http.ReadResponse(pc.br, req) // 1xx: informational, the answer follows
-	}
+	resp, err := readHead(pc.br, req)
 	if err != nil {
 		return nil, false, fail("read the answer", c.headerTimedOut(ctx, err, headerBy))
 	}
