@@ -55,6 +55,7 @@ func (o *op) read(fd uintptr) bool {
 		switch e {
 		case 0:
 			o.n = int(r)
+			raceRead(fd, o.p[:o.n])
 			return true
 		case syscall.EINTR:
 		case syscall.EAGAIN:
@@ -68,6 +69,7 @@ func (o *op) read(fd uintptr) bool {
 
 // write writes the rest of o.p; false asks the poller to wait for room.
 func (o *op) write(fd uintptr) bool {
+	raceWrite(o.p[o.n:])
 	for o.n < len(o.p) {
 		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&o.p[o.n])), uintptr(len(o.p)-o.n))
 		switch e {
