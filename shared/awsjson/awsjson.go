@@ -230,27 +230,44 @@ func (c *Client) request(ctx context.Context, op string, body []byte, payloadHas
 		contentLength: len(body), contentType: c.cfg.Service.ContentType,
 		amzDate: amzDate(t), token: creds.SessionToken, target: c.cfg.Service.TargetPrefix + op,
 	}
-	header := http.Header{
-		"Content-Type":    {h.contentType},
-		"X-Amz-Target":    {h.target},
-		"Accept-Encoding": {"identity"},
-		"X-Amz-Date":      {h.amzDate},
-		"Authorization":   {c.fast.authorization(creds, h, payloadHash)},
-	}
+	// One array holds the header's values; each name's slice is a piece
+	// of it (a slice per name would be an allocation per name).
+	v := new([6]string)
+	v[0], v[1], v[2], v[3] = h.contentType, h.target, "identity", h.amzDate
+	v[4] = c.fast.authorization(creds, h, payloadHash)
+	header := make(http.Header, 6)
+	header["Content-Type"] = v[0:1:1]
+	header["X-Amz-Target"] = v[1:2:2]
+	header["Accept-Encoding"] = v[2:3:3]
+	header["X-Amz-Date"] = v[3:4:4]
+	header["Authorization"] = v[4:5:5]
 	if h.token != "" {
-		header["X-Amz-Security-Token"] = []string{h.token}
+		v[5] = h.token
+		header["X-Amz-Security-Token"] = v[5:6:6]
 	}
 	u := *c.url
 	req := http.Request{ // WithContext copies it: it stays on the stack
 		Method: http.MethodPost, URL: &u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: header, Host: c.fast.host, ContentLength: int64(len(body)),
-		Body: io.NopCloser(bytes.NewReader(body)),
+		Body: newRequestBody(body),
 		GetBody: func() (io.ReadCloser, error) {
-			return io.NopCloser(bytes.NewReader(body)), nil
+			return newRequestBody(body), nil
 		},
 	}
 	return req.WithContext(ctx), nil
 }
+
+// requestBody is a request's body: b's bytes, read once. It is
+// io.NopCloser(bytes.NewReader(b)) in one allocation instead of two.
+type requestBody struct{ bytes.Reader }
+
+func newRequestBody(b []byte) *requestBody {
+	rb := new(requestBody)
+	rb.Reset(b)
+	return rb
+}
+
+func (*requestBody) Close() error { return nil }
 
 // answerError reads an error answer: its code from the X-Amzn-ErrorType
 // header or the body's __type, its message from message or Message.

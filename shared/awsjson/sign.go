@@ -14,9 +14,11 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,10 +32,25 @@ type signer struct {
 	keys            atomic.Pointer[signingKey]
 }
 
-// signingKey is the key derived from one secret for one day.
+// signingKey is the key derived from one secret for one day, the
+// credential scope of that day, and HMACs keyed with it. A request's HMAC
+// is taken from macs and put back: hmac.New's half-dozen allocations are
+// made once per key, not once per request.
 type signingKey struct {
 	secret, day string
 	key         []byte
+	scope       string // day/region/service/aws4_request
+	macs        sync.Pool
+}
+
+// mac returns an HMAC-SHA256 keyed with k, reset; give it back with
+// k.macs.Put.
+func (k *signingKey) mac() hash.Hash {
+	if m, ok := k.macs.Get().(hash.Hash); ok {
+		m.Reset()
+		return m
+	}
+	return hmac.New(sha256.New, k.key)
 }
 
 // newSigner returns the signer of requests to u, or nil when u has a path
@@ -72,7 +89,9 @@ func (s *signer) authorization(creds aws.Credentials, h signedHeaders, payloadHa
 	}
 	// The canonical request: method, path, query, headers, their names,
 	// the payload's hash.
-	buf := make([]byte, 0, 256+len(h.contentType)+len(s.host)+len(h.token)+len(h.target)+len(payloadHash))
+	// Room for the canonical request, or for the string to sign, the
+	// signature and the header after it, whichever is longer.
+	buf := make([]byte, 0, 512+len(h.contentType)+len(s.host)+len(h.token)+len(h.target)+len(payloadHash))
 	buf = append(buf, "POST\n/\n\naccept-encoding:identity\ncontent-length:"...)
 	buf = strconv.AppendInt(buf, int64(h.contentLength), 10)
 	buf = append(buf, "\ncontent-type:"...)
@@ -94,33 +113,31 @@ func (s *signer) authorization(creds aws.Credentials, h signedHeaders, payloadHa
 	canonical := sha256.Sum256(buf)
 
 	// The string to sign, in the same buffer.
+	k := s.key(creds.SecretAccessKey, day)
 	buf = append(buf[:0], "AWS4-HMAC-SHA256\n"...)
 	buf = append(buf, h.amzDate...)
 	buf = append(buf, '\n')
-	scopeAt := len(buf)
-	buf = append(buf, day...)
-	buf = append(buf, '/')
-	buf = append(buf, s.region...)
-	buf = append(buf, '/')
-	buf = append(buf, s.service...)
-	buf = append(buf, "/aws4_request"...)
-	scope := string(buf[scopeAt:])
+	buf = append(buf, k.scope...)
 	buf = append(buf, '\n')
 	buf = hex.AppendEncode(buf, canonical[:])
-	mac := hmac.New(sha256.New, s.key(creds.SecretAccessKey, day))
+	mac := k.mac()
 	mac.Write(buf)
-	var sum [sha256.Size]byte
-	signature := mac.Sum(sum[:0])
-
-	buf = append(buf[:0], "AWS4-HMAC-SHA256 Credential="...)
+	// The signature goes after the string to sign, and the header after
+	// the signature, all in buf.
+	at := len(buf)
+	buf = mac.Sum(buf)
+	k.macs.Put(mac)
+	signature := buf[at:]
+	header := len(buf)
+	buf = append(buf, "AWS4-HMAC-SHA256 Credential="...)
 	buf = append(buf, creds.AccessKeyID...)
 	buf = append(buf, '/')
-	buf = append(buf, scope...)
+	buf = append(buf, k.scope...)
 	buf = append(buf, ", SignedHeaders="...)
 	buf = append(buf, names...)
 	buf = append(buf, ", Signature="...)
 	buf = hex.AppendEncode(buf, signature)
-	return string(buf)
+	return string(buf[header:])
 }
 
 // amzDate is t in UTC as X-Amz-Date writes it, "20060102T150405Z": the
@@ -153,15 +170,16 @@ func amzDate(t time.Time) string {
 
 // key is the signing key of secret on day (yyyymmdd), derived once a day
 // (or when the secret changes) and kept.
-func (s *signer) key(secret, day string) []byte {
+func (s *signer) key(secret, day string) *signingKey {
 	if k := s.keys.Load(); k != nil && k.day == day && k.secret == secret {
-		return k.key
+		return k
 	}
-	k := hmacSHA256([]byte("AWS4"+secret), day)
-	k = hmacSHA256(k, s.region)
-	k = hmacSHA256(k, s.service)
-	k = hmacSHA256(k, "aws4_request")
-	s.keys.Store(&signingKey{secret: secret, day: day, key: k})
+	key := hmacSHA256([]byte("AWS4"+secret), day)
+	key = hmacSHA256(key, s.region)
+	key = hmacSHA256(key, s.service)
+	key = hmacSHA256(key, "aws4_request")
+	k := &signingKey{secret: secret, day: day, key: key, scope: day + "/" + s.region + "/" + s.service + "/aws4_request"}
+	s.keys.Store(k)
 	return k
 }
 

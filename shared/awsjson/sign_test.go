@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,4 +150,37 @@ func TestAmzDate(t *testing.T) {
 			t.Fatalf("amzDate(%v) = %q, want %q", at, got, want)
 		}
 	}
+}
+
+// TestSignerConcurrent: goroutines signing at once with two secrets that
+// take turns (each turn derives a new key, with HMACs of its own) get the
+// signatures a fresh signer gives, one request at a time.
+func TestSignerConcurrent(t *testing.T) {
+	at := testclock.Now(t)
+	h := signedHeaders{contentLength: 2, contentType: "application/x-amz-json-1.0", amzDate: amzDate(at), target: "DynamoDB_20120810.GetItem"}
+	const payload = "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+	creds := []aws.Credentials{
+		{AccessKeyID: "AKIDONE", SecretAccessKey: "secret-one"},
+		{AccessKeyID: "AKIDTWO", SecretAccessKey: "secret-two"},
+	}
+	var want [2]string
+	for i, cr := range creds {
+		want[i] = (&signer{service: "dynamodb", region: "us-east-1", host: "127.0.0.1:8000"}).authorization(cr, h, payload)
+	}
+	s := &signer{service: "dynamodb", region: "us-east-1", host: "127.0.0.1:8000"}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				which := (g + i/10) % 2
+				if got := s.authorization(creds[which], h, payload); got != want[which] {
+					t.Errorf("goroutine %d, request %d: %s, want %s", g, i, got, want[which])
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
