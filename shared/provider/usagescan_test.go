@@ -160,3 +160,74 @@ func BenchmarkReadPayload(b *testing.B) {
 		})
 	}
 }
+
+// TestPlainUsage: plainUsage decodes the usage objects providers send, and
+// whatever it decodes, over what a usage member before it left, it
+// decodes as json.Unmarshal does; what it declines it leaves untouched.
+func TestPlainUsage(t *testing.T) {
+	tests := []struct {
+		name, value string
+		plain       bool // plainUsage must take it: the common shapes stay fast
+	}{
+		{"OpenAI chat", `{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},` +
+			`"completion_tokens_details":{"reasoning_tokens":0,"audio_tokens":0,"accepted_prediction_tokens":0,"rejected_prediction_tokens":0}}`, true},
+		{"Responses", `{"input_tokens":36,"input_tokens_details":{"cached_tokens":8},"output_tokens":87,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":123}`, true},
+		{"Anthropic", `{"input_tokens":2095,"cache_creation_input_tokens":100,"cache_read_input_tokens":50,"cache_creation":{"ephemeral_5m_input_tokens":40,` +
+			`"ephemeral_1h_input_tokens":60},"output_tokens":503,"service_tier":"standard","server_tool_use":null,"flag":true}`, true},
+		{"negative and minus zero", `{"prompt_tokens":-5,"completion_tokens":-0}`, true},
+		{"a repeated field", `{"prompt_tokens":1,"prompt_tokens":2,"prompt_tokens_details":{"cached_tokens":1},"prompt_tokens_details":{"audio_tokens":3}}`, true},
+		{"18 digits", `{"prompt_tokens":999999999999999999}`, true},
+		{"empty", `{}`, true},
+
+		{"19 digits", `{"prompt_tokens":9223372036854775807}`, false},
+		{"too big", `{"prompt_tokens":99999999999999999999}`, false},
+		{"a fraction", `{"prompt_tokens":1.0}`, false},
+		{"an exponent", `{"prompt_tokens":1e3}`, false},
+		{"a leading zero", `{"prompt_tokens":01}`, false},
+		{"a number as a string", `{"prompt_tokens":"5"}`, false},
+		{"null in an int field", `{"prompt_tokens":null}`, false},
+		{"null details", `{"prompt_tokens_details":null}`, false},
+		{"details not an object", `{"prompt_tokens_details":[1]}`, false},
+		{"upper case", `{"Prompt_Tokens":5}`, false},
+		{"Kelvin sign", "{\"prompt_to\u212Aens\":5}", false},
+		{"an escaped string", `{"tier":"a\"b"}`, false},
+		{"a non-ASCII string", `{"tier":"é"}`, false},
+		{"an array", `{"list":[1]}`, false},
+		{"a bad literal", `{"flag":tru}`, false},
+		{"a bad number", `{"n":1-2}`, false},
+		{"too deep", `{"a":{"b":{"c":{}}}}`, false},
+		{"not an object", `[1]`, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Over a usage a member before left, with details set.
+			before := func() usageJSON {
+				return usageJSON{PromptTokens: 7, PromptTokensDetails: &tokensDetails{CachedTokens: 2}, CacheCreation: &cacheCreation{Ephemeral1h: 1}}
+			}
+			got, want := before(), before()
+			plain := plainUsage([]byte(tt.value), &got)
+			if plain != tt.plain {
+				t.Fatalf("plainUsage took it: %v, want %v", plain, tt.plain)
+			}
+			if !plain {
+				if b := before(); !sameUsage(got, b) {
+					t.Fatalf("plainUsage declined but changed the usage: %+v", got)
+				}
+				return
+			}
+			if err := json.Unmarshal([]byte(tt.value), &want); err != nil {
+				t.Fatalf("plainUsage took a value json.Unmarshal refuses: %v", err)
+			}
+			if !sameUsage(got, want) {
+				t.Fatalf("plainUsage = %+v, json.Unmarshal = %+v", got, want)
+			}
+		})
+	}
+}
+
+// sameUsage compares two usages field by field, through their pointers.
+func sameUsage(a, b usageJSON) bool {
+	ja, _ := json.Marshal(a)
+	jb, _ := json.Marshal(b)
+	return string(ja) == string(jb)
+}

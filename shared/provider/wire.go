@@ -86,22 +86,27 @@ func IsUsageOnlyChunk(data []byte) bool {
 // usageJSON covers the usage shapes of chat/completions/embeddings
 // (prompt_tokens...), the Responses API and Anthropic (input_tokens...).
 type usageJSON struct {
-	PromptTokens        int64 `json:"prompt_tokens"`
-	CompletionTokens    int64 `json:"completion_tokens"`
-	InputTokens         int64 `json:"input_tokens"`
-	OutputTokens        int64 `json:"output_tokens"`
-	PromptTokensDetails *struct {
-		CachedTokens int64 `json:"cached_tokens"`
-	} `json:"prompt_tokens_details"`
-	InputTokensDetails *struct {
-		CachedTokens int64 `json:"cached_tokens"`
-	} `json:"input_tokens_details"`
-	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
-	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
+	PromptTokens             int64          `json:"prompt_tokens"`
+	CompletionTokens         int64          `json:"completion_tokens"`
+	InputTokens              int64          `json:"input_tokens"`
+	OutputTokens             int64          `json:"output_tokens"`
+	PromptTokensDetails      *tokensDetails `json:"prompt_tokens_details"`
+	InputTokensDetails       *tokensDetails `json:"input_tokens_details"`
+	CacheReadInputTokens     int64          `json:"cache_read_input_tokens"`
+	CacheCreationInputTokens int64          `json:"cache_creation_input_tokens"`
 	// CacheCreation splits the writes by lifetime (Anthropic).
-	CacheCreation *struct {
-		Ephemeral1h int64 `json:"ephemeral_1h_input_tokens"`
-	} `json:"cache_creation"`
+	CacheCreation *cacheCreation `json:"cache_creation"`
+}
+
+// tokensDetails is the part of prompt_tokens_details and
+// input_tokens_details that prices read.
+type tokensDetails struct {
+	CachedTokens int64 `json:"cached_tokens"`
+}
+
+// cacheCreation is the part of Anthropic's cache_creation that prices read.
+type cacheCreation struct {
+	Ephemeral1h int64 `json:"ephemeral_1h_input_tokens"`
 }
 
 func (u *usageJSON) toUsage() ledger.Usage {
