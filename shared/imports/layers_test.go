@@ -40,7 +40,7 @@ var layers = map[string][]string{
 	"shared/storeerr":  nil,
 	"shared/template":  nil,
 	"shared/testclock": nil,
-	"shared/tokenizer": {"shared/tokenizer/internal/bpetable"},
+	"shared/tokenizer": {"shared/jsonscan", "shared/tokenizer/internal/bpetable"},
 
 	"shared/tokenizer/internal/bpetable": nil,
 	"shared/tokenizer/internal/gen":      {"shared/tokenizer/internal/bpetable"}, // a go generate command

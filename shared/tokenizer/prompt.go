@@ -199,9 +199,17 @@ type functionCall struct {
 
 func (p prompter) chat(body []byte) (int64, error) {
 	var req chatRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		return 0, err
+	if !plainChat(body, &req) {
+		req = chatRequest{}
+		if err := json.Unmarshal(body, &req); err != nil {
+			return 0, err
+		}
 	}
+	return p.chatRequest(&req)
+}
+
+// chatRequest counts a decoded chat request.
+func (p prompter) chatRequest(req *chatRequest) (int64, error) {
 	n := int64(replyPriming)
 	for i := range req.Messages {
 		m := &req.Messages[i]
