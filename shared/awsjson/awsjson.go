@@ -249,25 +249,16 @@ func (c *Client) request(ctx context.Context, op string, body []byte, payloadHas
 	req := http.Request{ // WithContext copies it: it stays on the stack
 		Method: http.MethodPost, URL: &u, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 		Header: header, Host: c.fast.host, ContentLength: int64(len(body)),
-		Body: newRequestBody(body),
+		// io.NopCloser of a bytes.Reader, which net/http's client (the
+		// fallback for proxied requests) knows for a body in memory: it
+		// writes the header and body in one write.
+		Body: io.NopCloser(bytes.NewReader(body)),
 		GetBody: func() (io.ReadCloser, error) {
-			return newRequestBody(body), nil
+			return io.NopCloser(bytes.NewReader(body)), nil
 		},
 	}
 	return req.WithContext(ctx), nil
 }
-
-// requestBody is a request's body: b's bytes, read once. It is
-// io.NopCloser(bytes.NewReader(b)) in one allocation instead of two.
-type requestBody struct{ bytes.Reader }
-
-func newRequestBody(b []byte) *requestBody {
-	rb := new(requestBody)
-	rb.Reset(b)
-	return rb
-}
-
-func (*requestBody) Close() error { return nil }
 
 // answerError reads an error answer: its code from the X-Amzn-ErrorType
 // header or the body's __type, its message from message or Message.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/stipend/stipend/shared/awsenv"
 	"github.com/stipend/stipend/shared/h1client"
+	"github.com/stipend/stipend/shared/testclock"
 )
 
 // answer is one canned answer of a test server.
@@ -321,3 +322,28 @@ func TestReadBody(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestBodyInMemory: net/http's client (the fallback for proxied
+// requests) knows the body of a signed request for one in memory, and
+// writes the header and body in one write, not two (a review found a body
+// type of our own that it did not know).
+func TestRequestBodyInMemory(t *testing.T) {
+	c := New(Config{Service: testService, Endpoint: "http://127.0.0.1:8000", Region: "us-east-1"})
+	body := []byte(`{"TableName":"t"}`)
+	sum := sha256.Sum256(body)
+	req, err := c.request(context.Background(), "GetItem", body, hex.EncodeToString(sum[:]), aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s"}, testclock.Now(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w writeCounter
+	if err := req.Write(&w); err != nil {
+		t.Fatal(err)
+	}
+	if w.writes != 1 {
+		t.Fatalf("net/http wrote the request in %d writes, want 1", w.writes)
+	}
+}
+
+type writeCounter struct{ writes int }
+
+func (w *writeCounter) Write(p []byte) (int, error) { w.writes++; return len(p), nil }

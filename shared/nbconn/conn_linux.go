@@ -45,8 +45,12 @@ type op struct {
 	p     []byte
 	n     int
 	errno syscall.Errno
+	short bool // a write took no byte without an error
 	fn    func(fd uintptr) bool
 }
+
+// maxRW bounds one system call's bytes, as net.Conn's do (1 GiB).
+const maxRW = 1 << 30
 
 // read reads into o.p once; false asks the poller to wait for data.
 func (o *op) read(fd uintptr) bool {
@@ -71,9 +75,13 @@ func (o *op) read(fd uintptr) bool {
 func (o *op) write(fd uintptr) bool {
 	raceWrite(o.p[o.n:])
 	for o.n < len(o.p) {
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&o.p[o.n])), uintptr(len(o.p)-o.n))
+		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&o.p[o.n])), uintptr(min(len(o.p)-o.n, maxRW)))
 		switch e {
 		case 0:
+			if r == 0 {
+				o.short = true // as net.Conn: a write that takes nothing ends the Write
+				return true
+			}
 			o.n += int(r)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
@@ -90,7 +98,14 @@ func (o *op) write(fd uintptr) bool {
 // until data, the end of the stream, an error, the read deadline or Close.
 func (c *Conn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
+		// As net.Conn: nothing to read, but a closed connection says so.
+		if err := c.rc.Control(func(uintptr) {}); err != nil {
+			return 0, c.opError("read", err)
+		}
 		return 0, nil
+	}
+	if len(p) > maxRW {
+		p = p[:maxRW]
 	}
 	o := &c.r
 	o.mu.Lock()
@@ -116,9 +131,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 func (c *Conn) Write(p []byte) (int, error) {
 	o := &c.w
 	o.mu.Lock()
-	o.p, o.n, o.errno = p, 0, 0
+	o.p, o.n, o.errno, o.short = p, 0, 0, false
 	err := c.rc.Write(o.fn)
-	n, errno := o.n, o.errno
+	n, errno, short := o.n, o.errno, o.short
 	o.p = nil
 	o.mu.Unlock()
 	switch {
@@ -126,13 +141,17 @@ func (c *Conn) Write(p []byte) (int, error) {
 		return n, c.opError("write", err)
 	case errno != 0:
 		return n, c.opError("write", os.NewSyscallError("write", errno))
+	case short:
+		return n, c.opError("write", io.ErrUnexpectedEOF)
 	}
 	return n, nil
 }
 
 // opError is err as net.Conn reports it: a *net.OpError naming the
 // operation and the addresses, wrapping the poller's error (a passed
-// deadline, a closed connection) or the system call's.
+// deadline, a closed connection) or the system call's. Its Net is "tcp",
+// where net.Conn names the network the connection was made on ("tcp4" or
+// "tcp6" when one of those was asked for): the wrapper cannot see it.
 func (c *Conn) opError(op string, err error) error {
 	if oe, ok := err.(*net.OpError); ok {
 		err = oe.Err // the raw conn's, whose Op is "raw-read" or "raw-write"

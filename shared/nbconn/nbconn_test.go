@@ -288,3 +288,17 @@ func TestNoAllocations(t *testing.T) {
 		t.Fatalf("a write and a read: %v allocations, want 0", allocs)
 	}
 }
+
+// TestEmptyReadAfterClose: a read of no bytes on a closed connection
+// reports the close, as net.Conn's does (found by a review).
+func TestEmptyReadAfterClose(t *testing.T) {
+	_, server := pair(t)
+	server.Close()
+	if n, err := server.Read(nil); n != 0 || !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Read(nil) after Close = %d, %v; want net.ErrClosed", n, err)
+	}
+	var oe *net.OpError
+	if _, err := server.Read(nil); !errors.As(err, &oe) || oe.Op != "read" {
+		t.Fatalf("error %#v, want a *net.OpError for read", err)
+	}
+}

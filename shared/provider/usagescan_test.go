@@ -231,3 +231,34 @@ func sameUsage(a, b usageJSON) bool {
 	jb, _ := json.Marshal(b)
 	return string(ja) == string(jb)
 }
+
+// FuzzPlainUsage compares plainUsage with json.Unmarshal directly, over a
+// usage a member before left (a review's target; its seeds run with the
+// package's tests, FuzzTopUsage in make test fuzzes the whole shortcut).
+func FuzzPlainUsage(f *testing.F) {
+	for _, s := range []string{
+		`{"prompt_tokens":19,"completion_tokens":10,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0}}`,
+		`{"input_tokens":2095,"cache_creation":{"ephemeral_1h_input_tokens":60},"x":{"y":{"z":1}},"s":"a","n":null,"t":true}`,
+		`{"prompt_tokens":-0,"prompt_tokens":5}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		before := func() usageJSON {
+			return usageJSON{PromptTokens: 7, PromptTokensDetails: &tokensDetails{CachedTokens: 2}, CacheCreation: &cacheCreation{Ephemeral1h: 1}}
+		}
+		got, want := before(), before()
+		if !plainUsage(v, &got) {
+			if !sameUsage(got, before()) {
+				t.Fatalf("declined but changed: %q", v)
+			}
+			return
+		}
+		if err := json.Unmarshal(v, &want); err != nil {
+			t.Fatalf("plainUsage took %q, json.Unmarshal: %v", v, err)
+		}
+		if !sameUsage(got, want) {
+			t.Fatalf("%q: plainUsage %+v, json %+v", v, got, want)
+		}
+	})
+}
