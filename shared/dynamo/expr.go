@@ -110,42 +110,32 @@ func (e *expression) update() string {
 		n += len(o.name) + len(o.value) + 3
 	}
 	b.Grow(n)
-	section := func(keyword string, count int) {
-		if count > 0 && b.Len() > 0 {
+	// clause writes keyword and n items, comma-separated, each by item;
+	// nothing when n is 0.
+	clause := func(keyword string, n int, item func(i int)) {
+		if n == 0 {
+			return
+		}
+		if b.Len() > 0 {
 			b.WriteByte(' ')
 		}
-		if count > 0 {
-			b.WriteString(keyword)
-		}
-	}
-	section("SET ", len(e.sets))
-	for i, c := range e.sets {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(c)
-	}
-	for _, kind := range [2]struct {
-		keyword string
-		ops     []operand
-	}{{"ADD ", e.adds}, {"DELETE ", e.deletes}} {
-		section(kind.keyword, len(kind.ops))
-		for i, o := range kind.ops {
+		b.WriteString(keyword)
+		for i := range n {
 			if i > 0 {
 				b.WriteString(", ")
 			}
-			b.WriteString(o.name)
-			b.WriteByte(' ')
-			b.WriteString(o.value)
+			item(i)
 		}
 	}
-	section("REMOVE ", len(e.removes))
-	for i, c := range e.removes {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(c)
+	writeOperand := func(o operand) {
+		b.WriteString(o.name)
+		b.WriteByte(' ')
+		b.WriteString(o.value)
 	}
+	clause("SET ", len(e.sets), func(i int) { b.WriteString(e.sets[i]) })
+	clause("ADD ", len(e.adds), func(i int) { writeOperand(e.adds[i]) })
+	clause("DELETE ", len(e.deletes), func(i int) { writeOperand(e.deletes[i]) })
+	clause("REMOVE ", len(e.removes), func(i int) { b.WriteString(e.removes[i]) })
 	return b.String()
 }
 

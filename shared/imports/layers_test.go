@@ -23,24 +23,25 @@ import (
 //   - nothing in shared/ imports functions/ or infra/.
 var layers = map[string][]string{
 	// leaves
-	"shared/apierror":  nil,
-	"shared/h1client":  {"shared/nbconn"},
-	"shared/awsenv":    {"shared/h1client"}, // the AWS calls' HTTP client
-	"shared/awsjson":   nil,
-	"shared/cache":     nil,
-	"shared/imports":   nil,
-	"shared/jsonenc":   nil,
-	"shared/jsonscan":  nil,
-	"shared/keyvault":  nil,
-	"shared/money":     nil,
-	"shared/nbconn":    nil,
-	"shared/pages":     nil,
-	"shared/server":    {"shared/nbconn"},
-	"shared/sse":       nil,
-	"shared/storeerr":  nil,
-	"shared/template":  nil,
-	"shared/testclock": nil,
-	"shared/tokenizer": {"shared/jsonscan", "shared/tokenizer/internal/bpetable"},
+	"shared/apierror":            nil,
+	"shared/h1client":            {"shared/nbconn"},
+	"shared/awsenv":              {"shared/h1client"}, // the AWS calls' HTTP client
+	"shared/awsjson":             nil,
+	"shared/cache":               nil,
+	"shared/imports":             nil,
+	"shared/jsonenc":             nil,
+	"shared/jsonenc/jsonenctest": nil, // tests' random values for jsonenc's encoders
+	"shared/jsonscan":            nil,
+	"shared/keyvault":            nil,
+	"shared/money":               nil,
+	"shared/nbconn":              nil,
+	"shared/pages":               nil,
+	"shared/server":              {"shared/nbconn"},
+	"shared/sse":                 nil,
+	"shared/storeerr":            nil,
+	"shared/template":            nil,
+	"shared/testclock":           nil,
+	"shared/tokenizer":           {"shared/jsonscan", "shared/tokenizer/internal/bpetable"},
 
 	"shared/tokenizer/internal/bpetable": nil,
 	"shared/tokenizer/internal/gen":      {"shared/tokenizer/internal/bpetable"}, // a go generate command

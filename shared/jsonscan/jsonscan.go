@@ -204,3 +204,21 @@ func (s *scanner) value() bool {
 func isScalarByte(c byte) bool {
 	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c == '-' || c == '+' || c == '.' || c == 'E'
 }
+
+// LowerName reports whether name (a member name as Object gives it) is
+// made of lower-case ASCII letters, digits and underscores. encoding/json
+// matches a member name to a struct field without regard to case (ASCII,
+// and the Kelvin and long-s signs); when every field's name is written so,
+// a name LowerName accepts matches only the field spelled the same, and a
+// caller reading members in place sees what json.Unmarshal would.
+func LowerName(name []byte) bool {
+	if len(name) == 0 {
+		return false
+	}
+	for _, c := range name {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -145,3 +145,14 @@ func FuzzObject(f *testing.F) {
 		}
 	})
 }
+
+func TestLowerName(t *testing.T) {
+	for name, want := range map[string]bool{
+		"prompt_tokens": true, "ephemeral_1h_input_tokens": true, "a": true,
+		"": false, "Prompt_tokens": false, "prompt-tokens": false, "prompt tokens": false, "to\u212Aens": false, "é": false,
+	} {
+		if got := LowerName([]byte(name)); got != want {
+			t.Errorf("LowerName(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

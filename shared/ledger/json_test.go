@@ -3,9 +3,9 @@ package ledger
 import (
 	"encoding/json"
 	"math/rand/v2"
-	"reflect"
 	"testing"
 
+	"github.com/stipend/stipend/shared/jsonenc/jsonenctest"
 	"github.com/stipend/stipend/shared/money"
 )
 
@@ -34,36 +34,8 @@ func TestEventJSON(t *testing.T) {
 // filled is an Event whose fields (and its Usage's) are each set, with
 // probability p, to a random non-zero value.
 func filled(rng *rand.Rand, p float64) Event {
-	strs := []string{"a", "gpt-4o-mini", `q"<>&\`, "é\u2028\xff", "\n\t\x01"}
 	var e Event
-	var fill func(v reflect.Value)
-	fill = func(v reflect.Value) {
-		for i := range v.NumField() {
-			f := v.Field(i)
-			if f.Kind() == reflect.Struct {
-				fill(f)
-				continue
-			}
-			if rng.Float64() >= p {
-				continue
-			}
-			switch f.Kind() {
-			case reflect.String:
-				f.SetString(strs[rng.IntN(len(strs))])
-			case reflect.Bool:
-				f.SetBool(true)
-			case reflect.Int, reflect.Int64:
-				n := rng.Int64N(1<<40) + 1
-				if rng.IntN(4) == 0 {
-					n = -n
-				}
-				f.SetInt(n)
-			default:
-				panic("filled: a field of kind " + f.Kind().String() + ": teach filled and AppendJSON about it")
-			}
-		}
-	}
-	fill(reflect.ValueOf(&e).Elem())
+	jsonenctest.Fill(rng, p, &e, nil)
 	return e
 }
 

@@ -160,13 +160,8 @@ func plainObject(data []byte, depth int, fields fieldKinds) bool {
 		return false
 	}
 	return jsonscan.Object(data, func(name, v []byte) bool {
-		if len(name) == 0 {
-			return false
-		}
-		for _, c := range name {
-			if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
-				return false // json.Unmarshal folds case: it matches names these do not
-			}
+		if !jsonscan.LowerName(name) {
+			return false // json.Unmarshal folds case: it matches names these do not
 		}
 		kind, inner := anyValue, fieldKinds(nil)
 		if fields != nil {

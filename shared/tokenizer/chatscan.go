@@ -23,7 +23,7 @@ func plainChat(body []byte, req *chatRequest) bool {
 	}
 	var seen uint
 	return jsonscan.Object(body, func(name, v []byte) bool {
-		if !lowerName(name) {
+		if !jsonscan.LowerName(name) {
 			return false
 		}
 		var bit uint
@@ -80,7 +80,7 @@ func plainMessage(e []byte, m *chatMessage) bool {
 	}
 	var seen uint
 	return jsonscan.Object(e, func(name, v []byte) bool {
-		if !lowerName(name) {
+		if !jsonscan.LowerName(name) {
 			return false
 		}
 		var bit uint
@@ -118,19 +118,4 @@ func plainMessage(e []byte, m *chatMessage) bool {
 		}
 		return false // not a string: json.Unmarshal's error
 	})
-}
-
-// lowerName reports whether name is made of lower-case ASCII letters,
-// digits and underscores, which json.Unmarshal matches only to the field
-// of that exact name.
-func lowerName(name []byte) bool {
-	if len(name) == 0 {
-		return false
-	}
-	for _, c := range name {
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
