@@ -20,7 +20,6 @@ import (
 	"bytes"
 	"io"
 	"net/http"
-	"net/textproto"
 	"strings"
 )
 
@@ -51,7 +50,7 @@ func plainHead(br *bufio.Reader, req *http.Request) *http.Response {
 	}
 	// One string for the status line and all header lines: names, values
 	// and the status are slices of it.
-	block := string(buffered[:end+2])
+	block := headerBlock(buffered[:end+2])
 	status, rest, _ := strings.Cut(block, "\r\n")
 	const proto = "HTTP/1.1 "
 	if len(status) < len(proto)+5 || status[:len(proto)] != proto || status[len(proto)+3] != ' ' {
@@ -90,8 +89,7 @@ func plainHead(br *bufio.Reader, req *http.Request) *http.Response {
 				return nil
 			}
 		}
-		name = textproto.CanonicalMIMEHeaderKey(name)
-		switch name {
+		switch name { // canonical: headerBlock made it so
 		case "Content-Length":
 			if length >= 0 || !digits(value) {
 				return nil // repeated or odd: ReadResponse's rules
@@ -127,6 +125,56 @@ func plainHead(br *bufio.Reader, req *http.Request) *http.Response {
 		resp.Body = &sizedBody{br: br, left: length}
 	}
 	return resp
+}
+
+// headerBlock is b, a status line and header lines each ending in CRLF, as
+// one string in which every header name made of token bytes is canonical
+// (textproto's form: upper case first and after each hyphen, lower case
+// elsewhere). The names sliced out of it are then what
+// textproto.CanonicalMIMEHeaderKey would return, without the string of its
+// own it makes for each name that is not (AWS's are lower case: a third of
+// the allocations of reading a header). Other names are copied as they are.
+func headerBlock(b []byte) string {
+	var s strings.Builder
+	s.Grow(len(b))
+	status, rest, _ := bytes.Cut(b, []byte("\r\n"))
+	s.Write(status)
+	s.WriteString("\r\n")
+	for len(rest) > 0 {
+		var line []byte
+		line, rest, _ = bytes.Cut(rest, []byte("\r\n"))
+		name, _, _ := bytes.Cut(line, []byte(":"))
+		if !tokenBytes(name) {
+			s.Write(line)
+			s.WriteString("\r\n")
+			continue
+		}
+		upper := true
+		for _, c := range name {
+			switch {
+			case upper && 'a' <= c && c <= 'z':
+				c -= 'a' - 'A'
+			case !upper && 'A' <= c && c <= 'Z':
+				c += 'a' - 'A'
+			}
+			s.WriteByte(c)
+			upper = c == '-'
+		}
+		s.Write(line[len(name):])
+		s.WriteString("\r\n")
+	}
+	return s.String()
+}
+
+// tokenBytes reports whether b is made of the bytes a header's name may
+// hold.
+func tokenBytes(b []byte) bool {
+	for _, c := range b {
+		if !tchar(c) {
+			return false
+		}
+	}
+	return true
 }
 
 // token reports whether s is made of the bytes a header's name may hold.

@@ -59,9 +59,13 @@ func sameAnswer(t *testing.T, raw []byte, method string) bool {
 	return true
 }
 
+// ddbAnswer is an answer as DynamoDB Local sends it: lower-case names among
+// canonical ones.
+const ddbAnswer = "HTTP/1.1 200 OK\r\nDate: Mon, 07 Dec 2026 04:00:00 GMT\r\nContent-Type: application/x-amz-json-1.0\r\n" +
+	"x-amz-crc32: 2745614147\r\nx-amzn-RequestId: 0b4b7c2e-1f5d-4c27-9f6b-2f0f7d8f1c11\r\nContent-Length: 2\r\nServer: Jetty(12.0.14)\r\n\r\n{}"
+
 func TestPlainHeadMatches(t *testing.T) {
-	const ddb = "HTTP/1.1 200 OK\r\nDate: Mon, 07 Dec 2026 04:00:00 GMT\r\nContent-Type: application/x-amz-json-1.0\r\n" +
-		"x-amz-crc32: 2745614147\r\nx-amzn-RequestId: 0b4b7c2e-1f5d-4c27-9f6b-2f0f7d8f1c11\r\nContent-Length: 2\r\nServer: Jetty(12.0.14)\r\n\r\n{}"
+	const ddb = ddbAnswer
 	tests := []struct {
 		name  string
 		raw   string
@@ -111,6 +115,28 @@ func TestPlainHeadMatches(t *testing.T) {
 			t.Fatal("plainHead took an answer to HEAD, whose length has no body")
 		}
 	})
+}
+
+// TestPlainHeadAllocations: a DynamoDB answer's header costs six
+// allocations whatever the case of its names: the header's string, the map
+// (two), the values' array, the answer and its body. A name canonicalised
+// by textproto would be a string of its own (eight before headerBlock).
+func TestPlainHeadAllocations(t *testing.T) {
+	raw := []byte(ddbAnswer)
+	req := &http.Request{Method: http.MethodPost}
+	rd := bytes.NewReader(raw)
+	br := bufio.NewReaderSize(rd, 64<<10)
+	allocs := testing.AllocsPerRun(100, func() {
+		rd.Reset(raw)
+		br.Reset(rd)
+		br.Peek(1)
+		if plainHead(br, req) == nil {
+			t.Fatal("plainHead refused DynamoDB's answer")
+		}
+	})
+	if allocs > 6 {
+		t.Fatalf("%v allocations, want at most 6", allocs)
+	}
 }
 
 func TestSizedBodyEnds(t *testing.T) {
