@@ -126,14 +126,13 @@ type admission struct {
 // charges and reserves them. When the spend does not fit and the key allows
 // it, it lowers the output cap to what the remaining budget can pay for.
 //
-// The store's part, from reading the user to the reservation, has
-// Config.ReserveTimeout: when the store stalls the client gets its 503 soon.
-// A reserve that ran out of time may still land: its 503 is a
+// The store's part, from reading the user to the reservation, is bounded
+// by ctx (forward: Config.ReserveTimeout for all the store's work before
+// forwarding): when the store stalls the client gets its 503 soon. A
+// reserve that ran out of time may still land: its 503 is a
 // *pendingRelease, and the handler abandons the reservation once the client
 // has its answer.
-func (h *Handler) admit(r *http.Request, key *apikey.Key, req *request, body []byte, price pricing.Price, ceiling *budget.ProviderCeiling, ev *ledger.Event) (*admission, error) {
-	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.ReserveTimeout)
-	defer cancel()
+func (h *Handler) admit(ctx context.Context, r *http.Request, key *apikey.Key, req *request, body []byte, price pricing.Price, ceiling *budget.ProviderCeiling, ev *ledger.Event) (*admission, error) {
 	adm := &admission{body: body}
 	// Lowering the output cap changes the body but not the prompt: count once.
 	prompt, err := h.promptTokens(r.URL.Path, body, price)

@@ -63,15 +63,22 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, key *apikey.Ke
 		}
 	}
 	defer leave()
-	if err := h.route(x); err != nil {
+	// The store's work before forwarding (the key's settings, the
+	// provider setting read fresh, the user, the organisation and the
+	// reservation) has Config.ReserveTimeout in all: one deadline for
+	// every step, not one each (each a timer and a context).
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.ReserveTimeout)
+	defer cancel()
+	if err := h.route(ctx, x); err != nil {
 		return err
 	}
 	if err := h.price(x); err != nil {
 		return err
 	}
-	if err := h.reserveWhileLoading(x); err != nil {
+	if err := h.reserveWhileLoading(ctx, x); err != nil {
 		return err
 	}
+	cancel()
 	leave()
 	m := h.newMeter(x)
 	defer h.end(x, m) // meter and settle: the one ending of a reserved request
@@ -171,14 +178,16 @@ func (h *Handler) price(x *exchange) error {
 // (that request then counts twice in its request windows, since a release
 // keeps the request counted: the price of a race with an admin's change).
 // The price reserved at was always the cached route's (route).
-func (h *Handler) reserveWhileLoading(x *exchange) error {
+//
+// ctx bounds the store's work (forward).
+func (h *Handler) reserveWhileLoading(ctx context.Context, x *exchange) error {
 	c := x.route[0]
 	cached := c.prov
 	fresh := make(chan fetched, 1)
 	id, path, query, model := cached.ID, x.r.URL.Path, x.r.URL.RawQuery, x.req.Model
-	go func() { fresh <- h.fetch(x.r.Context(), id, path, query, model) }()
+	go func() { fresh <- h.fetch(ctx, id, path, query, model) }()
 	x.prov = cached
-	err := h.reserve(x)
+	err := h.reserve(ctx, x)
 	f := <-fresh
 	if err != nil {
 		return err
@@ -193,7 +202,7 @@ func (h *Handler) reserveWhileLoading(x *exchange) error {
 		return nil
 	}
 	h.unreserve(x)
-	return h.reserve(x)
+	return h.reserve(ctx, x)
 }
 
 // unreserve releases x's reservation (a request never forwarded) and waits
@@ -219,14 +228,15 @@ func sameCeiling(a, b *budget.ProviderCeiling) bool {
 // it asked for it. A request that cannot be sent is released, never
 // settled. Once it holds the reservation, the limited counters are read
 // for the x-ratelimit-* headers while upstream works (ratelimit_headers.go).
-func (h *Handler) reserve(x *exchange) error {
+// ctx bounds the store's work (forward).
+func (h *Handler) reserve(ctx context.Context, x *exchange) error {
 	r := x.r
 	x.ev = &ledger.Event{
 		ID: apikey.NewID(), KeyID: x.key.ID, UserID: x.key.UserID, ProviderID: x.prov.ID,
 		Model: x.req.Model, Path: r.URL.Path, Method: r.Method, Stream: x.req.Stream,
 		CustomID: x.customID, CreatedAt: x.start.UnixMilli(), RequestedModel: requestedIfAliased(x.requested, x.req.Model),
 	}
-	adm, err := h.admit(r, x.key, &x.req, x.body, x.price, ceilingOf(x.prov), x.ev)
+	adm, err := h.admit(ctx, r, x.key, &x.req, x.body, x.price, ceilingOf(x.prov), x.ev)
 	if err != nil {
 		return err
 	}
@@ -285,7 +295,7 @@ func (h *Handler) forwardUpstream(w http.ResponseWriter, x *exchange, m *meter) 
 	for i := 0; ; i++ {
 		c := x.route[i]
 		if i > 0 {
-			if err := h.load(r.Context(), x, c); err != nil {
+			if err := h.load(r.Context(), x, c); err != nil { // with its own ReserveTimeout
 				x.ev.Status, x.ev.ErrorCode = apierror.From(err).Status, apierror.From(err).Code
 				return err
 			}

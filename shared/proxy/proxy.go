@@ -110,8 +110,9 @@ type Config struct {
 	// invocation may still settle it.
 	ReservationTTL time.Duration
 	// ReserveTimeout bounds the limits store's work before a request is
-	// forwarded: reading the key, its user and the organisation, and the
-	// reservation (default 3 s). When it runs out, as while DynamoDB stalls,
+	// forwarded (default 3 s): reading the key, then, in all, its
+	// settings, the provider setting, its user and the organisation, and
+	// the reservation. When it runs out, as while DynamoDB stalls,
 	// the client gets 503 service_unavailable, nothing is forwarded, and the
 	// reservation, had it landed, is released after the answer. It also
 	// bounds retries of transactions that conflict with concurrent ones on

@@ -126,9 +126,9 @@ func (h *Handler) pricesOn(ctx context.Context, p *provider.Setting) pricer {
 // failover. The reservation's price is the dearer of the two, figure by
 // figure, so one reservation covers either. None can serve the model: 403
 // model_not_allowed; none prices it: 400 model_not_priced.
-func (h *Handler) route(x *exchange) error {
-	ctx, cancel := context.WithTimeout(x.r.Context(), h.cfg.ReserveTimeout)
-	defer cancel()
+//
+// ctx bounds the store's work (forward).
+func (h *Handler) route(ctx context.Context, x *exchange) error {
 	all, err := h.settings(ctx, x.key)
 	if err != nil {
 		return apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
@@ -219,7 +219,13 @@ func ceiling(a, b pricing.Price) pricing.Price {
 // load reads candidate c's setting fresh, not from the configuration cache
 // (a changed provider key applies to the very next request), its provider
 // key and the upstream URL for the request.
+//
+// The read has Config.ReserveTimeout of its own: a failover happens after
+// the first attempt, when the deadline of the work before forwarding has
+// gone.
 func (h *Handler) load(ctx context.Context, x *exchange, c *candidate) error {
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ReserveTimeout)
+	defer cancel()
 	f := h.fetch(ctx, c.prov.ID, x.r.URL.Path, x.r.URL.RawQuery, x.req.Model)
 	if f.err != nil {
 		return f.err
@@ -255,11 +261,10 @@ func (h *Handler) fetch(ctx context.Context, id, path, query, model string) fetc
 	return fetched{prov: p, apiKey: secret, endpoint: endpoint}
 }
 
-// readSetting reads setting id fresh and its provider key.
+// readSetting reads setting id fresh and its provider key, within ctx's
+// deadline (the caller's: Config.ReserveTimeout).
 func (h *Handler) readSetting(ctx context.Context, id string) (*provider.Setting, string, error) {
-	readCtx, cancel := context.WithTimeout(ctx, h.cfg.ReserveTimeout)
-	p, err := h.cfg.Providers.GetProvider(readCtx, id)
-	cancel()
+	p, err := h.cfg.Providers.GetProvider(ctx, id)
 	if err != nil {
 		return nil, "", apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
 			"the provider setting is unavailable; try again shortly")
@@ -275,11 +280,14 @@ func (h *Handler) readSetting(ctx context.Context, id string) (*provider.Setting
 
 // screener is the setting that screens a moderated key's input: the
 // request's own when it serves OpenAI's moderation endpoint, else another
-// of the key's settings that does (an Azure or Anthropic setting has none).
+// of the key's settings that does (an Azure or Anthropic setting has none),
+// read within Config.ReserveTimeout.
 func (h *Handler) screener(ctx context.Context, x *exchange) (*provider.Setting, string, error) {
 	if serves(x.prov, moderationModel, "/v1/moderations") {
 		return x.prov, x.apiKey, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, h.cfg.ReserveTimeout)
+	defer cancel()
 	all, err := h.settings(ctx, x.key)
 	if err != nil {
 		return nil, "", apierror.Wrap(err, http.StatusServiceUnavailable, apierror.CodeServiceUnavailable,
