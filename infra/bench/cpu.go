@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -69,11 +71,14 @@ type floorResult struct {
 // cpuLoad is one measured load: n requests from clients concurrent
 // clients, each with its own key, to url.
 type cpuLoad struct {
-	url     string
-	keys    []string
-	clients int
-	n       int
-	body    []byte
+	url string
+	// profiles is the base URL of the process's profiles, whose memory
+	// statistics count its allocations ("": not counted).
+	profiles string
+	keys     []string
+	clients  int
+	n        int
+	body     []byte
 	// vary gives each request a prompt of its own (the body's last message
 	// ends with the request's number), so no text the proxy counts repeats.
 	vary bool
@@ -100,6 +105,10 @@ type loadStats struct {
 	cpu, wall        time.Duration
 	system           time.Duration // the part of cpu spent in the kernel
 	reads, writes    int64         // -1: not counted
+	// allocs and allocBytes are the heap allocations the process made
+	// (runtime.MemStats' Mallocs and TotalAlloc, exact, not sampled);
+	// -1: not counted.
+	allocs, allocBytes int64
 }
 
 // run sends l's requests once unmeasured (one per client: caches and
@@ -137,6 +146,7 @@ func (l cpuLoad) run(ctx context.Context, c *http.Client, pid int) (loadStats, e
 		return res, err
 	}
 	r0, w0, ioErr := ioCalls(pid)
+	a0, b0, allocErr := l.allocations(ctx)
 	start := time.Now()
 	var next atomic.Int64
 	for i := range l.clients {
@@ -157,7 +167,35 @@ func (l cpuLoad) run(ctx context.Context, c *http.Client, pid int) (loadStats, e
 	if r1, w1, err := ioCalls(pid); err == nil && ioErr == nil {
 		res.reads, res.writes = r1-r0, w1-w0
 	}
+	res.allocs, res.allocBytes = -1, -1
+	if a1, b1, err := l.allocations(ctx); err == nil && allocErr == nil {
+		res.allocs, res.allocBytes = a1-a0, b1-b0
+	}
 	return res, ctx.Err()
+}
+
+// allocations reads the heap allocations the process has made so far, and
+// their bytes (the proxy's GET /debug/allocations: exact counts).
+func (l cpuLoad) allocations(ctx context.Context) (count, bytes int64, err error) {
+	if l.profiles == "" {
+		return 0, 0, errors.New("no profile address")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, l.profiles+"/debug/allocations", nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer resp.Body.Close()
+	var got struct{ Objects, Bytes int64 }
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		return 0, 0, fmt.Errorf("%s: %s: %w", req.URL, resp.Status, err)
+	}
+	return got.Objects, got.Bytes, nil
 }
 
 // proxyCalls is how many DynamoDB calls the proxy makes per request of the
@@ -175,7 +213,7 @@ const proxyCalls = 4
 func runCPU(ctx context.Context, c *http.Client, st *stack, clients, n int, profile string) (cpuResult, error) {
 	clients = min(clients, len(st.keys))
 	load := cpuLoad{
-		url: st.proxy + "/v1/chat/completions", clients: clients, n: n,
+		url: st.proxy + "/v1/chat/completions", profiles: st.profiles, clients: clients, n: n,
 		body: cpuBody(cpuPrompt),
 	}
 	for _, k := range st.keys[:clients] {
@@ -341,6 +379,10 @@ func (r report) cpu(res cpuResult) {
 	if res.reads >= 0 {
 		fmt.Fprintf(r.w, "  proxy read and write system calls per request %6.1f %6.1f\n",
 			float64(res.reads)/float64(served), float64(res.writes)/float64(served))
+	}
+	if res.allocs >= 0 {
+		fmt.Fprintf(r.w, "  proxy heap allocations per request (exact)  %6.0f  %6.1f kB\n",
+			float64(res.allocs)/float64(served), float64(res.allocBytes)/1000/float64(served))
 	}
 	if fresh := res.fresh.requests - res.fresh.failed; fresh > 0 {
 		fmt.Fprintf(r.w, "  … with a prompt of its own each request       %5.2f ms   (the tokenizer's kept counts cannot help)\n",

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime/metrics"
 	"runtime/pprof"
 	"strconv"
 	"time"
@@ -20,8 +21,11 @@ const MaxProfile = 10 * time.Minute
 //	GET /debug/pprof/profile?seconds=N   CPU profile over the next N seconds (a decimal, at most MaxProfile)
 //	GET /debug/pprof/heap                live heap
 //	GET /debug/pprof/allocs              allocations since the start
+//	GET /debug/allocations               {"objects":N,"bytes":N}: heap allocations since the start, exact
 //
-// Each answer is in pprof's format (go tool pprof reads it).
+// Each /debug/pprof answer is in pprof's format (go tool pprof reads it);
+// /debug/allocations counts every allocation (the profiles sample them), so
+// a benchmark can divide the difference over a run by its requests.
 func ServeProfiles(ctx context.Context, addr string, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -51,7 +55,17 @@ func profiles() http.Handler {
 			}
 		})
 	}
+	mux.HandleFunc("GET /debug/allocations", allocations)
 	return mux
+}
+
+// allocations answers the heap allocations since the process started, as
+// runtime/metrics counts them (no stop of the world, unlike ReadMemStats).
+func allocations(w http.ResponseWriter, _ *http.Request) {
+	m := []metrics.Sample{{Name: "/gc/heap/allocs:objects"}, {Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(m)
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprintf(w, `{"objects":%d,"bytes":%d}`+"\n", m[0].Value.Uint64(), m[1].Value.Uint64())
 }
 
 func cpuProfile(w http.ResponseWriter, r *http.Request) {

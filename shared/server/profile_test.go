@@ -3,6 +3,7 @@ package server
 import (
 	"bytes"
 	"compress/gzip"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -25,6 +26,7 @@ func TestProfiles(t *testing.T) {
 		{"/debug/pprof/profile?seconds=-1", http.StatusBadRequest},
 		{"/debug/pprof/profile?seconds=100000", http.StatusBadRequest},
 		{"/debug/pprof/goroutine", http.StatusNotFound},
+		{"/debug/allocations", http.StatusOK},
 	}
 	for _, tt := range tests {
 		t.Run(tt.path, func(t *testing.T) {
@@ -38,6 +40,13 @@ func TestProfiles(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tt.wantStatus, body)
 			}
 			if tt.wantStatus != http.StatusOK {
+				return
+			}
+			if tt.path == "/debug/allocations" {
+				var got struct{ Objects, Bytes uint64 }
+				if err := json.Unmarshal(body, &got); err != nil || got.Objects == 0 || got.Bytes < got.Objects {
+					t.Fatalf("allocations %s: %+v, %v; want counts (bytes at least objects)", body, got, err)
+				}
 				return
 			}
 			if _, err := gzip.NewReader(bytes.NewReader(body)); err != nil {
