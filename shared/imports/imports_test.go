@@ -68,3 +68,34 @@ func TestImportRules(t *testing.T) {
 		t.Fatalf("go list found only %d packages", packages)
 	}
 }
+
+// costlyInit are standard packages whose initialisation each cold start
+// would pay, measured with GODEBUG=inittrace=1: runtime/metrics 0.09 to
+// 0.13 ms (it came in once with a benchmark's allocation counter),
+// encoding/gob 0.26 to 0.34 ms and net/rpc (aws-lambda-go's RPC mode,
+// which the lambda.norpc tag leaves out), html/template and text/template
+// (net/rpc's debug page), expvar and net/http/pprof (handlers registered
+// at init).
+var costlyInit = []string{"runtime/metrics", "encoding/gob", "net/rpc", "html/template", "text/template", "expvar", "net/http/pprof"}
+
+// TestNoCostlyInit: the functions, built as the Makefile builds them
+// (lambda.norpc), link none of costlyInit.
+func TestNoCostlyInit(t *testing.T) {
+	for _, fn := range []string{"proxy", "admin", "reset"} {
+		out, err := exec.Command("go", "list", "-deps", "-tags", "lambda.norpc", module+"functions/"+fn).Output()
+		if err != nil {
+			t.Fatalf("go list: %v", err)
+		}
+		deps := strings.Fields(string(out))
+		if len(deps) < 50 {
+			t.Fatalf("functions/%s: go list found only %d packages", fn, len(deps))
+		}
+		for _, d := range deps {
+			for _, c := range costlyInit {
+				if d == c {
+					t.Errorf("functions/%s links %s, whose initialisation every cold start pays", fn, c)
+				}
+			}
+		}
+	}
+}
