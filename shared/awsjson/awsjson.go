@@ -130,9 +130,8 @@ func (e *Error) Unwrap() error { return e.Err }
 // anything else is an *Error.
 func (c *Client) Call(ctx context.Context, op string, body []byte) ([]byte, error) {
 	sum := sha256.Sum256(body)
-	payloadHash := hex.EncodeToString(sum[:])
 	for attempt := 1; ; attempt++ {
-		res, err := c.attempt(ctx, op, body, payloadHash)
+		res, err := c.attempt(ctx, op, body, &sum)
 		if err == nil {
 			return res, nil
 		}
@@ -149,12 +148,13 @@ func (c *Client) Call(ctx context.Context, op string, body []byte) ([]byte, erro
 }
 
 // attempt makes one request.
-func (c *Client) attempt(ctx context.Context, op string, body []byte, payloadHash string) ([]byte, *Error) {
+// sum is body's SHA-256.
+func (c *Client) attempt(ctx context.Context, op string, body []byte, sum *[sha256.Size]byte) ([]byte, *Error) {
 	creds, err := c.cfg.Credentials.Retrieve(ctx)
 	if err != nil {
 		return nil, &Error{Err: fmt.Errorf("credentials: %w", err)}
 	}
-	req, err := c.request(ctx, op, body, payloadHash, creds, time.Now().UTC())
+	req, err := c.request(ctx, op, body, sum, creds, time.Now().UTC())
 	if err != nil {
 		return nil, &Error{Err: err}
 	}
@@ -167,7 +167,7 @@ func (c *Client) attempt(ctx context.Context, op string, body []byte, payloadHas
 	if err != nil {
 		return nil, &Error{Err: fmt.Errorf("read the answer (status %d): %w", resp.StatusCode, err)}
 	}
-	if want := resp.Header.Get("X-Amz-Crc32"); want != "" && want != strconv.FormatUint(uint64(crc32.ChecksumIEEE(res)), 10) {
+	if want := resp.Header.Get("X-Amz-Crc32"); want != "" && !crcMatches(want, res) {
 		// DynamoDB's checksum of the body, which the SDK checks too: a
 		// damaged answer is no answer.
 		return nil, &Error{Err: fmt.Errorf("the answer (status %d) does not match its X-Amz-Crc32 checksum", resp.StatusCode)}
@@ -208,8 +208,9 @@ func readBody(resp *http.Response) ([]byte, error) {
 	}
 }
 
-// request is the signed POST of body as operation op at t.
-func (c *Client) request(ctx context.Context, op string, body []byte, payloadHash string, creds aws.Credentials, t time.Time) (*http.Request, error) {
+// request is the signed POST of body, whose SHA-256 is sum, as operation op
+// at t.
+func (c *Client) request(ctx context.Context, op string, body []byte, sum *[sha256.Size]byte, creds aws.Credentials, t time.Time) (*http.Request, error) {
 	if c.urlError != nil {
 		return nil, c.urlError
 	}
@@ -221,7 +222,7 @@ func (c *Client) request(ctx context.Context, op string, body []byte, payloadHas
 		req.Header.Set("Content-Type", c.cfg.Service.ContentType)
 		req.Header.Set("X-Amz-Target", c.cfg.Service.TargetPrefix+op)
 		req.Header.Set("Accept-Encoding", "identity")
-		if err := c.sdk.SignHTTP(ctx, creds, req, payloadHash, c.cfg.Service.SigningName, c.cfg.Region, t); err != nil {
+		if err := c.sdk.SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), c.cfg.Service.SigningName, c.cfg.Region, t); err != nil {
 			return nil, fmt.Errorf("sign: %w", err)
 		}
 		return req, nil
@@ -234,7 +235,7 @@ func (c *Client) request(ctx context.Context, op string, body []byte, payloadHas
 	// of it (a slice per name would be an allocation per name).
 	v := new([6]string)
 	v[0], v[1], v[2], v[3] = h.contentType, h.target, "identity", h.amzDate
-	v[4] = c.fast.authorization(creds, h, payloadHash)
+	v[4] = c.fast.authorization(creds, h, sum)
 	header := make(http.Header, 6)
 	header["Content-Type"] = v[0:1:1]
 	header["X-Amz-Target"] = v[1:2:2]
@@ -379,4 +380,12 @@ func RequestToken() (string, error) {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:], nil
+}
+
+// crcMatches reports whether want, an X-Amz-Crc32 header (decimal), is
+// body's CRC-32 (IEEE), compared as numbers: formatting the sum would be
+// a string per call.
+func crcMatches(want string, body []byte) bool {
+	v, err := strconv.ParseUint(want, 10, 32)
+	return err == nil && uint32(v) == crc32.ChecksumIEEE(body)
 }

@@ -138,6 +138,12 @@ func testCall(t *testing.T, newHTTPClient func() HTTPClient) {
 		{name: "a damaged body is no answer: three attempts",
 			answers:      []answer{{200, map[string]string{"X-Amz-Crc32": "1"}, `{}`}},
 			wantAttempts: 3},
+		{name: "a checksum that is no number matches nothing",
+			answers:      []answer{{200, map[string]string{"X-Amz-Crc32": "2745614147x"}, `{}`}},
+			wantAttempts: 3},
+		{name: "a checksum past 32 bits (the sum plus 2^32) matches nothing",
+			answers:      []answer{{200, map[string]string{"X-Amz-Crc32": "7040581443"}, `{}`}},
+			wantAttempts: 3},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -331,7 +337,7 @@ func TestRequestBodyInMemory(t *testing.T) {
 	c := New(Config{Service: testService, Endpoint: "http://127.0.0.1:8000", Region: "us-east-1"})
 	body := []byte(`{"TableName":"t"}`)
 	sum := sha256.Sum256(body)
-	req, err := c.request(context.Background(), "GetItem", body, hex.EncodeToString(sum[:]), aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s"}, testclock.Now(t))
+	req, err := c.request(context.Background(), "GetItem", body, &sum, aws.Credentials{AccessKeyID: "AKID", SecretAccessKey: "s"}, testclock.Now(t))
 	if err != nil {
 		t.Fatal(err)
 	}

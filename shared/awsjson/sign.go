@@ -80,8 +80,8 @@ type signedHeaders struct {
 }
 
 // authorization is the Authorization header of a request with h, whose
-// body's SHA-256 is payloadHash (hex), signed with creds at h.amzDate.
-func (s *signer) authorization(creds aws.Credentials, h signedHeaders, payloadHash string) string {
+// body's SHA-256 is sum, signed with creds at h.amzDate.
+func (s *signer) authorization(creds aws.Credentials, h signedHeaders, sum *[sha256.Size]byte) string {
 	day := h.amzDate[:8]
 	names := "accept-encoding;content-length;content-type;host;x-amz-date;x-amz-target"
 	if h.token != "" {
@@ -91,7 +91,7 @@ func (s *signer) authorization(creds aws.Credentials, h signedHeaders, payloadHa
 	// the payload's hash.
 	// Room for the canonical request, or for the string to sign, the
 	// signature and the header after it, whichever is longer.
-	buf := make([]byte, 0, 512+len(h.contentType)+len(s.host)+len(h.token)+len(h.target)+len(payloadHash))
+	buf := make([]byte, 0, 512+len(h.contentType)+len(s.host)+len(h.token)+len(h.target)+2*sha256.Size)
 	buf = append(buf, "POST\n/\n\naccept-encoding:identity\ncontent-length:"...)
 	buf = strconv.AppendInt(buf, int64(h.contentLength), 10)
 	buf = append(buf, "\ncontent-type:"...)
@@ -109,7 +109,7 @@ func (s *signer) authorization(creds aws.Credentials, h signedHeaders, payloadHa
 	buf = append(buf, "\n\n"...)
 	buf = append(buf, names...)
 	buf = append(buf, '\n')
-	buf = append(buf, payloadHash...)
+	buf = hex.AppendEncode(buf, sum[:])
 	canonical := sha256.Sum256(buf)
 
 	// The string to sign, in the same buffer.

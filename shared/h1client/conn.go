@@ -58,6 +58,9 @@ type conn struct {
 	// would be an allocation per call.
 	interruptFunc func()
 	reused        bool // it served a call before
+	// lr bounds the request body being written: a field, since
+	// io.LimitReader would be an allocation per call.
+	lr io.LimitedReader
 }
 
 // countingConn counts the bytes read from its connection. Only the calling
@@ -308,7 +311,9 @@ func (pc *conn) write(req *http.Request, o *outgoing, body io.ReadCloser) (werr,
 		// All but the last byte, then the last one only if the body ends
 		// right after it: a body longer than announced never puts a whole
 		// request (and the start of another) on the connection.
-		n, err := io.Copy(bw, io.LimitReader(rd, length-1))
+		pc.lr = io.LimitedReader{R: rd, N: length - 1}
+		n, err := io.Copy(bw, &pc.lr)
+		pc.lr.R = nil // keep no caller's body
 		if pc.w.err != nil {
 			return pc.w.err, nil
 		}
