@@ -28,6 +28,7 @@ import (
 	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/dynamo/ddb"
 	"github.com/stipend/stipend/shared/keyvault"
+	"github.com/stipend/stipend/shared/nbconn"
 	"github.com/stipend/stipend/shared/secrets"
 	"github.com/stipend/stipend/shared/server"
 )
@@ -45,6 +46,10 @@ func main() {
 		os.Exit(1)
 	}
 	if server.InLambda() {
+		// aws-lambda-go's Runtime API client clones http.DefaultTransport
+		// as Start begins: dialing through nbconn keeps its calls from
+		// waking the runtime's monitor thread (see shared/nbconn).
+		nbconn.WrapTransport(http.DefaultTransport.(*http.Transport))
 		adapter := httpadapter.NewV2(h)
 		lambda.Start(func(ctx context.Context, req events.APIGatewayV2HTTPRequest) (events.APIGatewayV2HTTPResponse, error) {
 			return adapter.ProxyWithContext(ctx, req)

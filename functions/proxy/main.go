@@ -24,6 +24,7 @@ import (
 	"github.com/stipend/stipend/shared/config"
 	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/dynamo/ddb"
+	"github.com/stipend/stipend/shared/nbconn"
 	"github.com/stipend/stipend/shared/pricing"
 	"github.com/stipend/stipend/shared/proxy"
 	"github.com/stipend/stipend/shared/secrets"
@@ -58,6 +59,10 @@ func main() {
 		os.Exit(1)
 	}
 	if server.InLambda() {
+		// aws-lambda-go's Runtime API client clones http.DefaultTransport
+		// as Start begins: dialing through nbconn keeps its calls from
+		// waking the runtime's monitor thread (see shared/nbconn).
+		nbconn.WrapTransport(http.DefaultTransport.(*http.Transport))
 		lambdaurl.Start(h)
 		return
 	}

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/stipend/stipend/shared/config"
 	"github.com/stipend/stipend/shared/dynamo"
 	"github.com/stipend/stipend/shared/dynamo/ddb"
+	"github.com/stipend/stipend/shared/nbconn"
 	"github.com/stipend/stipend/shared/rollover"
 	"github.com/stipend/stipend/shared/server"
 )
@@ -63,6 +65,10 @@ func main() {
 		return rollover.Run(ctx, store, task, ev.Time, log)
 	}
 	if server.InLambda() {
+		// aws-lambda-go's Runtime API client clones http.DefaultTransport
+		// as Start begins: dialing through nbconn keeps its calls from
+		// waking the runtime's monitor thread (see shared/nbconn).
+		nbconn.WrapTransport(http.DefaultTransport.(*http.Transport))
 		lambda.Start(handle)
 		return
 	}

@@ -20,7 +20,9 @@
 package nbconn
 
 import (
+	"context"
 	"net"
+	"net/http"
 )
 
 // Listener wraps a listener so that every connection it accepts is
@@ -36,4 +38,26 @@ func (l Listener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	return Wrap(c), nil
+}
+
+// WrapTransport makes t dial through Wrap: the connections it makes (plain
+// TCP, and TLS over the wrapped connection when t makes it) read and write
+// with raw system calls. Call it before t is used; it changes t.
+//
+// A main gives it http.DefaultTransport in Lambda, because aws-lambda-go's
+// Runtime API client clones that transport when Start runs: its long poll
+// for the next invocation and the writes of a streamed response then leave
+// the monitor thread asleep too.
+func WrapTransport(t *http.Transport) {
+	dial := t.DialContext
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return Wrap(c), nil
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"runtime"
 	"strings"
@@ -301,4 +302,53 @@ func TestEmptyReadAfterClose(t *testing.T) {
 	if _, err := server.Read(nil); !errors.As(err, &oe) || oe.Op != "read" {
 		t.Fatalf("error %#v, want a *net.OpError for read", err)
 	}
+}
+
+// TestWrapTransport: a transport given to WrapTransport dials wrapped
+// connections, keeps its own dialer's errors, and serves requests.
+func TestWrapTransport(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "pong")
+	}))
+	defer srv.Close()
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	defer tr.CloseIdleConnections()
+	var dialed []string
+	inner := tr.DialContext
+	tr.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dialed = append(dialed, addr)
+		return inner(ctx, network, addr)
+	}
+	WrapTransport(tr)
+	c, err := tr.DialContext(context.Background(), "tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRaw(t, c)
+	c.Close()
+	if _, err := tr.DialContext(context.Background(), "tcp", "127.0.0.1:0"); err == nil {
+		t.Fatal("dialing port 0 succeeded, want the dialer's error")
+	}
+	for range 3 { // the second and third on the kept connection
+		resp, err := (&http.Client{Transport: tr}).Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "pong" {
+			t.Fatalf("body %q, want pong", body)
+		}
+	}
+	if len(dialed) != 3 || dialed[2] != srv.Listener.Addr().String() {
+		t.Fatalf("dialed %v, want the test's two dials and one by the client", dialed)
+	}
+	bare := &http.Transport{}
+	WrapTransport(bare) // no dialer of its own: net.Dialer's
+	c, err = bare.DialContext(context.Background(), "tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRaw(t, c)
+	c.Close()
 }
