@@ -37,7 +37,10 @@
 // first Runtime API /next, 15 starts each; it prints the medians, the ratio
 // to hello-world, the RSS at /next and the binary sizes. The CPU section
 // (cpu.go) sends non-streamed completions through the proxy from 32 clients
-// and divides the proxy's CPU time (/proc/<pid>/stat) by the requests.
+// and divides the proxy's CPU time (/proc/<pid>/stat) by the requests. The
+// Lambda section (lambda.go) runs the same binary in Lambda mode against a
+// Runtime API in this process and divides its CPU time by the invocations,
+// streamed and not.
 //
 // It exits 0 whether or not the targets are met, 1 when the benchmark
 // itself cannot run or is interrupted; all processes it started are
@@ -45,7 +48,7 @@
 //
 // Flags (pass with make bench ARGS="..."): -streams, -concurrency, -events,
 // -interval, -warmup, -limits, -coldstarts, -coldstart-from, -cpu-requests,
-// -cpu-clients, -cpuprofile, -only coldstart, -only cpu, and -only scale with -scale-requests,
+// -cpu-clients, -cpuprofile, -lambda, -only coldstart, -only cpu, -only lambda, and -only scale with -scale-requests,
 // -scale-clients and -scale-total: the Scale section (scale.go), alone,
 // for docs/cost.md and docs/scale.md.
 package main
@@ -88,6 +91,7 @@ type config struct {
 	scaleN, scaleClients, scaleTotal             int
 	bursts                                       int
 	procs                                        int
+	lambda                                       int
 }
 
 func main() {
@@ -103,17 +107,18 @@ func main() {
 	flag.IntVar(&cfg.cpuRequests, "cpu-requests", 2000, "non-streamed requests in the CPU run (0 skips it)")
 	flag.IntVar(&cfg.cpuClients, "cpu-clients", 32, "concurrent clients in the CPU run (at most -concurrency)")
 	flag.StringVar(&cfg.cpuProfile, "cpuprofile", "", "after the CPU run, repeat it while recording the proxy's CPU profile into this file (go tool pprof reads it)")
-	flag.StringVar(&cfg.only, "only", "", `"coldstart": run only the Cold start section; "cpu": only the CPU section; "scale": only the Scale section (scale.go); "burst": only the Burst (burst.go); "reporting": only the Reporting section (reporting.go)`)
+	flag.StringVar(&cfg.only, "only", "", `"coldstart": run only the Cold start section; "cpu": only the CPU section; "scale": only the Scale section (scale.go); "burst": only the Burst (burst.go); "reporting": only the Reporting section (reporting.go); "lambda": only the Lambda section (lambda.go)`)
 	flag.IntVar(&cfg.procs, "proxy-procs", proxyconfig.LambdaMaxProcs, "GOMAXPROCS of the proxy process (default: as the proxy sets it in Lambda; 0: the runtime's default)")
+	flag.IntVar(&cfg.lambda, "lambda", 20, "streamed invocations in the Lambda run, and ten times as many non-streamed (0 skips it)")
 	flag.IntVar(&cfg.bursts, "bursts", 1, "bursts in the Limits run (each on a new key)")
 	flag.IntVar(&cfg.scaleN, "scale-requests", 100, "Scale section: sequential requests per kind for the capacity figures")
 	flag.IntVar(&cfg.scaleClients, "scale-clients", 32, "Scale section: concurrent clients per throughput scenario")
 	flag.IntVar(&cfg.scaleTotal, "scale-total", 1000, "Scale section: requests per throughput scenario")
 	flag.Parse()
 	if cfg.streams < 1 || cfg.concurrency < 1 || cfg.events < 1 || cfg.warmup < 0 || cfg.limits < 0 || cfg.interval <= 0 ||
-		cfg.coldStarts < 0 || cfg.cpuRequests < 0 || cfg.cpuClients < 1 || cfg.procs < 0 || (cfg.only != "" && cfg.only != "coldstart" && cfg.only != "cpu" && cfg.only != "scale" && cfg.only != "burst" && cfg.only != "reporting") ||
-		cfg.scaleN < 1 || cfg.scaleClients < 1 || cfg.scaleTotal < 1 || cfg.bursts < 0 {
-		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events, -interval and the -scale- flags must be positive, -warmup, -limits and -coldstarts not negative, -bursts not negative, -only empty, coldstart, cpu, scale or burst")
+		cfg.coldStarts < 0 || cfg.cpuRequests < 0 || cfg.cpuClients < 1 || cfg.procs < 0 || (cfg.only != "" && cfg.only != "coldstart" && cfg.only != "cpu" && cfg.only != "scale" && cfg.only != "burst" && cfg.only != "reporting" && cfg.only != "lambda") ||
+		cfg.scaleN < 1 || cfg.scaleClients < 1 || cfg.scaleTotal < 1 || cfg.bursts < 0 || cfg.lambda < 0 {
+		fmt.Fprintln(os.Stderr, "bench: -streams, -concurrency, -events, -interval and the -scale- flags must be positive, -warmup, -limits, -coldstarts, -bursts and -lambda not negative, -only empty, coldstart, cpu, scale, burst, reporting or lambda")
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -176,6 +181,17 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		for _, b := range lim.bursts {
 			report{w: out}.burst(b)
 		}
+		return nil
+	}
+	if cfg.only == "lambda" {
+		say("lambda: the proxy in Lambda mode, %d streamed and %d non-streamed invocations", max(cfg.lambda, 1), 10*max(cfg.lambda, 1))
+		lam, err := runLambda(ctx, st.proxyBin, st.keys[0].key, max(cfg.lambda, 1), cfg.events)
+		if err != nil {
+			return fmt.Errorf("Lambda run: %w", err)
+		}
+		fmt.Fprintf(out, "\n%s %s/%s, %d CPUs, load average %s at start and %s at end\n\n",
+			runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), loadBefore, loadAverage())
+		report{w: out}.lambda(lam)
 		return nil
 	}
 	client := newClient()
@@ -261,6 +277,14 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		}
 	}
 
+	var lam *lambdaResult
+	if cfg.lambda > 0 {
+		say("lambda: the proxy in Lambda mode, %d streamed and %d non-streamed invocations", cfg.lambda, 10*cfg.lambda)
+		if lam, err = runLambda(ctx, st.proxyBin, st.keys[0].key, cfg.lambda, cfg.events); err != nil {
+			return fmt.Errorf("Lambda run: %w", err)
+		}
+	}
+
 	var lim *limitsResult
 	if cfg.limits > 0 {
 		say("limits: in-process proxy, %d streams per kind (limits, no limits, no checks), interleaved", cfg.limits)
@@ -271,7 +295,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 
 	// Every proxied request, warm-up included, should be in the ledger by
 	// now: the proxy records before it ends the response.
-	proxiedRequests := int64(cfg.warmup + cfg.streams + 2*cfg.concurrency + cpu.clients + cpu.requests + cpu.profiled + cpu.freshRequests())
+	proxiedRequests := int64(cfg.warmup + cfg.streams + 2*cfg.concurrency + cpu.clients + cpu.requests + cpu.profiled + cpu.freshRequests() + lam.invocations())
 	requests, successes, totalsErr := st.recorded(ctx)
 	warns, errs, firstErr := st.logLevels()
 
@@ -306,6 +330,10 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if cfg.cpuRequests > 0 {
 		r.blank()
 		r.cpu(cpu)
+	}
+	if lam != nil {
+		r.blank()
+		r.lambda(lam)
 	}
 	if lim != nil {
 		r.blank()

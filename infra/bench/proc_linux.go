@@ -3,8 +3,10 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -95,6 +97,38 @@ func cpuTime(pid int) (user, system time.Duration, err error) {
 		}
 	}
 	return time.Duration(ticks[0]) * 10 * time.Millisecond, time.Duration(ticks[1]) * 10 * time.Millisecond, nil
+}
+
+// threadTicks returns the CPU ticks (user plus system) of each of a
+// process's threads, by thread id, from /proc/<pid>/task/*/stat.
+func threadTicks(pid int) (map[string]int64, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]int64, len(ents))
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, e.Name(), "stat"))
+		if err != nil {
+			continue // the thread ended
+		}
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			return nil, fmt.Errorf("no command name in %s/%s/stat", dir, e.Name())
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) < 13 {
+			return nil, fmt.Errorf("short %s/%s/stat", dir, e.Name())
+		}
+		u, err1 := strconv.ParseInt(f[11], 10, 64)
+		s, err2 := strconv.ParseInt(f[12], 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("%s/%s/stat: %w", dir, e.Name(), err)
+		}
+		out[e.Name()] = u + s
+	}
+	return out, nil
 }
 
 // ioCalls returns the read and write system calls a process has made

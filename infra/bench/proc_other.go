@@ -28,3 +28,8 @@ func cpuTime(int) (user, system time.Duration, err error) {
 func ioCalls(int) (reads, writes int64, err error) {
 	return 0, 0, errors.New("system calls are counted from /proc, which this system lacks")
 }
+
+// threadTicks is only implemented on Linux (/proc/<pid>/task).
+func threadTicks(int) (map[string]int64, error) {
+	return nil, errors.New("threads are read from /proc, which this system lacks")
+}

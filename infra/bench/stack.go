@@ -38,6 +38,7 @@ type stack struct {
 	upstream string // fake upstream base URL (no /v1)
 	proxy    string // proxy base URL
 	proxyCmd *exec.Cmd
+	proxyBin string // the proxy's binary, which the Lambda run starts again
 	proxyLog string
 	profiles string        // base URL of the proxy's profiles (STIPEND_PROFILE_ADDR)
 	exited   chan struct{} // closed when the proxy process has exited
@@ -96,6 +97,7 @@ func startStack(ctx context.Context, opts fakeupstream.Options, keys, procs int)
 		smc <- started{p, err}
 	}()
 	bin := filepath.Join(st.dir, "proxy")
+	st.proxyBin = bin
 	go func() { buildc <- goBuild(ctx, bin, "./functions/proxy") }()
 	dl, sm, berr := <-ddbc, <-smc, <-buildc
 	for _, s := range []started{dl, sm} {
