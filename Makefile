@@ -12,7 +12,7 @@ CFN_LINT ?= cfn-lint
 # Fuzz targets, as <package>:<target>. `make test` runs each for FUZZTIME_TEST,
 # `make fuzz` for FUZZTIME (go test accepts one fuzz target per invocation).
 FUZZ_TARGETS = ./shared/proxy:FuzzParseRequest ./shared/sse:FuzzReader ./shared/sse:FuzzData ./shared/dynamo/ddb:FuzzScanItem \
-               ./shared/provider:FuzzTopUsage ./shared/jsonscan:FuzzObject ./shared/h1client:FuzzPlainHead ./shared/tokenizer:FuzzPlainChat \
+               ./shared/provider:FuzzTopUsage ./shared/provider:FuzzPlainChunk ./shared/jsonscan:FuzzObject ./shared/h1client:FuzzPlainHead ./shared/tokenizer:FuzzPlainChat \
                ./shared/admin/roster:FuzzRosterCSV
 FUZZTIME_TEST ?= 5s
 FUZZTIME      ?= 2m

@@ -165,10 +165,14 @@ type payload struct {
 // estimated. Data that is not a JSON object ("[DONE]", comments,
 // keep-alives, anything unreadable) carries neither. A usage in a
 // top-level "usage" member (a whole non-streamed answer, the last event of
-// a stream) is read without decoding the rest (topUsage).
+// a stream) is read without decoding the rest (topUsage), and the text of
+// a plain chat completion chunk is found in place (plainChunk).
 func ReadPayload(data []byte, text io.StringWriter) *ledger.Usage {
 	if len(data) == 0 || data[0] != '{' {
 		return nil
+	}
+	if plainChunk(data, text) {
+		return nil // a plain chunk reports no usage
 	}
 	if u := topUsage(data); u != nil {
 		return u
