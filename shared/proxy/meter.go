@@ -70,6 +70,10 @@ func (m *meter) upstreamFailed(ctx context.Context, err error) error {
 // stream forwards every event the moment it is complete, then inspects it.
 func (m *meter) stream(ctx context.Context, w http.ResponseWriter, body io.Reader, idle *time.Timer, clientWantsUsage bool) error {
 	rc := http.NewResponseController(w)
+	// flushes is false once the writer said it cannot flush (lambdaurl's
+	// writes go straight to the Runtime API): asking again at every event
+	// would make a new error each time.
+	flushes := true
 	rd := sse.NewReader(body, 0)
 	for {
 		ev, rerr := rd.Next()
@@ -82,9 +86,14 @@ func (m *meter) stream(ctx context.Context, w http.ResponseWriter, body io.Reade
 					m.ev.Incomplete, m.ev.ErrorCode = true, "client_closed"
 					return fmt.Errorf("write to client: %w", err)
 				}
-				if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
-					m.ev.Incomplete, m.ev.ErrorCode = true, "client_closed"
-					return fmt.Errorf("flush to client: %w", err)
+				if flushes {
+					err := rc.Flush()
+					if errors.Is(err, http.ErrNotSupported) {
+						flushes = false
+					} else if err != nil {
+						m.ev.Incomplete, m.ev.ErrorCode = true, "client_closed"
+						return fmt.Errorf("flush to client: %w", err)
+					}
 				}
 				m.bodies.sent(ev) // after the flush: the client never waits for it
 			}
