@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -163,7 +164,7 @@ func runLambda(ctx context.Context, bin, key string, n, events int) (*lambdaResu
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 
-	var logs bytes.Buffer
+	logs := &lockedBuffer{}
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(),
 		"AWS_LAMBDA_RUNTIME_API="+ln.Addr().String(),
@@ -171,7 +172,7 @@ func runLambda(ctx context.Context, bin, key string, n, events int) (*lambdaResu
 		"AWS_LAMBDA_FUNCTION_MEMORY_SIZE=128", // template.yaml's default
 		"AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
 		"STIPEND_PROXY_ADDR=", "STIPEND_PROFILE_ADDR=", "GOMAXPROCS=")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
+	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = childAttr()
 	if err := cmd.Start(); err != nil {
 		return nil, err
@@ -270,4 +271,23 @@ func (r report) lambda(res *lambdaResult) {
 		fmt.Fprintf(r.w, "  CPU per invocation, %-34s %6.2f ms   (%d invocations; threads that ran: %s)\n",
 			k.name, float64(k.cpu.Microseconds())/1000/float64(k.n), k.n, threads)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer that the process's output goroutine may
+// write while the run reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

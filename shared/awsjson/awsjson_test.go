@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"hash/crc32"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -353,3 +355,35 @@ func TestRequestBodyInMemory(t *testing.T) {
 type writeCounter struct{ writes int }
 
 func (w *writeCounter) Write(p []byte) (int, error) { w.writes++; return len(p), nil }
+
+// TestCrcMatches: crcMatches reads X-Amz-Crc32 as the SDK's DynamoDB
+// checksum check does (strconv.ParseUint(v, 10, 32)): leading zeros
+// match, anything else that is not the sum in decimal does not (cases
+// from a review).
+func TestCrcMatches(t *testing.T) {
+	body := []byte(`{}`)
+	sum := strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10) // 2745614147
+	for _, tt := range []struct {
+		want string
+		ok   bool
+	}{
+		{sum, true},
+		{"000" + sum, true},
+		{"+" + sum, false},
+		{" " + sum, false},
+		{sum + " ", false},
+		{"", false},
+		{"-" + sum, false},
+		{"0x" + strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 16), false},
+		{"2_745_614_147", false},
+		{strconv.FormatUint(uint64(crc32.ChecksumIEEE(body))+1<<32, 10), false}, // the sum plus 2^32
+		{"99999999999999999999999", false},
+	} {
+		if got := crcMatches(tt.want, body); got != tt.ok {
+			t.Errorf("crcMatches(%q) = %v, want %v", tt.want, got, tt.ok)
+		}
+	}
+	if !crcMatches("0", nil) {
+		t.Error("the empty body's sum is 0")
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/textproto"
 	"reflect"
 	"strings"
 	"testing"
@@ -163,4 +164,67 @@ func FuzzPlainHead(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		sameAnswer(t, raw, http.MethodPost)
 	})
+}
+
+// TestHeaderBlockNames (from a review): names with digits, underscores, hyphens at
+// the ends, repeated hyphens, every case, non-token bytes and lines without
+// a colon give ReadResponse's answer, and headerBlock's names are
+// textproto's canonical ones.
+func TestHeaderBlockNames(t *testing.T) {
+	names := []string{
+		"x-amz-crc32", "X-AMZ-CRC32", "x-amzn-requestid", "1abc", "a1B2-c3D4", "_a", "a_b", "A_B_c",
+		"-", "--", "a-", "-a", "a--b", "---x---", "content-length", "CONTENT-TYPE", "conTent-tYpe",
+		"connection", "x!#$%&'*+.^_`|~y", "ÿ", "a b", "a\tb", "a\"b", "a(b", "a/b", "a@b", "a\x7fb", "a\x80b",
+		"Www-Authenticate", "WWW-AUTHENTICATE", "www-authenticate", "Etag", "ETAG", "etag", "Te", "TE",
+	}
+	taken := 0
+	for _, n := range names {
+		for _, second := range []string{"", "\r\n" + n + ": again"} {
+			raw := "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n" + n + ": v" + second + "\r\n\r\nx"
+			if sameAnswer(t, []byte(raw), http.MethodPost) {
+				taken++
+			}
+		}
+	}
+	if taken == 0 {
+		t.Fatal("plainHead took none")
+	}
+	// lines without a colon, and a name canonicalised by headerBlock in a
+	// line plainHead refuses: left to ReadResponse, nothing consumed
+	for _, raw := range []string{
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nnocolon\r\n\r\nx",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nx-a b: v\r\n\r\nx",
+		"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n: v\r\n\r\nx",
+		"HTTP/1.1 200 OK\r\ncontent-length: 1\r\n x-folded\r\n\r\nx",
+		"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-LENGTH: 1\r\n\r\nx",
+		"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ntransfer-ENCODING: chunked\r\n\r\nx",
+		"HTTP/1.1 200 OK\r\ncontent-length: 1\r\nCONNECTION: close\r\n\r\nx",
+	} {
+		sameAnswer(t, []byte(raw), http.MethodPost)
+	}
+	for _, n := range names {
+		b := headerBlock([]byte("HTTP/1.1 200 OK\r\n" + n + ": v\r\n"))
+		got := b[len("HTTP/1.1 200 OK\r\n") : len(b)-len(": v\r\n")]
+		if tokenBytes([]byte(n)) {
+			if want := textproto.CanonicalMIMEHeaderKey(n); got != want {
+				t.Errorf("headerBlock made %q of %q, textproto %q", got, n, want)
+			}
+		} else if got != n {
+			t.Errorf("headerBlock changed non-token name %q to %q", n, got)
+		}
+	}
+}
+
+// TestHeaderBlockLength: the block is as long as its input (one
+// allocation) and equal to it apart from the names' case.
+func TestHeaderBlockLength(t *testing.T) {
+	in := "HTTP/1.1 200 OK\r\nx-a: B\r\nno colon\r\n\r\n"
+	in = in[:len(in)-2]
+	out := headerBlock([]byte(in))
+	if len(out) != len(in) {
+		t.Fatalf("len %d, want %d: %q", len(out), len(in), out)
+	}
+	if out != "HTTP/1.1 200 OK\r\nX-A: B\r\nno colon\r\n" {
+		t.Fatalf("%q", out)
+	}
 }

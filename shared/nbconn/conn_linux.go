@@ -29,7 +29,10 @@ func Wrap(c net.Conn) net.Conn {
 
 // Conn is a TCP connection whose Read and Write are raw non-blocking system
 // calls; everything else (deadlines, Close, CloseWrite, addresses, options)
-// is the *net.TCPConn's. It is safe for concurrent use, as net.Conn is.
+// is the *net.TCPConn's. So are ReadFrom and WriteTo, which io.Copy and
+// net/http use for large bodies of a known length: they stay correct, but
+// make net's own system calls. It is safe for concurrent use, as net.Conn
+// is.
 type Conn struct {
 	*net.TCPConn
 	rc   syscall.RawConn

@@ -42,7 +42,9 @@ func (l Listener) Accept() (net.Conn, error) {
 
 // WrapTransport makes t dial through Wrap: the connections it makes (plain
 // TCP, and TLS over the wrapped connection when t makes it) read and write
-// with raw system calls. Call it before t is used; it changes t.
+// with raw system calls. It wraps t's DialContext, else its deprecated
+// Dial, else a net.Dialer's; a DialTLS or DialTLSContext of t's own is
+// left as it is. Call it before t is used; it changes t.
 //
 // A main gives it http.DefaultTransport in Lambda, because aws-lambda-go's
 // Runtime API client clones that transport when Start runs: its long poll
@@ -50,7 +52,10 @@ func (l Listener) Accept() (net.Conn, error) {
 // the monitor thread asleep too.
 func WrapTransport(t *http.Transport) {
 	dial := t.DialContext
-	if dial == nil {
+	switch old := t.Dial; { //nolint:staticcheck // a transport set up with Dial keeps it
+	case dial == nil && old != nil:
+		dial = func(_ context.Context, network, addr string) (net.Conn, error) { return old(network, addr) }
+	case dial == nil:
 		dial = (&net.Dialer{}).DialContext
 	}
 	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {

@@ -305,7 +305,9 @@ func TestEmptyReadAfterClose(t *testing.T) {
 }
 
 // TestWrapTransport: a transport given to WrapTransport dials wrapped
-// connections, keeps its own dialer's errors, and serves requests.
+// connections through its own dialer (DialContext, else the deprecated
+// Dial, else a net.Dialer), keeps that dialer's errors, and serves
+// requests.
 func TestWrapTransport(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "pong")
@@ -342,6 +344,21 @@ func TestWrapTransport(t *testing.T) {
 	}
 	if len(dialed) != 3 || dialed[2] != srv.Listener.Addr().String() {
 		t.Fatalf("dialed %v, want the test's two dials and one by the client", dialed)
+	}
+	var oldDial int
+	legacy := &http.Transport{Dial: func(network, addr string) (net.Conn, error) { //nolint:staticcheck // the deprecated field is the point
+		oldDial++
+		return net.Dial(network, addr)
+	}}
+	WrapTransport(legacy) // its deprecated Dial is kept (found by a review)
+	c, err = legacy.DialContext(context.Background(), "tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRaw(t, c)
+	c.Close()
+	if oldDial != 1 {
+		t.Fatalf("the transport's own Dial ran %d times, want 1", oldDial)
 	}
 	bare := &http.Transport{}
 	WrapTransport(bare) // no dialer of its own: net.Dialer's

@@ -139,3 +139,104 @@ func BenchmarkReadChunk(b *testing.B) {
 		})
 	}
 }
+
+// TestPlainChunkEdges: inputs aimed at the differences between
+// plainChunk and encoding/json (from a review) (case folding, duplicates, null, escapes,
+// invalid UTF-8, numbers, white space, nesting). sameChunkText fails the
+// test if plainChunk takes one and writes other text than the decode.
+func TestPlainChunkEdges(t *testing.T) {
+	const d = `"delta":{"content":"a"}`
+	inputs := []string{
+		`{"choiceſ":[{` + d + `}]}`, // long s folds to S
+		`{"choices":[{"delta":{"contenſ":"x","content":"a"}}]}`,
+		`{"choices":[{"delta":{"tool_callſ":[{"function":{"name":"f"}}]}}]}`,
+		`{"choices":[{"delta":{"tool_calls":null,"tool_calls":null,"content":"a"}}]}`,
+		`{"choices":[{"logprobs":null,"logprobs":null,` + d + `}]}`,
+		`{"usage":null,"usage":null,"choices":[]}`,
+		`{"choices":[{"text":null,"delta":null}]}`,
+		`{"choices":[{"text":null,` + d + `,"text":"b"}]}`,
+		`{"choices":[{` + d + `}],"x":null,"y":-0,"z":123456789012345678,"w":1234567890123456789}`,
+		`{"choices":[{` + d + `}],"n":1e5}`,
+		`{"choices":[{` + d + `}],"n":01}`,
+		`{"choices":[{` + d + `}],"n":-}`,
+		`{"choices":[{` + d + `}],"n":+1}`,
+		`{"choices":[{` + d + `}],"n":nul}`,
+		`{"choices":[{` + d + `}],"n":True}`,
+		`{"\u0063hoices":[{` + d + `}]}`,
+		`{"choices":[{"delta":{"content":"\ud83d"}}]}`,
+		`{"choices":[{"delta":{"content":"\udc00\ud800x"}}]}`,
+		`{"choices":[{"delta":{"content":"\ud83d\u0041"}}]}`,
+		`{"choices":[{"delta":{"content":"\u0000"}}]}`,
+		"{\"choices\":[{\"delta\":{\"content\":\"\xed\xa0\x80\"}}]}", // UTF-8 surrogate
+		"{\"choices\":[{\"delta\":{\"content\":\"\xc0\xaf\"}}]}",     // overlong
+		"{\"choices\":[{\"delta\":{\"content\":\"\xef\xbf\xbd\"}}]}", // U+FFFD itself
+		"{\"choices\":[{\"delta\":{\"content\":\"a\x7fb\"}}]}",
+		"{\"choices\":[{\"delta\":{\"content\":\"\xf4\x90\x80\x80\"}}]}", // past U+10FFFF
+		"{\"choi\xc3\xa7es\":[{" + d + "}]}",
+		"\ufeff{\"choices\":[]}",
+		"{\"choices\":[]}\x00",
+		"{\"choices\":[]}\f",
+		"{\f\"choices\":[]}",
+		"{\"choices\":[{" + d + "}]}\n\r\t ",
+		`{"choices":[{` + d + `},]}`,
+		`{"choices":[,{` + d + `}]}`,
+		`{"choices":[{` + d + `}],}`,
+		`{"choices":[{` + d + `}]`,
+		`{"choices":[{"delta":{"content":"a"},}]}`,
+		`{"choices":[{"delta":{"content":"a",}}]}`,
+		`{"choices":[{"delta":{"content":"a"}}]}}`,
+		`{"choices":[{"delta":{"content":"a"}}]]}`,
+		`{"choices":[{"delta":{"content":"a"}]}`,
+		`{"choices":[{"delta":{"content":"a" "refusal":"b"}}]}`,
+		`{"choices":[{"delta":{"content":"a"}}],"":1}`,
+		`{"choices":[{"delta":{"content":"a"}}],"1":1,"_":2,"a_b9":"x"}`,
+		`{"choices":[{"delta":{"content":"a","role":"assistant","refusal":null}},{"text":"t"}]}`,
+		`{"choices":[{"delta":{"content":"\/\b\f\n\r\t\"\\"}}]}`,
+		`{"choices":[{"delta":{"content":"\U0041"}}]}`,
+		`{"choices":[{"delta":{"content":"\u00G1"}}]}`,
+		`{"choices":[{"delta":{"content":"a\`,
+		`{"choices":[{"delta":{"content":"a"}}],"s":"\"}`,
+		`{"choices":[{"delta":{"content":"a"}}],"usage":nul}`,
+		`{"choices":[{"delta":{"content":"a"}}],"usage":{}}`,
+		`{"choices":[{"delta":{"content":"a"}}],"usage":[]}`,
+		`{"choices":[{"delta":{"content":"a"}}],"Usage":{"prompt_tokens":1}}`,
+		`{"choices":[{"delta":{"content":"a"}}],"usagE":null}`,
+		`{"choices":[{"delta":{"content":"a"}}],"type":null}`,
+		`{"choices":[{"delta":{"content":"a"}}],"response":null}`,
+		`{"choices":[{"delta":{"content":"a"}}],"message":null}`,
+		`{"choices":[{"delta":{"content":"a"}}],"delta":null}`,
+		`{"choices":[{"delta":{"content":"a"}}],"types":"x","deltas":1}`,
+		`{"choices":[[` + d + `]]}`,
+		`{"choices":[{"delta":[]}]}`,
+		`{"choices":[{"delta":{"content":null,"refusal":null}}]}`,
+		`{"choices":[{"delta":{"content":"` + strings.Repeat("x", 5000) + `"}}]}`,
+		`{"choices":[` + strings.Repeat(`{`+d+`},`, 50) + `{` + d + `}]}`,
+		`{"choices":[{"delta":{"content":"a"}}],"x":` + strings.Repeat("[", 70) + strings.Repeat("]", 70) + `}`,
+	}
+	took := 0
+	for _, in := range inputs {
+		if sameChunkText(t, []byte(in)) {
+			took++
+		}
+	}
+	t.Logf("plainChunk took %d of %d", took, len(inputs))
+}
+
+// TestReadPayloadAsBefore: on every recording, ReadPayload (with
+// plainChunk first) answers what it answered before it (topUsage, then the
+// full decode): the same usage and the same text.
+func TestReadPayloadAsBefore(t *testing.T) {
+	for _, f := range recordings() {
+		for _, data := range payloads(t, f) {
+			var got, want strings.Builder
+			gu := ReadPayload(data, &got)
+			wu := topUsage(data)
+			if wu == nil {
+				wu = decodePayload(data, &want)
+			}
+			if (gu == nil) != (wu == nil) || gu != nil && *gu != *wu || got.String() != want.String() {
+				t.Fatalf("%s: %q: ReadPayload %v %q, before %v %q", f, data, gu, got.String(), wu, want.String())
+			}
+		}
+	}
+}

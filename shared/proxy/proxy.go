@@ -111,8 +111,9 @@ type Config struct {
 	ReservationTTL time.Duration
 	// ReserveTimeout bounds the limits store's work before a request is
 	// forwarded (default 3 s): reading the key, then, in all, its
-	// settings, the provider setting, its user and the organisation, and
-	// the reservation. When it runs out, as while DynamoDB stalls,
+	// settings, the provider setting and its provider key (when not
+	// cached), its user and the organisation, and the reservation (and,
+	// when the setting's ceilings changed, the reservation made again). When it runs out, as while DynamoDB stalls,
 	// the client gets 503 service_unavailable, nothing is forwarded, and the
 	// reservation, had it landed, is released after the answer. It also
 	// bounds retries of transactions that conflict with concurrent ones on
